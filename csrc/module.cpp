@@ -1,0 +1,96 @@
+// pybind11 module fpfast._C: CPU kernels over numpy buffers (no link to torch's C++ ABI).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "residual.h"
+
+namespace py = pybind11;
+using namespace fpfast;
+
+#ifndef FPFAST_VERSION
+#define FPFAST_VERSION "0.0.0"
+#endif
+
+namespace fpfast {
+// A [B, 3, H, W] view of a numpy array of uint8 or float32, any strides.
+ImageView image_view(const py::array& a, const char* name) {
+  if (a.ndim() != 4)
+    throw std::invalid_argument(std::string(name) + ": expected a 4-d [B, 3, H, W] array, got " +
+                                std::to_string(a.ndim()) + " dims");
+  if (a.shape(1) != 3)
+    throw std::invalid_argument(std::string(name) + ": expected 3 channels, got " + std::to_string(a.shape(1)));
+  ImageView v;
+  if (a.dtype().is(py::dtype::of<uint8_t>())) v.is_u8 = true;
+  else if (!a.dtype().is(py::dtype::of<float>()))
+    throw std::invalid_argument(std::string(name) + ": expected uint8 or float32, got dtype " +
+                                std::string(py::str(a.dtype())));
+  const int64_t item = a.itemsize();
+  v.data = a.data();
+  v.B = a.shape(0); v.C = 3; v.H = a.shape(2); v.W = a.shape(3);
+  v.sb = a.strides(0) / item; v.sc = a.strides(1) / item; v.sh = a.strides(2) / item; v.sw = a.strides(3) / item;
+  if (v.B > 0 && (v.H < 16 || v.W < 16))
+    throw std::invalid_argument(std::string(name) + ": images must be at least 16x16, got " +
+                                std::to_string(v.W) + "x" + std::to_string(v.H));
+  return v;
+}
+}  // namespace fpfast
+
+static py::array_t<float> residual_py(const py::array& x, const std::string& op, float sigma) {
+  ImageView v = image_view(x, "residual");
+  ResidualOp rop = parse_residual(op);
+  py::array_t<float> out({v.B, int64_t(3), v.H, v.W});
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    residual_batch(v, rop, sigma, o);
+  }
+  return out;
+}
+
+static py::dict build_config() {
+  py::dict d;
+  d["version"] = FPFAST_VERSION;
+#ifdef _OPENMP
+  d["openmp"] = true;
+  d["omp_max_threads"] = omp_get_max_threads();
+#else
+  d["openmp"] = false;
+  d["omp_max_threads"] = 1;
+#endif
+#ifdef FPFAST_WITH_CUDA
+  d["cuda"] = true;
+#else
+  d["cuda"] = false;
+#endif
+#if defined(__AVX2__)
+  d["simd"] = "avx2";
+#elif defined(__SSE4_2__)
+  d["simd"] = "sse4.2";
+#else
+  d["simd"] = "baseline";
+#endif
+#if defined(__clang__)
+  d["compiler"] = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  d["compiler"] = "gcc " __VERSION__;
+#else
+  d["compiler"] = "unknown";
+#endif
+  py::list kernels;
+  kernels.append("residual");
+  d["cpu_kernels"] = kernels;
+  return d;
+}
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fpfast CPU kernels (C++17, OpenMP)";
+  m.def("build_config", &build_config, "What was compiled in: version, OpenMP, CUDA, SIMD level, kernels.");
+  m.def("residual", &residual_py, py::arg("x"), py::arg("op"), py::arg("sigma") = 1.0f,
+        "Residual r = x - P(x) of a [B,3,H,W] uint8 or float32 array (any strides) -> float32 [B,3,H,W].");
+}

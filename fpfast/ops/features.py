@@ -1,0 +1,67 @@
+"""fingerprint_features: residual + every feature family in one op, on every backend.
+
+The fused backends compute the raw per-image sums of :mod:`fpfast.ops.sums` in one pass over the
+pixels (residual kept in cache, never written unless asked for); :func:`fpfast.ops.sums.finalize`
+turns them into the vector. The radial spectrum is the one family not fused: it runs the library
+FFT on the gray residual the kernel writes out, then power, binning and log in one pass.
+"""
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from .. import backends
+from ..prepare import apply_geometry, as_chw, to_float
+from ..reference import features as reference_features
+from ..reference import residual as reference_residual
+from ..spec import FingerprintSpec, load_spec
+from .sums import finalize, radial_features
+
+# backend -> module holding feature_sums(x, spec, op, want_gray, want_residual) -> (sums, gray, residual)
+_MODULES = {"cpp": "fpfast.ops.cpp", "triton": "fpfast.ops.triton.features", "cuda": "fpfast.ops.cuda"}
+# a backend joins IMPLEMENTED once its module provides feature_sums
+IMPLEMENTED = ("torch",)
+
+
+def _kernel_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 and float32 pass through untouched (any strides); other dtypes become float32."""
+    return x if x.dtype in (torch.uint8, torch.float32) else to_float(x).float()
+
+
+def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | None = None,
+                         backend: str = "auto", layout: str = "auto", return_residual: bool = False,
+                         is_residual: bool = False):
+    """Fingerprint vectors [B, spec.dim] float32 of a batch, on the backend chosen.
+
+    ``images``: uint8 or float [B,H,W,3] or [B,3,H,W] (any strides, H, W >= spec.min_size), or
+    with ``is_residual=True`` an already computed residual (float, e.g. from a heavy projector),
+    whose features are taken as they are. ``return_residual=True`` also returns the float32
+    residual [B,3,h,w] (after the spec's geometry). ``backend``: auto, torch, cpp, triton, cuda.
+    """
+    spec = load_spec(spec)
+    x = apply_geometry(as_chw(images, layout), spec)
+    b, _, h, w = x.shape
+    if is_residual and x.dtype == torch.uint8:
+        raise TypeError("a residual input must be float, got uint8")
+    chosen = backends.resolve(backend, x.device.type, IMPLEMENTED)
+    if b == 0:
+        out = torch.zeros(0, spec.dim, device=x.device)
+        return (out, torch.zeros(0, 3, h, w, device=x.device)) if return_residual else out
+    if chosen == "torch":
+        xf = to_float(x)
+        r = xf if is_residual else reference_residual(xf, spec.residual, spec.sigma)
+        out = reference_features(r, spec).float()
+        return (out, r.float()) if return_residual else out
+    mod = importlib.import_module(_MODULES[chosen])
+    op = "none" if is_residual else spec.residual
+    sums, gray, r = mod.feature_sums(_kernel_input(x), spec, op, "radial" in spec.families, return_residual)
+    rad = radial_features(gray, spec.radial_bins) if gray is not None else None
+    out = finalize(sums.to(x.device), h, w, spec, rad)
+    return (out, r) if return_residual else out
+
+
+def fingerprint(images: torch.Tensor, spec: FingerprintSpec | str | None = None, backend: str = "auto",
+                layout: str = "auto") -> torch.Tensor:
+    """The fingerprint of a batch of images under ``spec`` on the fastest usable backend."""
+    return fingerprint_features(images, spec, backend=backend, layout=layout)

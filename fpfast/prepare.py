@@ -1,0 +1,80 @@
+"""Turning a batch of pixels into the float32 [B, 3, H, W] tensor every op works on."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .spec import FingerprintSpec
+
+
+def as_chw(images: torch.Tensor, layout: str = "auto") -> torch.Tensor:
+    """A [B,3,H,W] view (no copy, dtype kept) of images given as [B,H,W,3] or [B,3,H,W] (or one image).
+
+    ``layout='auto'`` reads CHW when dim 1 has 3 entries, HWC when the last dim has 3 (images are
+    at least 16 px a side, so the two cannot be confused).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(images).__name__}")
+    x = images.unsqueeze(0) if images.dim() == 3 else images
+    if x.dim() != 4:
+        raise ValueError(f"expected images of shape [B,H,W,3] or [B,3,H,W], got {tuple(images.shape)}")
+    if layout == "auto":
+        layout = "chw" if x.shape[1] == 3 else "hwc" if x.shape[-1] == 3 else "?"
+    if layout == "hwc":
+        x = x.permute(0, 3, 1, 2)
+    elif layout != "chw":
+        raise ValueError(f"expected 3 colour channels in dim 1 (CHW) or dim 3 (HWC), got shape {tuple(images.shape)}")
+    if x.shape[1] != 3:
+        raise ValueError(f"expected 3 channels, got {x.shape[1]}")
+    return x
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 -> /255, uint16 -> /65535, float16/bfloat16 -> float32; float32/float64 kept (taken as [0, 1])."""
+    if x.dtype == torch.uint8:
+        return x.float() / 255.0
+    if x.dtype == torch.uint16:
+        return x.to(torch.int32).float() / 65535.0
+    if x.dtype in (torch.float16, torch.bfloat16):
+        return x.float()
+    if x.dtype in (torch.float32, torch.float64):
+        return x
+    raise TypeError(f"unsupported image dtype {x.dtype}; expected uint8, uint16 or float")
+
+
+def as_float_chw(images: torch.Tensor, layout: str = "auto") -> torch.Tensor:
+    """uint8/uint16/float images in either layout -> float [B,3,H,W] in [0,1]."""
+    return to_float(as_chw(images, layout))
+
+
+def check_size(h: int, w: int, spec: FingerprintSpec) -> None:
+    if min(h, w) < spec.min_size:
+        raise ValueError(f"image is {w}x{h}, below the minimum of {spec.min_size} px a side")
+
+
+def crop_box(h: int, w: int, spec: FingerprintSpec) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centre crop the spec takes from an h x w image."""
+    if spec.geometry != "crop":
+        return 0, 0, h, w
+    ch, cw = min(h, spec.size), min(w, spec.size)
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def apply_geometry(x: torch.Tensor, spec: FingerprintSpec) -> torch.Tensor:
+    """Apply the spec's geometry to a [B,3,H,W] (or [B,H,W,3] via ``dims``) float/uint8 batch."""
+    h, w = x.shape[-2], x.shape[-1]
+    check_size(h, w, spec)
+    if spec.geometry == "crop":
+        t, l, ch, cw = crop_box(h, w, spec)
+        return x[..., t:t + ch, l:l + cw]
+    if spec.geometry == "resize":
+        if (h, w) == (spec.size, spec.size):
+            return x
+        y = x.float() if x.dtype != torch.float64 else x
+        return F.interpolate(y, size=(spec.size, spec.size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def prepare(images: torch.Tensor, spec: FingerprintSpec, layout: str = "auto") -> torch.Tensor:
+    """Pixels -> the float [B,3,h,w] batch the spec fingerprints."""
+    return apply_geometry(as_float_chw(images, layout), spec)

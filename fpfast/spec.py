@@ -1,0 +1,213 @@
+"""FingerprintSpec: the contract between enrollment and query.
+
+A spec fixes everything that changes the numbers of a fingerprint vector: how an image is
+turned into a float tensor (colour, value range, geometry), the residual operator, and the
+feature families with their sizes, in order. It is stored in every gallery and every extract
+output; two specs that would give different numbers never compare equal, and a spec of an
+unknown version is refused with a message that names both versions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+SPEC_VERSION = 1
+
+RESIDUALS = ("denoise", "median3", "npr", "highpass")
+GEOMETRIES = ("crop", "resize", "none")
+FAMILIES = ("moments", "phase", "dct", "radial", "xcorr")
+
+
+class SpecError(ValueError):
+    """A spec is malformed, of another version, or does not match the one expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FingerprintSpec:
+    """What a fingerprint vector means.
+
+    Input handling (applied by the decoder and by :func:`fpfast.prepare`):
+      * colour: gray -> replicated to RGB; RGBA/LA -> alpha dropped; palette -> RGB; CMYK -> RGB
+        (Pillow's conversion); 16-bit -> float without 8-bit rounding.
+      * value range: float32 in [0, 1] (uint8 / 255, uint16 / 65535).
+      * geometry: ``crop`` = centre crop to at most ``size`` x ``size`` (a smaller image is used
+        whole: every feature is normalised by the image size); ``resize`` = antialiased bilinear
+        resize to ``size`` x ``size`` (destroys up-sampling traces, offered for comparison);
+        ``none`` = the image as given. Images smaller than ``min_size`` on a side are refused.
+
+    Residual (reflect borders everywhere, i.e. scipy ``mode='mirror'``):
+      * ``denoise``: x - G * x, G the separable 5x5 Gaussian of ``sigma`` normalised to sum 1.
+      * ``median3``: x - median of the 3x3 neighbourhood.
+      * ``npr``: x - up(down(x)), nearest down/up-sampling by 2: r[i, j] = x[i, j] - x[2(i//2), 2(j//2)].
+      * ``highpass``: x - mean of the 4-neighbours (the 4-neighbour Laplacian divided by 4).
+
+    Feature families, in this order (see :mod:`fpfast.reference.features`):
+      ``moments`` 12, ``phase`` sum(p*p), ``dct`` 64, ``radial`` ``radial_bins``, ``xcorr`` 3.
+    """
+
+    size: int = 64
+    geometry: str = "crop"
+    min_size: int = 16
+    residual: str = "denoise"
+    sigma: float = 1.0
+    periods: tuple[int, ...] = (2, 4, 8)
+    radial_bins: int = 16
+    families: tuple[str, ...] = FAMILIES
+    dtype: str = "float32"
+    version: int = SPEC_VERSION
+
+    def __post_init__(self) -> None:
+        # JSON gives lists; keep the dataclass hashable and comparable.
+        object.__setattr__(self, "periods", tuple(int(p) for p in self.periods))
+        object.__setattr__(self, "families", tuple(str(f) for f in self.families))
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        if self.version != SPEC_VERSION:
+            raise SpecError(
+                f"fingerprint spec version {self.version} is not supported: this fpfast reads "
+                f"version {SPEC_VERSION}; re-extract with a matching fpfast")
+        if self.residual not in RESIDUALS:
+            raise SpecError(f"unknown residual {self.residual!r}; expected one of {RESIDUALS}")
+        if self.geometry not in GEOMETRIES:
+            raise SpecError(f"unknown geometry {self.geometry!r}; expected one of {GEOMETRIES}")
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families or len(set(self.families)) != len(self.families):
+            raise SpecError(f"families must be distinct names from {FAMILIES}, got {self.families}")
+        if self.min_size < 16:
+            raise SpecError(f"min_size must be >= 16, got {self.min_size}")
+        if self.size < self.min_size:
+            raise SpecError(f"size {self.size} is below min_size {self.min_size}")
+        if not self.periods or any(p < 2 or p > 16 for p in self.periods):
+            raise SpecError(f"periods must lie in [2, 16], got {self.periods}")
+        if not 1 <= self.radial_bins <= 256:
+            raise SpecError(f"radial_bins must lie in [1, 256], got {self.radial_bins}")
+        if not self.sigma > 0:
+            raise SpecError(f"sigma must be > 0, got {self.sigma}")
+        if self.dtype != "float32":
+            raise SpecError(f"only dtype float32 is defined, got {self.dtype!r}")
+
+    # ------------------------------------------------------------------ layout
+    def family_size(self, family: str) -> int:
+        return {
+            "moments": 12,
+            "phase": sum(p * p for p in self.periods),
+            "dct": 64,
+            "radial": self.radial_bins,
+            "xcorr": 3,
+        }[family]
+
+    @property
+    def slices(self) -> dict[str, slice]:
+        """Which dimensions of the vector hold which family."""
+        out, start = {}, 0
+        for f in self.families:
+            n = self.family_size(f)
+            out[f] = slice(start, start + n)
+            start += n
+        return out
+
+    @property
+    def dim(self) -> int:
+        return sum(self.family_size(f) for f in self.families)
+
+    def feature_names(self) -> list[str]:
+        names: list[str] = []
+        for f in self.families:
+            if f == "moments":
+                names += [f"moments.{c}.{m}" for c in "rgb" for m in ("mean", "var", "skew", "kurt")]
+            elif f == "phase":
+                names += [f"phase.p{p}.{a}_{b}" for p in self.periods for a in range(p) for b in range(p)]
+            elif f == "dct":
+                names += [f"dct.{u}_{v}" for u in range(8) for v in range(8)]
+            elif f == "radial":
+                names += [f"radial.{k}" for k in range(self.radial_bins)]
+            else:
+                names += ["xcorr.rg", "xcorr.rb", "xcorr.gb"]
+        return names
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["periods"] = list(self.periods)
+        d["families"] = list(self.families)
+        return d
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
+
+    @property
+    def id(self) -> str:
+        """Short stable hash of everything that changes the numbers."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "FingerprintSpec":
+        if not isinstance(d, dict):
+            raise SpecError(f"a spec must be a JSON object, got {type(d).__name__}")
+        if "version" not in d:
+            raise SpecError("spec has no 'version' field")
+        if d["version"] != SPEC_VERSION:
+            raise SpecError(
+                f"fingerprint spec version {d['version']} is not supported: this fpfast reads "
+                f"version {SPEC_VERSION}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        extra = sorted(set(d) - names)
+        if extra:
+            raise SpecError(f"unknown spec fields {extra}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FingerprintSpec":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise SpecError(f"spec is not valid JSON: {e}") from None
+        return cls.from_dict(d)
+
+    def diff(self, other: "FingerprintSpec") -> list[str]:
+        """Human-readable differences, e.g. ``["residual: 'npr' != 'denoise'"]``."""
+        a, b = self.to_dict(), other.to_dict()
+        return [f"{k}: {a[k]!r} != {b[k]!r}" for k in sorted(a) if a[k] != b.get(k)]
+
+    def require_same(self, other: "FingerprintSpec", what: str = "gallery") -> None:
+        d = self.diff(other)
+        if d:
+            raise SpecError(f"fingerprint spec differs from the {what}'s: " + "; ".join(d))
+
+    def replace(self, **changes: Any) -> "FingerprintSpec":
+        return dataclasses.replace(self, **changes)
+
+
+PRESETS: dict[str, FingerprintSpec] = {
+    "default": FingerprintSpec(),
+    "npr": FingerprintSpec(residual="npr"),
+    "highpass": FingerprintSpec(residual="highpass"),
+    "median": FingerprintSpec(residual="median3"),
+    "photo256": FingerprintSpec(size=256),
+}
+
+
+def load_spec(value: "str | FingerprintSpec | dict | None") -> FingerprintSpec:
+    """A spec from a preset name, a JSON file path, a JSON string, a dict, or None (default)."""
+    if value is None:
+        return PRESETS["default"]
+    if isinstance(value, FingerprintSpec):
+        return value
+    if isinstance(value, dict):
+        return FingerprintSpec.from_dict(value)
+    if value in PRESETS:
+        return PRESETS[value]
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            with open(value, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as e:
+            raise SpecError(
+                f"spec {value!r} is neither a preset ({', '.join(PRESETS)}) nor a readable JSON file: {e}"
+            ) from None
+    return FingerprintSpec.from_json(text)
