@@ -1,0 +1,31 @@
+"""The `fpfast` command line. Commands live one per module; this file only assembles them.
+
+Exit codes: 0 every row succeeded; 3 the run completed but some rows carry an error;
+2 usage or configuration error (bad option, unreadable gallery, unknown backend) with a
+message that says what to do; 1 an unexpected failure.
+"""
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .info import info_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="fpfast")
+def cli() -> None:
+    """fpfast: fingerprint images and name the generative model that made them.
+
+    \b
+    Start here:   fpfast demo            (offline, end to end, a few minutes on a laptop)
+    Then:         fpfast enroll G --from-folders models/
+                  fpfast attribute images/ --gallery G --out results.parquet
+    """
+
+
+cli.add_command(info_cmd)
+
+
+def main() -> None:
+    cli(prog_name="fpfast")
