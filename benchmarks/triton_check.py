@@ -20,6 +20,7 @@ import triton  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
 from fpfast.ops.features import fingerprint_features  # noqa: E402
+from fpfast.ops.triton import features as tfeat  # noqa: E402
 from fpfast.ops.triton.features import feature_sums  # noqa: E402
 from fpfast.spec import FingerprintSpec  # noqa: E402
 
@@ -28,6 +29,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ops", default="denoise,median3,npr,highpass")
     ap.add_argument("--sizes", default="64:64,256:32,512:8")
+    ap.add_argument("--configs", default="", help="also time the kernel at TILE_HxTILE_W/num_warps, "
+                    "e.g. 16x32/2,32x32/4,32x64/4,64x64/8")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("needs a CUDA GPU")
@@ -50,6 +53,16 @@ def main() -> None:
             t_r = do_bench(lambda: fingerprint_features(x, spec, backend="torch"), warmup=50, rep=300)
             gbs = x.numel() / (t_k * 1e-3) / 1e9
             print(f"{op:9s} {s:4d}^2 x{b:3d} | err abs/rel: " + ", ".join(errs))
+            tried = []
+            for cfg in filter(None, args.configs.split(",")):
+                tile, nw = cfg.split("/")
+                th, tw = (int(v) for v in tile.split("x"))
+                old = (tfeat.TILE_H, tfeat.TILE_W, tfeat.NUM_WARPS)
+                tfeat.TILE_H, tfeat.TILE_W, tfeat.NUM_WARPS = th, tw, int(nw)
+                tried.append(f"{cfg} {do_bench(lambda: feature_sums(xc, spec, op, False, False), warmup=50, rep=300):.3f}")
+                tfeat.TILE_H, tfeat.TILE_W, tfeat.NUM_WARPS = old
+            if tried:
+                print(f"{'':9s} {'':11s} | kernel ms by config: " + ", ".join(tried))
             print(f"{'':9s} {'':11s} | kernel {t_k:.3f} ms ({gbs:.1f} GB/s uint8 read), "
                   f"triton path {t_t:.3f} ms, torch ref {t_r:.3f} ms, ref/triton {t_r / t_t:.1f}x")
 

@@ -1,6 +1,8 @@
 """feature_sums on the Triton backend: one fused pass residual -> raw sums (fpfast.ops.sums)."""
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ... import backends
@@ -27,6 +29,16 @@ def _check_mode() -> None:
             "fpfast.ops.triton.kernels was imported with TRITON_INTERPRET="
             f"{int(interpreted)} but it is now {int(backends.triton_interpret())}; set TRITON_INTERPRET "
             "before the first use of the triton backend")
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(periods: tuple, device: torch.device):
+    """Periods, their offsets in the sums (int32) and the DCT matrix on ``device``, made once:
+    no host-to-device copy (and no sync) per call."""
+    offs = [15 + sum(q * q for q in periods[:k]) for k in range(len(periods))]
+    return (torch.tensor(periods, dtype=torch.int32, device=device),
+            torch.tensor(offs, dtype=torch.int32, device=device),
+            dct_matrix(8, torch.float32, device).contiguous())
 
 
 def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: bool, want_residual: bool):
@@ -57,20 +69,14 @@ def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: boo
     n_th, n_tw = -(-h // TILE_H), -(-w // TILE_W)
     n_tiles = n_th * n_tw
     part = torch.empty(b, n_tiles, ns, dtype=torch.float32, device=dev)
-    periods = torch.tensor(spec.periods, dtype=torch.int32, device=dev)
-    offs, o = [], 15
-    for p in spec.periods:
-        offs.append(o)
-        o += p * p
-    poffs = torch.tensor(offs, dtype=torch.int32, device=dev)
-    dmat = dct_matrix(8, torch.float32, dev).contiguous()
+    periods, poffs, dmat = _constants(spec.periods, dev)
     taps = gaussian_taps(spec.sigma)
     dummy = part  # never written when the matching WANT_* flag is off
     kernels.fused_sums_kernel[(n_tiles, b)](
         x, *x.stride(), part,
         gray if gray is not None else dummy, res if res is not None else dummy,
         dmat, periods, poffs, len(spec.periods),
-        h, w, n_tw, n_tiles, ns, o,
+        h, w, n_tw, n_tiles, ns, ns - 64,
         *taps,
         OP=_OPS[op], IS_U8=x.dtype == torch.uint8, WANT_G=want_gray, WANT_R=want_residual,
         TILE_H=TILE_H, TILE_W=TILE_W, num_warps=NUM_WARPS,
