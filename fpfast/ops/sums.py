@@ -19,6 +19,8 @@ binning and log are one pass in :func:`radial_features`).
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from ..reference.features import FEATURE_EPS, VAR_EPS, dct_matrix, radial_bin_index, radial_finish
@@ -29,8 +31,12 @@ def n_sums(spec: FingerprintSpec) -> int:
     return 15 + sum(p * p for p in spec.periods) + 64
 
 
+@functools.lru_cache(maxsize=256)
 def phase_counts(h: int, w: int, p: int, device=None) -> torch.Tensor:
-    """Pixels per phase (a, b) of period p in an h x w image, flattened a*p+b (float64)."""
+    """Pixels per phase (a, b) of period p in an h x w image, flattened a*p+b (float64).
+
+    Cached per (size, period, device): built once, so a GPU call makes no host-to-device copy.
+    Callers must not modify the result."""
     ch = torch.tensor([len(range(a, h, p)) for a in range(p)], dtype=torch.float64, device=device)
     cw = torch.tensor([len(range(b, w, p)) for b in range(p)], dtype=torch.float64, device=device)
     return (ch[:, None] * cw[None, :]).flatten()
@@ -111,14 +117,21 @@ def radial_features(g: torch.Tensor, nbins: int) -> torch.Tensor:
     b, h, w = g.shape
     f = torch.fft.rfft2(g.float())
     power = (f.real ** 2 + f.imag ** 2) / (h * w)
-    k = radial_bin_index(h, w, nbins, g.device, half=True)
-    colw = torch.full((power.shape[-1],), 2.0, device=g.device)
+    keep, idx, wts, cnt = _half_spectrum_bins(h, w, nbins, g.device)
+    sums = torch.zeros(b, nbins, device=g.device).index_add_(1, idx, power.flatten(1)[:, keep] * wts)
+    return radial_finish(sums, cnt)
+
+
+@functools.lru_cache(maxsize=64)
+def _half_spectrum_bins(h: int, w: int, nbins: int, device):
+    """(kept positions, their bins, their weights, weight per bin) of the rfft2 half-spectrum."""
+    k = radial_bin_index(h, w, nbins, device, half=True).flatten()
+    colw = torch.full((w // 2 + 1,), 2.0, device=device)
     colw[0] = 1.0
     if w % 2 == 0:
         colw[-1] = 1.0
     wts = colw.expand(h, -1).flatten()
-    keep = k.flatten() >= 0
-    idx = k.flatten()[keep]
-    sums = torch.zeros(b, nbins, device=g.device).index_add_(1, idx, (power.flatten(1) * wts)[:, keep])
-    cnt = torch.zeros(nbins, device=g.device).index_add_(0, idx, wts[keep])
-    return radial_finish(sums, cnt)
+    keep = torch.nonzero(k >= 0).flatten()
+    idx, wk = k[keep], wts[keep]
+    cnt = torch.zeros(nbins, device=device).index_add_(0, idx, wk)
+    return keep, idx, wk, cnt
