@@ -39,12 +39,12 @@ class ManifoldProjector(Projector):
     ``reference``: a reference-set directory or a loaded :class:`ReferenceSet`. ``space``: where
     to search; ``mode``: exact / ivfpq / hnsw (an index of that mode must have been built);
     ``k``: neighbours averaged; ``subtract``: rgb or space; ``rerank``: extra candidates re-ranked
-    exactly; ``nprobe`` / ``ef_search``: approximate-search knobs; ``encoder``: the torch module of
+    exactly (default 2 exact, 8 approximate); ``nprobe`` / ``ef_search``: approximate-search knobs; ``encoder``: the torch module of
     the embed space (its hash must match the reference set's); ``engine``: auto, faiss or torch.
     """
 
     def __init__(self, reference: "str | os.PathLike | ReferenceSet", space: str = "rgb", mode: str = "exact",
-                 k: int = 1, subtract: str = "rgb", rerank: int = 8, nprobe: int = 16, ef_search: int = 64,
+                 k: int = 1, subtract: str = "rgb", rerank: int | None = None, nprobe: int = 16, ef_search: int = 64,
                  encoder: torch.nn.Module | None = None, engine: str = "auto", batch_size: int = 64,
                  device: "str | torch.device | None" = None):
         self.ref = reference if isinstance(reference, ReferenceSet) else ReferenceSet(reference)
@@ -70,6 +70,8 @@ class ManifoldProjector(Projector):
             if module_sha256(encoder) != self.ref.manifest.get("encoder_sha256"):
                 raise ProjectorError("this encoder is not the one the reference set was built with (hash differs)")
         self.space, self.mode, self.k, self.subtract = space, mode, int(k), subtract
+        # exact: the index's distances are exact up to float32 sums, 2 extra candidates settle ties
+        rerank = (2 if mode == "exact" else 8) if rerank is None else rerank
         self.rerank, self.nprobe, self.ef_search = int(rerank), int(nprobe), int(ef_search)
         self.encoder, self.engine, self.batch_size = encoder, engine, int(batch_size)
         self.device = torch.device(device) if device is not None else None
@@ -178,15 +180,16 @@ class ManifoldProjector(Projector):
         valid = flat >= 0
         flat = np.where(valid, flat, 0)
         uniq, inv = np.unique(flat, return_inverse=True)
-        imgs = images_to_float(self.ref.images[uniq], x.device, torch.float64)
         if self.space == "rgb":  # exact integer pixel values, as the uint8 images hold them
             rv = torch.from_numpy(np.ascontiguousarray(self.ref.images[uniq])).to(x.device)
             rv = rv.permute(0, 3, 1, 2).reshape(len(uniq), -1).double()
         else:
+            imgs = images_to_float(self.ref.images[uniq], x.device, torch.float64)
             rv = space_vectors(imgs if self.space != "embed" else imgs.float(), self.space, self.encoder).double()
         xv = space_vectors(x.double() if self.space != "embed" else x.float(), self.space, self.encoder).double()
         cv = rv[torch.from_numpy(inv).to(x.device)].reshape(b, kk, -1)
-        d = (cv - xv[:, None, :]).pow(2).sum(-1)
+        diff = cv - xv[:, None, :]
+        d = torch.einsum("bkd,bkd->bk", diff, diff)
         d = torch.where(torch.from_numpy(valid.reshape(b, kk)).to(x.device), d, torch.full_like(d, float("inf")))
         cand = cand.to(x.device)
         # stable sort: at equal distance the lower reference index wins, as numpy's argmin
