@@ -24,7 +24,33 @@ class SpecError(ValueError):
     """A spec is malformed, of another version, or does not match the one expected."""
 
 
-@dataclasses.dataclass(frozen=True)
+PROJECTOR_KEYS = ("kind", "params", "identity", "source")
+
+
+def _canonical_projector(p: Any) -> "dict[str, Any] | None":
+    """A deep, JSON-normalised copy of a projector description (or None), checked for shape."""
+    if p is None:
+        return None
+    if not isinstance(p, dict):
+        raise SpecError(f"projector must be a JSON object or null, got {type(p).__name__}")
+    extra = sorted(set(p) - set(PROJECTOR_KEYS))
+    if extra:
+        raise SpecError(f"unknown projector fields {extra}; expected {list(PROJECTOR_KEYS)}")
+    if not isinstance(p.get("kind"), str) or not p["kind"]:
+        raise SpecError("projector needs a 'kind' (e.g. 'manifold', 'autoencoder', 'diffusion')")
+    ident = p.get("identity")
+    if not isinstance(ident, str) or len(ident) != 64:
+        raise SpecError(f"projector needs an 'identity' (sha256 hex of its model), got {ident!r}")
+    if not isinstance(p.get("params", {}), dict):
+        raise SpecError("projector 'params' must be a JSON object")
+    try:
+        out = json.loads(json.dumps({"params": {}, **p}, sort_keys=True))
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"projector description is not JSON-serialisable: {e}") from None
+    return out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class FingerprintSpec:
     """What a fingerprint vector means.
 
@@ -45,6 +71,13 @@ class FingerprintSpec:
 
     Feature families, in this order (see :mod:`fpfast.reference.features`):
       ``moments`` 12, ``phase`` sum(p*p), ``dct`` 64, ``radial`` ``radial_bins``, ``xcorr`` 3.
+
+    Projector (optional, :mod:`fpfast.projectors`): ``None`` for the cheap residual operators
+    above, else ``{"kind", "params", "identity", "source"}``: the heavy projector whose residual
+    x - P(x) replaces ``residual``, its parameters, the sha256 of its model (config + weights, or
+    the reference set) and where to load it from. ``source`` is a locator (a path, a hub id), not
+    part of the identity: ``==``, ``hash``, ``id`` and ``diff`` ignore it, so the same model at
+    two paths gives the same spec. A spec without a projector serialises exactly as before.
     """
 
     size: int = 64
@@ -57,11 +90,13 @@ class FingerprintSpec:
     families: tuple[str, ...] = FAMILIES
     dtype: str = "float32"
     version: int = SPEC_VERSION
+    projector: "dict[str, Any] | None" = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable and comparable.
         object.__setattr__(self, "periods", tuple(int(p) for p in self.periods))
         object.__setattr__(self, "families", tuple(str(f) for f in self.families))
+        object.__setattr__(self, "projector", _canonical_projector(self.projector))
         self.validate()
 
     # ------------------------------------------------------------------ checks
@@ -134,15 +169,35 @@ class FingerprintSpec:
         d = dataclasses.asdict(self)
         d["periods"] = list(self.periods)
         d["families"] = list(self.families)
+        if self.projector is None:
+            del d["projector"]  # a spec without a projector keeps its version-1 JSON and id
+        else:
+            d["projector"] = json.loads(json.dumps(self.projector))
         return d
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, indent=indent)
 
+    def identity_dict(self) -> dict[str, Any]:
+        """``to_dict`` without the projector's ``source`` locator: what changes the numbers."""
+        d = self.to_dict()
+        if "projector" in d:
+            d["projector"].pop("source", None)
+        return d
+
     @property
     def id(self) -> str:
         """Short stable hash of everything that changes the numbers."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        text = json.dumps(self.identity_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FingerprintSpec):
+            return NotImplemented
+        return self.identity_dict() == other.identity_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.identity_dict(), sort_keys=True))
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "FingerprintSpec":
@@ -170,8 +225,19 @@ class FingerprintSpec:
 
     def diff(self, other: "FingerprintSpec") -> list[str]:
         """Human-readable differences, e.g. ``["residual: 'npr' != 'denoise'"]``."""
-        a, b = self.to_dict(), other.to_dict()
-        return [f"{k}: {a[k]!r} != {b[k]!r}" for k in sorted(a) if a[k] != b.get(k)]
+        a, b = self.identity_dict(), other.identity_dict()
+        out = []
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) == b.get(k):
+                continue
+            if k == "projector" and a.get(k) and b.get(k):
+                pa, pb = a[k], b[k]
+                for sub in ("kind", "params", "identity"):
+                    if pa.get(sub) != pb.get(sub):
+                        out.append(f"projector.{sub}: {pa.get(sub)!r} != {pb.get(sub)!r}")
+            else:
+                out.append(f"{k}: {a.get(k)!r} != {b.get(k)!r}")
+        return out
 
     def require_same(self, other: "FingerprintSpec", what: str = "gallery") -> None:
         d = self.diff(other)

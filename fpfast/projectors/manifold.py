@@ -1,0 +1,287 @@
+"""ManiFPT's projector: the artifact of x is x minus its nearest real image (or the mean of k).
+
+The neighbour is searched in a space (``rgb``, ``freq``, ``embed``, see :mod:`.spaces`) of a
+reference set (:mod:`.refset`); the artifact is taken in RGB (``subtract='rgb'``, ManiFPT's
+released code reuses the RGB neighbour) or in the search space (``subtract='space'``: for
+``freq`` the log-spectrum difference, an image of the same shape). :meth:`artifacts` returns both.
+
+Engines: ``faiss`` (CPU; GPU when faiss has GPUs and the index can move there) and ``torch``
+(exact only: chunked matrix product + top-k on the reference vectors, fp16 storage on CUDA; used
+on CUDA tensors and where faiss is missing). Every search asks for ``k + rerank`` candidates and
+re-ranks them by exact float64 distances recomputed from the uint8 reference images, so exact
+mode returns brute force's neighbours.
+
+CLI: ``python -m fpfast.projectors.manifold build REAL_SOURCE... --out DIR --size S``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from .base import Projector, register
+from .identity import module_sha256
+from .loading import ProjectorError
+from .refset import MODES, ReferenceSet, build_manifold, images_to_float
+from .spaces import SPACES, space_image, space_vectors
+
+__all__ = ["ManifoldProjector", "ReferenceSet", "build_manifold", "main"]
+
+
+@register("manifold")
+class ManifoldProjector(Projector):
+    """Nearest-real projection on a reference set.
+
+    ``reference``: a reference-set directory or a loaded :class:`ReferenceSet`. ``space``: where
+    to search; ``mode``: exact / ivfpq / hnsw (an index of that mode must have been built);
+    ``k``: neighbours averaged; ``subtract``: rgb or space; ``rerank``: extra candidates re-ranked
+    exactly (default 2 exact, 8 approximate); ``nprobe`` / ``ef_search``: approximate-search knobs; ``encoder``: the torch module of
+    the embed space (its hash must match the reference set's); ``engine``: auto, faiss or torch.
+    """
+
+    def __init__(self, reference: "str | os.PathLike | ReferenceSet", space: str = "rgb", mode: str = "exact",
+                 k: int = 1, subtract: str = "rgb", rerank: int | None = None, nprobe: int = 16, ef_search: int = 64,
+                 encoder: torch.nn.Module | None = None, engine: str = "auto", batch_size: int = 64,
+                 device: "str | torch.device | None" = None):
+        self.ref = reference if isinstance(reference, ReferenceSet) else ReferenceSet(reference)
+        if space not in SPACES:
+            raise ProjectorError(f"unknown space {space!r}; expected one of {SPACES}")
+        if mode not in MODES:
+            raise ProjectorError(f"unknown mode {mode!r}; expected one of {MODES}")
+        if subtract not in ("rgb", "space"):
+            raise ProjectorError(f"subtract must be rgb or space, got {subtract!r}")
+        if subtract == "space" and space == "embed":
+            raise ProjectorError("subtract='space' needs an image-shaped space (rgb, freq); the embed artifact "
+                                 "is a vector: use artifacts(x)['space'] for it")
+        if not 1 <= k <= len(self.ref):
+            raise ProjectorError(f"k must lie in [1, {len(self.ref)}] (the reference set size), got {k}")
+        if engine not in ("auto", "faiss", "torch"):
+            raise ProjectorError(f"engine must be auto, faiss or torch, got {engine!r}")
+        if engine == "torch" and mode != "exact":
+            raise ProjectorError("the torch engine searches exactly; use mode='exact' or engine='faiss'")
+        self.ref.entry(space, mode)  # raises when the index was not built
+        if space == "embed":
+            if encoder is None:
+                raise ProjectorError("the embed space needs the encoder the reference set was built with")
+            if module_sha256(encoder) != self.ref.manifest.get("encoder_sha256"):
+                raise ProjectorError("this encoder is not the one the reference set was built with (hash differs)")
+        self.space, self.mode, self.k, self.subtract = space, mode, int(k), subtract
+        # exact: the index's distances are exact up to float32 sums, 2 extra candidates settle ties
+        rerank = (2 if mode == "exact" else 8) if rerank is None else rerank
+        self.rerank, self.nprobe, self.ef_search = int(rerank), int(nprobe), int(ef_search)
+        self.encoder, self.engine, self.batch_size = encoder, engine, int(batch_size)
+        self.device = torch.device(device) if device is not None else None
+        self._torch_db: dict[str, Any] = {}
+        self._gpu_index = None
+
+    # ------------------------------------------------------------------ identity
+    def params(self) -> dict[str, Any]:
+        p = {"space": self.space, "mode": self.mode, "k": self.k, "subtract": self.subtract,
+             "size": self.ref.size}
+        if self.mode != "exact":
+            p.update(rerank=self.rerank, nprobe=self.nprobe, ef_search=self.ef_search)
+        return p
+
+    def sha256(self) -> str:
+        return self.ref.identity(self.space, self.mode)
+
+    def source(self) -> str:
+        return str(self.ref.dir.resolve())
+
+    @classmethod
+    def from_spec_dict(cls, desc: dict[str, Any], source: Any = None, encoder=None, device=None,
+                       engine: str = "auto", **_: Any) -> "ManifoldProjector":
+        p = dict(desc.get("params", {}))
+        src = source or desc.get("source")
+        if not src:
+            raise ProjectorError("the spec's manifold projector has no source; pass source=REFERENCE_DIR")
+        ref = ReferenceSet(src)
+        if "size" in p and int(p["size"]) != ref.size:
+            raise ProjectorError(f"reference set {src} has working size {ref.size}, the spec's projector "
+                                 f"{p['size']}")
+        p.pop("size", None)
+        return cls(ref, encoder=encoder, device=device, engine=engine, **p)
+
+    # ------------------------------------------------------------------ search
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().check_input(x)
+        s = self.ref.size
+        if tuple(x.shape[-2:]) != (s, s):
+            raise ProjectorError(f"the reference set {self.ref.dir} was built at working size {s}x{s}; these "
+                                 f"images are {x.shape[-1]}x{x.shape[-2]}: use a spec of size {s} (and a "
+                                 f"geometry that yields it) or build a reference set at size {x.shape[-1]}")
+        return x
+
+    def _engine(self, device: torch.device) -> str:
+        if self.engine != "auto":
+            return self.engine
+        if self.mode != "exact":
+            return "faiss"
+        if device.type == "cuda":
+            return "torch"
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "faiss"
+
+    def _faiss_search(self, q: np.ndarray, kk: int) -> np.ndarray:
+        import faiss
+        index = self.ref.index(self.space, self.mode)
+        if self.mode == "ivfpq":
+            faiss.extract_index_ivf(index).nprobe = self.nprobe
+        elif self.mode == "hnsw":
+            index.hnsw.efSearch = max(self.ef_search, kk)
+        if self._gpu_index is None and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+            try:  # not every index type / PQ layout exists on the GPU: keep the CPU one then
+                self._gpu_index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+            except Exception:  # noqa: BLE001
+                self._gpu_index = False
+        use = self._gpu_index or index
+        _, idx = use.search(np.ascontiguousarray(q, dtype=np.float32), kk)
+        return idx
+
+    def _torch_vectors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = str(device)
+        if key not in self._torch_db:
+            dt = torch.float16 if device.type == "cuda" else torch.float32
+            chunks = []
+            for i in range(0, len(self.ref), 1024):
+                x = images_to_float(self.ref.images[i:i + 1024], device)
+                chunks.append(space_vectors(x, self.space, self.encoder).to(dt))
+            db = torch.cat(chunks)
+            norms = torch.cat([c.float().pow(2).sum(1) for c in db.split(4096)])
+            self._torch_db[key] = (db, norms)
+        return self._torch_db[key]
+
+    def _torch_search(self, q: torch.Tensor, kk: int) -> torch.Tensor:
+        db, norms = self._torch_vectors(q.device)
+        q = q.float()
+        best_d = best_i = None
+        for start in range(0, db.shape[0], 8192):
+            part = db[start:start + 8192].float()
+            d = norms[start:start + part.shape[0]][None, :] - 2.0 * (q @ part.T)
+            dv, di = d.topk(min(kk, d.shape[1]), dim=1, largest=False)
+            di = di + start
+            if best_d is not None:
+                dv, pos = torch.cat([best_d, dv], 1).topk(min(kk, best_d.shape[1] + dv.shape[1]), 1, largest=False)
+                di = torch.cat([best_i, di], 1).gather(1, pos)
+            best_d, best_i = dv, di
+        return best_i
+
+    def _exact(self, x: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact float64 squared distances of x [B,3,S,S] to candidates [B,kk] in the space; sorted."""
+        b, kk = cand.shape
+        flat = cand.reshape(-1).cpu().numpy()
+        valid = flat >= 0
+        flat = np.where(valid, flat, 0)
+        uniq, inv = np.unique(flat, return_inverse=True)
+        if self.space == "rgb":  # exact integer pixel values, as the uint8 images hold them
+            rv = torch.from_numpy(np.ascontiguousarray(self.ref.images[uniq])).to(x.device)
+            rv = rv.permute(0, 3, 1, 2).reshape(len(uniq), -1).double()
+        else:
+            imgs = images_to_float(self.ref.images[uniq], x.device, torch.float64)
+            rv = space_vectors(imgs if self.space != "embed" else imgs.float(), self.space, self.encoder).double()
+        xv = space_vectors(x.double() if self.space != "embed" else x.float(), self.space, self.encoder).double()
+        cv = rv[torch.from_numpy(inv).to(x.device)].reshape(b, kk, -1)
+        diff = cv - xv[:, None, :]
+        d = torch.einsum("bkd,bkd->bk", diff, diff)
+        d = torch.where(torch.from_numpy(valid.reshape(b, kk)).to(x.device), d, torch.full_like(d, float("inf")))
+        cand = cand.to(x.device)
+        # stable sort: at equal distance the lower reference index wins, as numpy's argmin
+        order = torch.argsort(cand, dim=1)
+        d, cand = d.gather(1, order), cand.gather(1, order)
+        d, pos = torch.sort(d, dim=1, stable=True)
+        return d, cand.gather(1, pos)
+
+    @torch.no_grad()
+    def search(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(squared distances float64 [B,k], reference indices int64 [B,k]) in the search space."""
+        x = self.check_input(x)
+        if self.device is not None:
+            x = x.to(self.device)
+        kk = min(len(self.ref), self.k + max(0, self.rerank))
+        ds, js = [], []
+        for i in range(0, x.shape[0], self.batch_size):
+            xb = x[i:i + self.batch_size].float()
+            eng = self._engine(xb.device)
+            if eng == "torch":
+                cand = self._torch_search(space_vectors(xb, self.space, self.encoder), kk)
+            else:
+                q = space_vectors(xb.cpu(), self.space, self.encoder).numpy()
+                cand = torch.from_numpy(self._faiss_search(q, kk))
+            d, j = self._exact(x[i:i + self.batch_size], cand)
+            ds.append(d[:, :self.k])
+            js.append(j[:, :self.k])
+        if not ds:
+            return (torch.zeros(0, self.k, dtype=torch.float64, device=x.device),
+                    torch.zeros(0, self.k, dtype=torch.int64, device=x.device))
+        return torch.cat(ds), torch.cat(js)
+
+    def neighbours(self, idx: torch.Tensor, device: "torch.device | str" = "cpu") -> torch.Tensor:
+        """The reference images idx [B,k] as float32 [B,k,3,S,S] in [0,1] (uint8 / 255)."""
+        b, k = idx.shape
+        imgs = np.ascontiguousarray(self.ref.images[idx.reshape(-1).cpu().numpy()])
+        return images_to_float(imgs, device).reshape(b, k, 3, self.ref.size, self.ref.size)
+
+    @torch.no_grad()
+    def artifacts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """{'rgb': x - mean RGB neighbour, 'space': artifact in the search space, 'index', 'distance'}."""
+        dist, idx = self.search(x)
+        x = x.to(idx.device).float()
+        nb = self.neighbours(idx, x.device)
+        out = {"index": idx, "distance": dist, "rgb": x - (nb[:, 0] if self.k == 1 else nb.mean(1))}
+        if self.space == "rgb":
+            out["space"] = out["rgb"]
+        elif self.space == "freq":
+            out["space"] = space_image(x, "freq") - space_image(nb.flatten(0, 1), "freq").unflatten(0, nb.shape[:2]).mean(1)
+        else:
+            ev = space_vectors(nb.flatten(0, 1), "embed", self.encoder).unflatten(0, nb.shape[:2]).mean(1)
+            out["space"] = space_vectors(x, "embed", self.encoder) - ev
+        return out
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.check_input(x)
+        if x.shape[0] == 0:
+            return torch.zeros_like(x, dtype=torch.float32)
+        return self.artifacts(x)[self.subtract]
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean neighbour in the domain of the residual (RGB image, or log-spectrum)."""
+        x = self.check_input(x)
+        dom = x.float() if self.subtract == "rgb" else space_image(x.float(), self.space)
+        return dom - self.residual(x)
+
+
+# ---------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m fpfast.projectors.manifold",
+                                 description="Build a ManiFPT reference set of real images.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="index real images at a working size")
+    b.add_argument("sources", nargs="+", help="image files, folders, globs or @list files")
+    b.add_argument("--out", required=True, help="output directory")
+    b.add_argument("--size", type=int, default=64, help="working size (the spec's size)")
+    b.add_argument("--geometry", choices=("crop", "resize"), default="crop")
+    b.add_argument("--space", action="append", choices=("rgb", "freq"), help="repeatable; default rgb")
+    b.add_argument("--mode", action="append", choices=MODES, help="repeatable; default exact")
+    b.add_argument("--storage", choices=("auto", "uint8", "fp16", "float32"), default="auto")
+    b.add_argument("--overwrite", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        ref = build_manifold(a.sources, a.out, a.size, spaces=a.space or ["rgb"], modes=a.mode or ["exact"],
+                             storage=a.storage, geometry=a.geometry, overwrite=a.overwrite)
+    except ProjectorError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(ref)} images at {ref.size}x{ref.size} -> {ref.dir} "
+          f"({ref.manifest['n_skipped']} skipped; indexes: {', '.join(sorted(ref.manifest['indexes']))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
