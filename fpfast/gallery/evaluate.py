@@ -123,6 +123,9 @@ def evaluate(y_true: Sequence[str], y_pred: Sequence[str], known: Sequence[str],
     y_true, y_pred = list(y_true), list(y_pred)
     known = list(known)
     known_set = set(known)
+    stray = sorted(set(y_pred) - known_set - {UNKNOWN})
+    if stray:
+        raise ValueError(f"predictions name models that are not among the known ones: {stray}")
     is_known = np.array([t in known_set for t in y_true], dtype=bool)
     closed = report([t for t, k in zip(y_true, is_known) if k],
                     [p for p, k in zip(y_pred, is_known) if k], labels=known)
