@@ -299,7 +299,10 @@ class Gallery:
                 self._index.add(z)
 
     def remove(self, model: str) -> int:
-        """Remove a model and its samples; returns how many samples went. Sample ids shift."""
+        """Remove a model and its samples; returns how many samples went. Sample ids shift.
+        A flat CPU index drops the rows in place; other indexes are rebuilt on next use. The
+        normaliser and the global calibration threshold are kept (refit/recalibrate to forget
+        the removed model entirely); its per-model threshold goes."""
         if model not in self._names:
             raise KeyError(f"model {model!r} is not enrolled; enrolled: {self._names}")
         j = self._names.index(model)
