@@ -1,0 +1,501 @@
+"""The :class:`Gallery`: enrolled fingerprints of known models, searchable and attributable.
+
+Vectors come in as numpy arrays or torch tensors [B, D] (D = ``spec.dim``); which backend
+computed them does not matter. Search runs on the normalised vectors with squared L2 distance:
+
+* faiss (CPU, or GPU when ``faiss.get_num_gpus() > 0``) for every index type;
+* torch matmul + top-k (:mod:`fpfast.gallery.torch_search`) for a ``flat`` gallery when the
+  queries are CUDA tensors and faiss has no GPU, or when faiss is not installed at all.
+
+The normaliser is fitted on demand (:meth:`Gallery.fit`), or automatically before the first
+search of a gallery that was never fitted. Adding samples afterwards transforms them with the
+fitted normaliser and adds them to the index without rebuilding it; call :meth:`fit` to refit
+on everything (that rebuilds the index and clears the calibration, whose distances it changes).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from typing import Sequence
+
+import numpy as np
+
+from ..spec import FingerprintSpec, SpecError
+from . import attribution as attr
+from . import index as fidx
+from . import normalize as norm
+from . import store
+from .store import GalleryError
+from .torch_search import knn as torch_knn
+
+
+def _is_torch(x) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _to_numpy(x) -> np.ndarray:
+    if _is_torch(x):
+        x = x.detach().to("cpu").float().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """k nearest enrolled samples per query, nearest first.
+
+    ``ids`` [Q, k] int64 (rows of the gallery's vectors; -1 where an approximate index found
+    fewer than k), ``distances`` [Q, k] float32 (squared L2 in the normalised space),
+    ``labels`` [Q, k] int32 (index into ``model_names``; -1 with id -1).
+    """
+    ids: np.ndarray
+    distances: np.ndarray
+    labels: np.ndarray
+    model_names: list[str]
+    sample_keys: list[str]
+
+    @property
+    def models(self) -> np.ndarray:
+        """Model name of each neighbour, [Q, k] (``""`` where there is none)."""
+        names = np.array(list(self.model_names) + [""], dtype=object)
+        return names[np.where(self.labels >= 0, self.labels, len(self.model_names))]
+
+    @property
+    def keys(self) -> list[list[str | None]]:
+        """Source key of each neighbour (None where there is none)."""
+        return [[self.sample_keys[i] if i >= 0 else None for i in row] for row in self.ids.tolist()]
+
+    def nearest_models(self) -> list[list[tuple[str, float]]]:
+        """Per query, the distinct models among the neighbours with their nearest distance."""
+        out = []
+        for lab_row, d_row in zip(self.labels.tolist(), self.distances.tolist()):
+            seen: dict[str, float] = {}
+            for lab, d in zip(lab_row, d_row):
+                if lab >= 0 and self.model_names[lab] not in seen:
+                    seen[self.model_names[lab]] = float(d)
+            out.append(list(seen.items()))
+        return out
+
+    def __len__(self) -> int:
+        return self.ids.shape[0]
+
+
+class Gallery:
+    """A directory of enrolled fingerprints; see :mod:`fpfast.gallery.store` for the layout."""
+
+    def __init__(self, path: str, spec: FingerprintSpec, *, normalize: str = "standardize",
+                 normalize_params: dict | None = None, index: str = "flat",
+                 index_params: dict | None = None):
+        if normalize not in norm.METHODS:
+            raise ValueError(f"unknown normalisation {normalize!r}; expected one of {norm.METHODS}")
+        self.path = os.path.abspath(path)
+        self.spec = spec
+        self.normalize = normalize
+        self.normalize_params = dict(normalize_params or {})
+        self.index_type = index
+        self.index_params = fidx.resolve_params(index, index_params)
+        self._names: list[str] = []
+        self._vectors = np.empty((0, spec.dim), np.float32)
+        self._labels = np.empty(0, np.int32)
+        self._keys: list[str] = []
+        self._normalizer: norm.Normalizer | None = norm.Normalizer("none") if normalize == "none" else None
+        self._fitted_on = 0
+        self._index = None            # faiss index over the normalised vectors, or None
+        self._z: np.ndarray | None = None   # normalised vectors (cache)
+        self._dev_cache: dict = {}    # torch device -> (z tensor, squared norms)
+        self._centroids: np.ndarray | None = None
+        self.calibration: dict = {}
+        self.created: dict = {}
+
+    # ================================================================== create / load / save
+    @classmethod
+    def create(cls, path: str, spec: FingerprintSpec | None = None, *,
+               normalize: str = "standardize", normalize_params: dict | None = None,
+               index: str = "flat", index_params: dict | None = None,
+               overwrite: bool = False) -> "Gallery":
+        """A new empty gallery, written to ``path`` at once (refused if one exists there)."""
+        spec = spec or FingerprintSpec()
+        if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
+            raise GalleryError(f"{path} already exists and is not empty; pass overwrite=True "
+                               "to replace it")
+        g = cls(path, spec, normalize=normalize, normalize_params=normalize_params,
+                index=index, index_params=index_params)
+        import fpfast
+        faiss = fidx.faiss_module()
+        g.created = {"fpfast_version": fpfast.__version__, "date": _now(),
+                     "numpy_version": np.__version__,
+                     "faiss_version": getattr(faiss, "__version__", None) if faiss else None}
+        g.save()
+        return g
+
+    @classmethod
+    def load(cls, path: str, spec: FingerprintSpec | None = None, *, verify: bool = True) -> "Gallery":
+        """Read a gallery, checking format, spec (against ``spec`` when given), shapes, counts
+        and (with ``verify``) the sha256 of every file. Raises :class:`GalleryError`, or
+        :class:`~fpfast.spec.SpecError` for a spec mismatch."""
+        meta = store.read_meta(path)
+        try:
+            gspec = FingerprintSpec.from_dict(meta["spec"])
+        except (SpecError, TypeError) as e:
+            raise GalleryError(f"gallery.json holds an invalid fingerprint spec: {e}") from None
+        if meta.get("spec_id") != gspec.id:
+            raise GalleryError(f"gallery.json spec_id {meta.get('spec_id')!r} does not match its "
+                               f"spec (id {gspec.id}): the spec was edited")
+        if spec is not None:
+            spec.require_same(gspec, "gallery")
+        nm, ix = meta["normalize"], meta["index"]
+        try:
+            g = cls(path, gspec, normalize=nm.get("method"), normalize_params=nm.get("params"),
+                    index=ix.get("type"), index_params=ix.get("params"))
+        except ValueError as e:
+            raise GalleryError(f"gallery.json: {e}") from None
+        n, d = meta["count"], gspec.dim
+        g._names = [m["name"] for m in meta["models"]]
+        g._vectors = store.load_array(path, "vectors.npy", meta, verify, np.float32, (n, d))
+        g._labels = store.load_array(path, "labels.npy", meta, verify, np.int32, (n,))
+        if n and (g._labels.min() < 0 or g._labels.max() >= len(g._names)):
+            raise GalleryError(f"labels.npy holds labels outside [0, {len(g._names)})")
+        counts = np.bincount(g._labels, minlength=len(g._names))
+        want = [m["count"] for m in meta["models"]]
+        if counts.tolist() != want:
+            raise GalleryError(f"labels.npy counts {counts.tolist()} differ from gallery.json's "
+                               f"model counts {want}")
+        keys = store.load_json(path, "keys.json", meta, verify)
+        if not isinstance(keys, list) or len(keys) != n or not all(isinstance(k, str) for k in keys):
+            raise GalleryError(f"keys.json must be a list of {n} strings")
+        g._keys = keys
+        if nm.get("fitted") and g.normalize != "none":
+            arrays = {}
+            for name, fname in (nm.get("arrays") or {}).items():
+                shape = {"mean": (d,), "scale": (d,), "projection": (d, None)}.get(name)
+                if shape is None:
+                    raise GalleryError(f"gallery.json names an unknown normaliser array {name!r}")
+                arrays[name] = store.load_array(path, fname, meta, verify, np.float32, shape)
+            if "mean" not in arrays or "scale" not in arrays:
+                raise GalleryError("gallery.json: fitted normaliser lacks its mean/scale arrays")
+            g._normalizer = norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"],
+                                            arrays.get("projection"), dict(g.normalize_params))
+            g._fitted_on = int(nm.get("fitted_on", n))
+        ifile = ix.get("file")
+        if ifile:
+            p = store.check_file(path, ifile, meta, verify)
+            if fidx.faiss_module() is not None:
+                g._index = g._read_index(p, ifile, n)
+            elif g.index_type != "flat":
+                raise GalleryError(f"this gallery has an {g.index_type!r} index and faiss is not "
+                                   "installed here; only 'flat' galleries search without faiss")
+        g.calibration = meta["calibration"]
+        g.created = meta.get("created", {})
+        return g
+
+    def _read_index(self, p: str, fname: str, n: int):
+        try:
+            index = fidx.read(p)
+        except RuntimeError as e:
+            raise GalleryError(f"{fname} is not a readable FAISS index: "
+                               f"{str(e).strip().splitlines()[-1]}") from None
+        kind = fidx.kind_of(index)
+        if kind != self.index_type:
+            raise GalleryError(f"{fname} holds a {kind} index but gallery.json says {self.index_type!r}")
+        out_dim = self._normalizer.out_dim(self.spec.dim)
+        if index.ntotal != n or index.d != out_dim:
+            raise GalleryError(f"{fname} holds {index.ntotal} vectors of dimension {index.d}, "
+                               f"expected {n} of dimension {out_dim}")
+        fidx.apply_search_params(index, kind, self.index_params)
+        return fidx.to_gpu(index, kind)
+
+    def save(self) -> None:
+        """Write the gallery to its directory atomically (a new directory swapped in)."""
+        nz = self._normalizer
+        ready = nz is not None and len(self) > 0 and fidx.faiss_module() is not None
+        if ready and self._index is None:
+            self._build_index()
+        arrays = {"vectors.npy": self._vectors, "labels.npy": self._labels}
+        names = {}
+        if nz is not None and self.normalize != "none":
+            for name, arr in nz.arrays().items():
+                names[name] = f"normalizer_{name}.npy"
+                arrays[names[name]] = arr
+        counts = np.bincount(self._labels, minlength=len(self._names)).tolist()
+        ifile = "index.faiss" if (ready and self._index is not None) else None
+        meta = {
+            "format": store.FORMAT_NAME,
+            "format_version": store.FORMAT_VERSION,
+            "spec": self.spec.to_dict(),
+            "spec_id": self.spec.id,
+            "dim": self.spec.dim,
+            "count": len(self),
+            "models": [{"name": m, "count": c} for m, c in zip(self._names, counts)],
+            "normalize": {"method": self.normalize, "params": self.normalize_params,
+                          "fitted": nz is not None, "fitted_on": self._fitted_on,
+                          "out_dim": nz.out_dim(self.spec.dim) if nz is not None else None,
+                          "arrays": names},
+            "index": {"type": self.index_type, "metric": "l2", "params": self.index_params,
+                      "file": ifile},
+            "calibration": self.calibration,
+            "created": self.created,
+            "updated": _now(),
+        }
+        index = self._index
+        store.save_dir(self.path, meta, arrays, {"keys.json": self._keys},
+                       (lambda p: fidx.write(index, p)) if ifile else None, ifile)
+
+    # ================================================================== enrollment
+    def __len__(self) -> int:
+        return int(self._vectors.shape[0])
+
+    def models(self) -> dict[str, int]:
+        """Enrolled model names with their sample counts, in enrollment order."""
+        counts = np.bincount(self._labels, minlength=len(self._names))
+        return {m: int(c) for m, c in zip(self._names, counts)}
+
+    def _check_vectors(self, vectors, what: str) -> np.ndarray:
+        x = _to_numpy(vectors)
+        if x.ndim == 1 and x.shape[0] == self.spec.dim:
+            x = x[None]
+        if x.ndim != 2 or x.shape[1] != self.spec.dim:
+            raise ValueError(f"{what} must have shape [B, {self.spec.dim}] (the spec's dimension), "
+                             f"got {list(x.shape)}")
+        if not np.isfinite(x).all():
+            bad = int((~np.isfinite(x).all(1)).sum())
+            raise ValueError(f"{what}: {bad} vectors hold NaN or inf")
+        return x
+
+    def add(self, model: str, vectors, keys: Sequence[str] | None = None, *,
+            spec: FingerprintSpec | None = None) -> None:
+        """Enroll ``vectors`` [B, D] as samples of ``model`` (new, or more samples of an existing
+        one). The index is extended, not rebuilt. ``spec``, when given, must equal the gallery's."""
+        if spec is not None:
+            spec.require_same(self.spec, "gallery")
+        if not isinstance(model, str) or not model.strip() or model == attr.UNKNOWN:
+            raise ValueError(f"model name must be a non-empty string other than "
+                             f"{attr.UNKNOWN!r}, got {model!r}")
+        x = self._check_vectors(vectors, f"vectors of {model!r}")
+        if x.shape[0] == 0:
+            raise ValueError(f"no vectors given for {model!r}")
+        if keys is None:
+            start = self.models().get(model, 0)
+            keys = [f"{model}#{start + i}" for i in range(x.shape[0])]
+        keys = [str(k) for k in keys]
+        if len(keys) != x.shape[0]:
+            raise ValueError(f"{len(keys)} keys for {x.shape[0]} vectors of {model!r}")
+        if model not in self._names:
+            self._names.append(model)
+        label = self._names.index(model)
+        self._vectors = np.concatenate([self._vectors, x])
+        self._labels = np.concatenate([self._labels, np.full(x.shape[0], label, np.int32)])
+        self._keys.extend(keys)
+        self._centroids = None
+        self._dev_cache.clear()
+        if self._normalizer is not None and (self._z is not None or self._index is not None):
+            z = self._normalizer.transform(x)
+            if self._z is not None:
+                self._z = np.concatenate([self._z, z])
+            if self._index is not None:
+                self._index.add(z)
+
+    def remove(self, model: str) -> int:
+        """Remove a model and its samples; returns how many samples went. Sample ids shift.
+        A flat CPU index drops the rows in place; other indexes are rebuilt on next use. The
+        normaliser and the global calibration threshold are kept (refit/recalibrate to forget
+        the removed model entirely); its per-model threshold goes."""
+        if model not in self._names:
+            raise KeyError(f"model {model!r} is not enrolled; enrolled: {self._names}")
+        j = self._names.index(model)
+        keep = self._labels != j
+        gone = int((~keep).sum())
+        if self._index is not None and self.index_type == "flat" and fidx.num_gpus() == 0:
+            faiss = fidx.faiss_module()
+            self._index.remove_ids(faiss.IDSelectorBatch(np.flatnonzero(~keep).astype(np.int64)))
+        else:
+            self._index = None
+        self._vectors = self._vectors[keep]
+        labels = self._labels[keep]
+        self._labels = np.where(labels > j, labels - 1, labels).astype(np.int32)
+        self._keys = [k for k, kp in zip(self._keys, keep.tolist()) if kp]
+        if self._z is not None:
+            self._z = self._z[keep]
+        del self._names[j]
+        self._centroids = None
+        self._dev_cache.clear()
+        for rec in self.calibration.values():
+            rec.get("per_model", {}).pop(model, None)
+        return gone
+
+    # ================================================================== normalise / index
+    def fit(self, normalize: str | None = None, **params) -> None:
+        """(Re)fit the normaliser on every enrolled vector (optionally switching method or
+        params, e.g. ``fit("lda", n_components=8)``) and rebuild the index. Clears the
+        calibration: its thresholds were distances in the old space."""
+        method = normalize or self.normalize
+        if method not in norm.METHODS:
+            raise ValueError(f"unknown normalisation {method!r}; expected one of {norm.METHODS}")
+        new_params = params if (normalize and normalize != self.normalize) or params else self.normalize_params
+        nz = norm.fit(method, self._vectors, self._labels, **new_params)
+        self.normalize, self.normalize_params = method, dict(new_params)
+        self._normalizer = nz
+        self._fitted_on = len(self)
+        self._z = None
+        self._index = None
+        self._centroids = None
+        self._dev_cache.clear()
+        self.calibration = {}
+
+    def _ensure_ready(self) -> None:
+        if len(self) == 0:
+            raise GalleryError("the gallery is empty: enroll models first")
+        if self._normalizer is None:
+            self.fit()
+        if self._z is None:
+            self._z = self._normalizer.transform(self._vectors)
+        if self._index is None and fidx.faiss_module() is not None:
+            self._build_index()
+
+    def _build_index(self) -> None:
+        if self._z is None:
+            self._z = self._normalizer.transform(self._vectors)
+        index = fidx.build(self.index_type, self.index_params, self._z)
+        self._index = fidx.to_gpu(index, self.index_type)
+
+    def transform(self, vectors):
+        """Normalised vectors (numpy in, numpy out; torch in, torch out on the same device)."""
+        self._ensure_ready()
+        if _is_torch(vectors):
+            return self._normalizer.transform(vectors)
+        return self._normalizer.transform(_to_numpy(vectors))
+
+    def _device_base(self, device):
+        key = str(device)
+        if key not in self._dev_cache:
+            import torch
+            z = torch.as_tensor(self._z, device=device)
+            self._dev_cache = {key: (z, (z * z).sum(1))}
+        return self._dev_cache[key]
+
+    def _search_z(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, ids) of the k nearest normalised gallery vectors."""
+        cuda_q = _is_torch(queries) and queries.is_cuda
+        use_torch = self.index_type == "flat" and (
+            self._index is None or (cuda_q and fidx.num_gpus() == 0))
+        if use_torch:
+            import torch
+            q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
+            z, sq = self._device_base(q.device)
+            d, i = torch_knn(self._normalizer.transform(q.float()), z, k, base_sq_norms=sq)
+            return d.cpu().numpy(), i.cpu().numpy()
+        if self._index is None:
+            raise GalleryError(f"an {self.index_type!r} gallery needs faiss, which is not installed")
+        z = self._normalizer.transform(_to_numpy(queries))
+        return fidx.search(self._index, z, k)
+
+    # ================================================================== search / attribution
+    def search(self, queries, k: int = 10) -> SearchResult:
+        """The ``k`` nearest enrolled samples of each query [Q, D] (numpy or torch)."""
+        self._ensure_ready()
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        q = queries if _is_torch(queries) else _to_numpy(queries)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.spec.dim:
+            raise ValueError(f"queries must have shape [Q, {self.spec.dim}], got {list(q.shape)}")
+        d, ids = self._search_z(q, min(k, len(self)))
+        labels = np.where(ids >= 0, self._labels[np.maximum(ids, 0)], -1).astype(np.int32)
+        return SearchResult(ids, d, labels, list(self._names), self._keys)
+
+    def centroids(self) -> np.ndarray:
+        """Per-model means of the normalised vectors, [M, d] float32."""
+        self._ensure_ready()
+        if self._centroids is None:
+            m = len(self._names)
+            sums = np.zeros((m, self._z.shape[1]), np.float64)
+            np.add.at(sums, self._labels, self._z)
+            cnt = np.bincount(self._labels, minlength=m)[:, None]
+            self._centroids = (sums / np.maximum(cnt, 1)).astype(np.float32)
+        return self._centroids
+
+    def _centroid_dists(self, queries) -> np.ndarray:
+        import torch
+        c = torch.from_numpy(self.centroids())
+        z = self._normalizer.transform(queries if _is_torch(queries) else _to_numpy(queries))
+        z = z.detach().cpu().float() if _is_torch(z) else torch.from_numpy(z)
+        d, i = torch_knn(z, c, c.shape[0])
+        out = np.empty(tuple(d.shape), np.float64)
+        np.put_along_axis(out, i.numpy(), d.numpy().astype(np.float64), axis=1)
+        return out
+
+    def attribute(self, queries, method: str = "knn", k: int = 10,
+                  weighting: str = "uniform", top: int = 5) -> attr.Attribution:
+        """Which enrolled model made each query, how sure, or ``"unknown"``.
+
+        ``method``: ``knn`` (vote of the ``k`` nearest samples, ``weighting`` uniform or
+        distance) or ``centroid``. Open-set thresholds come from :meth:`calibrate` for the same
+        method; without calibration nothing is answered ``unknown``. ``top``: how many
+        ``(model, distance)`` pairs to list per query.
+        """
+        names = list(self._names)
+        if method == "knn":
+            res = self.search(queries, k)
+            winner, score, nearest = attr.knn_vote(res.labels, res.distances, len(names), weighting)
+            stat = nearest[np.arange(len(winner)), winner]
+            order = np.argsort(nearest, axis=1, kind="stable")[:, :top]
+            tops = [[(names[j], float(nearest[r, j])) for j in row if np.isfinite(nearest[r, j])]
+                    for r, row in enumerate(order)]
+        elif method == "centroid":
+            self._ensure_ready()
+            dist = self._centroid_dists(queries)
+            winner, score = attr.centroid_scores(dist)
+            stat = dist[np.arange(len(winner)), winner]
+            order = np.argsort(dist, axis=1, kind="stable")[:, :top]
+            tops = [[(names[j], float(dist[r, j])) for j in row] for r, row in enumerate(order)]
+        else:
+            raise ValueError(f"unknown method {method!r}; expected 'knn' or 'centroid'")
+        thr_all = attr.thresholds_for(self.calibration.get(method), names)
+        thr = thr_all[winner]
+        predicted = [names[j] for j in winner]
+        model = [p if s <= t else attr.UNKNOWN for p, s, t in zip(predicted, stat, thr)]
+        return attr.Attribution(model, predicted, np.asarray(score, np.float64),
+                                np.asarray(stat, np.float64), thr, tops, method)
+
+    def own_model_distance(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
+        """Open-set statistic of each vector with respect to its own (enrolled) model: exact
+        distance to the model's nearest sample (knn) or to its centroid (centroid)."""
+        self._ensure_ready()
+        x = self._check_vectors(vectors, "held-out vectors")
+        models = list(models)
+        if len(models) != x.shape[0]:
+            raise ValueError(f"{len(models)} model names for {x.shape[0]} vectors")
+        missing = sorted(set(models) - set(self._names))
+        if missing:
+            raise ValueError(f"held-out samples of models not in the gallery: {missing}")
+        lab = np.array([self._names.index(m) for m in models], np.int64)
+        z = self._normalizer.transform(x)
+        out = np.empty(x.shape[0], np.float64)
+        if method == "centroid":
+            c = self.centroids()[lab]
+            return ((z.astype(np.float64) - c) ** 2).sum(1)
+        if method != "knn":
+            raise ValueError(f"unknown method {method!r}; expected 'knn' or 'centroid'")
+        import torch
+        for j in np.unique(lab):
+            sel = lab == j
+            d, _ = torch_knn(torch.from_numpy(z[sel]), torch.from_numpy(self._z[self._labels == j]), 1)
+            out[sel] = d[:, 0].numpy()
+        return out
+
+    def calibrate(self, vectors, models: Sequence[str], frr: float = 0.05, *,
+                  per_model: bool = True, method: str = "knn", min_per_model: int = 5) -> dict:
+        """Open-set thresholds from held-out samples of enrolled models (not in the gallery):
+        per model (and a global fallback) the ``1 - frr`` quantile of their distance to their
+        own model, so that about ``frr`` of genuine samples are answered ``unknown``. Stored in
+        ``self.calibration[method]`` (saved with the gallery) and returned."""
+        stats = self.own_model_distance(vectors, models, method)
+        lab = np.array([self._names.index(m) for m in models], np.int64)
+        rec = attr.calibrate_thresholds(stats, lab, list(self._names), frr, per_model, min_per_model)
+        rec["date"] = _now()
+        self.calibration[method] = rec
+        return rec

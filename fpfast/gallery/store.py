@@ -1,0 +1,193 @@
+"""The gallery directory: format, atomic save, validated load. No pickle anywhere.
+
+Layout of a gallery directory::
+
+    gallery.json        format name + version, the full FingerprintSpec, models and counts,
+                        normaliser method/params, index type/params, calibration thresholds,
+                        creation info, and the byte size + sha256 of every other file
+    vectors.npy         float32 [N, D]  fingerprints as enrolled (before normalisation)
+    labels.npy          int32 [N]       index into gallery.json's "models"
+    keys.json           [N] strings     source keys of the samples
+    normalizer_*.npy    float32         fitted normaliser arrays (mean, scale, projection)
+    index.faiss         FAISS's own binary format (absent while the gallery is empty)
+
+Arrays are read with ``np.load(allow_pickle=False)``, JSON with :mod:`json` and the index with
+``faiss.read_index``: a gallery from someone else cannot run code on load. Saving writes a fresh
+sibling directory and swaps it in with renames, so a crash leaves either the old or the new
+gallery (plus, at worst, a ``.<name>.tmp-*`` / ``.<name>.old-*`` directory beside it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Callable
+
+import numpy as np
+
+FORMAT_NAME = "fpfast-gallery"
+FORMAT_VERSION = 1
+META = "gallery.json"
+
+
+class GalleryError(ValueError):
+    """A gallery directory is missing, corrupt, foreign, or inconsistent; the message says what."""
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------- save
+def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+             jsons: dict[str, Any], index_writer: Callable[[str], None] | None,
+             index_file: str | None) -> None:
+    """Write a whole gallery to ``path`` atomically (temp sibling directory, then rename)."""
+    path = os.path.abspath(path)
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise GalleryError(f"{path} exists and is not a directory")
+    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    try:
+        files: dict[str, dict] = {}
+        for fname, arr in arrays.items():
+            np.save(os.path.join(tmp, fname), arr, allow_pickle=False)
+        for fname, obj in jsons.items():
+            with open(os.path.join(tmp, fname), "w", encoding="utf-8") as fh:
+                json.dump(obj, fh)
+        if index_writer is not None:
+            index_writer(os.path.join(tmp, index_file))
+        for fname in sorted(os.listdir(tmp)):
+            p = os.path.join(tmp, fname)
+            files[fname] = {"bytes": os.path.getsize(p), "sha256": sha256_file(p)}
+        meta = dict(meta, files=files)
+        with open(os.path.join(tmp, META), "w", encoding="utf-8") as fh:
+            json.dump(meta, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        old = None
+        if os.path.exists(path):
+            if os.listdir(path) and not os.path.exists(os.path.join(path, META)):
+                raise GalleryError(f"{path} is a non-empty directory that is not a gallery; "
+                                   "refusing to replace it")
+            old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+            os.rmdir(old)
+            os.rename(path, old)
+        os.rename(tmp, path)
+        tmp = None
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------- load
+def _need(meta: dict, key: str, types, where: str = META):
+    if key not in meta:
+        raise GalleryError(f"{where} has no {key!r} field (tampered or not a gallery)")
+    v = meta[key]
+    if not isinstance(v, types) or isinstance(v, bool) and types is not bool:
+        raise GalleryError(f"{where}: field {key!r} has the wrong type "
+                           f"({type(v).__name__}); tampered?")
+    return v
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    """gallery.json parsed and checked for format name/version and the fields' types."""
+    if not os.path.isdir(path):
+        raise GalleryError(f"no gallery at {path}: not a directory")
+    mp = os.path.join(path, META)
+    if not os.path.exists(mp):
+        raise GalleryError(f"{path} is not a gallery: it has no {META}")
+    try:
+        with open(mp, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GalleryError(f"{mp} is not valid JSON ({e}); the file is corrupt or was edited") from None
+    if not isinstance(meta, dict):
+        raise GalleryError(f"{mp} must hold a JSON object, got {type(meta).__name__}")
+    fmt = meta.get("format")
+    if fmt != FORMAT_NAME:
+        raise GalleryError(f"{mp} is not an fpfast gallery: format is {fmt!r}, "
+                           f"expected {FORMAT_NAME!r}")
+    ver = _need(meta, "format_version", int)
+    if ver != FORMAT_VERSION:
+        raise GalleryError(f"gallery format version {ver} is not supported: this fpfast reads "
+                           f"version {FORMAT_VERSION}")
+    _need(meta, "spec", dict)
+    _need(meta, "count", int)
+    models = _need(meta, "models", list)
+    for m in models:
+        if (not isinstance(m, dict) or not isinstance(m.get("name"), str)
+                or not isinstance(m.get("count"), int) or m["count"] < 0):
+            raise GalleryError(f"{META}: malformed model entry {m!r}")
+    names = [m["name"] for m in models]
+    if len(set(names)) != len(names):
+        raise GalleryError(f"{META}: duplicate model names in {names}")
+    if sum(m["count"] for m in models) != meta["count"]:
+        raise GalleryError(f"{META} is inconsistent: model counts sum to "
+                           f"{sum(m['count'] for m in models)} but count is {meta['count']}")
+    _need(meta, "normalize", dict)
+    _need(meta, "index", dict)
+    _need(meta, "calibration", dict)
+    _need(meta, "files", dict)
+    return meta
+
+
+def check_file(path: str, fname: str, meta: dict, verify: bool) -> str:
+    """Path of ``fname`` after checking it exists and matches the size/hash gallery.json records."""
+    p = os.path.join(path, fname)
+    if not os.path.exists(p):
+        raise GalleryError(f"gallery file {fname} is missing from {path}")
+    rec = meta["files"].get(fname)
+    if not isinstance(rec, dict) or "bytes" not in rec:
+        raise GalleryError(f"{fname} is not listed in {META}; foreign file or tampered metadata")
+    size = os.path.getsize(p)
+    if size != rec["bytes"]:
+        how = "truncated" if size < rec["bytes"] else "longer than recorded"
+        raise GalleryError(f"{fname} is {size} bytes but {META} records {rec['bytes']}: "
+                           f"the file is {how} or was replaced")
+    if verify and sha256_file(p) != rec.get("sha256"):
+        raise GalleryError(f"{fname} does not match the sha256 recorded in {META}: "
+                           "the file was modified or replaced")
+    return p
+
+
+def load_array(path: str, fname: str, meta: dict, verify: bool, dtype,
+               shape: tuple[int | None, ...]) -> np.ndarray:
+    """``fname`` as a numpy array of ``dtype`` and ``shape`` (None = any), without pickle."""
+    p = check_file(path, fname, meta, verify)
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise GalleryError(f"{fname} holds Python objects (pickled data); refused: a gallery "
+                               "holds plain numeric arrays only") from None
+        raise GalleryError(f"{fname} is truncated or corrupt: {e}") from None
+    except (OSError, EOFError) as e:
+        raise GalleryError(f"{fname} is truncated or corrupt: {e}") from None
+    if not isinstance(arr, np.ndarray):
+        raise GalleryError(f"{fname} is not a single .npy array")
+    if arr.dtype != np.dtype(dtype):
+        raise GalleryError(f"{fname} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
+        want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+        raise GalleryError(f"{fname} has shape {list(arr.shape)}, expected {want}")
+    return arr
+
+
+def load_json(path: str, fname: str, meta: dict, verify: bool):
+    p = check_file(path, fname, meta, verify)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GalleryError(f"{fname} is not valid JSON ({e})") from None

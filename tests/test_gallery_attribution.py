@@ -1,0 +1,140 @@
+"""Attribution: kNN vote / centroid, normalisers, open-set AUROC, calibrated false-reject rate."""
+import numpy as np
+import pytest
+
+from fpfast.gallery import UNKNOWN, Gallery, auroc, evaluate
+from fpfast.gallery import attribution as attr
+from fpfast.gallery import normalize as norm
+
+from _gallery_synth import Clusters
+
+pytest.importorskip("faiss")
+
+
+@pytest.fixture(scope="module")
+def enrolled(tmp_path_factory):
+    """6 overlapping-ish clusters (sep=2: open-set AUROC ~0.90 knn / ~0.95 centroid at this
+    seed); models 0-4 enrolled (80 each), model 5 held out as the unknown."""
+    c = Clusters(n_models=6, seed=21, sep=2.0)
+    g = Gallery.create(tmp_path_factory.mktemp("g") / "g")
+    for j in range(5):
+        g.add(c.names[j], c.sample(j, 80))
+    return c, g
+
+
+def test_knn_vote_rules():
+    labels = np.array([[0, 1, 1, 0], [2, 1, -1, -1]])
+    dists = np.array([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, np.inf, np.inf]])
+    win, share, nearest = attr.knn_vote(labels, dists, 3)
+    assert win.tolist() == [0, 2]                   # ties go to the nearest sample's model
+    assert share.tolist() == [0.5, 0.5]
+    assert nearest[0].tolist() == [1.0, 2.0, np.inf]
+    win, share, _ = attr.knn_vote(labels, dists, 3, weighting="distance")
+    assert win[0] == 0 and share[0] == pytest.approx((1 + 1 / 4) / (1 + 1 / 2 + 1 / 3 + 1 / 4), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown weighting"):
+        attr.knn_vote(labels, dists, 3, weighting="rank")
+
+
+def test_closed_set_accuracy_and_scores(enrolled):
+    c, g = enrolled
+    q, y = c.batch(range(5), 40)
+    for method, kw in (("knn", {"k": 10}), ("knn", {"k": 10, "weighting": "distance"}),
+                       ("centroid", {})):
+        a = g.attribute(q, method=method, **kw)
+        assert np.mean(np.array(a.model) == np.array(y)) > 0.97, method
+        assert ((a.score >= 0) & (a.score <= 1)).all()
+        # a higher score goes with a correct answer more often
+        right = np.array(a.predicted) == np.array(y)
+        assert a.score[right].mean() >= a.score[~right].mean() if (~right).any() else True
+        assert a.top[0][0][0] == a.predicted[0] and len(a.top[0]) <= 5
+        assert np.isinf(a.threshold).all() and UNKNOWN not in a.model   # not calibrated
+
+
+def test_open_set_auroc_with_held_out_cluster(enrolled):
+    c, g = enrolled
+    known_q, known_y = c.batch(range(5), 40)
+    unk_q, unk_y = c.batch([5], 100)
+    q = np.concatenate([known_q, unk_q])
+    y = known_y + unk_y
+    for method in ("knn", "centroid"):
+        a = g.attribute(q, method=method)
+        value = auroc(a.distance, np.array([t == c.names[5] for t in y]))
+        print(f"open-set AUROC ({method}) = {value:.4f}")
+        assert value >= {"knn": 0.85, "centroid": 0.9}[method], method
+        rep = evaluate(y, a.model, g.models(), open_set_scores=a.distance)
+        assert rep["open_set_auroc"] == pytest.approx(value)
+
+
+def test_calibrated_false_reject_rate(enrolled):
+    c, g = enrolled
+    held, held_y = c.batch(range(5), 60)
+    frr = 0.1
+    rec = g.calibrate(held, held_y, frr=frr)
+    assert set(rec["per_model"]) == set(c.names[:5]) and rec["frr"] == frr
+    test_q, test_y = c.batch(range(5), 400)          # fresh genuine samples
+    a = g.attribute(test_q)
+    rejected = float(np.mean(a.is_unknown))
+    print(f"false-reject rate at frr={frr}: {rejected:.3f}")
+    # 60 calibration samples per model: the quantile itself wanders by ~sqrt(.1*.9/60) = 0.04
+    assert abs(rejected - frr) < 0.07
+    unk = g.attribute(c.sample(5, 200))
+    print(f"unknown model rejected: {np.mean(unk.is_unknown):.3f}")
+    assert np.mean(unk.is_unknown) > 0.5             # the held-out model is mostly rejected
+    grec = g.calibrate(held, held_y, frr=frr, per_model=False, method="centroid")
+    assert grec["per_model"] == {}
+    a = g.attribute(test_q, method="centroid")
+    assert abs(np.mean(a.is_unknown) - frr) < 0.07
+    assert (a.threshold == grec["global"]).all()
+    g.fit()                                          # refit: distances change, thresholds go
+    assert g.calibration == {}
+
+
+def test_quantile_threshold():
+    s = np.arange(1, 101, dtype=float)
+    assert attr.quantile_threshold(s, 0.05) == 95.0      # 5 of 100 strictly above
+    assert attr.quantile_threshold(s, 0.0) == 100.0
+    assert attr.quantile_threshold(np.array([]), 0.1) == np.inf
+
+
+def test_normalisers_do_what_they_say():
+    rng = np.random.default_rng(22)
+    a = rng.normal(size=(400, 6)) @ rng.normal(size=(6, 6)) * 3 + 7
+    lab = np.repeat(np.arange(4), 100)
+    a[:, 0] += lab * 2.0
+    z = norm.fit("standardize", a).transform(a.astype(np.float32))
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-4)
+    z = norm.fit("whiten", a).transform(a.astype(np.float32))
+    np.testing.assert_allclose(np.cov(z.T.astype(np.float64)), np.eye(6), atol=1e-3)
+    nz = norm.fit("lda", a, lab, shrinkage=0.0)
+    z = nz.transform(a.astype(np.float32)).astype(np.float64)
+    within = sum(np.cov(z[lab == j].T, bias=True) * 100 for j in range(4)) / (400 - 4)
+    np.testing.assert_allclose(within, np.eye(6), atol=1e-3)
+    assert norm.fit("lda", a, lab, n_components=3).transform(a.astype(np.float32)).shape == (400, 3)
+    with pytest.raises(ValueError, match="at least 2 enrolled models"):
+        norm.fit("lda", a, np.zeros(400, int))
+
+
+def test_lda_helps_when_nuisance_dimensions_dominate(tmp_path):
+    """Models differ only in 5 dimensions; 40 others carry large shared noise."""
+    rng = np.random.default_rng(23)
+    d, m, n = 45, 4, 60
+    def sample(j, k):
+        x = rng.normal(size=(k, d))
+        x[:, 5:] *= 8.0
+        x[:, :5] += np.eye(m, 5)[j] * 2.5
+        return x.astype(np.float32)
+    from fpfast.spec import FingerprintSpec
+    spec = FingerprintSpec(families=("moments", "xcorr", "radial"), radial_bins=30)
+    assert spec.dim == d
+    g = Gallery.create(tmp_path / "g", spec)
+    for j in range(m):
+        g.add(f"m{j}", sample(j, n))
+    q = np.concatenate([sample(j, 50) for j in range(m)])
+    y = np.repeat([f"m{j}" for j in range(m)], 50)
+    acc = {}
+    for method in ("standardize", "whiten", "lda"):
+        g.fit(method)
+        acc[method] = float(np.mean(np.array(g.attribute(q, k=10).model) == y))
+    print(acc)
+    assert acc["lda"] >= acc["standardize"] + 0.1 and acc["lda"] > 0.8
