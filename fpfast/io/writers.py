@@ -42,9 +42,9 @@ class OutputError(ValueError):
     """The output cannot be used as asked (exists without resume, config differs): a usage error."""
 
 
-def _plain(v: Any) -> Any:
+def _plain(v: Any, keep_arrays: bool = False) -> Any:
     if isinstance(v, np.ndarray):
-        return v.tolist()
+        return v if keep_arrays and v.ndim == 1 else v.tolist()
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, (list, tuple)):
@@ -56,10 +56,15 @@ def _plain(v: Any) -> Any:
 
 def rows_to_table(rows: list[dict], schema=None):
     import pyarrow as pa
-    plain = [{k: _plain(v) for k, v in r.items()} for r in rows]
+    # 1-d numpy arrays stay arrays: pyarrow keeps their dtype (float32 vectors stay float32)
+    plain = [{k: _plain(v, keep_arrays=True) for k, v in r.items()} for r in rows]
     if schema is not None:
         return pa.Table.from_pylist(plain, schema=schema)
-    return pa.Table.from_pylist(plain)
+    # from_pylist takes its columns from the first row alone: name the union, in first-seen order
+    cols: dict[str, None] = {}
+    for r in plain:
+        cols.update(dict.fromkeys(r))
+    return pa.table({c: pa.array([r.get(c) for r in plain]) for c in cols})
 
 
 def _fsync_dir(path: str) -> None:
@@ -377,8 +382,11 @@ def read_rows(out: str) -> list[dict]:
                 continue
             if i > 0 and "shard" in d:
                 store_entries.append(d)
+    entries = sorted(store_entries, key=lambda d: d["shard"])
+    if not any(f.endswith(".npy") or f.startswith("errors") for e in entries for f in e["files"]):
+        return _read_tables([os.path.join(out, f) for e in entries for f in e["files"]]).to_pylist()
     rows: list[dict] = []
-    for e in sorted(store_entries, key=lambda d: d["shard"]):
+    for e in entries:
         files = e["files"]
         npys = [f for f in files if f.endswith(".npy")]
         if npys:
