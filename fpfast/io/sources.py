@@ -171,6 +171,8 @@ def iter_tar(path: str, key_prefix: str | None = None) -> Iterator[Item]:
             try:
                 member = tf.next()
             except (tarfile.TarError, OSError, EOFError) as e:
+                if expected >= size:  # the last member was cut short (already an error item)
+                    return
                 yield Item(f"{prefix}/@{expected}", SourceError(
                     f"tar shard is damaged at byte {expected}: {e}; the rest of the shard is lost"))
                 return
