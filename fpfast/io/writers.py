@@ -186,6 +186,13 @@ class ShardStore:
     def commit(self, shard: int, files: list[str], inputs: int, rows: int, errors: int) -> None:
         """Record a shard whose files are all in place (paths relative to the root)."""
         _fsync_dir(self.root)
+        old = self.finished.get(shard)
+        if old is not None:  # a redone shard: files of its last version that this one lacks go
+            for f in set(old.get("files", [])) - set(files):
+                try:
+                    os.remove(os.path.join(self.root, f))
+                except FileNotFoundError:
+                    pass
         entry = {"shard": shard, "inputs": inputs, "rows": rows, "errors": errors, "files": files}
         with open(self.manifest_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
@@ -382,7 +389,8 @@ def read_rows(out: str) -> list[dict]:
                 continue
             if i > 0 and "shard" in d:
                 store_entries.append(d)
-    entries = sorted(store_entries, key=lambda d: d["shard"])
+    latest = {int(d["shard"]): d for d in store_entries}  # a redone shard: its last line wins
+    entries = [latest[s] for s in sorted(latest)]
     if not any(f.endswith(".npy") or f.startswith("errors") for e in entries for f in e["files"]):
         return _read_tables([os.path.join(out, f) for e in entries for f in e["files"]]).to_pylist()
     rows: list[dict] = []
