@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
 import time
 import warnings
@@ -36,6 +37,15 @@ from .sources import Payload, load_bytes
 
 # Pillow's own hard limit is 2 x Image.MAX_IMAGE_PIXELS (~179 Mpx); ours defaults to the same.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
+
+# Optional faster JPEG path (libjpeg-turbo through simplejpeg, ~1.3x Pillow on 256^2, identical
+# pixels; see benchmarks/results/decode.md). Used only for plain YCbCr/gray JPEGs without EXIF
+# or MPF segments; everything else goes through Pillow. FPFAST_JPEG=pillow turns it off.
+try:
+    import simplejpeg as _simplejpeg
+except ImportError:  # optional dependency
+    _simplejpeg = None
+USE_SIMPLEJPEG = _simplejpeg is not None and os.environ.get("FPFAST_JPEG", "auto") != "pillow"
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
@@ -111,6 +121,51 @@ def _to_rgb_array(img: Image.Image, notes: list[str]) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def _plain_jpeg(data: bytes) -> bool:
+    """A JPEG whose segments before the scan hold no EXIF (orientation) and no MPF (multi-picture)."""
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan: header done
+            return True
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+            return False
+        if marker == 0xE2 and data[pos + 4:pos + 8] == b"MPF\x00":
+            return False
+        pos += 2 + length
+    return False
+
+
+def _decode_jpeg_fast(data: bytes, spec: FingerprintSpec, max_pixels: int) -> np.ndarray | None:
+    """uint8 [H, W, 3] through simplejpeg, or None when the file needs Pillow's path."""
+    if not _plain_jpeg(data):
+        return None
+    try:
+        h, w, colorspace, _ = _simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None  # let Pillow produce its message
+    if colorspace not in ("YCbCr", "Gray"):
+        return None
+    _check_size(w, h, spec, max_pixels)
+    try:
+        if colorspace == "Gray":
+            a = _simplejpeg.decode_jpeg(data, colorspace="GRAY")
+            a = np.repeat(a.reshape(h, w, 1), 3, axis=2)
+        else:
+            a = _simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError as e:
+        msg = str(e)
+        if "Premature end" in msg:
+            raise DecodeError(f"truncated image data: {msg}") from None
+        raise DecodeError(f"corrupt image data: {msg}") from None
+    return np.ascontiguousarray(_crop_array(a, spec))
+
+
 def decode_image(data: bytes, spec: FingerprintSpec | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
     """(image, note): uint8/uint16 [H, W, 3] C-contiguous, cropped when ``spec.geometry == 'crop'``;
@@ -119,6 +174,10 @@ def decode_image(data: bytes, spec: FingerprintSpec | None = None,
     if not data:
         raise DecodeError("empty file (0 bytes)")
     notes: list[str] = []
+    if USE_SIMPLEJPEG and data[:2] == b"\xff\xd8":
+        a = _decode_jpeg_fast(data, spec, max_pixels)
+        if a is not None:
+            return a, ""
     if wants_png16(data):
         w, h = png_header(data)[:2]
         _check_size(w, h, spec, max_pixels)
