@@ -208,6 +208,10 @@ def decode_image(data: bytes, spec: FingerprintSpec | None = None,
             hdr = png_header(data[:33])
             if hdr is not None and hdr[2] == 16 and hdr[3] in (2, 4, 6):
                 notes.append("interlaced 16-bit PNG decoded at 8 bits")
+            if img.format == "TIFF" and img.mode in ("RGB", "RGBA"):
+                bits = img.tag_v2.get(258, (8,))
+                if max(bits if isinstance(bits, tuple) else (bits,)) > 8:
+                    notes.append(f"{max(bits)}-bit colour TIFF decoded at 8 bits (Pillow)")
             try:
                 img.load()
                 orientation = img.getexif().get(0x0112, 1)
