@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
-from .io.sources import Item, SourceSpecError, iter_sources
+from .io.sources import Item, SourceSpecError, check_sources, iter_sources
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
 from .spec import FingerprintSpec, SpecError, load_spec
@@ -56,6 +56,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_ROW_ERRORS = 3
 
+MAX_WORKER_DEATHS = 100  # a run whose workers die more often than this stops (exit 1)
 Mapper = Callable[[torch.Tensor, list], list]
 STAGES = ("read", "decode", "decode_wait", "batch", "map", "write")
 
@@ -156,18 +157,37 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
             try:
                 results = fut.result()
             except cf.process.BrokenProcessPool as e:
-                # A worker died (decoder crash, out of memory). Its chunk and every chunk in flight
-                # are lost: they become error rows, and a fresh pool takes the rest of the stream.
+                # A worker died (a decoder crash, out of memory). Every chunk in flight is lost;
+                # a fresh pool decodes their inputs again one at a time, so that only an input
+                # that kills a worker on its own becomes an error row.
                 breaks += 1
-                if done_chunks == 0 or breaks > 3:
+                if breaks > MAX_WORKER_DEATHS:
                     raise RuntimeError(f"decoder worker processes keep dying ({e}); run with "
                                        f"workers=0 to see the failure in this process") from e
                 lost = [chunk] + [c for c, _ in inflight]
                 inflight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
-                msg = f"decoder worker process died while this chunk was in flight ({e or 'crash or out of memory'})"
-                results = [(i, Decoded(key, None, msg, "", 0.0)) for c in lost for i, key, _ in c]
+                results, retried_ok, retried_dead = [], 0, 0
+                for c in lost:
+                    for it in c:
+                        try:
+                            results += pool.submit(_decode_chunk, [it], spec, max_pixels).result()
+                            retried_ok += 1
+                        except cf.process.BrokenProcessPool:
+                            breaks += 1
+                            retried_dead += 1
+                            if (retried_dead >= 3 and retried_ok == 0 and done_chunks == 0) \
+                                    or breaks > MAX_WORKER_DEATHS:
+                                raise RuntimeError(
+                                    "decoder worker processes die on every input (cannot start? "
+                                    "the main module must be importable, not stdin); run with "
+                                    "workers=0 to see the failure in this process") from e
+                            msg = ("the decoder worker process died on this input (a crash in the "
+                                   "image library or out of memory)")
+                            results.append((it[0], Decoded(it[1], None, msg, "", 0.0)))
+                            pool.shutdown(wait=False, cancel_futures=True)
+                            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
             else:
                 done_chunks += 1
             timings["decode_wait"] += time.perf_counter() - t0
@@ -359,6 +379,7 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
     if isinstance(sources, str):
         sources = [sources]
     sources = list(sources)
+    check_sources(sources)  # a glob matching nothing is a usage error before anything runs
     if writer is None:
         if out is None:
             raise OutputError("give an output path or a writer")
