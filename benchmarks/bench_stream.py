@@ -38,6 +38,7 @@ from fpfast.pipeline import decode_stream, fingerprint_mapper, run, run_stream  
 from fpfast.io.writers import open_writer  # noqa: E402
 from fpfast.spec import FingerprintSpec  # noqa: E402
 
+DEVICE = "cpu"
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -119,7 +120,7 @@ def map_only(src: str, spec, batch: int) -> float:
     from fpfast.io.decode import decode_item
     imgs = [decode_item(k, p, spec).image for k, p in iter_sources([src])]
     imgs = [x for x in imgs if x is not None]
-    m = fingerprint_mapper(spec)
+    m = fingerprint_mapper(spec, device=DEVICE)
     batches = [torch.from_numpy(np.stack(imgs[i:i + batch])) for i in range(0, len(imgs), batch)]
     m(batches[0], [""] * len(batches[0]))
     t0 = time.perf_counter()
@@ -130,7 +131,7 @@ def map_only(src: str, spec, batch: int) -> float:
 
 def full(src: str, spec, workers: int, batch: int, out: str, mapper=None):
     shutil.rmtree(out, ignore_errors=True)
-    s = run([src], mapper or fingerprint_mapper(spec), out, spec=spec, workers=workers, batch_size=batch,
+    s = run([src], mapper or fingerprint_mapper(spec, device=DEVICE), out, spec=spec, workers=workers, batch_size=batch,
             shard_size=1000, quiet=True)
     return (s.ok + s.errors) / s.wall, s
 
@@ -144,18 +145,24 @@ def main():
     ap.add_argument("--shard-size", type=int, default=10000)
     ap.add_argument("--tmp", default=os.path.join(tempfile.gettempdir(), "fpfast_bench_stream"))
     ap.add_argument("--tag", default="")
+    ap.add_argument("--machine-note", default="**shared with ~6 other agents** (numbers are noisy, CPU only, no GPU)")
+    ap.add_argument("--device", default="cpu", help="where the fingerprint mapper runs (cpu, cuda)")
     a = ap.parse_args()
+    global DEVICE
+    DEVICE = a.device
     torch.set_num_threads(max(1, (os.cpu_count() or 1)))
     spec = FingerprintSpec()
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.machine()}, {os.cpu_count()} cores"
+    if DEVICE != "cpu":
+        machine += f", mapper on {torch.cuda.get_device_name(0)}"
     versions = f"fpfast {fpfast.__version__}, torch {torch.__version__}, Pillow {Image.__version__}, python {platform.python_version()}"
     from fpfast.io import decode as _dec
     jpeg_path = "simplejpeg" if _dec.USE_SIMPLEJPEG else "Pillow"
     rows = []
     dirs = make_files(a.tmp, a.n_files)
     md = [f"# Stream benchmark ({now})", "",
-          f"Machine: {machine} **shared with ~6 other agents** (numbers are noisy, CPU only, no GPU). "
+          f"Machine: {machine} {a.machine_note}. "
           f"{versions}. JPEG decoder: {jpeg_path}. Spec: default (crop 64, denoise). "
           f"Backend: auto ({fpfast.build_config() if hasattr(fpfast, 'build_config') else ''}).", "",
           f"## Decode-only vs full pipeline, {a.n_files} 256x256 images, workers={a.workers}, batch={a.batch_size}", "",
@@ -196,7 +203,7 @@ def main():
     sampler = Sampler(counter)
     sampler.start()
     writer = open_writer(out, a.shard_size)
-    s = run_stream(items(), fingerprint_mapper(spec), writer, spec=spec, workers=a.workers,
+    s = run_stream(items(), fingerprint_mapper(spec, device=DEVICE), writer, spec=spec, workers=a.workers,
                    batch_size=a.batch_size, quiet=True)
     sampler.stop.set()
     sampler.join()
@@ -225,9 +232,11 @@ def main():
     with open(os.path.join(RESULTS, f"stream{a.tag}.md"), "w") as fh:
         fh.write(text)
     path = os.path.join(RESULTS, f"stream{a.tag}.csv")
-    with open(path, "w", newline="") as fh:
+    new = not os.path.exists(path)
+    with open(path, "a", newline="") as fh:  # long format: every run appends its rows
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
+        if new:
+            w.writeheader()
         w.writerows(rows)
 
 

@@ -391,13 +391,17 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
 
 
 def fingerprint_mapper(spec: FingerprintSpec | str | None = None, backend: str = "auto",
-                       column: str = "vector") -> Mapper:
+                       column: str = "vector", device: str = "cpu") -> Mapper:
     """A mapper computing :func:`fpfast.ops.features.fingerprint_features` per batch; each row
-    gets ``column``: the float32 vector as a numpy array (what ``extract`` writes)."""
+    gets ``column``: the float32 vector as a numpy array (what ``extract`` writes). ``device``:
+    where the batch is fingerprinted (``cuda`` copies it there from pinned memory)."""
     from .ops.features import fingerprint_features
     spec = load_spec(spec)
+    dev = torch.device(device)
 
     def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
+        if dev.type != "cpu":
+            batch = batch.pin_memory().to(dev, non_blocking=True)
         with torch.inference_mode():
             v = fingerprint_features(batch, spec, backend=backend, layout="hwc")
         v = v.cpu().numpy()
