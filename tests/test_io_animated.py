@@ -4,7 +4,7 @@ import numpy as np
 from PIL import Image
 
 from fpfast.io.decode import decode_image
-from io_helpers import assert_fine_row, encode, rand_rgb
+from io_helpers import assert_fine_row, rand_rgb
 
 
 def test_animated_gif_first_frame_with_note(tmp_path):

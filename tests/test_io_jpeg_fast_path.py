@@ -1,5 +1,4 @@
 """The optional simplejpeg path gives Pillow's pixels, and falls back where it must."""
-import io
 
 import numpy as np
 import pytest
