@@ -372,7 +372,8 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
     """Read ``sources``, run the stream, write to ``out`` (or to a ready ``writer``).
 
     ``config`` is stored in the output's manifest and must match on resume; the spec id and the
-    source list are added to it. ``kind``: ``rows`` (parquet/csv/jsonl) or ``npy`` (extract).
+    source list are added to it; the spec (JSON) goes into every parquet file's schema metadata
+    under ``fpfast.spec`` (and ``spec.json`` for ``npy``). ``kind``: ``rows`` (parquet/csv/jsonl) or ``npy`` (extract).
     Other keywords go to :func:`run_stream`.
     """
     spec = load_spec(spec)
@@ -385,7 +386,9 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
             raise OutputError("give an output path or a writer")
         cfg = {"spec_id": spec.id, "sources": sources, "column": column, "key_column": key_column}
         cfg.update(config or {})
-        writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind)
+        from . import __version__
+        meta = {"fpfast.spec": spec.to_json(), "fpfast.version": __version__}
+        writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind, meta)
     items = iter_sources(sources, column=column, key_column=key_column)
     return run_stream(items, mapper, writer, spec=spec, **stream_kw)
 

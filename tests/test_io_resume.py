@@ -118,3 +118,7 @@ def test_npy_extract_layout(tmp_path, src):
     assert vecs.dtype == np.float32 and len(vecs) == len(meta["path"]) == N - 2 and len(errors) == 2
     assert list(meta["path"]) == sorted(meta["path"])
     assert s.exit_code == 3
+    from fpfast.spec import FingerprintSpec
+    assert FingerprintSpec.from_json((out / "spec.json").read_text()) == FingerprintSpec()
+    md = pq.read_schema(out / "metadata" / "part-000000.parquet").metadata
+    assert FingerprintSpec.from_json(md[b"fpfast.spec"].decode()) == FingerprintSpec()

@@ -30,3 +30,17 @@ def test_csv_output(tmp_path):
     run([str(d)], fingerprint_mapper(), out, shard_size=2, quiet=True)
     rows = read_rows(out)
     assert len(rows) == 5 and rows[0]["vector"].startswith("[")
+
+
+def test_spec_in_parquet_metadata(tmp_path):
+    import pyarrow.parquet as pq
+    from fpfast.spec import FingerprintSpec
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.png").write_bytes(encode(rand_rgb(20, 20)))
+    spec = FingerprintSpec(residual="npr")
+    for out in (tmp_path / "o.parquet", tmp_path / "dir"):
+        run([str(d)], fingerprint_mapper(spec), str(out), spec=spec, quiet=True)
+        f = out if out.suffix else out / "part-000000.parquet"
+        md = pq.read_schema(f).metadata
+        assert FingerprintSpec.from_json(md[b"fpfast.spec"].decode()) == spec

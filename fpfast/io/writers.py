@@ -54,7 +54,16 @@ def _plain(v: Any, keep_arrays: bool = False) -> Any:
     return v
 
 
-def rows_to_table(rows: list[dict], schema=None):
+def rows_to_table(rows: list[dict], schema=None, metadata: dict | None = None):
+    """A pyarrow table of ``rows`` (columns: ``schema``'s, else the union of the rows' keys);
+    ``metadata`` (str -> str) goes into the schema metadata of the parquet file."""
+    t = _rows_to_table(rows, schema)
+    if metadata:
+        t = t.replace_schema_metadata({**(t.schema.metadata or {}), **{k: str(v) for k, v in metadata.items()}})
+    return t
+
+
+def _rows_to_table(rows: list[dict], schema=None):
     import pyarrow as pa
     # 1-d numpy arrays stay arrays: pyarrow keeps their dtype (float32 vectors stay float32)
     plain = [{k: _plain(v, keep_arrays=True) for k, v in r.items()} for r in rows]
@@ -212,9 +221,9 @@ class ParquetShardWriter:
     """``OUT/part-000000.parquet``, ... (see the module docstring)."""
 
     def __init__(self, root: str, shard_size: int, resume: bool = False, overwrite: bool = False,
-                 config: dict | None = None, schema=None):
+                 config: dict | None = None, schema=None, metadata: dict | None = None):
         self.store = ShardStore(root, shard_size, resume, overwrite, config)
-        self.root, self.schema = root, schema
+        self.root, self.schema, self.metadata = root, schema, metadata
 
     @property
     def shard_size(self) -> int:
@@ -225,7 +234,7 @@ class ParquetShardWriter:
 
     def write_shard(self, shard: int, rows: list[dict], inputs: int | None = None) -> None:
         import pyarrow.parquet as pq
-        table = rows_to_table(rows, self.schema)
+        table = rows_to_table(rows, self.schema, self.metadata)
         name = shard_name(shard, ".parquet")
         atomic_write(os.path.join(self.root, name), lambda p: pq.write_table(table, p))
         self.store.commit(shard, [name], len(rows) if inputs is None else inputs, len(rows),
@@ -248,7 +257,7 @@ class SingleFileWriter:
     """``OUT.parquet|.csv|.jsonl``: shards in ``.OUT.parts/``, one file written at ``close()``."""
 
     def __init__(self, path: str, shard_size: int, resume: bool = False, overwrite: bool = False,
-                 config: dict | None = None, schema=None):
+                 config: dict | None = None, schema=None, metadata: dict | None = None):
         ext = os.path.splitext(path)[1].lower()
         if ext not in SINGLE_FILE_FORMATS:
             raise OutputError(f"output file {path!r}: expected one of {SINGLE_FILE_FORMATS} "
@@ -261,7 +270,7 @@ class SingleFileWriter:
         os.makedirs(d, exist_ok=True)
         self.path, self.ext = path, ext
         self.parts = ParquetShardWriter(os.path.join(d, f".{name}.parts"), shard_size, resume,
-                                        overwrite, config, schema)
+                                        overwrite, config, schema, metadata)
         self.shard_size = shard_size
 
     def is_done(self, shard: int) -> bool:
@@ -306,11 +315,16 @@ class NpyShardWriter:
     ``errors/`` parquet for rows without a vector (see the module docstring)."""
 
     def __init__(self, root: str, shard_size: int, resume: bool = False, overwrite: bool = False,
-                 config: dict | None = None, vector_column: str = "vector", schema=None):
+                 config: dict | None = None, vector_column: str = "vector", schema=None,
+                 metadata: dict | None = None):
         self.store = ShardStore(root, shard_size, resume, overwrite, config)
         self.root, self.vector_column, self.schema = root, vector_column, schema
+        self.metadata = metadata
         for sub in ("embeddings", "metadata", "errors"):
             os.makedirs(os.path.join(root, sub), exist_ok=True)
+        if metadata and "fpfast.spec" in metadata:  # the spec beside the vectors, for any reader
+            atomic_write(os.path.join(root, "spec.json"),
+                         lambda p: _write_text(p, metadata["fpfast.spec"]))
 
     @property
     def shard_size(self) -> int:
@@ -327,7 +341,7 @@ class NpyShardWriter:
         files = []
         if good:
             vecs = np.stack([np.asarray(r[vc], dtype=np.float32) for r in good])
-            meta = rows_to_table([{k: v for k, v in r.items() if k != vc} for r in good], self.schema)
+            meta = rows_to_table([{k: v for k, v in r.items() if k != vc} for r in good], self.schema, self.metadata)
             emb_name = os.path.join("embeddings", shard_name(shard, ".npy"))
             meta_name = os.path.join("metadata", shard_name(shard, ".parquet"))
             atomic_write(os.path.join(self.root, emb_name), lambda p: _save_npy(p, vecs))
@@ -335,7 +349,7 @@ class NpyShardWriter:
             files += [emb_name, meta_name]
         if bad:
             err_name = os.path.join("errors", shard_name(shard, ".parquet"))
-            table = rows_to_table(bad)
+            table = rows_to_table(bad, None, self.metadata)
             atomic_write(os.path.join(self.root, err_name), lambda p: pq.write_table(table, p))
             files.append(err_name)
         for sub in ("embeddings", "metadata", "errors"):
@@ -346,23 +360,31 @@ class NpyShardWriter:
         pass
 
 
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def _save_npy(path: str, arr: np.ndarray) -> None:
     with open(path, "wb") as fh:  # np.save on a name would append '.npy' to the tmp name
         np.save(fh, arr)
 
 
 def open_writer(out: str, shard_size: int = 10_000, resume: bool = False, overwrite: bool = False,
-                config: dict | None = None, schema=None, kind: str = "rows"):
+                config: dict | None = None, schema=None, kind: str = "rows",
+                metadata: dict | None = None):
     """The writer for ``out``: ``kind='rows'`` -> a single .parquet/.csv/.jsonl file when ``out``
     has one of those extensions, else a directory of parquet shards; ``kind='npy'`` -> the
-    extract layout in directory ``out``."""
+    extract layout in directory ``out``. ``metadata`` (str -> str, e.g. ``{"fpfast.spec":
+    spec.to_json()}``) is stored in every parquet file's schema metadata (and as ``spec.json`` in
+    the extract layout)."""
     if kind == "npy":
-        return NpyShardWriter(out, shard_size, resume, overwrite, config, schema=schema)
+        return NpyShardWriter(out, shard_size, resume, overwrite, config, schema=schema, metadata=metadata)
     if kind != "rows":
         raise OutputError(f"unknown writer kind {kind!r}; expected 'rows' or 'npy'")
     if os.path.splitext(out)[1].lower() in SINGLE_FILE_FORMATS and not os.path.isdir(out):
-        return SingleFileWriter(out, shard_size, resume, overwrite, config, schema)
-    return ParquetShardWriter(out, shard_size, resume, overwrite, config, schema)
+        return SingleFileWriter(out, shard_size, resume, overwrite, config, schema, metadata)
+    return ParquetShardWriter(out, shard_size, resume, overwrite, config, schema, metadata)
 
 
 def read_rows(out: str) -> list[dict]:
