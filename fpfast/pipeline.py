@@ -93,7 +93,8 @@ class RunSummary:
         return (f"{self.inputs} inputs: {self.ok} ok, {self.errors} errors, {self.skipped} skipped "
                 f"(resume); {self.shards} shards written in {self.wall:.2f}s "
                 f"({self.images_per_s:.1f} images/s). Stages: {stages} "
-                f"(decode = worker seconds, decode_wait = time the stream waited for workers)")
+                f"(decode = seconds spent reading and decoding, summed over workers; decode_wait = "
+                f"time the stream waited for them)")
 
 
 # ---------------------------------------------------------------------------- decode stage
