@@ -44,3 +44,16 @@ def test_spec_in_parquet_metadata(tmp_path):
         f = out if out.suffix else out / "part-000000.parquet"
         md = pq.read_schema(f).metadata
         assert FingerprintSpec.from_json(md[b"fpfast.spec"].decode()) == spec
+
+
+def test_all_error_first_shard_keeps_the_columns(tmp_path):
+    import pyarrow.parquet as pq
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(6):
+        (d / f"{i}.png").write_bytes(b"" if i < 2 else encode(rand_rgb(20, 20, seed=i)))
+    out = tmp_path / "o"
+    run([str(d)], fingerprint_mapper(), str(out), shard_size=2, quiet=True)
+    t = pq.read_table(out)  # what pandas.read_parquet(out) does
+    assert t.num_rows == 6 and "vector" in t.column_names
+    assert pq.read_schema(out / "part-000000.parquet").names == t.column_names

@@ -218,12 +218,31 @@ def shard_name(shard: int, ext: str) -> str:
 
 
 class ParquetShardWriter:
-    """``OUT/part-000000.parquet``, ... (see the module docstring)."""
+    """``OUT/part-000000.parquet``, ... (see the module docstring).
+
+    Every shard gets the same columns: ``schema`` when given, else the columns of the first shard
+    holding a successful row (learnt again from the finished shards on resume). A shard of error
+    rows only that comes before any success waits in memory (its rows are tiny) until the columns
+    are known, so ``pandas.read_parquet(OUT)`` never loses a column to an all-error first shard.
+    """
 
     def __init__(self, root: str, shard_size: int, resume: bool = False, overwrite: bool = False,
                  config: dict | None = None, schema=None, metadata: dict | None = None):
         self.store = ShardStore(root, shard_size, resume, overwrite, config)
         self.root, self.schema, self.metadata = root, schema, metadata
+        self._deferred: list[tuple[int, list[dict], int | None]] = []
+        if self.schema is None and self.store.finished:
+            self.schema = self._learn_schema()
+
+    def _learn_schema(self):
+        import pyarrow.parquet as pq
+        best = None
+        for files in self.store.shard_files():
+            for f in files:
+                sch = pq.read_schema(os.path.join(self.root, f)).remove_metadata()
+                if best is None or len(sch) > len(best):
+                    best = sch
+        return best
 
     @property
     def shard_size(self) -> int:
@@ -233,6 +252,19 @@ class ParquetShardWriter:
         return self.store.is_done(shard)
 
     def write_shard(self, shard: int, rows: list[dict], inputs: int | None = None) -> None:
+        if self.schema is None:
+            if all(r.get("error") for r in rows):
+                self._deferred.append((shard, rows, inputs))
+                return
+            self.schema = rows_to_table(rows).schema
+        self._write(shard, rows, inputs)
+        self._write_deferred()
+
+    def _write_deferred(self) -> None:
+        while self._deferred:
+            self._write(*self._deferred.pop(0))
+
+    def _write(self, shard: int, rows: list[dict], inputs: int | None) -> None:
         import pyarrow.parquet as pq
         table = rows_to_table(rows, self.schema, self.metadata)
         name = shard_name(shard, ".parquet")
@@ -241,7 +273,7 @@ class ParquetShardWriter:
                           sum(1 for r in rows if r.get("error")))
 
     def close(self) -> None:
-        pass
+        self._write_deferred()  # all errors: the error columns are all there is
 
 
 def _read_tables(paths: list[str]):
@@ -280,6 +312,7 @@ class SingleFileWriter:
         self.parts.write_shard(shard, rows, inputs)
 
     def close(self) -> None:
+        self.parts.close()
         store = self.parts.store
         paths = [os.path.join(store.root, f) for files in store.shard_files() for f in files]
         table = _read_tables(paths)
