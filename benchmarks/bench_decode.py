@@ -47,9 +47,14 @@ def main():
         b = io.BytesIO()
         Image.fromarray(img).save(b, "JPEG", quality=90)
         datas.append(b.getvalue())
-    from fpfast.io.decode import decode_image
-    rows = [("Pillow Image.open + np.asarray", bench(lambda d: np.asarray(Image.open(io.BytesIO(d)).convert("RGB")), datas)),
-            ("fpfast decode_image (Pillow, checks, crop 64)", bench(lambda d: decode_image(d), datas))]
+    from fpfast.io import decode
+    rows = [("Pillow Image.open + np.asarray", bench(lambda d: np.asarray(Image.open(io.BytesIO(d)).convert("RGB")), datas))]
+    use = decode.USE_SIMPLEJPEG
+    decode.USE_SIMPLEJPEG = False
+    rows.append(("fpfast decode_image, Pillow path (checks, crop 64)", bench(lambda d: decode.decode_image(d), datas)))
+    decode.USE_SIMPLEJPEG = use
+    if use:
+        rows.append(("fpfast decode_image, simplejpeg path (checks, crop 64)", bench(lambda d: decode.decode_image(d), datas)))
     same = "n/a"
     try:
         import simplejpeg
