@@ -1,0 +1,359 @@
+"""Readers: every input named on the command line -> ``Item(key, payload)``, in a fixed order.
+
+A source is a string:
+
+* a file path (an image; a ``.tar`` shard; a ``.parquet`` file),
+* a folder (walked recursively, directories and files sorted by name; only image extensions
+  :data:`IMAGE_EXTENSIONS` are taken, sidecar files are skipped),
+* a glob (``*``, ``?``, ``[...]``, ``**``; matches sorted),
+* a brace pattern (``shards/{0000..0099}.tar``, ``{a,b}``; expanded in the order written),
+* ``@list.txt``: one path per line (blank lines and lines starting with ``#`` skipped; each line is
+  taken literally, with no glob or brace expansion, so names may hold ``*`` or ``{``).
+
+A literal path that exists is never glob- or brace-expanded. Order: sources in the order given,
+then the order above inside each. The same arguments give the same order on every run, which is
+what resume relies on.
+
+Payloads (what the decoder receives):
+
+* :class:`FileRef` - a path, read by the decode worker (keeps file bytes out of the parent),
+* ``bytes`` - already in memory (tar members, parquet cells),
+* :class:`SourceError` - the input could not be read; becomes an error row.
+
+The invariant: every input yields exactly one item, errors included. A tar shard with a damaged
+member header yields one error item for the damaged stretch (the names inside it are lost) and the
+members after it are still read; a tar that cannot be opened at all is one error item keyed by
+the shard path. A parquet row whose bytes cell is null is one error item.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import os
+import re
+import tarfile
+from typing import Iterable, Iterator, NamedTuple, Union
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+TAR_EXTENSIONS = (".tar",)
+PARQUET_EXTENSIONS = (".parquet", ".pq")
+# parquet columns tried, in order, when no --column is given
+BYTES_COLUMN_GUESSES = ("image", "jpg", "png", "webp", "img", "image_bytes", "bytes")
+KEY_COLUMN_GUESSES = ("__key__", "key", "path", "url")
+
+
+class SourceSpecError(ValueError):
+    """A source argument is unusable as a whole (a glob matching nothing, a parquet without a
+    bytes column): a usage error, not an error row."""
+
+
+class FileRef(NamedTuple):
+    """An image file to be read by whoever decodes it."""
+    path: str
+
+
+class SourceError(NamedTuple):
+    """An input that could not be read; ``message`` says why."""
+    message: str
+
+
+Payload = Union[bytes, FileRef, SourceError]
+
+
+class Item(NamedTuple):
+    key: str
+    payload: Payload
+
+
+def load_bytes(payload: Payload) -> bytes:
+    """The bytes of a payload; raises OSError/ValueError with a readable message."""
+    if isinstance(payload, SourceError):
+        raise ValueError(payload.message)
+    if isinstance(payload, FileRef):
+        with open(payload.path, "rb") as fh:
+            return fh.read()
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    raise TypeError(f"unknown payload type {type(payload).__name__}")
+
+
+# ---------------------------------------------------------------------------- patterns
+_BRACE = re.compile(r"\{([^{}]*)\}")
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)$")
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``a{00..02}b`` -> ``[a00b, a01b, a02b]``; ``{x,y}`` -> both; several groups multiply,
+    leftmost varying slowest. Zero padding follows the wider bound."""
+    m = _BRACE.search(pattern)
+    if m is None:
+        return [pattern]
+    body = m.group(1)
+    r = _RANGE.match(body)
+    if r:
+        lo, hi = int(r.group(1)), int(r.group(2))
+        width = max(len(r.group(1)), len(r.group(2))) if r.group(1).startswith("0") or r.group(2).startswith("0") else 0
+        step = 1 if hi >= lo else -1
+        choices = [str(i).zfill(width) for i in range(lo, hi + step, step)]
+    elif "," in body:
+        choices = body.split(",")
+    else:  # a literal {word}: keep it and expand what follows
+        head, tail = pattern[:m.end()], pattern[m.end():]
+        return [head + rest for rest in expand_braces(tail)]
+    head, tail = pattern[:m.start()], pattern[m.end():]
+    return [p for c in choices for p in expand_braces(head + c + tail)]
+
+
+def _has_glob(s: str) -> bool:
+    return any(ch in s for ch in "*?[")
+
+
+def _ext(path: str) -> str:
+    return os.path.splitext(path)[1].lower()
+
+
+# ---------------------------------------------------------------------------- readers
+def iter_folder(root: str) -> Iterator[Item]:
+    """Image files under ``root``, recursively, sorted (directories before their later siblings'
+    files is not guaranteed: the walk is depth-first with names sorted at each level)."""
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=False):
+        dirnames.sort()
+        for e in errors:  # an unreadable subfolder: one error item for it
+            yield Item(e.filename or dirpath, SourceError(f"cannot read folder: {e.strerror or e}"))
+        errors.clear()
+        for name in sorted(filenames):
+            if _ext(name) in IMAGE_EXTENSIONS:
+                yield Item(os.path.join(dirpath, name), FileRef(os.path.join(dirpath, name)))
+    for e in errors:
+        yield Item(e.filename or root, SourceError(f"cannot read folder: {e.strerror or e}"))
+
+
+def _is_image_member(name: str) -> bool:
+    return _ext(name) in IMAGE_EXTENSIONS
+
+
+def _nonzero(fh, start: int, stop: int) -> bool:
+    fh.seek(start)
+    left = stop - start
+    while left > 0:
+        chunk = fh.read(min(left, 1 << 20))
+        if not chunk:
+            return False
+        if chunk.count(0) != len(chunk):
+            return True
+        left -= len(chunk)
+    return False
+
+
+def iter_tar(path: str, key_prefix: str | None = None) -> Iterator[Item]:
+    """Image members of a webdataset-style tar shard, in archive order; key ``shard.tar/member``.
+
+    Non-image members (``.json``, ``.txt``, ``.cls`` sidecars) and directories are skipped. A
+    member whose data is cut short is an error item; a damaged header is skipped over (the
+    archive is scanned block by block for the next valid header) and the damaged stretch becomes
+    one error item ``shard.tar/@<offset>``; the members after it are still read.
+    """
+    prefix = path if key_prefix is None else key_prefix
+    try:
+        size = os.path.getsize(path)
+        fh = open(path, "rb")
+    except OSError as e:
+        yield Item(prefix, SourceError(f"cannot open tar shard: {e.strerror or e}"))
+        return
+    with fh:
+        try:
+            tf = tarfile.open(fileobj=fh, mode="r:", ignore_zeros=True)
+        except (tarfile.TarError, OSError) as e:
+            yield Item(prefix, SourceError(f"not a readable tar shard: {e}"))
+            return
+        expected = 0  # where the next header should start if nothing was damaged
+        while True:
+            try:
+                member = tf.next()
+            except (tarfile.TarError, OSError, EOFError) as e:
+                if expected >= size:  # the last member was cut short (already an error item)
+                    return
+                yield Item(f"{prefix}/@{expected}", SourceError(
+                    f"tar shard is damaged at byte {expected}: {e}; the rest of the shard is lost"))
+                return
+            if member is None:
+                break
+            if member.offset > expected:
+                pos = fh.tell()
+                damaged = _nonzero(fh, expected, member.offset)
+                fh.seek(pos)
+                if damaged:
+                    yield Item(f"{prefix}/@{expected}", SourceError(
+                        f"tar shard has damaged data at bytes {expected}-{member.offset} (a member "
+                        f"header was corrupt; that member is lost, reading resumed at "
+                        f"{member.name!r})"))
+            expected = member.offset_data + ((member.size + 511) // 512) * 512 if member.isfile() \
+                else member.offset_data
+            if not member.isfile() or not _is_image_member(member.name):
+                continue
+            key = f"{prefix}/{member.name}"
+            if member.offset_data + member.size > size:
+                yield Item(key, SourceError(
+                    f"tar member is truncated: {size - member.offset_data} of {member.size} bytes "
+                    f"present (the shard was cut short)"))
+                continue
+            try:
+                data = tf.extractfile(member).read()
+            except (tarfile.TarError, OSError) as e:
+                yield Item(key, SourceError(f"cannot read tar member: {e}"))
+                continue
+            if len(data) != member.size:
+                yield Item(key, SourceError(f"tar member is truncated: {len(data)} of {member.size} bytes"))
+                continue
+            yield Item(key, data)
+        if expected < size and _nonzero(fh, expected, size):
+            # trailing bytes that hold no valid header: a damaged last member, or garbage
+            yield Item(f"{prefix}/@{expected}", SourceError(
+                f"tar shard has unreadable data after byte {expected} (a damaged or truncated "
+                f"member header; the member is lost)"))
+
+
+def _pick_column(schema_names: list[str], types: dict, wanted: str | None, guesses, what: str,
+                 path: str, required: bool) -> str | None:
+    if wanted is not None:
+        if wanted not in schema_names:
+            raise SourceSpecError(f"{path}: no column {wanted!r}; columns are {schema_names}")
+        return wanted
+    for g in guesses:
+        if g in schema_names:
+            return g
+    if what == "bytes":
+        binary = [n for n in schema_names if types[n] == "binary"]
+        if len(binary) == 1:
+            return binary[0]
+    if required:
+        raise SourceSpecError(
+            f"{path}: cannot tell which column holds the image bytes (columns {schema_names}); "
+            f"name it with --column")
+    return None
+
+
+def iter_parquet(path: str, column: str | None = None, key_column: str | None = None,
+                 batch_rows: int = 256) -> Iterator[Item]:
+    """Rows of a parquet file with an image-bytes column; key = the key column's value, else
+    ``file.parquet#row``. A struct column with a ``bytes`` field (Hugging Face ``Image``) works.
+    A null cell is an error item."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        yield Item(path, SourceError(f"not a readable parquet file: {e}"))
+        return
+    schema = pf.schema_arrow
+    names = schema.names
+    types = {}
+    for f in schema:
+        t = f.type
+        types[f.name] = ("binary" if pa.types.is_binary(t) or pa.types.is_large_binary(t)
+                         else "struct" if pa.types.is_struct(t) else "other")
+    col = _pick_column(names, types, column, BYTES_COLUMN_GUESSES, "bytes", path, True)
+    kcol = _pick_column(names, types, key_column, KEY_COLUMN_GUESSES, "key", path, False)
+    if types[col] == "struct" and "bytes" not in [f.name for f in schema.field(col).type]:
+        raise SourceSpecError(f"{path}: column {col!r} is a struct without a 'bytes' field")
+    if types[col] == "other":
+        raise SourceSpecError(f"{path}: column {col!r} holds {schema.field(col).type}, not bytes")
+    cols = [col] + ([kcol] if kcol and kcol != col else [])
+    row = 0
+    try:
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
+            data = batch.column(0)
+            if types[col] == "struct":
+                data = data.field("bytes")
+            values = data.to_pylist()
+            keys = batch.column(1).to_pylist() if len(cols) > 1 else [None] * len(values)
+            for v, k in zip(values, keys):
+                key = str(k) if k is not None else f"{path}#{row}"
+                if v is None:
+                    yield Item(key, SourceError(f"parquet row {row}: the {col!r} cell is null"))
+                else:
+                    yield Item(key, v)
+                row += 1
+    except (OSError, pa.ArrowException) as e:
+        yield Item(f"{path}#{row}", SourceError(f"parquet file is damaged from row {row} on: {e}"))
+
+
+def _iter_path(path: str, column: str | None, key_column: str | None) -> Iterator[Item]:
+    """One existing-or-not literal path."""
+    if os.path.isdir(path):
+        yield from iter_folder(path)
+    elif path.lower().endswith(TAR_EXTENSIONS):
+        yield from iter_tar(path)
+    elif path.lower().endswith(PARQUET_EXTENSIONS):
+        if not os.path.exists(path):
+            yield Item(path, SourceError("no such file"))
+        else:
+            yield from iter_parquet(path, column, key_column)
+    elif not os.path.exists(path):
+        yield Item(path, SourceError("no such file"))
+    else:
+        yield Item(path, FileRef(path))
+
+
+def iter_list(list_path: str, column: str | None = None, key_column: str | None = None) -> Iterator[Item]:
+    try:
+        fh = open(list_path, encoding="utf-8")
+    except OSError as e:
+        raise SourceSpecError(f"cannot read list file {list_path!r}: {e.strerror or e}") from None
+    with fh:
+        for line in fh:
+            p = line.rstrip("\r\n")
+            if not p.strip() or p.lstrip().startswith("#"):
+                continue
+            yield from _iter_path(p, column, key_column)
+
+
+def iter_source(source: str, column: str | None = None, key_column: str | None = None) -> Iterator[Item]:
+    """Items of one source argument (see the module docstring)."""
+    if source.startswith("@") and not os.path.exists(source):
+        yield from iter_list(source[1:], column, key_column)
+        return
+    if os.path.exists(source):
+        yield from _iter_path(source, column, key_column)
+        return
+    patterns = expand_braces(source)
+    if len(patterns) == 1 and not _has_glob(source):
+        yield Item(source, SourceError("no such file or folder"))
+        return
+    for pat in patterns:
+        if _has_glob(pat):
+            matches = sorted(_glob.glob(pat, recursive=True))
+            if not matches:
+                raise SourceSpecError(f"no files match {pat!r}")
+            for m in matches:
+                if os.path.isdir(m) and "**" in pat:
+                    continue  # '**' also matches folders; their files match it as well
+                yield from _iter_path(m, column, key_column)
+        else:
+            yield from _iter_path(pat, column, key_column)
+
+
+def iter_sources(sources: Iterable[str] | str, column: str | None = None,
+                 key_column: str | None = None) -> Iterator[Item]:
+    """Items of every source, in order; see the module docstring."""
+    if isinstance(sources, str):
+        sources = [sources]
+    for s in sources:
+        yield from iter_source(s, column, key_column)
+
+
+def check_sources(sources: Iterable[str] | str, column: str | None = None,
+                  key_column: str | None = None) -> None:
+    """Raise :class:`SourceSpecError` now for a source that can only fail (a glob matching
+    nothing, an unreadable list file), without reading any image. Meant for CLIs, before a run."""
+    if isinstance(sources, str):
+        sources = [sources]
+    for s in sources:
+        if s.startswith("@") and not os.path.exists(s):
+            if not os.path.isfile(s[1:]):
+                raise SourceSpecError(f"list file {s[1:]!r} does not exist")
+        elif not os.path.exists(s):
+            for pat in expand_braces(s):
+                if _has_glob(pat) and not _glob.glob(pat, recursive=True):
+                    raise SourceSpecError(f"no files match {pat!r}")

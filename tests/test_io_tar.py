@@ -1,0 +1,82 @@
+import io
+import os
+import tarfile
+
+from fpfast.io.sources import SourceError, iter_sources
+from fpfast.io.writers import read_rows
+from fpfast.pipeline import fingerprint_mapper, run
+from io_helpers import encode, rand_rgb
+
+
+def make_tar(path, members):
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+
+
+def shard_members(s, n=3):
+    out = []
+    for j in range(n):
+        out.append((f"{s:04d}_{j}.png", encode(rand_rgb(20, 20, seed=10 * s + j))))
+        out.append((f"{s:04d}_{j}.json", b"{}"))  # a webdataset sidecar: skipped
+    return out
+
+
+def test_brace_range_of_shards_in_order(tmp_path):
+    d = tmp_path / "shards"
+    d.mkdir()
+    for s in range(3):
+        make_tar(d / f"{s:04d}.tar", shard_members(s))
+    items = list(iter_sources([str(d / "{0000..0002}.tar")]))
+    assert [k for k, _ in items] == [f"{d}/{s:04d}.tar/{s:04d}_{j}.png" for s in range(3) for j in range(3)]
+    assert all(isinstance(p, bytes) for _, p in items)
+
+
+def test_corrupt_member_header_one_error_row_and_the_rest_read(tmp_path):
+    p = tmp_path / "a.tar"
+    make_tar(p, [(f"m{j}.png", encode(rand_rgb(20, 20, seed=j))) for j in range(4)])
+    with tarfile.open(p) as tf:
+        off = tf.getmember("m1.png").offset
+    raw = bytearray(p.read_bytes())
+    raw[off:off + 100] = os.urandom(100)  # the name field and mode: checksum fails
+    p.write_bytes(bytes(raw))
+    items = list(iter_sources([str(p)]))
+    keys = [k for k, _ in items]
+    assert keys == [f"{p}/m0.png", f"{p}/@{off}", f"{p}/m2.png", f"{p}/m3.png"]
+    assert isinstance(items[1][1], SourceError) and "damaged" in items[1][1].message
+    out = tmp_path / "out"
+    s = run([str(p)], fingerprint_mapper(), str(out), shard_size=2, batch_size=2, quiet=True)
+    rows = read_rows(str(out))
+    assert len(rows) == 4 and [r["path"] for r in rows] == keys
+    assert [bool(r["error"]) for r in rows] == [False, True, False, False]
+    assert s.exit_code == 3
+
+
+def test_truncated_shard_last_member_is_an_error(tmp_path):
+    p = tmp_path / "cut.tar"
+    make_tar(p, [(f"m{j}.png", encode(rand_rgb(30, 30, seed=j))) for j in range(3)])
+    with tarfile.open(p) as tf:
+        last = tf.getmember("m2.png")
+    raw = p.read_bytes()[: last.offset_data + last.size // 2]
+    p.write_bytes(raw)
+    items = list(iter_sources([str(p)]))
+    assert [k for k, _ in items] == [f"{p}/m{j}.png" for j in range(3)]
+    assert isinstance(items[2][1], SourceError) and "truncated" in items[2][1].message
+
+
+def test_member_that_is_not_an_image(tmp_path):
+    p = tmp_path / "b.tar"
+    make_tar(p, [("x.png", b"garbage" * 10), ("y.png", encode(rand_rgb(20, 20)))])
+    out = tmp_path / "out"
+    run([str(p)], fingerprint_mapper(), str(out), shard_size=2, quiet=True)
+    rows = read_rows(str(out))
+    assert "not an image" in rows[0]["error"] and rows[1]["error"] == ""
+
+
+def test_unreadable_tar_is_one_error_row(tmp_path):
+    p = tmp_path / "junk.tar"
+    p.write_bytes(os.urandom(1500))
+    items = list(iter_sources([str(p)]))
+    assert len(items) == 1 and isinstance(items[0][1], SourceError)
