@@ -70,7 +70,8 @@ def apply_geometry(x: torch.Tensor, spec: FingerprintSpec) -> torch.Tensor:
     if spec.geometry == "resize":
         if (h, w) == (spec.size, spec.size):
             return x
-        y = x.float() if x.dtype != torch.float64 else x
+        # resample values in [0, 1] (uint8/uint16 scaled first), never raw 0..255 codes
+        y = to_float(x)
         return F.interpolate(y, size=(spec.size, spec.size), mode="bilinear", antialias=True, align_corners=False)
     return x
 

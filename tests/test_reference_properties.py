@@ -65,3 +65,14 @@ def test_geometry_crop_and_min_size():
 def test_empty_batch():
     spec = FingerprintSpec()
     assert fingerprint(torch.zeros(0, 3, 32, 32), spec).shape == (0, spec.dim)
+
+
+def test_resize_geometry_same_for_uint8_and_float():
+    from fpfast.ops.features import fingerprint_features
+
+    spec = FingerprintSpec(size=32, geometry="resize")
+    u8 = torch.randint(0, 256, (1, 48, 40, 3), dtype=torch.uint8)
+    a = fingerprint_features(u8, spec, backend="torch")
+    b = fingerprint_features(u8.float() / 255, spec, backend="torch")
+    # same resampled [0, 1] pixels (uint8 scaled before resampling): float32 rounding only
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
