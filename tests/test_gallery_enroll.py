@@ -88,3 +88,29 @@ def test_torch_input_and_input_checks(tmp_path):
         g.add("x", np.zeros((3, d)), keys=["a", "b"])
     with pytest.raises(ValueError, match=rf"queries must have shape \[Q, {d}\]"):
         g.search(np.zeros((2, 5)))
+
+
+def test_holdout_survives_save_load_remove_and_recalibrates(tmp_path):
+    import numpy as np
+
+    from fpfast.gallery import Gallery
+    from fpfast.spec import FingerprintSpec
+
+    spec = FingerprintSpec()
+    rng = np.random.default_rng(0)
+    g = Gallery.create(str(tmp_path / "g"), spec)
+    for i, m in enumerate(["a", "b", "c"]):
+        c = rng.normal(size=spec.dim) * 3
+        g.add(m, c + rng.normal(size=(20, spec.dim)))
+        g.add_holdout(m, c + rng.normal(size=(8, spec.dim)))
+    g.fit()
+    rec = g.recalibrate(frr=0.25)
+    assert set(rec) == {"knn", "centroid"} and set(rec["knn"]["per_model"]) == {"a", "b", "c"}
+    g.save()
+    h = Gallery.load(str(tmp_path / "g"))
+    assert h.holdout_counts() == {"a": 8, "b": 8, "c": 8}
+    h.remove("b")
+    assert h.holdout_counts() == {"a": 8, "c": 8}
+    h.fit()
+    assert h.calibration == {}  # a refit forgets thresholds of the old space ...
+    assert set(h.recalibrate(frr=0.25)["knn"]["per_model"]) == {"a", "c"}  # ... the holdout brings them back

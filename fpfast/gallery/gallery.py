@@ -110,6 +110,9 @@ class Gallery:
         self._centroids: np.ndarray | None = None
         self.calibration: dict = {}
         self.created: dict = {}
+        # held-out samples of enrolled models (never searched): what calibration is fitted on
+        self._hold_vectors = np.empty((0, spec.dim), np.float32)
+        self._hold_labels = np.empty(0, np.int32)
 
     # ================================================================== create / load / save
     @classmethod
@@ -188,6 +191,12 @@ class Gallery:
             elif g.index_type != "flat":
                 raise GalleryError(f"this gallery has an {g.index_type!r} index and faiss is not "
                                    "installed here; only 'flat' galleries search without faiss")
+        nh = int((meta.get("holdout") or {}).get("count", 0))
+        if nh:
+            g._hold_vectors = store.load_array(path, "holdout_vectors.npy", meta, verify, np.float32, (nh, d))
+            g._hold_labels = store.load_array(path, "holdout_labels.npy", meta, verify, np.int32, (nh,))
+            if g._hold_labels.min() < 0 or g._hold_labels.max() >= len(g._names):
+                raise GalleryError(f"holdout_labels.npy holds labels outside [0, {len(g._names)})")
         g.calibration = meta["calibration"]
         g.created = meta.get("created", {})
         return g
@@ -215,6 +224,9 @@ class Gallery:
         if ready and self._index is None:
             self._build_index()
         arrays = {"vectors.npy": self._vectors, "labels.npy": self._labels}
+        if len(self._hold_labels):
+            arrays["holdout_vectors.npy"] = self._hold_vectors
+            arrays["holdout_labels.npy"] = self._hold_labels
         names = {}
         if nz is not None and self.normalize != "none":
             for name, arr in nz.arrays().items():
@@ -237,6 +249,7 @@ class Gallery:
             "index": {"type": self.index_type, "metric": "l2", "params": self.index_params,
                       "file": ifile},
             "calibration": self.calibration,
+            "holdout": {"count": int(len(self._hold_labels))},
             "created": self.created,
             "updated": _now(),
         }
@@ -319,6 +332,10 @@ class Gallery:
         self._keys = [k for k, kp in zip(self._keys, keep.tolist()) if kp]
         if self._z is not None:
             self._z = self._z[keep]
+        hk = self._hold_labels != j
+        self._hold_vectors = self._hold_vectors[hk]
+        self._hold_labels = np.where(self._hold_labels[hk] > j, self._hold_labels[hk] - 1,
+                                     self._hold_labels[hk]).astype(np.int32)
         del self._names[j]
         self._centroids = None
         self._dev_cache.clear()
@@ -499,3 +516,24 @@ class Gallery:
         rec["date"] = _now()
         self.calibration[method] = rec
         return rec
+
+    def add_holdout(self, model: str, vectors) -> None:
+        """Keep held-out samples of an enrolled ``model`` (not searched) for :meth:`recalibrate`,
+        so that later enrollments and refits can recalibrate every model, old ones included."""
+        if model not in self._names:
+            raise KeyError(f"model {model!r} is not enrolled; enroll samples before held-out ones")
+        x = self._check_vectors(vectors, f"held-out vectors of {model!r}")
+        self._hold_vectors = np.concatenate([self._hold_vectors, x])
+        self._hold_labels = np.concatenate([self._hold_labels,
+                                            np.full(x.shape[0], self._names.index(model), np.int32)])
+
+    def holdout_counts(self) -> dict[str, int]:
+        counts = np.bincount(self._hold_labels, minlength=len(self._names))
+        return {m: int(c) for m, c in zip(self._names, counts) if c}
+
+    def recalibrate(self, frr: float = 0.05, methods: Sequence[str] = ("knn", "centroid"), **kw) -> dict:
+        """:meth:`calibrate` every method on the stored held-out samples (no-op without any)."""
+        if not len(self._hold_labels):
+            return {}
+        models = [self._names[i] for i in self._hold_labels]
+        return {m: self.calibrate(self._hold_vectors, models, frr, method=m, **kw) for m in methods}
