@@ -1,0 +1,39 @@
+import click
+
+from .. import workflows as wf
+from ..gallery import Gallery
+from ..pipeline import run
+from .options import finish, handle_errors, stream_options
+
+
+@click.command("attribute")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--gallery", "-g", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", required=True,
+              help="A .parquet/.csv/.jsonl file, or a directory of parquet shards.")
+@click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours for the kNN vote.")
+@click.option("--top", type=click.IntRange(1, 20), default=3, show_default=True, help="Models listed per row.")
+@click.option("--column", help="Image-bytes column of parquet sources.")
+@click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
+@click.option("--resume", is_flag=True, help="Skip finished shards of an interrupted run into OUT.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@stream_options
+@handle_errors
+def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, resume, overwrite, opts):
+    """Name the model behind every image of SOURCES: one row per input.
+
+    Rows: path, model (a gallery model or 'unknown'), score, distance, top-k models with
+    distances, error ('' when fine). Exit 0 when every row succeeded, 3 when some rows carry
+    an error, 2 for a usage or configuration error.
+
+    \b
+    Example:
+      fpfast attribute 'shards/{0000..0099}.tar' --gallery my_gallery --out results/ --workers 4
+    """
+    g = Gallery.load(gallery)
+    mapper = wf.attribute_mapper(g, opts, method=method, k=k, top=top)
+    summary = run(list(sources), mapper, out, spec=g.spec, column=column, shard_size=shard_size,
+                  resume=resume, overwrite=overwrite,
+                  config={"gallery": g.path, "method": method, "k": k, "top": top}, **opts.stream_kw())
+    finish(summary, opts.quiet)

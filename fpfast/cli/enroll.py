@@ -1,0 +1,55 @@
+import click
+
+from .. import workflows as wf
+from ..gallery.normalize import METHODS as NORMALIZERS
+from .options import handle_errors, stream_options
+
+
+@click.command("enroll")
+@click.argument("gallery", type=click.Path(file_okay=False))
+@click.argument("sources", nargs=-1)
+@click.option("--model", "-m", help="Model name for SOURCES.")
+@click.option("--from-folders", "root", type=click.Path(exists=True, file_okay=False),
+              help="Enroll every sub-folder of ROOT as a model named after it.")
+@click.option("--spec", help="Fingerprint spec for a new gallery: a preset name or a JSON file (default: 'default').")
+@click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
+              help="Normalisation refitted after enrollment (a new gallery: standardize).")
+@click.option("--index", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
+              help="FAISS index of a new gallery (ivf/hnsw for >= 1M samples).")
+@click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+              help="Fraction of each model's images kept apart to calibrate the 'unknown' threshold.")
+@click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
+              help="False-reject rate the open-set threshold is calibrated to.")
+@click.option("--column", help="Image-bytes column of parquet sources.")
+@stream_options
+@handle_errors
+def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, frr, column, opts):
+    """Add models' sample images to GALLERY (created when missing).
+
+    \b
+    Examples:
+      fpfast enroll my_gallery --model sdxl samples/sdxl/
+      fpfast enroll my_gallery --from-folders zoo/train --spec default
+    """
+    if bool(root) == bool(model):
+        raise click.UsageError("give either --model NAME SOURCE... or --from-folders ROOT")
+    if model and not sources:
+        raise click.UsageError("--model needs at least one SOURCE (file, folder, glob, @list, tar, parquet)")
+    if root and sources:
+        raise click.UsageError("--from-folders takes no SOURCE arguments")
+    groups = {model: list(sources)} if model else {m: [d] for m, d in wf.model_folders(root).items()}
+    g = wf.open_or_create(gallery, spec, normalize or "standardize", index)
+    errors = 0
+    for name, srcs in groups.items():
+        fp = wf.fingerprint_sources(srcs, g.spec, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),
+                                    column=column)
+        r = wf.enroll(g, name, fp, holdout=holdout)
+        errors += r["errors"]
+        if not opts.quiet:
+            click.echo(f"{name}: {r['enrolled']} enrolled, {r['held_out']} held out for calibration"
+                       + (f", {r['errors']} unreadable" if r["errors"] else ""), err=True)
+    cal = wf.finish_enrollment(g, normalize, frr)
+    click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
+               + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
+    if errors:
+        raise SystemExit(3)

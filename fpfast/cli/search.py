@@ -1,0 +1,35 @@
+import click
+
+from .. import workflows as wf
+from ..gallery import Gallery
+from .options import handle_errors, stream_options
+
+
+@click.command("search")
+@click.argument("queries", nargs=-1, required=True)
+@click.option("--gallery", "-g", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True)
+@stream_options
+@handle_errors
+def search_cmd(queries, gallery, k, opts):
+    """Nearest enrolled samples (with their source keys) and nearest models of each query image.
+
+    \b
+    Example:
+      fpfast search suspicious.png --gallery my_gallery -k 5
+    """
+    g = Gallery.load(gallery)
+    fp = wf.fingerprint_sources(list(queries), g.spec, wf.StreamOptions(**{**opts.__dict__, "quiet": True}))
+    for row in fp.errors:
+        click.echo(f"{row['path']}: error: {row['error']}")
+    if len(fp.keys) == 0:
+        raise SystemExit(3 if fp.errors else 0)
+    res = g.search(fp.vectors, k=k)
+    models = res.nearest_models()
+    for i, key in enumerate(fp.keys):
+        click.echo(f"{key}")
+        click.echo("  models:  " + ", ".join(f"{m} ({d:.3g})" for m, d in models[i]))
+        for j in range(res.ids.shape[1]):
+            click.echo(f"  {j + 1:2d}. {res.models[i][j]:<20s} d={res.distances[i, j]:.4g}  {res.keys[i][j]}")
+    if fp.errors:
+        raise SystemExit(3)

@@ -1,0 +1,143 @@
+"""The jobs the CLI runs, as plain functions: fingerprint sources, enroll, attribute, evaluate.
+
+The CLI only parses options and prints; every step here is usable from Python on its own.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .gallery import Gallery, GalleryError
+from .pipeline import RunSummary, fingerprint_mapper, run
+from .spec import FingerprintSpec, load_spec
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from .backends import BackendUnavailable
+        raise BackendUnavailable("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
+    return device
+
+
+@dataclass
+class StreamOptions:
+    """How images flow: the options every streaming command shares."""
+
+    backend: str = "auto"
+    device: str = "auto"
+    batch_size: int = 64
+    workers: int = 0
+    quiet: bool = False
+
+    def stream_kw(self) -> dict:
+        return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet}
+
+
+class CollectWriter:
+    """An in-memory writer for the pipeline: keeps every row, in input order."""
+
+    shard_size = 1 << 62
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def is_done(self, shard: int) -> bool:
+        return False
+
+    def write_shard(self, shard: int, rows: list[dict], inputs: int | None = None) -> None:
+        self.rows.extend(rows)
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class Fingerprints:
+    vectors: np.ndarray          # [N, D] float32, rows that decoded
+    keys: list[str]              # their input keys
+    errors: list[dict]           # rows that failed: {"path", "error", ...}
+    summary: RunSummary
+
+
+def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
+                        **source_kw) -> Fingerprints:
+    """Fingerprint every image of ``sources`` into memory (enrollment, eval)."""
+    spec = load_spec(spec)
+    w = CollectWriter()
+    mapper = fingerprint_mapper(spec, opts.backend, device=resolve_device(opts.device))
+    summary = run(sources, mapper, writer=w, spec=spec, **source_kw, **opts.stream_kw())
+    ok = [r for r in w.rows if not r.get("error")]
+    vecs = np.stack([r["vector"] for r in ok]).astype(np.float32) if ok else np.zeros((0, spec.dim), np.float32)
+    return Fingerprints(vecs, [r["path"] for r in ok], [r for r in w.rows if r.get("error")], summary)
+
+
+def model_folders(root: str) -> dict[str, str]:
+    """{model name: folder} for every sub-folder of ``root`` (sorted)."""
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"--from-folders {root}: not a directory")
+    subs = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    if not subs:
+        raise FileNotFoundError(f"--from-folders {root}: no sub-folders (one per model expected)")
+    return {d: os.path.join(root, d) for d in subs}
+
+
+def open_or_create(path: str, spec: FingerprintSpec | str | None, normalize: str, index: str) -> Gallery:
+    """Load the gallery at ``path`` (checking ``spec`` if one was asked for) or create it."""
+    if os.path.exists(os.path.join(path, "gallery.json")):
+        return Gallery.load(path, load_spec(spec) if spec is not None else None)
+    if os.path.exists(path) and os.listdir(path):
+        raise GalleryError(f"{path} exists, is not empty and holds no gallery.json: refusing to write there")
+    return Gallery.create(path, load_spec(spec), normalize=normalize, index=index)
+
+
+def split_holdout(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(enroll ids, held-out ids): ``frac`` of n held out for calibration, none when n < 10."""
+    idx = np.random.default_rng(seed).permutation(n)
+    k = int(round(n * frac)) if n >= 10 else 0
+    return np.sort(idx[k:]), np.sort(idx[:k])
+
+
+def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2, seed: int = 0) -> dict:
+    """Add a model's fingerprints; ``holdout`` of them are kept apart for open-set calibration."""
+    if len(fp.keys) == 0:
+        raise ValueError(f"model {model!r}: no image could be read ({len(fp.errors)} errors)")
+    keep, hold = split_holdout(len(fp.keys), holdout, seed)
+    gallery.add(model, fp.vectors[keep], [fp.keys[i] for i in keep])
+    if len(hold):
+        gallery.add_holdout(model, fp.vectors[hold])
+    return {"model": model, "enrolled": int(len(keep)), "held_out": int(len(hold)), "errors": len(fp.errors)}
+
+
+def finish_enrollment(gallery: Gallery, normalize: str | None, frr: float) -> dict:
+    """Refit the normaliser on everything enrolled, recalibrate on every held-out sample, save."""
+    gallery.fit(normalize)
+    cal = gallery.recalibrate(frr)
+    gallery.save()
+    return cal
+
+
+def attribute_mapper(gallery: Gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3):
+    """A pipeline mapper: fingerprint a batch, look it up, one row per image."""
+    fp = fingerprint_mapper(gallery.spec, opts.backend, device=resolve_device(opts.device))
+
+    def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
+        vecs = np.stack([r["vector"] for r in fp(batch, keys)])
+        a = gallery.attribute(vecs, method=method, k=k, top=top)
+        rows = []
+        for i in range(len(keys)):
+            row = {"model": str(a.model[i]), "score": float(a.score[i]),
+                   "distance": float(a.distance[i]), "predicted": str(a.predicted[i])}
+            pairs = list(a.top[i][:top]) + [("", float("nan"))] * (top - len(a.top[i][:top]))
+            for j, (name, dist) in enumerate(pairs):
+                row[f"top{j + 1}_model"] = str(name)
+                row[f"top{j + 1}_distance"] = float(dist)
+            rows.append(row)
+        return rows
+
+    return mapper
