@@ -28,7 +28,8 @@ struct ImageView {
   }
 };
 
-enum class ResidualOp { Denoise = 0, Median3 = 1, Npr = 2, Highpass = 3 };
+// Identity: op "none", the input already is the residual (accepted by the fused feature kernel).
+enum class ResidualOp { Denoise = 0, Median3 = 1, Npr = 2, Highpass = 3, Identity = 4 };
 
 inline ResidualOp parse_residual(const std::string& name) {
   if (name == "denoise") return ResidualOp::Denoise;

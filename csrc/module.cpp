@@ -1,13 +1,16 @@
 // pybind11 module fpfast._C: CPU kernels over numpy buffers (no link to torch's C++ ABI).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <string>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#include "feature_sums.h"
 #include "residual.h"
 
 namespace py = pybind11;
@@ -53,6 +56,41 @@ static py::array_t<float> residual_py(const py::array& x, const std::string& op,
   return out;
 }
 
+// sums [B, n] float64, gray [B, H, W] float32 or None, residual [B, 3, H, W] float32 or None.
+static py::tuple feature_sums_py(const py::array& x, const std::string& op, float sigma,
+                                 const std::vector<int>& periods, bool want_gray, bool want_residual) {
+  ImageView v = image_view(x, "feature_sums");
+  const ResidualOp rop = (op == "none") ? ResidualOp::Identity : parse_residual(op);
+  if (rop == ResidualOp::Identity && v.is_u8)
+    throw std::invalid_argument("feature_sums: op 'none' takes a float32 residual, got dtype uint8");
+  if (periods.empty()) throw std::invalid_argument("feature_sums: expected at least one period, got none");
+  for (int p : periods)
+    if (p < 2 || p > 16)
+      throw std::invalid_argument("feature_sums: periods must lie in [2, 16], got " + std::to_string(p));
+  if (!(sigma > 0.0f))
+    throw std::invalid_argument("feature_sums: sigma must be > 0, got " + std::to_string(sigma));
+  const SumsLayout layout(periods);
+  py::array_t<double> sums({v.B, int64_t(layout.n)});
+  py::object gray = py::none(), res = py::none();
+  float *g = nullptr, *r = nullptr;
+  if (want_gray) {
+    py::array_t<float> a({v.B, v.H, v.W});
+    g = a.mutable_data();
+    gray = a;
+  }
+  if (want_residual) {
+    py::array_t<float> a({v.B, int64_t(3), v.H, v.W});
+    r = a.mutable_data();
+    res = a;
+  }
+  double* s = sums.mutable_data();
+  {
+    py::gil_scoped_release release;
+    feature_sums(v, rop, sigma, layout, s, g, r);
+  }
+  return py::make_tuple(sums, gray, res);
+}
+
 static py::dict build_config() {
   py::dict d;
   d["version"] = FPFAST_VERSION;
@@ -84,6 +122,7 @@ static py::dict build_config() {
 #endif
   py::list kernels;
   kernels.append("residual");
+  kernels.append("feature_sums");
   d["cpu_kernels"] = kernels;
   return d;
 }
@@ -93,4 +132,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_config", &build_config, "What was compiled in: version, OpenMP, CUDA, SIMD level, kernels.");
   m.def("residual", &residual_py, py::arg("x"), py::arg("op"), py::arg("sigma") = 1.0f,
         "Residual r = x - P(x) of a [B,3,H,W] uint8 or float32 array (any strides) -> float32 [B,3,H,W].");
+  m.def("feature_sums", &feature_sums_py, py::arg("x"), py::arg("op"), py::arg("sigma"), py::arg("periods"),
+        py::arg("want_gray") = false, py::arg("want_residual") = false,
+        "Fused residual + raw feature sums (fpfast/ops/sums.py) of a [B,3,H,W] uint8 or float32 array "
+        "(any strides; op 'none': x is the residual) -> (sums float64 [B, n], gray float32 [B,H,W] or None, "
+        "residual float32 [B,3,H,W] or None).");
 }

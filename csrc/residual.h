@@ -1,5 +1,11 @@
-// Residual operators r = x - P(x) on the CPU (reflect borders), one image plane at a time.
+// Residual operators r = x - P(x) on the CPU (reflect borders), one row at a time.
+//
+// PlaneRows keeps a small ring of padded source rows of one image plane, so that the residual of
+// row i can be produced while the rows it reads are still in L1: the fused feature kernel and the
+// plain residual kernel both walk a plane (or a band of it) top to bottom with it.
 #pragma once
+#include <vector>
+
 #include "common.h"
 
 namespace fpfast {
@@ -7,12 +13,35 @@ namespace fpfast {
 // Normalised 5-tap Gaussian of sigma (the separable 5x5 denoiser).
 void gaussian_taps(float sigma, float taps[5]);
 
-// Residual of plane (b, c) of `x` into `out` (H*W floats, row-major).
-// `scratch` must hold at least (H + 4) * (W + 4) + (H + 4) * W floats.
-void residual_plane(const ImageView& x, int64_t b, int64_t c, ResidualOp op, const float taps[5],
-                    float* out, float* scratch);
+// Source row `si` of plane (b, c) as floats (uint8 / 255, like the torch reference) into dst[0, W).
+void load_row(const ImageView& x, int64_t b, int64_t c, int64_t si, float* dst);
 
-inline int64_t residual_scratch_size(int64_t H, int64_t W) { return (H + 4) * (W + 4) + (H + 4) * W; }
+class PlaneRows {
+ public:
+  // Scratch for planes of width W under `op`; `taps` is read for Denoise only.
+  PlaneRows(int64_t W, ResidualOp op, const float taps[5]);
+
+  // Walk plane (b, c) of x from row i0: the next row() call must be row(i0), then i0+1, ...
+  void start(const ImageView& x, int64_t b, int64_t c, int64_t i0);
+
+  // Residual of row i (the row after the previous one) into out[0, W); Identity copies row i.
+  void row(int64_t i, float* out);
+
+ private:
+  static constexpr int kRing = 8;  // >= the 5 rows a 5x5 window reads; a power of 2
+  float* padded(int64_t k) { return P_.data() + (k & (kRing - 1)) * PW_; }  // k may be negative
+  float* hpass(int64_t k) { return T_.data() + (k & (kRing - 1)) * W_; }
+  void load(int64_t k);  // source row reflect(k) into its ring slot (+ its horizontal pass)
+
+  const ImageView* x_ = nullptr;
+  int64_t b_ = 0, c_ = 0, W_ = 0, PW_ = 0, next_ = 0;
+  int halo_ = 0;  // rows read below the current one
+  ResidualOp op_;
+  float taps_[5] = {0, 0, 0, 0, 0};
+  std::vector<float> P_;       // [kRing, W+4] padded source rows, origin at column 2
+  std::vector<float> T_;       // [kRing, W] horizontal Gaussian pass (Denoise)
+  std::vector<float> lo_, mid_, hi_;  // [W+2] sorted 3-row columns (Median3)
+};
 
 // Residual of a whole batch into out [B, 3, H, W] float32 contiguous; OpenMP over planes.
 void residual_batch(const ImageView& x, ResidualOp op, float sigma, float* out);

@@ -1,0 +1,1 @@
+"""Benchmarks of fpfast (run from the repository root: ``python -m benchmarks.bench_kernels``)."""
