@@ -21,7 +21,7 @@ from .sums import finalize, radial_features
 # backend -> module holding feature_sums(x, spec, op, want_gray, want_residual) -> (sums, gray, residual)
 _MODULES = {"cpp": "fpfast.ops.cpp", "triton": "fpfast.ops.triton.features", "cuda": "fpfast.ops.cuda"}
 # a backend joins IMPLEMENTED once its module provides feature_sums
-IMPLEMENTED = ("torch",)
+IMPLEMENTED = ("torch", "cuda")
 
 
 def _kernel_input(x: torch.Tensor) -> torch.Tensor:
