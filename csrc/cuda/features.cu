@@ -13,8 +13,13 @@
 // At the end of the strip: warp-shuffle + shared-memory reductions in a fixed order, one float32
 // row of n_sums partials per block. Nothing is atomic; results are bitwise reproducible.
 //
-// Resources (nvcc 13.0, -O3 --use_fast_math, `-Xptxas -v`, sm_90; sm_80 within 2 registers):
-// see the table at the end of this file.
+// Resources (nvcc 13.0.88, setup.py flags + `-Xptxas -v`), all 9 instances (4 ops x u8/f32 + none/f32):
+//   sm_90: 64 registers, 0 B stack, 0 B spills; sm_80: 56-64 registers, 0 B stack, 0 B spills;
+//   38,544 B static smem + dynamic 4 * (sum p^2 + 32 * sum p) B (2,128 B for periods 2, 4, 8).
+// __launch_bounds__(256, 4) caps registers at 64: 4 blocks (1024 threads) per SM. Without the cap
+// nvcc took 128 registers (2 blocks/SM); unrolling the 4-pixel loop or the load loop by 4 under
+// the cap spilled 60-230 B, hence `unroll 1` / `unroll 2` below. device_info() reports the same
+// numbers from cudaFuncGetAttributes on the GPU at hand.
 #include <cuda_runtime.h>
 
 #include "cuda/features.h"
