@@ -31,13 +31,14 @@ SIZES = ((16, 16), (17, 23), (33, 65), (64, 64), (257, 131))
 SPEC = FingerprintSpec(geometry="none", periods=(2, 3, 5, 8, 16))
 
 
-def make(b, h, w, dtype, layout="chw", seed=0):
-    """Random CPU images (never all zeros) [B,3,H,W] as a view of the given layout."""
+def make(b, h, w, dtype, layout="chw", seed=0, device="cpu"):
+    """Random images (never all zeros) [B,3,H,W] as a view of the given layout, made on `device`
+    (the view is taken there: .cuda() of a non-dense view would make it contiguous)."""
     g = torch.Generator().manual_seed(seed + 1000 * h + w)
     def rnd(*shape):
         if dtype == torch.uint8:
-            return torch.randint(1, 256, shape, generator=g, dtype=torch.uint8)
-        return torch.rand(shape, generator=g) * 0.9 + 0.05
+            return torch.randint(1, 256, shape, generator=g, dtype=torch.uint8).to(device)
+        return (torch.rand(shape, generator=g) * 0.9 + 0.05).to(device)
     if layout == "chw":
         return rnd(b, 3, h, w)
     if layout == "hwc":
@@ -49,7 +50,8 @@ def make(b, h, w, dtype, layout="chw", seed=0):
 
 def cuda_sums(x, spec, op, **kw):
     from fpfast.ops import cuda as cuda_ops
-    return cuda_ops.feature_sums(x.cuda(), spec, op, True, True, **kw)
+    assert x.is_cuda
+    return cuda_ops.feature_sums(x, spec, op, True, True, **kw)
 
 
 def check_sums(sums, r, spec):
@@ -67,7 +69,7 @@ def check_sums(sums, r, spec):
 
 
 def check_residual(r, x, op):
-    ref = reference_residual(to_float(x), op, 1.0)
+    ref = reference_residual(to_float(x.cpu()), op, 1.0)
     if op in ("median3", "npr"):  # selections and one subtraction of identical floats: exact
         assert torch.equal(r.cpu(), ref)
     else:  # 5-tap / 4-neighbour float32 sums in another order: a few ulp of values <= 1
@@ -90,7 +92,7 @@ def test_cuda_module_built():
 @pytest.mark.parametrize("hw", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 @pytest.mark.parametrize("op", OPS)
 def test_uint8_hwc_every_op(op, hw):
-    x = make(2, *hw, torch.uint8, "hwc")
+    x = make(2, *hw, torch.uint8, "hwc", device="cuda")
     sums, gray, r = cuda_sums(x, SPEC, op)
     check_residual(r, x, op)
     torch.testing.assert_close(gray.cpu(), r.cpu().mean(1), rtol=0, atol=1e-7)  # same 3 floats, /3
@@ -101,7 +103,8 @@ def test_uint8_hwc_every_op(op, hw):
 @pytest.mark.parametrize("layout", ("chw", "hwc", "slice"))
 @pytest.mark.parametrize("dtype", (torch.uint8, torch.float32), ids=("u8", "f32"))
 def test_layouts_and_dtypes(dtype, layout):
-    x = make(3, 33, 65, dtype, layout)
+    x = make(3, 33, 65, dtype, layout, device="cuda")
+    assert x.is_contiguous() == (layout == "chw")
     for op in OPS:
         sums, _, r = cuda_sums(x, SPEC, op)
         check_residual(r, x, op)
@@ -112,7 +115,7 @@ def test_layouts_and_dtypes(dtype, layout):
 @pytest.mark.parametrize("k", (1, 2, 3, 8))
 def test_strip_heights_agree(k):
     """Blocks walking 1..8 tiles give the same sums (and the residual bit for bit)."""
-    x = make(2, 257, 131, torch.uint8, "hwc")
+    x = make(2, 257, 131, torch.uint8, "hwc", device="cuda")
     s1, _, r1 = cuda_sums(x, SPEC, "denoise", tiles_per_block=1)
     sk, _, rk = cuda_sums(x, SPEC, "denoise", tiles_per_block=k)
     assert torch.equal(r1, rk)
@@ -124,7 +127,7 @@ def test_strip_heights_agree(k):
 def test_many_phase_bins_large_shared_memory():
     """sum p^2 = 1024 (the limit) needs > 48 KB of shared memory: the opt-in path."""
     spec = FingerprintSpec(geometry="none", periods=(16, 16, 16, 16))
-    x = make(2, 70, 90, torch.uint8, "hwc")
+    x = make(2, 70, 90, torch.uint8, "hwc", device="cuda")
     sums, _, r = cuda_sums(x, spec, "highpass")
     check_sums(sums, r, spec)
 
@@ -171,7 +174,7 @@ def test_empty_batch():
 def test_every_output_element_written_and_deterministic():
     """Raw module call on NaN-poisoned partials / gray / residual buffers."""
     mod = importlib.import_module("fpfast._C_cuda")
-    x = make(3, 47, 75, torch.uint8, "hwc").cuda()
+    x = make(3, 47, 75, torch.uint8, "hwc", device="cuda")
     b, _, h, w = x.shape
     n, k = n_sums(SPEC), 2
     outs = []
@@ -192,7 +195,7 @@ def test_every_output_element_written_and_deterministic():
 @gpu
 def test_bad_arguments_say_what_was_received():
     mod = importlib.import_module("fpfast._C_cuda")
-    x = make(1, 32, 32, torch.uint8).cuda()
+    x = make(1, 32, 32, torch.uint8, device="cuda")
     part = torch.empty(1, 1, n_sums(SPEC), device="cuda")
     args = (0, x.data_ptr(), True, 1, 32, 32, *x.stride())
     with pytest.raises(ValueError, match="expected 1 for 32x32"):
