@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One lease on a lent GPU machine (no network there): build in place, run the suite and the GPU
+# benchmarks, copy logs and result files to $OUT. Usage: bash benchmarks/gpu_run.sh test|bench
+# Wheels missing there (faiss-cpu, diffusers) travel in .whl/ (see the device tool's notes).
+set -uo pipefail
+OUT=${OUT:-/tmp/fpfast-gpu-out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site
+fi
+if ! python3 -c "import fpfast._C_cuda" 2>/dev/null; then
+  FPFAST_BUILD_CUDA=1 python3 -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
+    || { tail -40 "$OUT/build.log"; exit 1; }
+fi
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
+python3 -c "import torch, triton, fpfast; print('torch', torch.__version__, 'triton', triton.__version__); print(fpfast.build_config())" | tee -a "$OUT/device.txt"
+case "${1:-test}" in
+  test)
+    python3 -m pytest -q -ra -p no:cacheprovider tests 2>&1 | tee "$OUT/tests.log" | tail -60
+    ;;
+  bench)
+    python3 benchmarks/cuda_check.py --reps 30 2>&1 | tee "$OUT/cuda_check.txt" | tail -40
+    python3 benchmarks/triton_check.py 2>&1 | tee "$OUT/triton_check.txt" | tail -25
+    python3 benchmarks/bench_kernels.py --device cuda --note "H100 lease" 2>&1 | tee "$OUT/bench_kernels.txt" | tail -30
+    cp benchmarks/results/kernels.csv benchmarks/results/kernels.md "$OUT/" 2>/dev/null
+    python3 benchmarks/bench_gallery.py --device cuda --methods torch,flat --n 1000000 --note "H100 lease; flat = faiss-cpu on 16 host cores" 2>&1 | tail -12
+    cp benchmarks/results/gallery.csv benchmarks/results/gallery.md "$OUT/" 2>/dev/null
+    ;;
+esac
