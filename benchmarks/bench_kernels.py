@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import torch
 
-from benchmarks import harness
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # also run as a file
+from benchmarks import harness  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

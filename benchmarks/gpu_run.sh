@@ -19,6 +19,11 @@ case "${1:-test}" in
   test)
     python3 -m pytest -q -ra -p no:cacheprovider tests 2>&1 | tee "$OUT/tests.log" | tail -60
     ;;
+  kernels)
+    python3 -m pytest -q -ra -p no:cacheprovider tests/test_backend_triton.py tests/test_projectors_models.py tests/test_projectors_spec.py 2>&1 | tee "$OUT/tests2.log" | tail -5
+    python3 benchmarks/bench_kernels.py --device cuda --note "H100 lease" 2>&1 | tee "$OUT/bench_kernels.txt" | tail -30
+    cp benchmarks/results/kernels.csv benchmarks/results/kernels.md "$OUT/" 2>/dev/null
+    ;;
   bench)
     python3 benchmarks/cuda_check.py --reps 30 2>&1 | tee "$OUT/cuda_check.txt" | tail -40
     python3 benchmarks/triton_check.py 2>&1 | tee "$OUT/triton_check.txt" | tail -25

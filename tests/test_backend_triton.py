@@ -53,6 +53,9 @@ def _check_sums(got, r, spec):
     # fp32 per-tile partials (tree sums of <= 1024 terms) reduced in float64, and fp32 residuals that
     # may differ from torch's in the last bit: relative 1e-5 of the sum of |terms| covers both.
     scale = torch.maximum(ref.abs(), sums_torch(r.abs(), spec))
+    # a sum whose exact value is 0 (npr's anchor phases) is judged against the image's total
+    # energy: a GPU compiler may contract x*(1/255) - anchor into an FMA, leaving ~1e-9 residuals
+    scale = torch.maximum(scale, 1e-6 * ref[:, 3:6].sum(1, keepdim=True))
     err = (got.cpu() - ref.cpu()).abs() / (scale.cpu() + 1e-12)
     assert err.max().item() < 1e-5, f"worst sum {err.argmax(1).tolist()}: {err.max().item():.2e}"
 
@@ -112,7 +115,9 @@ def test_uint8_equals_float_of_it():
     x = _images(1, 16, 24, torch.uint8)
     a = _feature_sums(x, spec, "highpass", False, False)[0]
     b = _feature_sums(x.float() / 255.0, spec, "highpass", False, False)[0]
-    assert torch.equal(a, b)  # identical fp32 inputs, identical programs
+    # identical fp32 inputs; on a GPU the compiler may fuse the uint8 scaling into an FMA, so the
+    # two programs agree to float32 rounding rather than bit for bit
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=0) if a.is_cuda else torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_no_gray_no_residual_and_empty_batch():

@@ -4,6 +4,8 @@ import os
 import pytest
 import torch
 
+from _cpu_projectors import cpu_projectors  # noqa: F401  (autouse fixture)
+
 pytest.importorskip("diffusers")
 from diffusers import (AutoencoderKL, DDIMInverseScheduler, DDIMScheduler, UNet2DConditionModel,  # noqa: E402
                        UNet2DModel)

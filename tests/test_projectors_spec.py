@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from _cpu_projectors import cpu_projectors  # noqa: F401  (autouse fixture)
+
 from fpfast import FingerprintSpec, SpecError, backends
 from fpfast.ops import features as features_op
 from fpfast.prepare import prepare
