@@ -117,7 +117,8 @@ def test_uint8_equals_float_of_it():
     b = _feature_sums(x.float() / 255.0, spec, "highpass", False, False)[0]
     # identical fp32 inputs; on a GPU the compiler may fuse the uint8 scaling into an FMA, so the
     # two programs agree to float32 rounding rather than bit for bit
-    torch.testing.assert_close(a, b, rtol=1e-5, atol=0) if a.is_cuda else torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # (measured on an H100: 2.6e-5 relative at most)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=0) if a.is_cuda else torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_no_gray_no_residual_and_empty_batch():
