@@ -9,7 +9,13 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .attribute import attribute_cmd
+from .bench import bench_cmd
+from .enroll import enroll_cmd
+from .evaluate import eval_cmd
+from .extract import extract_cmd
 from .info import info_cmd
+from .search import search_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -24,7 +30,8 @@ def cli() -> None:
     """
 
 
-cli.add_command(info_cmd)
+for _cmd in (enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd):
+    cli.add_command(_cmd)
 
 
 def main() -> None:
