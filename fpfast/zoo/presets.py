@@ -50,7 +50,7 @@ PRESETS: dict[str, dict] = {
     "tiny": dict(size=32, width=16, batch=16, ae_steps=40, gan_steps=60, n_train=40, n_test=24,
                  n_fit_patches=512, models=AE_CORE + [_m("dcgan", GAN)] + HELD_OUT),
     # 11 gallery models + real, 32x32, >= 500 images each (300 train + 200 test)
-    "small": dict(size=32, width=16, batch=16, ae_steps=150, gan_steps=250, diff_steps=200,
+    "small": dict(size=32, width=16, batch=16, ae_steps=100, gan_steps=200, diff_steps=150,
                   timesteps=50, ddim_steps=10, n_train=300, n_test=200, n_fit_patches=2048,
                   models=AE_CORE + DESIGN_KNOBS + [_m("dcgan", GAN)] + DIFFUSION + HELD_OUT),
     # 15 gallery models + real, 64x64, >= 2000 images each (1200 train + 800 test)
