@@ -83,10 +83,22 @@ def _write_class(out: Path, name: str, meta: dict, splits: dict[str, np.ndarray]
 
 
 def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: str = "auto",
-              progress: bool = True, replace_real: bool = False, threads: int | None = None) -> dict:
-    """Build a zoo under ``out`` (emptied first) and return its summary (also ``out/zoo.json``)."""
+              progress: bool = True, replace_real: bool = False, threads: int | None = None,
+              only: list[str] | None = None) -> dict:
+    """Build a zoo under ``out`` (emptied first) and return its summary (also ``out/zoo.json``).
+
+    ``real_dir`` extends the bundled photos (``replace_real=True``: replaces them); ``device``:
+    auto (CUDA when present), cpu, cuda; ``threads``: torch CPU threads during the build (default
+    min(2, current)); ``only``: build just these models (plus ``real``) — each model depends only on
+    its own seed and the shared real patches, so its images equal those of a full build.
+    """
     t0 = time.perf_counter()
     p = get_preset(preset)
+    if only is not None:
+        unknown = sorted(set(only) - {m["name"] for m in p["models"]})
+        if unknown:
+            raise ValueError(f"models {unknown} are not in preset {preset!r}")
+        p["models"] = [m for m in p["models"] if m["name"] in only]
     out = Path(out)
     if out.exists():
         if any(out.iterdir()) and not (out / "zoo.json").exists():
