@@ -1,6 +1,6 @@
 """Attribution accuracy over a built zoo: fpfast's default fingerprint vs the baselines.
 
-    python -m benchmarks.bench_accuracy ZOO_DIR [--out benchmarks/results] [--methods ...] [--note TEXT]
+    python -m benchmarks.bench_accuracy ZOO_DIR [--out benchmarks/results] [--name accuracy] [--methods ...] [--note TEXT]
 
 Every method is fitted on ``train`` (all gallery classes incl. ``real``) and scored on the clean
 test split, its degraded variants and the unseen-seed split (accuracy + macro-F1 over the labels
@@ -51,14 +51,36 @@ def fpfast_features(images, spec, device) -> np.ndarray:
     return out
 
 
+def degraded_copies(images: list[np.ndarray]) -> list[np.ndarray]:
+    """JPEG 90, JPEG 75 and 0.5x bilinear copies of every image (the same transforms as the test
+    variants: an upper bound for augmentation, not a held-out robustness claim; crop is left out)."""
+    import io
+
+    from PIL import Image
+
+    def jpeg(a, q):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, "JPEG", quality=q)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    half = [np.asarray(Image.fromarray(a).resize((a.shape[1] // 2, a.shape[0] // 2), Image.BILINEAR)) for a in images]
+    return [jpeg(a, 90) for a in images] + [jpeg(a, 75) for a in images] + half
+
+
 class Fpfast:
-    def __init__(self, size: int, classifier: str, device: str):
+    def __init__(self, size: int, classifier: str, device: str, augment: bool = False):
         self.spec = SPEC_PRESETS["default"].replace(size=size)
-        self.classifier, self.device = classifier, device
+        self.classifier, self.device, self.augment = classifier, device, augment
         self.name = f"fpfast default ({'logistic' if classifier == 'logistic' else '1-NN'})"
+        if augment:
+            self.name += " + JPEG/resize-augmented train"
 
     def fit(self, images, labels):
-        X = fpfast_features(load_images(images), self.spec, self.device)
+        images = load_images(images)
+        if self.augment:
+            images = images + degraded_copies(images)
+            labels = list(labels) * 4
+        X = fpfast_features(images, self.spec, self.device)
         if self.classifier == "logistic":
             self.head = LinearHead("logistic", max_iter=3000).fit(X, labels)
         else:
@@ -82,16 +104,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("zoo")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    ap.add_argument("--methods", nargs="*", default=None, help="subset: fpfast_logistic fpfast_1nn " + " ".join(BASELINES))
+    ap.add_argument("--methods", nargs="*", default=None, help="subset: fpfast_logistic fpfast_1nn fpfast_logistic_aug " + " ".join(BASELINES))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--note", default="")
+    ap.add_argument("--name", default="accuracy", help="output stem: NAME.md and NAME.csv")
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     zoo = json.loads((Path(a.zoo) / "zoo.json").read_text())
     size = zoo["image_size"]
     data = {s: load_zoo_split(a.zoo, s) for s in ("train",) + EVAL_SPLITS + ("open_set",)}
     methods = {"fpfast_logistic": lambda: Fpfast(size, "logistic", a.device),
-               "fpfast_1nn": lambda: Fpfast(size, "1nn", a.device)}
+               "fpfast_1nn": lambda: Fpfast(size, "1nn", a.device),
+               "fpfast_logistic_aug": lambda: Fpfast(size, "logistic", a.device, augment=True)}
     methods.update({k: v for k, v in BASELINES.items()})
     chosen = a.methods or list(methods)
     rows = []
@@ -124,7 +148,7 @@ def write(rows, zoo, a) -> None:
     out.mkdir(parents=True, exist_ok=True)
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{platform.node()} {platform.machine()}, {os.cpu_count()} cpus, device {a.device}"
-    with open(out / "accuracy.csv", "w", newline="") as fh:
+    with open(out / f"{a.name}.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, ["method", "split", "n", "accuracy", "macro_f1", "preset", "seed", "date", "machine"])
         w.writeheader()
         for r in rows:
@@ -155,7 +179,7 @@ def write(rows, zoo, a) -> None:
         lines.append(f"| {n} | " + " | ".join(cells) + f" | {cell[(n, 'open_set_auroc')]['accuracy']:.3f} |")
     for v in PENDING.values():
         lines.append(f"| {v} |" + " — |" * (len(hdr) - 1))
-    (out / "accuracy.md").write_text("\n".join(lines) + "\n")
+    (out / f"{a.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

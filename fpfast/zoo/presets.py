@@ -54,8 +54,9 @@ PRESETS: dict[str, dict] = {
                   timesteps=50, ddim_steps=10, n_train=300, n_test=200, n_fit_patches=2048,
                   models=AE_CORE + DESIGN_KNOBS + [_m("dcgan", GAN)] + DIFFUSION + HELD_OUT),
     # 15 gallery models + real, 64x64, >= 2000 images each (1200 train + 800 test)
-    "standard": dict(size=64, width=24, batch=16, ae_steps=400, gan_steps=600, diff_steps=500,
-                     timesteps=100, ddim_steps=20, n_train=1200, n_test=800, n_fit_patches=4096,
+    # (budgeted from the small build's per-model times x4 pixels; not yet built on 2 CPU cores)
+    "standard": dict(size=64, width=16, batch=16, ae_steps=150, gan_steps=300, diff_steps=200,
+                     timesteps=25, ddim_steps=10, n_train=1200, n_test=800, n_fit_patches=4096,
                      models=AE_CORE + DESIGN_KNOBS + [
                          _m("ae_nearest_seed1", AE, upsampling="nearest", seed_index=1),
                          _m("dcgan", GAN),
