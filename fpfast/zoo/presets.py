@@ -47,15 +47,15 @@ HELD_OUT = [
 
 PRESETS: dict[str, dict] = {
     # 6 gallery models + real, 32x32, no diffusion (its sampling alone would overrun 60 s on a CPU)
-    "tiny": dict(size=32, width=16, batch=16, ae_steps=40, gan_steps=60, n_train=40, n_test=24,
+    "tiny": dict(size=32, width=16, batch=16, ae_steps=40, gan_steps=300, n_train=40, n_test=24,
                  n_fit_patches=512, models=AE_CORE + [_m("dcgan", GAN)] + HELD_OUT),
     # 11 gallery models + real, 32x32, >= 500 images each (300 train + 200 test)
-    "small": dict(size=32, width=16, batch=16, ae_steps=100, gan_steps=200, diff_steps=150,
+    "small": dict(size=32, width=16, batch=16, ae_steps=100, gan_steps=1500, diff_steps=150,
                   timesteps=50, ddim_steps=10, n_train=300, n_test=200, n_fit_patches=2048,
                   models=AE_CORE + DESIGN_KNOBS + [_m("dcgan", GAN)] + DIFFUSION + HELD_OUT),
     # 15 gallery models + real, 64x64, >= 2000 images each (1200 train + 800 test)
     # (budgeted from the small build's per-model times x4 pixels; not yet built on 2 CPU cores)
-    "standard": dict(size=64, width=16, batch=16, ae_steps=150, gan_steps=300, diff_steps=200,
+    "standard": dict(size=64, width=16, batch=16, ae_steps=150, gan_steps=2000, diff_steps=200,
                      timesteps=25, ddim_steps=10, n_train=1200, n_test=800, n_fit_patches=4096,
                      models=AE_CORE + DESIGN_KNOBS + [
                          _m("ae_nearest_seed1", AE, upsampling="nearest", seed_index=1),

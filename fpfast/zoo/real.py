@@ -76,14 +76,14 @@ def photos(real_dir=None, replace: bool = False) -> list[tuple[str, np.ndarray]]
 
 
 def random_patches(photos_: list[tuple[str, np.ndarray]], n: int, size: int, seed: int) -> np.ndarray:
-    """n uint8 patches [n, size, size, 3]: a photo drawn with probability proportional to its area
-    (photos smaller than ``size`` are skipped), a uniform crop position, a flip with p = 1/2."""
+    """n uint8 patches [n, size, size, 3]: a photo drawn uniformly (by area, the 1411^2 retina would
+    fill a third of the patches with flat red; photos smaller than ``size`` are skipped), a uniform
+    crop position, a horizontal flip with p = 1/2."""
     usable = [a for _, a in photos_ if a.shape[0] >= size and a.shape[1] >= size]
     if not usable:
         raise ValueError(f"no photo is at least {size}x{size}")
     rng = np.random.default_rng(seed)
-    area = np.array([a.shape[0] * a.shape[1] for a in usable], dtype=np.float64)
-    which = rng.choice(len(usable), size=n, p=area / area.sum())
+    which = rng.integers(0, len(usable), size=n)
     out = np.empty((n, size, size, 3), dtype=np.uint8)
     for k, i in enumerate(which):
         a = usable[i]
