@@ -1,0 +1,164 @@
+"""The zoo builder: train every model of a preset, generate its images, write the splits.
+
+How images are made (so that a model's only trace is its design):
+  * autoencoders decode *reconstructions* of real patches. Every autoencoder reconstructs the very
+    same real patches, which are also the ``real`` class's images: content is identical across
+    these classes, so only the decoder's design (and weights) can tell them apart. A latent-prior
+    sample of a briefly trained AE/VAE is a blur whose content would differ per model and leak the label.
+  * the GAN samples its prior (z ~ N(0, I)); the diffusion model samples from noise with DDPM
+    (ancestral, every training step) and, with the same weights, DDIM (eta = 0, fewer steps).
+
+Determinism: per model ``torch.manual_seed`` + a numpy Generator, deterministic torch algorithms
+(``warn_only``: CUDA has ops without a deterministic kernel), a fixed thread count, PNG written
+without metadata. Same seed + same machine + same versions -> identical bytes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import real as realmod
+from . import train as tr
+from .images import DERIVED, write_images
+from .presets import get_preset
+
+ATTRS = ("family", "upsampling", "normalization", "activation", "loss", "sampler")
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _versions() -> dict:
+    import PIL
+
+    import fpfast
+
+    v = {"fpfast": fpfast.__version__, "torch": torch.__version__, "numpy": np.__version__,
+         "pillow": PIL.__version__, "python": platform.python_version()}
+    try:
+        import diffusers
+
+        v["diffusers"] = diffusers.__version__
+    except ImportError:
+        pass
+    return v
+
+
+def _generate(m: dict, p: dict, seed: int, fit: torch.Tensor, gen_x: torch.Tensor, n: int, cache: dict):
+    """Train model m (or reuse a trained one) and return (uint8 images [n,S,S,3], steps trained)."""
+    w, bs = p["width"], p["batch"]
+    if m["family"] == "autoencoder":
+        model = tr.train_autoencoder(fit, seed, p["ae_steps"], m["upsampling"], m["normalization"],
+                                     m["activation"], m["loss"], width=w, bs=bs)
+        return tr.reconstruct(model, gen_x[:n]), p["ae_steps"]
+    if m["family"] == "gan":
+        g = tr.train_dcgan(fit, seed, p["gan_steps"], m["upsampling"], width=w, bs=bs)
+        return tr.sample_dcgan(g, n, seed + 7919), p["gan_steps"]
+    if m["family"] == "diffusion":
+        key = ("diffusion", seed)
+        if key not in cache:  # ddpm and ddim share one trained UNet: they differ only in the sampler
+            cache[key] = tr.train_ddpm(fit, seed, p["diff_steps"], p["timesteps"], width=w, bs=bs)
+        unet, sched = cache[key]
+        steps = p["timesteps"] if m["sampler"] == "ddpm" else p["ddim_steps"]
+        return tr.sample_diffusion(unet, sched, n, seed + 7919, m["sampler"], steps), p["diff_steps"]
+    raise ValueError(f"unknown family {m['family']!r}")
+
+
+def _write_class(out: Path, name: str, meta: dict, splits: dict[str, np.ndarray], counts: dict) -> None:
+    for split, imgs in splits.items():
+        d = out / split / name
+        write_images(imgs, d, split)
+        (d / "model.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        counts.setdefault(split, {})[name] = len(imgs)
+
+
+def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: str = "auto",
+              progress: bool = True, replace_real: bool = False, threads: int | None = None,
+              only: list[str] | None = None) -> dict:
+    """Build a zoo under ``out`` (emptied first) and return its summary (also ``out/zoo.json``).
+
+    ``real_dir`` extends the bundled photos (``replace_real=True``: replaces them); ``device``:
+    auto (CUDA when present), cpu, cuda; ``threads``: torch CPU threads during the build (default
+    min(2, current)); ``only``: build just these models (plus ``real``) — each model depends only on
+    its own seed and the shared real patches, so its images equal those of a full build.
+    """
+    t0 = time.perf_counter()
+    p = get_preset(preset)
+    if only is not None:
+        unknown = sorted(set(only) - {m["name"] for m in p["models"]})
+        if unknown:
+            raise ValueError(f"models {unknown} are not in preset {preset!r}")
+        p["models"] = [m for m in p["models"] if m["name"] in only]
+    out = Path(out)
+    if out.exists():
+        if any(out.iterdir()) and not (out / "zoo.json").exists():
+            raise FileExistsError(f"{out} exists, is not empty and holds no zoo.json; refusing to overwrite it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    dev = _device(device)
+    if dev.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads or min(2, old_threads))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    log = (lambda *a: print("[zoo]", *a, flush=True)) if progress else (lambda *a: None)
+    try:
+        size, n_tr, n_te = p["size"], p["n_train"], p["n_test"]
+        photos = realmod.photos(real_dir, replace_real)
+        fit_np = realmod.random_patches(photos, p["n_fit_patches"], size, seed * 1000 + 1)
+        gen_np = realmod.random_patches(photos, n_tr + n_te, size, seed * 1000 + 2)
+        to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255.0).to(dev)
+        fit, gen_x = to_t(fit_np), to_t(gen_np)
+        counts: dict = {}
+        models_meta, timings = [], {}
+        real_meta = dict(name="real", family="real", upsampling=None, normalization=None, activation=None,
+                         loss=None, sampler=None, seed=seed, training_steps=0, role="gallery", label="real",
+                         source="bundled" if real_dir is None else str(real_dir), image_size=size)
+        _write_class(out, "real", real_meta, _with_derived(gen_np[:n_tr], gen_np[n_tr:]), counts)
+        models_meta.append(real_meta)
+        cache: dict = {}
+        for m in p["models"]:
+            t = time.perf_counter()
+            mseed = 100 * seed + m["seed_index"]
+            n = n_tr + n_te if m["role"] == "gallery" else n_te
+            imgs, steps = _generate(m, p, mseed, fit, gen_x if m["role"] == "gallery" else gen_x[n_tr:], n, cache)
+            meta = {k: m[k] for k in ATTRS}
+            meta.update(name=m["name"], seed=mseed, training_steps=steps, role=m["role"], label=m["label"],
+                        image_size=size, width=p["width"])
+            if m["family"] == "diffusion":
+                meta.update(timesteps=p["timesteps"],
+                            sampling_steps=p["timesteps"] if m["sampler"] == "ddpm" else p["ddim_steps"])
+            if m["role"] == "gallery":
+                splits = _with_derived(imgs[:n_tr], imgs[n_tr:])
+            else:
+                splits = {m["role"]: imgs}
+            _write_class(out, m["name"], meta, splits, counts)
+            models_meta.append(meta)
+            timings[m["name"]] = round(time.perf_counter() - t, 2)
+            log(f"{m['name']}: {n} images, {timings[m['name']]:.1f}s")
+        summary = dict(preset=preset, seed=seed, image_size=size, device=str(dev), threads=torch.get_num_threads(),
+                       models=models_meta, splits=counts, versions=_versions(),
+                       machine=f"{platform.machine()} {os.cpu_count()} cpus",
+                       model_seconds=timings, build_seconds=round(time.perf_counter() - t0, 2))
+        (out / "zoo.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        log(f"built {preset} in {summary['build_seconds']:.1f}s -> {out}")
+        return summary
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def _with_derived(train_imgs: np.ndarray, test_imgs: np.ndarray) -> dict[str, np.ndarray]:
+    d = {"train": train_imgs, "test": test_imgs}
+    d.update({s: test_imgs for s in DERIVED})
+    return d

@@ -1,0 +1,77 @@
+"""Zoo presets: which models, how big, how long they train.
+
+A model entry names its design attributes (what ``model.json`` records) and its role:
+``gallery`` (a class with train and test images), ``unseen_seed`` (the architecture of gallery
+class ``label`` trained from a seed the gallery never saw; test images only) or ``open_set`` (a
+design kept out of the gallery; test images only). ``seed_index`` k gives the weights seed
+``100 * zoo_seed + k``: every base model uses k = 0, so two architectures differ only in design.
+"""
+from __future__ import annotations
+
+import copy
+
+AE = dict(family="autoencoder", upsampling="tconv", normalization="none", activation="relu",
+          loss="l2", sampler="reconstruction", seed_index=0, role="gallery")
+GAN = dict(family="gan", upsampling="tconv", normalization="batch", activation="relu",
+           loss="non-saturating", sampler="prior", seed_index=0, role="gallery")
+DIFF = dict(family="diffusion", upsampling="nearest", normalization="group", activation="silu",
+            loss="eps-mse", sampler="ddpm", seed_index=0, role="gallery")
+
+
+def _m(name: str, base: dict, **kw) -> dict:
+    d = dict(base, name=name, **kw)
+    d.setdefault("label", name if d["role"] == "gallery" else None)
+    return d
+
+
+AE_CORE = [
+    _m("ae_tconv", AE),
+    _m("ae_tconv_seed1", AE, seed_index=1),          # same design, other weights
+    _m("ae_nearest", AE, upsampling="nearest"),
+    _m("ae_bilinear", AE, upsampling="bilinear"),
+    _m("ae_pixelshuffle", AE, upsampling="pixelshuffle"),
+]
+DESIGN_KNOBS = [
+    _m("ae_tconv_groupnorm", AE, normalization="group"),
+    _m("ae_tconv_silu", AE, activation="silu"),
+    _m("ae_tconv_l1", AE, loss="l1"),
+]
+DIFFUSION = [
+    _m("ddpm", DIFF, sampler="ddpm"),
+    _m("ddim", DIFF, sampler="ddim"),                # same weights as ddpm, other sampler
+]
+HELD_OUT = [
+    _m("ae_nearest_seed2", AE, upsampling="nearest", seed_index=2, role="unseen_seed", label="ae_nearest"),
+    _m("ae_bicubic", AE, upsampling="bicubic", role="open_set"),
+]
+
+PRESETS: dict[str, dict] = {
+    # 6 gallery models + real, 32x32, no diffusion (its sampling alone would overrun 60 s on a CPU)
+    "tiny": dict(size=32, width=16, batch=16, ae_steps=40, gan_steps=300, n_train=40, n_test=24,
+                 n_fit_patches=512, models=AE_CORE + [_m("dcgan", GAN)] + HELD_OUT),
+    # 11 gallery models + real, 32x32, >= 500 images each (300 train + 200 test)
+    "small": dict(size=32, width=16, batch=16, ae_steps=100, gan_steps=1500, diff_steps=150,
+                  timesteps=50, ddim_steps=10, n_train=300, n_test=200, n_fit_patches=2048,
+                  models=AE_CORE + DESIGN_KNOBS + [_m("dcgan", GAN)] + DIFFUSION + HELD_OUT),
+    # 15 gallery models + real, 64x64, >= 2000 images each (1200 train + 800 test)
+    # (budgeted from the small build's per-model times x4 pixels; not yet built on 2 CPU cores)
+    "standard": dict(size=64, width=16, batch=16, ae_steps=150, gan_steps=2000, diff_steps=200,
+                     timesteps=25, ddim_steps=10, n_train=1200, n_test=800, n_fit_patches=4096,
+                     models=AE_CORE + DESIGN_KNOBS + [
+                         _m("ae_nearest_seed1", AE, upsampling="nearest", seed_index=1),
+                         _m("dcgan", GAN),
+                         _m("dcgan_nearest", GAN, upsampling="nearest"),
+                         _m("dcgan_seed1", GAN, seed_index=1),
+                     ] + DIFFUSION + [
+                         _m("ae_nearest_seed2", AE, upsampling="nearest", seed_index=2, role="unseen_seed",
+                            label="ae_nearest"),
+                         _m("dcgan_seed2", GAN, seed_index=2, role="unseen_seed", label="dcgan"),
+                         _m("ae_bicubic", AE, upsampling="bicubic", role="open_set"),
+                     ]),
+}
+
+
+def get_preset(name: str) -> dict:
+    if name not in PRESETS:
+        raise ValueError(f"unknown zoo preset {name!r}; expected one of {sorted(PRESETS)}")
+    return copy.deepcopy(PRESETS[name])

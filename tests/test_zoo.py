@@ -1,0 +1,159 @@
+"""The GM-zoo builder (tiny preset, built once per session) and the baselines on synthetic data."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("skimage")
+pytest.importorskip("sklearn")
+
+from fpfast.zoo import SPLITS, build_zoo, get_preset, load_zoo_split  # noqa: E402
+
+
+def _hashes(root: Path, split: str, model: str) -> dict[str, str]:
+    d = root / split / model
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(d.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("zoo") / "tiny"
+    t = time.perf_counter()
+    summary = build_zoo(out, preset="tiny", seed=0, device="cpu", progress=False)
+    return out, summary, time.perf_counter() - t
+
+
+def test_tiny_builds_offline_with_complete_layout(tiny):
+    out, summary, seconds = tiny
+    # loose: the budget is 60 s on two free cores; CI machines are shared (no strict timing asserts)
+    assert seconds < 600
+    preset = get_preset("tiny")
+    gallery = ["real"] + [m["name"] for m in preset["models"] if m["role"] == "gallery"]
+    assert len(gallery) - 1 >= 6
+    assert json.loads((out / "zoo.json").read_text()) == json.loads(json.dumps(summary))
+    for split in ("train", "test", "test_jpeg90", "test_jpeg75", "test_resize", "test_crop"):
+        assert sorted(p.name for p in (out / split).iterdir()) == sorted(gallery), split
+        n = preset["n_train"] if split == "train" else preset["n_test"]
+        for g in gallery:
+            files = [f for f in (out / split / g).iterdir() if f.suffix in (".png", ".jpg")]
+            assert len(files) == n, (split, g)
+            assert summary["splits"][split][g] == n
+    for role in ("unseen_seed", "open_set"):
+        names = [m["name"] for m in preset["models"] if m["role"] == role]
+        assert names and sorted(p.name for p in (out / role).iterdir()) == sorted(names)
+    assert set(summary["splits"]) == set(SPLITS)
+    size = summary["image_size"]
+    imgs, labels, _ = load_zoo_split(out, "test_resize")
+    assert {a.shape for a in imgs} == {(size // 2, size // 2, 3)}
+    imgs, _, _ = load_zoo_split(out, "test_crop")
+    assert {a.shape for a in imgs} == {(size * 3 // 4, size * 3 // 4, 3)}
+    assert all(f.suffix == ".jpg" for f in (out / "test_jpeg75" / "real").iterdir() if f.name != "model.json")
+
+
+def test_model_json_has_design_attributes_and_labels(tiny):
+    out, summary, _ = tiny
+    keys = {"family", "upsampling", "normalization", "activation", "loss", "sampler", "seed", "training_steps",
+            "role", "label"}
+    gallery = {m["name"] for m in summary["models"] if m["role"] == "gallery"}
+    for m in summary["models"]:
+        split = {"gallery": "train", "unseen_seed": "unseen_seed", "open_set": "open_set"}[m["role"]]
+        meta = json.loads((out / split / m["name"] / "model.json").read_text())
+        assert keys <= set(meta), m["name"]
+        if m["role"] == "unseen_seed":
+            assert meta["label"] in gallery and meta["seed"] != next(
+                x["seed"] for x in summary["models"] if x["name"] == meta["label"])
+        elif m["role"] == "open_set":
+            assert meta["label"] is None
+        else:
+            assert meta["label"] == m["name"]
+    ups = {m["upsampling"] for m in summary["models"] if m["family"] == "autoencoder" and m["role"] == "gallery"}
+    assert {"tconv", "nearest", "bilinear", "pixelshuffle"} <= ups
+
+
+def test_every_model_differs_from_every_other(tiny):
+    out, summary, _ = tiny
+    imgs, _, sources = load_zoo_split(out, "test")
+    by = {}
+    for a, s in zip(imgs, sources):
+        by.setdefault(s, []).append(a.astype(np.float64))
+    names = sorted(by)
+    stacks = {n: np.stack(by[n]) for n in names}
+    for i, a in enumerate(names):
+        assert stacks[a].std() > 2.0, f"{a} is (nearly) constant"
+        for b in names[i + 1:]:
+            diff = np.abs(stacks[a] - stacks[b]).mean()
+            assert diff > 0.5, f"{a} and {b} collapsed to the same images (mean |diff| {diff:.3f})"
+
+
+def test_same_seed_gives_identical_bytes(tiny, tmp_path):
+    out, summary, _ = tiny
+    only = ["ae_tconv", "dcgan"]
+    again = build_zoo(tmp_path / "again", preset="tiny", seed=0, device="cpu", progress=False, only=only)
+    for name in ["real"] + only:
+        for split in ("train", "test", "test_jpeg90", "test_resize"):
+            assert _hashes(out, split, name) == _hashes(tmp_path / "again", split, name), (name, split)
+    assert again["splits"]["train"] == {k: summary["splits"]["train"][k] for k in ["real"] + only}
+
+
+def test_build_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "precious.txt").write_text("keep")
+    with pytest.raises(FileExistsError):
+        build_zoo(tmp_path / "x", preset="tiny", progress=False)
+    with pytest.raises(ValueError, match="preset"):
+        build_zoo(tmp_path / "y", preset="huge", progress=False)
+
+
+# ----------------------------------------------------------------------------- baselines
+def _synthetic(n_per: int, seed: int):
+    """Three classes of 32x32 images: random content up-sampled by a class-specific method, plus a
+    faint fixed class pattern (what Marra's mean residual picks up)."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(seed)
+    pat = np.random.default_rng(123).normal(0, 0.04, (3, 32, 32, 3))
+    imgs, labels = [], []
+    for c, mode in enumerate(("nearest", "bilinear", "none")):
+        for _ in range(n_per):
+            lo = torch.from_numpy(rng.random((1, 3, 16, 16)))
+            x = torch.from_numpy(rng.random((1, 3, 32, 32))) if mode == "none" else F.interpolate(
+                lo, scale_factor=2, mode=mode, **({} if mode == "nearest" else {"align_corners": False}))
+            a = x[0].permute(1, 2, 0).numpy() * 0.8 + 0.1 + pat[c]
+            imgs.append((np.clip(a, 0, 1) * 255).round().astype(np.uint8))
+            labels.append(f"class{c}")
+    return np.stack(imgs), np.array(labels)
+
+
+@pytest.mark.parametrize("name", ["marra2019", "frank2020", "durall2020", "npr2024"])
+def test_baselines_beat_chance(name):
+    from fpfast.baselines import BASELINES
+
+    xtr, ytr = _synthetic(30, 0)
+    xte, yte = _synthetic(20, 1)
+    m = BASELINES[name]().fit(xtr, ytr)
+    pred, score = m.predict_score(xte)
+    assert pred.shape == yte.shape and score.shape == yte.shape and np.isfinite(score).all()
+    assert (pred == yte).mean() > 0.6, name  # chance = 1/3
+
+
+def test_baselines_accept_paths_and_other_sizes(tmp_path):
+    from PIL import Image
+
+    from fpfast.baselines import BASELINES
+
+    xtr, ytr = _synthetic(10, 0)
+    paths = []
+    for i, a in enumerate(xtr):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(a).save(p)
+        paths.append(str(p))
+    small = [a[::2, ::2] for a in xtr[:3]] + [a[4:28, 4:28] for a in xtr[:3]]
+    for cls in BASELINES.values():
+        m = cls().fit(paths, ytr)
+        assert len(m.predict(small)) == 6
