@@ -402,12 +402,19 @@ def fingerprint_mapper(spec: FingerprintSpec | str | None = None, backend: str =
     from .ops.features import fingerprint_features
     spec = load_spec(spec)
     dev = torch.device(device)
+    projector = None
+    if spec.projector is not None:  # a heavy projector (manifold / autoencoder / diffusion): load it once
+        from .projectors import fingerprint_with_projector, load_projector
+        projector = load_projector(spec.projector, device=dev)
 
     def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
         if dev.type != "cpu":
             batch = batch.pin_memory().to(dev, non_blocking=True)
         with torch.inference_mode():
-            v = fingerprint_features(batch, spec, backend=backend, layout="hwc")
+            if projector is not None:
+                v = fingerprint_with_projector(batch, spec, backend=backend, projector=projector, layout="hwc")
+            else:
+                v = fingerprint_features(batch, spec, backend=backend, layout="hwc")
         v = v.cpu().numpy()
         return [{column: v[j]} for j in range(len(keys))]
 

@@ -87,10 +87,10 @@ def model_folders(root: str) -> dict[str, str]:
     return {d: os.path.join(root, d) for d in subs}
 
 
-def open_or_create(path: str, spec: FingerprintSpec | str | None, normalize: str, index: str) -> Gallery:
+def open_or_create(path: str, spec: FingerprintSpec | None, normalize: str, index: str) -> Gallery:
     """Load the gallery at ``path`` (checking ``spec`` if one was asked for) or create it."""
     if os.path.exists(os.path.join(path, "gallery.json")):
-        return Gallery.load(path, load_spec(spec) if spec is not None else None)
+        return Gallery.load(path, spec)
     if os.path.exists(path) and os.listdir(path):
         raise GalleryError(f"{path} exists, is not empty and holds no gallery.json: refusing to write there")
     return Gallery.create(path, load_spec(spec), normalize=normalize, index=index)
@@ -141,3 +141,25 @@ def attribute_mapper(gallery: Gallery, opts: StreamOptions, method: str = "knn",
         return rows
 
     return mapper
+
+
+PROJECTOR_KINDS = ("manifold", "autoencoder", "diffusion")
+
+
+def resolve_spec(value: "str | FingerprintSpec | None") -> FingerprintSpec:
+    """A ``--spec`` value: a preset name, a JSON file, or ``KIND:PATH[@PRESET]`` for a heavy
+    projector (``manifold:refset/``, ``autoencoder:vae_dir``, ``diffusion:unet_dir@npr``): the
+    projector is loaded from PATH and recorded, with its identity hash, in the spec."""
+    if isinstance(value, str) and value.split(":", 1)[0] in PROJECTOR_KINDS and ":" in value:
+        kind, rest = value.split(":", 1)
+        path, _, base = rest.partition("@")
+        from . import projectors
+        cls = {"manifold": "ManifoldProjector", "autoencoder": "AutoencoderProjector",
+               "diffusion": "DiffusionProjector"}[kind]
+        proj = getattr(projectors, cls)(path, device="cpu")
+        spec = load_spec(base or None)
+        ref = getattr(proj, "ref", None)
+        if ref is not None and getattr(ref, "size", None):
+            spec = spec.replace(size=int(ref.size))  # the reference set fixes the working size
+        return proj.spec(spec)
+    return load_spec(value)

@@ -11,11 +11,14 @@ import click
 from .. import __version__
 from .attribute import attribute_cmd
 from .bench import bench_cmd
+from .demo import demo_cmd
 from .enroll import enroll_cmd
 from .evaluate import eval_cmd
 from .extract import extract_cmd
 from .info import info_cmd
+from .manifold import manifold_group
 from .search import search_cmd
+from .zoo import zoo_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,7 +33,8 @@ def cli() -> None:
     """
 
 
-for _cmd in (enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd):
+for _cmd in (demo_cmd, enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd,
+             zoo_group, manifold_group):
     cli.add_command(_cmd)
 
 

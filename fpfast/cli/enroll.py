@@ -11,7 +11,8 @@ from .options import handle_errors, stream_options
 @click.option("--model", "-m", help="Model name for SOURCES.")
 @click.option("--from-folders", "root", type=click.Path(exists=True, file_okay=False),
               help="Enroll every sub-folder of ROOT as a model named after it.")
-@click.option("--spec", help="Fingerprint spec for a new gallery: a preset name or a JSON file (default: 'default').")
+@click.option("--spec", help="Fingerprint spec of a new gallery: a preset (default, npr, highpass, median, photo256), a JSON "
+                   "file, or KIND:PATH[@PRESET] for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
               help="Normalisation refitted after enrollment (a new gallery: standardize).")
 @click.option("--index", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
@@ -38,7 +39,7 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     if root and sources:
         raise click.UsageError("--from-folders takes no SOURCE arguments")
     groups = {model: list(sources)} if model else {m: [d] for m, d in wf.model_folders(root).items()}
-    g = wf.open_or_create(gallery, spec, normalize or "standardize", index)
+    g = wf.open_or_create(gallery, wf.resolve_spec(spec) if spec else None, normalize or "standardize", index)
     errors = 0
     for name, srcs in groups.items():
         fp = wf.fingerprint_sources(srcs, g.spec, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),

@@ -26,9 +26,9 @@ def eval_cmd(gallery, root, method, k, out, opts):
       fpfast eval my_gallery --from-folders zoo/test --out eval/
     """
     g = Gallery.load(gallery)
-    res = evaluate_folders(g, root, opts, method=method, k=k,
-                           out=out or os.path.join(os.path.dirname(os.path.abspath(root)), "eval"))
-    click.echo(format_metrics(res))
+    out = out or os.path.join(os.path.dirname(os.path.abspath(root)), "eval")
+    res = evaluate_folders(g, root, opts, method=method, k=k, out=out)
+    click.echo(format_metrics(res, out))
 
 
 def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) -> dict:
@@ -48,17 +48,21 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) 
     return evaluate(truth, preds, known, open_set_scores=scores, out_dir=out)
 
 
-def format_metrics(res: dict) -> str:
-    lines = [f"accuracy {res['accuracy']:.3f}   macro-F1 {res['macro_f1']:.3f}   ({res['n']} images)"]
-    if res.get("auroc") is not None:
-        lines.append(f"open-set AUROC {res['auroc']:.3f}")
-    labels, cm = res["labels"], np.asarray(res["confusion"])
+def format_metrics(res: dict, out_dir: str | None = None) -> str:
+    """The evaluation as a terminal reads it: headline metrics, then the confusion matrix."""
+    cs = res["closed_set"]
+    lines = [f"closed set: accuracy {cs['accuracy']:.3f}, macro-F1 {cs['macro_f1']:.3f} over {cs['n']} images "
+             f"of {len(cs['labels'])} enrolled models"]
+    if res.get("n_unknown_queries"):
+        lines.append(f"open set: {res['n_unknown_queries']} images of models outside the gallery; "
+                     f"answered 'unknown': {res.get('unknown_recall', float('nan')):.3f}; "
+                     f"AUROC (distance to nearest known) {res.get('open_set_auroc', float('nan')):.3f}")
+    labels, cm = res["confusion_labels"], np.asarray(res["confusion"])
     w = max(len(x) for x in labels) + 1
-    lines.append("confusion (rows: true, columns: predicted):")
-    lines.append(" " * w + " ".join(f"{x[:6]:>6s}" for x in labels))
+    lines.append("confusion matrix (rows: true model, columns: answer):")
+    lines.append(" " * w + " ".join(f"{x[:7]:>7s}" for x in labels))
     for name, row in zip(labels, cm):
-        lines.append(f"{name:<{w}s}" + " ".join(f"{v:6d}" for v in row))
-    for key in ("confusion_csv", "confusion_png", "metrics_json"):
-        if res.get(key):
-            lines.append(f"{key.replace('_', ' ')}: {res[key]}")
+        lines.append(f"{name:<{w}s}" + " ".join(f"{int(v):7d}" for v in row))
+    if out_dir:
+        lines.append(f"written: {os.path.join(out_dir, 'metrics.json')}, confusion.csv, confusion.png")
     return "\n".join(lines)

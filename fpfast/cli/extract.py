@@ -1,8 +1,7 @@
 import click
 
 from ..pipeline import fingerprint_mapper, run
-from ..spec import load_spec
-from ..workflows import resolve_device
+from ..workflows import resolve_device, resolve_spec
 from .options import finish, handle_errors, stream_options
 
 
@@ -10,7 +9,7 @@ from .options import finish, handle_errors, stream_options
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Directory: embeddings/*.npy + metadata/*.parquet (+ errors/, spec.json).")
-@click.option("--spec", help="Fingerprint spec: a preset name or a JSON file (default: 'default').")
+@click.option("--spec", help="Fingerprint spec: a preset, a JSON file, or KIND:PATH for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
 @click.option("--column", help="Image-bytes column of parquet sources.")
 @click.option("--shard-size", type=click.IntRange(1), default=100_000, show_default=True)
 @click.option("--resume", is_flag=True, help="Skip finished shards of an interrupted run into OUT.")
@@ -24,7 +23,7 @@ def extract_cmd(sources, out, spec, column, shard_size, resume, overwrite, opts)
     Example:
       fpfast extract images/ --out fingerprints/ --spec default --workers 4
     """
-    spec = load_spec(spec)
+    spec = resolve_spec(spec)
     mapper = fingerprint_mapper(spec, opts.backend, device=resolve_device(opts.device))
     summary = run(list(sources), mapper, out, spec=spec, column=column, shard_size=shard_size,
                   resume=resume, overwrite=overwrite, kind="npy", **opts.stream_kw())
