@@ -120,6 +120,10 @@ def run(sizes=DEFAULT_SIZES, device: str = "cpu", batches: dict | None = None, r
     common = {"run_id": run_id, "device": device_name(device), "threads": torch.get_num_threads(),
               "torch": torch.__version__, "triton": _version("triton"), "fpfast": __version__,
               "date": now.date().isoformat(), "note": note}
+    omp_env = " ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                       if k in os.environ)
+    if omp_env:  # the OpenMP wait policy alone can change CPU timings ~10x on a loaded machine
+        common["note"] = "; ".join(s for s in (note, omp_env) if s)
     names = ["torch"] + (["torch.compile"] if compile else []) + backends_for(device) + [FLOOR]
     rows = []
     for size in sizes:
@@ -140,7 +144,7 @@ def run(sizes=DEFAULT_SIZES, device: str = "cpu", batches: dict | None = None, r
             rows.append({**common, "op": "fingerprint_features", "backend": name, "size": size, "batch": batch,
                          "median_s": t, "images_per_s": batch / t, "input_gb_per_s": nbytes / t / 1e9,
                          "repeats": reps, "load_avg": round(os.getloadavg()[0], 2),
-                         "note": "; ".join(s for s in (note, extra) if s)})
+                         "note": "; ".join(s for s in (common["note"], extra) if s)})
         for r in rows[-len(names):]:
             t = r["median_s"]
             r["vs_torch"] = times["torch"] / t
@@ -203,7 +207,7 @@ def _fmt(v: str, digits: int = 3) -> str:
         return v or ""
     if math.isnan(f):
         return "n/a"
-    return f"{f:.{digits}g}" if abs(f) < 1e4 else f"{f:,.0f}"
+    return f"{f:.{digits}g}" if abs(f) < 1e3 else f"{f:,.0f}"
 
 
 def render_markdown(rows: list[dict], title: str = "Kernel benchmarks", preamble: str = "") -> str:
@@ -220,7 +224,8 @@ def render_markdown(rows: list[dict], title: str = "Kernel benchmarks", preamble
     for run_id in sorted(runs, reverse=True):
         rs = runs[run_id]
         r0 = rs[0]
-        out += [f"## Run {run_id}: {r0['device']}, {r0['threads']} threads", "",
+        nth = r0["threads"]
+        out += [f"## Run {run_id}: {r0['device']}, {nth} thread{'' if str(nth) == '1' else 's'}", "",
                 f"torch {r0['torch']}, triton {r0['triton'] or '-'}, fpfast {r0['fpfast']}, {r0['date']}; "
                 f"load average during the run: {min(float(r['load_avg']) for r in rs):.1f}-"
                 f"{max(float(r['load_avg']) for r in rs):.1f}", ""]

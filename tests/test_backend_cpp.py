@@ -193,3 +193,27 @@ def test_error_messages_say_what_was_received():
         C.feature_sums(torch.rand(1, 3, 16, 16).numpy(), "denoise", 1.0, [2, 17])
     with pytest.raises(ValueError, match="unknown residual operator 'blur'"):
         C.feature_sums(torch.rand(1, 3, 16, 16).numpy(), "blur", 1.0, [2])
+
+
+def test_same_bits_for_any_thread_count(tmp_path):
+    # fixed row bands reduced in band order: the thread count must not change a single bit
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, torch\n"
+        "from fpfast.ops import cpp\n"
+        "from fpfast.spec import FingerprintSpec\n"
+        "x = torch.randint(0, 256, (3, 3, 150, 70), dtype=torch.uint8, generator=torch.Generator().manual_seed(9))\n"
+        "s, g, _ = cpp.feature_sums(x, FingerprintSpec(), 'denoise', True, False)\n"
+        "torch.save((s, g), sys.argv[1])\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    outs = []
+    for threads in (1, 2, 3):
+        path = tmp_path / f"t{threads}.pt"
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": root}
+        subprocess.run([sys.executable, "-c", script, str(path)], env=env, check=True, cwd=root)
+        outs.append(torch.load(path))
+    for s, g in outs[1:]:
+        assert torch.equal(s, outs[0][0]) and torch.equal(g, outs[0][1])
