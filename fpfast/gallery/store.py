@@ -18,7 +18,6 @@ gallery (plus, at worst, a ``.<name>.tmp-*`` / ``.<name>.old-*`` directory besid
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..hashing import sha256_file
+
 FORMAT_NAME = "fpfast-gallery"
 FORMAT_VERSION = 1
 META = "gallery.json"
@@ -34,14 +35,6 @@ META = "gallery.json"
 
 class GalleryError(ValueError):
     """A gallery directory is missing, corrupt, foreign, or inconsistent; the message says what."""
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------------- save

@@ -217,7 +217,20 @@ def shard_name(shard: int, ext: str) -> str:
     return f"part-{shard:06d}{ext}"
 
 
-class ParquetShardWriter:
+class _StoreBacked:
+    """Writers whose shards live in a :class:`ShardStore` (``self.store``)."""
+
+    store: ShardStore
+
+    @property
+    def shard_size(self) -> int:
+        return self.store.shard_size
+
+    def is_done(self, shard: int) -> bool:
+        return self.store.is_done(shard)
+
+
+class ParquetShardWriter(_StoreBacked):
     """``OUT/part-000000.parquet``, ... (see the module docstring).
 
     Every shard gets the same columns: ``schema`` when given, else the columns of the first shard
@@ -243,13 +256,6 @@ class ParquetShardWriter:
                 if best is None or len(sch) > len(best):
                     best = sch
         return best
-
-    @property
-    def shard_size(self) -> int:
-        return self.store.shard_size
-
-    def is_done(self, shard: int) -> bool:
-        return self.store.is_done(shard)
 
     def write_shard(self, shard: int, rows: list[dict], inputs: int | None = None) -> None:
         if self.schema is None:
@@ -343,7 +349,7 @@ def write_table_as(table, path: str, ext: str) -> None:
                         if isinstance(r[c], (list, dict)) else r[c] for c in cols])
 
 
-class NpyShardWriter:
+class NpyShardWriter(_StoreBacked):
     """``extract`` output: ``embeddings/`` .npy + ``metadata/`` parquet aligned row for row, and
     ``errors/`` parquet for rows without a vector (see the module docstring)."""
 
@@ -358,13 +364,6 @@ class NpyShardWriter:
         if metadata and "fpfast.spec" in metadata:  # the spec beside the vectors, for any reader
             atomic_write(os.path.join(root, "spec.json"),
                          lambda p: _write_text(p, metadata["fpfast.spec"]))
-
-    @property
-    def shard_size(self) -> int:
-        return self.store.shard_size
-
-    def is_done(self, shard: int) -> bool:
-        return self.store.is_done(shard)
 
     def write_shard(self, shard: int, rows: list[dict], inputs: int | None = None) -> None:
         import pyarrow.parquet as pq

@@ -27,6 +27,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 
+from ..hashing import sha256_file
 from .identity import array_sha256, combine, module_sha256
 from .loading import ProjectorError
 from .spaces import SPACES, space_vectors
@@ -162,15 +163,6 @@ def _vectors_in_chunks(images: np.ndarray, space: str, encoder, chunk: int = 256
         yield space_vectors(x, space, encoder).float().numpy()
 
 
-def file_sha256(path: Path) -> str:
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------- the set
 class ReferenceSet:
     """A loaded reference-set directory: images (memory-mapped), manifest and faiss indexes."""
@@ -280,7 +272,7 @@ def build_manifold(sources_or_array: Any, out_dir: "str | os.PathLike", size: in
             faiss.write_index(index, str(out / fname))
             manifest["indexes"][f"{space}.{mode}"] = {
                 "space": space, "mode": mode, "file": fname, "dim": int(d), **desc,
-                "sha256": file_sha256(out / fname)}
+                "sha256": sha256_file(out / fname)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return ReferenceSet(out)
 
