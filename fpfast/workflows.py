@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .gallery import Gallery, GalleryError
+from .io.decode import DEFAULT_MAX_PIXELS
 from .pipeline import RunSummary, fingerprint_mapper, run
 from .spec import FingerprintSpec, load_spec
 
@@ -34,9 +35,21 @@ class StreamOptions:
     batch_size: int = 64
     workers: int = 0
     quiet: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def stream_kw(self) -> dict:
-        return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet}
+        return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
+                "max_pixels": self.max_pixels}
+
+
+def check_backend(opts: StreamOptions) -> str:
+    """The device ``opts`` runs on, after checking that ``opts.backend`` can run there: a named
+    backend that cannot is a usage error now, before any output is opened (not at the first batch)."""
+    from .backends import resolve
+    device = resolve_device(opts.device)
+    if opts.backend != "auto":
+        resolve(opts.backend, device)
+    return device
 
 
 class CollectWriter:
@@ -70,7 +83,7 @@ def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: Strea
     """Fingerprint every image of ``sources`` into memory (enrollment, eval)."""
     spec = load_spec(spec)
     w = CollectWriter()
-    mapper = fingerprint_mapper(spec, opts.backend, device=resolve_device(opts.device))
+    mapper = fingerprint_mapper(spec, opts.backend, device=check_backend(opts))
     summary = run(sources, mapper, writer=w, spec=spec, **source_kw, **opts.stream_kw())
     ok = [r for r in w.rows if not r.get("error")]
     vecs = np.stack([r["vector"] for r in ok]).astype(np.float32) if ok else np.zeros((0, spec.dim), np.float32)
@@ -124,7 +137,7 @@ def finish_enrollment(gallery: Gallery, normalize: str | None, frr: float) -> di
 
 def attribute_mapper(gallery: Gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3):
     """A pipeline mapper: fingerprint a batch, look it up, one row per image."""
-    fp = fingerprint_mapper(gallery.spec, opts.backend, device=resolve_device(opts.device))
+    fp = fingerprint_mapper(gallery.spec, opts.backend, device=check_backend(opts))
 
     def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
         vecs = np.stack([r["vector"] for r in fp(batch, keys)])
