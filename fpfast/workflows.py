@@ -156,6 +156,17 @@ def attribute_mapper(gallery: Gallery, opts: StreamOptions, method: str = "knn",
     return mapper
 
 
+def attribute_schema(top: int = 3):
+    """The columns of ``attribute`` output, fixed up front so that an output whose rows all failed
+    still has every column (model, score, distance, top-k) for pandas and the other readers."""
+    import pyarrow as pa
+    fields = [("path", pa.string()), ("error", pa.string()), ("note", pa.string()), ("model", pa.string()),
+              ("score", pa.float64()), ("distance", pa.float64()), ("predicted", pa.string())]
+    for j in range(1, top + 1):
+        fields += [(f"top{j}_model", pa.string()), (f"top{j}_distance", pa.float64())]
+    return pa.schema(fields)
+
+
 PROJECTOR_KINDS = ("manifold", "autoencoder", "diffusion")
 
 

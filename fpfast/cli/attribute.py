@@ -35,6 +35,6 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     g = Gallery.load(gallery)
     mapper = wf.attribute_mapper(g, opts, method=method, k=k, top=top)
     summary = run(list(sources), mapper, out, spec=g.spec, column=column, shard_size=shard_size,
-                  resume=resume, overwrite=overwrite,
+                  resume=resume, overwrite=overwrite, schema=wf.attribute_schema(top),
                   config={"gallery": g.path, "method": method, "k": k, "top": top}, **opts.stream_kw())
     finish(summary, opts.quiet)
