@@ -181,3 +181,22 @@ def test_all_kinds_in_one_run_every_input_once(g, tmp_path):
     n_err = sum(needle is not None for _, _, needle in FILES.values()) + 1 + 2  # + dangling, tar, parquet
     assert sum(bool(x["error"]) for x in rows) == n_err
     assert f"{n_err} input(s) could not be processed" in r.stderr
+
+
+@pytest.mark.parametrize("ext", [".csv", ".parquet", ""])
+def test_output_of_only_failed_rows_keeps_every_column(g, tmp_path, ext):
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "empty.png").write_bytes(b"")
+    (d / "notes.png").write_bytes(b"not an image\n" * 10)
+    out = tmp_path / f"out{ext}"
+    r = invoke("attribute", d, "-g", g["gallery"], "-o", out, "-q", "--top", "2")
+    assert r.exit_code == 3, r.output
+    if ext == ".csv":
+        import csv
+        with open(out, newline="", encoding="utf-8") as fh:
+            cols = next(csv.reader(fh))
+    else:
+        cols = pq.read_table(out).column_names
+    for c in ("path", "model", "score", "distance", "top1_model", "top2_distance", "error"):
+        assert c in cols, (c, cols)
