@@ -193,3 +193,14 @@ def test_eval_open_set(g, tmp_path):
     assert "open set: 4 images" in r.stdout and "AUROC" in r.stdout
     m = json.load(open(out / "metrics.json"))
     assert m["n_unknown_queries"] == 4
+
+
+def test_eval_reports_unreadable_images_and_exits_3(g, tmp_path):
+    import shutil
+    root = tmp_path / "t"
+    shutil.copytree(g["test"], root)
+    (root / "beta" / "broken.png").write_bytes(b"")
+    r = invoke("eval", g["gallery"], "--from-folders", root, "-o", tmp_path / "ev")
+    assert r.exit_code == 3, r.output
+    assert "broken.png: error: empty file" in r.stderr and "1 image(s) could not be read" in r.stderr
+    assert (tmp_path / "ev" / "metrics.json").is_file()  # the metrics of the readable images are written
