@@ -119,7 +119,9 @@ def split_holdout(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarra
 def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2, seed: int = 0) -> dict:
     """Add a model's fingerprints; ``holdout`` of them are kept apart for open-set calibration."""
     if len(fp.keys) == 0:
-        raise ValueError(f"model {model!r}: no image could be read ({len(fp.errors)} errors)")
+        first = f" (first: {fp.errors[0]['path']}: {fp.errors[0]['error']})" if fp.errors else ""
+        raise ValueError(f"model {model!r}: none of its {len(fp.errors)} input(s) could be read{first}; "
+                         f"fix or remove them, or leave the model out")
     keep, hold = split_holdout(len(fp.keys), holdout, seed)
     gallery.add(model, fp.vectors[keep], [fp.keys[i] for i in keep])
     if len(hold):

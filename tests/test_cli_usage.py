@@ -163,3 +163,21 @@ def test_eval_and_search_with_a_missing_gallery(g, tmp_path):
 def test_eval_root_without_model_folders(g, tmp_path):
     (tmp_path / "flat").mkdir()
     assert_usage(invoke("eval", g["gallery"], "--from-folders", tmp_path / "flat"), "sub-folders")
+
+
+def test_enroll_failure_leaves_no_new_gallery_and_an_existing_one_untouched(g, tmp_path):
+    import shutil
+    root = tmp_path / "models"
+    shutil.copytree(os.path.join(g["train"], "alpha"), root / "alpha")
+    (root / "broken").mkdir()
+    (root / "broken" / "x.png").write_bytes(b"x")
+    r = invoke("enroll", tmp_path / "new", "--from-folders", root)
+    assert_usage(r, "model 'broken'", "x.png", "fix or remove")
+    assert not os.path.exists(tmp_path / "new")
+    assert_usage(invoke("enroll", tmp_path / "new", "--model", "m", str(tmp_path / "none" / "*.png")), "no files match")
+    assert not os.path.exists(tmp_path / "new")
+    existing = tmp_path / "copy"
+    shutil.copytree(g["gallery"], existing)
+    before = (existing / "gallery.json").read_bytes()
+    assert invoke("enroll", existing, "--from-folders", root).exit_code == 2
+    assert (existing / "gallery.json").read_bytes() == before
