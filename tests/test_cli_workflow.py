@@ -204,3 +204,18 @@ def test_eval_reports_unreadable_images_and_exits_3(g, tmp_path):
     assert r.exit_code == 3, r.output
     assert "broken.png: error: empty file" in r.stderr and "1 image(s) could not be read" in r.stderr
     assert (tmp_path / "ev" / "metrics.json").is_file()  # the metrics of the readable images are written
+
+
+def test_extract_error_rows_go_to_errors_and_exit_3(g, tmp_path):
+    import shutil
+    src = tmp_path / "src"
+    shutil.copytree(g["test"], src)
+    (src / "alpha" / "zz_empty.png").write_bytes(b"")
+    out = tmp_path / "fp"
+    r = invoke("extract", src, "-o", out, "-q")
+    assert r.exit_code == 3, r.output
+    v = np.concatenate([np.load(f) for f in sorted(glob.glob(str(out / "embeddings" / "*.npy")))])
+    md = pq.read_table(str(out / "metadata")).to_pylist()
+    errs = pq.read_table(str(out / "errors")).to_pylist()
+    assert len(v) == len(md) == g["n_test"]
+    assert len(errs) == 1 and errs[0]["path"].endswith("zz_empty.png") and "empty file" in errs[0]["error"]
