@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .gallery import Gallery, GalleryError
+from .io.decode import DEFAULT_MAX_PIXELS
 from .pipeline import RunSummary, fingerprint_mapper, run
 from .spec import FingerprintSpec, load_spec
 
@@ -34,9 +35,21 @@ class StreamOptions:
     batch_size: int = 64
     workers: int = 0
     quiet: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def stream_kw(self) -> dict:
-        return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet}
+        return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
+                "max_pixels": self.max_pixels}
+
+
+def check_backend(opts: StreamOptions) -> str:
+    """The device ``opts`` runs on, after checking that ``opts.backend`` can run there: a named
+    backend that cannot is a usage error now, before any output is opened (not at the first batch)."""
+    from .backends import resolve
+    device = resolve_device(opts.device)
+    if opts.backend != "auto":
+        resolve(opts.backend, device)
+    return device
 
 
 class CollectWriter:
@@ -70,7 +83,7 @@ def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: Strea
     """Fingerprint every image of ``sources`` into memory (enrollment, eval)."""
     spec = load_spec(spec)
     w = CollectWriter()
-    mapper = fingerprint_mapper(spec, opts.backend, device=resolve_device(opts.device))
+    mapper = fingerprint_mapper(spec, opts.backend, device=check_backend(opts))
     summary = run(sources, mapper, writer=w, spec=spec, **source_kw, **opts.stream_kw())
     ok = [r for r in w.rows if not r.get("error")]
     vecs = np.stack([r["vector"] for r in ok]).astype(np.float32) if ok else np.zeros((0, spec.dim), np.float32)
@@ -106,7 +119,9 @@ def split_holdout(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarra
 def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2, seed: int = 0) -> dict:
     """Add a model's fingerprints; ``holdout`` of them are kept apart for open-set calibration."""
     if len(fp.keys) == 0:
-        raise ValueError(f"model {model!r}: no image could be read ({len(fp.errors)} errors)")
+        first = f" (first: {fp.errors[0]['path']}: {fp.errors[0]['error']})" if fp.errors else ""
+        raise ValueError(f"model {model!r}: none of its {len(fp.errors)} input(s) could be read{first}; "
+                         f"fix or remove them, or leave the model out")
     keep, hold = split_holdout(len(fp.keys), holdout, seed)
     gallery.add(model, fp.vectors[keep], [fp.keys[i] for i in keep])
     if len(hold):
@@ -124,7 +139,7 @@ def finish_enrollment(gallery: Gallery, normalize: str | None, frr: float) -> di
 
 def attribute_mapper(gallery: Gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3):
     """A pipeline mapper: fingerprint a batch, look it up, one row per image."""
-    fp = fingerprint_mapper(gallery.spec, opts.backend, device=resolve_device(opts.device))
+    fp = fingerprint_mapper(gallery.spec, opts.backend, device=check_backend(opts))
 
     def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
         vecs = np.stack([r["vector"] for r in fp(batch, keys)])
@@ -141,6 +156,17 @@ def attribute_mapper(gallery: Gallery, opts: StreamOptions, method: str = "knn",
         return rows
 
     return mapper
+
+
+def attribute_schema(top: int = 3):
+    """The columns of ``attribute`` output, fixed up front so that an output whose rows all failed
+    still has every column (model, score, distance, top-k) for pandas and the other readers."""
+    import pyarrow as pa
+    fields = [("path", pa.string()), ("error", pa.string()), ("note", pa.string()), ("model", pa.string()),
+              ("score", pa.float64()), ("distance", pa.float64()), ("predicted", pa.string())]
+    for j in range(1, top + 1):
+        fields += [(f"top{j}_model", pa.string()), (f"top{j}_distance", pa.float64())]
+    return pa.schema(fields)
 
 
 PROJECTOR_KINDS = ("manifold", "autoencoder", "diffusion")

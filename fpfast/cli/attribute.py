@@ -3,7 +3,7 @@ import click
 from .. import workflows as wf
 from ..gallery import Gallery
 from ..pipeline import run
-from .options import finish, handle_errors, stream_options
+from .options import check_output, finish, handle_errors, stream_options
 
 
 @click.command("attribute")
@@ -31,9 +31,10 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     Example:
       fpfast attribute 'shards/{0000..0099}.tar' --gallery my_gallery --out results/ --workers 4
     """
+    check_output(out, resume, overwrite)
     g = Gallery.load(gallery)
     mapper = wf.attribute_mapper(g, opts, method=method, k=k, top=top)
     summary = run(list(sources), mapper, out, spec=g.spec, column=column, shard_size=shard_size,
-                  resume=resume, overwrite=overwrite,
+                  resume=resume, overwrite=overwrite, schema=wf.attribute_schema(top),
                   config={"gallery": g.path, "method": method, "k": k, "top": top}, **opts.stream_kw())
     finish(summary, opts.quiet)

@@ -1,7 +1,11 @@
+import os
+import shutil
+
 import click
 
 from .. import workflows as wf
 from ..gallery.normalize import METHODS as NORMALIZERS
+from ..io.sources import check_sources
 from .options import handle_errors, stream_options
 
 
@@ -39,7 +43,27 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     if root and sources:
         raise click.UsageError("--from-folders takes no SOURCE arguments")
     groups = {model: list(sources)} if model else {m: [d] for m, d in wf.model_folders(root).items()}
+    for srcs in groups.values():
+        check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
+    existed = os.path.exists(gallery)
+    created = not os.path.exists(os.path.join(gallery, "gallery.json"))
     g = wf.open_or_create(gallery, wf.resolve_spec(spec) if spec else None, normalize or "standardize", index)
+    try:
+        errors = _enroll_groups(g, groups, column, holdout, opts)
+    except BaseException:
+        if created:  # leave no empty gallery behind: a rerun after the fix must not find one
+            shutil.rmtree(gallery, ignore_errors=True)
+            if existed:
+                os.makedirs(gallery, exist_ok=True)
+        raise
+    cal = wf.finish_enrollment(g, normalize, frr)
+    click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
+               + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
+    if errors:
+        raise SystemExit(3)
+
+
+def _enroll_groups(g, groups, column, holdout, opts) -> int:
     errors = 0
     for name, srcs in groups.items():
         fp = wf.fingerprint_sources(srcs, g.spec, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),
@@ -49,8 +73,4 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
         if not opts.quiet:
             click.echo(f"{name}: {r['enrolled']} enrolled, {r['held_out']} held out for calibration"
                        + (f", {r['errors']} unreadable" if r["errors"] else ""), err=True)
-    cal = wf.finish_enrollment(g, normalize, frr)
-    click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
-               + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
-    if errors:
-        raise SystemExit(3)
+    return errors

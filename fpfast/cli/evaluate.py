@@ -1,11 +1,12 @@
 import os
+import sys
 
 import click
 import numpy as np
 
 from .. import workflows as wf
 from ..gallery import Gallery, evaluate
-from .options import handle_errors, stream_options
+from .options import EXIT_ROW_ERRORS, handle_errors, stream_options
 
 
 @click.command("eval")
@@ -29,14 +30,21 @@ def eval_cmd(gallery, root, method, k, out, opts):
     out = out or os.path.join(os.path.dirname(os.path.abspath(root)), "eval")
     res = evaluate_folders(g, root, opts, method=method, k=k, out=out)
     click.echo(format_metrics(res, out))
+    bad = res.get("unreadable") or []
+    if bad:
+        for row in bad[:20]:
+            click.echo(f"{row['path']}: error: {row['error']}", err=True)
+        click.echo(f"fpfast: {len(bad)} image(s) could not be read and are not in the metrics (exit 3)", err=True)
+        sys.exit(EXIT_ROW_ERRORS)
 
 
 def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) -> dict:
     """Fingerprint ROOT/<model>/*, attribute, and evaluate against the folder names."""
-    truth, preds, dists = [], [], []
+    truth, preds, dists, unreadable = [], [], [], []
     quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
     for model, folder in wf.model_folders(root).items():
         fp = wf.fingerprint_sources([folder], g.spec, quiet)
+        unreadable += fp.errors
         if len(fp.keys) == 0:
             continue
         a = g.attribute(fp.vectors, method=method, k=k)
@@ -45,7 +53,9 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) 
         dists.append(a.distance)
     known = list(g.models())
     scores = np.concatenate(dists) if dists else np.zeros(0)
-    return evaluate(truth, preds, known, open_set_scores=scores, out_dir=out)
+    res = evaluate(truth, preds, known, open_set_scores=scores, out_dir=out)
+    res["unreadable"] = [{"path": r["path"], "error": r["error"]} for r in unreadable]
+    return res
 
 
 def format_metrics(res: dict, out_dir: str | None = None) -> str:

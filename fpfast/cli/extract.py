@@ -1,8 +1,8 @@
 import click
 
 from ..pipeline import fingerprint_mapper, run
-from ..workflows import resolve_device, resolve_spec
-from .options import finish, handle_errors, stream_options
+from ..workflows import check_backend, resolve_spec
+from .options import check_output, finish, handle_errors, stream_options
 
 
 @click.command("extract")
@@ -23,8 +23,9 @@ def extract_cmd(sources, out, spec, column, shard_size, resume, overwrite, opts)
     Example:
       fpfast extract images/ --out fingerprints/ --spec default --workers 4
     """
+    check_output(out, resume, overwrite)
     spec = resolve_spec(spec)
-    mapper = fingerprint_mapper(spec, opts.backend, device=resolve_device(opts.device))
+    mapper = fingerprint_mapper(spec, opts.backend, device=check_backend(opts))
     summary = run(list(sources), mapper, out, spec=spec, column=column, shard_size=shard_size,
                   resume=resume, overwrite=overwrite, kind="npy", **opts.stream_kw())
     finish(summary, opts.quiet)

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from ..io.decode import DEFAULT_MAX_PIXELS
 from ..workflows import StreamOptions
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ROW_ERRORS = 0, 1, 2, 3
@@ -20,10 +21,13 @@ def stream_options(fn):
     @click.option("--batch-size", type=click.IntRange(1, 65536), default=64, show_default=True)
     @click.option("--workers", type=click.IntRange(0, 256), default=0, show_default=True,
                   help="Decode worker processes (0: decode in this process).")
+    @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
+                  help="Images with more pixels are refused (decompression-bomb guard): an error row.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
     @functools.wraps(fn)
-    def wrapper(*args, device, backend, batch_size, workers, quiet, **kw):
-        opts = StreamOptions(backend=backend, device=device, batch_size=batch_size, workers=workers, quiet=quiet)
+    def wrapper(*args, device, backend, batch_size, workers, max_pixels, quiet, **kw):
+        opts = StreamOptions(backend=backend, device=device, batch_size=batch_size, workers=workers, quiet=quiet,
+                             max_pixels=max_pixels)
         return fn(*args, opts=opts, **kw)
     return wrapper
 
@@ -48,9 +52,26 @@ def handle_errors(fn):
             return fn(*args, **kw)
         except usage_errors() as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+            from ..backends import BackendUnavailable
+            if isinstance(e, BackendUnavailable):
+                msg += " (`fpfast info` lists the usable backends; --backend auto picks one)"
             click.echo(f"fpfast: error: {msg}", err=True)
             sys.exit(EXIT_USAGE)
     return wrapper
+
+
+def check_output(out: str, resume: bool, overwrite: bool) -> None:
+    """An OUT that holds an earlier run needs --resume or --overwrite: say so before anything runs."""
+    import os
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    if resume or overwrite:
+        return
+    d, name = os.path.split(os.path.abspath(out))
+    parts = os.path.join(d, f".{name}.parts")  # a single-file output's shards (an interrupted run)
+    if os.path.isfile(out) or os.path.exists(os.path.join(out, "_manifest.jsonl")) or os.path.isdir(parts):
+        raise click.UsageError(f"{out} exists (or holds an interrupted run): pass --resume to finish that run, "
+                               f"--overwrite to replace it, or choose another --out")
 
 
 def finish(summary, quiet: bool) -> None:
