@@ -157,3 +157,14 @@ def test_baselines_accept_paths_and_other_sizes(tmp_path):
     for cls in BASELINES.values():
         m = cls().fit(paths, ytr)
         assert len(m.predict(small)) == 6
+
+
+def test_an_interrupted_build_can_be_replaced(tmp_path):
+    from fpfast.zoo.build import MARKER
+
+    out = tmp_path / "z"
+    (out / "train" / "half").mkdir(parents=True)
+    (out / MARKER).write_text("")
+    s = build_zoo(out, preset="tiny", only=["ae_tconv"], progress=False)
+    assert not (out / "train" / "half").exists() and (out / "zoo.json").exists()
+    assert [m["name"] for m in s["models"]] == ["real", "ae_tconv"]

@@ -29,6 +29,7 @@ from . import train as tr
 from .images import DERIVED, write_images
 from .presets import get_preset
 
+MARKER = ".fpfast-zoo"
 ATTRS = ("family", "upsampling", "normalization", "activation", "loss", "sampler")
 
 
@@ -101,10 +102,12 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
         p["models"] = [m for m in p["models"] if m["name"] in only]
     out = Path(out)
     if out.exists():
-        if any(out.iterdir()) and not (out / "zoo.json").exists():
-            raise FileExistsError(f"{out} exists, is not empty and holds no zoo.json; refusing to overwrite it")
+        ours = (out / "zoo.json").exists() or (out / MARKER).exists()  # a built or interrupted zoo
+        if any(out.iterdir()) and not ours:
+            raise FileExistsError(f"{out} exists, is not empty and is not a zoo; refusing to overwrite it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
+    (out / MARKER).write_text("a GM-zoo is being built here; fpfast may replace this folder\n")
     dev = _device(device)
     if dev.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
