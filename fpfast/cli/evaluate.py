@@ -36,7 +36,7 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) 
     truth, preds, dists = [], [], []
     quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
     for model, folder in wf.model_folders(root).items():
-        fp = wf.fingerprint_sources([folder], g.spec, quiet)
+        fp = wf.gallery_fingerprints(g, [folder], quiet)
         if len(fp.keys) == 0:
             continue
         a = g.attribute(fp.vectors, method=method, k=k)
@@ -49,10 +49,13 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) 
 
 
 def format_metrics(res: dict) -> str:
-    lines = [f"accuracy {res['accuracy']:.3f}   macro-F1 {res['macro_f1']:.3f}   ({res['n']} images)"]
-    if res.get("auroc") is not None:
-        lines.append(f"open-set AUROC {res['auroc']:.3f}")
-    labels, cm = res["labels"], np.asarray(res["confusion"])
+    cs = res["closed_set"]
+    lines = [f"accuracy {cs['accuracy']:.3f}   macro-F1 {cs['macro_f1']:.3f}   ({res['n_queries']} images)"]
+    if res.get("open_set_auroc") is not None:
+        lines.append(f"open-set AUROC {res['open_set_auroc']:.3f}")
+    if res.get("unknown_recall") is not None:
+        lines.append(f"unknown recall {res['unknown_recall']:.3f}")
+    labels, cm = res["confusion_labels"], np.asarray(res["confusion"])
     w = max(len(x) for x in labels) + 1
     lines.append("confusion (rows: true, columns: predicted):")
     lines.append(" " * w + " ".join(f"{x[:6]:>6s}" for x in labels))
