@@ -16,6 +16,7 @@ from .evaluate import eval_cmd
 from .extract import extract_cmd
 from .info import info_cmd
 from .search import search_cmd
+from .train import train_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,7 +31,7 @@ def cli() -> None:
     """
 
 
-for _cmd in (enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd):
+for _cmd in (enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd, train_cmd):
     cli.add_command(_cmd)
 
 

@@ -41,7 +41,7 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     g = wf.open_or_create(gallery, spec, normalize or "standardize", index)
     errors = 0
     for name, srcs in groups.items():
-        fp = wf.fingerprint_sources(srcs, g.spec, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),
+        fp = wf.gallery_fingerprints(g, srcs, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),
                                     column=column)
         r = wf.enroll(g, name, fp, holdout=holdout)
         errors += r["errors"]
