@@ -174,3 +174,31 @@ def test_train_gallery_from_folders_then_attribute(tmp_path, data):
     assert fp.vectors.shape == (24, 16)
     rows = wf.attribute_mapper(g3, opts, k=3)(torch.from_numpy(np.stack(xt[:4])), list("abcd"))
     assert len(rows) == 4 and all(r["predicted"] in ("m0", "m1", "m2") for r in rows)
+
+
+def test_cli_enroll_train_attribute(tmp_path, data):
+    from click.testing import CliRunner
+    from PIL import Image
+    from fpfast.cli import cli
+    (x, y), (xt, yt) = data
+    root, q = tmp_path / "train", tmp_path / "q"
+    q.mkdir()
+    for i, (img, lab) in enumerate(zip(x, y)):
+        (root / lab).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / lab / f"{i:03d}.png")
+    for i, img in enumerate(xt[::10]):
+        Image.fromarray(img).save(q / f"{i}.png")
+    g = str(tmp_path / "g")
+    r = CliRunner()
+    common = ["--device", "cpu", "-q"]
+    res = r.invoke(cli, ["enroll", g, "--from-folders", str(root), "--spec", SPEC.to_json()] + common)
+    assert res.exit_code == 0, res.output
+    res = r.invoke(cli, ["train", g, "--from-folders", str(root), "--epochs", "1", "--dim", "16"] + common)
+    assert res.exit_code == 0, res.output
+    assert "embedding" in res.output and Gallery.load(g).spec.dim == 16
+    out = str(tmp_path / "rows.csv")
+    res = r.invoke(cli, ["attribute", str(q), "--gallery", g, "--out", out, "-k", "3"] + common)
+    assert res.exit_code == 0, res.output
+    assert len(open(out).read().strip().splitlines()) == 1 + len(xt[::10])
+    res = r.invoke(cli, ["search", str(q / "0.png"), "--gallery", g, "-k", "2"] + common)
+    assert res.exit_code == 0 and "models:" in res.output, res.output
