@@ -25,6 +25,7 @@ class SpecError(ValueError):
 
 
 PROJECTOR_KEYS = ("kind", "params", "identity", "source")
+EMBEDDING_KEYS = ("kind", "identity", "dim")
 
 
 def _canonical_projector(p: Any) -> "dict[str, Any] | None":
@@ -48,6 +49,26 @@ def _canonical_projector(p: Any) -> "dict[str, Any] | None":
     except (TypeError, ValueError) as e:
         raise SpecError(f"projector description is not JSON-serialisable: {e}") from None
     return out
+
+
+def _canonical_embedding(e: Any) -> "dict[str, Any] | None":
+    """A JSON-normalised copy of a learned-embedding description (or None), checked for shape."""
+    if e is None:
+        return None
+    if not isinstance(e, dict):
+        raise SpecError(f"embedding must be a JSON object or null, got {type(e).__name__}")
+    extra = sorted(set(e) - set(EMBEDDING_KEYS))
+    if extra:
+        raise SpecError(f"unknown embedding fields {extra}; expected {list(EMBEDDING_KEYS)}")
+    if not isinstance(e.get("kind"), str) or not e["kind"]:
+        raise SpecError("embedding needs a 'kind' (e.g. 'rescnn')")
+    ident = e.get("identity")
+    if not isinstance(ident, str) or len(ident) != 64:
+        raise SpecError(f"embedding needs an 'identity' (sha256 hex of config + weights), got {ident!r}")
+    dim = e.get("dim")
+    if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 65536:
+        raise SpecError(f"embedding needs a 'dim' (int in [1, 65536]), got {dim!r}")
+    return {"kind": e["kind"], "identity": ident, "dim": dim}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -78,6 +99,13 @@ class FingerprintSpec:
     the reference set) and where to load it from. ``source`` is a locator (a path, a hub id), not
     part of the identity: ``==``, ``hash``, ``id`` and ``diff`` ignore it, so the same model at
     two paths gives the same spec. A spec without a projector serialises exactly as before.
+
+    Embedding (optional, :mod:`fpfast.embed`): ``None`` for handcrafted vectors, else
+    ``{"kind", "identity", "dim"}``: the vectors are the ``dim``-dimensional output of a learned
+    network (sha256 ``identity`` of its config + weights) applied to the images as handled above
+    (and, when the network uses them, to the handcrafted features of :meth:`handcrafted`).
+    ``dim`` is then the embedding's size; :meth:`handcrafted` gives the spec without it. Two
+    galleries/queries of different embeddings (or one with and one without) never compare equal.
     """
 
     size: int = 64
@@ -91,12 +119,14 @@ class FingerprintSpec:
     dtype: str = "float32"
     version: int = SPEC_VERSION
     projector: "dict[str, Any] | None" = None
+    embedding: "dict[str, Any] | None" = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable and comparable.
         object.__setattr__(self, "periods", tuple(int(p) for p in self.periods))
         object.__setattr__(self, "families", tuple(str(f) for f in self.families))
         object.__setattr__(self, "projector", _canonical_projector(self.projector))
+        object.__setattr__(self, "embedding", _canonical_embedding(self.embedding))
         self.validate()
 
     # ------------------------------------------------------------------ checks
@@ -146,10 +176,24 @@ class FingerprintSpec:
         return out
 
     @property
-    def dim(self) -> int:
+    def handcrafted_dim(self) -> int:
+        """Size of the handcrafted vector (the families'), with or without an embedding."""
         return sum(self.family_size(f) for f in self.families)
 
+    @property
+    def dim(self) -> int:
+        """Size of the vectors this spec describes: the embedding's when it has one."""
+        if self.embedding is not None:
+            return int(self.embedding["dim"])
+        return self.handcrafted_dim
+
+    def handcrafted(self) -> "FingerprintSpec":
+        """This spec without its embedding: what the handcrafted ops compute."""
+        return self if self.embedding is None else dataclasses.replace(self, embedding=None)
+
     def feature_names(self) -> list[str]:
+        if self.embedding is not None:
+            return [f"embed.{i}" for i in range(self.dim)]
         names: list[str] = []
         for f in self.families:
             if f == "moments":
@@ -173,6 +217,10 @@ class FingerprintSpec:
             del d["projector"]  # a spec without a projector keeps its version-1 JSON and id
         else:
             d["projector"] = json.loads(json.dumps(self.projector))
+        if self.embedding is None:
+            del d["embedding"]  # likewise for a spec without a learned embedding
+        else:
+            d["embedding"] = dict(self.embedding)
         return d
 
     def to_json(self, indent: int | None = None) -> str:
@@ -235,6 +283,10 @@ class FingerprintSpec:
                 for sub in ("kind", "params", "identity"):
                     if pa.get(sub) != pb.get(sub):
                         out.append(f"projector.{sub}: {pa.get(sub)!r} != {pb.get(sub)!r}")
+            elif k == "embedding" and a.get(k) and b.get(k):
+                for sub in ("kind", "identity", "dim"):
+                    if a[k].get(sub) != b[k].get(sub):
+                        out.append(f"embedding.{sub}: {a[k].get(sub)!r} != {b[k].get(sub)!r}")
             else:
                 out.append(f"{k}: {a.get(k)!r} != {b.get(k)!r}")
         return out

@@ -78,16 +78,117 @@ class Fingerprints:
     summary: RunSummary
 
 
+def embedding_mapper(embedder, backend: str = "auto", column: str = "vector", device: str = "cpu"):
+    """A pipeline mapper computing a learned embedding per batch (rows like :func:`fingerprint_mapper`)."""
+    def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
+        v = embedder.embed(batch, device=device, backend=backend, layout="hwc")
+        return [{column: v[j]} for j in range(len(keys))]
+    return mapper
+
+
+def vector_mapper(spec: FingerprintSpec, opts: StreamOptions, embedder=None, column: str = "vector"):
+    """The mapper producing ``spec``'s vectors: handcrafted, or ``embedder``'s when the spec names
+    a learned embedding (whose identity must then be ``embedder``'s)."""
+    device = check_backend(opts)
+    if spec.embedding is None:
+        if embedder is not None:
+            raise ValueError("an embedder was given for a handcrafted spec")
+        return fingerprint_mapper(spec, opts.backend, column=column, device=device)
+    if embedder is None:
+        raise ValueError("this spec's vectors are a learned embedding: pass the gallery's embedder "
+                         "(Gallery.embedder())")
+    if embedder.identity != spec.embedding["identity"]:
+        raise ValueError(f"embedder {embedder.identity[:16]}... is not the spec's embedding "
+                         f"{spec.embedding['identity'][:16]}...")
+    return embedding_mapper(embedder, opts.backend, column=column, device=device)
+
+
 def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
-                        **source_kw) -> Fingerprints:
-    """Fingerprint every image of ``sources`` into memory (enrollment, eval)."""
+                        embedder=None, **source_kw) -> Fingerprints:
+    """Fingerprint every image of ``sources`` into memory (enrollment, eval): the spec's
+    handcrafted vector, or ``embedder``'s embedding for a spec that names one."""
     spec = load_spec(spec)
     w = CollectWriter()
-    mapper = fingerprint_mapper(spec, opts.backend, device=check_backend(opts))
+    mapper = vector_mapper(spec, opts, embedder)
     summary = run(sources, mapper, writer=w, spec=spec, **source_kw, **opts.stream_kw())
     ok = [r for r in w.rows if not r.get("error")]
     vecs = np.stack([r["vector"] for r in ok]).astype(np.float32) if ok else np.zeros((0, spec.dim), np.float32)
     return Fingerprints(vecs, [r["path"] for r in ok], [r for r in w.rows if r.get("error")], summary)
+
+
+def gallery_fingerprints(gallery: Gallery, sources, opts: StreamOptions, **source_kw) -> Fingerprints:
+    """:func:`fingerprint_sources` in the gallery's vector space (its embedding when it has one)."""
+    return fingerprint_sources(sources, gallery.spec, opts, embedder=gallery.embedder(), **source_kw)
+
+
+def image_sources(sources, spec: FingerprintSpec, opts: StreamOptions, **source_kw):
+    """(uint8 HxWx3 images as the pipeline hands them over (decoded, in the spec's geometry),
+    keys, error rows) of ``sources``: what training reads."""
+    w = CollectWriter()
+
+    def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
+        b = batch.numpy()
+        return [{"image": b[j]} for j in range(len(keys))]
+
+    run(sources, mapper, writer=w, spec=spec, **source_kw, **opts.stream_kw())
+    ok = [r for r in w.rows if not r.get("error")]
+    return [r["image"] for r in ok], [r["path"] for r in ok], [r for r in w.rows if r.get("error")]
+
+
+def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: int | None = None,
+                  holdout: float = 0.2, frr: float = 0.05, seed: int = 0, handcrafted: bool = False,
+                  normalize: str = "none", arch: dict | None = None, log=None, **train_opts):
+    """Train a learned embedding on the labelled folders ``root/<model>/`` (one per enrolled
+    model; extra folders are enrolled as new models), then rebuild ``gallery`` in the embedding's
+    space: every folder image embedded, the same ``holdout`` split as :func:`enroll` (held-out
+    images are not trained on: they calibrate the open-set threshold), refit, recalibrate,
+    save (atomic; the handcrafted vectors are replaced). Returns (new gallery, summary dict)."""
+    from .embed import train_embedding
+    folders = model_folders(root)
+    missing = sorted(set(gallery.models()) - set(folders))
+    if missing:
+        raise ValueError(f"--from-folders {root} lacks folders of enrolled models {missing}: training "
+                         "re-enrolls every model from its images, one sub-folder per model")
+    base = gallery.spec.handcrafted()
+    quiet = StreamOptions(**{**opts.__dict__, "quiet": True})
+    data, errors = {}, 0
+    for name, folder in folders.items():
+        imgs, keys, errs = image_sources([folder], base, quiet)
+        errors += len(errs)
+        if not imgs:
+            raise ValueError(f"model {name!r}: no image could be read from {folder}")
+        keep, hold = split_holdout(len(imgs), holdout, seed)
+        data[name] = (imgs, keys, keep, hold)
+    tr_x = [data[m][0][i] for m in data for i in data[m][2]]
+    tr_y = [m for m in data for _ in data[m][2]]
+    if epochs is not None:
+        train_opts["epochs"] = epochs
+    emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted,
+                                   device=resolve_device(opts.device), backend=opts.backend,
+                                   log=log, seed=seed, **train_opts)
+    g = gallery.with_embedding(emb)
+    dev = resolve_device(opts.device)
+    for name, (imgs, keys, keep, hold) in data.items():
+        groups, order = _same_shape_groups(imgs)
+        vecs = np.concatenate([emb.embed(torch.from_numpy(np.stack(grp)), device=dev, layout="hwc")
+                               for grp in groups])
+        v = np.empty_like(vecs)
+        v[order] = vecs
+        g.add(name, v[keep], [keys[i] for i in keep])
+        if len(hold):
+            g.add_holdout(name, v[hold])
+    cal = finish_enrollment(g, normalize, frr)
+    return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
+               "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
+
+
+def _same_shape_groups(imgs: list) -> tuple[list[list], np.ndarray]:
+    """Images grouped by shape (to stack), and the original index of each image in group order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, im in enumerate(imgs):
+        groups.setdefault(im.shape, []).append(i)
+    order = np.array([i for ids in groups.values() for i in ids], np.int64)
+    return [[imgs[i] for i in ids] for ids in groups.values()], order
 
 
 def model_folders(root: str) -> dict[str, str]:
@@ -139,7 +240,7 @@ def finish_enrollment(gallery: Gallery, normalize: str | None, frr: float) -> di
 
 def attribute_mapper(gallery: Gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3):
     """A pipeline mapper: fingerprint a batch, look it up, one row per image."""
-    fp = fingerprint_mapper(gallery.spec, opts.backend, device=check_backend(opts))
+    fp = vector_mapper(gallery.spec, opts, gallery.embedder())
 
     def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
         vecs = np.stack([r["vector"] for r in fp(batch, keys)])

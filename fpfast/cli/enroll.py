@@ -66,7 +66,7 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
 def _enroll_groups(g, groups, column, holdout, opts) -> int:
     errors = 0
     for name, srcs in groups.items():
-        fp = wf.fingerprint_sources(srcs, g.spec, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),
+        fp = wf.gallery_fingerprints(g, srcs, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),
                                     column=column)
         r = wf.enroll(g, name, fp, holdout=holdout)
         errors += r["errors"]

@@ -43,7 +43,7 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) 
     truth, preds, dists, unreadable = [], [], [], []
     quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
     for model, folder in wf.model_folders(root).items():
-        fp = wf.fingerprint_sources([folder], g.spec, quiet)
+        fp = wf.gallery_fingerprints(g, [folder], quiet)
         unreadable += fp.errors
         if len(fp.keys) == 0:
             continue

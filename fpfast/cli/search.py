@@ -19,7 +19,7 @@ def search_cmd(queries, gallery, k, opts):
       fpfast search suspicious.png --gallery my_gallery -k 5
     """
     g = Gallery.load(gallery)
-    fp = wf.fingerprint_sources(list(queries), g.spec, wf.StreamOptions(**{**opts.__dict__, "quiet": True}))
+    fp = wf.gallery_fingerprints(g, list(queries), wf.StreamOptions(**{**opts.__dict__, "quiet": True}))
     for row in fp.errors:
         click.echo(f"{row['path']}: error: {row['error']}")
     if len(fp.keys) == 0:

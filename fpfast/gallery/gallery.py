@@ -113,6 +113,57 @@ class Gallery:
         # held-out samples of enrolled models (never searched): what calibration is fitted on
         self._hold_vectors = np.empty((0, spec.dim), np.float32)
         self._hold_labels = np.empty(0, np.int32)
+        self._embedding: tuple[bytes, bytes] | None = None   # (embedding.json, .safetensors) bytes
+        self._embedder = None
+
+    # ================================================================== learned embedding
+    def embedder(self):
+        """The :class:`fpfast.embed.Embedder` whose vectors this gallery holds, or None for a
+        handcrafted gallery. Queries must be embedded with it (``spec.embedding`` says so)."""
+        if self.spec.embedding is None:
+            return None
+        if self._embedder is None:
+            if self._embedding is None:
+                raise GalleryError("this gallery's spec names a learned embedding but holds no weights")
+            from ..embed import Embedder, EmbedError
+            try:
+                self._embedder = Embedder.from_bytes(*self._embedding)
+            except EmbedError as e:
+                raise GalleryError(f"embedding of gallery {self.path}: {e}") from None
+        return self._embedder
+
+    def with_embedding(self, embedder) -> "Gallery":
+        """A new, empty gallery at the same path whose vectors are ``embedder``'s: the spec gains
+        ``embedding`` = {kind, identity, dim} (so its id, ``dim`` and every comparison change),
+        normalisation/index settings and creation info are kept, no sample is carried over (the
+        old vectors are another space). Enroll the models' embeddings, then :meth:`save` (which
+        replaces the directory atomically). ``embedder=None`` gives back a handcrafted gallery."""
+        spec = self.spec.handcrafted()
+        if embedder is not None:
+            spec = spec.replace(embedding=embedder.spec_record())
+        g = Gallery(self.path, spec, normalize=self.normalize, normalize_params=self.normalize_params,
+                    index=self.index_type, index_params=self.index_params)
+        g.created = dict(self.created)
+        if embedder is not None:
+            g._embedding = embedder.to_bytes()
+            g._embedder = embedder
+        return g
+
+    def _load_embedding(self, meta: dict, verify: bool) -> None:
+        from ..embed import identity_of
+        rec = meta.get("embedding")
+        if not isinstance(rec, dict) or not isinstance(rec.get("config"), str) \
+                or not isinstance(rec.get("weights"), str):
+            raise GalleryError("the spec names a learned embedding but gallery.json has no valid "
+                               "'embedding' record (config/weights files)")
+        cfg = store.load_bytes(self.path, rec["config"], meta, False)
+        wts = store.load_bytes(self.path, rec["weights"], meta, False)
+        got, want = identity_of(cfg, wts), self.spec.embedding["identity"]
+        if got != want:  # checked even with verify=False: these bytes run as a network
+            raise GalleryError(f"embedding hash mismatch: sha256 of {rec['config']} + {rec['weights']} is "
+                               f"{got[:16]}..., the spec's embedding identity is {want[:16]}...: the "
+                               "embedding weights or config were altered or replaced; refusing this gallery")
+        self._embedding = (cfg, wts)
 
     # ================================================================== create / load / save
     @classmethod
@@ -157,6 +208,8 @@ class Gallery:
         except ValueError as e:
             raise GalleryError(f"gallery.json: {e}") from None
         n, d = meta["count"], gspec.dim
+        if gspec.embedding is not None:
+            g._load_embedding(meta, verify)
         g._names = [m["name"] for m in meta["models"]]
         g._vectors = store.load_array(path, "vectors.npy", meta, verify, np.float32, (n, d))
         g._labels = store.load_array(path, "labels.npy", meta, verify, np.int32, (n,))
@@ -253,9 +306,16 @@ class Gallery:
             "created": self.created,
             "updated": _now(),
         }
+        blobs = None
+        if self.spec.embedding is not None:
+            if self._embedding is None:
+                raise GalleryError("this gallery's spec names a learned embedding but holds no weights")
+            blobs = {"embedding.json": self._embedding[0], "embedding.safetensors": self._embedding[1]}
+            meta["embedding"] = {**self.spec.embedding, "config": "embedding.json",
+                                 "weights": "embedding.safetensors"}
         index = self._index
         store.save_dir(self.path, meta, arrays, {"keys.json": self._keys},
-                       (lambda p: fidx.write(index, p)) if ifile else None, ifile)
+                       (lambda p: fidx.write(index, p)) if ifile else None, ifile, blobs)
 
     # ================================================================== enrollment
     def __len__(self) -> int:

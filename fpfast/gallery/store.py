@@ -10,6 +10,10 @@ Layout of a gallery directory::
     keys.json           [N] strings     source keys of the samples
     normalizer_*.npy    float32         fitted normaliser arrays (mean, scale, projection)
     index.faiss         FAISS's own binary format (absent while the gallery is empty)
+    embedding.json      (embedding galleries only) canonical JSON: architecture, the handcrafted
+                        spec it was trained on, training options and summary
+    embedding.safetensors  (embedding galleries only) the network's weights; the spec's
+                        ``embedding.identity`` is sha256(embedding.json + NUL + these bytes)
 
 Arrays are read with ``np.load(allow_pickle=False)``, JSON with :mod:`json` and the index with
 ``faiss.read_index``: a gallery from someone else cannot run code on load. Saving writes a fresh
@@ -40,7 +44,7 @@ class GalleryError(ValueError):
 # ---------------------------------------------------------------------------------- save
 def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
              jsons: dict[str, Any], index_writer: Callable[[str], None] | None,
-             index_file: str | None) -> None:
+             index_file: str | None, blobs: dict[str, bytes] | None = None) -> None:
     """Write a whole gallery to ``path`` atomically (temp sibling directory, then rename)."""
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
@@ -55,6 +59,9 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
         for fname, obj in jsons.items():
             with open(os.path.join(tmp, fname), "w", encoding="utf-8") as fh:
                 json.dump(obj, fh)
+        for fname, data in (blobs or {}).items():
+            with open(os.path.join(tmp, fname), "wb") as fh:
+                fh.write(data)
         if index_writer is not None:
             index_writer(os.path.join(tmp, index_file))
         for fname in sorted(os.listdir(tmp)):
@@ -175,6 +182,12 @@ def load_array(path: str, fname: str, meta: dict, verify: bool, dtype,
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise GalleryError(f"{fname} has shape {list(arr.shape)}, expected {want}")
     return arr
+
+
+def load_bytes(path: str, fname: str, meta: dict, verify: bool) -> bytes:
+    p = check_file(path, fname, meta, verify)
+    with open(p, "rb") as fh:
+        return fh.read()
 
 
 def load_json(path: str, fname: str, meta: dict, verify: bool):

@@ -40,6 +40,9 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     residual [B,3,h,w] (after the spec's geometry). ``backend``: auto, torch, cpp, triton, cuda.
     """
     spec = load_spec(spec)
+    if spec.embedding is not None:
+        raise ValueError("this spec's vectors are a learned embedding (fpfast.embed), not handcrafted "
+                         "features: compute them with the gallery's embedder, or pass spec.handcrafted()")
     x = apply_geometry(as_chw(images, layout), spec)
     b, _, h, w = x.shape
     if is_residual and x.dtype == torch.uint8:

@@ -1,0 +1,202 @@
+"""A small residual CNN that embeds an image's residual into an L2-normalised vector.
+
+Input: float [B, 3, H, W] in [0, 1] (any H, W >= 8: global pooling at the end). The network
+first takes the residual of the spec's cheap operator (:func:`fpfast.reference.residual.residual`,
+differentiable torch), standardises it with a BatchNorm, then runs ``len(widths)`` stages of
+basic residual blocks (the first at full resolution, so that period-2 up-sampling traces are seen
+before any striding), global-average pools, optionally concatenates the standardised handcrafted
+vector, and projects to ``dim`` unit-norm dimensions.
+
+The architecture is a JSON-able dict (:data:`DEFAULT_ARCH`); the :class:`Embedder` bundles the
+network with that dict, serialises both without pickle (safetensors + canonical JSON) and names
+them by ``identity`` = sha256 of the JSON bytes, a NUL, and the safetensors bytes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..reference.residual import residual as reference_residual
+
+KIND = "rescnn"
+FORMAT_VERSION = 1
+DEFAULT_ARCH: dict[str, Any] = {
+    "kind": KIND,
+    "widths": [16, 32, 64],
+    "blocks": [1, 1, 1],
+    "dim": 128,
+    "residual": "denoise",     # replaced by the spec's operator at training time
+    "sigma": 1.0,
+    "handcrafted_dim": 0,      # > 0: the spec's handcrafted vector is concatenated before the head
+}
+
+
+class EmbedError(ValueError):
+    """An embedding's config or weights are malformed or do not match."""
+
+
+def resolve_arch(arch: dict | None = None, **overrides) -> dict:
+    a = json.loads(json.dumps({**DEFAULT_ARCH, **(arch or {}), **overrides}))
+    unknown = sorted(set(a) - set(DEFAULT_ARCH))
+    if unknown:
+        raise EmbedError(f"unknown architecture fields {unknown}; expected {sorted(DEFAULT_ARCH)}")
+    if a["kind"] != KIND:
+        raise EmbedError(f"unknown embedding kind {a['kind']!r}; this fpfast knows {KIND!r}")
+    if not a["widths"] or len(a["widths"]) != len(a["blocks"]):
+        raise EmbedError(f"widths {a['widths']} and blocks {a['blocks']} must be non-empty and of equal length")
+    if int(a["dim"]) < 2:
+        raise EmbedError(f"dim must be >= 2, got {a['dim']}")
+    return a
+
+
+class _Block(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                      if stride != 1 or cin != cout else nn.Identity())
+
+    def forward(self, x):
+        y = F.relu(self.b1(self.c1(x)))
+        return F.relu(self.b2(self.c2(y)) + self.short(x))
+
+
+class ResidualEmbedNet(nn.Module):
+    """The network of :data:`DEFAULT_ARCH`; ``forward(x, hand=None)`` -> [B, dim] unit vectors."""
+
+    def __init__(self, arch: dict | None = None):
+        super().__init__()
+        self.arch = resolve_arch(arch)
+        a = self.arch
+        w = [int(v) for v in a["widths"]]
+        self.in_norm = nn.BatchNorm2d(3)
+        self.stem = nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU())
+        layers, cin = [], w[0]
+        for i, (cout, nb) in enumerate(zip(w, a["blocks"])):
+            for j in range(int(nb)):
+                layers.append(_Block(cin, cout, 2 if (i > 0 and j == 0) else 1))
+                cin = cout
+        self.body = nn.Sequential(*layers)
+        hd = int(a["handcrafted_dim"])
+        self.hand_norm = nn.BatchNorm1d(hd, affine=False) if hd else None
+        self.head = nn.Linear(cin + hd, int(a["dim"]))
+
+    def forward(self, x: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
+        r = reference_residual(x, self.arch["residual"], float(self.arch["sigma"]))
+        f = self.body(self.stem(self.in_norm(r))).mean(dim=(2, 3))
+        if self.hand_norm is not None:
+            if hand is None:
+                raise EmbedError("this embedding concatenates handcrafted features: pass hand=")
+            f = torch.cat([f, self.hand_norm(hand.float())], 1)
+        return F.normalize(self.head(f), dim=1)
+
+
+def _canonical(obj) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def identity_of(config_bytes: bytes, weights_bytes: bytes) -> str:
+    return hashlib.sha256(config_bytes + b"\0" + weights_bytes).hexdigest()
+
+
+class Embedder:
+    """A trained :class:`ResidualEmbedNet` with its config, ready to embed image batches.
+
+    ``config``: {"format_version", "arch", "spec" (the handcrafted spec it was trained on, as a
+    dict), "training" (options + log summary)}. The handcrafted spec decides the handcrafted
+    features fed to the head (when ``arch.handcrafted_dim`` > 0).
+    """
+
+    def __init__(self, net: ResidualEmbedNet, config: dict):
+        self.net = net.eval()
+        self.config = json.loads(json.dumps(config))
+        self.arch = net.arch
+        self._bytes: tuple[bytes, bytes] | None = None
+        self._dev_nets: dict = {}
+
+    # ------------------------------------------------------------------ identity / bytes
+    def to_bytes(self) -> tuple[bytes, bytes]:
+        """(config JSON bytes, safetensors bytes): what a gallery stores."""
+        if self._bytes is None:
+            from safetensors.torch import save
+            sd = {k: v.detach().cpu().contiguous() for k, v in sorted(self.net.state_dict().items())}
+            cfg = _canonical({**self.config, "arch": self.arch, "format_version": FORMAT_VERSION})
+            self._bytes = (cfg, save(sd))
+        return self._bytes
+
+    @property
+    def identity(self) -> str:
+        return identity_of(*self.to_bytes())
+
+    @property
+    def dim(self) -> int:
+        return int(self.arch["dim"])
+
+    def spec_record(self) -> dict:
+        """The spec's ``embedding`` field for vectors of this embedder."""
+        return {"kind": KIND, "identity": self.identity, "dim": self.dim}
+
+    @classmethod
+    def from_bytes(cls, config_bytes: bytes, weights_bytes: bytes) -> "Embedder":
+        from safetensors.torch import load
+        try:
+            config = json.loads(config_bytes.decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EmbedError(f"embedding config is not valid JSON: {e}") from None
+        if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
+            raise EmbedError(f"embedding config format_version {config.get('format_version')!r} "
+                             f"is not supported (this fpfast reads {FORMAT_VERSION})")
+        net = ResidualEmbedNet(config.get("arch"))
+        try:
+            sd = load(weights_bytes)
+        except Exception as e:  # safetensors raises its own error types
+            raise EmbedError(f"embedding weights are not a readable safetensors file: {e}") from None
+        try:
+            net.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise EmbedError(f"embedding weights do not fit its architecture: {e}") from None
+        emb = cls(net, config)
+        emb._bytes = (config_bytes, weights_bytes)
+        return emb
+
+    # ------------------------------------------------------------------ inference
+    def handcrafted_spec(self):
+        from ..spec import FingerprintSpec
+        return FingerprintSpec.from_dict(self.config["spec"])
+
+    def _net_on(self, device: torch.device) -> nn.Module:
+        if device.type == "cpu":
+            return self.net
+        if device not in self._dev_nets:
+            import copy
+            self._dev_nets[device] = copy.deepcopy(self.net).to(device).eval()
+        return self._dev_nets[device]
+
+    def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", backend: str = "auto",
+              layout: str = "auto", batch_size: int = 256) -> np.ndarray:
+        """Embeddings [B, dim] float32 of uint8/float images [B,H,W,3] or [B,3,H,W] (already in
+        the spec's geometry, as the pipeline's batches are)."""
+        from ..prepare import as_float_chw
+        dev = torch.device(device)
+        net = self._net_on(dev)
+        out = []
+        with torch.inference_mode():
+            for s in range(0, images.shape[0], batch_size):
+                xb = images[s:s + batch_size]
+                hand = None
+                if self.arch["handcrafted_dim"]:
+                    from ..ops.features import fingerprint_features
+                    hand = fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend,
+                                                layout=layout)
+                x = as_float_chw(xb.to(dev), layout).float()
+                out.append(net(x, hand).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
