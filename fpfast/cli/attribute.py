@@ -3,7 +3,7 @@ import click
 from .. import workflows as wf
 from ..gallery import Gallery
 from ..pipeline import run
-from .options import check_output, finish, handle_errors, stream_options
+from .options import check_output, finish, handle_errors, output_options, stream_options
 
 
 @click.command("attribute")
@@ -14,10 +14,7 @@ from .options import check_output, finish, handle_errors, stream_options
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours for the kNN vote.")
 @click.option("--top", type=click.IntRange(1, 20), default=3, show_default=True, help="Models listed per row.")
-@click.option("--column", help="Image-bytes column of parquet sources.")
-@click.option("--shard-size", type=click.IntRange(1), default=10_000, show_default=True)
-@click.option("--resume", is_flag=True, help="Skip finished shards of an interrupted run into OUT.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@output_options(shard_size=10_000)
 @stream_options
 @handle_errors
 def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, resume, overwrite, opts):

@@ -2,7 +2,7 @@ import click
 
 from ..pipeline import fingerprint_mapper, run
 from ..workflows import check_backend, resolve_spec
-from .options import check_output, finish, handle_errors, stream_options
+from .options import check_output, finish, handle_errors, output_options, stream_options
 
 
 @click.command("extract")
@@ -10,10 +10,7 @@ from .options import check_output, finish, handle_errors, stream_options
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Directory: embeddings/*.npy + metadata/*.parquet (+ errors/, spec.json).")
 @click.option("--spec", help="Fingerprint spec: a preset, a JSON file, or KIND:PATH for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
-@click.option("--column", help="Image-bytes column of parquet sources.")
-@click.option("--shard-size", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("--resume", is_flag=True, help="Skip finished shards of an interrupted run into OUT.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@output_options(shard_size=100_000)
 @stream_options
 @handle_errors
 def extract_cmd(sources, out, spec, column, shard_size, resume, overwrite, opts):

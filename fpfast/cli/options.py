@@ -32,6 +32,21 @@ def stream_options(fn):
     return wrapper
 
 
+def output_options(shard_size: int):
+    """--column --shard-size --resume --overwrite of the commands that write a sharded output."""
+    opts = [click.option("--column", help="Image-bytes column of parquet sources."),
+            click.option("--shard-size", type=click.IntRange(1), default=shard_size, show_default=True,
+                         help="Inputs per output shard (the unit of --resume)."),
+            click.option("--resume", is_flag=True, help="Skip finished shards of an interrupted run into OUT."),
+            click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")]
+
+    def deco(fn):
+        for opt in reversed(opts):
+            fn = opt(fn)
+        return fn
+    return deco
+
+
 def usage_errors():
     """The exception types that mean 'fix the command or its inputs' (exit 2)."""
     from ..backends import BackendUnavailable
