@@ -28,47 +28,44 @@ PROJECTOR_KEYS = ("kind", "params", "identity", "source")
 EMBEDDING_KEYS = ("kind", "identity", "dim")
 
 
+def _check_record(r: Any, what: str, keys: tuple[str, ...], kind_example: str, identity_of: str) -> dict | None:
+    """Common checks of a projector / embedding description: a JSON object of ``keys`` with a
+    non-empty 'kind' and a 64-hex 'identity'."""
+    if r is None:
+        return None
+    if not isinstance(r, dict):
+        raise SpecError(f"{what} must be a JSON object or null, got {type(r).__name__}")
+    extra = sorted(set(r) - set(keys))
+    if extra:
+        raise SpecError(f"unknown {what} fields {extra}; expected {list(keys)}")
+    if not isinstance(r.get("kind"), str) or not r["kind"]:
+        raise SpecError(f"{what} needs a 'kind' (e.g. {kind_example})")
+    ident = r.get("identity")
+    if not isinstance(ident, str) or len(ident) != 64:
+        raise SpecError(f"{what} needs an 'identity' (sha256 hex of {identity_of}), got {ident!r}")
+    return r
+
+
 def _canonical_projector(p: Any) -> "dict[str, Any] | None":
     """A deep, JSON-normalised copy of a projector description (or None), checked for shape."""
-    if p is None:
+    if _check_record(p, "projector", PROJECTOR_KEYS, "'manifold', 'autoencoder', 'diffusion'", "its model") is None:
         return None
-    if not isinstance(p, dict):
-        raise SpecError(f"projector must be a JSON object or null, got {type(p).__name__}")
-    extra = sorted(set(p) - set(PROJECTOR_KEYS))
-    if extra:
-        raise SpecError(f"unknown projector fields {extra}; expected {list(PROJECTOR_KEYS)}")
-    if not isinstance(p.get("kind"), str) or not p["kind"]:
-        raise SpecError("projector needs a 'kind' (e.g. 'manifold', 'autoencoder', 'diffusion')")
-    ident = p.get("identity")
-    if not isinstance(ident, str) or len(ident) != 64:
-        raise SpecError(f"projector needs an 'identity' (sha256 hex of its model), got {ident!r}")
     if not isinstance(p.get("params", {}), dict):
         raise SpecError("projector 'params' must be a JSON object")
     try:
-        out = json.loads(json.dumps({"params": {}, **p}, sort_keys=True))
+        return json.loads(json.dumps({"params": {}, **p}, sort_keys=True))
     except (TypeError, ValueError) as e:
         raise SpecError(f"projector description is not JSON-serialisable: {e}") from None
-    return out
 
 
 def _canonical_embedding(e: Any) -> "dict[str, Any] | None":
     """A JSON-normalised copy of a learned-embedding description (or None), checked for shape."""
-    if e is None:
+    if _check_record(e, "embedding", EMBEDDING_KEYS, "'rescnn'", "config + weights") is None:
         return None
-    if not isinstance(e, dict):
-        raise SpecError(f"embedding must be a JSON object or null, got {type(e).__name__}")
-    extra = sorted(set(e) - set(EMBEDDING_KEYS))
-    if extra:
-        raise SpecError(f"unknown embedding fields {extra}; expected {list(EMBEDDING_KEYS)}")
-    if not isinstance(e.get("kind"), str) or not e["kind"]:
-        raise SpecError("embedding needs a 'kind' (e.g. 'rescnn')")
-    ident = e.get("identity")
-    if not isinstance(ident, str) or len(ident) != 64:
-        raise SpecError(f"embedding needs an 'identity' (sha256 hex of config + weights), got {ident!r}")
     dim = e.get("dim")
     if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 65536:
         raise SpecError(f"embedding needs a 'dim' (int in [1, 65536]), got {dim!r}")
-    return {"kind": e["kind"], "identity": ident, "dim": dim}
+    return {"kind": e["kind"], "identity": e["identity"], "dim": dim}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
