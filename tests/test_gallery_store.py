@@ -98,6 +98,10 @@ def test_tampered_json_is_refused(tmp_path):
     _edit_meta(tmp_path / "g", lambda m: m.pop("models"))
     with pytest.raises(GalleryError, match="no 'models' field"):
         Gallery.load(tmp_path / "g")
+    p.write_text(text)
+    _edit_meta(tmp_path / "g", lambda m: m.update(dim=m["dim"] + 1))
+    with pytest.raises(GalleryError, match="says dim"):
+        Gallery.load(tmp_path / "g")
 
 
 def test_foreign_json_is_refused(tmp_path):

@@ -208,6 +208,9 @@ class Gallery:
         except ValueError as e:
             raise GalleryError(f"gallery.json: {e}") from None
         n, d = meta["count"], gspec.dim
+        if meta.get("dim") != d:
+            raise GalleryError(f"gallery.json says dim {meta.get('dim')!r} but its spec gives vectors of "
+                               f"dimension {d}: the file was edited or is damaged")
         if gspec.embedding is not None:
             g._load_embedding(meta, verify)
         g._names = [m["name"] for m in meta["models"]]
