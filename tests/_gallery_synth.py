@@ -25,6 +25,11 @@ class Clusters:
         x = self.centres[j] + self.rng.normal(size=(n, self.dim))
         return (x * self.scale + self.offset).astype(np.float32)
 
+    def enroll(self, gallery, models, n_each: int) -> None:
+        """Add ``n_each`` samples of each of ``models`` (indices) to ``gallery``, in order."""
+        for j in models:
+            gallery.add(self.names[j], self.sample(j, n_each))
+
     def batch(self, models, n_each: int):
         xs = [self.sample(j, n_each) for j in models]
         return np.concatenate(xs), [self.names[j] for j in models for _ in range(n_each)]

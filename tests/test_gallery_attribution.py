@@ -17,8 +17,7 @@ def enrolled(tmp_path_factory):
     seed); models 0-4 enrolled (80 each), model 5 held out as the unknown."""
     c = Clusters(n_models=6, seed=21, sep=2.0)
     g = Gallery.create(tmp_path_factory.mktemp("g") / "g")
-    for j in range(5):
-        g.add(c.names[j], c.sample(j, 80))
+    c.enroll(g, range(5), 80)
     return c, g
 
 

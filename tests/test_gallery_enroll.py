@@ -13,8 +13,7 @@ pytest.importorskip("faiss")
 def test_ten_samples_per_model_work(tmp_path):
     c = Clusters(n_models=3, seed=11)
     g = Gallery.create(tmp_path / "g")
-    for j in range(3):
-        g.add(c.names[j], c.sample(j, 10))
+    c.enroll(g, range(3), 10)
     q, y = c.batch(range(3), 30)
     for method in ("knn", "centroid"):
         a = g.attribute(q, method=method, k=5)
@@ -48,8 +47,7 @@ def test_add_to_existing_model_extends_index_without_rebuild(tmp_path):
 def test_remove_model(tmp_path, index):
     c = Clusters(n_models=3, seed=13)
     g = Gallery.create(tmp_path / "g", index=index)
-    for j in range(3):
-        g.add(c.names[j], c.sample(j, 30))
+    c.enroll(g, range(3), 30)
     g.add(c.names[0], c.sample(0, 5))            # model0's samples are not contiguous
     q = c.sample(2, 6)
     g.search(q)

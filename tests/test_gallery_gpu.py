@@ -41,8 +41,7 @@ class TestGalleryCuda:
     def test_gallery_with_cuda_queries_answers_like_numpy(self, tmp_path):
         c = Clusters(n_models=4, seed=43, sep=2.0)
         g = Gallery.create(tmp_path / "g")
-        for j in range(4):
-            g.add(c.names[j], c.sample(j, 100))
+        c.enroll(g, range(4), 100)
         q, y = c.batch(range(4), 25)
         ref = g.search(q, 8)
         got = g.search(torch.from_numpy(q).cuda(), 8)
@@ -58,8 +57,7 @@ class TestGalleryCuda:
     def test_faiss_gpu_index_answers_like_cpu(self, tmp_path):
         c = Clusters(n_models=3, seed=44)
         g = Gallery.create(tmp_path / "g")
-        for j in range(3):
-            g.add(c.names[j], c.sample(j, 100))
+        c.enroll(g, range(3), 100)
         q, _ = c.batch(range(3), 20)
         res = g.search(q, 5)
         assert "Gpu" in type(g._index).__name__
@@ -75,8 +73,7 @@ def test_gallery_without_faiss_searches_through_torch(tmp_path, monkeypatch):
     pytest.importorskip("faiss")
     c = Clusters(n_models=3, seed=45)
     g = Gallery.create(tmp_path / "g")
-    for j in range(3):
-        g.add(c.names[j], c.sample(j, 40))
+    c.enroll(g, range(3), 40)
     q, _ = c.batch(range(3), 10)
     ref = g.search(q, 5)
     g.save()

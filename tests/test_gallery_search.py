@@ -75,8 +75,7 @@ def test_k_larger_than_gallery_and_empty_queries():
 def test_gallery_search_matches_brute_force_on_normalised_vectors(tmp_path):
     c = Clusters(n_models=4, seed=4)
     g = Gallery.create(tmp_path / "g")
-    for j in range(4):
-        g.add(c.names[j], c.sample(j, 200))
+    c.enroll(g, range(4), 200)
     q, _ = c.batch(range(4), 10)
     res = g.search(q, 7)
     z, zq = g.transform(g._vectors), g.transform(q)

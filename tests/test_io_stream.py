@@ -14,6 +14,14 @@ from fpfast.spec import FingerprintSpec
 from io_helpers import encode, rand_rgb
 
 
+
+def png_dir(d, names):
+    """A folder of random 20x20 PNGs, image i (seed i) saved under names[i]."""
+    d.mkdir()
+    for i, name in enumerate(names):
+        (d / name).write_bytes(encode(rand_rgb(20, 20, seed=i)))
+    return d
+
 def test_read_ahead_is_bounded():
     consumed = [0]
     data = encode(rand_rgb(20, 20))
@@ -79,10 +87,7 @@ def test_exit_codes_and_summary(tmp_path):
 
 
 def test_mapper_errors_as_rows(tmp_path):
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(3):
-        (d / f"{i}.png").write_bytes(encode(rand_rgb(20, 20, seed=i)))
+    d = png_dir(tmp_path / "in", [f"{i}.png" for i in range(3)])
 
     def bad(batch, keys):
         raise RuntimeError("kernel exploded")
@@ -106,10 +111,7 @@ _real_chunk = pipeline._decode_chunk
 def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, monkeypatch):
     import multiprocessing
     monkeypatch.setattr(pipeline, "_decode_chunk", _dying_chunk)
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(12):
-        (d / f"{i:02d}{'boom' if i == 7 else ''}.png").write_bytes(encode(rand_rgb(20, 20, seed=i)))
+    d = png_dir(tmp_path / "in", [f"{i:02d}{'boom' if i == 7 else ''}.png" for i in range(12)])
     s = run([str(d)], fingerprint_mapper(), str(tmp_path / "o"), quiet=True, workers=1, chunksize=2,
             mp_context=multiprocessing.get_context("fork"))
     rows = read_rows(str(tmp_path / "o"))
@@ -123,10 +125,7 @@ def test_a_dying_worker_costs_its_chunk_not_the_run(tmp_path, monkeypatch):
 def test_workers_that_always_die_stop_the_run(tmp_path, monkeypatch):
     import multiprocessing
     monkeypatch.setattr(pipeline, "_decode_chunk", _always_dying)
-    d = tmp_path / "in"
-    d.mkdir()
-    for i in range(8):
-        (d / f"{i}.png").write_bytes(encode(rand_rgb(20, 20, seed=i)))
+    d = png_dir(tmp_path / "in", [f"{i}.png" for i in range(8)])
     with pytest.raises(RuntimeError, match="workers=0"):
         run([str(d)], fingerprint_mapper(), str(tmp_path / "o"), quiet=True, workers=1, chunksize=2,
             mp_context=multiprocessing.get_context("fork"))
