@@ -46,6 +46,7 @@ def cuda_module():
     return mod
 
 
+@functools.lru_cache(maxsize=None)
 def triton_installed() -> bool:
     return importlib.util.find_spec("triton") is not None
 
@@ -56,6 +57,12 @@ def triton_interpret() -> bool:
 
 def build_config() -> dict:
     """What was compiled in (from fpfast._C.build_config()) plus what is importable."""
+    return dict(_build_config())
+
+
+@functools.lru_cache(maxsize=None)
+def _build_config() -> dict:
+    """Computed once: the dispatch asks on every batch, and none of it changes in a process."""
     mod, why = _load("_C")
     cfg = dict(mod.build_config()) if mod is not None else {"cpp": False, "cpp_error": why, "cuda": False}
     cfg["cpp"] = mod is not None
