@@ -36,6 +36,8 @@ class StreamOptions:
     workers: int = 0
     quiet: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
+    precision: str = "auto"      # learned-embedding inference: auto (fp16 on CUDA) | fp32 | fp16 | bf16
+    compile: bool = False        # torch.compile the learned embedding's network
 
     def stream_kw(self) -> dict:
         return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
@@ -78,10 +80,15 @@ class Fingerprints:
     summary: RunSummary
 
 
-def embedding_mapper(embedder, backend: str = "auto", column: str = "vector", device: str = "cpu"):
+def embedding_mapper(embedder, backend: str = "auto", column: str = "vector", device: str = "cpu",
+                     precision: str = "auto", compile: bool = False):
     """A pipeline mapper computing a learned embedding per batch (rows like :func:`fingerprint_mapper`)."""
+    from .embed.model import resolve_precision
+    resolve_precision(precision, torch.device(device))  # a bad choice fails before the stream starts
+
     def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
-        v = embedder.embed(batch, device=device, backend=backend, layout="hwc")
+        v = embedder.embed(batch, device=device, backend=backend, layout="hwc", precision=precision,
+                           compile=compile)
         return [{column: v[j]} for j in range(len(keys))]
     return mapper
 
@@ -100,7 +107,8 @@ def vector_mapper(spec: FingerprintSpec, opts: StreamOptions, embedder=None, col
     if embedder.identity != spec.embedding["identity"]:
         raise ValueError(f"embedder {embedder.identity[:16]}... is not the spec's embedding "
                          f"{spec.embedding['identity'][:16]}...")
-    return embedding_mapper(embedder, opts.backend, column=column, device=device)
+    return embedding_mapper(embedder, opts.backend, column=column, device=device, precision=opts.precision,
+                            compile=opts.compile)
 
 
 def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
@@ -136,14 +144,23 @@ def image_sources(sources, spec: FingerprintSpec, opts: StreamOptions, **source_
 
 
 def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: int | None = None,
-                  holdout: float = 0.2, frr: float = 0.05, seed: int = 0, handcrafted: bool = False,
-                  normalize: str = "none", arch: dict | None = None, log=None, **train_opts):
+                  holdout: float = 0.2, frr: float = 0.05, seed: int = 0, handcrafted: bool | None = None,
+                  normalize: str = "none", arch: dict | None = None, fine_tune: bool = False, log=None,
+                  **train_opts):
     """Train a learned embedding on the labelled folders ``root/<model>/`` (one per enrolled
     model; extra folders are enrolled as new models), then rebuild ``gallery`` in the embedding's
     space: every folder image embedded, the same ``holdout`` split as :func:`enroll` (held-out
     images are not trained on: they calibrate the open-set threshold), refit, recalibrate,
-    save (atomic; the handcrafted vectors are replaced). Returns (new gallery, summary dict)."""
+    save (atomic; the handcrafted vectors are replaced). ``fine_tune``: start from the gallery's
+    current embedding (e.g. after enrolling a new model with it frozen) instead of from scratch;
+    ``handcrafted=None``: the current embedding's choice, else off. Returns (new gallery, summary dict)."""
     from .embed import train_embedding
+    init = gallery.embedder() if fine_tune else None
+    if fine_tune and init is None:
+        raise ValueError("--fine-tune needs a gallery that already has a learned embedding "
+                         "(train one first: fpfast train GALLERY --from-folders ROOT)")
+    if handcrafted is None:
+        handcrafted = bool(init is not None and init.arch["handcrafted_dim"])
     folders = model_folders(root)
     missing = sorted(set(gallery.models()) - set(folders))
     if missing:
@@ -165,7 +182,7 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         train_opts["epochs"] = epochs
     emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted,
                                    device=resolve_device(opts.device), backend=opts.backend,
-                                   log=log, seed=seed, **train_opts)
+                                   log=log, seed=seed, init=init, **train_opts)
     g = gallery.with_embedding(emb)
     dev = resolve_device(opts.device)
     for name, (imgs, keys, keep, hold) in data.items():

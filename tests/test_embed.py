@@ -1,56 +1,19 @@
 """Learned embedding (fpfast.embed): training, determinism, gallery storage and integrity.
 
-Synthetic classes: smooth random noise up-sampled x2 by different rules (nearest, bilinear,
-nearest + a fixed period-2 checkerboard), 24 px: separable only through their up-sampling
-traces, which is what the embedding must learn. Everything runs on CPU in seconds; nothing is
-downloaded.
+Synthetic up-sampling classes (tests/_embed_synth.py); everything runs on CPU in seconds and
+nothing is downloaded.
 """
 import os
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
+from _embed_synth import FAST, SIZE, SPEC, TINY, save_folders
 from fpfast.embed import Embedder, train_embedding
 from fpfast.gallery import Gallery, GalleryError
 from fpfast.spec import FingerprintSpec, SpecError
 from fpfast import workflows as wf
-
-SIZE = 24
-SPEC = FingerprintSpec(size=SIZE)
-TINY = {"widths": [8, 16], "blocks": [1, 1], "dim": 16}
-FAST = dict(epochs=12, batch_size=24, lr=5e-3, p_jpeg=0.0, p_rescale=0.0)
-
-
-def _make(n_per: int, seed: int):
-    g = torch.Generator().manual_seed(seed)
-    imgs, labels = [], []
-    for cls in range(3):
-        low = torch.rand(n_per, 3, SIZE // 2, SIZE // 2, generator=g) * 0.6 + 0.2
-        if cls == 1:
-            x = F.interpolate(low, scale_factor=2, mode="bilinear", align_corners=False)
-        else:
-            x = F.interpolate(low, scale_factor=2, mode="nearest")
-        if cls == 2:
-            cb = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(SIZE // 2, SIZE // 2)
-            x = x + 0.04 * cb
-        x = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        imgs += list(x)
-        labels += [f"m{cls}"] * n_per
-    return imgs, labels
-
-
-@pytest.fixture(scope="module")
-def data():
-    return _make(24, 0), _make(10, 1)
-
-
-@pytest.fixture(scope="module")
-def trained(data):
-    (x, y), _ = data
-    torch.set_num_threads(1)
-    return train_embedding(x, y, SPEC, arch=TINY, seed=3, **FAST)
 
 
 def _knn_acc(emb: Embedder, train, test) -> float:
@@ -60,27 +23,27 @@ def _knn_acc(emb: Embedder, train, test) -> float:
     return float((pred == np.array(test[1])).mean())
 
 
-def test_training_learns_upsampling_traces(data, trained):
-    emb, log = trained
+def test_training_learns_upsampling_traces(embed_data, embed_trained):
+    emb, log = embed_trained
     assert len(log) == FAST["epochs"] and log[-1]["loss"] < log[0]["loss"]
-    z = emb.embed(torch.from_numpy(np.stack(data[1][0])))
+    z = emb.embed(torch.from_numpy(np.stack(embed_data[1][0])))
     assert z.shape == (30, 16) and z.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)  # unit vectors
-    assert _knn_acc(emb, *data) >= 0.8  # chance is 1/3
+    assert _knn_acc(emb, *embed_data) >= 0.8  # chance is 1/3
 
 
-def test_training_is_deterministic_for_a_seed(data, trained):
-    (x, y), _ = data
+def test_training_is_deterministic_for_a_seed(embed_data, embed_trained):
+    (x, y), _ = embed_data
     torch.set_num_threads(1)
     again, log = train_embedding(x, y, SPEC, arch=TINY, seed=3, **FAST)
-    assert again.identity == trained[0].identity
-    assert [r["loss"] for r in log] == [r["loss"] for r in trained[1]]
+    assert again.identity == embed_trained[0].identity
+    assert [r["loss"] for r in log] == [r["loss"] for r in embed_trained[1]]
     other, _ = train_embedding(x, y, SPEC, arch=TINY, seed=4, **{**FAST, "epochs": 1})
     assert other.identity != again.identity
 
 
-def test_augmentations_and_handcrafted_head_run(data):
-    (x, y), _ = data
+def test_augmentations_and_handcrafted_head_run(embed_data):
+    (x, y), _ = embed_data
     emb, log = train_embedding(x, y, SPEC, arch=TINY, handcrafted=True, seed=0,
                                **{**FAST, "epochs": 2, "p_jpeg": 1.0, "p_rescale": 1.0})
     assert emb.arch["handcrafted_dim"] == SPEC.dim and np.isfinite(log[-1]["loss"])
@@ -90,8 +53,8 @@ def test_augmentations_and_handcrafted_head_run(data):
     np.testing.assert_array_equal(back.embed(torch.from_numpy(np.stack(x[:5]))), z)
 
 
-def test_spec_records_embedding_identity(trained):
-    emb = trained[0]
+def test_spec_records_embedding_identity(embed_trained):
+    emb = embed_trained[0]
     spec = SPEC.replace(embedding=emb.spec_record())
     assert spec.dim == 16 and spec.handcrafted() == SPEC and spec != SPEC and spec.id != SPEC.id
     assert FingerprintSpec.from_json(spec.to_json()) == spec
@@ -105,8 +68,8 @@ def test_spec_records_embedding_identity(trained):
         fingerprint_features(torch.zeros(1, SIZE, SIZE, 3, dtype=torch.uint8), spec)
 
 
-def _embedding_gallery(tmp_path, emb, data):
-    (x, y), _ = data
+def _embedding_gallery(tmp_path, emb, embed_data):
+    (x, y), _ = embed_data
     g = Gallery.create(str(tmp_path / "g"), SPEC, normalize="none").with_embedding(emb)
     z = emb.embed(torch.from_numpy(np.stack(x)))
     for m in sorted(set(y)):
@@ -119,20 +82,20 @@ def _embedding_gallery(tmp_path, emb, data):
     return g
 
 
-def test_gallery_with_embedding_saves_loads_and_answers_identically(tmp_path, trained, data):
-    emb = trained[0]
-    g = _embedding_gallery(tmp_path, emb, data)
+def test_gallery_with_embedding_saves_loads_and_answers_identically(tmp_path, embed_trained, embed_data):
+    emb = embed_trained[0]
+    g = _embedding_gallery(tmp_path, emb, embed_data)
     assert g.spec.embedding["identity"] == emb.identity
-    q = emb.embed(torch.from_numpy(np.stack(data[1][0])))
+    q = emb.embed(torch.from_numpy(np.stack(embed_data[1][0])))
     a1 = g.attribute(q, k=5)
     g2 = Gallery.load(g.path)
     assert g2.spec == g.spec and g2.embedder().identity == emb.identity
-    q2 = g2.embedder().embed(torch.from_numpy(np.stack(data[1][0])))
+    q2 = g2.embedder().embed(torch.from_numpy(np.stack(embed_data[1][0])))
     np.testing.assert_array_equal(q2, q)
     a2 = g2.attribute(q2, k=5)
     assert list(a1.model) == list(a2.model) and list(a1.predicted) == list(a2.predicted)
     np.testing.assert_array_equal(a1.distance, a2.distance)
-    assert np.mean(np.array(a2.predicted) == np.array(data[1][1])) >= 0.8
+    assert np.mean(np.array(a2.predicted) == np.array(embed_data[1][1])) >= 0.8
     # a handcrafted vector or the other spec is refused, not silently compared
     with pytest.raises(ValueError, match=r"\[B, 16\]|\[Q, 16\]"):
         g2.search(np.zeros((1, SPEC.dim), np.float32))
@@ -142,8 +105,8 @@ def test_gallery_with_embedding_saves_loads_and_answers_identically(tmp_path, tr
         wf.vector_mapper(g2.spec, wf.StreamOptions(device="cpu"))
 
 
-def test_altered_embedding_weights_are_refused(tmp_path, trained, data):
-    g = _embedding_gallery(tmp_path, trained[0], data)
+def test_altered_embedding_weights_are_refused(tmp_path, embed_trained, embed_data):
+    g = _embedding_gallery(tmp_path, embed_trained[0], embed_data)
     p = os.path.join(g.path, "embedding.safetensors")
     raw = bytearray(open(p, "rb").read())
     raw[-3] ^= 0x40  # one weight changed, same size
@@ -153,13 +116,10 @@ def test_altered_embedding_weights_are_refused(tmp_path, trained, data):
             Gallery.load(g.path, verify=verify)
 
 
-def test_train_gallery_from_folders_then_attribute(tmp_path, data):
-    from PIL import Image
-    (x, y), (xt, yt) = data
+def test_train_gallery_from_folders_then_attribute(tmp_path, embed_data):
+    (x, y), (xt, yt) = embed_data
     root = tmp_path / "train"
-    for i, (img, lab) in enumerate(zip(x, y)):
-        (root / lab).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(root / lab / f"{i:03d}.png")
+    save_folders(root, x, y)
     opts = wf.StreamOptions(device="cpu", quiet=True)
     g = wf.open_or_create(str(tmp_path / "g"), SPEC, "standardize", "flat")
     for m, folder in wf.model_folders(str(root)).items():
@@ -176,16 +136,14 @@ def test_train_gallery_from_folders_then_attribute(tmp_path, data):
     assert len(rows) == 4 and all(r["predicted"] in ("m0", "m1", "m2") for r in rows)
 
 
-def test_cli_enroll_train_attribute(tmp_path, data):
+def test_cli_enroll_train_attribute(tmp_path, embed_data):
     from click.testing import CliRunner
     from PIL import Image
     from fpfast.cli import cli
-    (x, y), (xt, yt) = data
+    (x, y), (xt, yt) = embed_data
     root, q = tmp_path / "train", tmp_path / "q"
     q.mkdir()
-    for i, (img, lab) in enumerate(zip(x, y)):
-        (root / lab).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(root / lab / f"{i:03d}.png")
+    save_folders(root, x, y)
     for i, img in enumerate(xt[::10]):
         Image.fromarray(img).save(q / f"{i}.png")
     g = str(tmp_path / "g")

@@ -1,7 +1,7 @@
 import click
 
-from ..pipeline import fingerprint_mapper, run
-from ..workflows import check_backend, resolve_spec
+from ..pipeline import run
+from ..workflows import resolve_spec, vector_mapper
 from .options import check_output, finish, handle_errors, output_options, stream_options
 
 
@@ -10,19 +10,30 @@ from .options import check_output, finish, handle_errors, output_options, stream
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Directory: embeddings/*.npy + metadata/*.parquet (+ errors/, spec.json).")
 @click.option("--spec", help="Fingerprint spec: a preset, a JSON file, or KIND:PATH for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
+@click.option("--gallery", type=click.Path(exists=True, file_okay=False),
+              help="Vectors in this gallery's space: its spec, and its learned embedding when it has one.")
 @output_options(shard_size=100_000)
 @stream_options
 @handle_errors
-def extract_cmd(sources, out, spec, column, shard_size, resume, overwrite, opts):
+def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwrite, opts):
     """Fingerprints of SOURCES as .npy shards with parquet metadata (pandas/autofaiss layout).
 
     \b
-    Example:
+    Examples:
       fpfast extract images/ --out fingerprints/ --spec default --workers 4
+      fpfast extract images/ --out embeddings/ --gallery my_gallery   # its learned embedding
     """
+    if spec and gallery:
+        raise click.UsageError("give --spec or --gallery, not both (a gallery brings its own spec)")
     check_output(out, resume, overwrite)
-    spec = resolve_spec(spec)
-    mapper = fingerprint_mapper(spec, opts.backend, device=check_backend(opts))
+    embedder = None
+    if gallery:
+        from ..gallery import Gallery
+        g = Gallery.load(gallery)
+        spec, embedder = g.spec, g.embedder()
+    else:
+        spec = resolve_spec(spec)
+    mapper = vector_mapper(spec, opts, embedder)
     summary = run(list(sources), mapper, out, spec=spec, column=column, shard_size=shard_size,
                   resume=resume, overwrite=overwrite, kind="npy", **opts.stream_kw())
     finish(summary, opts.quiet)

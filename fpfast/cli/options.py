@@ -13,7 +13,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ROW_ERRORS = 0, 1, 2, 3
 
 
 def stream_options(fn):
-    """--device --backend --batch-size --workers --quiet, gathered into ``opts: StreamOptions``."""
+    """--device --backend --batch-size --workers --max-pixels --precision --compile --quiet, gathered
+    into ``opts: StreamOptions``."""
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                   help="Where fingerprints are computed.")
     @click.option("--backend", type=click.Choice(["auto", "torch", "cpp", "triton", "cuda"]), default="auto",
@@ -23,11 +24,15 @@ def stream_options(fn):
                   help="Decode worker processes (0: decode in this process).")
     @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
                   help="Images with more pixels are refused (decompression-bomb guard): an error row.")
+    @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+                  show_default=True, help="Learned-embedding inference precision (auto: fp16 on CUDA, fp32 on CPU).")
+    @click.option("--compile", "compile_", is_flag=True,
+                  help="torch.compile a learned embedding's network (pays on long GPU runs).")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
     @functools.wraps(fn)
-    def wrapper(*args, device, backend, batch_size, workers, max_pixels, quiet, **kw):
+    def wrapper(*args, device, backend, batch_size, workers, max_pixels, precision, compile_, quiet, **kw):
         opts = StreamOptions(backend=backend, device=device, batch_size=batch_size, workers=workers, quiet=quiet,
-                             max_pixels=max_pixels)
+                             max_pixels=max_pixels, precision=precision, compile=compile_)
         return fn(*args, opts=opts, **kw)
     return wrapper
 

@@ -14,9 +14,13 @@ from .options import handle_errors, stream_options
 @click.option("--train-batch-size", type=click.IntRange(2, 4096), default=64, show_default=True,
               help="Images per training step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
-@click.option("--dim", type=click.IntRange(2, 4096), default=128, show_default=True, help="Embedding size.")
-@click.option("--handcrafted/--no-handcrafted", default=False, show_default=True,
-              help="Concatenate the spec's handcrafted vector before the embedding head.")
+@click.option("--dim", type=click.IntRange(2, 4096), default=None, help="Embedding size.  [default: 128]")
+@click.option("--handcrafted/--no-handcrafted", default=None,
+              help="Concatenate the spec's handcrafted vector before the embedding head.  [default: no; "
+                   "with --fine-tune: as the current embedding]")
+@click.option("--fine-tune", is_flag=True,
+              help="Start from the gallery's current embedding instead of from scratch (e.g. after "
+                   "enrolling a new model with the frozen embedding); keeps its architecture.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
               help="Fraction of each model's images kept apart (not trained on) for calibration.")
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True)
@@ -25,8 +29,8 @@ from .options import handle_errors, stream_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @stream_options
 @handle_errors
-def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, holdout, frr, normalize,
-              seed, opts):
+def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, fine_tune, holdout, frr,
+              normalize, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
     The weights (safetensors) and config (JSON) are stored in the gallery; its spec records
@@ -37,6 +41,8 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, hol
     Example:
       fpfast enroll my_gallery --from-folders zoo/train
       fpfast train my_gallery --from-folders zoo/train --epochs 30
+      fpfast enroll my_gallery --model new_model samples/new_model/     # frozen embedding, >= 10 images
+      fpfast train my_gallery --from-folders all_models/ --fine-tune --epochs 5 --lr 1e-3
     """
     g = Gallery.load(gallery)
 
@@ -46,7 +52,8 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, hol
                        f"  {rec['seconds']:.1f}s", err=True)
 
     g2, info = wf.train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
-                                handcrafted=handcrafted, normalize=normalize, arch={"dim": dim},
+                                handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
+                                arch=None if dim is None else {"dim": dim},
                                 log=log, batch_size=train_batch_size, lr=lr)
     click.echo(f"gallery {gallery}: embedding {info['identity'][:16]} ({info['dim']} dims) trained on "
                f"{info['trained_on']} images; {len(g2.models())} models, {len(g2)} samples re-enrolled"

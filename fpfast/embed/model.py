@@ -91,13 +91,14 @@ class ResidualEmbedNet(nn.Module):
         self.head = nn.Linear(cin + hd, int(a["dim"]))
 
     def forward(self, x: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
-        r = reference_residual(x, self.arch["residual"], float(self.arch["sigma"]))
+        with torch.autocast(x.device.type, enabled=False):  # the residual is a small difference: fp32
+            r = reference_residual(x.float(), self.arch["residual"], float(self.arch["sigma"]))
         f = self.body(self.stem(self.in_norm(r))).mean(dim=(2, 3))
         if self.hand_norm is not None:
             if hand is None:
                 raise EmbedError("this embedding concatenates handcrafted features: pass hand=")
-            f = torch.cat([f, self.hand_norm(hand.float())], 1)
-        return F.normalize(self.head(f), dim=1)
+            f = torch.cat([f, self.hand_norm(hand.float()).to(f.dtype)], 1)
+        return F.normalize(self.head(f).float(), dim=1)
 
 
 def _canonical(obj) -> bytes:
@@ -173,21 +174,36 @@ class Embedder:
         from ..spec import FingerprintSpec
         return FingerprintSpec.from_dict(self.config["spec"])
 
-    def _net_on(self, device: torch.device) -> nn.Module:
-        if device.type == "cpu":
-            return self.net
-        if device not in self._dev_nets:
+    def _net_on(self, device: torch.device, precision: str, compile: bool):
+        """The network prepared for (device, precision, compile), built once and cached:
+        channels-last on CUDA (cuDNN's fast NHWC convolutions), optionally ``torch.compile``d."""
+        key = (str(device), precision, bool(compile))
+        if key not in self._dev_nets:
             import copy
-            self._dev_nets[device] = copy.deepcopy(self.net).to(device).eval()
-        return self._dev_nets[device]
+            net = self.net if device.type == "cpu" else copy.deepcopy(self.net).to(device)
+            if device.type == "cuda":
+                net = net.to(memory_format=torch.channels_last)
+            net = net.eval()
+            if compile:
+                net = torch.compile(net, dynamic=False)
+            self._dev_nets[key] = net
+        return self._dev_nets[key]
 
     def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", backend: str = "auto",
-              layout: str = "auto", batch_size: int = 256) -> np.ndarray:
+              layout: str = "auto", batch_size: int = 256, precision: str = "auto",
+              compile: bool = False) -> np.ndarray:
         """Embeddings [B, dim] float32 of uint8/float images [B,H,W,3] or [B,3,H,W] (already in
-        the spec's geometry, as the pipeline's batches are)."""
+        the spec's geometry, as the pipeline's batches are).
+
+        ``precision``: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32``, ``fp16`` (CUDA only) or
+        ``bf16``: the network runs under autocast at that precision; the residual, the
+        normalisation and the output stay fp32. ``compile``: ``torch.compile`` the network (once
+        per device and precision; pays on long GPU runs, costs a compile up front).
+        """
         from ..prepare import as_float_chw
         dev = torch.device(device)
-        net = self._net_on(dev)
+        dtype = resolve_precision(precision, dev)
+        net = self._net_on(dev, precision, compile)
         out = []
         with torch.inference_mode():
             for s in range(0, images.shape[0], batch_size):
@@ -198,5 +214,23 @@ class Embedder:
                     hand = fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend,
                                                 layout=layout)
                 x = as_float_chw(xb.to(dev), layout).float()
-                out.append(net(x, hand).float().cpu().numpy())
+                if dev.type == "cuda":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                    z = net(x, hand)
+                out.append(z.float().cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype of ``precision`` on ``device`` (see :meth:`Embedder.embed`)."""
+    if precision not in PRECISIONS:
+        raise EmbedError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if precision == "fp16" and device.type != "cuda":
+        raise EmbedError("fp16 embedding inference needs a CUDA device; on CPU use fp32 or bf16")
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]

@@ -10,13 +10,22 @@ classifier, is what the gallery stores, so models enrolled later reuse it frozen
 
 Augmentations, drawn from one ``numpy`` generator seeded by ``seed`` (so a CPU run is
 repeatable): horizontal/vertical flips; per batch, with probability ``p_rescale``, a down-scale by
-a factor in [0.5, 1] (Pillow antialiased bilinear); per image, with probability ``p_jpeg``, an
-in-memory JPEG round trip at a quality in [``jpeg_min``, 100]; then a random crop a few pixels
-smaller than the (rescaled) working size, at a random offset (shifts the JPEG and up-sampling
-grids). Images of a batch share one size so that they stack.
+a factor that is 0.5 (the usual thumbnail ratio) a third of the time and uniform in (0.5, 1)
+otherwise, with a Pillow filter drawn from bilinear, bicubic, Lanczos and box (antialiased); per
+image, with probability ``p_jpeg``, an in-memory JPEG round trip at a quality in
+[``jpeg_min``, 100]; then a random crop at a random offset (shifts the JPEG and up-sampling
+grids): ``patch`` pixels on a side when ``patch`` > 0 (train on patches of large images, embed
+whole ones: the network pools globally), else a few pixels smaller than the (rescaled) working
+size. Images of a batch share one size so that they stack.
+
+Fine-tuning (``init=`` an existing :class:`Embedder`): the network starts from its weights and
+each class's head vector from the normalised mean embedding of that class's (unaugmented)
+images, so known classes start where the gallery already puts them and a newly enrolled model
+starts at its few-shot centroid.
 """
 from __future__ import annotations
 
+import copy
 import io
 import time
 from typing import Sequence
@@ -30,7 +39,8 @@ from ..spec import FingerprintSpec, load_spec
 from .model import Embedder, EmbedError, ResidualEmbedNet, resolve_arch
 
 DEFAULT_TRAIN = {"epochs": 30, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "scale": 16.0,
-                 "margin": 0.2, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.3, "seed": 0}
+                 "margin": 0.2, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.4, "patch": 0, "seed": 0}
+_FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX)
 
 
 def _jpeg(img: np.ndarray, q: int) -> np.ndarray:
@@ -41,18 +51,24 @@ def _jpeg(img: np.ndarray, q: int) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def _rescale(img: np.ndarray, f: float) -> np.ndarray:
+def _rescale(img: np.ndarray, f: float, resample=Image.BILINEAR) -> np.ndarray:
     h, w = img.shape[:2]
     size = (max(1, round(w * f)), max(1, round(h * f)))
-    return np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(img).resize(size, resample))
 
 
 def augment_batch(images: Sequence[np.ndarray], base: int, min_size: int, rng: np.random.Generator,
                   opts: dict) -> np.ndarray:
     """One augmented uint8 batch [B, C, C, 3] (see the module docstring)."""
-    f = float(rng.uniform(0.5, 1.0)) if rng.random() < opts["p_rescale"] else 1.0
+    f = 1.0
+    if rng.random() < opts["p_rescale"]:
+        f = 0.5 if rng.random() < 1 / 3 else float(rng.uniform(0.5, 1.0))
+        resample = _FILTERS[int(rng.integers(len(_FILTERS)))]
     work = max(min_size, int(round(base * f)))
-    crop = max(min_size, work - int(rng.integers(0, max(1, work // 8) + 1)))
+    if opts.get("patch"):
+        crop = max(min_size, min(work, int(opts["patch"])))
+    else:
+        crop = max(min_size, work - int(rng.integers(0, max(1, work // 8) + 1)))
     out = np.empty((len(images), crop, crop, 3), np.uint8)
     for i, img in enumerate(images):
         if rng.random() < 0.5:
@@ -61,9 +77,9 @@ def augment_batch(images: Sequence[np.ndarray], base: int, min_size: int, rng: n
             img = img[::-1]
         img = np.ascontiguousarray(img)
         if f != 1.0:
-            img = _rescale(img, f)
+            img = _rescale(img, f, resample)
             if min(img.shape[:2]) < crop:  # a tiny image pushed below the floor: scale back up
-                img = _rescale(img, crop / min(img.shape[:2]))
+                img = _rescale(img, crop / min(img.shape[:2]), resample)
         if rng.random() < opts["p_jpeg"]:
             img = _jpeg(img, int(rng.integers(opts["jpeg_min"], 101)))
         h, w = img.shape[:2]
@@ -81,12 +97,14 @@ def _center(img: np.ndarray, size: int) -> np.ndarray:
 
 def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: FingerprintSpec | str | None = None,
                     *, arch: dict | None = None, handcrafted: bool = False, device: str = "cpu",
-                    backend: str = "auto", log=None, **train_opts) -> tuple[Embedder, list[dict]]:
+                    backend: str = "auto", log=None, init: Embedder | None = None,
+                    **train_opts) -> tuple[Embedder, list[dict]]:
     """Train an :class:`Embedder` on uint8 HxWx3 ``images`` with class ``labels`` (any hashables).
 
     ``spec``: the handcrafted spec (its residual operator feeds the network, its geometry crops
     the images, its features are concatenated with ``handcrafted=True``). ``train_opts``:
     overrides of :data:`DEFAULT_TRAIN`. ``log``: optional callable receiving each epoch's record.
+    ``init``: fine-tune this embedder (its architecture; ``arch``/``handcrafted`` must agree).
     Returns (embedder, per-epoch log). Deterministic for a seed on CPU (same torch thread count).
     """
     spec = load_spec(spec).handcrafted()
@@ -116,8 +134,14 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     dev = torch.device(device)
     a = resolve_arch(arch, residual=spec.residual, sigma=spec.sigma,
                      handcrafted_dim=spec.dim if handcrafted else 0)
-    net = ResidualEmbedNet(a).to(dev)
-    head = torch.nn.Parameter(torch.randn(len(classes), int(a["dim"]), generator=torch.Generator().manual_seed(seed)).to(dev))
+    if init is None:
+        net = ResidualEmbedNet(a).to(dev)
+        head0 = torch.randn(len(classes), int(a["dim"]), generator=torch.Generator().manual_seed(seed))
+    else:
+        a = _check_init(init, a, arch, spec)
+        net = copy.deepcopy(init.net).to(dev)
+        head0 = _class_means(init, imgs, y, len(classes), dev, backend)
+    head = torch.nn.Parameter(head0.to(dev))
     params = list(net.parameters()) + [head]
     opt = torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"])
     bs = int(min(opts["batch_size"], len(imgs)))
@@ -158,8 +182,38 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
             log(rec)
     net = net.cpu().eval()
     config = {"arch": a, "spec": spec.to_dict(),
-              "training": {**opts, "classes": [str(c) for c in classes], "n_images": len(imgs),
+              "training": {**opts, "init": init.identity if init is not None else None, "classes": [str(c) for c in classes], "n_images": len(imgs),
                            "device": dev.type, "torch_version": torch.__version__,
                            "final_loss": history[-1]["loss"] if history else None}}
     # (no wall-clock time in the config: it is part of the identity, which must repeat for a seed)
     return Embedder(net, config), history
+
+
+def _check_init(init: Embedder, a: dict, arch: dict | None, spec: FingerprintSpec) -> dict:
+    """The architecture of a fine-tuning run: ``init``'s, which must agree with what was asked."""
+    want = dict(init.arch)
+    if arch is not None and any(want.get(k) != v for k, v in arch.items()):
+        raise EmbedError(f"fine-tuning keeps the embedding's architecture {want}; got arch={arch}")
+    if bool(want["handcrafted_dim"]) != bool(a["handcrafted_dim"]):
+        raise EmbedError("fine-tuning keeps the embedding's handcrafted concatenation "
+                         f"({'on' if want['handcrafted_dim'] else 'off'}); --handcrafted must agree")
+    if (want["residual"], float(want["sigma"])) != (a["residual"], float(a["sigma"])) or \
+            want["handcrafted_dim"] not in (0, a["handcrafted_dim"]):
+        raise EmbedError(f"the embedding was trained on residual {want['residual']!r} (sigma "
+                         f"{want['sigma']}) with {want['handcrafted_dim']} handcrafted dims; this spec "
+                         f"gives {a['residual']!r} (sigma {a['sigma']}) and {a['handcrafted_dim']}")
+    return want
+
+
+def _class_means(emb: Embedder, imgs: Sequence[np.ndarray], y: np.ndarray, n_classes: int,
+                 dev: torch.device, backend: str) -> torch.Tensor:
+    """[n_classes, dim] unit mean embedding of each class's images (grouped by shape to stack)."""
+    sums = torch.zeros(n_classes, emb.dim, dtype=torch.float64)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, im in enumerate(imgs):
+        by_shape.setdefault(im.shape, []).append(i)
+    for ids in by_shape.values():
+        z = emb.embed(torch.from_numpy(np.stack([imgs[i] for i in ids])), device=dev, backend=backend,
+                      layout="hwc")
+        sums.index_add_(0, torch.from_numpy(y[ids]), torch.from_numpy(z).double())
+    return F.normalize(sums.float(), dim=1)

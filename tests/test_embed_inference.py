@@ -1,0 +1,76 @@
+"""Embedding inference options: precision (autocast), channels-last + torch.compile, the stream,
+and `fpfast extract --gallery`."""
+import numpy as np
+import pytest
+import torch
+
+from _embed_synth import SPEC, save_folders
+from fpfast import workflows as wf
+from fpfast.embed import EmbedError
+from fpfast.gallery import Gallery
+
+
+def _cos(a, b):
+    return np.sum(a * b, axis=1)  # both unit vectors
+
+
+def test_bf16_on_cpu_is_close_and_fp16_needs_cuda(embed_trained, embed_data):
+    emb = embed_trained[0]
+    x = torch.from_numpy(np.stack(embed_data[1][0]))
+    ref = emb.embed(x, precision="fp32")
+    np.testing.assert_array_equal(emb.embed(x), ref)  # auto on CPU is fp32
+    low = emb.embed(x, precision="bf16")
+    assert low.dtype == np.float32 and not np.array_equal(low, ref)  # it did run in bf16
+    # bf16 keeps 8 mantissa bits: each layer adds ~0.4 % relative error; 0.98 bounds four layers
+    assert _cos(low, ref).min() > 0.98
+    with pytest.raises(EmbedError, match="CUDA"):
+        emb.embed(x, precision="fp16")
+    with pytest.raises(EmbedError, match="unknown precision"):
+        emb.embed(x, precision="fp8")
+
+
+@pytest.mark.slow
+def test_compiled_network_matches_eager(embed_trained, embed_data):
+    emb = embed_trained[0]
+    x = torch.from_numpy(np.stack(embed_data[1][0][:8]))
+    got = emb.embed(x, compile=True)
+    # inductor fuses and reorders float32 sums: agreement to float32 rounding, not bit-exact
+    np.testing.assert_allclose(got, emb.embed(x), atol=1e-5)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fp16_channels_last_matches_cpu(embed_trained, embed_data):
+    emb = embed_trained[0]
+    x = torch.from_numpy(np.stack(embed_data[1][0]))
+    ref = emb.embed(x)
+    half = emb.embed(x, device="cuda")  # auto: fp16, channels-last
+    assert _cos(half, ref).min() > 0.995  # fp16: 11 mantissa bits
+    np.testing.assert_allclose(emb.embed(x, device="cuda", precision="fp32"), ref, atol=1e-4)
+
+
+def test_extract_with_a_gallery_writes_its_embedding(tmp_path, embed_trained, embed_data):
+    from click.testing import CliRunner
+    from fpfast.cli import cli
+    from fpfast.io.writers import read_rows
+    emb = embed_trained[0]
+    (x, y), (xt, yt) = embed_data
+    g = Gallery.create(str(tmp_path / "g"), SPEC, normalize="none").with_embedding(emb)
+    g.add("m0", emb.embed(torch.from_numpy(np.stack(x[:5]))))
+    g.fit()
+    g.save()
+    q = tmp_path / "q"
+    save_folders(q, xt[:6], ["all"] * 6)
+    out = str(tmp_path / "out")
+    r = CliRunner()
+    res = r.invoke(cli, ["extract", str(q / "all"), "--out", out, "--gallery", g.path, "--device", "cpu", "-q"])
+    assert res.exit_code == 0, res.output
+    rows = sorted(read_rows(out), key=lambda r: r["path"])
+    vecs = np.stack([np.asarray(r["vector"], np.float32) for r in rows])
+    assert vecs.shape == (6, emb.dim)  # files 000..005 in order
+    np.testing.assert_allclose(vecs, emb.embed(torch.from_numpy(np.stack(xt[:6]))), atol=1e-6)
+    res = r.invoke(cli, ["extract", str(q), "--out", out + "2", "--gallery", g.path, "--spec", "default"])
+    assert res.exit_code == 2 and "not both" in res.output
+    res = r.invoke(cli, ["extract", str(q / "all"), "--out", out + "3", "--gallery", g.path, "--device", "cpu",
+                         "--precision", "fp16"])
+    assert res.exit_code == 2 and "CUDA" in res.output, res.output
