@@ -145,15 +145,20 @@ def image_sources(sources, spec: FingerprintSpec, opts: StreamOptions, **source_
 
 def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: int | None = None,
                   holdout: float = 0.2, frr: float = 0.05, seed: int = 0, handcrafted: bool | None = None,
-                  normalize: str = "none", arch: dict | None = None, fine_tune: bool = False, log=None,
-                  **train_opts):
+                  normalize: str = "none", arch: dict | None = None, fine_tune: bool = False,
+                  calibrate_on: str = "augmented", log=None, **train_opts):
     """Train a learned embedding on the labelled folders ``root/<model>/`` (one per enrolled
     model; extra folders are enrolled as new models), then rebuild ``gallery`` in the embedding's
     space: every folder image embedded, the same ``holdout`` split as :func:`enroll` (held-out
     images are not trained on: they calibrate the open-set threshold), refit, recalibrate,
     save (atomic; the handcrafted vectors are replaced). ``fine_tune``: start from the gallery's
     current embedding (e.g. after enrolling a new model with it frozen) instead of from scratch;
-    ``handcrafted=None``: the current embedding's choice, else off. Returns (new gallery, summary dict)."""
+    ``handcrafted=None``: the current embedding's choice, else off. ``calibrate_on``: ``clean``
+    held-out images, or ``augmented``: those plus one copy of each under the training
+    augmentations (JPEG, down-scaling, crops), so that re-encoded queries of known models are not
+    all answered 'unknown'. Returns (new gallery, summary dict)."""
+    if calibrate_on not in ("clean", "augmented"):
+        raise ValueError(f"calibrate_on must be 'clean' or 'augmented', got {calibrate_on!r}")
     from .embed import train_embedding
     init = gallery.embedder() if fine_tune else None
     if fine_tune and init is None:
@@ -194,9 +199,26 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         g.add(name, v[keep], [keys[i] for i in keep])
         if len(hold):
             g.add_holdout(name, v[hold])
+            if calibrate_on == "augmented":
+                g.add_holdout(name, _augmented_embeddings(emb, [imgs[i] for i in hold], base, dev, seed))
     cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
+
+
+def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, seed: int) -> np.ndarray:
+    """Embeddings of ``imgs`` after one draw of the embedding's training augmentations each."""
+    from .embed.train import DEFAULT_TRAIN, augment_batch
+    opts = {**DEFAULT_TRAIN, **{k: v for k, v in emb.config.get("training", {}).items() if k in DEFAULT_TRAIN},
+            "patch": 0}  # queries are embedded whole, so are their calibration copies
+    rng = np.random.default_rng([seed, 0xCA1])
+    out = []
+    for s in range(0, len(imgs), 64):
+        chunk = imgs[s:s + 64]
+        base = min(min(im.shape[:2]) for im in chunk)
+        xb = augment_batch(chunk, base, spec.min_size, rng, opts)
+        out.append(emb.embed(torch.from_numpy(xb), device=device, layout="hwc"))
+    return np.concatenate(out)
 
 
 def _same_shape_groups(imgs: list) -> tuple[list[list], np.ndarray]:

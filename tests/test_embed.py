@@ -126,8 +126,13 @@ def test_train_gallery_from_folders_then_attribute(tmp_path, embed_data):
         wf.enroll(g, m, wf.fingerprint_sources([folder], g.spec, opts))
     wf.finish_enrollment(g, None, 0.1)
     torch.set_num_threads(1)
-    g2, info = wf.train_gallery(g, str(root), opts, arch=TINY, **{**FAST, "epochs": 4})
-    assert info["trained_on"] < len(x) and len(g2) + sum(g2.holdout_counts().values()) == len(x)
+    g2, info = wf.train_gallery(g, str(root), opts, arch=TINY, calibrate_on="clean", **{**FAST, "epochs": 4})
+    held = sum(g2.holdout_counts().values())
+    assert info["trained_on"] < len(x) and len(g2) + held == len(x) and info["calibrated"]
+    thr_clean = g2.calibration["knn"]
+    g2, _ = wf.train_gallery(g, str(root), opts, arch=TINY, **{**FAST, "epochs": 4})  # augmented: the default
+    assert sum(g2.holdout_counts().values()) == 2 * held  # each held-out image once more, augmented
+    assert g2.calibration["knn"] != thr_clean
     g3 = Gallery.load(g2.path)
     assert g3.spec.embedding["identity"] == info["identity"] and g3.normalize == "none"
     fp = wf.gallery_fingerprints(g3, [str(root / "m0")], opts)

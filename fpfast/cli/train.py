@@ -24,13 +24,17 @@ from .options import handle_errors, stream_options
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
               help="Fraction of each model's images kept apart (not trained on) for calibration.")
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True)
+@click.option("--calibrate-on", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True,
+              help="Open-set thresholds from the held-out images as they are (clean), or also from one "
+                   "re-encoded/down-scaled/cropped copy of each (augmented: fewer 'unknown' answers for "
+                   "re-encoded images of known models).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default="none", show_default=True,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @stream_options
 @handle_errors
 def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, fine_tune, holdout, frr,
-              normalize, seed, opts):
+              calibrate_on, normalize, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
     The weights (safetensors) and config (JSON) are stored in the gallery; its spec records
@@ -53,6 +57,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, fin
 
     g2, info = wf.train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                 handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
+                                calibrate_on=calibrate_on,
                                 arch=None if dim is None else {"dim": dim},
                                 log=log, batch_size=train_batch_size, lr=lr)
     click.echo(f"gallery {gallery}: embedding {info['identity'][:16]} ({info['dim']} dims) trained on "
