@@ -124,6 +124,8 @@ def main(argv=None) -> None:
     ap.add_argument("--patch", type=int, default=0, help="training patch size (0: whole images)")
     ap.add_argument("--widths", default="", help="e.g. 32,64,128 (default: the library's)")
     ap.add_argument("--variants", default="hand,lda,learned,learned_hc")
+    ap.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="training option override (fpfast.embed.DEFAULT_TRAIN), e.g. --opt margin=0.35")
     ap.add_argument("--out", required=True, help="JSON results (rewritten after every row)")
     ap.add_argument("--md", help="append a Markdown table to this file")
     ap.add_argument("--title", default="")
@@ -142,6 +144,7 @@ def main(argv=None) -> None:
                         f"{len(labels['test'])} clean test images; default spec; k = 10. "
                         f"Machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}.")}
     hand = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
+    overrides = {k: float(v) for k, v in (o.split("=", 1) for o in a.opt)}
     arch = {"widths": [int(w) for w in a.widths.split(",")]} if a.widths else None
     if arch:
         arch["blocks"] = [1] * len(arch["widths"])
@@ -153,13 +156,13 @@ def main(argv=None) -> None:
         else:
             t = time.perf_counter()
             emb, hist = train_embedding(train_imgs, train_labels, spec, arch=arch, handcrafted=key == "learned_hc",
-                                        epochs=a.epochs, patch=a.patch,
+                                        epochs=a.epochs, patch=a.patch, **overrides,
                                         log=lambda r: print(json.dumps(r), flush=True))
             secs = time.perf_counter() - t
             ev = {s: vectors(data[s][0], lambda b: emb.embed(b, layout="hwc")) for s in data}
             g = gallery_of(spec, ev["train"], train_labels, "none", emb)
             row = score(g, {s: ev[s] for s in ev if s != "train"}, labels)
-            row.update(train_seconds=round(secs, 1), epochs=a.epochs, patch=a.patch, arch=emb.arch,
+            row.update(train_seconds=round(secs, 1), epochs=a.epochs, patch=a.patch, arch=emb.arch, options=overrides,
                        final_train_acc=hist[-1]["train_acc"],
                        cpu_images_per_s={str(s): round(throughput(emb, s), 1) for s in (32, 64)})
             res["rows"][name] = row

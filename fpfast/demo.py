@@ -1,13 +1,16 @@
 """`fpfast demo`: the whole job, offline, on an embedded default.
 
 Builds a GM-zoo preset (tiny generative models trained here on photos bundled with
-scikit-image/scikit-learn), enrolls every gallery model from its train split, attributes the held-out
-test images and the images of a model kept out of the gallery (open set) through the same stream
-`fpfast attribute` uses, and evaluates the answers against the folder each image came from.
+scikit-image/scikit-learn), enrolls every gallery model from its train split (handcrafted
+fingerprint), trains a learned embedding on the same split as `fpfast train` does (unless
+``embedding_epochs`` is 0), attributes the held-out test images and the images of a model kept
+out of the gallery (open set) through the same stream `fpfast attribute` uses, with each gallery,
+and evaluates the answers against the folder each image came from.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Callable
 
@@ -23,39 +26,65 @@ def true_model(path: str) -> str:
 
 
 def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: wf.StreamOptions | None = None,
-             method: str = "knn", echo: Callable[[str], None] = print) -> dict:
+             method: str = "knn", embedding_epochs: int = 60, echo: Callable[[str], None] = print) -> dict:
+    """Run the demo into ``out``; returns the evaluation of the final gallery (the learned
+    embedding's when one was trained), with ``handcrafted`` holding the handcrafted gallery's."""
     from .zoo import build_zoo
 
     opts = opts or wf.StreamOptions()
     quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
+    steps = 5 if embedding_epochs else 4
+    step = iter(f"[{i}/{steps}]" for i in range(1, steps + 1))
     zoo_dir = os.path.join(out, "zoo")
-    echo(f"[1/4] building the GM-zoo ({preset}, seed {seed}) in {zoo_dir} ...")
+    echo(f"{next(step)} building the GM-zoo ({preset}, seed {seed}) in {zoo_dir} ...")
     zoo = build_zoo(zoo_dir, preset=preset, seed=seed, device=wf.resolve_device(opts.device), progress=False)
     size = zoo.get("image_size")
     spec = wf.resolve_spec(spec) if spec else wf.load_spec(None).replace(size=int(size))
 
     gdir = os.path.join(out, "gallery")
-    echo(f"[2/4] enrolling the train split into {gdir} (spec {spec.id}, {spec.dim} dims, LDA-normalised) ...")
+    echo(f"{next(step)} enrolling the train split into {gdir} (spec {spec.id}, {spec.dim} dims, LDA-normalised) ...")
     g = wf.Gallery.create(gdir, spec, overwrite=True)
     for model, folder in wf.model_folders(os.path.join(zoo_dir, "train")).items():
         r = wf.enroll(g, model, wf.fingerprint_sources([folder], spec, quiet), holdout=0.2, seed=seed)
         echo(f"      {model:<20s} {r['enrolled']:4d} enrolled, {r['held_out']:3d} held out")
     wf.finish_enrollment(g, "lda", frr=0.05)  # LDA: 0.875 vs 0.845 (standardize) kNN accuracy on tiny
+    galleries = {"handcrafted": g}
+    if embedding_epochs:
+        edir = os.path.join(out, "gallery-embedding")
+        echo(f"{next(step)} training a learned embedding of the artifact ({embedding_epochs} epochs) "
+             f"into {edir} ...")
+        shutil.rmtree(edir, ignore_errors=True)
+        shutil.copytree(gdir, edir)
+        ge, info = wf.train_gallery(wf.Gallery.load(edir), os.path.join(zoo_dir, "train"), quiet,
+                                    epochs=embedding_epochs, seed=seed)
+        echo(f"      trained on {info['trained_on']} images in {info['history'][-1]['seconds']:.0f}s "
+             f"(embedding {info['identity'][:12]}, {info['dim']} dims)")
+        galleries["learned embedding"] = ge
 
     sources = [os.path.join(zoo_dir, "test"), os.path.join(zoo_dir, "open_set")]
-    result_path = os.path.join(out, "attributions.parquet")
-    echo(f"[3/4] attributing {', '.join(os.path.relpath(s, out) for s in sources)} -> {result_path} ...")
-    summary = run(sources, wf.attribute_mapper(g, opts, method=method), result_path, spec=spec,
-                  overwrite=True, **quiet.stream_kw())
-    rows = read_rows(result_path)
-    ok = [r for r in rows if not r.get("error")]
+    echo(f"{next(step)} attributing {', '.join(os.path.relpath(s, out) for s in sources)} with "
+         f"{' and '.join(galleries)} ...")
+    results = {}
+    for name, gal in galleries.items():
+        tag = "" if name == "handcrafted" else "-embedding"
+        path = os.path.join(out, f"attributions{tag}.parquet")
+        summary = run(sources, wf.attribute_mapper(gal, opts, method=method), path, spec=gal.spec,
+                      overwrite=True, **quiet.stream_kw())
+        results[name] = (path, summary, os.path.join(out, f"eval{tag}"))
 
-    echo("[4/4] evaluating against the folder each image came from ...")
-    res = evaluate([true_model(r["path"]) for r in ok], [r["model"] for r in ok], list(g.models()),
-                   open_set_scores=[r["distance"] for r in ok], out_dir=os.path.join(out, "eval"))
-    res.update({"rows": len(rows), "row_errors": summary.errors, "seconds": time.perf_counter() - t0,
-                "attributions": result_path, "eval_dir": os.path.join(out, "eval"), "zoo": zoo_dir,
-                "gallery": gdir})
-    return res
+    echo(f"{next(step)} evaluating against the folder each image came from ...")
+    evals = {}
+    for name, (path, summary, eval_dir) in results.items():
+        rows = read_rows(path)
+        ok = [r for r in rows if not r.get("error")]
+        res = evaluate([true_model(r["path"]) for r in ok], [r["model"] for r in ok],
+                       list(galleries[name].models()), open_set_scores=[r["distance"] for r in ok],
+                       out_dir=eval_dir)
+        res.update({"rows": len(rows), "row_errors": summary.errors, "attributions": path,
+                    "eval_dir": eval_dir, "gallery": galleries[name].path, "vectors": name})
+        evals[name] = res
+    final = evals[list(evals)[-1]]
+    final.update({"seconds": time.perf_counter() - t0, "zoo": zoo_dir, "handcrafted": evals["handcrafted"]})
+    return final

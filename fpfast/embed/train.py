@@ -10,8 +10,8 @@ classifier, is what the gallery stores, so models enrolled later reuse it frozen
 
 Augmentations, drawn from one ``numpy`` generator seeded by ``seed`` (so a CPU run is
 repeatable): horizontal/vertical flips; per batch, with probability ``p_rescale``, a down-scale by
-a factor that is 0.5 (the usual thumbnail ratio) a third of the time and uniform in (0.5, 1)
-otherwise, with a Pillow filter drawn from bilinear, bicubic, Lanczos and box (antialiased); per
+a factor that is 0.5 (the usual thumbnail ratio) with probability ``p_half`` and uniform in
+(0.5, 1) otherwise, with a Pillow filter drawn from bilinear, bicubic, Lanczos and box (antialiased); per
 image, with probability ``p_jpeg``, an in-memory JPEG round trip at a quality in
 [``jpeg_min``, 100]; then a random crop at a random offset (shifts the JPEG and up-sampling
 grids): ``patch`` pixels on a side when ``patch`` > 0 (train on patches of large images, embed
@@ -39,7 +39,8 @@ from ..spec import FingerprintSpec, load_spec
 from .model import Embedder, EmbedError, ResidualEmbedNet, resolve_arch
 
 DEFAULT_TRAIN = {"epochs": 30, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "scale": 16.0,
-                 "margin": 0.2, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.4, "patch": 0, "seed": 0}
+                 "margin": 0.2, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.4, "p_half": 1 / 3, "patch": 0,
+                 "seed": 0}
 _FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX)
 
 
@@ -62,7 +63,7 @@ def augment_batch(images: Sequence[np.ndarray], base: int, min_size: int, rng: n
     """One augmented uint8 batch [B, C, C, 3] (see the module docstring)."""
     f = 1.0
     if rng.random() < opts["p_rescale"]:
-        f = 0.5 if rng.random() < 1 / 3 else float(rng.uniform(0.5, 1.0))
+        f = 0.5 if rng.random() < opts["p_half"] else float(rng.uniform(0.5, 1.0))
         resample = _FILTERS[int(rng.integers(len(_FILTERS)))]
     work = max(min_size, int(round(base * f)))
     if opts.get("patch"):
