@@ -175,15 +175,13 @@ class Embedder:
         return FingerprintSpec.from_dict(self.config["spec"])
 
     def _net_on(self, device: torch.device, precision: str, compile: bool):
-        """The network prepared for (device, precision, compile), built once and cached:
-        channels-last on CUDA (cuDNN's fast NHWC convolutions), optionally ``torch.compile``d."""
+        """A copy of the network prepared for (device, precision, compile), built once and cached:
+        channels-last (cuDNN's NHWC convolutions on CUDA; oneDNN's on CPU: 1.5-1.8x faster at
+        32-64 px on the 2-core CI machine), optionally ``torch.compile``d."""
         key = (str(device), precision, bool(compile))
         if key not in self._dev_nets:
             import copy
-            net = self.net if device.type == "cpu" else copy.deepcopy(self.net).to(device)
-            if device.type == "cuda":
-                net = net.to(memory_format=torch.channels_last)
-            net = net.eval()
+            net = copy.deepcopy(self.net).to(device).to(memory_format=torch.channels_last).eval()
             if compile:
                 net = torch.compile(net, dynamic=False)
             self._dev_nets[key] = net
@@ -213,9 +211,7 @@ class Embedder:
                     from ..ops.features import fingerprint_features
                     hand = fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend,
                                                 layout=layout)
-                x = as_float_chw(xb.to(dev), layout).float()
-                if dev.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = as_float_chw(xb.to(dev), layout).float().contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
                     z = net(x, hand)
                 out.append(z.float().cpu().numpy())
