@@ -1,5 +1,6 @@
 """Enrolling a new model into an embedding gallery: frozen (few-shot) and fine-tuned."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -77,7 +78,12 @@ def test_cli_enroll_new_model_then_fine_tune(tmp_path, embed_data):
     nx, ny = make(12, 7, classes=(3,))
     save_folders(root, nx, ny)  # the new model's folder joins the others
     res = r.invoke(cli, ["enroll", g, "--model", "m3", str(root / "m3")] + common)
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 0 and "warning" not in res.output, res.output
+    few = str(tmp_path / "g_few")
+    shutil.copytree(g, few)
+    res = r.invoke(cli, ["enroll", few, "--model", "m3_few", str(root / "m3" / "000.png"),
+                         str(root / "m3" / "001.png")] + common)
+    assert res.exit_code == 0 and "needs >= 10" in res.output, res.output
     g1 = Gallery.load(g)
     assert g1.spec.embedding["identity"] == first and "m3" in g1.models()  # frozen embedding
     res = r.invoke(cli, ["train", g, "--from-folders", str(root), "--fine-tune", "--epochs", "1",

@@ -8,6 +8,8 @@ from ..gallery.normalize import METHODS as NORMALIZERS
 from ..io.sources import check_sources
 from .options import handle_errors, stream_options
 
+FEW_SHOT = 10  # images per model the frozen embedding needs (tests/test_embed_finetune.py)
+
 
 @click.command("enroll")
 @click.argument("gallery", type=click.Path(file_okay=False))
@@ -30,6 +32,10 @@ from .options import handle_errors, stream_options
 @handle_errors
 def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, frr, column, opts):
     """Add models' sample images to GALLERY (created when missing).
+
+    A gallery with a learned embedding (`fpfast train`) embeds new models with it, frozen: ten or
+    more images per model are enough to attribute it. To adapt the embedding to the new models,
+    run `fpfast train GALLERY --from-folders ROOT --fine-tune` afterwards.
 
     \b
     Examples:
@@ -70,6 +76,10 @@ def _enroll_groups(g, groups, column, holdout, opts) -> int:
                                     column=column)
         r = wf.enroll(g, name, fp, holdout=holdout)
         errors += r["errors"]
+        n = r["enrolled"] + r["held_out"]
+        if g.spec.embedding is not None and n < FEW_SHOT:
+            click.echo(f"warning: model {name!r} has {n} readable image(s); attribution with a learned "
+                       f"embedding needs >= {FEW_SHOT} per model", err=True)
         if not opts.quiet:
             click.echo(f"{name}: {r['enrolled']} enrolled, {r['held_out']} held out for calibration"
                        + (f", {r['errors']} unreadable" if r["errors"] else ""), err=True)
