@@ -10,7 +10,8 @@ from .options import handle_errors, stream_options
 @click.argument("gallery", type=click.Path(exists=True, file_okay=False))
 @click.option("--from-folders", "root", required=True, type=click.Path(exists=True, file_okay=False),
               help="Training images, one sub-folder per enrolled model (the gallery keeps only vectors).")
-@click.option("--epochs", type=click.IntRange(1, 10_000), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
+              help="Passes over the training images.  [default: about 4000 steps, 10-200 epochs]")
 @click.option("--train-batch-size", type=click.IntRange(2, 4096), default=64, show_default=True,
               help="Images per training step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
@@ -44,7 +45,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, fin
     \b
     Example:
       fpfast enroll my_gallery --from-folders zoo/train
-      fpfast train my_gallery --from-folders zoo/train --epochs 30
+      fpfast train my_gallery --from-folders zoo/train
       fpfast enroll my_gallery --model new_model samples/new_model/     # frozen embedding, >= 10 images
       fpfast train my_gallery --from-folders all_models/ --fine-tune --epochs 5 --lr 1e-3
     """

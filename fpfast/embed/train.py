@@ -1,8 +1,10 @@
 """Training the residual embedding from labelled images.
 
 Objective: cross-entropy on a normalised cosine head with an additive margin (CosFace,
-``s * (cos - m)`` for the true class). Chosen over supervised contrastive because it works with
-the small batches a 2-core CPU affords (SupCon wants many positives per class in every batch),
+``s * (cos - m)`` for the true class; s = 30, m = 0.35: against s = 16, m = 0.2, and with
+``p_half`` 0.5 in the same run, the small zoo's open-set AUROC rose from 0.85 to 0.88 and JPEG 75
+accuracy from 0.95 to 0.97). Chosen over supervised contrastive because it works with the small
+batches a 2-core CPU affords (SupCon wants many positives per class in every batch),
 its loss falls monotonically from the first epoch on tiny sets, and it optimises exactly the
 angle between unit vectors that the gallery's L2 kNN on normalised embeddings measures. The head
 (one unit vector per training class) is discarded after training: the embedding, not the
@@ -38,8 +40,8 @@ from PIL import Image
 from ..spec import FingerprintSpec, load_spec
 from .model import Embedder, EmbedError, ResidualEmbedNet, resolve_arch
 
-DEFAULT_TRAIN = {"epochs": 30, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "scale": 16.0,
-                 "margin": 0.2, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.4, "p_half": 1 / 3, "patch": 0,
+DEFAULT_TRAIN = {"epochs": None, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "scale": 30.0,
+                 "margin": 0.35, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.4, "p_half": 1 / 3, "patch": 0,
                  "seed": 0}
 _FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX)
 
@@ -147,6 +149,8 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     opt = torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"])
     bs = int(min(opts["batch_size"], len(imgs)))
     steps_per_epoch = max(1, len(imgs) // bs)
+    if opts["epochs"] is None:
+        opts["epochs"] = auto_epochs(steps_per_epoch)
     total = steps_per_epoch * int(opts["epochs"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts["lr"], total_steps=max(total, 1),
                                                 pct_start=0.15)
@@ -188,6 +192,17 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
                            "final_loss": history[-1]["loss"] if history else None}}
     # (no wall-clock time in the config: it is part of the identity, which must repeat for a seed)
     return Embedder(net, config), history
+
+
+AUTO_STEPS, AUTO_EPOCHS = 4000, (10, 200)
+
+
+def auto_epochs(steps_per_epoch: int) -> int:
+    """Epochs giving about :data:`AUTO_STEPS` optimizer steps, within :data:`AUTO_EPOCHS`: on the
+    GM-zoo's small preset (45 steps per epoch) 100 epochs reached 0.998 clean accuracy where 40
+    gave 0.990 (``benchmarks/results/embedding.md``)."""
+    lo, hi = AUTO_EPOCHS
+    return int(min(hi, max(lo, -(-AUTO_STEPS // max(1, steps_per_epoch)))))
 
 
 def _check_init(init: Embedder, a: dict, arch: dict | None, spec: FingerprintSpec) -> dict:
