@@ -165,3 +165,9 @@ def test_cli_enroll_train_attribute(tmp_path, embed_data):
     assert len(open(out).read().strip().splitlines()) == 1 + len(xt[::10])
     res = r.invoke(cli, ["search", str(q / "0.png"), "--gallery", g, "-k", "2"] + common)
     assert res.exit_code == 0 and "models:" in res.output, res.output
+
+
+def test_automatic_epoch_count():
+    from fpfast.embed.train import AUTO_EPOCHS, auto_epochs
+    assert auto_epochs(40) == 100  # 4000 steps
+    assert auto_epochs(1) == AUTO_EPOCHS[1] and auto_epochs(10_000) == AUTO_EPOCHS[0]

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from _embed_synth import FAST, SPEC, TINY, make, save_folders
-from fpfast import workflows as wf
 from fpfast.embed import EmbedError, train_embedding
 from fpfast.gallery import Gallery
 

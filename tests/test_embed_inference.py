@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from _embed_synth import SPEC, save_folders
-from fpfast import workflows as wf
 from fpfast.embed import EmbedError
 from fpfast.gallery import Gallery
 

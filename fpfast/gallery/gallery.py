@@ -15,17 +15,16 @@ on everything (that rebuilds the index and clears the calibration, whose distanc
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
 from typing import Sequence
 
 import numpy as np
 
-from ..spec import FingerprintSpec, SpecError
+from ..spec import FingerprintSpec
 from . import attribution as attr
 from . import index as fidx
 from . import normalize as norm
-from . import store
+from . import persist, store
 from .store import GalleryError
 from .torch_search import knn as torch_knn
 
@@ -38,10 +37,6 @@ def _to_numpy(x) -> np.ndarray:
     if _is_torch(x):
         x = x.detach().to("cpu").float().numpy()
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclasses.dataclass
@@ -149,22 +144,6 @@ class Gallery:
             g._embedder = embedder
         return g
 
-    def _load_embedding(self, meta: dict, verify: bool) -> None:
-        from ..embed import identity_of
-        rec = meta.get("embedding")
-        if not isinstance(rec, dict) or not isinstance(rec.get("config"), str) \
-                or not isinstance(rec.get("weights"), str):
-            raise GalleryError("the spec names a learned embedding but gallery.json has no valid "
-                               "'embedding' record (config/weights files)")
-        cfg = store.load_bytes(self.path, rec["config"], meta, False)
-        wts = store.load_bytes(self.path, rec["weights"], meta, False)
-        got, want = identity_of(cfg, wts), self.spec.embedding["identity"]
-        if got != want:  # checked even with verify=False: these bytes run as a network
-            raise GalleryError(f"embedding hash mismatch: sha256 of {rec['config']} + {rec['weights']} is "
-                               f"{got[:16]}..., the spec's embedding identity is {want[:16]}...: the "
-                               "embedding weights or config were altered or replaced; refusing this gallery")
-        self._embedding = (cfg, wts)
-
     # ================================================================== create / load / save
     @classmethod
     def create(cls, path: str, spec: FingerprintSpec | None = None, *,
@@ -180,7 +159,7 @@ class Gallery:
                 index=index, index_params=index_params)
         import fpfast
         faiss = fidx.faiss_module()
-        g.created = {"fpfast_version": fpfast.__version__, "date": _now(),
+        g.created = {"fpfast_version": fpfast.__version__, "date": store.now(),
                      "numpy_version": np.__version__,
                      "faiss_version": getattr(faiss, "__version__", None) if faiss else None}
         g.save()
@@ -191,134 +170,11 @@ class Gallery:
         """Read a gallery, checking format, spec (against ``spec`` when given), shapes, counts
         and (with ``verify``) the sha256 of every file. Raises :class:`GalleryError`, or
         :class:`~fpfast.spec.SpecError` for a spec mismatch."""
-        meta = store.read_meta(path)
-        try:
-            gspec = FingerprintSpec.from_dict(meta["spec"])
-        except (SpecError, TypeError) as e:
-            raise GalleryError(f"gallery.json holds an invalid fingerprint spec: {e}") from None
-        if meta.get("spec_id") != gspec.id:
-            raise GalleryError(f"gallery.json spec_id {meta.get('spec_id')!r} does not match its "
-                               f"spec (id {gspec.id}): the spec was edited")
-        if spec is not None:
-            spec.require_same(gspec, "gallery")
-        nm, ix = meta["normalize"], meta["index"]
-        try:
-            g = cls(path, gspec, normalize=nm.get("method"), normalize_params=nm.get("params"),
-                    index=ix.get("type"), index_params=ix.get("params"))
-        except ValueError as e:
-            raise GalleryError(f"gallery.json: {e}") from None
-        n, d = meta["count"], gspec.dim
-        if meta.get("dim") != d:
-            raise GalleryError(f"gallery.json says dim {meta.get('dim')!r} but its spec gives vectors of "
-                               f"dimension {d}: the file was edited or is damaged")
-        if gspec.embedding is not None:
-            g._load_embedding(meta, verify)
-        g._names = [m["name"] for m in meta["models"]]
-        g._vectors = store.load_array(path, "vectors.npy", meta, verify, np.float32, (n, d))
-        g._labels = store.load_array(path, "labels.npy", meta, verify, np.int32, (n,))
-        if n and (g._labels.min() < 0 or g._labels.max() >= len(g._names)):
-            raise GalleryError(f"labels.npy holds labels outside [0, {len(g._names)})")
-        counts = np.bincount(g._labels, minlength=len(g._names))
-        want = [m["count"] for m in meta["models"]]
-        if counts.tolist() != want:
-            raise GalleryError(f"labels.npy counts {counts.tolist()} differ from gallery.json's "
-                               f"model counts {want}")
-        keys = store.load_json(path, "keys.json", meta, verify)
-        if not isinstance(keys, list) or len(keys) != n or not all(isinstance(k, str) for k in keys):
-            raise GalleryError(f"keys.json must be a list of {n} strings")
-        g._keys = keys
-        if nm.get("fitted") and g.normalize != "none":
-            arrays = {}
-            for name, fname in (nm.get("arrays") or {}).items():
-                shape = {"mean": (d,), "scale": (d,), "projection": (d, None)}.get(name)
-                if shape is None:
-                    raise GalleryError(f"gallery.json names an unknown normaliser array {name!r}")
-                arrays[name] = store.load_array(path, fname, meta, verify, np.float32, shape)
-            if "mean" not in arrays or "scale" not in arrays:
-                raise GalleryError("gallery.json: fitted normaliser lacks its mean/scale arrays")
-            g._normalizer = norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"],
-                                            arrays.get("projection"), dict(g.normalize_params))
-            g._fitted_on = int(nm.get("fitted_on", n))
-        ifile = ix.get("file")
-        if ifile:
-            p = store.check_file(path, ifile, meta, verify)
-            if fidx.faiss_module() is not None:
-                g._index = g._read_index(p, ifile, n)
-            elif g.index_type != "flat":
-                raise GalleryError(f"this gallery has an {g.index_type!r} index and faiss is not "
-                                   "installed here; only 'flat' galleries search without faiss")
-        nh = int((meta.get("holdout") or {}).get("count", 0))
-        if nh:
-            g._hold_vectors = store.load_array(path, "holdout_vectors.npy", meta, verify, np.float32, (nh, d))
-            g._hold_labels = store.load_array(path, "holdout_labels.npy", meta, verify, np.int32, (nh,))
-            if g._hold_labels.min() < 0 or g._hold_labels.max() >= len(g._names):
-                raise GalleryError(f"holdout_labels.npy holds labels outside [0, {len(g._names)})")
-        g.calibration = meta["calibration"]
-        g.created = meta.get("created", {})
-        return g
-
-    def _read_index(self, p: str, fname: str, n: int):
-        try:
-            index = fidx.read(p)
-        except RuntimeError as e:
-            raise GalleryError(f"{fname} is not a readable FAISS index: "
-                               f"{str(e).strip().splitlines()[-1]}") from None
-        kind = fidx.kind_of(index)
-        if kind != self.index_type:
-            raise GalleryError(f"{fname} holds a {kind} index but gallery.json says {self.index_type!r}")
-        out_dim = self._normalizer.out_dim(self.spec.dim)
-        if index.ntotal != n or index.d != out_dim:
-            raise GalleryError(f"{fname} holds {index.ntotal} vectors of dimension {index.d}, "
-                               f"expected {n} of dimension {out_dim}")
-        fidx.apply_search_params(index, kind, self.index_params)
-        return fidx.to_gpu(index, kind)
+        return persist.read(cls, path, spec, verify)
 
     def save(self) -> None:
         """Write the gallery to its directory atomically (a new directory swapped in)."""
-        nz = self._normalizer
-        ready = nz is not None and len(self) > 0 and fidx.faiss_module() is not None
-        if ready and self._index is None:
-            self._build_index()
-        arrays = {"vectors.npy": self._vectors, "labels.npy": self._labels}
-        if len(self._hold_labels):
-            arrays["holdout_vectors.npy"] = self._hold_vectors
-            arrays["holdout_labels.npy"] = self._hold_labels
-        names = {}
-        if nz is not None and self.normalize != "none":
-            for name, arr in nz.arrays().items():
-                names[name] = f"normalizer_{name}.npy"
-                arrays[names[name]] = arr
-        counts = np.bincount(self._labels, minlength=len(self._names)).tolist()
-        ifile = "index.faiss" if (ready and self._index is not None) else None
-        meta = {
-            "format": store.FORMAT_NAME,
-            "format_version": store.FORMAT_VERSION,
-            "spec": self.spec.to_dict(),
-            "spec_id": self.spec.id,
-            "dim": self.spec.dim,
-            "count": len(self),
-            "models": [{"name": m, "count": c} for m, c in zip(self._names, counts)],
-            "normalize": {"method": self.normalize, "params": self.normalize_params,
-                          "fitted": nz is not None, "fitted_on": self._fitted_on,
-                          "out_dim": nz.out_dim(self.spec.dim) if nz is not None else None,
-                          "arrays": names},
-            "index": {"type": self.index_type, "metric": "l2", "params": self.index_params,
-                      "file": ifile},
-            "calibration": self.calibration,
-            "holdout": {"count": int(len(self._hold_labels))},
-            "created": self.created,
-            "updated": _now(),
-        }
-        blobs = None
-        if self.spec.embedding is not None:
-            if self._embedding is None:
-                raise GalleryError("this gallery's spec names a learned embedding but holds no weights")
-            blobs = {"embedding.json": self._embedding[0], "embedding.safetensors": self._embedding[1]}
-            meta["embedding"] = {**self.spec.embedding, "config": "embedding.json",
-                                 "weights": "embedding.safetensors"}
-        index = self._index
-        store.save_dir(self.path, meta, arrays, {"keys.json": self._keys},
-                       (lambda p: fidx.write(index, p)) if ifile else None, ifile, blobs)
+        persist.write(self)
 
     # ================================================================== enrollment
     def __len__(self) -> int:
@@ -576,7 +432,7 @@ class Gallery:
         stats = self.own_model_distance(vectors, models, method)
         lab = np.array([self._names.index(m) for m in models], np.int64)
         rec = attr.calibrate_thresholds(stats, lab, list(self._names), frr, per_model, min_per_model)
-        rec["date"] = _now()
+        rec["date"] = store.now()
         self.calibration[method] = rec
         return rec
 

@@ -1,4 +1,4 @@
-"""The gallery directory: format, atomic save, validated load. No pickle anywhere.
+"""The gallery directory: format, atomic save, validated file reads (the gallery-level checks are in `persist`). No pickle anywhere.
 
 Layout of a gallery directory::
 
@@ -22,6 +22,7 @@ gallery (plus, at worst, a ``.<name>.tmp-*`` / ``.<name>.old-*`` directory besid
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -42,6 +43,11 @@ class GalleryError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- save
+def now() -> str:
+    """UTC time stamp of gallery records (ISO 8601, seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
              jsons: dict[str, Any], index_writer: Callable[[str], None] | None,
              index_file: str | None, blobs: dict[str, bytes] | None = None) -> None:
