@@ -1,4 +1,5 @@
-"""The gallery directory: format, atomic save, validated file reads (the gallery-level checks are in `persist`). No pickle anywhere.
+"""The gallery directory: format, atomic save, validated file reads (the gallery-level checks
+are in :mod:`.persist`). No pickle anywhere.
 
 Layout of a gallery directory::
 
