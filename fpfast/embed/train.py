@@ -13,9 +13,9 @@ classifier, is what the gallery stores, so models enrolled later reuse it frozen
 Augmentations, drawn from one ``numpy`` generator seeded by ``seed`` (so a CPU run is
 repeatable): horizontal/vertical flips; per batch, with probability ``p_rescale``, a down-scale by
 a factor that is 0.5 (the usual thumbnail ratio) with probability ``p_half`` and uniform in
-(0.5, 1) otherwise, with a Pillow filter drawn from bilinear, bicubic, Lanczos and box (antialiased); per
-image, with probability ``p_jpeg``, an in-memory JPEG round trip at a quality in
-[``jpeg_min``, 100]; then a random crop at a random offset (shifts the JPEG and up-sampling
+(0.5, 1) otherwise, with a Pillow filter drawn from bilinear, bicubic, Lanczos and box
+(antialiased); per image, with probability ``p_jpeg``, an in-memory JPEG round trip at a quality
+in [``jpeg_min``, 100]; then a random crop at a random offset (shifts the JPEG and up-sampling
 grids): ``patch`` pixels on a side when ``patch`` > 0 (train on patches of large images, embed
 whole ones: the network pools globally), else a few pixels smaller than the (rescaled) working
 size. Images of a batch share one size so that they stack.
@@ -40,9 +40,10 @@ from PIL import Image
 from ..spec import FingerprintSpec, load_spec
 from .model import Embedder, EmbedError, ResidualEmbedNet, resolve_arch
 
+# epochs None: :func:`auto_epochs`
 DEFAULT_TRAIN = {"epochs": None, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "scale": 30.0,
-                 "margin": 0.35, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.4, "p_half": 1 / 3, "patch": 0,
-                 "seed": 0}
+                 "margin": 0.35, "p_jpeg": 0.5, "jpeg_min": 60, "p_rescale": 0.4, "p_half": 1 / 3,
+                 "patch": 0, "seed": 0}
 _FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX)
 
 
@@ -187,7 +188,8 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
             log(rec)
     net = net.cpu().eval()
     config = {"arch": a, "spec": spec.to_dict(),
-              "training": {**opts, "init": init.identity if init is not None else None, "classes": [str(c) for c in classes], "n_images": len(imgs),
+              "training": {**opts, "init": init.identity if init is not None else None,
+                           "classes": [str(c) for c in classes], "n_images": len(imgs),
                            "device": dev.type, "torch_version": torch.__version__,
                            "final_loss": history[-1]["loss"] if history else None}}
     # (no wall-clock time in the config: it is part of the identity, which must repeat for a seed)
