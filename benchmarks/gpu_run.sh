@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One lease on a lent GPU machine (no network there): build in place, run the suite and the GPU
-# benchmarks, copy logs and result files to $OUT. Usage: bash benchmarks/gpu_run.sh test|bench
+# benchmarks, copy logs and result files to $OUT. Usage: bash benchmarks/gpu_run.sh test|kernels|embed|bench
 # Wheels missing there (faiss-cpu, diffusers) travel in .whl/ (see the device tool's notes).
 set -uo pipefail
 OUT=${OUT:-/tmp/fpfast-gpu-out}; mkdir -p "$OUT"
@@ -23,6 +23,11 @@ case "${1:-test}" in
     python3 -m pytest -q -ra -p no:cacheprovider tests/test_backend_triton.py tests/test_projectors_models.py tests/test_projectors_spec.py 2>&1 | tee "$OUT/tests2.log" | tail -5
     python3 benchmarks/bench_kernels.py --device cuda --note "H100 lease" 2>&1 | tee "$OUT/bench_kernels.txt" | tail -30
     cp benchmarks/results/kernels.csv benchmarks/results/kernels.md "$OUT/" 2>/dev/null
+    ;;
+  embed)
+    python3 -m pytest -q -ra -p no:cacheprovider tests/test_embed_inference.py tests/test_embed.py 2>&1 | tail -5
+    python3 benchmarks/bench_embedding_speed.py --device cuda --note "GPU lease" 2>&1 | tee "$OUT/embedding_speed.txt" | tail -20
+    cp benchmarks/results/embedding_speed.csv benchmarks/results/embedding_speed.md "$OUT/" 2>/dev/null
     ;;
   bench)
     python3 benchmarks/cuda_check.py --reps 30 2>&1 | tee "$OUT/cuda_check.txt" | tail -40
