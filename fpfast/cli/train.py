@@ -51,10 +51,12 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, fin
     """
     g = Gallery.load(gallery)
 
-    def log(rec):
-        if not opts.quiet:
-            click.echo(f"epoch {rec['epoch']:3d}  loss {rec['loss']:.4f}  train acc {rec['train_acc']:.3f}"
-                       f"  {rec['seconds']:.1f}s", err=True)
+    def log(rec):  # about 20 lines whatever the epoch count
+        every = max(1, rec["epochs"] // 20)
+        if not opts.quiet and (rec["epoch"] % every == 0 or rec["epoch"] in (1, rec["epochs"])):
+            click.echo(f"epoch {rec['epoch']:4d}/{rec['epochs']}  loss {rec['loss']:.4f}  train acc "
+                       f"{rec['train_acc']:.3f} (augmented)  {rec['images_per_s']:.0f} images/s  "
+                       f"{rec['seconds']:.1f}s", err=True)
 
     g2, info = wf.train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                 handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,

@@ -181,8 +181,10 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
             tot_loss += float(loss.detach()) * len(ids)
             correct += int((cos.argmax(1) == yb).sum())
             seen += len(ids)
-        rec = {"epoch": epoch + 1, "loss": tot_loss / seen, "train_acc": correct / seen,
-               "seconds": round(time.perf_counter() - t0, 3)}
+        secs = time.perf_counter() - t0
+        rec = {"epoch": epoch + 1, "epochs": int(opts["epochs"]), "loss": tot_loss / seen,
+               "train_acc": correct / seen, "seconds": round(secs, 3),
+               "images_per_s": round((epoch + 1) * steps_per_epoch * bs / max(secs, 1e-9), 1)}
         history.append(rec)
         if log is not None:
             log(rec)
