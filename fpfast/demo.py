@@ -26,7 +26,7 @@ def true_model(path: str) -> str:
 
 
 def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: wf.StreamOptions | None = None,
-             method: str = "knn", embedding_epochs: int = 60, echo: Callable[[str], None] = print) -> dict:
+             method: str = "knn", embedding_epochs: int = 120, echo: Callable[[str], None] = print) -> dict:
     """Run the demo into ``out``; returns the evaluation of the final gallery (the learned
     embedding's when one was trained), with ``handcrafted`` holding the handcrafted gallery's."""
     from .zoo import build_zoo

@@ -12,7 +12,7 @@ from .options import handle_errors, stream_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--spec", help="Fingerprint spec (default: 'default' at the zoo's image size).")
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
-@click.option("--embedding-epochs", type=click.IntRange(0, 10_000), default=60, show_default=True,
+@click.option("--embedding-epochs", type=click.IntRange(0, 10_000), default=120, show_default=True,
               help="Epochs of the learned embedding trained after the handcrafted gallery (0: skip it).")
 @stream_options
 @handle_errors
