@@ -171,3 +171,12 @@ def test_automatic_epoch_count():
     from fpfast.embed.train import AUTO_EPOCHS, auto_epochs
     assert auto_epochs(40) == 100  # 4000 steps
     assert auto_epochs(1) == AUTO_EPOCHS[1] and auto_epochs(10_000) == AUTO_EPOCHS[0]
+
+
+def test_patch_training_refuses_handcrafted_features(embed_data):
+    from fpfast.embed import EmbedError
+    (x, y), _ = embed_data
+    with pytest.raises(EmbedError, match="patch"):
+        train_embedding(x, y, SPEC, arch=TINY, handcrafted=True, patch=16, epochs=1)
+    emb, _ = train_embedding(x, y, SPEC, arch=TINY, patch=16, epochs=1, batch_size=24)
+    assert emb.embed(torch.from_numpy(np.stack(x[:2]))).shape == (2, TINY["dim"])  # whole 24-px images

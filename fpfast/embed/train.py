@@ -119,6 +119,10 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     if unknown:
         raise EmbedError(f"unknown training options {unknown}; expected {sorted(DEFAULT_TRAIN)}")
     opts = {**DEFAULT_TRAIN, **train_opts}
+    if handcrafted and opts["patch"]:
+        raise EmbedError("patch training with handcrafted features would feed the head features of "
+                         f"{opts['patch']}-px patches and, at query time, of whole images: train on "
+                         "whole images (patch=0) or without --handcrafted")
     if len(images) != len(labels) or not len(images):
         raise EmbedError(f"need as many labels as images (> 0), got {len(images)} images, {len(labels)} labels")
     classes = sorted(set(labels), key=str)
