@@ -50,3 +50,38 @@ def format_info(d: dict) -> str:
     f = d["faiss"]
     lines.append("faiss: " + (f"{f['version']}, {f['gpus']} GPU(s)" if f["installed"] else "not installed"))
     return "\n".join(lines)
+
+
+def gallery_info(path: str) -> dict:
+    """What a gallery holds: spec, models, normaliser, index, calibration and, for an embedding
+    gallery, the embedding's identity, architecture and training record (read from its config)."""
+    import json
+
+    from .gallery import Gallery
+    g = Gallery.load(path)
+    d = {"path": path, "spec_id": g.spec.id, "dim": g.spec.dim, "samples": len(g), "models": g.models(),
+         "held_out": g.holdout_counts(), "normalize": g.normalize, "index": g.index_type,
+         "calibrated": sorted(g.calibration), "created": g.created}
+    emb = g.embedder()
+    if emb is not None:
+        t = json.loads(emb.to_bytes()[0]).get("training", {})
+        d["embedding"] = {"identity": emb.identity, "arch": emb.arch,
+                          "training": {k: t.get(k) for k in ("epochs", "n_images", "classes", "final_loss",
+                                                             "init", "device", "seed", "torch_version")}}
+    return d
+
+
+def format_gallery_info(d: dict) -> str:
+    lines = [f"gallery {d['path']}: {d['samples']} samples of {len(d['models'])} models, spec {d['spec_id']} "
+             f"({d['dim']} dims), normalise {d['normalize']}, index {d['index']}, open-set thresholds: "
+             f"{', '.join(d['calibrated']) or 'none'}"]
+    for m, n in d["models"].items():
+        lines.append(f"  {m:<24s} {n:7d} samples, {d["held_out"].get(m, 0):5d} calibration vectors")
+    e = d.get("embedding")
+    if e:
+        a, t = e["arch"], e["training"]
+        lines.append(f"learned embedding {e['identity'][:16]}: {a['kind']} widths {a['widths']} -> {a['dim']} dims, "
+                     f"residual {a['residual']}, handcrafted head {'on' if a['handcrafted_dim'] else 'off'}; "
+                     f"trained {t['epochs']} epochs on {t['n_images']} images ({t['device']}, seed {t['seed']}), "
+                     f"final loss {t['final_loss']:.4f}" + (f", fine-tuned from {t['init'][:16]}" if t["init"] else ""))
+    return "\n".join(lines)

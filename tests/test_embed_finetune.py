@@ -91,3 +91,6 @@ def test_cli_enroll_new_model_then_fine_tune(tmp_path, embed_data):
     g2 = Gallery.load(g)
     assert g2.spec.embedding["identity"] != first and g2.spec.dim == 16
     assert sorted(g2.models()) == ["m0", "m1", "m2", "m3"]
+    res = r.invoke(cli, ["info", "--gallery", g])
+    assert res.exit_code == 0 and "learned embedding" in res.output and "fine-tuned from" in res.output, res.output
+    assert "m3 " in res.output

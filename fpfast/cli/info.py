@@ -2,16 +2,23 @@ import json
 
 import click
 
-from ..info import format_info, info
+from ..info import format_gallery_info, format_info, gallery_info, info
+from .options import handle_errors
 
 
 @click.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def info_cmd(as_json: bool) -> None:
-    """Version, compiled and usable backends, devices, faiss GPUs.
+@click.option("--gallery", type=click.Path(exists=True, file_okay=False),
+              help="Describe this gallery instead: models, spec, calibration, learned embedding.")
+@handle_errors
+def info_cmd(as_json: bool, gallery: str | None) -> None:
+    """Version, compiled and usable backends, devices, faiss GPUs; or what a gallery holds.
 
     \b
-    Example:  fpfast info
+    Examples:
+      fpfast info
+      fpfast info --gallery my_gallery
     """
-    d = info()
-    click.echo(json.dumps(d, indent=2, default=str) if as_json else format_info(d))
+    d = gallery_info(gallery) if gallery else info()
+    text = format_gallery_info(d) if gallery else format_info(d)
+    click.echo(json.dumps(d, indent=2, default=str) if as_json else text)
