@@ -76,7 +76,7 @@ def format_gallery_info(d: dict) -> str:
              f"({d['dim']} dims), normalise {d['normalize']}, index {d['index']}, open-set thresholds: "
              f"{', '.join(d['calibrated']) or 'none'}"]
     for m, n in d["models"].items():
-        lines.append(f"  {m:<24s} {n:7d} samples, {d["held_out"].get(m, 0):5d} calibration vectors")
+        lines.append(f"  {m:<24s} {n:7d} samples, {d['held_out'].get(m, 0):5d} calibration vectors")
     e = d.get("embedding")
     if e:
         a, t = e["arch"], e["training"]
