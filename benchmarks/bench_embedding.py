@@ -64,7 +64,12 @@ def score(g: Gallery, vecs: dict, labels: dict) -> dict:
         for split in SPLITS:
             if split in vecs:
                 pred = np.array(g.attribute(vecs[split], method=method, k=10).predicted)
-                row[f"{method}/{split}"] = float(np.mean(pred == np.array(labels[split])))
+                truth = np.array(labels[split])
+                row[f"{method}/{split}"] = float(np.mean(pred == truth))
+                if method == "knn":  # the five most frequent confusions, for the notes
+                    pairs, counts = np.unique(np.stack([truth, pred], 1)[pred != truth], axis=0, return_counts=True)
+                    row[f"confusions/{split}"] = [f"{t}->{p}: {c}" for (t, p), c in
+                                                  sorted(zip(map(tuple, pairs), counts), key=lambda x: -x[1])[:5]]
         pred = np.array(g.attribute(vecs["test"], method=method, k=10).predicted)
         t = np.array(labels["test"])
         in_pair = np.isin(t, PAIR)
@@ -128,6 +133,7 @@ def main(argv=None) -> None:
                     help="training option override (fpfast.embed.DEFAULT_TRAIN), e.g. --opt margin=0.35")
     ap.add_argument("--out", required=True, help="JSON results (rewritten after every row)")
     ap.add_argument("--md", help="append a Markdown table to this file")
+    ap.add_argument("--save", help="directory to keep each trained embedding in (config JSON + safetensors)")
     ap.add_argument("--title", default="")
     a = ap.parse_args(argv)
     spec = load_spec("default")
@@ -159,6 +165,11 @@ def main(argv=None) -> None:
                                         epochs=a.epochs, patch=a.patch, **overrides,
                                         log=lambda r: print(json.dumps(r), flush=True))
             secs = time.perf_counter() - t
+            if a.save:
+                os.makedirs(a.save, exist_ok=True)
+                for ext, blob in zip(("json", "safetensors"), emb.to_bytes()):
+                    with open(os.path.join(a.save, f"{key}.{ext}"), "wb") as fh:
+                        fh.write(blob)
             ev = {s: vectors(data[s][0], lambda b: emb.embed(b, layout="hwc")) for s in data}
             g = gallery_of(spec, ev["train"], train_labels, "none", emb)
             row = score(g, {s: ev[s] for s in ev if s != "train"}, labels)
