@@ -192,21 +192,23 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     dev = resolve_device(opts.device)
     for name, (imgs, keys, keep, hold) in data.items():
         groups, order = _same_shape_groups(imgs)
-        vecs = np.concatenate([emb.embed(torch.from_numpy(np.stack(grp)), device=dev, layout="hwc")
-                               for grp in groups])
+        vecs = np.concatenate([emb.embed(torch.from_numpy(np.stack(grp)), device=dev, layout="hwc",
+                                         precision=opts.precision) for grp in groups])
         v = np.empty_like(vecs)
         v[order] = vecs
         g.add(name, v[keep], [keys[i] for i in keep])
         if len(hold):
             g.add_holdout(name, v[hold])
             if calibrate_on == "augmented":
-                g.add_holdout(name, _augmented_embeddings(emb, [imgs[i] for i in hold], base, dev, seed))
+                g.add_holdout(name, _augmented_embeddings(emb, [imgs[i] for i in hold], base, dev, seed,
+                                                          opts.precision))
     cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
 
 
-def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, seed: int) -> np.ndarray:
+def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, seed: int,
+                          precision: str = "auto") -> np.ndarray:
     """Embeddings of ``imgs`` after one draw of the embedding's training augmentations each."""
     from .embed.train import DEFAULT_TRAIN, augment_batch
     opts = {**DEFAULT_TRAIN, **{k: v for k, v in emb.config.get("training", {}).items() if k in DEFAULT_TRAIN},
@@ -217,7 +219,7 @@ def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, s
         chunk = imgs[s:s + 64]
         base = min(min(im.shape[:2]) for im in chunk)
         xb = augment_batch(chunk, base, spec.min_size, rng, opts)
-        out.append(emb.embed(torch.from_numpy(xb), device=device, layout="hwc"))
+        out.append(emb.embed(torch.from_numpy(xb), device=device, layout="hwc", precision=precision))
     return np.concatenate(out)
 
 
