@@ -71,7 +71,7 @@ def test_cli_enroll_new_model_then_fine_tune(tmp_path, embed_data):
     assert r.invoke(cli, ["enroll", g, "--from-folders", str(root), "--spec", SPEC.to_json()] + common).exit_code == 0
     res = r.invoke(cli, ["train", g, "--from-folders", str(root), "--fine-tune"] + common)
     assert res.exit_code == 2 and "already has a learned embedding" in res.output, res.output
-    res = r.invoke(cli, ["train", g, "--from-folders", str(root), "--epochs", "1", "--dim", "16"] + common)
+    res = r.invoke(cli, ["train", g, "--from-folders", str(root), "--epochs", "1", "--dim", "16", "--patch", "16"] + common)
     assert res.exit_code == 0, res.output
     first = Gallery.load(g).spec.embedding["identity"]
     nx, ny = make(12, 7, classes=(3,))

@@ -16,6 +16,9 @@ from .options import handle_errors, stream_options
               help="Images per training step.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
 @click.option("--dim", type=click.IntRange(2, 4096), default=None, help="Embedding size.  [default: 128]")
+@click.option("--patch", type=click.IntRange(0, 65536), default=0, show_default=True,
+              help="Train on random PATCH-px crops (about (size/PATCH)^2 times faster per image); queries "
+                   "are still embedded whole. 0: whole images. Not with --handcrafted.")
 @click.option("--handcrafted/--no-handcrafted", default=None,
               help="Concatenate the spec's handcrafted vector before the embedding head.  [default: no; "
                    "with --fine-tune: as the current embedding]")
@@ -34,7 +37,7 @@ from .options import handle_errors, stream_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @stream_options
 @handle_errors
-def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, fine_tune, holdout, frr,
+def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, holdout, frr,
               calibrate_on, normalize, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
@@ -62,7 +65,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, handcrafted, fin
                                 handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
                                 calibrate_on=calibrate_on,
                                 arch=None if dim is None else {"dim": dim},
-                                log=log, batch_size=train_batch_size, lr=lr)
+                                log=log, batch_size=train_batch_size, lr=lr, patch=patch)
     click.echo(f"gallery {gallery}: embedding {info['identity'][:16]} ({info['dim']} dims) trained on "
                f"{info['trained_on']} images; {len(g2.models())} models, {len(g2)} samples re-enrolled"
                + ("; open-set thresholds calibrated" if info["calibrated"] else ""))
