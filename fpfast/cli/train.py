@@ -31,8 +31,8 @@ from .options import handle_errors, stream_options
 @click.option("--calibrate-on", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True,
               help="Open-set thresholds from the held-out images (clean) or also from one re-encoded / "
                    "down-scaled / cropped copy of each (augmented). On the small zoo, augmented answered "
-                   "92 %% of JPEG-90 images of known models right (clean: 50 %%, the rest 'unknown') but "
-                   "flagged only 4.5 %% of an unknown model's images (clean: 47.5 %%).")
+                   "92 % of JPEG-90 images of known models right (clean: 50 %, the rest 'unknown') but "
+                   "flagged only 4.5 % of an unknown model's images (clean: 47.5 %).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default="none", show_default=True,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).")
 @click.option("--seed", type=int, default=0, show_default=True)
