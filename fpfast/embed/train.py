@@ -207,8 +207,8 @@ AUTO_STEPS, AUTO_EPOCHS = 4000, (10, 200)
 
 def auto_epochs(steps_per_epoch: int) -> int:
     """Epochs giving about :data:`AUTO_STEPS` optimizer steps, within :data:`AUTO_EPOCHS`: on the
-    GM-zoo's small preset (45 steps per epoch) 100 epochs reached 0.998 clean accuracy where 40
-    gave 0.990 (``benchmarks/results/embedding.md``)."""
+    GM-zoo's small preset (56 steps per epoch) 100 epochs reached 0.995-0.998 clean accuracy where
+    40 gave 0.990 (``benchmarks/results/embedding.md``)."""
     lo, hi = AUTO_EPOCHS
     return int(min(hi, max(lo, -(-AUTO_STEPS // max(1, steps_per_epoch)))))
 
