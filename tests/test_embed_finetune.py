@@ -1,5 +1,6 @@
 """Enrolling a new model into an embedding gallery: frozen (few-shot) and fine-tuned."""
 import json
+import os
 import shutil
 
 import numpy as np
@@ -91,6 +92,16 @@ def test_cli_enroll_new_model_then_fine_tune(tmp_path, embed_data):
     g2 = Gallery.load(g)
     assert g2.spec.embedding["identity"] != first and g2.spec.dim == 16
     assert sorted(g2.models()) == ["m0", "m1", "m2", "m3"]
+    # the same in one step from enroll: a fifth model, then fine-tuning on all folders
+    nx, _ = make(12, 9, classes=(3,))
+    save_folders(root, nx, ["m4"] * len(nx))
+    res = r.invoke(cli, ["enroll", g, "--model", "m4", str(root / "m4"), "--fine-tune-from", str(root)] + common)
+    assert res.exit_code == 0 and "fine-tuned" in res.output, res.output
+    g3 = Gallery.load(g)
+    assert g3.spec.embedding["identity"] != g2.spec.embedding["identity"] and "m4" in g3.models()
+    hand = str(tmp_path / "hand")  # a handcrafted gallery has nothing to fine-tune: refused, nothing left
+    res = r.invoke(cli, ["enroll", hand, "--model", "m4", str(root / "m4"), "--fine-tune-from", str(root)] + common)
+    assert res.exit_code == 2 and "learned embedding" in res.output and not os.path.exists(hand), res.output
     res = r.invoke(cli, ["info", "--gallery", g])
     assert res.exit_code == 0 and "learned embedding" in res.output and "fine-tuned from" in res.output, res.output
     assert "m3 " in res.output

@@ -28,14 +28,18 @@ FEW_SHOT = 10  # images per model the frozen embedding needs (tests/test_embed_f
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
               help="False-reject rate the open-set threshold is calibrated to.")
 @click.option("--column", help="Image-bytes column of parquet sources.")
+@click.option("--fine-tune-from", "tune_root", type=click.Path(exists=True, file_okay=False),
+              help="Gallery with a learned embedding: after enrolling, fine-tune the embedding on these "
+                   "labelled folders (one per model, the new ones included) and re-enroll every model "
+                   "with it, as `fpfast train --fine-tune` does.")
 @stream_options
 @handle_errors
-def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, frr, column, opts):
+def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, frr, column, tune_root, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A gallery with a learned embedding (`fpfast train`) embeds new models with it, frozen: ten or
     more images per model are enough to attribute it. To adapt the embedding to the new models,
-    run `fpfast train GALLERY --from-folders ROOT --fine-tune` afterwards.
+    add --fine-tune-from ROOT (or run `fpfast train GALLERY --from-folders ROOT --fine-tune`).
 
     \b
     Examples:
@@ -55,6 +59,8 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     created = not os.path.exists(os.path.join(gallery, "gallery.json"))
     g = wf.open_or_create(gallery, wf.resolve_spec(spec) if spec else None, normalize or "standardize", index)
     try:
+        if tune_root and g.spec.embedding is None:
+            raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         errors = _enroll_groups(g, groups, column, holdout, opts)
     except BaseException:
         if created:  # leave no empty gallery behind: a rerun after the fix must not find one
@@ -65,6 +71,10 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     cal = wf.finish_enrollment(g, normalize, frr)
     click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
                + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
+    if tune_root:
+        g, info = wf.train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr)
+        click.echo(f"gallery {gallery}: embedding fine-tuned on {info['trained_on']} images -> "
+                   f"{info['identity'][:16]}; {len(g.models())} models, {len(g)} samples re-enrolled")
     if errors:
         raise SystemExit(3)
 
