@@ -61,23 +61,22 @@ def vectors(imgs: list[np.ndarray], fn) -> np.ndarray:
 def score(g: Gallery, vecs: dict, labels: dict) -> dict:
     row = {}
     for method in ("knn", "centroid"):
+        att = {split: g.attribute(vecs[split], method=method, k=10) for split in SPLITS + ("open_set",)
+               if split in vecs}  # one lookup per split, reused below
         for split in SPLITS:
-            if split in vecs:
-                pred = np.array(g.attribute(vecs[split], method=method, k=10).predicted)
-                truth = np.array(labels[split])
+            if split in att:
+                pred, truth = np.array(att[split].predicted), np.array(labels[split])
                 row[f"{method}/{split}"] = float(np.mean(pred == truth))
                 if method == "knn":  # the five most frequent confusions, for the notes
                     pairs, counts = np.unique(np.stack([truth, pred], 1)[pred != truth], axis=0, return_counts=True)
                     row[f"confusions/{split}"] = [f"{t}->{p}: {c}" for (t, p), c in
                                                   sorted(zip(map(tuple, pairs), counts), key=lambda x: -x[1])[:5]]
-        pred = np.array(g.attribute(vecs["test"], method=method, k=10).predicted)
-        t = np.array(labels["test"])
+        pred, t = np.array(att["test"].predicted), np.array(labels["test"])
         in_pair = np.isin(t, PAIR)
         if in_pair.any():
             row[f"{method}/pair"] = float(np.mean(pred[in_pair] == t[in_pair]))
-        if "open_set" in vecs:
-            known = g.attribute(vecs["test"], method=method, k=10).distance
-            unknown = g.attribute(vecs["open_set"], method=method, k=10).distance
+        if "open_set" in att:
+            known, unknown = att["test"].distance, att["open_set"].distance
             row[f"{method}/auroc"] = auroc(np.r_[known, unknown],
                                            np.r_[np.zeros(len(known)), np.ones(len(unknown))].astype(bool))
     return row

@@ -185,11 +185,10 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     tr_y = [m for m in data for _ in data[m][2]]
     if epochs is not None:
         train_opts["epochs"] = epochs
-    emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted,
-                                   device=resolve_device(opts.device), backend=opts.backend,
-                                   log=log, seed=seed, init=init, **train_opts)
-    g = gallery.with_embedding(emb)
     dev = resolve_device(opts.device)
+    emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted, device=dev,
+                                   backend=opts.backend, log=log, seed=seed, init=init, **train_opts)
+    g = gallery.with_embedding(emb)
     for name, (imgs, keys, keep, hold) in data.items():
         groups, order = _same_shape_groups(imgs)
         vecs = np.concatenate([emb.embed(torch.from_numpy(np.stack(grp)), device=dev, layout="hwc",

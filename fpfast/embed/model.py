@@ -123,6 +123,7 @@ class Embedder:
         self.arch = net.arch
         self._bytes: tuple[bytes, bytes] | None = None
         self._dev_nets: dict = {}
+        self._spec = None
 
     # ------------------------------------------------------------------ identity / bytes
     def to_bytes(self) -> tuple[bytes, bytes]:
@@ -171,8 +172,11 @@ class Embedder:
 
     # ------------------------------------------------------------------ inference
     def handcrafted_spec(self):
-        from ..spec import FingerprintSpec
-        return FingerprintSpec.from_dict(self.config["spec"])
+        """The handcrafted spec it was trained on (parsed once: ``embed`` asks for it per batch)."""
+        if self._spec is None:
+            from ..spec import FingerprintSpec
+            self._spec = FingerprintSpec.from_dict(self.config["spec"])
+        return self._spec
 
     def _net_on(self, device: torch.device, precision: str, compile: bool):
         """A copy of the network prepared for (device, precision, compile), built once and cached:
