@@ -20,7 +20,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_embedding import SPLITS, vectors  # noqa: E402
-from fpfast import workflows as wf  # noqa: E402
+from fpfast.jobs.options import StreamOptions  # noqa: E402
+from fpfast.jobs.train import train_gallery  # noqa: E402
+from fpfast.spec import load_spec  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
@@ -31,14 +33,14 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--md")
     a = ap.parse_args(argv)
-    opts = wf.StreamOptions(device="cpu", quiet=True)
+    opts = StreamOptions(device="cpu", quiet=True)
     data = {s: load_zoo_split(a.zoo, s)[:2] for s in SPLITS + ("open_set",)
             if os.path.isdir(os.path.join(a.zoo, s))}
     table = {}
     for how in ("clean", "augmented"):
         tmp = tempfile.mkdtemp(prefix=f"calib_{how}_")
-        g = Gallery.create(os.path.join(tmp, "g"), wf.load_spec(None))
-        g, info = wf.train_gallery(g, os.path.join(a.zoo, "train"), opts, epochs=a.epochs, calibrate_on=how)
+        g = Gallery.create(os.path.join(tmp, "g"), load_spec(None))
+        g, info = train_gallery(g, os.path.join(a.zoo, "train"), opts, epochs=a.epochs, calibrate_on=how)
         emb = g.embedder()
         print(how, info["identity"][:16], flush=True)
         for split, (imgs, labels) in data.items():

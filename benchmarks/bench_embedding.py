@@ -32,6 +32,7 @@ from fpfast.embed import train_embedding  # noqa: E402
 from fpfast.gallery import Gallery, auroc  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
+from fpfast.prepare import map_images  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
 SPLITS = ("test", "test_jpeg90", "test_jpeg75", "test_resize", "test_crop", "unseen_seed")
@@ -40,22 +41,7 @@ VARIANTS = {"hand": "handcrafted + standardize", "lda": "handcrafted + LDA",
             "learned": "learned embedding", "learned_hc": "learned + handcrafted"}
 
 
-def _batches(imgs: list[np.ndarray], n: int = 256):
-    by_shape: dict[tuple, list[int]] = {}
-    for i, im in enumerate(imgs):
-        by_shape.setdefault(im.shape, []).append(i)
-    for ids in by_shape.values():
-        for s in range(0, len(ids), n):
-            yield ids[s:s + n], torch.from_numpy(np.stack([imgs[i] for i in ids[s:s + n]]))
-
-
-def vectors(imgs: list[np.ndarray], fn) -> np.ndarray:
-    out = None
-    for ids, batch in _batches(imgs):
-        v = np.asarray(fn(batch), np.float32)
-        out = np.empty((len(imgs), v.shape[1]), np.float32) if out is None else out
-        out[ids] = v
-    return out
+vectors = map_images  # (images, fn) -> fn's rows in the images' order
 
 
 def score(g: Gallery, vecs: dict, labels: dict) -> dict:

@@ -31,7 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from fpfast.gallery import index as fidx  # noqa: E402
-from fpfast.gallery.torch_search import knn as torch_knn  # noqa: E402
+from fpfast.search import faiss_search  # noqa: E402
+from fpfast.search import knn as torch_knn  # noqa: E402
 from fpfast.spec import FingerprintSpec  # noqa: E402
 
 FIELDS = ["method", "backend", "device", "n", "dim", "queries", "k", "params", "build_s",
@@ -130,7 +131,7 @@ def main(argv=None) -> None:
     t = time.perf_counter()
     if faiss is not None:
         exact_index = fidx.build("flat", {}, x)
-        exact_d, exact_i = fidx.search(exact_index, q, 1)
+        exact_d, exact_i = faiss_search(exact_index, q, 1)
         truth = "faiss flat"
     else:
         exact_d, exact_i = exact_float64(x, q, device)
@@ -151,7 +152,7 @@ def main(argv=None) -> None:
             if method == "ivf":
                 params = dict(params, nlist=int(index.nlist))
             t = time.perf_counter()
-            d, i = fidx.search(index, q, args.k)
+            d, i = faiss_search(index, q, args.k)
             search_s = time.perf_counter() - t
             backend, dev_name = "faiss-cpu", cpu_name()
             del index

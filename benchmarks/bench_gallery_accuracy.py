@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from fpfast import workflows as wf  # noqa: E402
+from fpfast.jobs.specs import resolve_spec  # noqa: E402
 from fpfast.gallery import Gallery, auroc  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -41,7 +41,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
     ap.add_argument("--note", default="")
     a = ap.parse_args(argv)
-    spec = wf.resolve_spec(a.spec)
+    spec = resolve_spec(a.spec)
     train, train_labels = vectors(a.zoo, "train", spec)
     data = {s: vectors(a.zoo, s, spec) for s in SPLITS + ("open_set",)}
     rows = []

@@ -34,7 +34,8 @@ import torch  # noqa: E402
 
 import fpfast  # noqa: E402
 from fpfast.io.sources import iter_sources  # noqa: E402
-from fpfast.pipeline import decode_stream, fingerprint_mapper, run, run_stream  # noqa: E402
+from fpfast.jobs.mappers import fingerprint_mapper  # noqa: E402
+from fpfast.pipeline import decode_stream, run, run_stream  # noqa: E402
 from fpfast.io.writers import open_writer  # noqa: E402
 from fpfast.spec import FingerprintSpec  # noqa: E402
 
@@ -112,7 +113,7 @@ def decode_only(src: str, spec, workers: int) -> float:
 
 
 def noop_mapper(batch, keys):
-    return [{} for _ in keys]
+    return {}
 
 
 def map_only(src: str, spec, batch: int) -> float:

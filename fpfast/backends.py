@@ -14,10 +14,12 @@ import importlib
 import importlib.util
 import os
 
+from .errors import ConfigError
+
 BACKENDS = ("torch", "cpp", "triton", "cuda")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(ConfigError, RuntimeError):
     """An explicitly requested backend cannot run here; the message says why."""
 
 

@@ -14,10 +14,18 @@ import shutil
 import time
 from typing import Callable
 
-from . import workflows as wf
-from .gallery import evaluate
+import dataclasses
+
+from .gallery import Gallery, evaluate
 from .io.writers import read_rows
+from .jobs.collect import fingerprint_sources
+from .jobs.enroll import enroll, finish_enrollment, model_folders
+from .jobs.mappers import attribute_mapper
+from .jobs.options import StreamOptions, resolve_device
+from .jobs.specs import resolve_spec
+from .jobs.train import train_gallery
 from .pipeline import run
+from .spec import load_spec
 
 
 def true_model(path: str) -> str:
@@ -25,31 +33,31 @@ def true_model(path: str) -> str:
     return os.path.basename(os.path.dirname(path))
 
 
-def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: wf.StreamOptions | None = None,
+def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: StreamOptions | None = None,
              method: str = "knn", embedding_epochs: int = 120, echo: Callable[[str], None] = print) -> dict:
     """Run the demo into ``out``; returns the evaluation of the final gallery (the learned
     embedding's when one was trained), with ``handcrafted`` holding the handcrafted gallery's."""
     from .zoo import build_zoo
 
-    opts = opts or wf.StreamOptions()
-    quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
+    opts = opts or StreamOptions()
+    quiet = dataclasses.replace(opts, quiet=True)
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     steps = 5 if embedding_epochs else 4
     step = iter(f"[{i}/{steps}]" for i in range(1, steps + 1))
     zoo_dir = os.path.join(out, "zoo")
     echo(f"{next(step)} building the GM-zoo ({preset}, seed {seed}) in {zoo_dir} ...")
-    zoo = build_zoo(zoo_dir, preset=preset, seed=seed, device=wf.resolve_device(opts.device), progress=False)
+    zoo = build_zoo(zoo_dir, preset=preset, seed=seed, device=resolve_device(opts.device), progress=False)
     size = zoo.get("image_size")
-    spec = wf.resolve_spec(spec) if spec else wf.load_spec(None).replace(size=int(size))
+    spec = resolve_spec(spec) if spec else load_spec(None).replace(size=int(size))
 
     gdir = os.path.join(out, "gallery")
     echo(f"{next(step)} enrolling the train split into {gdir} (spec {spec.id}, {spec.dim} dims, LDA-normalised) ...")
-    g = wf.Gallery.create(gdir, spec, overwrite=True)
-    for model, folder in wf.model_folders(os.path.join(zoo_dir, "train")).items():
-        r = wf.enroll(g, model, wf.fingerprint_sources([folder], spec, quiet), holdout=0.2, seed=seed)
+    g = Gallery.create(gdir, spec, overwrite=True)
+    for model, folder in model_folders(os.path.join(zoo_dir, "train")).items():
+        r = enroll(g, model, fingerprint_sources([folder], spec, quiet), holdout=0.2, seed=seed)
         echo(f"      {model:<20s} {r['enrolled']:4d} enrolled, {r['held_out']:3d} held out")
-    wf.finish_enrollment(g, "lda", frr=0.05)  # LDA: 0.875 vs 0.845 (standardize) kNN accuracy on tiny
+    finish_enrollment(g, "lda", frr=0.05)  # LDA beats standardize here (README, "Measured")
     galleries = {"handcrafted": g}
     if embedding_epochs:
         edir = os.path.join(out, "gallery-embedding")
@@ -57,7 +65,7 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: wf.
              f"into {edir} ...")
         shutil.rmtree(edir, ignore_errors=True)
         shutil.copytree(gdir, edir)
-        ge, info = wf.train_gallery(wf.Gallery.load(edir), os.path.join(zoo_dir, "train"), quiet,
+        ge, info = train_gallery(Gallery.load(edir), os.path.join(zoo_dir, "train"), quiet,
                                     epochs=embedding_epochs, seed=seed)
         echo(f"      trained on {info['trained_on']} images in {info['history'][-1]['seconds']:.0f}s "
              f"(embedding {info['identity'][:12]}, {info['dim']} dims)")
@@ -70,7 +78,7 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: wf.
     for name, gal in galleries.items():
         tag = "" if name == "handcrafted" else "-embedding"
         path = os.path.join(out, f"attributions{tag}.parquet")
-        summary = run(sources, wf.attribute_mapper(gal, opts, method=method), path, spec=gal.spec,
+        summary = run(sources, attribute_mapper(gal, opts, method=method), path, spec=gal.spec,
                       overwrite=True, **quiet.stream_kw())
         results[name] = (path, summary, os.path.join(out, f"eval{tag}"))
 

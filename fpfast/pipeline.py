@@ -1,36 +1,44 @@
-"""The stream: reader -> decode workers -> batcher -> mapper -> writer.
+"""The runner: reader -> decode stage -> mapper -> writer, with per-stage timing.
 
 ::
 
     summary = run(["photos/", "shards/{0000..0099}.tar"], mapper, "out/", spec=spec, workers=2)
     sys.exit(summary.exit_code)
 
-* **reader** - :func:`fpfast.io.sources.iter_sources`, in the main process, in input order.
-* **decode** - :func:`fpfast.io.decode.decode_item` in ``workers`` worker processes
-  (``workers=0``: in this process). Chunks of ``chunksize`` inputs go out and come back in input
-  order, at most ``2 * workers + 1`` chunks in flight, so memory stays flat however long the stream.
-* **batcher** - images grouped by shape (and dtype: 16-bit sources stay uint16) into batches of
-  ``batch_size``; the spec's geometry is applied first (``crop`` by the decoder, ``resize`` here,
-  giving float32 [0, 1] images of ``spec.size``; ``none`` keeps the image). Partial batches are
-  flushed at every shard boundary and when more than ``4 * batch_size`` images wait.
-* **mapper** - ``mapper(batch, keys) -> list[dict]`` with ``batch`` a CPU tensor [B, H, W, 3]
-  (uint8, or uint16 / float32 as above) and one dict per image. The pipeline adds ``path`` (the
-  input's key), ``error`` ("" when fine) and ``note`` to every row; rows of inputs that failed to
-  read or decode carry only those three and go straight to the writer.
-* **writer** - :mod:`fpfast.io.writers`: inputs are cut into shards of ``shard_size`` consecutive
-  inputs; a shard is written atomically once all its rows exist; rows inside a shard are in input
-  order and shards are numbered by input position, so the output order is the input order.
-  ``resume=True`` skips the inputs of finished shards (they are not even decoded).
+It knows nothing of fingerprints or galleries: the jobs (:mod:`fpfast.jobs`) give it a mapper.
 
-Exit status (:attr:`RunSummary.exit_code`, for the CLI):
+* **reader** - :func:`fpfast.io.sources.iter_sources`, in the main process, in input order:
+  ``(key, payload)`` pairs, numbered here ``(index, key, payload)``.
+* **decode stage** - turns numbered inputs into :class:`Batch` es (``images``: a tensor
+  [B, H, W, 3] on any device, with the inputs' ``indices``, ``keys`` and ``notes``) and
+  :class:`Failed` inputs (their error rows). It must yield every input once, as a member of a
+  batch or as a failure, and must not hold back inputs of an earlier shard once it has moved on
+  to a later one (``shard_of(index)``); a batch holds inputs of one shard. The default, :func:`cpu_decode_stage`, decodes with
+  :func:`fpfast.io.decode.decode_item` in ``workers`` processes (:func:`decode_stream`: chunks of
+  ``chunksize`` inputs, at most ``2 * workers + 1`` in flight, so memory stays flat) and groups
+  the images by shape and dtype (:class:`Batcher`; 16-bit sources stay uint16; the spec's geometry
+  applied: ``crop`` by the decoder, ``resize`` here, giving float32 [0, 1] images of
+  ``spec.size``; ``none`` keeps the image) into CPU batches of ``batch_size``, flushing partial
+  batches at every shard boundary and when more than ``4 * batch_size`` images wait. **Seam for a
+  device decoder**: a stage with the same signature that decodes JPEG bytes in batches on the GPU
+  (e.g. ``torchvision.io.decode_jpeg(list_of_bytes, device="cuda")``) yields CUDA batches; the
+  mapper then receives them where they are, and nothing else changes.
+* **mapper** - ``mapper(images, keys) -> {column: values}``: one column per output field, each a
+  tensor [B, ...] (left on the batch's device: a GPU batch stays on the GPU through fingerprint,
+  embedding and search) or a sequence of B values. Never one dict per image.
+* **writer** - :mod:`fpfast.io.writers`. The write stage moves each batch's columns to the host
+  (one copy per tensor column and batch) and cuts them into rows; the runner adds ``path`` (the
+  input's key), ``error`` ("" when fine) and ``note`` to every row; failed inputs carry only
+  those three. Inputs are cut into shards of ``shard_size`` consecutive inputs; a shard is
+  written atomically once all its rows exist; rows inside a shard are in input order and shards
+  are numbered by input position, so the output order is the input order. ``resume=True`` skips
+  the inputs of finished shards (they are not even decoded).
 
-* ``0`` (:data:`EXIT_OK`) - every input gave a row without error;
-* ``2`` (:data:`EXIT_USAGE`) - usage or configuration error, nothing run (bad source pattern,
-  output exists without resume, resume with another configuration, unknown backend);
-  raised as :class:`fpfast.io.sources.SourceSpecError` / :class:`fpfast.io.writers.OutputError`,
-  which :func:`exit_code_for` maps to 2;
-* ``3`` (:data:`EXIT_ROW_ERRORS`) - the run completed, and some rows carry an ``error``;
-* ``1`` - anything unexpected (a crash; the output stays resumable).
+Exit status (:attr:`RunSummary.exit_code`, and :func:`fpfast.errors.exit_code_for` for a run that
+raised): 0 every input gave a row without error; 3 the run completed and some rows carry an
+``error``; 2 usage or configuration error, nothing run (bad source pattern, output exists
+without resume, resume with another configuration, unknown backend); 1 anything unexpected (a
+crash; the output stays resumable). The map is :mod:`fpfast.errors`.
 """
 from __future__ import annotations
 
@@ -40,33 +48,40 @@ import multiprocessing
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Union
 
 import numpy as np
 import torch
 
+from .errors import EXIT_OK, EXIT_ROW_ERRORS
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
-from .io.sources import Item, SourceSpecError, check_sources, iter_sources
+from .io.sources import Item, check_sources, iter_sources
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
-from .spec import FingerprintSpec, SpecError, load_spec
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_ROW_ERRORS = 3
+from .spec import FingerprintSpec, load_spec
 
 MAX_WORKER_DEATHS = 100  # a run whose workers die more often than this stops (exit 1)
-Mapper = Callable[[torch.Tensor, list], list]
+Columns = dict                                 # column name -> tensor [B, ...] or B values
+Mapper = Callable[[torch.Tensor, list], Columns]
 STAGES = ("read", "decode", "decode_wait", "batch", "map", "write")
 
 
-def exit_code_for(exc: BaseException) -> int:
-    """2 for usage/config errors (bad sources, unusable output, bad spec), else 1."""
-    from .backends import BackendUnavailable
-    if isinstance(exc, (SourceSpecError, OutputError, SpecError, BackendUnavailable)):
-        return EXIT_USAGE
-    return EXIT_FAILURE
+@dataclass
+class Batch:
+    """Decoded inputs of one shape: ``images`` [B, H, W, 3] (any device) and their bookkeeping."""
+    indices: list
+    keys: list
+    notes: list
+    images: torch.Tensor
+
+
+@dataclass
+class Failed:
+    """An input that could not be read or decoded: its error row."""
+    index: int
+    key: str
+    error: str
+    note: str = ""
 
 
 @dataclass
@@ -221,7 +236,7 @@ class Batcher:
             return np.ascontiguousarray(apply_geometry(x, self.spec).permute(1, 2, 0).numpy())
         return image
 
-    def add(self, index: int, key: str, note: str, image: np.ndarray) -> list[tuple]:
+    def add(self, index: int, key: str, note: str, image: np.ndarray) -> list[Batch]:
         image = self._shape(image)
         g = (image.shape, image.dtype.str)
         self.groups.setdefault(g, []).append((index, key, note, image))
@@ -233,16 +248,13 @@ class Batcher:
             out.append(self._take(max(self.groups, key=lambda k: len(self.groups[k]))))
         return out
 
-    def _take(self, g) -> tuple:
+    def _take(self, g) -> Batch:
         members = self.groups.pop(g)
         self.waiting -= len(members)
-        indices = [m[0] for m in members]
-        keys = [m[1] for m in members]
-        notes = [m[2] for m in members]
-        batch = torch.from_numpy(np.stack([m[3] for m in members]))
-        return indices, keys, notes, batch
+        return Batch([m[0] for m in members], [m[1] for m in members], [m[2] for m in members],
+                     torch.from_numpy(np.stack([m[3] for m in members])))
 
-    def flush(self) -> list[tuple]:
+    def flush(self) -> list[Batch]:
         return [self._take(g) for g in list(self.groups)]
 
 
@@ -253,27 +265,75 @@ def _progress(quiet: bool):
                 smoothing=0.1, mininterval=0.5, dynamic_ncols=True)
 
 
+def cpu_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: int = 0, chunksize: int = 16,
+                     max_pixels: int = DEFAULT_MAX_PIXELS, mp_context=None):
+    """The default decode stage (see the module docstring): CPU decode in ``workers`` processes,
+    then :class:`Batcher`. Returns ``stage(indexed, shard_of, timings) -> Iterator[Batch | Failed]``."""
+    batcher = Batcher(batch_size, spec)
+
+    def stage(indexed: Iterator[tuple[int, str, object]], shard_of: Callable[[int], int],
+              timings: dict) -> Iterator[Union[Batch, Failed]]:
+        current = None
+        for i, d in decode_stream(indexed, spec, workers, chunksize, max_pixels, mp_context, timings):
+            s = shard_of(i)
+            if current is not None and s != current:   # every input of the earlier shards is decoded
+                t0 = time.perf_counter()
+                ready = batcher.flush()
+                timings["batch"] += time.perf_counter() - t0
+                yield from ready
+            current = s
+            if d.error:
+                yield Failed(i, d.key, d.error, d.note)
+                continue
+            t0 = time.perf_counter()
+            ready = batcher.add(i, d.key, d.note, d.image)
+            timings["batch"] += time.perf_counter() - t0
+            yield from ready
+        t0 = time.perf_counter()
+        ready = batcher.flush()
+        timings["batch"] += time.perf_counter() - t0
+        yield from ready
+    return stage
+
+
+def columns_to_rows(columns: Columns, n: int) -> list[dict]:
+    """A mapper's columns as ``n`` row dicts: each tensor column copied to the host once."""
+    host = {}
+    for name, col in columns.items():
+        if isinstance(col, torch.Tensor):
+            col = col.detach().cpu().numpy()
+        if len(col) != n:
+            raise ValueError(f"mapper column {name!r} has {len(col)} values for a batch of {n}")
+        host[name] = col
+    return [{name: col[j] for name, col in host.items()} for j in range(n)]
+
+
 def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: FingerprintSpec | str | None = None,
                batch_size: int = 64, workers: int = 0, chunksize: int = 16,
                max_pixels: int = DEFAULT_MAX_PIXELS, quiet: bool = False, on_mapper_error: str = "raise",
-               mp_context=None) -> RunSummary:
-    """Run ``items`` through decode -> batch -> ``mapper`` -> ``writer`` (see the module docstring).
+               mp_context=None, decode_stage=None) -> RunSummary:
+    """Run ``items`` through the decode stage -> ``mapper`` -> ``writer`` (see the module docstring).
 
     ``writer``: an object with ``shard_size``, ``is_done(shard)``, ``write_shard(shard, rows, inputs)``
     and ``close()`` (:func:`fpfast.io.writers.open_writer`). ``on_mapper_error``: ``"raise"`` (a
     failing mapper ends the run; finished shards stay and ``resume`` continues) or ``"rows"``
-    (the batch's rows get the exception as their ``error``).
+    (the batch's rows get the exception as their ``error``). ``decode_stage``: replaces
+    :func:`cpu_decode_stage` (built from ``spec``, ``batch_size``, ``workers``, ``chunksize``,
+    ``max_pixels``, ``mp_context``).
     """
     if on_mapper_error not in ("raise", "rows"):
         raise ValueError(f"on_mapper_error must be 'raise' or 'rows', got {on_mapper_error!r}")
     spec = load_spec(spec)
+    stage = decode_stage or cpu_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context)
     S = writer.shard_size
     summary = RunSummary()
     T = summary.seconds
     t_start = time.perf_counter()
-    pending: dict[int, dict[int, dict]] = collections.defaultdict(dict)  # shard -> index -> row
-    seen: dict[int, int] = collections.defaultdict(int)                  # shard -> inputs seen
-    batcher = Batcher(batch_size, spec)
+    # shard -> [(indices, keys, notes, error, columns or None)] of mapped batches and failed inputs
+    pending: dict[int, list] = collections.defaultdict(list)
+    count: dict[int, int] = collections.defaultdict(int)   # shard -> inputs accounted for
+    seen: dict[int, int] = collections.defaultdict(int)    # shard -> inputs read
+    reading = [0]                                          # shard the reader is in
     bar = _progress(quiet)
 
     def indexed() -> Iterator[tuple[int, str, object]]:
@@ -288,6 +348,7 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
                 return
             T["read"] += time.perf_counter() - t0
             summary.inputs += 1
+            reading[0] = i // S
             if writer.is_done(i // S):
                 summary.skipped += 1
             else:
@@ -295,66 +356,57 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
                 yield i, key, payload
             i += 1
 
-    def map_batch(b) -> None:
-        indices, keys, notes, batch = b
+    def add(indices, keys, notes, err, columns) -> None:
+        s = indices[0] // S
+        if any(i // S != s for i in indices):
+            raise ValueError("the decode stage yielded a batch that spans two output shards")
+        pending[s].append((indices, keys, notes, err, columns))
+        count[s] += len(indices)
+
+    def map_batch(b: Batch) -> None:
         t0 = time.perf_counter()
         try:
-            rows = mapper(batch, keys)
-            if len(rows) != len(keys):
-                raise ValueError(f"mapper returned {len(rows)} rows for a batch of {len(keys)}")
-            err = ""
+            columns, err = mapper(b.images, b.keys), ""
+            if not isinstance(columns, dict):
+                raise TypeError(f"a mapper returns {{column: values}}, got {type(columns).__name__}")
         except Exception as e:
             if on_mapper_error == "raise":
                 raise
-            rows, err = [{} for _ in keys], f"fingerprinting failed: {type(e).__name__}: {e}"
+            columns, err = None, f"fingerprinting failed: {type(e).__name__}: {e}"
         T["map"] += time.perf_counter() - t0
-        for i, k, n, r in zip(indices, keys, notes, rows):
-            row = {"path": k, "error": err, "note": n}
-            row.update(r)
-            pending[i // S][i] = row
+        add(b.indices, b.keys, b.notes, err, columns)
 
     def write_ready(upto_shard: int | None) -> None:
         """Write every shard below ``upto_shard`` (None: all) whose rows are all there."""
         for s in sorted(pending):
             if upto_shard is not None and s >= upto_shard:
                 break
-            rows = pending[s]
-            if len(rows) < seen[s]:
+            if count[s] < seen[s]:
                 continue
             t0 = time.perf_counter()
+            rows = {}
+            for indices, keys, notes, err, columns in pending[s]:
+                values = columns_to_rows(columns, len(keys)) if columns else [{} for _ in keys]
+                for i, k, n, v in zip(indices, keys, notes, values):
+                    rows[i] = {"path": k, "error": err, "note": n, **v}
             ordered = [rows[i] for i in sorted(rows)]
             writer.write_shard(s, ordered, seen[s])
             T["write"] += time.perf_counter() - t0
             summary.shards += 1
             summary.errors += sum(1 for r in ordered if r.get("error"))
             summary.ok += sum(1 for r in ordered if not r.get("error"))
-            del pending[s], seen[s]
+            del pending[s], seen[s], count[s]
 
-    def flush_batches() -> None:
-        t0 = time.perf_counter()
-        ready = batcher.flush()
-        T["batch"] += time.perf_counter() - t0
-        for b in ready:
-            map_batch(b)
-
-    current = None
     try:
-        for i, d in decode_stream(indexed(), spec, workers, chunksize, max_pixels, mp_context, T):
-            s = i // S
-            if current is not None and s != current:
-                flush_batches()      # every input of the earlier shards has been decoded
-                write_ready(s)
-            current = s
-            if d.error:
-                pending[s][i] = {"path": d.key, "error": d.error, "note": d.note}
+        for x in stage(indexed(), lambda i: i // S, T):
+            if isinstance(x, Failed):
+                add([x.index], [x.key], [x.note], x.error, None)
+                n = 1
             else:
-                t0 = time.perf_counter()
-                ready = batcher.add(i, d.key, d.note, d.image)
-                T["batch"] += time.perf_counter() - t0
-                for b in ready:
-                    map_batch(b)
-            bar.update(1)
-        flush_batches()
+                map_batch(x)
+                n = len(x.keys)
+            bar.update(n)
+            write_ready(reading[0])
         write_ready(None)
         t0 = time.perf_counter()
         writer.close()
@@ -392,30 +444,3 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind, meta)
     items = iter_sources(sources, column=column, key_column=key_column)
     return run_stream(items, mapper, writer, spec=spec, **stream_kw)
-
-
-def fingerprint_mapper(spec: FingerprintSpec | str | None = None, backend: str = "auto",
-                       column: str = "vector", device: str = "cpu") -> Mapper:
-    """A mapper computing :func:`fpfast.ops.features.fingerprint_features` per batch; each row
-    gets ``column``: the float32 vector as a numpy array (what ``extract`` writes). ``device``:
-    where the batch is fingerprinted (``cuda`` copies it there from pinned memory)."""
-    from .ops.features import fingerprint_features
-    spec = load_spec(spec)
-    dev = torch.device(device)
-    projector = None
-    if spec.projector is not None:  # a heavy projector (manifold / autoencoder / diffusion): load it once
-        from .projectors import fingerprint_with_projector, load_projector
-        projector = load_projector(spec.projector, device=dev)
-
-    def mapper(batch: torch.Tensor, keys: list) -> list[dict]:
-        if dev.type != "cpu":
-            batch = batch.pin_memory().to(dev, non_blocking=True)
-        with torch.inference_mode():
-            if projector is not None:
-                v = fingerprint_with_projector(batch, spec, backend=backend, projector=projector, layout="hwc")
-            else:
-                v = fingerprint_features(batch, spec, backend=backend, layout="hwc")
-        v = v.cpu().numpy()
-        return [{column: v[j]} for j in range(len(keys))]
-
-    return mapper

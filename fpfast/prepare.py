@@ -79,3 +79,28 @@ def apply_geometry(x: torch.Tensor, spec: FingerprintSpec) -> torch.Tensor:
 def prepare(images: torch.Tensor, spec: FingerprintSpec, layout: str = "auto") -> torch.Tensor:
     """Pixels -> the float [B,3,h,w] batch the spec fingerprints."""
     return apply_geometry(as_float_chw(images, layout), spec)
+
+
+def shape_batches(images, batch_size: int = 256):
+    """Images of mixed shapes (numpy [H, W, 3] each) as stacked batches of one shape:
+    ``(original indices, tensor [B, H, W, 3])``, at most ``batch_size`` per batch."""
+    import numpy as np
+    by_shape: dict[tuple, list[int]] = {}
+    for i, im in enumerate(images):
+        by_shape.setdefault((im.shape, im.dtype.str), []).append(i)
+    for ids in by_shape.values():
+        for s in range(0, len(ids), batch_size):
+            part = ids[s:s + batch_size]
+            yield part, torch.from_numpy(np.stack([images[i] for i in part]))
+
+
+def map_images(images, fn, batch_size: int = 256):
+    """``fn`` (a [B, H, W, 3] tensor -> [B, D] numpy array) over images of mixed shapes, the rows
+    returned in the images' order."""
+    import numpy as np
+    out = None
+    for ids, batch in shape_batches(images, batch_size):
+        v = np.asarray(fn(batch), np.float32)
+        out = np.empty((len(images), v.shape[1]), np.float32) if out is None else out
+        out[ids] = v
+    return out

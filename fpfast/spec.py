@@ -13,6 +13,8 @@ import hashlib
 import json
 from typing import Any
 
+from .errors import ConfigError
+
 SPEC_VERSION = 1
 
 RESIDUALS = ("denoise", "median3", "npr", "highpass")
@@ -20,7 +22,7 @@ GEOMETRIES = ("crop", "resize", "none")
 FAMILIES = ("moments", "phase", "dct", "radial", "xcorr")
 
 
-class SpecError(ValueError):
+class SpecError(ConfigError):
     """A spec is malformed, of another version, or does not match the one expected."""
 
 

@@ -8,7 +8,8 @@ import numpy as np
 from PIL import Image
 
 from fpfast.io.writers import read_rows
-from fpfast.pipeline import fingerprint_mapper, run
+from fpfast.jobs.mappers import fingerprint_mapper
+from fpfast.pipeline import run
 
 
 def rand_rgb(h: int = 24, w: int = 32, seed: int = 0) -> np.ndarray:

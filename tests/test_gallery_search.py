@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from fpfast.search import faiss_search
 from fpfast.gallery import Gallery, torch_knn
 from fpfast.gallery import index as fidx
 
@@ -23,7 +24,7 @@ def test_faiss_flat_equals_brute_force(data):
     x, q = data
     index = fidx.build("flat", {}, x)
     for k in (1, 10):
-        d, i = fidx.search(index, q, k)
+        d, i = faiss_search(index, q, k)
         assert_knn_exact(d, i, x, q, k)
         # random continuous data: no ties, so the ids themselves agree
         assert (i == np.argsort(brute_force(x, q), axis=1)[:, :k]).mean() > 0.999
@@ -36,7 +37,7 @@ def test_torch_search_equals_brute_force_and_faiss(data, chunks):
                      query_chunk=chunks[0], base_chunk=chunks[1])
     assert d.dtype == torch.float32 and i.dtype == torch.int64
     assert_knn_exact(d.numpy(), i.numpy(), x, q, 10)
-    fd, fi = fidx.search(fidx.build("flat", {}, x), q, 10)
+    fd, fi = faiss_search(fidx.build("flat", {}, x), q, 10)
     assert (i.numpy() == fi).mean() > 0.999
     np.testing.assert_allclose(d.numpy(), fd, rtol=1e-4, atol=1e-3)
 
@@ -54,7 +55,7 @@ def test_ties_give_equal_distances():
     base = rng.normal(size=(50, 16)).astype(np.float32)
     x = np.concatenate([base, base, base])          # every vector three times
     q = base[:10] + 0.01 * rng.normal(size=(10, 16)).astype(np.float32)
-    fd, fi = fidx.search(fidx.build("flat", {}, x), q, 3)
+    fd, fi = faiss_search(fidx.build("flat", {}, x), q, 3)
     td, ti = torch_knn(torch.from_numpy(q), torch.from_numpy(x), 3, base_chunk=60)
     assert_knn_exact(fd, fi, x, q, 3)
     assert_knn_exact(td.numpy(), ti.numpy(), x, q, 3)
@@ -113,9 +114,9 @@ def clustered():
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_index_recall_at_1(clustered, kind):
     x, q = clustered
-    _, exact = fidx.search(fidx.build("flat", {}, x), q, 1)
+    _, exact = faiss_search(fidx.build("flat", {}, x), q, 1)
     index = fidx.build(kind, fidx.resolve_params(kind, None), x)
-    _, got = fidx.search(index, q, 1)
+    _, got = faiss_search(index, q, 1)
     recall = float((got[:, 0] == exact[:, 0]).mean())
     print(f"{kind} recall@1 = {recall:.4f}")
     assert recall >= RECALL_FLOOR[kind]

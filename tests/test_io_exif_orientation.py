@@ -17,3 +17,15 @@ def test_exif_rotation_applied(tmp_path):
     plain, _ = decode_image(encode(im, "JPEG", quality=95))
     np.testing.assert_array_equal(img, np.rot90(plain, k=-1))
     assert_fine_row(tmp_path, "rot.jpg", data, note="EXIF orientation")
+
+
+def test_read_image_of_a_file_decodes_like_the_stream(tmp_path):
+    """The readers outside the stream (zoo, baselines) use read_image: the EXIF rotation applies."""
+    from fpfast.io.decode import read_image
+    im = Image.fromarray(rand_rgb(24, 40, seed=9))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    data = encode(im, "JPEG", exif=exif, quality=95)
+    (tmp_path / "rot.jpg").write_bytes(data)
+    np.testing.assert_array_equal(read_image(tmp_path / "rot.jpg"), decode_image(data)[0])
+    assert read_image(tmp_path / "rot.jpg").shape == (40, 24, 3)

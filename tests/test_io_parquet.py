@@ -4,7 +4,8 @@ import pytest
 
 from fpfast.io.sources import SourceError, SourceSpecError, iter_sources
 from fpfast.io.writers import read_rows
-from fpfast.pipeline import fingerprint_mapper, run
+from fpfast.jobs.mappers import fingerprint_mapper
+from fpfast.pipeline import run
 from io_helpers import encode, rand_rgb
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from fpfast.io.writers import MANIFEST, OutputError, read_rows
-from fpfast.pipeline import fingerprint_mapper, run
+from fpfast.jobs.mappers import fingerprint_mapper
+from fpfast.pipeline import run
 from io_helpers import encode, rand_rgb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +31,8 @@ def crash_after(src, out, k_batches):
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {ROOT!r})
-        from fpfast.pipeline import fingerprint_mapper, run
+        from fpfast.jobs.mappers import fingerprint_mapper
+        from fpfast.pipeline import run
         inner = fingerprint_mapper()
         calls = [0]
         def mapper(batch, keys):

@@ -8,8 +8,9 @@ import torch
 from fpfast import pipeline
 from fpfast.io.sources import SourceSpecError
 from fpfast.io.writers import read_rows
-from fpfast.pipeline import (EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, Batcher, decode_stream,
-                             exit_code_for, fingerprint_mapper, run)
+from fpfast.errors import EXIT_OK, EXIT_ROW_ERRORS, EXIT_USAGE, exit_code_for
+from fpfast.jobs.mappers import fingerprint_mapper
+from fpfast.pipeline import Batcher, decode_stream, run
 from fpfast.spec import FingerprintSpec
 from io_helpers import encode, rand_rgb
 
@@ -42,7 +43,7 @@ def test_batcher_groups_by_shape_and_resizes():
     out = b.add(0, "a", "", rand_rgb(40, 50))
     out += b.add(1, "b", "", rand_rgb(20, 70))
     assert len(out) == 1
-    idx, keys, notes, batch = out[0]
+    batch = out[0].images
     assert batch.shape == (2, 32, 32, 3) and batch.dtype == torch.float32
     assert 0.0 <= batch.min() and batch.max() <= 1.0
 
@@ -52,7 +53,7 @@ def test_batcher_flushes_when_too_many_wait():
     out = []
     for i in range(6):
         out += b.add(i, str(i), "", rand_rgb(20 + i, 20))  # all shapes differ
-    assert sum(len(x[0]) for x in out) >= 1 and b.waiting <= 5
+    assert sum(len(x.indices) for x in out) >= 1 and b.waiting <= 5
 
 
 def test_uint16_batches_reach_the_mapper(tmp_path):

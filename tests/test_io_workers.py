@@ -1,6 +1,7 @@
 """Decode in worker processes gives the same rows, in the same order, as in-process decode."""
 from fpfast.io.writers import read_rows
-from fpfast.pipeline import fingerprint_mapper, run
+from fpfast.jobs.mappers import fingerprint_mapper
+from fpfast.pipeline import run
 from io_helpers import encode, rand_rgb
 
 

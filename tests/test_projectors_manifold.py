@@ -7,7 +7,7 @@ import torch
 
 from fpfast import FingerprintSpec
 from fpfast.projectors import ProjectorError, load_projector
-from fpfast.projectors.manifold import ManifoldProjector, build_manifold, main
+from fpfast.projectors.manifold import ManifoldProjector, build_manifold
 from fpfast.projectors.spaces import freq_image
 
 S = 16
@@ -152,9 +152,38 @@ def test_cli_build_from_image_folder(tmp_path, ref_images):
         Image.fromarray(big).save(src / f"{i}.png")
     Image.fromarray(ref_images[0][:8, :8]).save(src / "small.png")
     (src / "broken.png").write_bytes(b"not a png")
-    assert main(["build", str(src), "--out", str(tmp_path / "out"), "--size", str(S)]) == 0
+    from click.testing import CliRunner
+    from fpfast.cli import cli
+    argv = ["manifold", "build", str(src), "--out", str(tmp_path / "out"), "--size", str(S)]
+    r = CliRunner().invoke(cli, argv)
+    assert r.exit_code == 0, r.output
     p = ManifoldProjector(tmp_path / "out")
     assert p.ref.manifest["n_skipped"] == 2
     x = torch.from_numpy(ref_images[:5]).permute(0, 3, 1, 2).float() / 255
     assert torch.count_nonzero(p.residual(x)) == 0
-    assert main(["build", str(src), "--out", str(tmp_path / "out"), "--size", str(S)]) == 2  # exists
+    assert CliRunner().invoke(cli, argv).exit_code == 2  # exists
+
+
+def test_reference_image_with_exif_rotation_matches_its_query(tmp_path, ref_images):
+    """The reference set decodes like the stream (EXIF rotation applied): the upright query of a
+    rotated-on-disk reference image is its own nearest neighbour (zero residual)."""
+    import io as _io
+
+    from PIL import Image
+
+    from fpfast.io.decode import decode_image
+    src = tmp_path / "real"
+    src.mkdir()
+    upright = np.random.default_rng(5).integers(0, 256, (S, S + 8, 3), dtype=np.uint8)  # not square
+    stored = Image.fromarray(np.ascontiguousarray(np.rot90(upright, k=1)))  # what the camera wrote
+    exif = stored.getexif()
+    exif[0x0112] = 6  # display: rotate 90 clockwise -> upright
+    stored.save(src / "rot.png", exif=exif)
+    for i in range(1, 4):
+        Image.fromarray(ref_images[i]).save(src / f"{i}.png")
+    shown, note = decode_image((src / "rot.png").read_bytes())
+    np.testing.assert_array_equal(shown, upright)  # the stream shows the query upright
+    ref = build_manifold([str(src)], tmp_path / "out", S)
+    query = upright[:, 4:S + 4]  # the centre crop of the S x (S + 8) upright image
+    x = torch.from_numpy(query[None].copy()).permute(0, 3, 1, 2).float() / 255
+    assert torch.count_nonzero(ManifoldProjector(ref.dir).residual(x)) == 0

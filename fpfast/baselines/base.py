@@ -14,10 +14,8 @@ def load_images(images) -> list[np.ndarray]:
     out = []
     for im in images:
         if isinstance(im, (str, os.PathLike)):
-            from PIL import Image
-
-            with Image.open(im) as f:
-                im = np.asarray(f.convert("RGB"))
+            from ..io.decode import read_image
+            im = read_image(im)
         out.append(np.asarray(im))
     return out
 

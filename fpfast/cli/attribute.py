@@ -1,7 +1,8 @@
 import click
 
-from .. import workflows as wf
 from ..gallery import Gallery
+from ..jobs.mappers import attribute_mapper
+from ..jobs.schema import attribute_schema
 from ..pipeline import run
 from .options import check_output, finish, handle_errors, output_options, stream_options
 
@@ -30,8 +31,8 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     """
     check_output(out, resume, overwrite)
     g = Gallery.load(gallery)
-    mapper = wf.attribute_mapper(g, opts, method=method, k=k, top=top)
+    mapper = attribute_mapper(g, opts, method=method, k=k, top=top)
     summary = run(list(sources), mapper, out, spec=g.spec, column=column, shard_size=shard_size,
-                  resume=resume, overwrite=overwrite, schema=wf.attribute_schema(top),
+                  resume=resume, overwrite=overwrite, schema=attribute_schema(top),
                   config={"gallery": g.path, "method": method, "k": k, "top": top}, **opts.stream_kw())
     finish(summary, opts.quiet)

@@ -25,7 +25,7 @@ def bench_cmd(device, sizes, repeats, no_compile, csv_path, note):
     import os
 
     from .. import bench
-    from ..workflows import resolve_device
+    from ..jobs.options import resolve_device
 
     dev = resolve_device(device)
     try:

@@ -1,9 +1,14 @@
+import dataclasses
 import os
 import shutil
 
 import click
 
-from .. import workflows as wf
+from ..errors import EXIT_ROW_ERRORS
+from ..jobs.collect import gallery_fingerprints
+from ..jobs.enroll import enroll, finish_enrollment, model_folders, open_or_create
+from ..jobs.specs import resolve_spec
+from ..jobs.train import train_gallery
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..io.sources import check_sources
 from .options import handle_errors, stream_options
@@ -52,12 +57,12 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
         raise click.UsageError("--model needs at least one SOURCE (file, folder, glob, @list, tar, parquet)")
     if root and sources:
         raise click.UsageError("--from-folders takes no SOURCE arguments")
-    groups = {model: list(sources)} if model else {m: [d] for m, d in wf.model_folders(root).items()}
+    groups = {model: list(sources)} if model else {m: [d] for m, d in model_folders(root).items()}
     for srcs in groups.values():
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
     existed = os.path.exists(gallery)
     created = not os.path.exists(os.path.join(gallery, "gallery.json"))
-    g = wf.open_or_create(gallery, wf.resolve_spec(spec) if spec else None, normalize or "standardize", index)
+    g = open_or_create(gallery, resolve_spec(spec) if spec else None, normalize or "standardize", index)
     try:
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
@@ -68,23 +73,22 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
             if existed:
                 os.makedirs(gallery, exist_ok=True)
         raise
-    cal = wf.finish_enrollment(g, normalize, frr)
+    cal = finish_enrollment(g, normalize, frr)
     click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
                + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
     if tune_root:
-        g, info = wf.train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr)
+        g, info = train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr)
         click.echo(f"gallery {gallery}: embedding fine-tuned on {info['trained_on']} images -> "
                    f"{info['identity'][:16]}; {len(g.models())} models, {len(g)} samples re-enrolled")
     if errors:
-        raise SystemExit(3)
+        raise SystemExit(EXIT_ROW_ERRORS)
 
 
 def _enroll_groups(g, groups, column, holdout, opts) -> int:
     errors = 0
     for name, srcs in groups.items():
-        fp = wf.gallery_fingerprints(g, srcs, wf.StreamOptions(**{**opts.__dict__, "quiet": True}),
-                                    column=column)
-        r = wf.enroll(g, name, fp, holdout=holdout)
+        fp = gallery_fingerprints(g, srcs, dataclasses.replace(opts, quiet=True), column=column)
+        r = enroll(g, name, fp, holdout=holdout)
         errors += r["errors"]
         n = r["enrolled"] + r["held_out"]
         if g.spec.embedding is not None and n < FEW_SHOT:

@@ -1,12 +1,15 @@
+import dataclasses
 import os
 import sys
 
 import click
 import numpy as np
 
-from .. import workflows as wf
+from ..errors import EXIT_ROW_ERRORS
 from ..gallery import Gallery, evaluate
-from .options import EXIT_ROW_ERRORS, handle_errors, stream_options
+from ..jobs.collect import gallery_fingerprints
+from ..jobs.enroll import model_folders
+from .options import handle_errors, stream_options
 
 
 @click.command("eval")
@@ -41,9 +44,9 @@ def eval_cmd(gallery, root, method, k, out, opts):
 def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) -> dict:
     """Fingerprint ROOT/<model>/*, attribute, and evaluate against the folder names."""
     truth, preds, dists, unreadable = [], [], [], []
-    quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
-    for model, folder in wf.model_folders(root).items():
-        fp = wf.gallery_fingerprints(g, [folder], quiet)
+    quiet = dataclasses.replace(opts, quiet=True)
+    for model, folder in model_folders(root).items():
+        fp = gallery_fingerprints(g, [folder], quiet)
         unreadable += fp.errors
         if len(fp.keys) == 0:
             continue

@@ -1,7 +1,8 @@
 import click
 
+from ..jobs.mappers import vector_mapper
+from ..jobs.specs import resolve_spec
 from ..pipeline import run
-from ..workflows import resolve_spec, vector_mapper
 from .options import check_output, finish, handle_errors, output_options, stream_options
 
 

@@ -16,9 +16,11 @@ def manifold_group():
 @click.option("--space", "spaces", multiple=True, type=click.Choice(["rgb", "freq"]), help="Repeatable; default rgb.")
 @click.option("--mode", "modes", multiple=True, type=click.Choice(["exact", "ivfpq", "hnsw"]),
               help="Repeatable; default exact.")
+@click.option("--storage", type=click.Choice(["auto", "uint8", "fp16", "float32"]), default="auto", show_default=True,
+              help="How the exact index stores vectors.")
 @click.option("--overwrite", is_flag=True)
 @handle_errors
-def manifold_build_cmd(sources, out, size, geometry, spaces, modes, overwrite):
+def manifold_build_cmd(sources, out, size, geometry, spaces, modes, storage, overwrite):
     """Index real images (files, folders, globs, @lists) as a reference set.
 
     Use it as a fingerprint spec afterwards: --spec manifold:OUT
@@ -31,5 +33,5 @@ def manifold_build_cmd(sources, out, size, geometry, spaces, modes, overwrite):
     from ..projectors import build_manifold
 
     ref = build_manifold(list(sources), out, size, spaces=spaces or ("rgb",), modes=modes or ("exact",),
-                         geometry=geometry, overwrite=overwrite)
+                         storage=storage, geometry=geometry, overwrite=overwrite)
     click.echo(f"reference set {out}: {len(ref.images)} images at {ref.size}x{ref.size}")

@@ -6,10 +6,9 @@ import sys
 
 import click
 
+from ..errors import EXIT_ROW_ERRORS, FpfastError, exit_code_for
 from ..io.decode import DEFAULT_MAX_PIXELS
-from ..workflows import StreamOptions
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ROW_ERRORS = 0, 1, 2, 3
+from ..jobs.options import StreamOptions
 
 
 def stream_options(fn):
@@ -27,8 +26,8 @@ def stream_options(fn):
     @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
                   show_default=True, help="Learned-embedding inference precision (auto: fp16 on CUDA, fp32 on CPU).")
     @click.option("--compile", "compile_", is_flag=True,
-                  help="torch.compile a learned embedding's network: 1.7-1.9x on a 2-core CPU after a "
-                       "compile of seconds; for long streams.")
+                  help="torch.compile a learned embedding's network: faster on long streams, after a "
+                       "compile of seconds up front.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
     @functools.wraps(fn)
     def wrapper(*args, device, backend, batch_size, workers, max_pixels, precision, compile_, quiet, **kw):
@@ -53,31 +52,21 @@ def output_options(shard_size: int):
     return deco
 
 
-def usage_errors():
-    """The exception types that mean 'fix the command or its inputs' (exit 2)."""
-    from ..backends import BackendUnavailable
-    from ..gallery import GalleryError
-    from ..io.sources import SourceSpecError
-    from ..io.writers import OutputError
-    from ..projectors import ProjectorError
-    from ..spec import SpecError
-    return (BackendUnavailable, GalleryError, SourceSpecError, OutputError, SpecError, ProjectorError,
-            FileNotFoundError, KeyError, ValueError)
-
-
 def handle_errors(fn):
-    """Print a usage/config error as one line with what to do, and exit 2."""
+    """An fpfast error (:mod:`fpfast.errors`) or a missing path as one line and its exit code (2 for
+    usage and configuration, 3 for unusable input data); anything else is a bug and keeps its
+    traceback (exit 1)."""
     @functools.wraps(fn)
     def wrapper(*args, **kw):
         try:
             return fn(*args, **kw)
-        except usage_errors() as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        except (FpfastError, FileNotFoundError) as e:
+            msg = str(e)
             from ..backends import BackendUnavailable
             if isinstance(e, BackendUnavailable):
                 msg += " (`fpfast info` lists the usable backends; --backend auto picks one)"
             click.echo(f"fpfast: error: {msg}", err=True)
-            sys.exit(EXIT_USAGE)
+            sys.exit(exit_code_for(e))
     return wrapper
 
 

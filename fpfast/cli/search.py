@@ -1,7 +1,10 @@
+import dataclasses
+
 import click
 
-from .. import workflows as wf
+from ..errors import EXIT_OK, EXIT_ROW_ERRORS
 from ..gallery import Gallery
+from ..jobs.collect import gallery_fingerprints
 from .options import handle_errors, stream_options
 
 
@@ -19,11 +22,11 @@ def search_cmd(queries, gallery, k, opts):
       fpfast search suspicious.png --gallery my_gallery -k 5
     """
     g = Gallery.load(gallery)
-    fp = wf.gallery_fingerprints(g, list(queries), wf.StreamOptions(**{**opts.__dict__, "quiet": True}))
+    fp = gallery_fingerprints(g, list(queries), dataclasses.replace(opts, quiet=True))
     for row in fp.errors:
         click.echo(f"{row['path']}: error: {row['error']}")
     if len(fp.keys) == 0:
-        raise SystemExit(3 if fp.errors else 0)
+        raise SystemExit(EXIT_ROW_ERRORS if fp.errors else EXIT_OK)
     res = g.search(fp.vectors, k=k)
     models = res.nearest_models()
     for i, key in enumerate(fp.keys):
@@ -32,4 +35,4 @@ def search_cmd(queries, gallery, k, opts):
         for j in range(res.ids.shape[1]):
             click.echo(f"  {j + 1:2d}. {res.models[i][j]:<20s} d={res.distances[i, j]:.4g}  {res.keys[i][j]}")
     if fp.errors:
-        raise SystemExit(3)
+        raise SystemExit(EXIT_ROW_ERRORS)

@@ -1,6 +1,7 @@
 import click
 
-from .. import workflows as wf
+from ..errors import EXIT_ROW_ERRORS
+from ..jobs.train import train_gallery
 from ..gallery import Gallery
 from ..gallery.normalize import METHODS as NORMALIZERS
 from .options import handle_errors, stream_options
@@ -30,9 +31,9 @@ from .options import handle_errors, stream_options
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True)
 @click.option("--calibrate-on", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True,
               help="Open-set thresholds from the held-out images (clean) or also from one re-encoded / "
-                   "down-scaled / cropped copy of each (augmented). On the small zoo, augmented answered "
-                   "92 % of JPEG-90 images of known models right (clean: 50 %, the rest 'unknown') but "
-                   "flagged only 4.5 % of an unknown model's images (clean: 47.5 %).")
+                   "down-scaled / cropped copy of each (augmented): augmented answers more re-encoded "
+                   "images of known models right, and flags fewer images of unknown models "
+                   "(benchmarks/results/embedding.md).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default="none", show_default=True,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -62,7 +63,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
                        f"{rec['train_acc']:.3f} (augmented)  {rec['images_per_s']:.0f} images/s  "
                        f"{rec['seconds']:.1f}s", err=True)
 
-    g2, info = wf.train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
+    g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                 handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
                                 calibrate_on=calibrate_on,
                                 arch=None if dim is None else {"dim": dim},
@@ -71,4 +72,4 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
                f"{info['trained_on']} images; {len(g2.models())} models, {len(g2)} samples re-enrolled"
                + ("; open-set thresholds calibrated" if info["calibrated"] else ""))
     if info["errors"]:
-        raise SystemExit(3)
+        raise SystemExit(EXIT_ROW_ERRORS)

@@ -14,7 +14,7 @@ compared. ``Gallery.load`` recomputes the identity from the two files, even with
 and refuses the gallery on a mismatch. The gallery's vectors are the embeddings of the enrolled
 images; ``fpfast train`` re-embeds them from the labelled folders (the gallery keeps no pixels),
 and ``enroll`` / ``attribute`` / ``eval`` / ``search`` embed queries with ``Gallery.embedder()``
-(``fpfast.workflows.vector_mapper``). Enrolling a new model later uses the frozen embedding.
+(``fpfast.jobs.mappers.vector_mapper``). Enrolling a new model later uses the frozen embedding.
 
 A gallery stores an embedder through :meth:`fpfast.gallery.Gallery.with_embedding`; see
 :mod:`fpfast.embed.model` for the network and serialisation, :mod:`fpfast.embed.train` for the

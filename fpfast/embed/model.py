@@ -18,6 +18,8 @@ import json
 from typing import Any
 
 import numpy as np
+
+from ..errors import ConfigError
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -37,7 +39,7 @@ DEFAULT_ARCH: dict[str, Any] = {
 }
 
 
-class EmbedError(ValueError):
+class EmbedError(ConfigError):
     """An embedding's config or weights are malformed or do not match."""
 
 
@@ -180,8 +182,8 @@ class Embedder:
 
     def _net_on(self, device: torch.device, precision: str, compile: bool):
         """A copy of the network prepared for (device, precision, compile), built once and cached:
-        channels-last (cuDNN's NHWC convolutions on CUDA; oneDNN's on CPU: 1.5-1.8x faster at
-        32-64 px on the 2-core CI machine), optionally ``torch.compile``d."""
+        channels-last (cuDNN's NHWC convolutions on CUDA; oneDNN's on CPU: faster, see
+        ``benchmarks/results/embedding_speed.md``), optionally ``torch.compile``d."""
         key = (str(device), precision, bool(compile))
         if key not in self._dev_nets:
             import copy
@@ -191,10 +193,10 @@ class Embedder:
             self._dev_nets[key] = net
         return self._dev_nets[key]
 
-    def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", backend: str = "auto",
+    def embed_tensor(self, images: torch.Tensor, device: str | torch.device = "cpu", backend: str = "auto",
               layout: str = "auto", batch_size: int = 256, precision: str = "auto",
-              compile: bool = False) -> np.ndarray:
-        """Embeddings [B, dim] float32 of uint8/float images [B,H,W,3] or [B,3,H,W] (already in
+              compile: bool = False) -> torch.Tensor:
+        """Embeddings [B, dim] float32, on ``device``, of uint8/float images [B,H,W,3] or [B,3,H,W] (already in
         the spec's geometry, as the pipeline's batches are).
 
         ``precision``: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32``, ``fp16`` (CUDA only) or
@@ -218,8 +220,12 @@ class Embedder:
                 x = as_float_chw(xb.to(dev), layout).float().contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
                     z = net(x, hand)
-                out.append(z.float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+                out.append(z.float())
+        return torch.cat(out) if out else torch.zeros((0, self.dim), dtype=torch.float32, device=dev)
+
+    def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", **kw) -> np.ndarray:
+        """:meth:`embed_tensor` copied to the host as numpy (training, calibration, benchmarks)."""
+        return self.embed_tensor(images, device, **kw).cpu().numpy()
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")

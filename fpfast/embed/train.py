@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ..prepare import map_images
 from ..spec import FingerprintSpec, load_spec
 from .model import Embedder, EmbedError, ResidualEmbedNet, resolve_arch
 
@@ -206,9 +207,8 @@ AUTO_STEPS, AUTO_EPOCHS = 4000, (10, 200)
 
 
 def auto_epochs(steps_per_epoch: int) -> int:
-    """Epochs giving about :data:`AUTO_STEPS` optimizer steps, within :data:`AUTO_EPOCHS`: on the
-    GM-zoo's small preset (56 steps per epoch) 100 epochs reached 0.995-0.998 clean accuracy where
-    40 gave 0.990 (``benchmarks/results/embedding.md``)."""
+    """Epochs giving about :data:`AUTO_STEPS` optimizer steps, within :data:`AUTO_EPOCHS` (why
+    that many: ``benchmarks/results/embedding.md``)."""
     lo, hi = AUTO_EPOCHS
     return int(min(hi, max(lo, -(-AUTO_STEPS // max(1, steps_per_epoch)))))
 
@@ -232,12 +232,7 @@ def _check_init(init: Embedder, a: dict, arch: dict | None, spec: FingerprintSpe
 def _class_means(emb: Embedder, imgs: Sequence[np.ndarray], y: np.ndarray, n_classes: int,
                  dev: torch.device, backend: str) -> torch.Tensor:
     """[n_classes, dim] unit mean embedding of each class's images (grouped by shape to stack)."""
+    z = map_images(imgs, lambda b: emb.embed(b, device=dev, backend=backend, layout="hwc"))
     sums = torch.zeros(n_classes, emb.dim, dtype=torch.float64)
-    by_shape: dict[tuple, list[int]] = {}
-    for i, im in enumerate(imgs):
-        by_shape.setdefault(im.shape, []).append(i)
-    for ids in by_shape.values():
-        z = emb.embed(torch.from_numpy(np.stack([imgs[i] for i in ids])), device=dev, backend=backend,
-                      layout="hwc")
-        sums.index_add_(0, torch.from_numpy(y[ids]), torch.from_numpy(z).double())
+    sums.index_add_(0, torch.from_numpy(y), torch.from_numpy(z).double())
     return F.normalize(sums.float(), dim=1)

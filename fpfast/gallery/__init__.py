@@ -10,14 +10,14 @@
     a = Gallery.load("my_gallery", spec).attribute(queries, method="knn", k=10)
     a.model, a.score                                # names ("unknown" above threshold), confidence
 
-Modules: ``store`` (directory format), ``index`` (FAISS), ``torch_search`` (exact matmul+top-k),
+Modules: ``store`` (directory format), ``index`` (FAISS), :mod:`fpfast.search` (exact matmul+top-k, faiss GPU resources),
 ``normalize``, ``attribution``, ``evaluate``; :class:`Gallery` in ``gallery``.
 """
 from .attribution import UNKNOWN, Attribution
 from .evaluate import auroc, confusion_matrix, evaluate, plot_confusion, report, write_confusion_csv
 from .gallery import Gallery, SearchResult
 from .store import FORMAT_NAME, FORMAT_VERSION, GalleryError
-from .torch_search import knn as torch_knn
+from ..search import knn as torch_knn
 
 __all__ = [
     "Gallery", "SearchResult", "Attribution", "GalleryError", "UNKNOWN", "FORMAT_NAME",

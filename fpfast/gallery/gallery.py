@@ -3,9 +3,13 @@
 Vectors come in as numpy arrays or torch tensors [B, D] (D = ``spec.dim``); which backend
 computed them does not matter. Search runs on the normalised vectors with squared L2 distance:
 
-* faiss (CPU, or GPU when ``faiss.get_num_gpus() > 0``) for every index type;
-* torch matmul + top-k (:mod:`fpfast.gallery.torch_search`) for a ``flat`` gallery when the
-  queries are CUDA tensors and faiss has no GPU, or when faiss is not installed at all.
+* queries as CUDA tensors are searched on their GPU: by the faiss GPU index when faiss has GPUs
+  (on torch's stream, :func:`fpfast.search.faiss_search`), else, for a ``flat`` gallery, by torch
+  matmul + top-k (:func:`fpfast.search.knn`); only an HNSW gallery copies them to the host;
+* CPU queries (numpy or CPU tensors) by faiss-cpu, or by :func:`fpfast.search.knn` where faiss is
+  not installed.
+
+Only the [Q, k] answers come back to the host, for the attribution rules.
 
 The normaliser is fitted on demand (:meth:`Gallery.fit`), or automatically before the first
 search of a gallery that was never fitted. Adding samples afterwards transforms them with the
@@ -20,13 +24,15 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import UsageError
+from ..search import faiss_search
+from ..search import knn as torch_knn
 from ..spec import FingerprintSpec
 from . import attribution as attr
 from . import index as fidx
 from . import normalize as norm
 from . import persist, store
 from .store import GalleryError
-from .torch_search import knn as torch_knn
 
 
 def _is_torch(x) -> bool:
@@ -204,7 +210,7 @@ class Gallery:
         if spec is not None:
             spec.require_same(self.spec, "gallery")
         if not isinstance(model, str) or not model.strip() or model == attr.UNKNOWN:
-            raise ValueError(f"model name must be a non-empty string other than "
+            raise UsageError(f"model name must be a non-empty string other than "
                              f"{attr.UNKNOWN!r}, got {model!r}")
         x = self._check_vectors(vectors, f"vectors of {model!r}")
         if x.shape[0] == 0:
@@ -313,11 +319,13 @@ class Gallery:
         return self._dev_cache[key]
 
     def _search_z(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distances, ids) of the k nearest normalised gallery vectors."""
+        """(distances, ids) of the k nearest normalised gallery vectors, searched on the queries'
+        device (see the module docstring); the [Q, k] answers are returned as numpy."""
         cuda_q = _is_torch(queries) and queries.is_cuda
-        use_torch = self.index_type == "flat" and (
-            self._index is None or (cuda_q and fidx.num_gpus() == 0))
-        if use_torch:
+        if cuda_q and self._index is not None and fidx.num_gpus() > 0 and self.index_type != "hnsw":
+            d, i = faiss_search(self._index, self._normalizer.transform(queries.float()), k, device=0)
+            return d.cpu().numpy(), i.cpu().numpy()
+        if self.index_type == "flat" and (cuda_q or self._index is None):
             import torch
             q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
             z, sq = self._device_base(q.device)
@@ -325,8 +333,7 @@ class Gallery:
             return d.cpu().numpy(), i.cpu().numpy()
         if self._index is None:
             raise GalleryError(f"an {self.index_type!r} gallery needs faiss, which is not installed")
-        z = self._normalizer.transform(_to_numpy(queries))
-        return fidx.search(self._index, z, k)
+        return faiss_search(self._index, self._normalizer.transform(_to_numpy(queries)), k)
 
     # ================================================================== search / attribution
     def search(self, queries, k: int = 10) -> SearchResult:
@@ -356,12 +363,12 @@ class Gallery:
 
     def _centroid_dists(self, queries) -> np.ndarray:
         import torch
-        c = torch.from_numpy(self.centroids())
         z = self._normalizer.transform(queries if _is_torch(queries) else _to_numpy(queries))
-        z = z.detach().cpu().float() if _is_torch(z) else torch.from_numpy(z)
+        z = z.detach().float() if _is_torch(z) else torch.from_numpy(z)
+        c = torch.from_numpy(self.centroids()).to(z.device)   # searched where the queries are
         d, i = torch_knn(z, c, c.shape[0])
         out = np.empty(tuple(d.shape), np.float64)
-        np.put_along_axis(out, i.numpy(), d.numpy().astype(np.float64), axis=1)
+        np.put_along_axis(out, i.cpu().numpy(), d.cpu().numpy().astype(np.float64), axis=1)
         return out
 
     def attribute(self, queries, method: str = "knn", k: int = 10,

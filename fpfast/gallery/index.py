@@ -8,13 +8,18 @@ index type. Types and their parameters (stored in ``gallery.json``):
             training points), ``nprobe`` (default 32). Trained on the vectors present at build.
 * ``hnsw``  ``IndexHNSWFlat``: ``M`` (32), ``ef_construction`` (200), ``ef_search`` (128).
 
-GPU: when ``faiss.get_num_gpus() > 0`` flat and IVF indexes are moved to GPU 0 for search;
-HNSW has no GPU version in faiss and stays on the CPU. faiss is imported on first use, so the
-exact torch path (:mod:`fpfast.gallery.torch_search`) works where faiss is not installed.
+GPU: when faiss has GPUs, flat and IVF indexes are moved to GPU 0 for search (with
+:mod:`fpfast.search`'s one resource per device); HNSW has no GPU version in faiss and stays on
+the CPU. faiss is imported on first use, so the exact torch path (:func:`fpfast.search.knn`)
+works where faiss is not installed.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from ..errors import ConfigError
+from ..search import faiss_gpus as num_gpus
+from ..search import index_to_gpu
 
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 DEFAULT_PARAMS = {
@@ -39,13 +44,6 @@ def require_faiss(why: str):
         raise RuntimeError(f"faiss is not installed; it is needed to {why} "
                            "(exact 'flat' search works without it through torch)")
     return faiss
-
-
-def num_gpus() -> int:
-    faiss = faiss_module()
-    if faiss is None or not hasattr(faiss, "StandardGpuResources"):
-        return 0
-    return int(faiss.get_num_gpus())
 
 
 def resolve_params(kind: str, params: dict | None) -> dict:
@@ -75,7 +73,7 @@ def build(kind: str, params: dict, x: np.ndarray):
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist, faiss.METRIC_L2)
         index.cp.seed = 1234
         if x.shape[0] == 0:
-            raise ValueError("an 'ivf' index needs vectors to train on; enroll models first")
+            raise ConfigError("an 'ivf' index needs vectors to train on; enroll models first")
         index.train(x)
         index.nprobe = min(params["nprobe"], nlist)
     else:
@@ -108,14 +106,7 @@ def to_gpu(index, kind: str):
     """The index moved to GPU 0 when faiss has one and the type has a GPU version; else as is."""
     if kind == "hnsw" or num_gpus() == 0:
         return index
-    faiss = faiss_module()
-    global _GPU_RES
-    if _GPU_RES is None:
-        _GPU_RES = faiss.StandardGpuResources()
-    return faiss.index_cpu_to_gpu(_GPU_RES, 0, index)
-
-
-_GPU_RES = None
+    return index_to_gpu(index, 0)
 
 
 def to_cpu(index):
@@ -134,9 +125,3 @@ def write(index, path: str) -> None:
 
 def read(path: str):
     return require_faiss("read the index file").read_index(path)
-
-
-def search(index, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(distances [Q, k] float32, ids [Q, k] int64); ids -1 where fewer than k were found."""
-    d, i = index.search(np.ascontiguousarray(x, dtype=np.float32), k)
-    return d, i.astype(np.int64, copy=False)

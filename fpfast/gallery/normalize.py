@@ -23,6 +23,8 @@ import dataclasses
 
 import numpy as np
 
+from ..errors import ConfigError
+
 METHODS = ("none", "standardize", "whiten", "lda")
 
 
@@ -75,7 +77,7 @@ def fit(method: str, x: np.ndarray, labels: np.ndarray | None = None, *,
     if method == "none":
         return Normalizer("none")
     if x.shape[0] < 2:
-        raise ValueError(f"normalisation {method!r} needs at least 2 vectors, the gallery has {x.shape[0]}")
+        raise ConfigError(f"normalisation {method!r} needs at least 2 vectors, the gallery has {x.shape[0]}")
     if labels is None:
         labels = np.zeros(x.shape[0], np.int32)
     x, labels = _subset(x, labels, max_fit)
@@ -96,7 +98,7 @@ def fit(method: str, x: np.ndarray, labels: np.ndarray | None = None, *,
     elif method == "lda":
         classes = np.unique(labels)
         if classes.size < 2:
-            raise ValueError("normalisation 'lda' needs at least 2 enrolled models")
+            raise ConfigError("normalisation 'lda' needs at least 2 enrolled models")
         if not 0.0 <= shrinkage < 1.0:
             raise ValueError(f"shrinkage must lie in [0, 1), got {shrinkage}")
         d = z.shape[1]

@@ -32,6 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..hashing import sha256_file
 
 FORMAT_NAME = "fpfast-gallery"
@@ -39,7 +40,7 @@ FORMAT_VERSION = 1
 META = "gallery.json"
 
 
-class GalleryError(ValueError):
+class GalleryError(ConfigError):
     """A gallery directory is missing, corrupt, foreign, or inconsistent; the message says what."""
 
 

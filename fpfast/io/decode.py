@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from ..errors import InputDataError
 from ..prepare import crop_box
 from ..spec import FingerprintSpec
 from .png16 import PNGError, decode_png16, png_header, wants_png16
@@ -38,8 +39,8 @@ from .sources import Payload, load_bytes
 # Pillow's own hard limit is 2 x Image.MAX_IMAGE_PIXELS (~179 Mpx); ours defaults to the same.
 DEFAULT_MAX_PIXELS = 2 * 89_478_485
 
-# Optional faster JPEG path (libjpeg-turbo through simplejpeg, ~1.3x Pillow on 256^2, identical
-# pixels; see benchmarks/results/decode.md). Used only for plain YCbCr/gray JPEGs without EXIF
+# Optional faster JPEG path (libjpeg-turbo through simplejpeg, identical pixels; speed in
+# benchmarks/results/decode.md). Used only for plain YCbCr/gray JPEGs without EXIF
 # or MPF segments; everything else goes through Pillow. FPFAST_JPEG=pillow turns it off.
 try:
     import simplejpeg as _simplejpeg
@@ -50,7 +51,7 @@ USE_SIMPLEJPEG = _simplejpeg is not None and os.environ.get("FPFAST_JPEG", "auto
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
-class DecodeError(ValueError):
+class DecodeError(InputDataError):
     """An input that cannot become an image; the message is meant for the output's error column."""
 
 
@@ -256,3 +257,14 @@ def decode_item(key: str, payload: Payload, spec: FingerprintSpec | None = None,
         return Decoded(key, None, f"unexpected decoder failure: {type(e).__name__}: {e}", "",
                        time.perf_counter() - t0)
     return Decoded(key, image, "", note, time.perf_counter() - t0)
+
+
+def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The uint8 [H, W, 3] image of a file, decoded as the stream decodes (EXIF rotation, CMYK,
+    palette, 16-bit scaled to 8 bits, decompression bombs refused), whole (no geometry). For the
+    readers outside the stream (zoo, baselines); raises :class:`DecodeError` or ``OSError``."""
+    with open(path, "rb") as fh:
+        a, _ = decode_image(fh.read(), FingerprintSpec(geometry="none"), max_pixels)
+    if a.dtype == np.uint16:
+        a = np.round(a.astype(np.float64) / 257.0).astype(np.uint8)
+    return a

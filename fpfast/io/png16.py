@@ -13,11 +13,13 @@ import zlib
 
 import numpy as np
 
+from ..errors import InputDataError
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
 
 
-class PNGError(ValueError):
+class PNGError(InputDataError):
     pass
 
 

@@ -33,6 +33,8 @@ import re
 import tarfile
 from typing import Iterable, Iterator, NamedTuple, Union
 
+from ..errors import UsageError
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 TAR_EXTENSIONS = (".tar",)
 PARQUET_EXTENSIONS = (".parquet", ".pq")
@@ -41,7 +43,7 @@ BYTES_COLUMN_GUESSES = ("image", "jpg", "png", "webp", "img", "image_bytes", "by
 KEY_COLUMN_GUESSES = ("__key__", "key", "path", "url")
 
 
-class SourceSpecError(ValueError):
+class SourceSpecError(UsageError):
     """A source argument is unusable as a whole (a glob matching nothing, a parquet without a
     bytes column): a usage error, not an error row."""
 

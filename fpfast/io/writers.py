@@ -33,12 +33,14 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..errors import UsageError
+
 MANIFEST = "_manifest.jsonl"
 MANIFEST_VERSION = 1
 SINGLE_FILE_FORMATS = (".parquet", ".csv", ".jsonl")
 
 
-class OutputError(ValueError):
+class OutputError(UsageError):
     """The output cannot be used as asked (exists without resume, config differs): a usage error."""
 
 

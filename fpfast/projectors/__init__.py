@@ -3,11 +3,12 @@ autoencoder reconstruction (``autoencoder``) or a DDIM inversion + reconstructio
 
 Importing this package imports neither faiss nor diffusers; they load with the projector.
 """
-from .base import Projector, fingerprint_with_projector, load_projector, projector_kinds, register
+from .base import (Projector, fingerprint_with_projector, load_projector, projector_class, projector_kinds,
+                   register)
 from .loading import ProjectorError
 
 __all__ = ["Projector", "ProjectorError", "load_projector", "fingerprint_with_projector",
-           "projector_kinds", "register", "ManifoldProjector", "build_manifold", "AutoencoderProjector",
+           "projector_class", "projector_kinds", "register", "ManifoldProjector", "build_manifold", "AutoencoderProjector",
            "reconstruction_distances", "DiffusionProjector"]
 
 

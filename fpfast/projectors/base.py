@@ -96,19 +96,24 @@ def _import_all() -> None:
     from . import autoencoder, diffusion, manifold  # noqa: F401  (they register themselves)
 
 
+def projector_class(kind: str) -> type[Projector]:
+    """The projector class registered under ``kind`` (:func:`register`)."""
+    _import_all()
+    cls = _REGISTRY.get(kind)
+    if cls is None:
+        raise ProjectorError(f"unknown projector kind {kind!r}; expected one of {sorted(_REGISTRY)}")
+    return cls
+
+
 def load_projector(desc: dict[str, Any], **kwargs: Any) -> Projector:
     """The projector a spec's ``projector`` field describes, loaded from its ``source``.
 
     Keyword arguments go to the projector (``device``, ``allow_pickle``, ``encoder``, ``source``
     to load from another place). The loaded model must hash to ``desc['identity']``.
     """
-    _import_all()
     if not isinstance(desc, dict) or "kind" not in desc:
         raise ProjectorError(f"a projector description is a dict with a 'kind', got {desc!r}")
-    cls = _REGISTRY.get(desc["kind"])
-    if cls is None:
-        raise ProjectorError(f"unknown projector kind {desc['kind']!r}; expected one of {sorted(_REGISTRY)}")
-    proj = cls.from_spec_dict(desc, **kwargs)
+    proj = projector_class(desc["kind"]).from_spec_dict(desc, **kwargs)
     want = desc.get("identity")
     if want is not None and proj.sha256() != want:
         raise ProjectorError(

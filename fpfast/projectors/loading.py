@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 
+from ..errors import ConfigError
 
-class ProjectorError(ValueError):
+
+class ProjectorError(ConfigError):
     """A projector cannot be built or run on this input; the message says what and why."""
 
 

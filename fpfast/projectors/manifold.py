@@ -11,25 +11,24 @@ on CUDA tensors and where faiss is missing). Every search asks for ``k + rerank`
 re-ranks them by exact float64 distances recomputed from the uint8 reference images, so exact
 mode returns brute force's neighbours.
 
-CLI: ``python -m fpfast.projectors.manifold build REAL_SOURCE... --out DIR --size S``.
+CLI: ``fpfast manifold build REAL_SOURCE... --out DIR --size S``.
 """
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..search import faiss_gpus, faiss_search, index_to_gpu, knn
 from .base import Projector, register
 from .identity import module_sha256
 from .loading import ProjectorError
 from .refset import MODES, ReferenceSet, build_manifold, images_to_float
 from .spaces import SPACES, space_image, space_vectors
 
-__all__ = ["ManifoldProjector", "ReferenceSet", "build_manifold", "main"]
+__all__ = ["ManifoldProjector", "ReferenceSet", "build_manifold"]
 
 
 @register("manifold")
@@ -136,13 +135,12 @@ class ManifoldProjector(Projector):
             faiss.extract_index_ivf(index).nprobe = self.nprobe
         elif self.mode == "hnsw":
             index.hnsw.efSearch = max(self.ef_search, kk)
-        if self._gpu_index is None and hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0:
+        if self._gpu_index is None and faiss_gpus() > 0:
             try:  # not every index type / PQ layout exists on the GPU: keep the CPU one then
-                self._gpu_index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+                self._gpu_index = index_to_gpu(index, 0)
             except Exception:  # noqa: BLE001
                 self._gpu_index = False
-        use = self._gpu_index or index
-        _, idx = use.search(np.ascontiguousarray(q, dtype=np.float32), kk)
+        _, idx = faiss_search(self._gpu_index or index, q, kk)
         return idx
 
     def _torch_vectors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,24 +152,13 @@ class ManifoldProjector(Projector):
                 x = images_to_float(self.ref.images[i:i + 1024], device)
                 chunks.append(space_vectors(x, self.space, self.encoder).to(dt))
             db = torch.cat(chunks)
-            norms = torch.cat([c.float().pow(2).sum(1) for c in db.split(4096)])
+            norms = torch.cat([c.float().pow(2).sum(1) for c in db.split(8192)])
             self._torch_db[key] = (db, norms)
         return self._torch_db[key]
 
     def _torch_search(self, q: torch.Tensor, kk: int) -> torch.Tensor:
         db, norms = self._torch_vectors(q.device)
-        q = q.float()
-        best_d = best_i = None
-        for start in range(0, db.shape[0], 8192):
-            part = db[start:start + 8192].float()
-            d = norms[start:start + part.shape[0]][None, :] - 2.0 * (q @ part.T)
-            dv, di = d.topk(min(kk, d.shape[1]), dim=1, largest=False)
-            di = di + start
-            if best_d is not None:
-                dv, pos = torch.cat([best_d, dv], 1).topk(min(kk, best_d.shape[1] + dv.shape[1]), 1, largest=False)
-                di = torch.cat([best_i, di], 1).gather(1, pos)
-            best_d, best_i = dv, di
-        return best_i
+        return knn(q, db, kk, base_sq_norms=norms, base_chunk=8192)[1]
 
     def _exact(self, x: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact float64 squared distances of x [B,3,S,S] to candidates [B,kk] in the space; sorted."""
@@ -255,33 +242,3 @@ class ManifoldProjector(Projector):
         x = self.check_input(x)
         dom = x.float() if self.subtract == "rgb" else space_image(x.float(), self.space)
         return dom - self.residual(x)
-
-
-# ---------------------------------------------------------------------------- CLI
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fpfast.projectors.manifold",
-                                 description="Build a ManiFPT reference set of real images.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="index real images at a working size")
-    b.add_argument("sources", nargs="+", help="image files, folders, globs or @list files")
-    b.add_argument("--out", required=True, help="output directory")
-    b.add_argument("--size", type=int, default=64, help="working size (the spec's size)")
-    b.add_argument("--geometry", choices=("crop", "resize"), default="crop")
-    b.add_argument("--space", action="append", choices=("rgb", "freq"), help="repeatable; default rgb")
-    b.add_argument("--mode", action="append", choices=MODES, help="repeatable; default exact")
-    b.add_argument("--storage", choices=("auto", "uint8", "fp16", "float32"), default="auto")
-    b.add_argument("--overwrite", action="store_true")
-    a = ap.parse_args(argv)
-    try:
-        ref = build_manifold(a.sources, a.out, a.size, spaces=a.space or ["rgb"], modes=a.mode or ["exact"],
-                             storage=a.storage, geometry=a.geometry, overwrite=a.overwrite)
-    except ProjectorError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"{len(ref)} images at {ref.size}x{ref.size} -> {ref.dir} "
-          f"({ref.manifest['n_skipped']} skipped; indexes: {', '.join(sorted(ref.manifest['indexes']))})")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

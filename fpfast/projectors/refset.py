@@ -65,39 +65,31 @@ def _expand(sources: Iterable[str]) -> list[Path]:
     return out
 
 
-def _fit(img: np.ndarray, size: int, geometry: str) -> np.ndarray | None:
-    """uint8 HxWx3 -> uint8 size x size x 3 (centre crop or antialiased resize), None if too small."""
-    h, w = img.shape[:2]
-    if geometry == "crop":
-        if h < size or w < size:
-            return None
-        t, l = (h - size) // 2, (w - size) // 2
-        return img[t:t + size, l:l + size]
-    if geometry == "resize":
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float()
-        y = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", antialias=True,
-                                            align_corners=False)
-        return y[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
-    raise ProjectorError(f"geometry must be crop or resize, got {geometry!r}")
-
-
 def read_images(sources: Iterable[str], size: int, geometry: str = "crop") -> tuple[np.ndarray, list[str], list[str]]:
-    """(uint8 [N,S,S,3], keys, skipped messages) from image files, folders, globs or @lists."""
-    from PIL import Image
+    """(uint8 [N,S,S,3], keys, skipped messages) from image files, folders, globs or @lists.
 
+    Decoded as the stream decodes queries (:func:`fpfast.io.decode.decode_image`: EXIF rotation,
+    CMYK, 16-bit, decompression bombs) and brought to S x S by :func:`fpfast.prepare.apply_geometry`
+    (centre crop, or antialiased resize), so a reference image and the same image as a query match.
+    """
+    from ..io.decode import DecodeError, decode_image
+    from ..prepare import apply_geometry, to_float
+    from ..spec import FingerprintSpec
+
+    if geometry not in ("crop", "resize"):
+        raise ProjectorError(f"geometry must be crop or resize, got {geometry!r}")
+    spec = FingerprintSpec(size=size, geometry=geometry, min_size=size)
     imgs, keys, skipped = [], [], []
     for p in _expand(sources):
         try:
-            with Image.open(p) as im:
-                a = np.asarray(im.convert("RGB"))
-        except Exception as e:  # noqa: BLE001 - one broken file must not stop the build
-            skipped.append(f"{p}: {type(e).__name__}: {e}")
+            a, _ = decode_image(p.read_bytes(), spec)
+        except (OSError, DecodeError) as e:  # one broken file must not stop the build
+            skipped.append(f"{p}: {e}")
             continue
-        f = _fit(a, size, geometry)
-        if f is None:
-            skipped.append(f"{p}: {a.shape[1]}x{a.shape[0]} is smaller than {size}x{size}")
-            continue
-        imgs.append(np.ascontiguousarray(f))
+        x = apply_geometry(torch.from_numpy(np.require(a, requirements="W")).permute(2, 0, 1)[None], spec)
+        if x.dtype != torch.uint8:
+            x = (to_float(x) * 255.0).round().clamp(0, 255).to(torch.uint8)
+        imgs.append(np.ascontiguousarray(x[0].permute(1, 2, 0).numpy()))
         keys.append(str(p))
     if not imgs:
         raise ProjectorError(f"no usable reference image of at least {size}x{size} in the sources")
@@ -172,7 +164,7 @@ class ReferenceSet:
         mpath = self.dir / "manifest.json"
         if not mpath.is_file():
             raise ProjectorError(f"{self.dir} is not a manifold reference set (no manifest.json); "
-                                 f"build one with `python -m fpfast.projectors.manifold build`")
+                                 f"build one with `fpfast manifold build`")
         m = json.loads(mpath.read_text())
         if m.get("format") != FORMAT:
             raise ProjectorError(f"{mpath} is not a {FORMAT} manifest")

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..io.decode import read_image
+
 DERIVED = ("test_jpeg90", "test_jpeg75", "test_resize", "test_crop")
 SPLITS = ("train", "test") + DERIVED + ("unseen_seed", "open_set")
 
@@ -56,8 +58,7 @@ def load_zoo_split(root, split: str) -> tuple[list[np.ndarray], list[str], list[
         label = meta.get("label") or "unknown"
         for f in sorted(d.iterdir()):
             if f.suffix in (".png", ".jpg"):
-                with Image.open(f) as im:
-                    imgs.append(np.asarray(im.convert("RGB")))
+                imgs.append(read_image(f))
                 labels.append(label)
                 sources.append(d.name)
     return imgs, labels, sources

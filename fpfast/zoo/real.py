@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UsageError
+
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "retina",
                   "immunohistochemistry", "hubble_deep_field")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -53,15 +55,14 @@ def bundled_photos() -> list[tuple[str, np.ndarray]]:
 
 
 def folder_photos(real_dir: str | os.PathLike) -> list[tuple[str, np.ndarray]]:
-    from PIL import Image
+    from ..io.decode import DecodeError, read_image
 
     out = []
     for p in sorted(Path(real_dir).rglob("*")):
         if p.suffix.lower() in IMAGE_EXTS and p.is_file():
             try:
-                with Image.open(p) as im:
-                    out.append((str(p.relative_to(real_dir)), np.asarray(im.convert("RGB"))))
-            except Exception:
+                out.append((str(p.relative_to(real_dir)), read_image(p)))
+            except (OSError, DecodeError):  # an unreadable photo is skipped
                 continue
     if not out:
         raise FileNotFoundError(f"no readable images under {real_dir}")
@@ -81,7 +82,7 @@ def random_patches(photos_: list[tuple[str, np.ndarray]], n: int, size: int, see
     crop position, a horizontal flip with p = 1/2."""
     usable = [a for _, a in photos_ if a.shape[0] >= size and a.shape[1] >= size]
     if not usable:
-        raise ValueError(f"no photo is at least {size}x{size}")
+        raise UsageError(f"no photo is at least {size}x{size}")
     rng = np.random.default_rng(seed)
     which = rng.integers(0, len(usable), size=n)
     out = np.empty((n, size, size, 3), dtype=np.uint8)

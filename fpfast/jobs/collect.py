@@ -1,0 +1,68 @@
+"""Fingerprint (or just decode) sources into memory: what enroll, eval and train read."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..pipeline import RunSummary, run
+from ..spec import FingerprintSpec, load_spec
+from .mappers import vector_mapper
+from .options import StreamOptions
+
+
+class CollectWriter:
+    """An in-memory writer for the pipeline: keeps every row, in input order."""
+
+    shard_size = 1 << 62
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def is_done(self, shard: int) -> bool:
+        return False
+
+    def write_shard(self, shard: int, rows: list[dict], inputs: int | None = None) -> None:
+        self.rows.extend(rows)
+
+    def close(self) -> None:
+        pass
+
+    def split(self, column: str) -> tuple[list, list[str], list[dict]]:
+        """(``column`` of the rows without error, their keys, the rows with an error)."""
+        ok = [r for r in self.rows if not r.get("error")]
+        return [r[column] for r in ok], [r["path"] for r in ok], [r for r in self.rows if r.get("error")]
+
+
+@dataclass
+class Fingerprints:
+    vectors: np.ndarray          # [N, D] float32, rows that decoded
+    keys: list[str]              # their input keys
+    errors: list[dict]           # rows that failed: {"path", "error", ...}
+    summary: RunSummary
+
+
+def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
+                        embedder=None, **source_kw) -> Fingerprints:
+    """Fingerprint every image of ``sources`` into memory (enrollment, eval): the spec's
+    handcrafted vector, or ``embedder``'s embedding for a spec that names one."""
+    spec = load_spec(spec)
+    w = CollectWriter()
+    summary = run(sources, vector_mapper(spec, opts, embedder), writer=w, spec=spec, **source_kw,
+                  **opts.stream_kw())
+    vecs, keys, errors = w.split("vector")
+    vecs = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, spec.dim), np.float32)
+    return Fingerprints(vecs, keys, errors, summary)
+
+
+def gallery_fingerprints(gallery, sources, opts: StreamOptions, **source_kw) -> Fingerprints:
+    """:func:`fingerprint_sources` in the gallery's vector space (its embedding when it has one)."""
+    return fingerprint_sources(sources, gallery.spec, opts, embedder=gallery.embedder(), **source_kw)
+
+
+def image_sources(sources, spec: FingerprintSpec, opts: StreamOptions, **source_kw):
+    """(uint8 HxWx3 images as the pipeline hands them over (decoded, in the spec's geometry),
+    keys, error rows) of ``sources``, in input order: what training reads."""
+    w = CollectWriter()
+    run(sources, lambda batch, keys: {"image": batch}, writer=w, spec=spec, **source_kw, **opts.stream_kw())
+    return w.split("image")

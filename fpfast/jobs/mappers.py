@@ -1,0 +1,88 @@
+"""The pipeline mappers: ``mapper(images, keys) -> {column: values}`` (see :mod:`fpfast.pipeline`).
+
+Vectors stay where the batch is: a CUDA batch is fingerprinted, embedded and searched on its GPU,
+and only the writer stage copies the columns to the host, once per batch.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+from ..pipeline import Mapper
+from ..spec import FingerprintSpec, load_spec
+from .options import StreamOptions, check_backend
+from .schema import attribution_columns
+
+
+def _on(batch: torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """The batch on ``dev``: a CPU batch goes to a GPU from pinned memory; one already there stays."""
+    if batch.device.type == "cpu" and dev.type != "cpu":
+        return batch.pin_memory().to(dev, non_blocking=True)
+    return batch.to(dev)
+
+
+def fingerprint_mapper(spec: FingerprintSpec | str | None = None, backend: str = "auto",
+                       column: str = "vector", device: str = "cpu") -> Mapper:
+    """A mapper computing :func:`fpfast.ops.features.fingerprint_features` per batch (or the spec's
+    heavy projector's fingerprint): ``{column: float32 tensor [B, D] on device}``."""
+    from ..ops.features import fingerprint_features
+    spec = load_spec(spec)
+    dev = torch.device(device)
+    projector = None
+    if spec.projector is not None:  # a heavy projector (manifold / autoencoder / diffusion): load it once
+        from ..projectors import fingerprint_with_projector, load_projector
+        projector = load_projector(spec.projector, device=dev)
+
+    def mapper(batch: torch.Tensor, keys: list) -> dict:
+        batch = _on(batch, dev)
+        with torch.inference_mode():
+            if projector is not None:
+                v = fingerprint_with_projector(batch, spec, backend=backend, projector=projector, layout="hwc")
+            else:
+                v = fingerprint_features(batch, spec, backend=backend, layout="hwc")
+        return {column: v}
+
+    return mapper
+
+
+def embedding_mapper(embedder, backend: str = "auto", column: str = "vector", device: str = "cpu",
+                     precision: str = "auto", compile: bool = False) -> Mapper:
+    """A mapper computing a learned embedding per batch: ``{column: float32 tensor [B, D] on device}``."""
+    from ..embed.model import resolve_precision
+    dev = torch.device(device)
+    resolve_precision(precision, dev)  # a bad choice fails before the stream starts
+
+    def mapper(batch: torch.Tensor, keys: list) -> dict:
+        return {column: embedder.embed_tensor(_on(batch, dev), device=dev, backend=backend, layout="hwc",
+                                              precision=precision, compile=compile)}
+    return mapper
+
+
+def vector_mapper(spec: FingerprintSpec, opts: StreamOptions, embedder=None, column: str = "vector") -> Mapper:
+    """The mapper producing ``spec``'s vectors: handcrafted, or ``embedder``'s when the spec names
+    a learned embedding (whose identity must then be ``embedder``'s)."""
+    device = check_backend(opts)
+    if spec.embedding is None:
+        if embedder is not None:
+            raise ConfigError("an embedder was given for a handcrafted spec")
+        return fingerprint_mapper(spec, opts.backend, column=column, device=device)
+    if embedder is None:
+        raise ConfigError("this spec's vectors are a learned embedding: pass the gallery's embedder "
+                          "(Gallery.embedder())")
+    if embedder.identity != spec.embedding["identity"]:
+        raise ConfigError(f"embedder {embedder.identity[:16]}... is not the spec's embedding "
+                          f"{spec.embedding['identity'][:16]}...")
+    return embedding_mapper(embedder, opts.backend, column=column, device=device, precision=opts.precision,
+                            compile=opts.compile)
+
+
+def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3) -> Mapper:
+    """A mapper: fingerprint a batch and attribute the vectors (a tensor, searched on its device)
+    with ``gallery``; the columns of :func:`fpfast.jobs.schema.attribute_schema`."""
+    fp = vector_mapper(gallery.spec, opts, gallery.embedder())
+
+    def mapper(batch: torch.Tensor, keys: list) -> dict:
+        vectors = fp(batch, keys)["vector"]
+        return attribution_columns(gallery.attribute(vectors, method=method, k=k, top=top), top)
+
+    return mapper
