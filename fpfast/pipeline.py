@@ -113,8 +113,8 @@ class RunSummary:
 
 
 # ---------------------------------------------------------------------------- decode stage
-def _decode_chunk(chunk, spec, max_pixels):
-    return [(i, decode_item(key, payload, spec, max_pixels)) for i, key, payload in chunk]
+def _decode_chunk(chunk, spec, max_pixels, decode_fn=decode_item):
+    return [(i, decode_fn(key, payload, spec, max_pixels)) for i, key, payload in chunk]
 
 
 def _chunks(items: Iterator, size: int) -> Iterator[list]:
@@ -141,12 +141,14 @@ def _default_context():
 
 def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpec, workers: int = 0,
                   chunksize: int = 16, max_pixels: int = DEFAULT_MAX_PIXELS, mp_context=None,
-                  timings: dict | None = None) -> Iterator[tuple[int, Decoded]]:
-    """``(index, key, payload)`` -> ``(index, Decoded)`` in the same order, ``workers`` processes."""
+                  timings: dict | None = None, decode_fn=decode_item) -> Iterator[tuple[int, Decoded]]:
+    """``(index, key, payload)`` -> ``(index, Decoded)`` in the same order, ``workers`` processes.
+    ``decode_fn(key, payload, spec, max_pixels) -> Decoded``: a module-level function (workers
+    import it), :func:`fpfast.io.decode.decode_item` by default."""
     timings = timings if timings is not None else {s: 0.0 for s in STAGES}
     if workers <= 0:
         for i, key, payload in items:
-            d = decode_item(key, payload, spec, max_pixels)
+            d = decode_fn(key, payload, spec, max_pixels)
             timings["decode"] += d.seconds
             yield i, d
         return
@@ -165,7 +167,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
                 except StopIteration:
                     exhausted = True
                     break
-                inflight.append((chunk, pool.submit(_decode_chunk, chunk, spec, max_pixels)))
+                inflight.append((chunk, pool.submit(_decode_chunk, chunk, spec, max_pixels, decode_fn)))
             if not inflight:
                 return
             chunk, fut = inflight.popleft()
@@ -188,7 +190,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
                 for c in lost:
                     for it in c:
                         try:
-                            results += pool.submit(_decode_chunk, [it], spec, max_pixels).result()
+                            results += pool.submit(_decode_chunk, [it], spec, max_pixels, decode_fn).result()
                             retried_ok += 1
                         except cf.process.BrokenProcessPool:
                             breaks += 1
@@ -311,7 +313,7 @@ def columns_to_rows(columns: Columns, n: int) -> list[dict]:
 def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: FingerprintSpec | str | None = None,
                batch_size: int = 64, workers: int = 0, chunksize: int = 16,
                max_pixels: int = DEFAULT_MAX_PIXELS, quiet: bool = False, on_mapper_error: str = "raise",
-               mp_context=None, decode_stage=None) -> RunSummary:
+               mp_context=None, decode_stage=None, decode_device: str = "cpu") -> RunSummary:
     """Run ``items`` through the decode stage -> ``mapper`` -> ``writer`` (see the module docstring).
 
     ``writer``: an object with ``shard_size``, ``is_done(shard)``, ``write_shard(shard, rows, inputs)``
@@ -319,11 +321,16 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
     failing mapper ends the run; finished shards stay and ``resume`` continues) or ``"rows"``
     (the batch's rows get the exception as their ``error``). ``decode_stage``: replaces
     :func:`cpu_decode_stage` (built from ``spec``, ``batch_size``, ``workers``, ``chunksize``,
-    ``max_pixels``, ``mp_context``).
+    ``max_pixels``, ``mp_context``); ``decode_device="cuda"`` builds
+    :func:`fpfast.device_stage.device_decode_stage` from them instead (JPEGs decoded by nvJPEG).
     """
     if on_mapper_error not in ("raise", "rows"):
         raise ValueError(f"on_mapper_error must be 'raise' or 'rows', got {on_mapper_error!r}")
     spec = load_spec(spec)
+    if decode_stage is None and decode_device != "cpu":
+        from .device_stage import device_decode_stage
+        decode_stage = device_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context,
+                                           decode_device)
     stage = decode_stage or cpu_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context)
     S = writer.shard_size
     summary = RunSummary()

@@ -12,7 +12,7 @@ from ..jobs.options import StreamOptions
 
 
 def stream_options(fn):
-    """--device --backend --batch-size --workers --max-pixels --precision --compile --quiet, gathered
+    """--device --backend --batch-size --workers --max-pixels --precision --compile --decode --quiet, gathered
     into ``opts: StreamOptions``."""
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                   help="Where fingerprints are computed.")
@@ -28,11 +28,16 @@ def stream_options(fn):
     @click.option("--compile", "compile_", is_flag=True,
                   help="torch.compile a learned embedding's network: faster on long streams, after a "
                        "compile of seconds up front.")
+    @click.option("--decode", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+                  help="Where JPEGs are decoded: cuda = nvJPEG batches on the GPU (torchvision), other "
+                       "formats on the CPU. Its pixels differ slightly from the CPU decoder's: enroll "
+                       "and query with the same choice.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
     @functools.wraps(fn)
-    def wrapper(*args, device, backend, batch_size, workers, max_pixels, precision, compile_, quiet, **kw):
+    def wrapper(*args, device, backend, batch_size, workers, max_pixels, precision, compile_, decode, quiet,
+                **kw):
         opts = StreamOptions(backend=backend, device=device, batch_size=batch_size, workers=workers, quiet=quiet,
-                             max_pixels=max_pixels, precision=precision, compile=compile_)
+                             max_pixels=max_pixels, precision=precision, compile=compile_, decode=decode)
         return fn(*args, opts=opts, **kw)
     return wrapper
 

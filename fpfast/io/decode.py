@@ -61,6 +61,7 @@ class Decoded(NamedTuple):
     error: str                # "" when fine
     note: str                 # "" or a remark (animated, alpha dropped, ...)
     seconds: float            # time spent reading + decoding
+    jpeg: tuple | None = None  # ((h, w, 3), bytes): a JPEG left to the device decoder (image None)
 
 
 @contextlib.contextmanager

@@ -26,13 +26,15 @@ Importing this module touches neither CUDA nor torchvision; both are imported on
 """
 from __future__ import annotations
 
+import time
 from typing import NamedTuple, Sequence
 
 import torch
 
 from ..prepare import crop_box
 from ..spec import FingerprintSpec
-from .decode import DEFAULT_MAX_PIXELS, DecodeError, _check_size, decode_image
+from .decode import DEFAULT_MAX_PIXELS, Decoded, DecodeError, _check_size, decode_image, decode_item
+from .sources import Payload, load_bytes
 
 # SOF markers nvJPEG's batched decode takes: baseline and extended-sequential Huffman.
 _DEVICE_SOF = (0xC0, 0xC1)
@@ -98,6 +100,29 @@ def jpeg_route(data: bytes) -> str:
     if not data.endswith(b"\xff\xd9"):
         return "cpu"  # truncated (or trailing bytes): nvJPEG may fill the gap where libjpeg refuses
     return "device"
+
+
+def route_item(key: str, payload: Payload, spec: FingerprintSpec | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """:func:`fpfast.io.decode.decode_item` for a stream that decodes JPEGs on the device: a JPEG
+    that :func:`jpeg_route` sends there and that passes the size checks comes back undecoded, as
+    ``Decoded(jpeg=((h, w, 3), bytes))`` with (h, w) its size after the spec's crop; any other
+    input is decoded here, exactly as :func:`decode_item` does. Never raises."""
+    spec = spec or FingerprintSpec()
+    t0 = time.perf_counter()
+    try:
+        data = payload if isinstance(payload, bytes) else load_bytes(payload)
+    except (OSError, ValueError):
+        return decode_item(key, payload, spec, max_pixels)  # its error row, in its words
+    if jpeg_route(data) != "device":
+        return decode_item(key, data, spec, max_pixels)
+    h = jpeg_header(data)
+    try:
+        _check_size(h.width, h.height, spec, max_pixels)
+    except DecodeError as e:
+        return Decoded(key, None, str(e), "", time.perf_counter() - t0)
+    _, _, ch, cw = crop_box(h.height, h.width, spec)
+    return Decoded(key, None, "", "", time.perf_counter() - t0, ((ch, cw, 3), data))
 
 
 def _torchvision_io():

@@ -30,10 +30,27 @@ class StreamOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     precision: str = "auto"      # learned-embedding inference: auto (fp16 on CUDA) | fp32 | fp16 | bf16
     compile: bool = False        # torch.compile the learned embedding's network
+    decode: str = "cpu"          # where JPEGs are decoded: cpu | cuda (nvJPEG, fpfast.device_stage)
 
     def stream_kw(self) -> dict:
         return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
-                "max_pixels": self.max_pixels}
+                "max_pixels": self.max_pixels, "decode_device": resolve_decode(self.decode)}
+
+
+def resolve_decode(decode: str) -> str:
+    """``--decode cuda`` needs a GPU torch sees and torchvision's nvJPEG decoder."""
+    if decode == "cpu":
+        return decode
+    if not torch.cuda.is_available():
+        from ..backends import BackendUnavailable
+        raise BackendUnavailable("--decode cuda: torch sees no CUDA GPU here (use --decode cpu)")
+    from ..io.device_decode import _torchvision_io
+    try:
+        _torchvision_io()
+    except RuntimeError as e:
+        from ..backends import BackendUnavailable
+        raise BackendUnavailable(f"--decode cuda: {e}") from None
+    return decode
 
 
 def check_backend(opts: StreamOptions) -> str:

@@ -1,0 +1,113 @@
+"""The GPU decode stage of the runner: every input once, the CPU stage's rows and error rows.
+
+On the CPU the stage runs with its decoder on the CPU (the same routing, grouping and fallback
+code, the CPU decoder's pixels), so its rows must equal the CPU stage's exactly; on a GPU the
+JPEGs go through nvJPEG and the vectors agree within its rounding."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fpfast.device_stage import device_decode_stage
+from fpfast.io.sources import Item
+from fpfast.jobs.collect import CollectWriter
+from fpfast.jobs.mappers import fingerprint_mapper
+from fpfast.pipeline import run_stream
+from fpfast.spec import FingerprintSpec
+
+
+def _img(seed, h=40, w=40):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    base = np.sin(xx / 4.0 + seed)[..., None] * 50 + 128 + rng.normal(0, 6, (h, w, 3))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def _encode(a, fmt, **kw):
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _items():
+    items = []
+    for i in range(23):
+        kind = i % 6
+        if kind == 0:
+            data = _encode(_img(i), "PNG")
+        elif kind == 1:
+            data = _encode(_img(i), "JPEG", quality=85)[:-60]          # truncated scan
+        elif kind == 2:
+            data = _encode(_img(i, 48, 36), "JPEG", quality=92)        # another shape
+        elif kind == 3:
+            data = _encode(_img(i), "JPEG", quality=90, progressive=True)
+        else:
+            data = _encode(_img(i), "JPEG", quality=95, subsampling=0)
+        items.append(Item(f"{i:03d}.{'png' if kind == 0 else 'jpg'}", data))
+    items.insert(5, Item("empty.jpg", b""))
+    return items
+
+
+def _rows(spec, stage=None, device="cpu", shard_size=1 << 62, batch_size=4):
+    w = CollectWriter()
+    w.shard_size = shard_size
+    run_stream(_items(), fingerprint_mapper(spec, device=device), w, spec=spec, batch_size=batch_size,
+               decode_stage=stage)
+    return w.rows
+
+
+@pytest.mark.parametrize("shard_size", [7, 1 << 62])
+@pytest.mark.parametrize("geometry", ["crop", "resize"])
+def test_stage_with_a_cpu_decoder_gives_the_cpu_stage_rows(shard_size, geometry):
+    spec = FingerprintSpec(size=32, geometry=geometry)
+    ref = _rows(spec, shard_size=shard_size)
+    got = _rows(spec, device_decode_stage(spec, batch_size=4, device="cpu"), shard_size=shard_size)
+    assert [r["path"] for r in got] == [it.key for it in _items()]   # every input once, in order
+    assert [r["path"] for r in got] == [r["path"] for r in ref]
+    for a, b in zip(got, ref):
+        assert a["error"] == b["error"], a["path"]
+        if not a["error"]:
+            # same pixels; the batches differ in make-up and layout (CHW views), which changes the
+            # float32 summation order of the kernel: agreement to float32 rounding
+            np.testing.assert_allclose(a["vector"], b["vector"], rtol=1e-5, atol=1e-6, err_msg=a["path"])
+    assert sum(1 for r in got if r["error"]) == 5  # 4 truncated + the empty file
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_stage_on_the_gpu_decodes_jpegs_there_and_keeps_every_row():
+    pytest.importorskip("torchvision")
+    spec = FingerprintSpec(size=32)
+    seen = []
+    stage = device_decode_stage(spec, batch_size=4, device="cuda")
+
+    def spy(indexed, shard_of, timings):
+        for x in stage(indexed, shard_of, timings):
+            if hasattr(x, "images"):
+                seen.append(x.images.device.type)
+            yield x
+    ref = _rows(spec, device="cuda")
+    got = _rows(spec, spy, device="cuda")
+    assert "cuda" in seen and "cpu" in seen  # JPEG batches decoded on the GPU, PNG/progressive on the CPU
+    assert [(r["path"], r["error"]) for r in got] == [(r["path"], r["error"]) for r in ref]
+    for a, b in zip(got, ref):
+        if not a["error"]:
+            # nvJPEG vs libjpeg-turbo pixels differ by rounding: the vectors stay close
+            np.testing.assert_allclose(a["vector"], b["vector"], rtol=0.1, atol=0.05, err_msg=a["path"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_decode_cuda_without_a_gpu_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+    from fpfast.cli import cli
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(_img(0)).save(src / "a.png")
+    r = CliRunner().invoke(cli, ["extract", str(src), "--out", str(tmp_path / "o"), "--decode", "cuda"])
+    assert r.exit_code == 2, r.output
+    assert "--decode cuda" in r.output and "no CUDA GPU" in r.output
+    assert not (tmp_path / "o").exists()
