@@ -198,8 +198,11 @@ def test_non_contiguous_inputs_read_in_place(backend, dtype):
         assert not v.is_contiguous()
         got = feature_sums(backend, v, spec, "highpass")
         ref = feature_sums(backend, v.contiguous(), spec, "highpass")
-        for a, b in zip(got, ref):  # the same values in another layout: the same arithmetic, bit for bit
-            assert torch.equal(a, b), name
+        for a, b in zip(got, ref):  # the same values in another layout: the same arithmetic
+            if DEVICE[backend] == "cpu":
+                assert torch.equal(a, b), name
+            else:  # Triton specialises stride-1 code, whose FMA contraction may differ: float32 rounding
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
     v = views["sliced"]
     check_features(backend, fingerprint_features(v, spec, backend=backend),
                    fingerprint_features(v, spec, backend="torch"), spec)
@@ -258,3 +261,12 @@ def test_fused_post_equals_torch_post(backend, families):
     ref = finalize(part.sum(1, dtype=torch.float64), 37, 22, spec, rad)
     assert fused.shape == (2, spec.dim) and fused.dtype == torch.float32 and fused.device == x.device
     torch.testing.assert_close(fused, ref, rtol=1e-5, atol=2e-6)
+
+
+def test_post_option_is_checked():
+    x = torch.randint(0, 256, (1, 16, 16, 3), dtype=torch.uint8)
+    with pytest.raises(ValueError, match="post must be one of"):
+        fingerprint_features(x, backend="torch", post="eager")
+    if _why_not("cpp") is None:
+        with pytest.raises(backends.BackendUnavailable, match="post='fused' needs a GPU backend"):
+            fingerprint_features(x, backend="cpp", post="fused")

@@ -39,8 +39,6 @@ def _kernel_input(x: torch.Tensor) -> torch.Tensor:
 
 def _post_for(chosen: str, device_type: str, post: str) -> str:
     """'fused' or 'torch': the way from kernel sums to vectors (see the module docstring)."""
-    if post not in POSTS:
-        raise ValueError(f"post must be one of {POSTS}, got {post!r}")
     fused_ok = chosen == "triton" or (chosen == "cuda" and backends.why_unusable("triton", "cuda") is None
                                       and not backends.triton_interpret())
     if post == "fused" and not fused_ok:
@@ -66,6 +64,8 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     shape warms up and captures, falling back to eager when capture fails). The result is the same
     as without it; it saves the launch cost of the ~5 launches per batch.
     """
+    if post not in POSTS:
+        raise ValueError(f"post must be one of {POSTS}, got {post!r}")
     if graph:
         from .graph import fused_op
         op = fused_op(images, spec, backend=backend, layout=layout, return_residual=return_residual,
