@@ -53,6 +53,7 @@ struct Scratch {
 };
 
 // Moments, cross sums, e' and g' of one row of the three residual channels.
+// rc: 3 x [W] float32 residual rows; acc: [kMomentSums] float64 (+=); e, g: [W] float32 (written).
 inline void stats_row(const float* const rc[3], int64_t W, double* acc, float* e, float* g) {
   for (int64_t j0 = 0; j0 < W; j0 += kChunk) {
     const int64_t n = std::min(kChunk, W - j0);
@@ -82,7 +83,8 @@ inline void stats_row(const float* const rc[3], int64_t W, double* acc, float* e
   }
 }
 
-// DCT energies of the whole blocks of one 8-row block row G [8, W] into dsum[kDctCoefs] (+=).
+// DCT energies of the whole blocks of one 8-row block row into dsum (+=).
+// G: [8, W] float32; T: [8, W] float32 scratch; dsum: [kDctCoefs] float64.
 static_assert(contract::kDctBlock == 8, "the CPU DCT is written for 8x8 blocks");
 inline void dct_block_row(const Dct8& dct, const float* G, float* T, int64_t W, double* dsum) {
   const int64_t wb = W / 8, w8 = wb * 8;
@@ -113,7 +115,9 @@ inline void dct_block_row(const Dct8& dct, const float* G, float* T, int64_t W, 
   }
 }
 
-// All partial sums of rows [i0, i1) of image b into acc[layout.n] (zeroed here).
+// All partial sums of rows [i0, i1) of image b into acc (zeroed here).
+// x: [B, 3, H, W] uint8 or float32 view; acc: [L.n] float64; gray: [B, H, W] float32 or nullptr;
+// residual: [B, 3, H, W] float32 or nullptr.
 void band_sums(const ImageView& x, int64_t b, int64_t i0, int64_t i1, const SumsLayout& L, const Dct8& dct,
                const std::vector<int64_t>& c_off, Scratch& s, double* acc, float* gray, float* residual) {
   const int64_t H = x.H, W = x.W, hb8 = (H / 8) * 8;
