@@ -106,7 +106,7 @@ def check_residual(r, want):
     torch.testing.assert_close(r.cpu(), want.cpu(), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("hw", [(16, 16), (17, 23), (40, 33)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("hw", [(17, 23), (40, 33)], ids=lambda s: f"{s[0]}x{s[1]}")  # one tile; 2 x 2 partial tiles
 @pytest.mark.parametrize("op", RESIDUALS + ("none",))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sums_gray_residual(backend, op, hw):
@@ -144,10 +144,10 @@ def test_features_match_torch(backend, case):
     check_residual(r_got, r_ref)
 
 
-@pytest.mark.parametrize("periods", [(3, 6, 5), (16,), (2, 8, 4, 2)], ids=str)
+@pytest.mark.parametrize("periods", [(16,), (2, 8, 4, 3, 2)], ids=str)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_other_periods_and_no_radial(backend, periods):
-    # cpp folds 3 from 6, 2 and 4 from 8 (duplicates included); no radial family: no gray wanted
+    # cpp folds 2 and 4 from 8 (duplicates included); no radial family: no gray wanted
     spec = FingerprintSpec(periods=periods, families=("phase", "dct", "xcorr", "moments"), geometry="none")
     x = images(backend, 2, 20, 27, torch.float32, seed=2)
     sums, gray, res = feature_sums(backend, x, spec, spec.residual, False, False)
@@ -184,15 +184,14 @@ def test_empty_batch(backend):
     assert gray.shape == (0, 64, 64) and res.shape == (0, 3, 64, 64)
 
 
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32], ids=["u8", "f32"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_non_contiguous_inputs_read_in_place(backend, dtype):
+def test_non_contiguous_inputs_read_in_place(backend):
     spec = FingerprintSpec(geometry="none", residual="highpass")  # the cheapest op under the interpreter
-    big = images(backend, 3, 51, 36, dtype, seed=4).contiguous().permute(0, 2, 3, 1).contiguous()
+    big = images(backend, 3, 51, 36, torch.uint8, seed=4).contiguous().permute(0, 2, 3, 1).contiguous()
     views = {
-        "hwc": big.permute(0, 3, 1, 2)[:1],                     # channels last, as images arrive
-        "sliced": big.permute(0, 3, 1, 2)[::2, :, 1::3, ::2],   # batch, row and column strides: 17 x 18
-        "chw-sliced": big.permute(0, 3, 1, 2).contiguous()[1:2, :, 5:25, 3:27],
+        "u8 hwc": big.permute(0, 3, 1, 2)[:1],                     # channels last, as images arrive
+        "u8 sliced": big.permute(0, 3, 1, 2)[::2, :, 1::3, ::2],   # batch, row and column strides: 17 x 18
+        "f32 chw-sliced": (big.permute(0, 3, 1, 2).float() / 255).contiguous()[1:2, :, 5:25, 3:27],
     }
     for name, v in views.items():
         assert not v.is_contiguous()
@@ -203,7 +202,7 @@ def test_non_contiguous_inputs_read_in_place(backend, dtype):
                 assert torch.equal(a, b), name
             else:  # Triton specialises stride-1 code, whose FMA contraction may differ: float32 rounding
                 torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7, msg=name)
-    v = views["sliced"]
+    v = views["u8 sliced"]
     check_features(backend, fingerprint_features(v, spec, backend=backend),
                    fingerprint_features(v, spec, backend="torch"), spec)
 
@@ -243,16 +242,14 @@ def test_uint8_equals_float_of_it(backend):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=0)
 
 
-@pytest.mark.parametrize("families", [None, ("dct", "moments")], ids=str)  # more: test_backend_triton.py
 @pytest.mark.parametrize("backend", GPU_POST)
-def test_fused_post_equals_torch_post(backend, families):
+def test_fused_post_equals_torch_post(backend):  # more spec variants: test_backend_triton.py
     """The one-launch post stage (fpfast.ops.triton.post) vs finalize + radial_features on the same
     kernel output: the sums are reduced in another order (float64), the logs taken in float32 and
     the radial bins summed per segment instead of by index_add_: 1e-5 relative, 2e-6 absolute."""
     from fpfast.ops.sums import finalize, radial_features
     from fpfast.ops.triton.post import finalize_partials
-    kw = {"families": families} if families else {}
-    spec = FingerprintSpec(geometry="none", periods=(2, 3, 8), radial_bins=11, **kw)
+    spec = FingerprintSpec(geometry="none", periods=(2, 3, 8), radial_bins=11)
     x = images(backend, 2, 37, 22, torch.uint8, seed=8)
     part, gray, _ = importlib.import_module(MODULE[backend]).feature_partials(
         x, spec, spec.residual, "radial" in spec.families, False)

@@ -4,11 +4,11 @@ The fused backends compute the raw per-image sums of :mod:`fpfast.ops.sums` in o
 pixels (residual kept in cache, never written unless asked for). The radial spectrum needs the
 library FFT of the gray residual the kernel writes out. After the kernel, two ways to the vector:
 
-* ``post="fused"`` (GPU backends, and triton under its interpreter): the library ``rfft2``, then
-  one Triton launch (:mod:`fpfast.ops.triton.post`) that reduces the partial sums, bins the power
+* ``post="fused"`` (the default for CUDA tensors; under the Triton interpreter on request): the
+  library ``rfft2``, then one Triton launch (:mod:`fpfast.ops.triton.post`) that reduces the partial sums, bins the power
   spectrum and finalises every family;
-* ``post="torch"`` (cpp, and the reference for the fused one): :func:`fpfast.ops.sums.finalize`
-  and :func:`fpfast.ops.sums.radial_features`, about 40 small torch ops.
+* ``post="torch"`` (CPU tensors, and the reference for the fused one):
+  :func:`fpfast.ops.sums.finalize` and :func:`fpfast.ops.sums.radial_features`, ~40 small torch ops.
 
 ``graph=True`` runs the whole op for a fixed batch shape as a CUDA graph (:mod:`fpfast.ops.graph`).
 """
@@ -44,8 +44,8 @@ def _post_for(chosen: str, device_type: str, post: str) -> str:
     if post == "fused" and not fused_ok:
         raise backends.BackendUnavailable(
             f"post='fused' needs a GPU backend and Triton (backend {chosen}, {device_type} tensors)")
-    if post == "auto":
-        return "fused" if fused_ok else "torch"
+    if post == "auto":  # on CPU tensors (triton under its interpreter) the torch stage is the faster one
+        return "fused" if fused_ok and device_type == "cuda" else "torch"
     return post
 
 
@@ -58,7 +58,7 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     with ``is_residual=True`` an already computed residual (float, e.g. from a heavy projector),
     whose features are taken as they are. ``return_residual=True`` also returns the float32
     residual [B,3,h,w] (after the spec's geometry). ``backend``: auto, torch, cpp, triton, cuda.
-    ``post``: auto, fused or torch (see the module docstring; auto = fused where it can run).
+    ``post``: auto, fused or torch (see the module docstring; auto = fused for CUDA tensors).
     ``graph=True`` (CUDA tensors only; off by default): replay a CUDA graph captured for this batch
     shape, dtype, spec, backend and device (:func:`fpfast.ops.graph.fused_op`; the first call per
     shape warms up and captures, falling back to eager when capture fails). The result is the same
