@@ -9,7 +9,9 @@ Per shape (64^2 x 256, 256^2 x 64, 512^2 x 16; uint8 HWC as a decoder hands it o
     buffers that together exceed 50 MB (more than the L2), for the fused sums alone and for the
     whole fingerprint_features (with the radial FFT and finalize), and the torch reference on
     the GPU for the ratio;
-  * achieved input GB/s of the fused sums vs a measured device-to-device copy bandwidth.
+  * achieved input GB/s of the fused sums vs a measured device-to-device copy bandwidth;
+then, at 256^2 x 512, the time of each stage of the op (kernel, rfft2, post stages, whole op
+eager / fused post / CUDA graph) beside a device copy of the same bytes.
 """
 from __future__ import annotations
 
@@ -91,6 +93,41 @@ def main():
             print(f"{op:9s} {side:>4d}x{side:<4d} {batch:5d} | {errs} | {t_sums:7.3f} {gbs:5.0f} {100 * gbs / bw:5.1f}%"
                   f" | {t_feat:8.3f} | {t_ref:9.3f} {t_ref / t_feat:7.1f}x")
             del inputs, chw
+    stages(args.reps)
+
+
+def stages(reps, side=256, batch=512):
+    """Where the time of one batch goes at side^2 x batch (denoise): kernel, rfft2, post, whole op
+    (torch post / fused post / CUDA graph), and a device copy of the same bytes."""
+    from fpfast.ops.graph import fused_op
+    from fpfast.ops.sums import finalize, radial_features
+    from fpfast.ops.triton.post import finalize_partials
+    spec = FingerprintSpec(geometry="none")
+    g = torch.Generator(device="cuda").manual_seed(1)
+    inputs = [torch.randint(0, 256, (batch, side, side, 3), device="cuda", dtype=torch.uint8, generator=g)
+              for _ in range(2)]
+    chw = [x.permute(0, 3, 1, 2) for x in inputs]
+    part, gray, _ = cuda_ops.feature_partials(chw[0], spec, "denoise", True, False)
+    nbytes = inputs[0].numel()
+    dst = torch.empty_like(inputs[0])
+    op = fused_op(inputs[0], spec, backend="cuda")
+    op.input.copy_(inputs[0])
+    rows = {
+        "device copy of the batch": lambda x: dst.copy_(x),
+        "cuda kernel (partials + gray)": lambda x: cuda_ops.feature_partials(x.permute(0, 3, 1, 2), spec, "denoise", True, False),
+        "rfft2 of gray": lambda x: torch.fft.rfft2(gray),
+        "torch post (sum, radial, finalize)": lambda x: finalize(part.sum(1, dtype=torch.float64), side, side, spec,
+                                                                 radial_features(gray, spec.radial_bins)),
+        "fused post (rfft2 + 1 launch)": lambda x: finalize_partials(part, gray, side, side, spec),
+        "whole op, post=torch": lambda x: fingerprint_features(x, spec, backend="cuda", post="torch"),
+        "whole op, post=fused": lambda x: fingerprint_features(x, spec, backend="cuda", post="fused"),
+        "whole op, CUDA graph (input in place)": lambda x: op(op.input),
+        "whole op, CUDA graph + input copy": lambda x: op(x),
+    }
+    print(f"\nstages at {side}^2 x {batch} (denoise; graph captured: {op.captured} {op.error or ''})")
+    for name, fn in rows.items():
+        ms = time_ms(fn, inputs, reps)
+        print(f"  {name:40s} {ms:8.3f} ms  {nbytes / (ms * 1e-3) / 1e9:7.0f} GB/s of input")
 
 
 if __name__ == "__main__":

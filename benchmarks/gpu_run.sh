@@ -20,8 +20,15 @@ case "${1:-test}" in
     python3 -m pytest -q -ra -p no:cacheprovider tests 2>&1 | tee "$OUT/tests.log" | tail -60
     ;;
   kernels)
-    python3 -m pytest -q -ra -p no:cacheprovider tests/test_backend_triton.py tests/test_projectors_models.py tests/test_projectors_spec.py 2>&1 | tee "$OUT/tests2.log" | tail -5
-    python3 benchmarks/bench_kernels.py --device cuda --note "H100 lease" 2>&1 | tee "$OUT/bench_kernels.txt" | tail -30
+    # the kernel layer: build in place (fresh: csrc/ changed), GPU tests, per-stage check, benchmark (~3 min)
+    FPFAST_BUILD_CUDA=1 python3 setup.py build_ext --inplace > "$OUT/build_kernels.log" 2>&1 \
+      || { tail -40 "$OUT/build_kernels.log"; exit 1; }
+    grep -i "warning" "$OUT/build_kernels.log" | grep -v -i setuptools | head -20
+    python3 -m pytest -q -ra -p no:cacheprovider tests/test_contract.py tests/test_backend_conformance.py \
+      tests/test_backend_cuda.py tests/test_backend_triton.py 2>&1 | tee "$OUT/tests_kernels.log" | tail -25
+    timeout 240 python3 benchmarks/cuda_check.py --reps 20 --ops denoise 2>&1 | tee "$OUT/cuda_check.txt" | tail -30
+    timeout 300 python3 benchmarks/bench_kernels.py --device cuda --repeats 10 --compile-sizes 256 \
+      --note "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) lease" 2>&1 | tee "$OUT/bench_kernels.txt" | tail -40
     cp benchmarks/results/kernels.csv benchmarks/results/kernels.md "$OUT/" 2>/dev/null
     ;;
   embed)

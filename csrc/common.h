@@ -4,6 +4,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "contract.h"
+
 namespace fpfast {
 
 // Reflect (scipy 'mirror', torch 'reflect') index for i in [-n+1, 2n-2].
@@ -28,14 +30,17 @@ struct ImageView {
   }
 };
 
-// Identity: op "none", the input already is the residual (accepted by the fused feature kernel).
-enum class ResidualOp { Denoise = 0, Median3 = 1, Npr = 2, Highpass = 3, Identity = 4 };
+// Codes from contract.h. Identity: op "none", the input already is the residual (accepted by the
+// fused feature kernel only).
+enum class ResidualOp {
+  Denoise = contract::kDenoise, Median3 = contract::kMedian3, Npr = contract::kNpr,
+  Highpass = contract::kHighpass, Identity = contract::kNone
+};
 
+// One of the spec's residual operators by name ("none" is not one: callers map it to Identity).
 inline ResidualOp parse_residual(const std::string& name) {
-  if (name == "denoise") return ResidualOp::Denoise;
-  if (name == "median3") return ResidualOp::Median3;
-  if (name == "npr") return ResidualOp::Npr;
-  if (name == "highpass") return ResidualOp::Highpass;
+  for (int k = 0; k < contract::kNumOps; ++k)
+    if (k != contract::kNone && name == contract::kOpNames[k]) return static_cast<ResidualOp>(k);
   throw std::invalid_argument("unknown residual operator '" + name +
                               "'; expected denoise, median3, npr or highpass");
 }

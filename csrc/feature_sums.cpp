@@ -46,13 +46,14 @@ struct Scratch {
   std::vector<float> G;         // [8, W] g' = r0 + r1 + r2 (3 g), rows i & 7 of the current block row
   std::vector<float> T;         // [8, W] vertical DCT pass of G
   std::vector<float> C;         // per accumulated period q: [q, W] column sums of e' by row phase
-  Scratch(int64_t W, ResidualOp op, const float taps[5], int64_t phase_rows)
+  Scratch(int64_t W, ResidualOp op, const float taps[contract::kGaussTaps], int64_t phase_rows)
       : r(3 * W), e(W), G(8 * W), T(8 * W), C(phase_rows * W) {
     for (int c = 0; c < 3; ++c) rows.emplace_back(W, op, taps);
   }
 };
 
 // Moments, cross sums, e' and g' of one row of the three residual channels.
+// rc: 3 x [W] float32 residual rows; acc: [kMomentSums] float64 (+=); e, g: [W] float32 (written).
 inline void stats_row(const float* const rc[3], int64_t W, double* acc, float* e, float* g) {
   for (int64_t j0 = 0; j0 < W; j0 += kChunk) {
     const int64_t n = std::min(kChunk, W - j0);
@@ -64,7 +65,8 @@ inline void stats_row(const float* const rc[3], int64_t W, double* acc, float* e
         const float t = v[j], t2 = t * t;
         a1 += t; a2 += t2; a3 += t2 * t; a4 += t2 * t2;
       }
-      acc[c] += a1; acc[3 + c] += a2; acc[6 + c] += a3; acc[9 + c] += a4;
+      acc[contract::kOffS1 + c] += a1; acc[contract::kOffS2 + c] += a2;
+      acc[contract::kOffS3 + c] += a3; acc[contract::kOffS4 + c] += a4;
     }
     const float *p = rc[0] + j0, *q = rc[1] + j0, *s = rc[2] + j0;
     float* ej = e + j0;
@@ -77,11 +79,13 @@ inline void stats_row(const float* const rc[3], int64_t W, double* acc, float* e
       ej[j] = a * a + b * b + c * c;
       gj[j] = a + b + c;
     }
-    acc[12] += x01; acc[13] += x02; acc[14] += x12;
+    acc[contract::kOffX] += x01; acc[contract::kOffX + 1] += x02; acc[contract::kOffX + 2] += x12;
   }
 }
 
-// DCT energies of the whole blocks of one 8-row block row G [8, W] into dsum[64] (+=).
+// DCT energies of the whole blocks of one 8-row block row into dsum (+=).
+// G: [8, W] float32; T: [8, W] float32 scratch; dsum: [kDctCoefs] float64.
+static_assert(contract::kDctBlock == 8, "the CPU DCT is written for 8x8 blocks");
 inline void dct_block_row(const Dct8& dct, const float* G, float* T, int64_t W, double* dsum) {
   const int64_t wb = W / 8, w8 = wb * 8;
   for (int u = 0; u < 8; ++u) {  // vertical: T[u][j] = sum_k D[u][k] G[k][j]
@@ -111,7 +115,9 @@ inline void dct_block_row(const Dct8& dct, const float* G, float* T, int64_t W, 
   }
 }
 
-// All partial sums of rows [i0, i1) of image b into acc[layout.n] (zeroed here).
+// All partial sums of rows [i0, i1) of image b into acc (zeroed here).
+// x: [B, 3, H, W] uint8 or float32 view; acc: [L.n] float64; gray: [B, H, W] float32 or nullptr;
+// residual: [B, 3, H, W] float32 or nullptr.
 void band_sums(const ImageView& x, int64_t b, int64_t i0, int64_t i1, const SumsLayout& L, const Dct8& dct,
                const std::vector<int64_t>& c_off, Scratch& s, double* acc, float* gray, float* residual) {
   const int64_t H = x.H, W = x.W, hb8 = (H / 8) * 8;
@@ -156,7 +162,7 @@ void band_sums(const ImageView& x, int64_t b, int64_t i0, int64_t i1, const Sums
 }  // namespace
 
 SumsLayout::SumsLayout(const std::vector<int>& ps) : periods(ps) {
-  int off = 15;
+  int off = contract::kMomentSums;
   for (size_t k = 0; k < ps.size(); ++k) {
     phase_off.push_back(off);
     off += ps[k] * ps[k];
@@ -168,15 +174,15 @@ SumsLayout::SumsLayout(const std::vector<int>& ps) : periods(ps) {
     phase_src.push_back(static_cast<int>(best));
   }
   dct_off = off;
-  n = off + 64;
+  n = off + contract::kDctCoefs;
 }
 
 void feature_sums(const ImageView& x, ResidualOp op, float sigma, const SumsLayout& L, double* sums, float* gray,
                   float* residual) {
   const int64_t B = x.B, H = x.H, W = x.W, n = L.n;
   if (B == 0) return;
-  float taps[5];
-  gaussian_taps(sigma, taps);
+  float taps[contract::kGaussTaps];
+  contract::gaussian_taps(sigma, taps);
   static const Dct8 dct;
   std::vector<int64_t> c_off(L.periods.size(), 0);
   int64_t phase_rows = 0;
@@ -208,7 +214,7 @@ void feature_sums(const ImageView& x, ResidualOp op, float sigma, const SumsLayo
       const int p = L.periods[k];
       for (int q = 0; q < p * p; ++q) out[L.phase_off[k] + q] /= 3.0;
     }
-    for (int q = 0; q < 64; ++q) out[L.dct_off + q] /= 9.0;
+    for (int q = 0; q < contract::kDctCoefs; ++q) out[L.dct_off + q] /= 9.0;
     for (size_t k = 0; k < L.periods.size(); ++k) {
       const int src = L.phase_src[k];
       if (src == static_cast<int>(k)) continue;

@@ -17,8 +17,8 @@ struct SumsLayout {
   explicit SumsLayout(const std::vector<int>& periods);
 };
 
-// x: [B, 3, H, W] uint8 or float32 view (any strides). op: a residual operator, or Identity
-// when x already is the residual.
+// x:        [B, 3, H, W] uint8 or float32 view (any strides). op: a residual operator, or Identity
+//           when x already is the residual.
 // sums:     [B, layout.n] float64, written
 // gray:     [B, H, W] float32 contiguous, g = mean of the residual channels, or nullptr
 // residual: [B, 3, H, W] float32 contiguous, or nullptr

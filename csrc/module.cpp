@@ -10,6 +10,7 @@
 #include <omp.h>
 #endif
 
+#include "contract_py.h"
 #include "feature_sums.h"
 #include "residual.h"
 
@@ -44,6 +45,7 @@ ImageView image_view(const py::array& a, const char* name) {
 }
 }  // namespace fpfast
 
+// x: [B, 3, H, W] uint8 or float32 (any strides) -> [B, 3, H, W] float32.
 static py::array_t<float> residual_py(const py::array& x, const std::string& op, float sigma) {
   ImageView v = image_view(x, "residual");
   ResidualOp rop = parse_residual(op);
@@ -56,6 +58,7 @@ static py::array_t<float> residual_py(const py::array& x, const std::string& op,
   return out;
 }
 
+// x: [B, 3, H, W] uint8 or float32 numpy array (any strides) ->
 // sums [B, n] float64, gray [B, H, W] float32 or None, residual [B, 3, H, W] float32 or None.
 static py::tuple feature_sums_py(const py::array& x, const std::string& op, float sigma,
                                  const std::vector<int>& periods, bool want_gray, bool want_residual) {
@@ -124,6 +127,7 @@ static py::dict build_config() {
   kernels.append("residual");
   kernels.append("feature_sums");
   d["cpu_kernels"] = kernels;
+  d["contract"] = contract_dict();
   return d;
 }
 

@@ -6,12 +6,6 @@
 
 namespace fpfast {
 
-void gaussian_taps(float sigma, float taps[5]) {
-  double w[5], s = 0.0;
-  for (int i = -2; i <= 2; ++i) s += (w[i + 2] = std::exp(-(i * i) / (2.0 * sigma * sigma)));
-  for (int i = 0; i < 5; ++i) taps[i] = static_cast<float>(w[i] / s);
-}
-
 void load_row(const ImageView& x, int64_t b, int64_t c, int64_t si, float* dst) {
   const int64_t W = x.W, sw = x.sw, off = b * x.sb + c * x.sc + si * x.sh;
   if (x.is_u8) {
@@ -30,10 +24,10 @@ void load_row(const ImageView& x, int64_t b, int64_t c, int64_t si, float* dst) 
   }
 }
 
-PlaneRows::PlaneRows(int64_t W, ResidualOp op, const float taps[5]) : W_(W), PW_(W + 4), op_(op) {
+PlaneRows::PlaneRows(int64_t W, ResidualOp op, const float taps[contract::kGaussTaps]) : W_(W), PW_(W + 4), op_(op) {
   P_.assign(kRing * PW_, 0.0f);
   if (op == ResidualOp::Denoise) {
-    std::copy(taps, taps + 5, taps_);
+    std::copy(taps, taps + contract::kGaussTaps, taps_);
     T_.assign(kRing * W, 0.0f);
   }
   if (op == ResidualOp::Median3) {
@@ -121,8 +115,8 @@ void PlaneRows::row(int64_t i, float* out) {
 }
 
 void residual_batch(const ImageView& x, ResidualOp op, float sigma, float* out) {
-  float taps[5];
-  gaussian_taps(sigma, taps);
+  float taps[contract::kGaussTaps];
+  contract::gaussian_taps(sigma, taps);
   const int64_t planes = x.B * x.C, HW = x.H * x.W;
 #pragma omp parallel
   {

@@ -8,7 +8,7 @@ Used by ``benchmarks/bench_kernels.py`` (``python -m benchmarks.bench_kernels``)
 Timing: warm-up calls first, then the median of ``repeats`` calls, the input batch rotated among
 copies that together exceed the last-level cache (CPU: time.perf_counter; GPU: CUDA events around
 each call). The floor is the time to merely read the same uint8 bytes once (CPU: numpy ``max`` over
-the buffer, one thread; GPU: ``torch.amax``).
+the buffer, one thread; GPU: a device-to-device copy into a buffer made once).
 """
 from __future__ import annotations
 
@@ -60,8 +60,15 @@ def device_name(device: str) -> str:
 
 
 def backends_for(device: str) -> list[str]:
-    """The fused backends of fingerprint_features usable on ``device`` here (torch excluded)."""
-    return [b for b in features_op.IMPLEMENTED if b != "torch" and backends.why_unusable(b, device) is None]
+    """The fused backends of fingerprint_features usable on ``device`` here (torch excluded); on a GPU
+    also the CUDA-graph variants ("cuda.graph", "triton.graph") and the cuda kernel with the torch
+    post stage ("cuda.torchpost": what the fused post kernel replaced)."""
+    out = [b for b in features_op.IMPLEMENTED if b != "torch" and backends.why_unusable(b, device) is None]
+    if device == "cuda":
+        out += [f"{b}.graph" for b in ("cuda", "triton") if b in out]
+        if "cuda" in out:
+            out.append("cuda.torchpost")
+    return out
 
 
 def make_runner(backend: str, spec: FingerprintSpec) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -69,9 +76,31 @@ def make_runner(backend: str, spec: FingerprintSpec) -> Callable[[torch.Tensor],
     if backend == "torch.compile":
         return torch.compile(lambda x: reference_fingerprint(x, spec))
     if backend == FLOOR:
-        def floor(x):  # read every byte once
-            return x.amax() if x.is_cuda else x.numpy().max()
+        out = {}
+
+        def floor(x):  # GPU: a device-to-device copy of the bytes; CPU: read every byte once
+            if not x.is_cuda:
+                return x.numpy().max()
+            buf = out.get(x.shape)
+            if buf is None:
+                buf = out[x.shape] = torch.empty_like(x)
+            return buf.copy_(x)
         return floor
+    if backend.endswith(".graph"):
+        from .ops.graph import fused_op
+        ops = {}
+
+        def graphed(x):  # the batch is already in the graph's static input (a producer writes there)
+            op = ops.get(x.shape)
+            if op is None:
+                op = ops[x.shape] = fused_op(x, spec, backend=backend[:-len(".graph")])
+                if not op.captured:
+                    raise RuntimeError(f"CUDA graph capture failed: {op.error}")
+                op.input.copy_(x)
+            return op(op.input)
+        return graphed
+    if backend.endswith(".torchpost"):
+        return lambda x: fingerprint_features(x, spec, backend=backend[:-len(".torchpost")], post="torch")
     return lambda x: fingerprint_features(x, spec, backend=backend)
 
 
@@ -108,11 +137,12 @@ def time_fn(fn: Callable, inputs: list[torch.Tensor], repeats: int, warmup: int)
 
 def run(sizes=DEFAULT_SIZES, device: str = "cpu", batches: dict | None = None, repeats: int = 5,
         warmup: int = 1, slow_repeats: int | None = None, compile: bool = True, run_id: str | None = None,
-        note: str = "", log: Callable[[str], None] = print) -> list[dict]:
+        note: str = "", log: Callable[[str], None] = print, compile_sizes=None) -> list[dict]:
     """Benchmark rows for every size: torch, torch.compile, each fused backend, the floor.
 
     ``slow_repeats``: repeats for the two torch baselines (default ``repeats``), which are the slow
-    ones on a CPU.
+    ones on a CPU. ``compile_sizes``: the sizes torch.compile runs at (default: all; compiling
+    takes tens of seconds per shape).
     """
     batches = batches or (GPU_BATCHES if device == "cuda" else CPU_BATCHES)
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -133,6 +163,8 @@ def run(sizes=DEFAULT_SIZES, device: str = "cpu", batches: dict | None = None, r
         nbytes = batch * size * size * 3
         times: dict[str, float] = {}
         for name in names:
+            if name == "torch.compile" and compile_sizes is not None and size not in compile_sizes:
+                continue
             reps = slow_repeats if (slow_repeats and name in ("torch", "torch.compile")) else repeats
             extra = ""
             try:
@@ -145,7 +177,7 @@ def run(sizes=DEFAULT_SIZES, device: str = "cpu", batches: dict | None = None, r
                          "median_s": t, "images_per_s": batch / t, "input_gb_per_s": nbytes / t / 1e9,
                          "repeats": reps, "load_avg": round(os.getloadavg()[0], 2),
                          "note": "; ".join(s for s in (common["note"], extra) if s)})
-        for r in rows[-len(names):]:
+        for r in rows[-len(times):]:
             t = r["median_s"]
             r["vs_torch"] = times["torch"] / t
             r["vs_compile"] = times.get("torch.compile", float("nan")) / t
@@ -215,7 +247,8 @@ def render_markdown(rows: list[dict], title: str = "Kernel benchmarks", preamble
     out = [f"# {title}", "", "Generated from `kernels.csv` by `fpfast.bench.render_markdown`; edit the CSV, "
            "not this file. Ratios are measured in the same run: `vs torch` = torch eager reference time / "
            "this time (>1 is faster), `vs compile` likewise for `torch.compile` of the reference, "
-           "`floor` = time to read the input bytes once / this time (1 = at the memory floor).", ""]
+           "`floor` = time to move the input bytes once / this time (1 = at the memory floor; GPU runs: a "
+           "device-to-device copy of the batch, so `floor` is the fraction of measured copy bandwidth; CPU: numpy `max`).", ""]
     if preamble:
         out += [preamble, ""]
     runs: dict[str, list[dict]] = {}

@@ -13,11 +13,10 @@ import hashlib
 import json
 from typing import Any
 
+from .contract import DCT_COEFS, MAX_PERIOD, MIN_PERIOD, RESIDUALS, phase_bins  # named and bounded by the kernel contract
 from .errors import ConfigError
 
 SPEC_VERSION = 1
-
-RESIDUALS = ("denoise", "median3", "npr", "highpass")
 GEOMETRIES = ("crop", "resize", "none")
 FAMILIES = ("moments", "phase", "dct", "radial", "xcorr")
 
@@ -145,8 +144,8 @@ class FingerprintSpec:
             raise SpecError(f"min_size must be >= 16, got {self.min_size}")
         if self.size < self.min_size:
             raise SpecError(f"size {self.size} is below min_size {self.min_size}")
-        if not self.periods or any(p < 2 or p > 16 for p in self.periods):
-            raise SpecError(f"periods must lie in [2, 16], got {self.periods}")
+        if not self.periods or any(p < MIN_PERIOD or p > MAX_PERIOD for p in self.periods):
+            raise SpecError(f"periods must lie in [{MIN_PERIOD}, {MAX_PERIOD}], got {self.periods}")
         if not 1 <= self.radial_bins <= 256:
             raise SpecError(f"radial_bins must lie in [1, 256], got {self.radial_bins}")
         if not self.sigma > 0:
@@ -158,8 +157,8 @@ class FingerprintSpec:
     def family_size(self, family: str) -> int:
         return {
             "moments": 12,
-            "phase": sum(p * p for p in self.periods),
-            "dct": 64,
+            "phase": phase_bins(self.periods),
+            "dct": DCT_COEFS,
             "radial": self.radial_bins,
             "xcorr": 3,
         }[family]

@@ -1,4 +1,5 @@
-"""The cpp fused feature op (fpfast._C.feature_sums) against the pure-torch reference."""
+"""cpp-specific cases of the fused feature op (fpfast._C.feature_sums): bands, threads, the residual
+kernel, argument checks. The cases every backend shares are in test_backend_conformance.py."""
 from __future__ import annotations
 
 import pytest
@@ -7,15 +8,11 @@ import torch
 import fpfast
 from fpfast.ops import cpp
 from fpfast.ops.features import fingerprint_features
-from fpfast.ops.sums import n_sums, sums_torch
 from fpfast.reference.residual import residual as reference_residual
 from fpfast.spec import RESIDUALS, FingerprintSpec
 
 pytestmark = pytest.mark.skipif("feature_sums" not in fpfast.build_config().get("cpu_kernels", []),
                                 reason="fpfast._C was built without the feature_sums kernel")
-
-SIZES = [(16, 16), (17, 23), (33, 65), (64, 64)]
-
 
 def _images(b, h, w, dtype, seed=0):
     """Random images, never all zeros: uint8 in [0, 255] or float32 in [0, 1)."""
@@ -23,25 +20,6 @@ def _images(b, h, w, dtype, seed=0):
     if dtype == torch.uint8:
         return torch.randint(0, 256, (b, 3, h, w), dtype=torch.uint8, generator=g)
     return torch.rand(b, 3, h, w, generator=g)
-
-
-def _as_float(x):
-    return x.float() / 255.0 if x.dtype == torch.uint8 else x
-
-
-def _assert_sums_close(got, r, spec):
-    """Kernel sums vs the float64 oracle on the same float32 residual.
-
-    Per pixel the kernel works in float32 and sums up to 256 columns in float32 before adding to
-    float64, so each sum carries a relative error of about 256 * 2^-24 (1.5e-5) at worst of the
-    sum of the *absolute* terms (S1 and S3 cancel to near 0, so |sum| is no scale for them):
-    tolerance 2e-5 * max(|oracle|, oracle on |r|) + 1e-12.
-    """
-    want = sums_torch(r, spec)
-    scale = torch.maximum(want.abs(), sums_torch(r.abs(), spec).abs())
-    assert got.dtype == torch.float64 and got.shape == want.shape
-    err = (got - want).abs()
-    assert (err <= 2e-5 * scale + 1e-12).all(), f"worst relative error {(err / (scale + 1e-30)).max().item():.3g}"
 
 
 def _assert_features_close(got, want, spec):
@@ -65,109 +43,14 @@ def _assert_features_close(got, want, spec):
             torch.testing.assert_close(got[:, sl[fam]], want[:, sl[fam]], rtol=rtol, atol=atol, msg=fam)
 
 
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32], ids=["u8", "f32"])
-@pytest.mark.parametrize("hw", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
+@pytest.mark.parametrize("hw", [(80, 72), (100, 41)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
 @pytest.mark.parametrize("op", RESIDUALS)
-def test_sums_gray_residual_match_oracle(op, hw, dtype):
-    spec = FingerprintSpec(residual=op, geometry="none")
-    x = _images(2, *hw, dtype)
-    sums, gray, res = cpp.feature_sums(x, spec, op, True, True)
-    r = reference_residual(_as_float(x), op, spec.sigma)
-    # residual: float32 per pixel, the denoiser sums its taps in another order than conv2d: 1e-6 on [-1, 1]
-    torch.testing.assert_close(res, r, rtol=0, atol=1e-6)
-    torch.testing.assert_close(gray, r.mean(1), rtol=0, atol=1e-6)  # same reason
-    _assert_sums_close(sums, r, spec)
-
-
-@pytest.mark.parametrize("hw", SIZES + [(80, 72), (100, 41)], ids=lambda hw: f"{hw[0]}x{hw[1]}")
-@pytest.mark.parametrize("op", RESIDUALS)
-def test_features_match_torch_backend(op, hw):
+def test_features_across_bands_match_torch_backend(op, hw):
     # 80 and 100 rows span several 32-row bands (partial last band, DCT rows on both sides)
     spec = FingerprintSpec(residual=op, geometry="none")
     x = _images(3, *hw, torch.uint8, seed=1)
     _assert_features_close(fingerprint_features(x, spec, backend="cpp"),
                            fingerprint_features(x, spec, backend="torch"), spec)
-
-
-@pytest.mark.parametrize("periods", [(3, 6, 5), (16,), (2, 8, 4, 2)], ids=str)
-def test_other_periods_and_no_radial(periods):
-    # 3 is folded from 6, 2 and 4 from 8 (duplicates included); no radial family: no gray wanted
-    spec = FingerprintSpec(periods=periods, families=("phase", "dct", "xcorr", "moments"), geometry="none")
-    x = _images(2, 37, 45, torch.float32, seed=2)
-    sums, gray, res = cpp.feature_sums(x, spec, spec.residual, False, False)
-    assert gray is None and res is None and sums.shape == (2, n_sums(spec))
-    _assert_sums_close(sums, reference_residual(x, spec.residual, spec.sigma), spec)
-    _assert_features_close(fingerprint_features(x, spec, backend="cpp"),
-                           fingerprint_features(x, spec, backend="torch"), spec)
-
-
-def test_batch_one_equals_row_of_batch():
-    # every image is reduced on its own, in a fixed band order: bit-identical whatever the batch
-    spec = FingerprintSpec(geometry="none")
-    x = _images(4, 70, 50, torch.uint8, seed=3)
-    whole = cpp.feature_sums(x, spec, "denoise", True, False)
-    one = cpp.feature_sums(x[2:3], spec, "denoise", True, False)
-    assert torch.equal(one[0][0], whole[0][2]) and torch.equal(one[1][0], whole[1][2])
-    again = cpp.feature_sums(x, spec, "denoise", True, False)
-    assert torch.equal(again[0], whole[0])
-
-
-def test_empty_batch():
-    spec = FingerprintSpec()
-    x = torch.zeros(0, 64, 64, 3, dtype=torch.uint8)
-    out = fingerprint_features(x, spec, backend="cpp")
-    assert out.shape == (0, spec.dim)
-    out, r = fingerprint_features(x, spec, backend="cpp", return_residual=True)
-    assert out.shape == (0, spec.dim) and r.shape == (0, 3, 64, 64)
-    sums, gray, res = cpp.feature_sums(x.permute(0, 3, 1, 2), spec, "denoise", True, True)
-    assert sums.shape == (0, n_sums(spec)) and gray.shape == (0, 64, 64) and res.shape == (0, 3, 64, 64)
-
-
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32], ids=["u8", "f32"])
-def test_non_contiguous_inputs_read_in_place(dtype):
-    spec = FingerprintSpec(geometry="none")
-    big = _images(4, 3 * 40, 2 * 57, dtype, seed=4).permute(0, 2, 3, 1).contiguous()  # HWC storage
-    views = {
-        "hwc": big.permute(0, 3, 1, 2),                         # channels last, as images arrive
-        "sliced": big.permute(0, 3, 1, 2)[::2, :, 1::3, ::2],   # batch, row and column strides
-        "chw-sliced": big.permute(0, 3, 1, 2).contiguous()[1:3, :, 5:40, 3:60],
-    }
-    for name, v in views.items():
-        assert not v.is_contiguous()
-        got = cpp.feature_sums(v, spec, "denoise", True, True)
-        ref = cpp.feature_sums(v.contiguous(), spec, "denoise", True, True)
-        for a, b in zip(got, ref):  # same values in another layout: bit-identical
-            assert torch.equal(a, b), name
-        _assert_features_close(fingerprint_features(v, spec, backend="cpp"),
-                               fingerprint_features(v, spec, backend="torch"), spec)
-
-
-def test_hwc_batch_through_fingerprint_features():
-    spec = FingerprintSpec(size=48)  # crop 48x48 out of 61x53: an offset, strided view
-    x = _images(2, 61, 53, torch.uint8, seed=5).permute(0, 2, 3, 1)
-    _assert_features_close(fingerprint_features(x, spec, backend="cpp"),
-                           fingerprint_features(x, spec, backend="torch"), spec)
-
-
-def test_is_residual():
-    spec = FingerprintSpec(geometry="none")
-    r = _images(2, 33, 47, torch.float32, seed=6) - 0.5  # a residual is signed
-    got = fingerprint_features(r, spec, backend="cpp", is_residual=True)
-    _assert_features_close(got, fingerprint_features(r, spec, backend="torch", is_residual=True), spec)
-    sums, _, res = cpp.feature_sums(r, spec, "none", False, True)
-    assert torch.equal(res, r)  # op none passes the residual through untouched
-    _assert_sums_close(sums, r, spec)
-
-
-@pytest.mark.parametrize("op", RESIDUALS)
-def test_return_residual(op):
-    spec = FingerprintSpec(residual=op, size=40)
-    x = _images(2, 45, 41, torch.uint8, seed=7).permute(0, 2, 3, 1)
-    out, r = fingerprint_features(x, spec, backend="cpp", return_residual=True)
-    want_out, want_r = fingerprint_features(x, spec, backend="torch", return_residual=True)
-    assert r.shape == (2, 3, 40, 40) and r.dtype == torch.float32
-    torch.testing.assert_close(r, want_r, rtol=0, atol=1e-6)  # float32 per pixel, see above
-    _assert_features_close(out, want_out, spec)
 
 
 @pytest.mark.parametrize("op", RESIDUALS)

@@ -1,4 +1,5 @@
-"""The cuda backend of the fused op vs the torch reference (GPU tests skip without a GPU).
+"""cuda-specific cases of the fused op (GPU tests skip without a GPU): strips, shared memory, raw
+module calls, vector-load widths, CUDA graph capture. Shared cases: test_backend_conformance.py.
 
 Collected everywhere. `test_cuda_module_built` runs without a GPU; every other test is marked
 `cuda` and skips unless fpfast._C_cuda is built and torch sees a GPU.
@@ -26,7 +27,6 @@ gpu = pytest.mark.skipif(not HAVE_GPU, reason="needs fpfast._C_cuda and a CUDA G
 pytestmark = pytest.mark.cuda
 
 OPS = ("denoise", "median3", "npr", "highpass")
-SIZES = ((16, 16), (17, 23), (33, 65), (64, 64), (257, 131))
 # periods that do not divide the 32-px tile, and p = 16, exercise the tile -> global phase map
 SPEC = FingerprintSpec(geometry="none", periods=(2, 3, 5, 8, 16))
 
@@ -89,17 +89,6 @@ def test_cuda_module_built():
 
 
 @gpu
-@pytest.mark.parametrize("hw", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("op", OPS)
-def test_uint8_hwc_every_op(op, hw):
-    x = make(2, *hw, torch.uint8, "hwc", device="cuda")
-    sums, gray, r = cuda_sums(x, SPEC, op)
-    check_residual(r, x, op)
-    torch.testing.assert_close(gray.cpu(), r.cpu().mean(1), rtol=0, atol=1e-7)  # same 3 floats, /3
-    check_sums(sums, r, SPEC)
-
-
-@gpu
 @pytest.mark.parametrize("layout", ("chw", "hwc", "slice"))
 @pytest.mark.parametrize("dtype", (torch.uint8, torch.float32), ids=("u8", "f32"))
 def test_layouts_and_dtypes(dtype, layout):
@@ -150,27 +139,6 @@ def test_features_vs_reference(hw, op):
 
 
 @gpu
-def test_is_residual_batch1():
-    spec = FingerprintSpec(geometry="none")
-    g = torch.Generator().manual_seed(7)
-    r = torch.randn(1, 3, 45, 37, generator=g) * 0.05
-    out, back = fingerprint_features(r.cuda(), spec, backend="cuda", is_residual=True, return_residual=True)
-    assert torch.equal(back.cpu(), r)
-    truth = reference_features(r.double(), spec)
-    torch.testing.assert_close(out.cpu().double(), truth, rtol=1e-4, atol=1e-4)
-
-
-@gpu
-def test_empty_batch():
-    x = torch.zeros(0, 3, 40, 40, dtype=torch.uint8, device="cuda")
-    sums, gray, r = cuda_sums(x, SPEC, "denoise")
-    assert sums.shape == (0, n_sums(SPEC)) and sums.dtype == torch.float64 and sums.is_cuda
-    assert gray.shape == (0, 40, 40) and r.shape == (0, 3, 40, 40)
-    out = fingerprint_features(x, FingerprintSpec(geometry="none"), backend="cuda")
-    assert out.shape == (0, FingerprintSpec().dim)
-
-
-@gpu
 def test_every_output_element_written_and_deterministic():
     """Raw module call on NaN-poisoned partials / gray / residual buffers."""
     mod = importlib.import_module("fpfast._C_cuda")
@@ -206,3 +174,52 @@ def test_bad_arguments_say_what_was_received():
         mod.feature_sums(*args, "blur", 1.0, list(SPEC.periods), 1, part.data_ptr(), 1, n_sums(SPEC))
     with pytest.raises(ValueError, match="n_sums 7"):
         mod.feature_sums(*args, "denoise", 1.0, list(SPEC.periods), 1, part.data_ptr(), 1, 7)
+
+
+@gpu
+@pytest.mark.parametrize("w", (64, 65, 66, 67, 70, 80, 96, 100))
+@pytest.mark.parametrize("offset", (0, 1, 5), ids=("aligned", "off1", "off5"))
+def test_uint8_hwc_widths_and_offsets(w, offset):
+    """uint8 HWC rows of every alignment: widths whose 3*W bytes are and are not multiples of 16,
+    and storage offsets that misalign every row (the paths of any vectorised load)."""
+    spec = FingerprintSpec(geometry="none", periods=(2, 3, 8))
+    g = torch.Generator().manual_seed(w * 7 + offset)
+    flat = torch.randint(1, 256, (2 * 40 * w * 3 + offset,), generator=g, dtype=torch.uint8).cuda()
+    x = flat[offset:].view(2, 40, w, 3).permute(0, 3, 1, 2)  # [B,3,H,W] view of HWC bytes
+    sums, gray, r = cuda_sums(x, spec, "denoise")
+    check_residual(r, x, "denoise")
+    check_sums(sums, r, spec)
+    aligned = cuda_sums(x.contiguous(), spec, "denoise")
+    assert torch.equal(aligned[0], sums) and torch.equal(aligned[2], r)  # same values, same arithmetic
+
+
+@gpu
+@pytest.mark.parametrize("backend", ("cuda", "triton"))
+def test_graph_replay_equals_eager(backend):
+    """fingerprint_features(graph=True): captured once per shape, replayed; the same vectors as the
+    eager op for new data in the same shape (a replay that reused stale input would fail)."""
+    from fpfast.ops.graph import clear_cache, fused_op
+    if fpfast.backends.why_unusable(backend, "cuda") is not None:
+        pytest.skip(fpfast.backends.why_unusable(backend, "cuda"))
+    spec = FingerprintSpec(geometry="none")
+    clear_cache()
+    for seed in range(3):
+        x = make(4, 64, 48, torch.uint8, "hwc", seed=seed, device="cuda").permute(0, 2, 3, 1)  # [B,H,W,3]
+        eager = fingerprint_features(x, spec, backend=backend)
+        graphed = fingerprint_features(x, spec, backend=backend, graph=True)
+        torch.testing.assert_close(graphed, eager, rtol=0, atol=0)  # the same kernels on the same bytes
+    op = fused_op(x, spec, backend=backend)
+    assert op.captured, op.error
+    op.input.copy_(x)
+    torch.testing.assert_close(op(op.input), eager, rtol=0, atol=0)  # batch already in the static input
+    out, r = fingerprint_features(x, spec, backend=backend, graph=True, return_residual=True)
+    torch.testing.assert_close(out, eager, rtol=0, atol=0)
+    assert r.shape == (4, 3, 64, 48)
+    with pytest.raises(ValueError, match="takes"):
+        op(x[:2])
+    clear_cache()
+
+
+def test_graph_needs_a_cuda_tensor():
+    with pytest.raises(ValueError, match="needs a CUDA tensor"):
+        fingerprint_features(torch.zeros(1, 32, 32, 3, dtype=torch.uint8), graph=True)

@@ -29,6 +29,7 @@ namespace cuda {
 
 namespace {
 
+static_assert(contract::kDctBlock == 8 && contract::kDctCoefs == 64, "the kernel's DCT threads are laid out for 8x8");
 constexpr int NT = 256;                 // threads per block
 #ifndef FP_MIN_BLOCKS
 #define FP_MIN_BLOCKS 4
@@ -141,9 +142,10 @@ __global__ void __launch_bounds__(NT, MIN_BLOCKS) feature_sums_kernel(const Feat
   const T* __restrict__ img = static_cast<const T*>(p.x) + b * p.sb;
 
   for (int i = t; i < n_bins; i += NT) bins[i] = 0.0f;
-  float m[15];  // S1[3], S2[3], S3[3], S4[3], X[3]
+  constexpr int NM = contract::kMomentSums;
+  float m[NM];  // S1[3], S2[3], S3[3], S4[3], X[3] at the contract's offsets
 #pragma unroll
-  for (int k = 0; k < 15; ++k) m[k] = 0.0f;
+  for (int k = 0; k < NM; ++k) m[k] = 0.0f;
   float dacc = 0.0f;              // sum of c^2 for coefficient (du, dv)
   const int dv = t & 7, du = (t & 63) >> 3, dby = t >> 6;
   if (t < 64) s.dct[t >> 3][t & 7] = c_dct[t >> 3][t & 7];  // first read after the loop's barriers
@@ -173,9 +175,10 @@ __global__ void __launch_bounds__(NT, MIN_BLOCKS) feature_sums_kernel(const Feat
 #pragma unroll
       for (int c = 0; c < 3; ++c) {
         const float r2 = r[c] * r[c];
-        m[c] += r[c]; m[3 + c] += r2; m[6 + c] += r2 * r[c]; m[9 + c] += r2 * r2;
+        m[contract::kOffS1 + c] += r[c]; m[contract::kOffS2 + c] += r2;
+        m[contract::kOffS3 + c] += r2 * r[c]; m[contract::kOffS4 + c] += r2 * r2;
       }
-      m[12] += r[0] * r[1]; m[13] += r[0] * r[2]; m[14] += r[1] * r[2];
+      m[contract::kOffX] += r[0] * r[1]; m[contract::kOffX + 1] += r[0] * r[2]; m[contract::kOffX + 2] += r[1] * r[2];
       const float g = __fdiv_rn(r[0] + r[1] + r[2], 3.0f);  // = torch mean over channels
       s.g[li][tx] = g;
       s.e[li][tx] = (r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * (1.0f / 3.0f);
@@ -237,10 +240,10 @@ __global__ void __launch_bounds__(NT, MIN_BLOCKS) feature_sums_kernel(const Feat
 
   // Reductions of the strip, fixed order.
   __syncthreads();
-  float* red_m = s.work;            // [8 warps][15]
-  float* red_d = s.work + 8 * 15;   // [256]
+  float* red_m = s.work;            // [8 warps][NM]
+  float* red_d = s.work + 8 * NM;   // [256]
 #pragma unroll
-  for (int k = 0; k < 15; ++k) {
+  for (int k = 0; k < NM; ++k) {
     float v = m[k];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -248,18 +251,19 @@ __global__ void __launch_bounds__(NT, MIN_BLOCKS) feature_sums_kernel(const Feat
   }
   if (tx == 0) {
 #pragma unroll
-    for (int k = 0; k < 15; ++k) red_m[ty * 15 + k] = m[k];
+    for (int k = 0; k < NM; ++k) red_m[ty * NM + k] = m[k];
   }
   red_d[t] = dacc;
   __syncthreads();
   float* out = p.partials + (static_cast<int64_t>(b) * p.n_part + part) * p.n_sums;
-  if (t < 15) {
+  if (t < NM) {
     float v = 0.0f;
-    for (int w = 0; w < NT / 32; ++w) v += red_m[w * 15 + t];
+    for (int w = 0; w < NT / 32; ++w) v += red_m[w * NM + t];
     out[t] = v;
   }
-  if (t < 64) out[15 + n_bins + t] = (red_d[t] + red_d[t + 64]) + (red_d[t + 128] + red_d[t + 192]);
-  for (int i = t; i < n_bins; i += NT) out[15 + i] = bins[i];
+  if (t < contract::kDctCoefs)
+    out[NM + n_bins + t] = (red_d[t] + red_d[t + 64]) + (red_d[t + 128] + red_d[t + 192]);
+  for (int i = t; i < n_bins; i += NT) out[NM + i] = bins[i];
 }
 
 template <int OP, typename T>

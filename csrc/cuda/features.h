@@ -8,14 +8,21 @@
 
 #include <cstdint>
 
+#include "contract.h"
+
 namespace fpfast {
 namespace cuda {
 
 constexpr int kTile = 32;        // output pixels per tile side (a multiple of 8: DCT blocks never straddle)
-constexpr int kMaxPeriods = 16;  // periods per spec
+constexpr int kMaxPeriods = contract::kMaxPeriods;  // periods per spec
 constexpr int kMaxPhaseBins = 1024;  // sum of p^2 over the periods
 
-enum Op { kDenoise = 0, kMedian3 = 1, kNpr = 2, kHighpass = 3, kNone = 4 };
+using Op = contract::Op;  // residual operator codes (contract.h)
+using contract::kDenoise;
+using contract::kMedian3;
+using contract::kNpr;
+using contract::kHighpass;
+using contract::kNone;
 
 struct FeatureParams {
   const void* x;     // [B, 3, H, W] uint8 or float32, element strides sb, sc, sh, sw (any, >= 0)
@@ -26,7 +33,7 @@ struct FeatureParams {
   int B, H, W;
   int tiles_x, tiles_y, tiles_per_block, n_part, n_sums;
   int channels_last;  // load order only (coalescing): 1 when |sc| < |sw|
-  float taps[5];      // normalised Gaussian taps (denoise)
+  float taps[contract::kGaussTaps];  // normalised Gaussian taps (denoise)
   int n_periods;
   int period[kMaxPeriods];
   int cum_p[kMaxPeriods + 1];   // prefix sums of p   (row-sum scratch offsets / 32)

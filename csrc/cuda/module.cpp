@@ -13,10 +13,12 @@
 #include <string>
 #include <vector>
 
+#include "contract_py.h"
 #include "cuda/features.h"
 
 namespace py = pybind11;
 using namespace fpfast::cuda;
+namespace contract = fpfast::contract;
 
 #ifndef FPFAST_VERSION
 #define FPFAST_VERSION "0.0.0"
@@ -31,11 +33,8 @@ void check(cudaError_t e, const std::string& what) {
 }
 
 Op parse_op(const std::string& name) {
-  if (name == "denoise") return kDenoise;
-  if (name == "median3") return kMedian3;
-  if (name == "npr") return kNpr;
-  if (name == "highpass") return kHighpass;
-  if (name == "none") return kNone;
+  for (int k = 0; k < contract::kNumOps; ++k)
+    if (name == contract::kOpNames[k]) return static_cast<Op>(k);
   throw std::invalid_argument("feature_sums: unknown residual operator '" + name +
                               "'; expected denoise, median3, npr, highpass or none");
 }
@@ -55,6 +54,10 @@ struct DeviceGuard {
 
 std::string s(int64_t v) { return std::to_string(v); }
 
+// x_ptr:        [B, 3, H, W] uint8 or float32 on `device`, element strides (sb, sc, sh, sw) >= 0
+// partials_ptr: [B, n_part, n_sums] float32 contiguous (every element written)
+// gray_ptr:     [B, H, W] float32 contiguous, or 0
+// residual_ptr: [B, 3, H, W] float32 contiguous, or 0
 void feature_sums(int device, uintptr_t x_ptr, bool is_u8, int64_t B, int64_t H, int64_t W,
                   int64_t sb, int64_t sc, int64_t sh, int64_t sw, const std::string& op_name, float sigma,
                   const std::vector<int>& periods, int tiles_per_block, uintptr_t partials_ptr,
@@ -76,7 +79,9 @@ void feature_sums(int device, uintptr_t x_ptr, bool is_u8, int64_t B, int64_t H,
   p.n_periods = static_cast<int>(periods.size());
   for (int q = 0; q < p.n_periods; ++q) {
     const int per = periods[q];
-    if (per < 2 || per > 16) throw std::invalid_argument("feature_sums: periods must lie in [2, 16], got " + s(per));
+    if (per < contract::kMinPeriod || per > contract::kMaxPeriod)
+      throw std::invalid_argument("feature_sums: periods must lie in [" + s(contract::kMinPeriod) + ", " +
+                                  s(contract::kMaxPeriod) + "], got " + s(per));
     p.period[q] = per;
     p.cum_p[q + 1] = p.cum_p[q] + per;
     p.cum_p2[q + 1] = p.cum_p2[q] + per * per;
@@ -84,7 +89,7 @@ void feature_sums(int device, uintptr_t x_ptr, bool is_u8, int64_t B, int64_t H,
   if (p.cum_p2[p.n_periods] > kMaxPhaseBins)
     throw std::invalid_argument("feature_sums: the periods' p^2 sum to " + s(p.cum_p2[p.n_periods]) +
                                 ", above the kernel's limit of " + s(kMaxPhaseBins));
-  const int64_t want_sums = 15 + p.cum_p2[p.n_periods] + 64;
+  const int64_t want_sums = contract::n_sums(p.cum_p2[p.n_periods]);
   if (n_sums != want_sums)
     throw std::invalid_argument("feature_sums: n_sums " + s(n_sums) + " does not match the periods (expected " + s(want_sums) + ")");
   const int want_part = n_partials(static_cast<int>(H), static_cast<int>(W), tiles_per_block);
@@ -107,10 +112,7 @@ void feature_sums(int device, uintptr_t x_ptr, bool is_u8, int64_t B, int64_t H,
   p.n_part = static_cast<int>(n_part);
   p.n_sums = static_cast<int>(n_sums);
   p.channels_last = sc < sw ? 1 : 0;
-  // normalised 5-tap Gaussian, as csrc/residual.cpp gaussian_taps (double, then float)
-  double w[5], tot = 0.0;
-  for (int i = -2; i <= 2; ++i) tot += (w[i + 2] = std::exp(-(i * i) / (2.0 * sigma * sigma)));
-  for (int i = 0; i < 5; ++i) p.taps[i] = static_cast<float>(w[i] / tot);
+  contract::gaussian_taps(sigma, p.taps);
 
   py::gil_scoped_release release;
   DeviceGuard guard(device);
@@ -148,10 +150,10 @@ py::dict device_info(int device) {
   d["driver_version"] = driver;
   d["runtime_version"] = runtime;
   py::dict k;
-  const char* names[] = {"denoise", "median3", "npr", "highpass", "none"};
-  for (int op = 0; op < 5; ++op) {
-    k[py::str(std::string(names[op]) + "/float32")] = kernel_info(static_cast<Op>(op), false);
-    if (op != kNone) k[py::str(std::string(names[op]) + "/uint8")] = kernel_info(static_cast<Op>(op), true);
+  for (int op = 0; op < contract::kNumOps; ++op) {
+    const std::string name = contract::kOpNames[op];
+    k[py::str(name + "/float32")] = kernel_info(static_cast<Op>(op), false);
+    if (op != kNone) k[py::str(name + "/uint8")] = kernel_info(static_cast<Op>(op), true);
   }
   d["kernels"] = k;
   return d;
@@ -168,6 +170,7 @@ py::dict build_config() {
   d["max_periods"] = kMaxPeriods;
   d["max_phase_bins"] = kMaxPhaseBins;
   d["static_smem_bytes"] = static_smem_bytes();
+  d["contract"] = fpfast::contract_dict();
   py::list kernels;
   kernels.append("feature_sums");
   d["kernels"] = kernels;

@@ -2,8 +2,9 @@
 
 torch allocates every buffer on the input's device; the extension gets raw pointers, element
 strides and the current stream, and launches asynchronously on that stream. The kernel writes
-float32 partial sums per strip of 32x32 tiles ([B, n_part, n_sums]); they are reduced here in
-float64 with torch (a fixed-order reduction: results are reproducible run to run).
+float32 partial sums per strip of 32x32 tiles ([B, n_part, n_sums]); they are reduced in float64,
+by torch here (feature_sums) or by the fused post kernel (fpfast.ops.triton.post) in
+fingerprint_features; both in a fixed order, so results are reproducible run to run.
 """
 from __future__ import annotations
 
@@ -34,7 +35,15 @@ def choose_tiles_per_block(b: int, h: int, w: int, device: torch.device) -> int:
 
 def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: bool, want_residual: bool,
                  tiles_per_block: int | None = None):
-    """(sums float64 [B, n_sums], gray float32 [B,H,W] or None, residual float32 [B,3,H,W] or None).
+    """(sums float64 [B, n_sums], gray float32 [B,H,W] or None, residual float32 [B,3,H,W] or None):
+    :func:`feature_partials` reduced over the strips in float64."""
+    part, gray, res = feature_partials(x, spec, op, want_gray, want_residual, tiles_per_block)
+    return part.sum(1, dtype=torch.float64), gray, res
+
+
+def feature_partials(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: bool, want_residual: bool,
+                     tiles_per_block: int | None = None):
+    """(partials float32 [B, n_part, n_sums], gray float32 [B,H,W] or None, residual float32 [B,3,H,W] or None).
 
     ``x``: CUDA tensor [B, 3, H, W], uint8 or float32, any strides (an HWC batch as a permuted
     view is read in place). ``op``: spec residual name, or ``"none"`` when x is the residual.
@@ -54,7 +63,7 @@ def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: boo
         gray = torch.empty(b, h, w, dtype=torch.float32, device=dev) if want_gray else None
         res = torch.empty(b, 3, h, w, dtype=torch.float32, device=dev) if want_residual else None
         if b == 0:
-            return torch.zeros(0, n, dtype=torch.float64, device=dev), gray, res
+            return torch.zeros(0, 1, n, dtype=torch.float32, device=dev), gray, res
         k = tiles_per_block or choose_tiles_per_block(b, h, w, dev)
         n_part = mod.n_partials(h, w, k)
         partials = torch.empty(b, n_part, n, dtype=torch.float32, device=dev)
@@ -64,5 +73,4 @@ def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: boo
             list(spec.periods), int(k), partials.data_ptr(), n_part, n,
             gray.data_ptr() if gray is not None else 0, res.data_ptr() if res is not None else 0,
             torch.cuda.current_stream(dev).cuda_stream)
-        sums = partials.sum(1, dtype=torch.float64)
-    return sums, gray, res
+    return partials, gray, res

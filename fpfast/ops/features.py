@@ -1,9 +1,16 @@
 """fingerprint_features: residual + every feature family in one op, on every backend.
 
 The fused backends compute the raw per-image sums of :mod:`fpfast.ops.sums` in one pass over the
-pixels (residual kept in cache, never written unless asked for); :func:`fpfast.ops.sums.finalize`
-turns them into the vector. The radial spectrum is the one family not fused: it runs the library
-FFT on the gray residual the kernel writes out, then power, binning and log in one pass.
+pixels (residual kept in cache, never written unless asked for). The radial spectrum needs the
+library FFT of the gray residual the kernel writes out. After the kernel, two ways to the vector:
+
+* ``post="fused"`` (the default for CUDA tensors; under the Triton interpreter on request): the
+  library ``rfft2``, then one Triton launch (:mod:`fpfast.ops.triton.post`) that reduces the partial sums, bins the power
+  spectrum and finalises every family;
+* ``post="torch"`` (CPU tensors, and the reference for the fused one):
+  :func:`fpfast.ops.sums.finalize` and :func:`fpfast.ops.sums.radial_features`, ~40 small torch ops.
+
+``graph=True`` runs the whole op for a fixed batch shape as a CUDA graph (:mod:`fpfast.ops.graph`).
 """
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ from .sums import finalize, radial_features
 
 # backend -> module holding feature_sums(x, spec, op, want_gray, want_residual) -> (sums, gray, residual)
 _MODULES = {"cpp": "fpfast.ops.cpp", "triton": "fpfast.ops.triton.features", "cuda": "fpfast.ops.cuda"}
+POSTS = ("auto", "fused", "torch")
 # a backend joins IMPLEMENTED once its module provides feature_sums
 IMPLEMENTED = ("torch", "cpp", "triton", "cuda")
 
@@ -29,16 +37,40 @@ def _kernel_input(x: torch.Tensor) -> torch.Tensor:
     return x if x.dtype in (torch.uint8, torch.float32) else to_float(x).float()
 
 
+def _post_for(chosen: str, device_type: str, post: str) -> str:
+    """'fused' or 'torch': the way from kernel sums to vectors (see the module docstring)."""
+    fused_ok = chosen == "triton" or (chosen == "cuda" and backends.why_unusable("triton", "cuda") is None
+                                      and not backends.triton_interpret())
+    if post == "fused" and not fused_ok:
+        raise backends.BackendUnavailable(
+            f"post='fused' needs a GPU backend and Triton (backend {chosen}, {device_type} tensors)")
+    if post == "auto":  # on CPU tensors (triton under its interpreter) the torch stage is the faster one
+        return "fused" if fused_ok and device_type == "cuda" else "torch"
+    return post
+
+
 def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | None = None,
                          backend: str = "auto", layout: str = "auto", return_residual: bool = False,
-                         is_residual: bool = False):
+                         is_residual: bool = False, post: str = "auto", graph: bool = False):
     """Fingerprint vectors [B, spec.dim] float32 of a batch, on the backend chosen.
 
     ``images``: uint8 or float [B,H,W,3] or [B,3,H,W] (any strides, H, W >= spec.min_size), or
     with ``is_residual=True`` an already computed residual (float, e.g. from a heavy projector),
     whose features are taken as they are. ``return_residual=True`` also returns the float32
     residual [B,3,h,w] (after the spec's geometry). ``backend``: auto, torch, cpp, triton, cuda.
+    ``post``: auto, fused or torch (see the module docstring; auto = fused for CUDA tensors).
+    ``graph=True`` (CUDA tensors only; off by default): replay a CUDA graph captured for this batch
+    shape, dtype, spec, backend and device (:func:`fpfast.ops.graph.fused_op`; the first call per
+    shape warms up and captures, falling back to eager when capture fails). The result is the same
+    as without it; it saves the launch cost of the ~5 launches per batch.
     """
+    if post not in POSTS:
+        raise ValueError(f"post must be one of {POSTS}, got {post!r}")
+    if graph:
+        from .graph import fused_op
+        op = fused_op(images, spec, backend=backend, layout=layout, return_residual=return_residual,
+                      is_residual=is_residual, post=post)
+        return op(images)
     spec = load_spec(spec)
     if spec.embedding is not None:
         raise ValueError("this spec's vectors are a learned embedding (fpfast.embed), not handcrafted "
@@ -58,7 +90,15 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
         return (out, r.float()) if return_residual else out
     mod = importlib.import_module(_MODULES[chosen])
     op = "none" if is_residual else spec.residual
-    sums, gray, r = mod.feature_sums(_kernel_input(x), spec, op, "radial" in spec.families, return_residual)
+    want_gray = "radial" in spec.families
+    if chosen != "cpp" and _post_for(chosen, x.device.type, post) == "fused":
+        from .triton.post import finalize_partials
+        part, gray, r = mod.feature_partials(_kernel_input(x), spec, op, want_gray, return_residual)
+        out = finalize_partials(part, gray, h, w, spec)
+        return (out, r) if return_residual else out
+    if post == "fused":
+        _post_for(chosen, x.device.type, post)  # raises: the cpp backend has no fused post stage
+    sums, gray, r = mod.feature_sums(_kernel_input(x), spec, op, want_gray, return_residual)
     rad = radial_features(gray, spec.radial_bins) if gray is not None else None
     out = finalize(sums.to(x.device), h, w, spec, rad)
     return (out, r) if return_residual else out

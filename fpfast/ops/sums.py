@@ -23,12 +23,13 @@ import functools
 
 import torch
 
+from .. import contract as C
 from ..reference.features import FEATURE_EPS, VAR_EPS, dct_matrix, radial_bin_index, radial_finish
 from ..spec import FingerprintSpec
 
 
 def n_sums(spec: FingerprintSpec) -> int:
-    return 15 + sum(p * p for p in spec.periods) + 64
+    return C.n_sums(spec.periods)
 
 
 @functools.lru_cache(maxsize=256)
@@ -69,7 +70,7 @@ def finalize(sums: torch.Tensor, h: int, w: int, spec: FingerprintSpec,
     """Feature vectors [B, spec.dim] float32 from raw sums [B, n_sums] (+ radial [B, bins])."""
     s = sums.double()
     n = float(h * w)
-    s1, s2, s3, s4, xs = s[:, 0:3], s[:, 3:6], s[:, 6:9], s[:, 9:12], s[:, 12:15]
+    s1, s2, s3, s4, xs = (s[:, o:o + 3] for o in (C.OFF_S1, C.OFF_S2, C.OFF_S3, C.OFF_S4, C.OFF_X))
     mu = s1 / n
     m2 = s2 / n - mu ** 2
     m3 = s3 / n - 3 * mu * s2 / n + 2 * mu ** 3
@@ -81,7 +82,7 @@ def finalize(sums: torch.Tensor, h: int, w: int, spec: FingerprintSpec,
     kurt = torch.where(ok, m4 / (safe * safe) - 3.0, torch.zeros_like(var))
     parts: dict[str, torch.Tensor] = {"moments": torch.stack([mu, var, skew, kurt], -1).flatten(1)}
 
-    off = 15
+    off = C.MOMENT_SUMS
     total = (s2.sum(1) / 3.0) / n  # mean of e
     phases = []
     for p in spec.periods:
@@ -92,8 +93,8 @@ def finalize(sums: torch.Tensor, h: int, w: int, spec: FingerprintSpec,
     tsafe = torch.where(total > 0, total, torch.ones_like(total))
     parts["phase"] = torch.where(total[:, None] > 0, ph / tsafe[:, None], torch.zeros_like(ph))
 
-    nblocks = float((h // 8) * (w // 8))
-    parts["dct"] = torch.log(s[:, off:off + 64] / nblocks + FEATURE_EPS)
+    nblocks = float((h // C.DCT_BLOCK) * (w // C.DCT_BLOCK))
+    parts["dct"] = torch.log(s[:, off:off + C.DCT_COEFS] / nblocks + FEATURE_EPS)
 
     cov = xs / n - torch.stack([mu[:, 0] * mu[:, 1], mu[:, 0] * mu[:, 2], mu[:, 1] * mu[:, 2]], 1)
     den = torch.stack([var[:, 0] * var[:, 1], var[:, 0] * var[:, 2], var[:, 1] * var[:, 2]], 1)
@@ -117,13 +118,13 @@ def radial_features(g: torch.Tensor, nbins: int) -> torch.Tensor:
     b, h, w = g.shape
     f = torch.fft.rfft2(g.float())
     power = (f.real ** 2 + f.imag ** 2) / (h * w)
-    keep, idx, wts, cnt = _half_spectrum_bins(h, w, nbins, g.device)
+    keep, idx, wts, cnt = half_spectrum_bins(h, w, nbins, g.device)
     sums = torch.zeros(b, nbins, device=g.device).index_add_(1, idx, power.flatten(1)[:, keep] * wts)
     return radial_finish(sums, cnt)
 
 
 @functools.lru_cache(maxsize=64)
-def _half_spectrum_bins(h: int, w: int, nbins: int, device):
+def half_spectrum_bins(h: int, w: int, nbins: int, device):
     """(kept positions, their bins, their weights, weight per bin) of the rfft2 half-spectrum."""
     k = radial_bin_index(h, w, nbins, device, half=True).flatten()
     colw = torch.full((w // 2 + 1,), 2.0, device=device)

@@ -1,17 +1,10 @@
 """Residual operators r = x - P(x) in pure torch (reflect borders = scipy ``mode='mirror'``)."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-
-def gaussian_taps(sigma: float, radius: int = 2) -> list[float]:
-    """The 1-D taps of the separable (2*radius+1)-tap Gaussian, normalised to sum 1."""
-    w = [math.exp(-(i * i) / (2.0 * sigma * sigma)) for i in range(-radius, radius + 1)]
-    s = sum(w)
-    return [v / s for v in w]
+from ..contract import gaussian_taps  # noqa: F401  (re-exported: the reference's denoiser)
 
 
 def _pad(x: torch.Tensor, r: int) -> torch.Tensor:

@@ -6,14 +6,12 @@ import functools
 import torch
 
 from ... import backends
+from ... import contract as C
 from ...reference.features import dct_matrix
-from ...reference.residual import gaussian_taps
 from ...spec import FingerprintSpec
 from ..sums import n_sums as _n_sums
 from . import kernels
 
-_OPS = {"none": kernels.OP_NONE, "denoise": kernels.OP_DENOISE, "median3": kernels.OP_MEDIAN3,
-        "npr": kernels.OP_NPR, "highpass": kernels.OP_HIGHPASS}
 
 # Launch configuration, one place to tune (or to wrap in triton.autotune later): tiles are powers
 # of 2 and multiples of 8 (whole DCT blocks); 32 x 32 = 1024 pixels over 4 warps.
@@ -35,14 +33,21 @@ def _check_mode() -> None:
 def _constants(periods: tuple, device: torch.device):
     """Periods, their offsets in the sums (int32) and the DCT matrix on ``device``, made once:
     no host-to-device copy (and no sync) per call."""
-    offs = [15 + sum(q * q for q in periods[:k]) for k in range(len(periods))]
+    offs = C.phase_offsets(periods)
     return (torch.tensor(periods, dtype=torch.int32, device=device),
             torch.tensor(offs, dtype=torch.int32, device=device),
             dct_matrix(8, torch.float32, device).contiguous())
 
 
 def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: bool, want_residual: bool):
-    """(sums float64 [B, n_sums], gray float32 [B,H,W] | None, residual float32 [B,3,H,W] | None).
+    """(sums float64 [B, n_sums], gray float32 [B,H,W] | None, residual float32 [B,3,H,W] | None):
+    :func:`feature_partials` reduced over the tiles in float64."""
+    part, gray, res = feature_partials(x, spec, op, want_gray, want_residual)
+    return part.double().sum(1), gray, res
+
+
+def feature_partials(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: bool, want_residual: bool):
+    """(partials float32 [B, n_tiles, n_sums], gray float32 [B,H,W] | None, residual float32 [B,3,H,W] | None).
 
     ``x``: [B, 3, H, W] uint8 or float32, any strides (an HWC batch as its permuted view is read
     in place); ``op``: denoise, median3, npr, highpass, or none (x already is the residual).
@@ -51,8 +56,8 @@ def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: boo
         raise ValueError(f"expected x of shape [B, 3, H, W], got {tuple(x.shape)}")
     if x.dtype not in (torch.uint8, torch.float32):
         raise TypeError(f"expected uint8 or float32 input, got {x.dtype}")
-    if op not in _OPS:
-        raise ValueError(f"unknown residual operator {op!r}; expected one of {tuple(_OPS)}")
+    if op not in C.OP_CODES:
+        raise ValueError(f"unknown residual operator {op!r}; expected one of {C.RESIDUAL_OPS}")
     if op == "none" and x.dtype == torch.uint8:
         raise TypeError("a residual input must be float32, got uint8")
     b, _, h, w = x.shape
@@ -63,22 +68,22 @@ def feature_sums(x: torch.Tensor, spec: FingerprintSpec, op: str, want_gray: boo
     gray = torch.empty(b, h, w, dtype=torch.float32, device=dev) if want_gray else None
     res = torch.empty(b, 3, h, w, dtype=torch.float32, device=dev) if want_residual else None
     if b == 0:
-        return torch.zeros(0, ns, dtype=torch.float64, device=dev), gray, res
+        return torch.zeros(0, 1, ns, dtype=torch.float32, device=dev), gray, res
     _check_mode()
 
     n_th, n_tw = -(-h // TILE_H), -(-w // TILE_W)
     n_tiles = n_th * n_tw
     part = torch.empty(b, n_tiles, ns, dtype=torch.float32, device=dev)
     periods, poffs, dmat = _constants(spec.periods, dev)
-    taps = gaussian_taps(spec.sigma)
+    taps = C.gaussian_taps(spec.sigma)
     dummy = part  # never written when the matching WANT_* flag is off
     kernels.fused_sums_kernel[(n_tiles, b)](
         x, *x.stride(), part,
         gray if gray is not None else dummy, res if res is not None else dummy,
         dmat, periods, poffs, len(spec.periods),
-        h, w, n_tw, n_tiles, ns, ns - 64,
+        h, w, n_tw, n_tiles, ns, C.dct_offset(spec.periods),
         *taps,
-        OP=_OPS[op], IS_U8=x.dtype == torch.uint8, WANT_G=want_gray, WANT_R=want_residual,
+        OP=C.OP_CODES[op], IS_U8=x.dtype == torch.uint8, WANT_G=want_gray, WANT_R=want_residual,
         TILE_H=TILE_H, TILE_W=TILE_W, num_warps=NUM_WARPS,
     )
-    return part.double().sum(1), gray, res
+    return part, gray, res

@@ -12,7 +12,21 @@ uses input_precision="ieee" so no tf32 enters. Plain pointer arithmetic and mask
 import triton
 import triton.language as tl
 
-OP_NONE, OP_DENOISE, OP_MEDIAN3, OP_NPR, OP_HIGHPASS = 0, 1, 2, 3, 4
+from ... import contract as C
+
+# Residual operator codes and the sums layout of the kernel contract (csrc/contract.h), as
+# constexpr globals (the only globals a jitted function may read).
+OP_DENOISE = tl.constexpr(C.OP_CODES["denoise"])
+OP_MEDIAN3 = tl.constexpr(C.OP_CODES["median3"])
+OP_NPR = tl.constexpr(C.OP_CODES["npr"])
+OP_HIGHPASS = tl.constexpr(C.OP_CODES["highpass"])
+OP_NONE = tl.constexpr(C.OP_CODES["none"])
+OFF_S1 = tl.constexpr(C.OFF_S1)
+OFF_S2 = tl.constexpr(C.OFF_S2)
+OFF_S3 = tl.constexpr(C.OFF_S3)
+OFF_S4 = tl.constexpr(C.OFF_S4)
+OFF_X = tl.constexpr(C.OFF_X)
+assert C.DCT_BLOCK == 8, "the kernel's DCT is written for 8x8 blocks"
 
 
 @triton.jit
@@ -76,7 +90,7 @@ def _residual(base, ii, jj, H, W, sh, sw, valid, k0, k1, k2, k3, k4,
     r0 = _reflect(ii, H) * sh
     c0 = _reflect(jj, W) * sw
     x = _ld(base, r0, c0, valid, IS_U8)
-    if OP == 1:  # denoise: x - (vertical o horizontal) 5-tap Gaussian
+    if OP == OP_DENOISE:  # denoise: x - (vertical o horizontal) 5-tap Gaussian
         cm2 = _reflect(jj - 2, W) * sw
         cm1 = _reflect(jj - 1, W) * sw
         cp1 = _reflect(jj + 1, W) * sw
@@ -87,7 +101,7 @@ def _residual(base, ii, jj, H, W, sh, sw, valid, k0, k1, k2, k3, k4,
         y += k3 * _hrow(base, _reflect(ii + 1, H) * sh, cm2, cm1, c0, cp1, cp2, k0, k1, k2, k3, k4, valid, IS_U8)
         y += k4 * _hrow(base, _reflect(ii + 2, H) * sh, cm2, cm1, c0, cp1, cp2, k0, k1, k2, k3, k4, valid, IS_U8)
         r = x - y
-    elif OP == 2:  # median3
+    elif OP == OP_MEDIAN3:  # median3
         rm = _reflect(ii - 1, H) * sh
         rp = _reflect(ii + 1, H) * sh
         cm = _reflect(jj - 1, W) * sw
@@ -97,9 +111,9 @@ def _residual(base, ii, jj, H, W, sh, sw, valid, k0, k1, k2, k3, k4,
                        _ld(base, r0, cp, valid, IS_U8), _ld(base, rp, cm, valid, IS_U8),
                        _ld(base, rp, c0, valid, IS_U8), _ld(base, rp, cp, valid, IS_U8))
         r = x - med
-    elif OP == 3:  # npr: x - x[2(i//2), 2(j//2)]
+    elif OP == OP_NPR:  # npr: x - x[2(i//2), 2(j//2)]
         r = x - _ld(base, _reflect(2 * (ii // 2), H) * sh, _reflect(2 * (jj // 2), W) * sw, valid, IS_U8)
-    elif OP == 4:  # highpass: x - 0.25 * (up + down + left + right)
+    elif OP == OP_HIGHPASS:  # highpass: x - 0.25 * (up + down + left + right)
         nb = _ld(base, _reflect(ii - 1, H) * sh, c0, valid, IS_U8) + _ld(base, _reflect(ii + 1, H) * sh, c0, valid, IS_U8)
         nb += _ld(base, r0, _reflect(jj - 1, W) * sw, valid, IS_U8)
         nb += _ld(base, r0, _reflect(jj + 1, W) * sw, valid, IS_U8)
@@ -150,21 +164,21 @@ def fused_sums_kernel(
     a2 = ra * ra
     b2 = rb * rb
     c2 = rc * rc
-    tl.store(pb + 0, tl.sum(ra))
-    tl.store(pb + 1, tl.sum(rb))
-    tl.store(pb + 2, tl.sum(rc))
-    tl.store(pb + 3, tl.sum(a2))
-    tl.store(pb + 4, tl.sum(b2))
-    tl.store(pb + 5, tl.sum(c2))
-    tl.store(pb + 6, tl.sum(a2 * ra))
-    tl.store(pb + 7, tl.sum(b2 * rb))
-    tl.store(pb + 8, tl.sum(c2 * rc))
-    tl.store(pb + 9, tl.sum(a2 * a2))
-    tl.store(pb + 10, tl.sum(b2 * b2))
-    tl.store(pb + 11, tl.sum(c2 * c2))
-    tl.store(pb + 12, tl.sum(ra * rb))
-    tl.store(pb + 13, tl.sum(ra * rc))
-    tl.store(pb + 14, tl.sum(rb * rc))
+    tl.store(pb + OFF_S1 + 0, tl.sum(ra))
+    tl.store(pb + OFF_S1 + 1, tl.sum(rb))
+    tl.store(pb + OFF_S1 + 2, tl.sum(rc))
+    tl.store(pb + OFF_S2 + 0, tl.sum(a2))
+    tl.store(pb + OFF_S2 + 1, tl.sum(b2))
+    tl.store(pb + OFF_S2 + 2, tl.sum(c2))
+    tl.store(pb + OFF_S3 + 0, tl.sum(a2 * ra))
+    tl.store(pb + OFF_S3 + 1, tl.sum(b2 * rb))
+    tl.store(pb + OFF_S3 + 2, tl.sum(c2 * rc))
+    tl.store(pb + OFF_S4 + 0, tl.sum(a2 * a2))
+    tl.store(pb + OFF_S4 + 1, tl.sum(b2 * b2))
+    tl.store(pb + OFF_S4 + 2, tl.sum(c2 * c2))
+    tl.store(pb + OFF_X + 0, tl.sum(ra * rb))
+    tl.store(pb + OFF_X + 1, tl.sum(ra * rc))
+    tl.store(pb + OFF_X + 2, tl.sum(rb * rc))
 
     # phase energy sums, one period at a time (any p in 2..16)
     a16 = tl.arange(0, 16)
