@@ -1,47 +1,70 @@
 #!/usr/bin/env bash
-# One lease on a lent GPU machine (no network there): build in place, run the suite and the GPU
-# benchmarks, copy logs and result files to $OUT. Usage: bash benchmarks/gpu_run.sh test|kernels|embed|bench
-# Wheels missing there (faiss-cpu, diffusers) travel in .whl/ (see the device tool's notes).
+# One lease on a lent GPU machine (no network there): build in place, then the GPU tests and
+# benchmarks named, each step's log and result files copied to $OUT.
+#   bash benchmarks/gpu_run.sh STEP [STEP ...]     steps: tests suite kernels e2e projectors embed gallery
+#   tests       the GPU tests (cuda backend, triton on GPU, device-resident search, GPU decode, embedding)
+#   suite       the whole test suite
+#   kernels     cuda_check (per-stage at 256^2 x 512) + bench_kernels (eager / compile / cuda / graph / floor)
+#   e2e         benchmarks/bench_e2e_gpu.py: fpfast attribute on E2E_N (default 100000) 256^2 JPEGs
+#   projectors  ManiFPT nearest-real at 30,000 references and DIRE vs fpfast's diffusion residual
+#   embed       embedding inference speed (precision x compile)
+#   gallery     exact search on a 1M-vector gallery (torch on the GPU vs faiss-cpu on the host)
+# Each step's log is $OUT/STEP.log; the result files it writes are appended to $OUT/results.tar as
+# soon as the step ends (what is done survives a run cut short; few files come back).
+# Wheels missing there (faiss-cpu, diffusers, simplejpeg) travel in .whl/ (the device tool's notes).
 set -uo pipefail
 OUT=${OUT:-/tmp/fpfast-gpu-out}; mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 OMP_WAIT_POLICY=passive
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH=/tmp/site
 fi
-if ! python3 -c "import fpfast._C_cuda" 2>/dev/null; then
-  FPFAST_BUILD_CUDA=1 python3 -m pip install -q --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 \
-    || { tail -40 "$OUT/build.log"; exit 1; }
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)
+if ! python3 -c "import fpfast._C_cuda, fpfast._C" 2>/dev/null; then
+  t0=$(date +%s)
+  FPFAST_BUILD_CUDA=1 FPFAST_CUDA_ARCHS="${FPFAST_CUDA_ARCHS:-90}" python3 setup.py build_ext --inplace -j 4 \
+    > /tmp/build.log 2>&1 || { tail -40 /tmp/build.log; exit 1; }
+  echo "build: $(( $(date +%s) - t0 ))s"; grep -i "warning" /tmp/build.log | grep -v -i setuptools | head -10
 fi
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/device.txt"
-python3 -c "import torch, triton, fpfast; print('torch', torch.__version__, 'triton', triton.__version__); print(fpfast.build_config())" | tee -a "$OUT/device.txt"
-case "${1:-test}" in
-  test)
-    python3 -m pytest -q -ra -p no:cacheprovider tests 2>&1 | tee "$OUT/tests.log" | tail -60
-    ;;
-  kernels)
-    # the kernel layer: build in place (fresh: csrc/ changed), GPU tests, per-stage check, benchmark (~3 min)
-    FPFAST_BUILD_CUDA=1 python3 setup.py build_ext --inplace > "$OUT/build_kernels.log" 2>&1 \
-      || { tail -40 "$OUT/build_kernels.log"; exit 1; }
-    grep -i "warning" "$OUT/build_kernels.log" | grep -v -i setuptools | head -20
-    python3 -m pytest -q -ra -p no:cacheprovider tests/test_contract.py tests/test_backend_conformance.py \
-      tests/test_backend_cuda.py tests/test_backend_triton.py 2>&1 | tee "$OUT/tests_kernels.log" | tail -25
-    timeout 240 python3 benchmarks/cuda_check.py --reps 20 --ops denoise 2>&1 | tee "$OUT/cuda_check.txt" | tail -30
-    timeout 300 python3 benchmarks/bench_kernels.py --device cuda --repeats 10 --compile-sizes 256 \
-      --note "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) lease" 2>&1 | tee "$OUT/bench_kernels.txt" | tail -40
-    cp benchmarks/results/kernels.csv benchmarks/results/kernels.md "$OUT/" 2>/dev/null
-    ;;
-  embed)
-    python3 -m pytest -q -ra -p no:cacheprovider tests/test_embed_inference.py tests/test_embed.py 2>&1 | tail -5
-    python3 benchmarks/bench_embedding_speed.py --device cuda --note "GPU lease" 2>&1 | tee "$OUT/embedding_speed.txt" | tail -20
-    cp benchmarks/results/embedding_speed.csv benchmarks/results/embedding_speed.md "$OUT/" 2>/dev/null
-    ;;
-  bench)
-    python3 benchmarks/cuda_check.py --reps 30 2>&1 | tee "$OUT/cuda_check.txt" | tail -40
-    python3 benchmarks/triton_check.py 2>&1 | tee "$OUT/triton_check.txt" | tail -25
-    python3 benchmarks/bench_kernels.py --device cuda --note "H100 lease" 2>&1 | tee "$OUT/bench_kernels.txt" | tail -30
-    cp benchmarks/results/kernels.csv benchmarks/results/kernels.md "$OUT/" 2>/dev/null
-    python3 benchmarks/bench_gallery.py --device cuda --methods torch,flat --n 1000000 --note "H100 lease; flat = faiss-cpu on 16 host cores" 2>&1 | tail -12
-    cp benchmarks/results/gallery.csv benchmarks/results/gallery.md "$OUT/" 2>/dev/null
-    ;;
-esac
+keep() { tar -rf "$OUT/results.tar" "$@" 2>/dev/null; }
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c "import torch, triton, fpfast; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'triton', triton.__version__); print(fpfast.build_config())"
+} | tee "$OUT/device.txt"
+pytest() { python3 -m pytest -q -ra -p no:cacheprovider "$@"; }
+for step in "${@:-tests}"; do
+  echo "=== $step $(date -u +%H:%M:%S)"
+  log="$OUT/$step.log"
+  case "$step" in
+    tests)
+      timeout 300 python3 -m pytest -q -ra -p no:cacheprovider tests/test_contract.py \
+        tests/test_backend_conformance.py tests/test_backend_cuda.py tests/test_backend_triton.py \
+        tests/test_gallery_gpu.py tests/test_jobs_mappers.py tests/test_io_device_decode.py \
+        tests/test_device_stage.py tests/test_embed_inference.py ${TESTS_EXTRA:-} 2>&1 | tee "$log" | tail -30 ;;
+    suite)
+      timeout 540 python3 -m pytest -q -ra -p no:cacheprovider tests 2>&1 | tee "$log" | tail -40 ;;
+    kernels)
+      timeout 150 python3 benchmarks/cuda_check.py --reps 20 --ops denoise 2>&1 | tee "$log" | tail -30
+      timeout 240 python3 benchmarks/bench_kernels.py --device cuda --repeats 10 --compile-sizes 256 \
+        --note "$gpu lease" 2>&1 | tee -a "$log" | tail -40
+      keep benchmarks/results/kernels.csv benchmarks/results/kernels.md ;;
+    e2e)
+      timeout 360 python3 benchmarks/bench_e2e_gpu.py --n "${E2E_N:-100000}" ${E2E_ARGS:-} 2>&1 \
+        | tee "$log" | tail -30
+      keep benchmarks/results/e2e_gpu*.md benchmarks/results/e2e_gpu.csv ;;
+    projectors)
+      timeout 300 python3 benchmarks/bench_projectors.py --device cuda --n-ref 30000 --n-query 256 \
+        --baseline-queries 8 --model-size 256 --unet-size 64 --big-unet --note "$gpu lease" 2>&1 \
+        | tee "$log" | tail -25
+      keep benchmarks/results/projectors_cuda.* ;;
+    embed)
+      timeout 240 python3 benchmarks/bench_embedding_speed.py --device cuda --note "$gpu lease" 2>&1 \
+        | tee "$log" | tail -20
+      keep benchmarks/results/embedding_speed.csv benchmarks/results/embedding_speed.md ;;
+    gallery)
+      timeout 240 python3 benchmarks/bench_gallery.py --device cuda --methods torch,flat --n 1000000 \
+        --note "$gpu lease; flat = faiss-cpu on the host cores" 2>&1 | tee "$log" | tail -12
+      keep benchmarks/results/gallery.csv benchmarks/results/gallery.md ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac
+done
