@@ -30,14 +30,17 @@ METRICS = ("l2", "ip")
 
 
 @contextlib.contextmanager
-def _full_fp32():
-    """Full-precision float32 matmul for the duration (TF32 would change the answers)."""
-    old = torch.get_float32_matmul_precision()
+def full_fp32():
+    """Full-precision float32 matmul and cuDNN convolutions for the duration (TF32, cuDNN's default
+    for convolutions on recent GPUs, would change the answers)."""
+    old, old_conv = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
     torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
         torch.set_float32_matmul_precision(old)
+        torch.backends.cudnn.allow_tf32 = old_conv
 
 
 def _check(queries: torch.Tensor, base: torch.Tensor, k: int, metric: str) -> None:
@@ -77,7 +80,7 @@ def knn(queries: torch.Tensor, base: torch.Tensor, k: int, metric: str = "l2", *
         base_sq_norms = torch.cat([c.float().pow(2).sum(1) for c in base.split(base_chunk)])
     out_d = torch.empty(q, k, dtype=torch.float32, device=dev)
     out_i = torch.empty(q, k, dtype=torch.int64, device=dev)
-    with _full_fp32():
+    with full_fp32():
         for qs in range(0, q, query_chunk):
             qb = queries[qs:qs + query_chunk]
             q_sq = (qb * qb).sum(1, keepdim=True) if metric == "l2" else None

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from fpfast.device_stage import device_decode_stage
+from fpfast.io.device_decode import jpeg_route
 from fpfast.io.sources import Item
 from fpfast.jobs.collect import CollectWriter
 from fpfast.jobs.mappers import fingerprint_mapper
@@ -94,10 +95,16 @@ def test_stage_on_the_gpu_decodes_jpegs_there_and_keeps_every_row():
     got = _rows(spec, spy, device="cuda")
     assert "cuda" in seen and "cpu" in seen  # JPEG batches decoded on the GPU, PNG/progressive on the CPU
     assert [(r["path"], r["error"]) for r in got] == [(r["path"], r["error"]) for r in ref]
+    on_device = {it.key for it in _items() if jpeg_route(it.payload) == "device"}
     for a, b in zip(got, ref):
-        if not a["error"]:
-            # nvJPEG vs libjpeg-turbo pixels differ by rounding: the vectors stay close
-            np.testing.assert_allclose(a["vector"], b["vector"], rtol=0.1, atol=0.05, err_msg=a["path"])
+        if a["error"]:
+            continue
+        assert np.isfinite(a["vector"]).all(), a["path"]
+        if a["path"] not in on_device:
+            # decoded on the CPU in both stages: the same pixels, float32 summation order aside
+            np.testing.assert_allclose(a["vector"], b["vector"], rtol=1e-5, atol=1e-6, err_msg=a["path"])
+    # nvJPEG's pixels are NOT libjpeg-turbo's (on an H200: mean 2.4 levels, 21 % of pixels differ
+    # at 4:2:0, benchmarks/results/e2e_gpu.md), so device-decoded vectors are not compared here
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")

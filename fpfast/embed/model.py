@@ -201,10 +201,13 @@ class Embedder:
 
         ``precision``: ``auto`` (fp16 on CUDA, fp32 on CPU), ``fp32``, ``fp16`` (CUDA only) or
         ``bf16``: the network runs under autocast at that precision; the residual, the
-        normalisation and the output stay fp32. ``compile``: ``torch.compile`` the network (once
+        normalisation and the output stay fp32 (``fp32`` is full float32: no TF32). ``compile``: ``torch.compile`` the network (once
         per device and precision; pays on long GPU runs, costs a compile up front).
         """
+        import contextlib
+
         from ..prepare import as_float_chw
+        from ..search import full_fp32
         dev = torch.device(device)
         dtype = resolve_precision(precision, dev)
         net = self._net_on(dev, precision, compile)
@@ -218,7 +221,8 @@ class Embedder:
                     hand = fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend,
                                                 layout=layout)
                 x = as_float_chw(xb.to(dev), layout).float().contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                exact = full_fp32() if dtype == torch.float32 else contextlib.nullcontext()
+                with exact, torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
                     z = net(x, hand)
                 out.append(z.float())
         return torch.cat(out) if out else torch.zeros((0, self.dim), dtype=torch.float32, device=dev)
