@@ -290,6 +290,8 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
             summary.inputs += 1
             if writer.is_done(i // S):
                 summary.skipped += 1
+                if hasattr(writer, "note_skipped"):  # the resumed shard must have the same inputs
+                    writer.note_skipped(i // S, key)
             else:
                 seen[i // S] += 1
                 yield i, key, payload

@@ -28,7 +28,7 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     Example:
       fpfast attribute 'shards/{0000..0099}.tar' --gallery my_gallery --out results/ --workers 4
     """
-    check_output(out, resume, overwrite)
+    check_output(out, resume, overwrite, sources, gallery)
     g = Gallery.load(gallery)
     mapper = wf.attribute_mapper(g, opts, method=method, k=k, top=top)
     summary = run(list(sources), mapper, out, spec=g.spec, column=column, shard_size=shard_size,

@@ -25,7 +25,7 @@ def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwri
     """
     if spec and gallery:
         raise click.UsageError("give --spec or --gallery, not both (a gallery brings its own spec)")
-    check_output(out, resume, overwrite)
+    check_output(out, resume, overwrite, sources, gallery, kind="npy")
     embedder = None
     if gallery:
         from ..gallery import Gallery

@@ -78,19 +78,33 @@ def handle_errors(fn):
                 msg += " (`fpfast info` lists the usable backends; --backend auto picks one)"
             click.echo(f"fpfast: error: {msg}", err=True)
             sys.exit(EXIT_USAGE)
+        except OSError as e:  # the file system said no (read-only, full, not a directory, locked)
+            click.echo(f"fpfast: error: {os_error_line(e)}", err=True)
+            sys.exit(EXIT_USAGE)
     return wrapper
 
 
-def check_output(out: str, resume: bool, overwrite: bool) -> None:
-    """An OUT that holds an earlier run needs --resume or --overwrite: say so before anything runs."""
+def os_error_line(e: OSError) -> str:
+    """One line naming the path and the cause of a file-system error."""
+    import errno
     import os
+    cause = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+             errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+             errno.ENOTDIR: "a part of the path is a file, not a directory",
+             errno.EEXIST: "it exists already"}.get(e.errno, e.strerror or str(e) or type(e).__name__)
+    return cause if e.filename is None else f"{os.fsdecode(e.filename)}: {cause}"
+
+
+def check_output(out: str, resume: bool, overwrite: bool, sources=(), gallery: str | None = None,
+                 kind: str = "rows") -> None:
+    """An output path that cannot be right is refused (:func:`fpfast.io.paths.check_output_path`),
+    and one that holds an earlier run needs --resume or --overwrite: say so before anything runs."""
+    from ..io.paths import check_output_path
+    from ..io.writers import holds_run
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    if resume or overwrite:
-        return
-    d, name = os.path.split(os.path.abspath(out))
-    parts = os.path.join(d, f".{name}.parts")  # a single-file output's shards (an interrupted run)
-    if os.path.isfile(out) or os.path.exists(os.path.join(out, "_manifest.jsonl")) or os.path.isdir(parts):
+    check_output_path(out, sources, gallery, kind)
+    if not (resume or overwrite) and holds_run(out):
         raise click.UsageError(f"{out} exists (or holds an interrupted run): pass --resume to finish that run, "
                                f"--overwrite to replace it, or choose another --out")
 
