@@ -46,7 +46,8 @@ import numpy as np
 import torch
 
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
-from .io.sources import Item, SourceSpecError, check_sources, iter_sources
+from .io.limits import DEFAULT_MAX_BYTES
+from .io.sources import Item, SourceSpecError, check_sources, iter_sources, require_inputs
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
 from .spec import FingerprintSpec, SpecError, load_spec
@@ -75,6 +76,7 @@ class RunSummary:
     ok: int = 0              # rows written without error in this run
     errors: int = 0          # rows written with an error in this run
     skipped: int = 0         # inputs of finished shards skipped by resume
+    ignored: int = 0         # folder entries that are not images (not inputs, not rows)
     shards: int = 0          # shards written in this run
     wall: float = 0.0
     seconds: dict = field(default_factory=lambda: {s: 0.0 for s in STAGES})
@@ -94,7 +96,8 @@ class RunSummary:
                 f"(resume); {self.shards} shards written in {self.wall:.2f}s "
                 f"({self.images_per_s:.1f} images/s). Stages: {stages} "
                 f"(decode = seconds spent reading and decoding, summed over workers; decode_wait = "
-                f"time the stream waited for them)")
+                f"time the stream waited for them)"
+                + (f"; {self.ignored} folder entries ignored (not image files)" if self.ignored else ""))
 
 
 # ---------------------------------------------------------------------------- decode stage
@@ -384,6 +387,10 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         sources = [sources]
     sources = list(sources)
     check_sources(sources)  # a glob matching nothing is a usage error before anything runs
+    ignored: list[str] = []
+    items = iter_sources(sources, column=column, key_column=key_column, ignored=ignored.append,
+                         max_bytes=stream_kw.pop("max_bytes", DEFAULT_MAX_BYTES))
+    items = require_inputs(items, sources, ignored)  # "no inputs" is one error, before any output exists
     if writer is None:
         if out is None:
             raise OutputError("give an output path or a writer")
@@ -392,8 +399,9 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         from . import __version__
         meta = {"fpfast.spec": spec.to_json(), "fpfast.version": __version__}
         writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind, meta)
-    items = iter_sources(sources, column=column, key_column=key_column)
-    return run_stream(items, mapper, writer, spec=spec, **stream_kw)
+    summary = run_stream(items, mapper, writer, spec=spec, **stream_kw)
+    summary.ignored = len(ignored)
+    return summary
 
 
 def fingerprint_mapper(spec: FingerprintSpec | str | None = None, backend: str = "auto",

@@ -12,6 +12,7 @@ import torch
 
 from .gallery import Gallery, GalleryError
 from .io.decode import DEFAULT_MAX_PIXELS
+from .io.limits import DEFAULT_MAX_BYTES
 from .pipeline import RunSummary, fingerprint_mapper, run
 from .spec import FingerprintSpec, load_spec
 
@@ -38,10 +39,11 @@ class StreamOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     precision: str = "auto"      # learned-embedding inference: auto (fp16 on CUDA) | fp32 | fp16 | bf16
     compile: bool = False        # torch.compile the learned embedding's network
+    max_bytes: int = DEFAULT_MAX_BYTES  # the read cap of every input
 
     def stream_kw(self) -> dict:
         return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
-                "max_pixels": self.max_pixels}
+                "max_pixels": self.max_pixels, "max_bytes": self.max_bytes}
 
 
 def check_backend(opts: StreamOptions) -> str:

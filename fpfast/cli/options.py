@@ -7,13 +7,14 @@ import sys
 import click
 
 from ..io.decode import DEFAULT_MAX_PIXELS
+from ..io.limits import DEFAULT_MAX_BYTES
 from ..workflows import StreamOptions
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_ROW_ERRORS = 0, 1, 2, 3
 
 
 def stream_options(fn):
-    """--device --backend --batch-size --workers --max-pixels --precision --compile --quiet, gathered
+    """--device --backend --batch-size --workers --max-pixels --max-bytes --precision --compile --quiet, gathered
     into ``opts: StreamOptions``."""
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                   help="Where fingerprints are computed.")
@@ -24,6 +25,8 @@ def stream_options(fn):
                   help="Decode worker processes (0: decode in this process).")
     @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
                   help="Images with more pixels are refused (decompression-bomb guard): an error row.")
+    @click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT_MAX_BYTES, show_default=True,
+                  help="Inputs larger than this are not read: an error row. Only regular files are read.")
     @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
                   show_default=True, help="Learned-embedding inference precision (auto: fp16 on CUDA, fp32 on CPU).")
     @click.option("--compile", "compile_", is_flag=True,
@@ -31,9 +34,9 @@ def stream_options(fn):
                        "compile of seconds; for long streams.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
     @functools.wraps(fn)
-    def wrapper(*args, device, backend, batch_size, workers, max_pixels, precision, compile_, quiet, **kw):
+    def wrapper(*args, device, backend, batch_size, workers, max_pixels, max_bytes, precision, compile_, quiet, **kw):
         opts = StreamOptions(backend=backend, device=device, batch_size=batch_size, workers=workers, quiet=quiet,
-                             max_pixels=max_pixels, precision=precision, compile=compile_)
+                             max_pixels=max_pixels, precision=precision, compile=compile_, max_bytes=max_bytes)
         return fn(*args, opts=opts, **kw)
     return wrapper
 
