@@ -47,6 +47,7 @@ import torch
 
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
 from .io.limits import DEFAULT_MAX_BYTES
+from .io.workers import new_pool
 from .io.sources import Item, SourceSpecError, check_sources, iter_sources, require_inputs
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
@@ -141,7 +142,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
     ctx = mp_context or _default_context()
     chunks = _chunks(iter(items), chunksize)
     max_inflight = 2 * workers + 1
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = new_pool(workers, ctx)
     inflight: collections.deque = collections.deque()
     done_chunks, breaks = 0, 0
     try:
@@ -171,7 +172,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
                 lost = [chunk] + [c for c, _ in inflight]
                 inflight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                pool = new_pool(workers, ctx)
                 results, retried_ok, retried_dead = [], 0, 0
                 for c in lost:
                     for it in c:
@@ -191,7 +192,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
                                    "image library or out of memory)")
                             results.append((it[0], Decoded(it[1], None, msg, "", 0.0)))
                             pool.shutdown(wait=False, cancel_futures=True)
-                            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                            pool = new_pool(workers, ctx)
             else:
                 done_chunks += 1
             timings["decode_wait"] += time.perf_counter() - t0
