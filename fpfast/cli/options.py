@@ -41,6 +41,12 @@ def stream_options(fn):
     return wrapper
 
 
+expect_digest_option = click.option(
+    "--expect-digest", metavar="SHA256",
+    help="Refuse the gallery unless its digest (`fpfast info --gallery G --digest`) is this one: "
+         "detects any change to its files, tampering included.")
+
+
 def output_options(shard_size: int):
     """--column --shard-size --resume --overwrite of the commands that write a sharded output."""
     opts = [click.option("--column", help="Image-bytes column of parquet sources."),

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..spec import FingerprintSpec
+from ..spec import FingerprintSpec, load_spec
 from . import attribution as attr
 from . import index as fidx
 from . import normalize as norm
@@ -411,14 +411,21 @@ class Gallery:
         return out
 
     def attribute(self, queries, method: str = "knn", k: int = 10,
-                  weighting: str = "uniform", top: int = 5) -> attr.Attribution:
+                  weighting: str = "uniform", top: int = 5, *,
+                  spec: FingerprintSpec | str | None = None) -> attr.Attribution:
         """Which enrolled model made each query, how sure, or ``"unknown"``.
+
+        ``spec``: the spec the queries were computed with; another than the gallery's is refused
+        (:class:`~fpfast.spec.SpecError` naming the difference) - vectors of another spec of the
+        same dimension would otherwise all come out ``unknown``, silently.
 
         ``method``: ``knn`` (vote of the ``k`` nearest samples, ``weighting`` uniform or
         distance) or ``centroid``. Open-set thresholds come from :meth:`calibrate` for the same
         method; without calibration nothing is answered ``unknown``. ``top``: how many
         ``(model, distance)`` pairs to list per query.
         """
+        if spec is not None:
+            load_spec(spec).require_same(self.spec, "gallery")
         names = list(self._names)
         if method == "knn":
             res = self.search(queries, k)

@@ -76,7 +76,7 @@ def check_output_path(out: str, sources=(), gallery: str | None = None, kind: st
     is_dir = os.path.isdir(out) or out.endswith(os.sep)
     ext = "" if is_dir else os.path.splitext(out)[1].lower()
     allowed = SINGLE_FILE_FORMATS if kind == "rows" else ()
-    if ext and ext not in allowed:
+    if kind != "dir" and ext and ext not in allowed:
         accepted = ", ".join(allowed) + (", or " if allowed else "") + "a directory (a name without a suffix, or ending in /)"
         raise OutputError(f"--out {out}: unknown output suffix {ext!r}; accepted: {accepted}")
     for src in sources:

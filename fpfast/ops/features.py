@@ -38,7 +38,9 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     with ``is_residual=True`` an already computed residual (float, e.g. from a heavy projector),
     whose features are taken as they are. ``return_residual=True`` also returns the float32
     residual [B,3,h,w] (after the spec's geometry). ``backend``: auto, torch, cpp, triton, cuda.
+    A numpy array is taken as a CPU tensor.
     """
+    images = torch.as_tensor(images)  # numpy in, as the README shows
     spec = load_spec(spec)
     if spec.embedding is not None:
         raise ValueError("this spec's vectors are a learned embedding (fpfast.embed), not handcrafted "
