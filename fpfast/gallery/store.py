@@ -16,10 +16,17 @@ Layout of a gallery directory::
     embedding.safetensors  (embedding galleries only) the network's weights; the spec's
                         ``embedding.identity`` is sha256(embedding.json + NUL + these bytes)
 
+    holdout_vectors.npy, holdout_labels.npy, holdout_keys.json
+                        held-out samples (calibration only, never searched) and their keys
+    .fpfast.lock        the lock file (:mod:`fpfast.io.lock`); not listed in gallery.json
+
 Arrays are read with ``np.load(allow_pickle=False)``, JSON with :mod:`json` and the index with
-``faiss.read_index``: a gallery from someone else cannot run code on load. Saving writes a fresh
-sibling directory and swaps it in with renames, so a crash leaves either the old or the new
-gallery (plus, at worst, a ``.<name>.tmp-*`` / ``.<name>.old-*`` directory beside it).
+``faiss.read_index``: a gallery from someone else cannot run code on load. Every file name
+gallery.json lists must be a plain name inside the directory. Saving writes a fresh sibling
+directory, moves the entries that are not the gallery's own (the user's files, the lock file)
+into it and swaps it in with renames, so a crash leaves either the old or the new gallery (plus,
+at worst, a ``.<name>.tmp-*`` / ``.<name>.old-*`` directory beside it); of the old version only
+the files its gallery.json lists are deleted.
 """
 from __future__ import annotations
 

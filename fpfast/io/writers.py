@@ -8,7 +8,12 @@ a shard is finished when it is listed there and its files exist, so a crash at a
 leaves either a finished shard or one that is redone in full - never half a shard, never a row
 twice. Only full shards are skipped on resume (the last, shorter shard of a run is always redone:
 the inputs may have grown since). The manifest's first line holds the run's ``shard_size`` and a
-``config`` dict (spec id, sources, ...); resuming with different ones is refused.
+``config`` dict (spec id, sources, ...); resuming with different ones is refused. Each shard's
+line holds the sha256 of its inputs' keys in order: a resumed run whose sources now expand to
+other inputs for a finished shard (or to fewer inputs) is refused, naming the first difference.
+An output directory holds a lock (``.fpfast.lock``, :mod:`fpfast.io.lock`) while a run writes
+it: a second run is refused. A non-empty directory that holds no manifest is never written into;
+``overwrite`` removes only the files the manifest lists.
 
 Layouts (files whose names start with ``_`` or ``.`` are skipped by pyarrow/pandas readers):
 
