@@ -47,8 +47,8 @@ import torch
 
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
 from .io.limits import DEFAULT_MAX_BYTES
-from .io.workers import new_pool
 from .io.sources import Item, SourceSpecError, check_sources, iter_sources, require_inputs
+from .io.workers import new_pool
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
 from .spec import FingerprintSpec, SpecError, load_spec

@@ -69,7 +69,7 @@ def check_folder_names(folders, models, open_set_folders: bool) -> list[str]:
                           + ", ".join(f"{f!r} vs model {m!r}" for f, m in typos.items())
                           + "; rename the folder, or pass --open-set-folders to count them as open set")
     if unmatched:
-        return [f"warning: folders matching no model are counted as open set (answer 'unknown' expected): "
+        return ["warning: folders matching no model are counted as open set (answer 'unknown' expected): "
                 + ", ".join(repr(f) + (f" (model {typos[f]!r} differs in case)" if f in typos else "")
                             for f in unmatched)]
     return []

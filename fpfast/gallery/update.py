@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from ..io.lock import LOCK_NAME, exclusive, lock_path
 from ..spec import FingerprintSpec, load_spec
 from . import store
 from .store import GalleryError
+
+if TYPE_CHECKING:
+    from .gallery import Gallery
 
 MIN_IMAGES_PER_MODEL = 10  # below this, no image is held out: the model gets no open-set calibration
 

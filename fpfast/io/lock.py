@@ -61,55 +61,55 @@ def _lock(path: str, mode: int, flags: int = os.O_RDWR | os.O_CREAT) -> int:
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: str, what: str, wait: bool = True) -> Iterator[None]:
-    """Hold an exclusive lock on ``lock_path`` (created if missing) for the block."""
-    lock_path = os.path.abspath(lock_path)
-    if fcntl is None or lock_path in _HELD:  # held by this process already: re-entry
-        _HELD[lock_path] = _HELD.get(lock_path, 0) + 1
+def exclusive(path: str, what: str, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) for the block."""
+    path = os.path.abspath(path)
+    if fcntl is None or path in _HELD:  # held by this process already: re-entry
+        _HELD[path] = _HELD.get(path, 0) + 1
         try:
             yield
         finally:
-            _HELD[lock_path] -= 1
-            if not _HELD[lock_path]:
-                del _HELD[lock_path]
+            _HELD[path] -= 1
+            if not _HELD[path]:
+                del _HELD[path]
         return
-    os.makedirs(os.path.dirname(lock_path) or ".", exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     try:
-        fd = _lock(lock_path, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = _lock(path, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
         if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
-        with open(lock_path, "rb") as fh:
+        with open(path, "rb") as fh:
             holder = fh.read(32).decode("ascii", "replace").strip()
         msg = f"{what} is in use by " + (f"pid {holder}" if holder.isdigit() else "another process")
         if not wait:
             raise LockedError(errno.EWOULDBLOCK, f"{msg}; wait for it to finish or use another path") from None
         print(f"fpfast: {msg}; waiting for it to finish", file=sys.stderr, flush=True)
-        fd = _lock(lock_path, fcntl.LOCK_EX)
+        fd = _lock(path, fcntl.LOCK_EX)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        _HELD[lock_path] = 1
+        _HELD[path] = 1
         try:
             yield
         finally:
-            del _HELD[lock_path]
+            del _HELD[path]
     finally:
         os.close(fd)  # closing drops the lock
 
 
 @contextlib.contextmanager
-def shared(lock_path: str) -> Iterator[None]:
-    """Hold a shared lock on ``lock_path`` for the block (unlocked where it cannot be created)."""
-    lock_path = os.path.abspath(lock_path)
-    if fcntl is None or lock_path in _HELD:
+def shared(path: str) -> Iterator[None]:
+    """Hold a shared lock on ``path`` for the block (unlocked where it cannot be created)."""
+    path = os.path.abspath(path)
+    if fcntl is None or path in _HELD:
         yield
         return
     try:
-        fd = _lock(lock_path, fcntl.LOCK_SH)
+        fd = _lock(path, fcntl.LOCK_SH)
     except OSError:
         try:
-            fd = _lock(lock_path, fcntl.LOCK_SH, os.O_RDONLY)
+            fd = _lock(path, fcntl.LOCK_SH, os.O_RDONLY)
         except OSError:  # no lock file and none can be made (read-only): nobody writes here
             yield
             return
