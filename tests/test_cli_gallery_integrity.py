@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from cli_helpers import ROOT, build_gallery, run_cli, sub_env
+from cli_helpers import ROOT, build_gallery, run_here, sub_env
 from fpfast.hashing import sha256_file
 
 
@@ -46,7 +46,7 @@ def test_a_file_named_outside_the_gallery_is_refused(g, tmp_path):
         meta["normalize"]["arrays"]["mean"] = "../outside_mean.npy"
         _record(meta, gdir, "../outside_mean.npy", outside)
     _rewrite(gdir, edit)
-    r = run_cli("attribute", g["test"], "-g", gdir, "-o", tmp_path / "o.csv", "-q")
+    r = run_here("attribute", g["test"], "-g", gdir, "-o", tmp_path / "o.csv", "-q")
     assert r.returncode == 2 and "outside_mean.npy" in r.stderr and "plain name" in r.stderr, r.stderr
 
 
@@ -59,7 +59,7 @@ def test_an_index_path_outside_the_gallery_is_refused(g, tmp_path):
         meta["index"]["file"] = rel
         _record(meta, gdir, rel, "/etc/hostname")
     _rewrite(gdir, edit)
-    r = run_cli("attribute", g["test"], "-g", gdir, "-o", tmp_path / "o.csv", "-q")
+    r = run_here("attribute", g["test"], "-g", gdir, "-o", tmp_path / "o.csv", "-q")
     assert r.returncode == 2 and "etc/hostname" in r.stderr and "plain name" in r.stderr, r.stderr
 
 
@@ -69,24 +69,24 @@ def test_nan_vectors_are_refused_on_load(g, tmp_path):
     v[0, 0] = np.nan
     np.save(gdir / "vectors.npy", v)
     _rewrite(gdir, lambda meta: _record(meta, gdir, "vectors.npy", gdir / "vectors.npy"))
-    r = run_cli("attribute", g["test"], "-g", gdir, "-o", tmp_path / "o.csv", "-q")
+    r = run_here("attribute", g["test"], "-g", gdir, "-o", tmp_path / "o.csv", "-q")
     assert r.returncode == 2 and "NaN" in r.stderr, r.stderr
 
 
 def test_a_pinned_digest_detects_a_consistent_edit(g, tmp_path):
     gdir = _copy(g, tmp_path)
-    r = run_cli("info", "--gallery", gdir, "--digest")
+    r = run_here("info", "--gallery", gdir, "--digest")
     assert r.returncode == 0, r.stderr
     digest = r.stdout.strip()
     assert len(digest) == 64 and int(digest, 16) >= 0
-    r = run_cli("attribute", g["test"], "-g", gdir, "-o", tmp_path / "a.csv", "-q", "--expect-digest", digest)
+    r = run_here("attribute", g["test"], "-g", gdir, "-o", tmp_path / "a.csv", "-q", "--expect-digest", digest)
     assert r.returncode == 0, r.stderr
     v = np.load(gdir / "vectors.npy")
     v[0, 0] += 1.0  # tampering that updates the recorded sha256 passes the self-check...
     np.save(gdir / "vectors.npy", v)
     _rewrite(gdir, lambda meta: _record(meta, gdir, "vectors.npy", gdir / "vectors.npy"))
-    assert run_cli("attribute", g["test"], "-g", gdir, "-o", tmp_path / "b.csv", "-q").returncode == 0
-    r = run_cli("eval", gdir, "--from-folders", g["test"], "-o", tmp_path / "ev", "--expect-digest", digest)
+    assert run_here("attribute", g["test"], "-g", gdir, "-o", tmp_path / "b.csv", "-q").returncode == 0
+    r = run_here("eval", gdir, "--from-folders", g["test"], "-o", tmp_path / "ev", "--expect-digest", digest)
     assert r.returncode == 2 and "digest" in r.stderr, r.stderr  # ...not the pinned digest
 
 

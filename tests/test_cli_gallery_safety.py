@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cli_helpers import ROOT, fpfast_cmd, invoke, make_folders, run_cli, sub_env
+from cli_helpers import ROOT, fpfast_cmd, invoke, make_folders, run_cli, run_here, sub_env
 
 
 @pytest.fixture(scope="module")
@@ -77,13 +77,13 @@ def test_concurrent_enrolls_lose_no_model(data, tmp_path):
 
 def test_a_failed_enroll_leaves_no_gallery_and_an_old_one_as_it_was(data, tmp_path):
     g = tmp_path / "g"
-    r = run_cli("enroll", g, "--model", "alpha", os.path.join(data["train"], "alpha"), "--normalize", "lda", "-q")
+    r = run_here("enroll", g, "--model", "alpha", os.path.join(data["train"], "alpha"), "--normalize", "lda", "-q")
     assert r.returncode == 2, r.stderr
     assert not g.exists(), os.listdir(g)
     r = invoke("enroll", g, "--model", "alpha", os.path.join(data["train"], "alpha"), "-q")
     assert r.exit_code == 0, r.output
     before = {f: (g / f).read_bytes() for f in os.listdir(g) if f != ".fpfast.lock"}
-    r = run_cli("enroll", g, "--model", "beta", os.path.join(data["train"], "beta"), "--normalize", "lda",
+    r = run_here("enroll", g, "--model", "beta", os.path.join(data["train"], "beta"), "--normalize", "lda",
                 "--spec", "npr", "-q")  # another spec: refused
     assert r.returncode == 2, r.stderr
     assert {f: (g / f).read_bytes() for f in os.listdir(g) if f != ".fpfast.lock"} == before
@@ -93,7 +93,7 @@ def test_gallery_files_follow_the_umask(data, tmp_path):
     g = tmp_path / "g"
     old = os.umask(0o022)
     try:
-        r = run_cli("enroll", g, "--model", "alpha", os.path.join(data["train"], "alpha"), "-q")
+        r = run_here("enroll", g, "--model", "alpha", os.path.join(data["train"], "alpha"), "-q")
     finally:
         os.umask(old)
     assert r.returncode == 0, r.stderr
@@ -104,13 +104,13 @@ def test_gallery_files_follow_the_umask(data, tmp_path):
 def test_enroll_warns_below_the_minimum_and_skips_images_enrolled_already(data, tmp_path):
     g = tmp_path / "g"
     two = [os.path.join(data["train"], "alpha", f"00{i}.png") for i in (0, 1)]
-    r = run_cli("enroll", g, "--model", "alpha", *two)
+    r = run_here("enroll", g, "--model", "alpha", *two)
     assert r.returncode == 0, r.stderr
     assert "warning" in r.stderr and "calibration" in r.stderr
     folder = os.path.join(data["train"], "beta")
-    assert run_cli("enroll", g, "--model", "beta", folder).returncode == 0
+    assert run_here("enroll", g, "--model", "beta", folder).returncode == 0
     n = _models(g)["beta"]
-    r = run_cli("enroll", g, "--model", "beta", folder)
+    r = run_here("enroll", g, "--model", "beta", folder)
     assert r.returncode == 0, r.stderr
     assert _models(g)["beta"] == n
     assert "6 image(s) skipped, already enrolled" in r.stderr

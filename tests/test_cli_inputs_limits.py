@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from cli_helpers import build_gallery, model_image, run_cli
+from cli_helpers import build_gallery, model_image, run_cli, run_here
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_a_fifo_and_dev_zero_are_error_rows_not_a_hang(g, tmp_path):
 
 def test_every_read_is_capped_and_the_error_names_the_flag(g, tmp_path):
     out = tmp_path / "o.parquet"
-    r = run_cli("attribute", g["test"], "-g", g["gallery"], "-o", out, "-q", "--max-bytes", "100")
+    r = run_here("attribute", g["test"], "-g", g["gallery"], "-o", out, "-q", "--max-bytes", "100")
     assert r.returncode == 3, r.stderr
     assert all("--max-bytes 100" in row["error"] for row in _rows(out).values())
 
@@ -44,7 +44,7 @@ def test_entries_that_are_not_images_are_reported(g, tmp_path):
     d.mkdir()
     Image.fromarray(model_image(2, 0)).save(d / "good.png")
     (d / "notes.txt").write_text("x")
-    r = run_cli("attribute", d, "-g", g["gallery"], "-o", tmp_path / "o.parquet")
+    r = run_here("attribute", d, "-g", g["gallery"], "-o", tmp_path / "o.parquet")
     assert r.returncode == 0, r.stderr
     assert "1 folder entries ignored (not image files)" in r.stderr
 
@@ -58,7 +58,7 @@ def test_no_inputs_at_all_is_one_clear_error(g, tmp_path, cmd):
     args = {"attribute": ["attribute", empty, "-g", g["gallery"], "-o", out],
             "extract": ["extract", empty, "-o", out],
             "enroll": ["enroll", tmp_path / "g", "--model", "m", empty]}[cmd]
-    r = run_cli(*args, "-q")
+    r = run_here(*args, "-q")
     assert r.returncode == 2, r.stderr
     assert "no inputs" in r.stderr and "notes.txt" in r.stderr and "Traceback" not in r.stderr
     assert not out.exists() and not (tmp_path / "g").exists()

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from cli_helpers import ROOT, build_gallery, fpfast_cmd, invoke, run_cli, sub_env
+from cli_helpers import ROOT, build_gallery, fpfast_cmd, invoke, run_cli, run_here, sub_env
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(g, tm
                              ROOT, str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        r = run_cli("attribute", g["test"], "-g", g["gallery"], "-o", out, "-q")
+        r = run_here("attribute", g["test"], "-g", g["gallery"], "-o", out, "-q")
         one_line_error(r, str(out), "in use by pid")
     finally:
         proc.kill()
@@ -73,17 +73,17 @@ def test_a_second_run_into_the_same_output_is_refused_while_the_first_runs(g, tm
 
 def test_a_file_where_a_folder_should_be_and_sys_are_one_line_errors(g, tmp_path):
     (tmp_path / "afile").write_text("x")
-    r = run_cli("attribute", g["test"], "-g", g["gallery"], "-o", tmp_path / "afile" / "res.parquet", "-q")
+    r = run_here("attribute", g["test"], "-g", g["gallery"], "-o", tmp_path / "afile" / "res.parquet", "-q")
     one_line_error(r, "afile")
-    r = run_cli("attribute", g["test"], "-g", g["gallery"], "-o", "/sys/fpfast-res.parquet", "-q")
+    r = run_here("attribute", g["test"], "-g", g["gallery"], "-o", "/sys/fpfast-res.parquet", "-q")
     one_line_error(r, "/sys")
-    r = run_cli("enroll", tmp_path / "afile" / "g", "--model", "a", os.path.join(g["test"], "alpha"), "-q")
+    r = run_here("enroll", tmp_path / "afile" / "g", "--model", "a", os.path.join(g["test"], "alpha"), "-q")
     one_line_error(r, "afile")
 
 
 def test_zoo_build_into_a_folder_that_is_not_a_zoo_is_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    r = run_cli("zoo", "build", tmp_path, "-q")
+    r = run_here("zoo", "build", tmp_path, "-q")
     one_line_error(r, str(tmp_path), "not a zoo")
 
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from cli_helpers import build_gallery, model_image, run_cli
+from cli_helpers import build_gallery, model_image, run_here
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +26,12 @@ def test_resume_after_the_inputs_changed_names_the_first_difference(g, tmp_path)
     src = _folder(tmp_path / "in", [f"{i:03d}.png" for i in range(6)])
     out = tmp_path / "out"
     args = ["attribute", src, "-g", g["gallery"], "-o", out, "--shard-size", "2", "-q"]
-    assert run_cli(*args).returncode == 0
-    r = run_cli(*args, "--resume")  # same inputs: nothing to redo, same rows
+    assert run_here(*args).returncode == 0
+    r = run_here(*args, "--resume")  # same inputs: nothing to redo, same rows
     assert r.returncode == 0, r.stderr
     shutil.copy(src / "000.png", src / "000b.png")  # an input between the first two
     os.remove(src / "004.png")
-    r = run_cli(*args, "--resume")
+    r = run_here(*args, "--resume")
     assert r.returncode == 2, r.stderr
     assert "inputs changed" in r.stderr and "000b.png" in r.stderr, r.stderr
     paths = pq.read_table(out).column("path").to_pylist()
@@ -42,10 +42,10 @@ def test_resume_after_inputs_were_removed_at_the_end_is_refused(g, tmp_path):
     src = _folder(tmp_path / "in", [f"{i:03d}.png" for i in range(6)])
     out = tmp_path / "out"
     args = ["attribute", src, "-g", g["gallery"], "-o", out, "--shard-size", "2", "-q"]
-    assert run_cli(*args).returncode == 0
+    assert run_here(*args).returncode == 0
     os.remove(src / "004.png")
     os.remove(src / "005.png")
-    r = run_cli(*args, "--resume")  # the last finished shard's inputs are gone
+    r = run_here(*args, "--resume")  # the last finished shard's inputs are gone
     assert r.returncode == 2, r.stderr
     assert "inputs changed" in r.stderr and "004.png" in r.stderr, r.stderr
 
@@ -56,7 +56,7 @@ def test_a_file_name_that_is_not_utf8_is_its_own_row(g, tmp_path):
     raw = os.path.join(os.fsencode(src), b"caf\xe9 \\x41.png")
     shutil.copy(src / "a.png", os.fsdecode(raw))
     out = tmp_path / "out.parquet"
-    r = run_cli("attribute", src, "-g", g["gallery"], "-o", out, "-q")
+    r = run_here("attribute", src, "-g", g["gallery"], "-o", out, "-q")
     assert r.returncode == 0, r.stderr
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == 2 and all(row["model"] for row in rows)
