@@ -18,7 +18,7 @@ def g(tmp_path_factory):
 
 
 def one_line_error(r, *words):
-    err = r.stderr.strip().splitlines()
+    err = [ln for ln in r.stderr.strip().splitlines() if not ln.startswith("warning:")]
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr and len(err) == 1, r.stderr
     for w in words:
@@ -127,3 +127,12 @@ def test_full_disk_is_one_line_and_leaves_nothing_half_written(g, tmp_path):
     r, left = in_tmpfs("size=4k", d, "attribute", g["test"], "-g", g["gallery"], "-o", d / "res.parquet", "-q")
     one_line_error(r, "disk is full")
     assert not [f for f in left if f.endswith(".tmp")], left
+
+
+@needs_mount
+def test_enroll_on_a_full_disk_is_one_line_and_leaves_no_gallery(g, tmp_path):
+    d = tmp_path / "full"
+    d.mkdir()
+    r, left = in_tmpfs("size=4k", d, "enroll", d / "g", "--model", "alpha", os.path.join(g["test"], "alpha"), "-q")
+    one_line_error(r, str(d / "g"), "disk is full")
+    assert left == [], left

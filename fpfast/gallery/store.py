@@ -138,6 +138,10 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
                 os.rmdir(old)
             except OSError:  # something appeared there meanwhile: not ours to delete
                 pass
+    except OSError as e:
+        if e.filename is None:  # a failed write (full disk) names no file: name the gallery
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise
     finally:
         if tmp is not None:
             if old is not None and not os.path.exists(path):
