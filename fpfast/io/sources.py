@@ -290,11 +290,11 @@ def iter_parquet(path: str, column: str | None = None, key_column: str | None = 
         yield Item(f"{path}#{row}", SourceError(f"parquet file is damaged from row {row} on: {e}"))
 
 
-def _iter_path(path: str, column: str | None, key_column: str | None, **kw) -> Iterator[Item]:
-    """One existing-or-not literal path (``kw``: ``max_bytes``, ``ignored``)."""
-    max_bytes = kw.get("max_bytes", DEFAULT_MAX_BYTES)
+def _iter_path(path: str, column: str | None, key_column: str | None,
+               max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
+    """One existing-or-not literal path."""
     if os.path.isdir(path):
-        yield from iter_folder(path, **kw)
+        yield from iter_folder(path, max_bytes, ignored)
     elif path.lower().endswith(TAR_EXTENSIONS):
         yield from iter_tar(path, max_bytes=max_bytes)
     elif path.lower().endswith(PARQUET_EXTENSIONS):
@@ -308,7 +308,8 @@ def _iter_path(path: str, column: str | None, key_column: str | None, **kw) -> I
         yield Item(path, FileRef(path, max_bytes))
 
 
-def iter_list(list_path: str, column: str | None = None, key_column: str | None = None, **kw) -> Iterator[Item]:
+def iter_list(list_path: str, column: str | None = None, key_column: str | None = None,
+              max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
     try:
         fh = open(list_path, encoding="utf-8")
     except OSError as e:
@@ -318,17 +319,18 @@ def iter_list(list_path: str, column: str | None = None, key_column: str | None 
             p = line.rstrip("\r\n")
             if not p.strip() or p.lstrip().startswith("#"):
                 continue
-            yield from _iter_path(p, column, key_column, **kw)
+            yield from _iter_path(p, column, key_column, max_bytes, ignored)
 
 
-def iter_source(source: str, column: str | None = None, key_column: str | None = None, **kw) -> Iterator[Item]:
-    """Items of one source argument (see the module docstring); ``kw``: ``max_bytes`` (the read
-    cap of every input) and ``ignored`` (called with each folder entry that is not an image)."""
+def iter_source(source: str, column: str | None = None, key_column: str | None = None,
+                max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
+    """Items of one source argument (see the module docstring); ``max_bytes``: the read cap of
+    every input; ``ignored``: called with each folder entry that is not an image."""
     if source.startswith("@") and not os.path.exists(source):
-        yield from iter_list(source[1:], column, key_column, **kw)
+        yield from iter_list(source[1:], column, key_column, max_bytes, ignored)
         return
     if os.path.exists(source):
-        yield from _iter_path(source, column, key_column, **kw)
+        yield from _iter_path(source, column, key_column, max_bytes, ignored)
         return
     patterns = expand_braces(source)
     if len(patterns) == 1 and not _has_glob(source):
@@ -342,18 +344,18 @@ def iter_source(source: str, column: str | None = None, key_column: str | None =
             for m in matches:
                 if os.path.isdir(m) and "**" in pat:
                     continue  # '**' also matches folders; their files match it as well
-                yield from _iter_path(m, column, key_column, **kw)
+                yield from _iter_path(m, column, key_column, max_bytes, ignored)
         else:
-            yield from _iter_path(pat, column, key_column, **kw)
+            yield from _iter_path(pat, column, key_column, max_bytes, ignored)
 
 
-def iter_sources(sources: Iterable[str] | str, column: str | None = None,
-                 key_column: str | None = None, **kw) -> Iterator[Item]:
+def iter_sources(sources: Iterable[str] | str, column: str | None = None, key_column: str | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
     """Items of every source, in order; see the module docstring and :func:`iter_source`."""
     if isinstance(sources, str):
         sources = [sources]
     for s in sources:
-        yield from iter_source(s, column, key_column, **kw)
+        yield from iter_source(s, column, key_column, max_bytes, ignored)
 
 
 def require_inputs(items: Iterator[Item], sources, ignored: list[str]) -> Iterator[Item]:
