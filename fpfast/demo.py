@@ -47,7 +47,8 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
     step = iter(f"[{i}/{steps}]" for i in range(1, steps + 1))
     zoo_dir = os.path.join(out, "zoo")
     echo(f"{next(step)} building the GM-zoo ({preset}, seed {seed}) in {zoo_dir} ...")
-    zoo = build_zoo(zoo_dir, preset=preset, seed=seed, device=resolve_device(opts.device), progress=False)
+    zoo = build_zoo(zoo_dir, preset=preset, seed=seed, device=resolve_device(opts.device), progress=False,
+                    overwrite=True)  # the demo's own zoo
     size = zoo.get("image_size")
     spec = resolve_spec(spec) if spec else load_spec(None).replace(size=int(size))
 

@@ -55,7 +55,9 @@ import torch
 
 from .errors import EXIT_OK, EXIT_ROW_ERRORS
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
-from .io.sources import Item, check_sources, iter_sources
+from .io.limits import DEFAULT_MAX_BYTES
+from .io.sources import Item, check_sources, iter_sources, require_inputs
+from .io.workers import new_pool
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
 from .spec import FingerprintSpec, load_spec
@@ -90,6 +92,7 @@ class RunSummary:
     ok: int = 0              # rows written without error in this run
     errors: int = 0          # rows written with an error in this run
     skipped: int = 0         # inputs of finished shards skipped by resume
+    ignored: int = 0         # folder entries that are not images (not inputs, not rows)
     shards: int = 0          # shards written in this run
     wall: float = 0.0
     seconds: dict = field(default_factory=lambda: {s: 0.0 for s in STAGES})
@@ -109,7 +112,8 @@ class RunSummary:
                 f"(resume); {self.shards} shards written in {self.wall:.2f}s "
                 f"({self.images_per_s:.1f} images/s). Stages: {stages} "
                 f"(decode = seconds spent reading and decoding, summed over workers; decode_wait = "
-                f"time the stream waited for them)")
+                f"time the stream waited for them)"
+                + (f"; {self.ignored} folder entries ignored (not image files)" if self.ignored else ""))
 
 
 # ---------------------------------------------------------------------------- decode stage
@@ -155,7 +159,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
     ctx = mp_context or _default_context()
     chunks = _chunks(iter(items), chunksize)
     max_inflight = 2 * workers + 1
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = new_pool(workers, ctx)
     inflight: collections.deque = collections.deque()
     done_chunks, breaks = 0, 0
     try:
@@ -185,7 +189,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
                 lost = [chunk] + [c for c, _ in inflight]
                 inflight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
-                pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                pool = new_pool(workers, ctx)
                 results, retried_ok, retried_dead = [], 0, 0
                 for c in lost:
                     for it in c:
@@ -205,7 +209,7 @@ def decode_stream(items: Iterable[tuple[int, str, object]], spec: FingerprintSpe
                                    "image library or out of memory)")
                             results.append((it[0], Decoded(it[1], None, msg, "", 0.0)))
                             pool.shutdown(wait=False, cancel_futures=True)
-                            pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+                            pool = new_pool(workers, ctx)
             else:
                 done_chunks += 1
             timings["decode_wait"] += time.perf_counter() - t0
@@ -358,6 +362,8 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
             reading[0] = i // S
             if writer.is_done(i // S):
                 summary.skipped += 1
+                if hasattr(writer, "note_skipped"):  # the resumed shard must have the same inputs
+                    writer.note_skipped(i // S, key)
             else:
                 seen[i // S] += 1
                 yield i, key, payload
@@ -441,6 +447,10 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         sources = [sources]
     sources = list(sources)
     check_sources(sources)  # a glob matching nothing is a usage error before anything runs
+    ignored: list[str] = []
+    items = iter_sources(sources, column=column, key_column=key_column, ignored=ignored.append,
+                         max_bytes=stream_kw.pop("max_bytes", DEFAULT_MAX_BYTES))
+    items = require_inputs(items, sources, ignored)  # "no inputs" is one error, before any output exists
     if writer is None:
         if out is None:
             raise OutputError("give an output path or a writer")
@@ -449,5 +459,6 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         from . import __version__
         meta = {"fpfast.spec": spec.to_json(), "fpfast.version": __version__}
         writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind, meta)
-    items = iter_sources(sources, column=column, key_column=key_column)
-    return run_stream(items, mapper, writer, spec=spec, **stream_kw)
+    summary = run_stream(items, mapper, writer, spec=spec, **stream_kw)
+    summary.ignored = len(ignored)
+    return summary

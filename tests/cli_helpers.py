@@ -68,3 +68,10 @@ def build_gallery(tmp_path_factory, n_train: int = 12, n_test: int = 4) -> dict:
     assert r.exit_code == 0, r.output
     return {"base": base, "train": train, "test": test, "gallery": gallery,
             "n_test": n_test * len(MODELS)}
+
+
+def run_here(*args) -> subprocess.CompletedProcess:
+    """The CLI in this process with :func:`run_cli`'s result (returncode, stdout, stderr): for
+    tests whose fault needs no process of its own (faster: torch is imported once)."""
+    r = invoke(*args)
+    return subprocess.CompletedProcess([str(a) for a in args], r.exit_code, r.stdout, r.stderr)

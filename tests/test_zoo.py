@@ -103,7 +103,7 @@ def test_same_seed_gives_identical_bytes(tiny, tmp_path):
 def test_build_refuses_to_overwrite_a_foreign_folder(tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "precious.txt").write_text("keep")
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ValueError, match="not a zoo"):
         build_zoo(tmp_path / "x", preset="tiny", progress=False)
     with pytest.raises(ValueError, match="preset"):
         build_zoo(tmp_path / "y", preset="huge", progress=False)

@@ -1,8 +1,9 @@
 """The `fpfast` command line. Commands live one per module; this file only assembles them.
 
 Exit codes: 0 every row succeeded; 3 the run completed but some rows carry an error;
-2 usage or configuration error (bad option, unreadable gallery, unknown backend) with a
-message that says what to do; 1 an unexpected failure.
+2 usage or configuration error (bad option, unreadable gallery, unknown backend) or a
+file-system fault (read-only, full, locked), with one line that says what to do; 1 an
+unexpected failure.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from ..gallery import Gallery
 from ..jobs.mappers import attribute_mapper
 from ..jobs.schema import attribute_schema
 from ..pipeline import run
-from .options import check_output, finish, handle_errors, output_options, stream_options
+from .options import check_output, expect_digest_option, finish, handle_errors, output_options, stream_options
 
 
 @click.command("attribute")
@@ -16,9 +16,10 @@ from .options import check_output, finish, handle_errors, output_options, stream
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours for the kNN vote.")
 @click.option("--top", type=click.IntRange(1, 20), default=3, show_default=True, help="Models listed per row.")
 @output_options(shard_size=10_000)
+@expect_digest_option
 @stream_options
 @handle_errors
-def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, resume, overwrite, opts):
+def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, resume, overwrite, expect_digest, opts):
     """Name the model behind every image of SOURCES: one row per input.
 
     Rows: path, model (a gallery model or 'unknown'), score, distance, top-k models with
@@ -29,8 +30,8 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     Example:
       fpfast attribute 'shards/{0000..0099}.tar' --gallery my_gallery --out results/ --workers 4
     """
-    check_output(out, resume, overwrite)
-    g = Gallery.load(gallery)
+    check_output(out, resume, overwrite, sources, gallery)
+    g = Gallery.load(gallery, expect_digest=expect_digest)
     mapper = attribute_mapper(g, opts, method=method, k=k, top=top)
     summary = run(list(sources), mapper, out, spec=g.spec, column=column, shard_size=shard_size,
                   resume=resume, overwrite=overwrite, schema=attribute_schema(top),

@@ -1,19 +1,16 @@
 import dataclasses
-import os
-import shutil
 
 import click
 
 from ..errors import EXIT_ROW_ERRORS
 from ..jobs.collect import gallery_fingerprints
-from ..jobs.enroll import enroll, finish_enrollment, model_folders, open_or_create
+from ..jobs.enroll import enroll, finish_enrollment, model_folders
 from ..jobs.specs import resolve_spec
 from ..jobs.train import train_gallery
 from ..gallery.normalize import METHODS as NORMALIZERS
+from ..gallery.update import enroll_warnings, updating
 from ..io.sources import check_sources
 from .options import handle_errors, stream_options
-
-FEW_SHOT = 10  # images per model the frozen embedding needs (tests/test_embed_finetune.py)
 
 
 @click.command("enroll")
@@ -60,26 +57,17 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     groups = {model: list(sources)} if model else {m: [d] for m, d in model_folders(root).items()}
     for srcs in groups.values():
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
-    existed = os.path.exists(gallery)
-    created = not os.path.exists(os.path.join(gallery, "gallery.json"))
-    g = open_or_create(gallery, resolve_spec(spec) if spec else None, normalize or "standardize", index)
-    try:
+    with updating(gallery, resolve_spec(spec) if spec else None, normalize or "standardize", index) as g:
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         errors = _enroll_groups(g, groups, column, holdout, opts)
-    except BaseException:
-        if created:  # leave no empty gallery behind: a rerun after the fix must not find one
-            shutil.rmtree(gallery, ignore_errors=True)
-            if existed:
-                os.makedirs(gallery, exist_ok=True)
-        raise
-    cal = finish_enrollment(g, normalize, frr)
-    click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
-               + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
-    if tune_root:
-        g, info = train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr)
-        click.echo(f"gallery {gallery}: embedding fine-tuned on {info['trained_on']} images -> "
-                   f"{info['identity'][:16]}; {len(g.models())} models, {len(g)} samples re-enrolled")
+        cal = finish_enrollment(g, normalize, frr)
+        click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
+                   + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
+        if tune_root:
+            g, info = train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr)
+            click.echo(f"gallery {gallery}: embedding fine-tuned on {info['trained_on']} images -> "
+                       f"{info['identity'][:16]}; {len(g.models())} models, {len(g)} samples re-enrolled")
     if errors:
         raise SystemExit(EXIT_ROW_ERRORS)
 
@@ -90,10 +78,8 @@ def _enroll_groups(g, groups, column, holdout, opts) -> int:
         fp = gallery_fingerprints(g, srcs, dataclasses.replace(opts, quiet=True), column=column)
         r = enroll(g, name, fp, holdout=holdout)
         errors += r["errors"]
-        n = r["enrolled"] + r["held_out"]
-        if g.spec.embedding is not None and n < FEW_SHOT:
-            click.echo(f"warning: model {name!r} has {n} readable image(s); attribution with a learned "
-                       f"embedding needs >= {FEW_SHOT} per model", err=True)
+        for line in enroll_warnings(name, r["enrolled"] + r["held_out"] + r["skipped"], r["skipped"]):
+            click.echo(line, err=True)
         if not opts.quiet:
             click.echo(f"{name}: {r['enrolled']} enrolled, {r['held_out']} held out for calibration"
                        + (f", {r['errors']} unreadable" if r["errors"] else ""), err=True)

@@ -7,9 +7,11 @@ import numpy as np
 
 from ..errors import EXIT_ROW_ERRORS
 from ..gallery import Gallery, evaluate
+from ..io.paths import check_output_path
+from ..io.writers import OutputError
 from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import model_folders
-from .options import handle_errors, stream_options
+from .options import expect_digest_option, handle_errors, stream_options
 
 
 @click.command("eval")
@@ -19,18 +21,25 @@ from .options import handle_errors, stream_options
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
-              help="Directory for metrics.json, confusion.csv and confusion.png (default: ROOT/../eval).")
+              help="Directory for metrics.json, confusion.csv and confusion.png (default: GALLERY-eval, beside the gallery).")
+@click.option("--overwrite", is_flag=True, help="Replace the metrics of an earlier eval in OUT.")
+@click.option("--open-set-folders", is_flag=True,
+              help="Count folders whose name matches a model only up to case as open set (else refused as a likely typo).")
+@expect_digest_option
 @stream_options
 @handle_errors
-def eval_cmd(gallery, root, method, k, out, opts):
+def eval_cmd(gallery, root, method, k, out, overwrite, open_set_folders, expect_digest, opts):
     """Accuracy, macro-F1, per-model precision/recall, confusion matrix, open-set AUROC.
 
     \b
     Example:
       fpfast eval my_gallery --from-folders zoo/test --out eval/
     """
-    g = Gallery.load(gallery)
-    out = out or os.path.join(os.path.dirname(os.path.abspath(root)), "eval")
+    g = Gallery.load(gallery, expect_digest=expect_digest)
+    out = out or os.path.abspath(gallery).rstrip(os.sep) + "-eval"
+    check_eval_out(out, root, gallery, overwrite)
+    for line in check_folder_names(model_folders(root), g.models(), open_set_folders):
+        click.echo(line, err=True)
     res = evaluate_folders(g, root, opts, method=method, k=k, out=out)
     click.echo(format_metrics(res, out))
     bad = res.get("unreadable") or []
@@ -39,6 +48,34 @@ def eval_cmd(gallery, root, method, k, out, opts):
             click.echo(f"{row['path']}: error: {row['error']}", err=True)
         click.echo(f"fpfast: {len(bad)} image(s) could not be read and are not in the metrics (exit 3)", err=True)
         sys.exit(EXIT_ROW_ERRORS)
+
+
+def check_eval_out(out: str, root: str, gallery: str, overwrite: bool) -> None:
+    """An eval output never lies inside the test folders or the gallery, and replaces an earlier
+    eval only with --overwrite; any other non-empty directory is refused."""
+    check_output_path(out, [root], gallery, kind="dir")
+    if os.path.isdir(out) and os.listdir(out):
+        if not os.path.exists(os.path.join(out, "metrics.json")):
+            raise OutputError(f"--out {out} is a directory that is not empty and holds no eval; choose another")
+        if not overwrite:
+            raise OutputError(f"--out {out} holds an earlier eval: pass --overwrite to replace it or choose another --out")
+
+
+def check_folder_names(folders, models, open_set_folders: bool) -> list[str]:
+    """Warnings about test folders that match no model; a folder matching one only up to case
+    (``DCGAN`` vs ``dcgan``) is refused unless ``open_set_folders``."""
+    lower = {m.lower(): m for m in models}
+    unmatched = [f for f in folders if f not in models]
+    typos = {f: lower[f.lower()] for f in unmatched if f.lower() in lower}
+    if typos and not open_set_folders:
+        raise OutputError("test folders match a model only up to case: "
+                          + ", ".join(f"{f!r} vs model {m!r}" for f, m in typos.items())
+                          + "; rename the folder, or pass --open-set-folders to count them as open set")
+    if unmatched:
+        return ["warning: folders matching no model are counted as open set (answer 'unknown' expected): "
+                + ", ".join(repr(f) + (f" (model {typos[f]!r} differs in case)" if f in typos else "")
+                            for f in unmatched)]
+    return []
 
 
 def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) -> dict:

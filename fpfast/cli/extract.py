@@ -3,7 +3,7 @@ import click
 from ..jobs.mappers import vector_mapper
 from ..jobs.specs import resolve_spec
 from ..pipeline import run
-from .options import check_output, finish, handle_errors, output_options, stream_options
+from .options import check_output, expect_digest_option, finish, handle_errors, output_options, stream_options
 
 
 @click.command("extract")
@@ -14,9 +14,10 @@ from .options import check_output, finish, handle_errors, output_options, stream
 @click.option("--gallery", type=click.Path(exists=True, file_okay=False),
               help="Vectors in this gallery's space: its spec, and its learned embedding when it has one.")
 @output_options(shard_size=100_000)
+@expect_digest_option
 @stream_options
 @handle_errors
-def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwrite, opts):
+def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwrite, expect_digest, opts):
     """Fingerprints of SOURCES as .npy shards with parquet metadata (pandas/autofaiss layout).
 
     \b
@@ -26,11 +27,11 @@ def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwri
     """
     if spec and gallery:
         raise click.UsageError("give --spec or --gallery, not both (a gallery brings its own spec)")
-    check_output(out, resume, overwrite)
+    check_output(out, resume, overwrite, sources, gallery, kind="npy")
     embedder = None
     if gallery:
         from ..gallery import Gallery
-        g = Gallery.load(gallery)
+        g = Gallery.load(gallery, expect_digest=expect_digest)
         spec, embedder = g.spec, g.embedder()
     else:
         spec = resolve_spec(spec)

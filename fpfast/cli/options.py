@@ -6,13 +6,14 @@ import sys
 
 import click
 
-from ..errors import EXIT_ROW_ERRORS, FpfastError, exit_code_for
+from ..errors import EXIT_ROW_ERRORS, EXIT_USAGE, FpfastError, exit_code_for
 from ..io.decode import DEFAULT_MAX_PIXELS
+from ..io.limits import DEFAULT_MAX_BYTES
 from ..jobs.options import StreamOptions
 
 
 def stream_options(fn):
-    """--device --backend --batch-size --workers --max-pixels --precision --compile --decode --quiet, gathered
+    """--device --backend --batch-size --workers --max-pixels --max-bytes --precision --compile --decode --quiet, gathered
     into ``opts: StreamOptions``."""
     @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                   help="Where fingerprints are computed.")
@@ -23,6 +24,8 @@ def stream_options(fn):
                   help="Decode worker processes (0: decode in this process).")
     @click.option("--max-pixels", type=click.IntRange(1), default=DEFAULT_MAX_PIXELS, show_default=True,
                   help="Images with more pixels are refused (decompression-bomb guard): an error row.")
+    @click.option("--max-bytes", type=click.IntRange(1), default=DEFAULT_MAX_BYTES, show_default=True,
+                  help="Inputs larger than this are not read: an error row. Only regular files are read.")
     @click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
                   show_default=True, help="Learned-embedding inference precision (auto: fp16 on CUDA, fp32 on CPU).")
     @click.option("--compile", "compile_", is_flag=True,
@@ -34,12 +37,19 @@ def stream_options(fn):
                        "and query with the same choice.")
     @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary.")
     @functools.wraps(fn)
-    def wrapper(*args, device, backend, batch_size, workers, max_pixels, precision, compile_, decode, quiet,
-                **kw):
+    def wrapper(*args, device, backend, batch_size, workers, max_pixels, max_bytes, precision, compile_, decode,
+                quiet, **kw):
         opts = StreamOptions(backend=backend, device=device, batch_size=batch_size, workers=workers, quiet=quiet,
-                             max_pixels=max_pixels, precision=precision, compile=compile_, decode=decode)
+                             max_pixels=max_pixels, precision=precision, compile=compile_, decode=decode,
+                             max_bytes=max_bytes)
         return fn(*args, opts=opts, **kw)
     return wrapper
+
+
+expect_digest_option = click.option(
+    "--expect-digest", metavar="SHA256",
+    help="Refuse the gallery unless its digest (`fpfast info --gallery G --digest`) is this one: "
+         "detects any change to its files, tampering included.")
 
 
 def output_options(shard_size: int):
@@ -72,19 +82,33 @@ def handle_errors(fn):
                 msg += " (`fpfast info` lists the usable backends; --backend auto picks one)"
             click.echo(f"fpfast: error: {msg}", err=True)
             sys.exit(exit_code_for(e))
+        except OSError as e:  # the file system said no (read-only, full, not a directory, locked)
+            click.echo(f"fpfast: error: {os_error_line(e)}", err=True)
+            sys.exit(EXIT_USAGE)
     return wrapper
 
 
-def check_output(out: str, resume: bool, overwrite: bool) -> None:
-    """An OUT that holds an earlier run needs --resume or --overwrite: say so before anything runs."""
+def os_error_line(e: OSError) -> str:
+    """One line naming the path and the cause of a file-system error."""
+    import errno
     import os
+    cause = {errno.ENOSPC: "the disk is full", errno.EROFS: "the file system is read-only",
+             errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+             errno.ENOTDIR: "a part of the path is a file, not a directory",
+             errno.EEXIST: "it exists already"}.get(e.errno, e.strerror or str(e) or type(e).__name__)
+    return cause if e.filename is None else f"{os.fsdecode(e.filename)}: {cause}"
+
+
+def check_output(out: str, resume: bool, overwrite: bool, sources=(), gallery: str | None = None,
+                 kind: str = "rows") -> None:
+    """An output path that cannot be right is refused (:func:`fpfast.io.paths.check_output_path`),
+    and one that holds an earlier run needs --resume or --overwrite: say so before anything runs."""
+    from ..io.paths import check_output_path
+    from ..io.writers import holds_run
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    if resume or overwrite:
-        return
-    d, name = os.path.split(os.path.abspath(out))
-    parts = os.path.join(d, f".{name}.parts")  # a single-file output's shards (an interrupted run)
-    if os.path.isfile(out) or os.path.exists(os.path.join(out, "_manifest.jsonl")) or os.path.isdir(parts):
+    check_output_path(out, sources, gallery, kind)
+    if not (resume or overwrite) and holds_run(out):
         raise click.UsageError(f"{out} exists (or holds an interrupted run): pass --resume to finish that run, "
                                f"--overwrite to replace it, or choose another --out")
 

@@ -1,8 +1,8 @@
 import click
 
 from ..errors import EXIT_ROW_ERRORS
+from ..gallery.update import updating
 from ..jobs.train import train_gallery
-from ..gallery import Gallery
 from ..gallery.normalize import METHODS as NORMALIZERS
 from .options import handle_errors, stream_options
 
@@ -54,7 +54,6 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
       fpfast enroll my_gallery --model new_model samples/new_model/     # frozen embedding, >= 10 images
       fpfast train my_gallery --from-folders all_models/ --fine-tune --epochs 5 --lr 1e-3
     """
-    g = Gallery.load(gallery)
 
     def log(rec):  # about 20 lines whatever the epoch count
         every = max(1, rec["epochs"] // 20)
@@ -63,11 +62,12 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
                        f"{rec['train_acc']:.3f} (augmented)  {rec['images_per_s']:.0f} images/s  "
                        f"{rec['seconds']:.1f}s", err=True)
 
-    g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
-                                handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
-                                calibrate_on=calibrate_on,
-                                arch=None if dim is None else {"dim": dim},
-                                log=log, batch_size=train_batch_size, lr=lr, patch=patch)
+    with updating(gallery) as g:  # locked from load to save: no enrollment meanwhile is lost
+        g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
+                                    handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
+                                    calibrate_on=calibrate_on,
+                                    arch=None if dim is None else {"dim": dim},
+                                    log=log, batch_size=train_batch_size, lr=lr, patch=patch)
     click.echo(f"gallery {gallery}: embedding {info['identity'][:16]} ({info['dim']} dims) trained on "
                f"{info['trained_on']} images; {len(g2.models())} models, {len(g2)} samples re-enrolled"
                + ("; open-set thresholds calibrated" if info["calibrated"] else ""))

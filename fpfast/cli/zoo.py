@@ -18,9 +18,10 @@ def zoo_group():
 @click.option("--replace-real", is_flag=True, help="Use only --real's images as the real class.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace the zoo in OUT (only the zoo's own files are removed).")
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
-def zoo_build_cmd(out, preset, real_dir, replace_real, seed, device, quiet):
+def zoo_build_cmd(out, preset, real_dir, replace_real, seed, device, overwrite, quiet):
     """Train the preset's generators and write OUT/<split>/<model>/* with model.json files.
 
     \b
@@ -32,5 +33,5 @@ def zoo_build_cmd(out, preset, real_dir, replace_real, seed, device, quiet):
     if replace_real and not real_dir:
         raise click.UsageError("--replace-real needs --real DIR")
     summary = build_zoo(out, preset=preset, seed=seed, real_dir=real_dir, device=device,
-                        progress=not quiet, replace_real=replace_real)
+                        progress=not quiet, replace_real=replace_real, overwrite=overwrite)
     click.echo(json.dumps({k: summary[k] for k in ("preset", "seed", "build_seconds") if k in summary}))

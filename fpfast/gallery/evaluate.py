@@ -12,6 +12,17 @@ import numpy as np
 from .attribution import UNKNOWN
 
 
+def strict_json(obj):
+    """``obj`` with NaN / inf floats as None: JSON every strict parser reads."""
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
 def confusion_matrix(y_true: Sequence[str], y_pred: Sequence[str],
                      labels: Sequence[str]) -> np.ndarray:
     """int64 [L, L]: rows the true label, columns the predicted one, in ``labels`` order.
@@ -143,6 +154,6 @@ def evaluate(y_true: Sequence[str], y_pred: Sequence[str], known: Sequence[str],
         write_confusion_csv(os.path.join(out_dir, "confusion.csv"), cm, labels)
         plot_confusion(os.path.join(out_dir, "confusion.png"), cm, labels)
         with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=1)
+            json.dump(strict_json(out), fh, indent=1, allow_nan=False)  # null where undefined
     out["confusion"] = cm
     return out

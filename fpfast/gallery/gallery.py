@@ -24,15 +24,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import UsageError
 from ..search import faiss_search
 from ..search import knn as torch_knn
-from ..spec import FingerprintSpec
+from ..spec import FingerprintSpec, load_spec
 from . import attribution as attr
 from . import index as fidx
 from . import normalize as norm
 from . import persist, store
 from .store import GalleryError
+from .update import check_model_name
 
 
 def _is_torch(x) -> bool:
@@ -114,6 +114,7 @@ class Gallery:
         # held-out samples of enrolled models (never searched): what calibration is fitted on
         self._hold_vectors = np.empty((0, spec.dim), np.float32)
         self._hold_labels = np.empty(0, np.int32)
+        self._hold_keys: list[str] = []   # "" for held-out samples added without a key
         self._embedding: tuple[bytes, bytes] | None = None   # (embedding.json, .safetensors) bytes
         self._embedder = None
 
@@ -158,25 +159,58 @@ class Gallery:
                overwrite: bool = False) -> "Gallery":
         """A new empty gallery, written to ``path`` at once (refused if one exists there)."""
         spec = spec or FingerprintSpec()
-        if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)) and not overwrite:
+        if os.path.exists(path) and not store.is_empty_dir(path) and not overwrite:
             raise GalleryError(f"{path} already exists and is not empty; pass overwrite=True "
                                "to replace it")
-        g = cls(path, spec, normalize=normalize, normalize_params=normalize_params,
-                index=index, index_params=index_params)
+        g = cls.new(path, spec, normalize=normalize, normalize_params=normalize_params,
+                    index=index, index_params=index_params)
+        g.save()
+        return g
+
+    @classmethod
+    def new(cls, path: str, spec: FingerprintSpec, **settings) -> "Gallery":
+        """A new empty gallery in memory (nothing written until :meth:`save`)."""
+        g = cls(path, spec, **settings)
         import fpfast
         faiss = fidx.faiss_module()
         g.created = {"fpfast_version": fpfast.__version__, "date": store.now(),
                      "numpy_version": np.__version__,
                      "faiss_version": getattr(faiss, "__version__", None) if faiss else None}
-        g.save()
         return g
 
     @classmethod
-    def load(cls, path: str, spec: FingerprintSpec | None = None, *, verify: bool = True) -> "Gallery":
+    def load(cls, path: str, spec: FingerprintSpec | None = None, *, verify: bool = True,
+             expect_digest: str | None = None) -> "Gallery":
         """Read a gallery, checking format, spec (against ``spec`` when given), shapes, counts
-        and (with ``verify``) the sha256 of every file. Raises :class:`GalleryError`, or
+        and (with ``verify``) the sha256 of every file; ``expect_digest``: refuse it unless its
+        :meth:`digest` is this one. Raises :class:`GalleryError`, or
         :class:`~fpfast.spec.SpecError` for a spec mismatch."""
-        return persist.read(cls, path, spec, verify)
+        return persist.read(cls, path, spec, verify, expect_digest)
+
+    @staticmethod
+    def digest(path: str) -> str:
+        """One sha256 over every file of the gallery at ``path`` (pin it; see :meth:`load`)."""
+        return persist.digest(path)
+
+    def state(self) -> persist.GalleryState:
+        """The samples and fitted parts a save writes (the index is built first when it can be)."""
+        if self._normalizer is not None and len(self) and self._index is None \
+                and fidx.faiss_module() is not None:
+            self._build_index()
+        return persist.GalleryState(self._names, self._vectors, self._labels, self._keys, self._normalizer,
+                                    self._fitted_on, self._index, self._hold_vectors, self._hold_labels,
+                                    self._embedding, self._hold_keys)
+
+    def restore(self, st: persist.GalleryState) -> None:
+        """Take the samples and fitted parts a load read (checked by :mod:`.persist`)."""
+        self._names, self._vectors, self._labels, self._keys = list(st.names), st.vectors, st.labels, list(st.keys)
+        self._normalizer, self._fitted_on, self._index = st.normalizer, st.fitted_on, st.index
+        if st.hold_labels is not None:
+            self._hold_vectors, self._hold_labels = st.hold_vectors, st.hold_labels
+            self._hold_keys = list(st.hold_keys) if st.hold_keys is not None else [""] * len(st.hold_labels)
+        self._embedding = st.embedding
+        self._z, self._centroids, self._embedder = None, None, None
+        self._dev_cache.clear()
 
     def save(self) -> None:
         """Write the gallery to its directory atomically (a new directory swapped in)."""
@@ -204,14 +238,14 @@ class Gallery:
         return x
 
     def add(self, model: str, vectors, keys: Sequence[str] | None = None, *,
-            spec: FingerprintSpec | None = None) -> None:
+            spec: FingerprintSpec | None = None, skip_known: bool = False) -> int:
         """Enroll ``vectors`` [B, D] as samples of ``model`` (new, or more samples of an existing
-        one). The index is extended, not rebuilt. ``spec``, when given, must equal the gallery's."""
+        one). The index is extended, not rebuilt. ``spec``, when given, must equal the gallery's.
+        ``skip_known``: leave out samples whose key is enrolled (or held out) already. Returns
+        how many were added."""
         if spec is not None:
             spec.require_same(self.spec, "gallery")
-        if not isinstance(model, str) or not model.strip() or model == attr.UNKNOWN:
-            raise UsageError(f"model name must be a non-empty string other than "
-                             f"{attr.UNKNOWN!r}, got {model!r}")
+        check_model_name(model)
         x = self._check_vectors(vectors, f"vectors of {model!r}")
         if x.shape[0] == 0:
             raise ValueError(f"no vectors given for {model!r}")
@@ -221,6 +255,10 @@ class Gallery:
         keys = [str(k) for k in keys]
         if len(keys) != x.shape[0]:
             raise ValueError(f"{len(keys)} keys for {x.shape[0]} vectors of {model!r}")
+        if skip_known:
+            x, keys = self._unknown_keys(x, keys)
+            if not keys:
+                return 0
         if model not in self._names:
             self._names.append(model)
         label = self._names.index(model)
@@ -235,6 +273,12 @@ class Gallery:
                 self._z = np.concatenate([self._z, z])
             if self._index is not None:
                 self._index.add(z)
+        return len(keys)
+
+    def _unknown_keys(self, x: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[str]]:
+        known = set(self._keys) | set(self._hold_keys)
+        sel = [i for i, k in enumerate(keys) if k not in known]
+        return x[sel], [keys[i] for i in sel]
 
     def remove(self, model: str) -> int:
         """Remove a model and its samples; returns how many samples went. Sample ids shift.
@@ -258,6 +302,7 @@ class Gallery:
         if self._z is not None:
             self._z = self._z[keep]
         hk = self._hold_labels != j
+        self._hold_keys = [k for k, kp in zip(self._hold_keys, hk.tolist()) if kp]
         self._hold_vectors = self._hold_vectors[hk]
         self._hold_labels = np.where(self._hold_labels[hk] > j, self._hold_labels[hk] - 1,
                                      self._hold_labels[hk]).astype(np.int32)
@@ -372,14 +417,21 @@ class Gallery:
         return out
 
     def attribute(self, queries, method: str = "knn", k: int = 10,
-                  weighting: str = "uniform", top: int = 5) -> attr.Attribution:
+                  weighting: str = "uniform", top: int = 5, *,
+                  spec: FingerprintSpec | str | None = None) -> attr.Attribution:
         """Which enrolled model made each query, how sure, or ``"unknown"``.
+
+        ``spec``: the spec the queries were computed with; another than the gallery's is refused
+        (:class:`~fpfast.spec.SpecError` naming the difference) - vectors of another spec of the
+        same dimension would otherwise all come out ``unknown``, silently.
 
         ``method``: ``knn`` (vote of the ``k`` nearest samples, ``weighting`` uniform or
         distance) or ``centroid``. Open-set thresholds come from :meth:`calibrate` for the same
         method; without calibration nothing is answered ``unknown``. ``top``: how many
         ``(model, distance)`` pairs to list per query.
         """
+        if spec is not None:
+            load_spec(spec).require_same(self.spec, "gallery")
         names = list(self._names)
         if method == "knn":
             res = self.search(queries, k)
@@ -443,15 +495,24 @@ class Gallery:
         self.calibration[method] = rec
         return rec
 
-    def add_holdout(self, model: str, vectors) -> None:
+    def add_holdout(self, model: str, vectors, keys: Sequence[str] | None = None, *,
+                    skip_known: bool = False) -> int:
         """Keep held-out samples of an enrolled ``model`` (not searched) for :meth:`recalibrate`,
-        so that later enrollments and refits can recalibrate every model, old ones included."""
+        so that later enrollments and refits can recalibrate every model, old ones included.
+        ``keys`` and ``skip_known`` as in :meth:`add`; returns how many were kept."""
         if model not in self._names:
             raise KeyError(f"model {model!r} is not enrolled; enroll samples before held-out ones")
         x = self._check_vectors(vectors, f"held-out vectors of {model!r}")
+        keys = [str(k) for k in keys] if keys is not None else [""] * x.shape[0]
+        if len(keys) != x.shape[0]:
+            raise ValueError(f"{len(keys)} keys for {x.shape[0]} held-out vectors of {model!r}")
+        if skip_known:
+            x, keys = self._unknown_keys(x, keys)
+        self._hold_keys.extend(keys)
         self._hold_vectors = np.concatenate([self._hold_vectors, x])
         self._hold_labels = np.concatenate([self._hold_labels,
                                             np.full(x.shape[0], self._names.index(model), np.int32)])
+        return x.shape[0]
 
     def holdout_counts(self) -> dict[str, int]:
         counts = np.bincount(self._hold_labels, minlength=len(self._names))

@@ -1,9 +1,20 @@
 """Reading and writing a :class:`~fpfast.gallery.Gallery` directory (the format in :mod:`.store`).
 
-``read`` checks format, spec, shapes, counts, the learned embedding's identity and (with
-``verify``) the sha256 of every file; ``write`` swaps a new directory in atomically.
+``read`` checks format, spec, shapes, counts, finite values, that every file named stays inside the
+directory, the learned embedding's identity and (with ``verify``) the sha256 of every file;
+``write`` swaps a new directory in atomically. Both hold the gallery's lock (:mod:`fpfast.io.lock`):
+shared to read, exclusive to write. The gallery's samples travel as a :class:`GalleryState`
+(``Gallery.state()`` / ``Gallery.restore()``), never through its private attributes.
+
+The sha256s in gallery.json detect corruption (a truncated or damaged file), not tampering: whoever
+can write the directory can rewrite them too. :func:`digest` is one sha256 over every file of the
+gallery; pin it and check it with ``Gallery.load(..., expect_digest=...)`` (``--expect-digest``).
 """
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
 
 import numpy as np
 
@@ -14,8 +25,46 @@ from . import store
 from .store import GalleryError
 
 
-def read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
+@dataclasses.dataclass
+class GalleryState:
+    """A gallery's samples and fitted parts, as saved and loaded."""
+    names: list
+    vectors: np.ndarray            # float32 [N, D]
+    labels: np.ndarray             # int32 [N]
+    keys: list
+    normalizer: "norm.Normalizer | None" = None
+    fitted_on: int = 0
+    index: object = None           # faiss index over the normalised vectors
+    hold_vectors: np.ndarray | None = None
+    hold_labels: np.ndarray | None = None
+    embedding: "tuple[bytes, bytes] | None" = None   # (embedding.json, .safetensors) bytes
+    hold_keys: list | None = None  # source keys of the held-out samples ("" where none was given)
+
+
+def digest(path: str) -> str:
+    """One sha256 over gallery.json and every file it lists (names and bytes), hashed now."""
+    from ..hashing import sha256_file
+    meta = store.read_meta(path)
+    h = hashlib.sha256()
+    for fname in sorted(set(meta["files"]) | {store.META}):
+        p = store.check_file(path, fname, meta, False) if fname != store.META else os.path.join(path, fname)
+        h.update(f"{fname}\0{sha256_file(p)}\n".encode())
+    return h.hexdigest()
+
+
+def read(cls, path: str, spec: FingerprintSpec | None, verify: bool, expect_digest: str | None = None):
     """The gallery at ``path`` as an instance of ``cls`` (see :meth:`Gallery.load`)."""
+    from ..io.lock import lock_path, shared
+    with shared(lock_path(path)):
+        if expect_digest is not None:
+            got = digest(path)
+            if got != expect_digest.strip().lower():
+                raise GalleryError(f"gallery {path} has digest {got}, not the expected {expect_digest}: "
+                                   "it changed since the digest was taken; refusing it")
+        return _read(cls, path, spec, verify or expect_digest is not None)
+
+
+def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     meta = store.read_meta(path)
     try:
         gspec = FingerprintSpec.from_dict(meta["spec"])
@@ -36,14 +85,14 @@ def read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     if meta.get("dim") != d:
         raise GalleryError(f"gallery.json says dim {meta.get('dim')!r} but its spec gives vectors of "
                            f"dimension {d}: the file was edited or is damaged")
+    names = [m["name"] for m in meta["models"]]
+    st = GalleryState(names, store.load_array(path, "vectors.npy", meta, verify, np.float32, (n, d)),
+                      store.load_array(path, "labels.npy", meta, verify, np.int32, (n,)), [])
     if gspec.embedding is not None:
-        _load_embedding(g, meta, verify)
-    g._names = [m["name"] for m in meta["models"]]
-    g._vectors = store.load_array(path, "vectors.npy", meta, verify, np.float32, (n, d))
-    g._labels = store.load_array(path, "labels.npy", meta, verify, np.int32, (n,))
-    if n and (g._labels.min() < 0 or g._labels.max() >= len(g._names)):
-        raise GalleryError(f"labels.npy holds labels outside [0, {len(g._names)})")
-    counts = np.bincount(g._labels, minlength=len(g._names))
+        st.embedding = _load_embedding(g, meta, verify)
+    if n and (st.labels.min() < 0 or st.labels.max() >= len(names)):
+        raise GalleryError(f"labels.npy holds labels outside [0, {len(names)})")
+    counts = np.bincount(st.labels, minlength=len(names))
     want = [m["count"] for m in meta["models"]]
     if counts.tolist() != want:
         raise GalleryError(f"labels.npy counts {counts.tolist()} differ from gallery.json's "
@@ -51,7 +100,7 @@ def read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     keys = store.load_json(path, "keys.json", meta, verify)
     if not isinstance(keys, list) or len(keys) != n or not all(isinstance(k, str) for k in keys):
         raise GalleryError(f"keys.json must be a list of {n} strings")
-    g._keys = keys
+    st.keys = keys
     if nm.get("fitted") and g.normalize != "none":
         arrays = {}
         for name, fname in (nm.get("arrays") or {}).items():
@@ -61,29 +110,37 @@ def read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
             arrays[name] = store.load_array(path, fname, meta, verify, np.float32, shape)
         if "mean" not in arrays or "scale" not in arrays:
             raise GalleryError("gallery.json: fitted normaliser lacks its mean/scale arrays")
-        g._normalizer = norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"],
+        st.normalizer = norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"],
                                         arrays.get("projection"), dict(g.normalize_params))
-        g._fitted_on = int(nm.get("fitted_on", n))
+        st.fitted_on = int(nm.get("fitted_on", n))
+    elif g.normalize == "none":
+        st.normalizer = norm.Normalizer("none")
     ifile = ix.get("file")
     if ifile:
         p = store.check_file(path, ifile, meta, verify)
         if fidx.faiss_module() is not None:
-            g._index = _read_index(g, p, ifile, n)
+            st.index = _read_index(g, st, p, ifile, n)
         elif g.index_type != "flat":
             raise GalleryError(f"this gallery has an {g.index_type!r} index and faiss is not "
                                "installed here; only 'flat' galleries search without faiss")
     nh = int((meta.get("holdout") or {}).get("count", 0))
     if nh:
-        g._hold_vectors = store.load_array(path, "holdout_vectors.npy", meta, verify, np.float32, (nh, d))
-        g._hold_labels = store.load_array(path, "holdout_labels.npy", meta, verify, np.int32, (nh,))
-        if g._hold_labels.min() < 0 or g._hold_labels.max() >= len(g._names):
-            raise GalleryError(f"holdout_labels.npy holds labels outside [0, {len(g._names)})")
+        st.hold_vectors = store.load_array(path, "holdout_vectors.npy", meta, verify, np.float32, (nh, d))
+        st.hold_labels = store.load_array(path, "holdout_labels.npy", meta, verify, np.int32, (nh,))
+        if st.hold_labels.min() < 0 or st.hold_labels.max() >= len(names):
+            raise GalleryError(f"holdout_labels.npy holds labels outside [0, {len(names)})")
+        if "holdout_keys.json" in meta["files"]:  # galleries before fpfast 0.x lack it
+            hk = store.load_json(path, "holdout_keys.json", meta, verify)
+            if not isinstance(hk, list) or len(hk) != nh or not all(isinstance(k, str) for k in hk):
+                raise GalleryError(f"holdout_keys.json must be a list of {nh} strings")
+            st.hold_keys = hk
+    g.restore(st)
     g.calibration = meta["calibration"]
     g.created = meta.get("created", {})
     return g
 
 
-def _read_index(g, p: str, fname: str, n: int):
+def _read_index(g, st: GalleryState, p: str, fname: str, n: int):
     try:
         index = fidx.read(p)
     except RuntimeError as e:
@@ -92,7 +149,7 @@ def _read_index(g, p: str, fname: str, n: int):
     kind = fidx.kind_of(index)
     if kind != g.index_type:
         raise GalleryError(f"{fname} holds a {kind} index but gallery.json says {g.index_type!r}")
-    out_dim = g._normalizer.out_dim(g.spec.dim)
+    out_dim = st.normalizer.out_dim(g.spec.dim)
     if index.ntotal != n or index.d != out_dim:
         raise GalleryError(f"{fname} holds {index.ntotal} vectors of dimension {index.d}, "
                            f"expected {n} of dimension {out_dim}")
@@ -100,7 +157,7 @@ def _read_index(g, p: str, fname: str, n: int):
     return fidx.to_gpu(index, kind)
 
 
-def _load_embedding(g, meta: dict, verify: bool) -> None:
+def _load_embedding(g, meta: dict, verify: bool) -> tuple[bytes, bytes]:
     from ..embed import identity_of
     rec = meta.get("embedding")
     if not isinstance(rec, dict) or not isinstance(rec.get("config"), str) \
@@ -114,26 +171,26 @@ def _load_embedding(g, meta: dict, verify: bool) -> None:
         raise GalleryError(f"embedding hash mismatch: sha256 of {rec['config']} + {rec['weights']} is "
                            f"{got[:16]}..., the spec's embedding identity is {want[:16]}...: the "
                            "embedding weights or config were altered or replaced; refusing this gallery")
-    g._embedding = (cfg, wts)
+    return cfg, wts
 
 
 def write(g) -> None:
-    """Write ``g`` to its directory atomically (a new directory swapped in)."""
-    nz = g._normalizer
-    ready = nz is not None and len(g) > 0 and fidx.faiss_module() is not None
-    if ready and g._index is None:
-        g._build_index()
-    arrays = {"vectors.npy": g._vectors, "labels.npy": g._labels}
-    if len(g._hold_labels):
-        arrays["holdout_vectors.npy"] = g._hold_vectors
-        arrays["holdout_labels.npy"] = g._hold_labels
+    """Write ``g`` to its directory atomically (a new directory swapped in), under its lock
+    (the caller may hold it already: enroll holds it from load to save)."""
+    from ..io.lock import exclusive, lock_path
+    st = g.state()
+    nz = st.normalizer
+    arrays = {"vectors.npy": st.vectors, "labels.npy": st.labels}
+    if len(st.hold_labels):
+        arrays["holdout_vectors.npy"] = st.hold_vectors
+        arrays["holdout_labels.npy"] = st.hold_labels
     names = {}
     if nz is not None and g.normalize != "none":
         for name, arr in nz.arrays().items():
             names[name] = f"normalizer_{name}.npy"
             arrays[names[name]] = arr
-    counts = np.bincount(g._labels, minlength=len(g._names)).tolist()
-    ifile = "index.faiss" if (ready and g._index is not None) else None
+    counts = np.bincount(st.labels, minlength=len(st.names)).tolist()
+    ifile = "index.faiss" if st.index is not None else None
     meta = {
         "format": store.FORMAT_NAME,
         "format_version": store.FORMAT_VERSION,
@@ -141,25 +198,29 @@ def write(g) -> None:
         "spec_id": g.spec.id,
         "dim": g.spec.dim,
         "count": len(g),
-        "models": [{"name": m, "count": c} for m, c in zip(g._names, counts)],
+        "models": [{"name": m, "count": c} for m, c in zip(st.names, counts)],
         "normalize": {"method": g.normalize, "params": g.normalize_params,
-                      "fitted": nz is not None, "fitted_on": g._fitted_on,
+                      "fitted": nz is not None, "fitted_on": st.fitted_on,
                       "out_dim": nz.out_dim(g.spec.dim) if nz is not None else None,
                       "arrays": names},
         "index": {"type": g.index_type, "metric": "l2", "params": g.index_params,
                   "file": ifile},
         "calibration": g.calibration,
-        "holdout": {"count": int(len(g._hold_labels))},
+        "holdout": {"count": int(len(st.hold_labels))},
         "created": g.created,
         "updated": store.now(),
     }
     blobs = None
     if g.spec.embedding is not None:
-        if g._embedding is None:
+        if st.embedding is None:
             raise GalleryError("this gallery's spec names a learned embedding but holds no weights")
-        blobs = {"embedding.json": g._embedding[0], "embedding.safetensors": g._embedding[1]}
+        blobs = {"embedding.json": st.embedding[0], "embedding.safetensors": st.embedding[1]}
         meta["embedding"] = {**g.spec.embedding, "config": "embedding.json",
                              "weights": "embedding.safetensors"}
-    index = g._index
-    store.save_dir(g.path, meta, arrays, {"keys.json": g._keys},
-                   (lambda p: fidx.write(index, p)) if ifile else None, ifile, blobs)
+    index = st.index
+    jsons = {"keys.json": st.keys}
+    if len(st.hold_labels):
+        jsons["holdout_keys.json"] = st.hold_keys
+    with exclusive(lock_path(g.path), f"gallery {g.path}"):
+        store.save_dir(g.path, meta, arrays, jsons,
+                       (lambda p: fidx.write(index, p)) if ifile else None, ifile, blobs)

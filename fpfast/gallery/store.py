@@ -16,17 +16,23 @@ Layout of a gallery directory::
     embedding.safetensors  (embedding galleries only) the network's weights; the spec's
                         ``embedding.identity`` is sha256(embedding.json + NUL + these bytes)
 
+    holdout_vectors.npy, holdout_labels.npy, holdout_keys.json
+                        held-out samples (calibration only, never searched) and their keys
+    .fpfast.lock        the lock file (:mod:`fpfast.io.lock`); not listed in gallery.json
+
 Arrays are read with ``np.load(allow_pickle=False)``, JSON with :mod:`json` and the index with
-``faiss.read_index``: a gallery from someone else cannot run code on load. Saving writes a fresh
-sibling directory and swaps it in with renames, so a crash leaves either the old or the new
-gallery (plus, at worst, a ``.<name>.tmp-*`` / ``.<name>.old-*`` directory beside it).
+``faiss.read_index``: a gallery from someone else cannot run code on load. Every file name
+gallery.json lists must be a plain name inside the directory. Saving writes a fresh sibling
+directory, moves the entries that are not the gallery's own (the user's files, the lock file)
+into it and swaps it in with renames, so a crash leaves either the old or the new gallery (plus,
+at worst, a ``.<name>.tmp-*`` / ``.<name>.old-*`` directory beside it); of the old version only
+the files its gallery.json lists are deleted.
 """
 from __future__ import annotations
 
 import datetime
 import json
 import os
-import shutil
 import tempfile
 from typing import Any, Callable
 
@@ -50,16 +56,46 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def _umask() -> int:
+    m = os.umask(0o022)
+    os.umask(m)
+    return m
+
+
+def _ours(meta: dict | None) -> set[str]:
+    """The names a gallery directory's gallery.json says fpfast wrote there (itself included)."""
+    files = (meta or {}).get("files")
+    names = {f for f in files if isinstance(f, str) and is_plain_name(f)} if isinstance(files, dict) else set()
+    return names | {META}
+
+
 def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
              jsons: dict[str, Any], index_writer: Callable[[str], None] | None,
              index_file: str | None, blobs: dict[str, bytes] | None = None) -> None:
-    """Write a whole gallery to ``path`` atomically (temp sibling directory, then rename)."""
+    """Write a whole gallery to ``path`` atomically: a temp sibling directory is filled, the
+    entries of ``path`` that are not the gallery's own (a user's notes, results/) are moved into
+    it, then it is renamed into place. The old version's own files (those its gallery.json names)
+    are deleted, nothing else: a reader sees the old gallery or the new one, and the user's files
+    stay. Directory and files get the modes the umask gives. Callers hold the gallery's lock
+    (:func:`fpfast.io.lock.exclusive` on :func:`fpfast.io.lock.lock_path`)."""
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
     if os.path.exists(path) and not os.path.isdir(path):
         raise GalleryError(f"{path} exists and is not a directory")
+    old_meta = None
+    if not is_empty_dir(path):
+        if not os.path.exists(os.path.join(path, META)):
+            raise GalleryError(f"{path} is a non-empty directory that is not a gallery; "
+                               "refusing to replace it")
+        try:
+            with open(os.path.join(path, META), encoding="utf-8") as fh:
+                old_meta = json.load(fh)
+        except (OSError, ValueError):
+            old_meta = {}
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    moved: list[str] = []
+    old = None
     try:
         files: dict[str, dict] = {}
         for fname, arr in arrays.items():
@@ -80,21 +116,61 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
             json.dump(meta, fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
-        old = None
-        if os.path.exists(path):
-            if os.listdir(path) and not os.path.exists(os.path.join(path, META)):
-                raise GalleryError(f"{path} is a non-empty directory that is not a gallery; "
-                                   "refusing to replace it")
+        mask = _umask()
+        for fname in os.listdir(tmp):
+            os.chmod(os.path.join(tmp, fname), 0o666 & ~mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        if os.path.isdir(path):
+            own = _ours(old_meta) | set(files)
+            for entry in sorted(os.listdir(path)):   # the user's files travel to the new version
+                if entry not in own:
+                    os.rename(os.path.join(path, entry), os.path.join(tmp, entry))
+                    moved.append(entry)
             old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
             os.rmdir(old)
             os.rename(path, old)
         os.rename(tmp, path)
         tmp = None
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if old is not None:  # the old version's own files go, nothing else
+            for entry in os.listdir(old):
+                if entry in _ours(old_meta) | set(files):
+                    os.remove(os.path.join(old, entry))
+            try:
+                os.rmdir(old)
+            except OSError:  # something appeared there meanwhile: not ours to delete
+                pass
+    except OSError as e:
+        if e.filename is None:  # a failed write (full disk) names no file: name the gallery
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise
     finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if old is not None and not os.path.exists(path):
+                os.rename(old, path)
+            for entry in moved:  # put the user's files back before dropping the new version
+                try:
+                    os.rename(os.path.join(tmp, entry), os.path.join(path, entry))
+                except OSError:
+                    pass
+            for entry in os.listdir(tmp):
+                if entry not in moved:
+                    os.remove(os.path.join(tmp, entry))
+            try:
+                os.rmdir(tmp)
+            except OSError:
+                pass
+
+
+def is_empty_dir(path: str) -> bool:
+    """True for a missing directory or one that holds nothing but fpfast's lock file."""
+    from ..io.lock import LOCK_NAME
+    return not os.path.isdir(path) or not (set(os.listdir(path)) - {LOCK_NAME})
+
+
+def is_plain_name(fname: str) -> bool:
+    """A file name that stays inside its directory: no separator, not '.', '..' or empty."""
+    return (isinstance(fname, str) and fname not in ("", ".", "..") and "/" not in fname
+            and "\\" not in fname and "\0" not in fname and os.path.basename(fname) == fname)
 
 
 # ---------------------------------------------------------------------------------- load
@@ -152,7 +228,12 @@ def read_meta(path: str) -> dict[str, Any]:
 
 def check_file(path: str, fname: str, meta: dict, verify: bool) -> str:
     """Path of ``fname`` after checking it exists and matches the size/hash gallery.json records."""
+    if not is_plain_name(fname):
+        raise GalleryError(f"{META} names the file {fname!r}, which is not a plain name inside the "
+                           "gallery directory; refusing to open it (tampered metadata)")
     p = os.path.join(path, fname)
+    if os.path.islink(p) or not os.path.realpath(p).startswith(os.path.realpath(path) + os.sep):
+        raise GalleryError(f"gallery file {fname} resolves outside {path} (a symbolic link?); refused")
     if not os.path.exists(p):
         raise GalleryError(f"gallery file {fname} is missing from {path}")
     rec = meta["files"].get(fname)
@@ -189,6 +270,9 @@ def load_array(path: str, fname: str, meta: dict, verify: bool, dtype,
     if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise GalleryError(f"{fname} has shape {list(arr.shape)}, expected {want}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise GalleryError(f"{fname} holds {int((~np.isfinite(arr)).sum())} NaN or inf values; "
+                           "the file is corrupt or was edited")
     return arr
 
 

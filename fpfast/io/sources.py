@@ -31,7 +31,9 @@ import glob as _glob
 import os
 import re
 import tarfile
-from typing import Iterable, Iterator, NamedTuple, Union
+from typing import Callable, Iterable, Iterator, NamedTuple, Union
+
+from .limits import DEFAULT_MAX_BYTES, read_file, too_big
 
 from ..errors import UsageError
 
@@ -49,8 +51,9 @@ class SourceSpecError(UsageError):
 
 
 class FileRef(NamedTuple):
-    """An image file to be read by whoever decodes it."""
+    """An image file to be read by whoever decodes it, at most ``max_bytes`` of it."""
     path: str
+    max_bytes: int = DEFAULT_MAX_BYTES
 
 
 class SourceError(NamedTuple):
@@ -71,8 +74,7 @@ def load_bytes(payload: Payload) -> bytes:
     if isinstance(payload, SourceError):
         raise ValueError(payload.message)
     if isinstance(payload, FileRef):
-        with open(payload.path, "rb") as fh:
-            return fh.read()
+        return read_file(payload.path, payload.max_bytes)
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return bytes(payload)
     raise TypeError(f"unknown payload type {type(payload).__name__}")
@@ -114,9 +116,11 @@ def _ext(path: str) -> str:
 
 
 # ---------------------------------------------------------------------------- readers
-def iter_folder(root: str) -> Iterator[Item]:
+def iter_folder(root: str, max_bytes: int = DEFAULT_MAX_BYTES,
+                ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
     """Image files under ``root``, recursively, sorted (directories before their later siblings'
-    files is not guaranteed: the walk is depth-first with names sorted at each level)."""
+    files is not guaranteed: the walk is depth-first with names sorted at each level). Files
+    without an image extension are passed to ``ignored`` (the run reports how many)."""
     errors: list[OSError] = []
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append, followlinks=False):
         dirnames.sort()
@@ -125,7 +129,9 @@ def iter_folder(root: str) -> Iterator[Item]:
         errors.clear()
         for name in sorted(filenames):
             if _ext(name) in IMAGE_EXTENSIONS:
-                yield Item(os.path.join(dirpath, name), FileRef(os.path.join(dirpath, name)))
+                yield Item(os.path.join(dirpath, name), FileRef(os.path.join(dirpath, name), max_bytes))
+            elif ignored is not None and not name.startswith("."):
+                ignored(os.path.join(dirpath, name))
     for e in errors:
         yield Item(e.filename or root, SourceError(f"cannot read folder: {e.strerror or e}"))
 
@@ -147,7 +153,7 @@ def _nonzero(fh, start: int, stop: int) -> bool:
     return False
 
 
-def iter_tar(path: str, key_prefix: str | None = None) -> Iterator[Item]:
+def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
     """Image members of a webdataset-style tar shard, in archive order; key ``shard.tar/member``.
 
     Non-image members (``.json``, ``.txt``, ``.cls`` sidecars) and directories are skipped. A
@@ -194,6 +200,9 @@ def iter_tar(path: str, key_prefix: str | None = None) -> Iterator[Item]:
             if not member.isfile() or not _is_image_member(member.name):
                 continue
             key = f"{prefix}/{member.name}"
+            if member.size > max_bytes:
+                yield Item(key, SourceError(too_big(member.size, max_bytes)))
+                continue
             if member.offset_data + member.size > size:
                 yield Item(key, SourceError(
                     f"tar member is truncated: {size - member.offset_data} of {member.size} bytes "
@@ -236,7 +245,7 @@ def _pick_column(schema_names: list[str], types: dict, wanted: str | None, guess
 
 
 def iter_parquet(path: str, column: str | None = None, key_column: str | None = None,
-                 batch_rows: int = 256) -> Iterator[Item]:
+                 batch_rows: int = 256, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
     """Rows of a parquet file with an image-bytes column; key = the key column's value, else
     ``file.parquet#row``. A struct column with a ``bytes`` field (Hugging Face ``Image``) works.
     A null cell is an error item."""
@@ -274,6 +283,8 @@ def iter_parquet(path: str, column: str | None = None, key_column: str | None = 
                 key = str(k) if k is not None else f"{path}#{row}"
                 if v is None:
                     yield Item(key, SourceError(f"parquet row {row}: the {col!r} cell is null"))
+                elif len(v) > max_bytes:
+                    yield Item(key, SourceError(too_big(len(v), max_bytes)))
                 else:
                     yield Item(key, v)
                 row += 1
@@ -281,24 +292,26 @@ def iter_parquet(path: str, column: str | None = None, key_column: str | None = 
         yield Item(f"{path}#{row}", SourceError(f"parquet file is damaged from row {row} on: {e}"))
 
 
-def _iter_path(path: str, column: str | None, key_column: str | None) -> Iterator[Item]:
+def _iter_path(path: str, column: str | None, key_column: str | None,
+               max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
     """One existing-or-not literal path."""
     if os.path.isdir(path):
-        yield from iter_folder(path)
+        yield from iter_folder(path, max_bytes, ignored)
     elif path.lower().endswith(TAR_EXTENSIONS):
-        yield from iter_tar(path)
+        yield from iter_tar(path, max_bytes=max_bytes)
     elif path.lower().endswith(PARQUET_EXTENSIONS):
         if not os.path.exists(path):
             yield Item(path, SourceError("no such file"))
         else:
-            yield from iter_parquet(path, column, key_column)
+            yield from iter_parquet(path, column, key_column, max_bytes=max_bytes)
     elif not os.path.exists(path):
         yield Item(path, SourceError("no such file"))
     else:
-        yield Item(path, FileRef(path))
+        yield Item(path, FileRef(path, max_bytes))
 
 
-def iter_list(list_path: str, column: str | None = None, key_column: str | None = None) -> Iterator[Item]:
+def iter_list(list_path: str, column: str | None = None, key_column: str | None = None,
+              max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
     try:
         fh = open(list_path, encoding="utf-8")
     except OSError as e:
@@ -308,16 +321,18 @@ def iter_list(list_path: str, column: str | None = None, key_column: str | None 
             p = line.rstrip("\r\n")
             if not p.strip() or p.lstrip().startswith("#"):
                 continue
-            yield from _iter_path(p, column, key_column)
+            yield from _iter_path(p, column, key_column, max_bytes, ignored)
 
 
-def iter_source(source: str, column: str | None = None, key_column: str | None = None) -> Iterator[Item]:
-    """Items of one source argument (see the module docstring)."""
+def iter_source(source: str, column: str | None = None, key_column: str | None = None,
+                max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
+    """Items of one source argument (see the module docstring); ``max_bytes``: the read cap of
+    every input; ``ignored``: called with each folder entry that is not an image."""
     if source.startswith("@") and not os.path.exists(source):
-        yield from iter_list(source[1:], column, key_column)
+        yield from iter_list(source[1:], column, key_column, max_bytes, ignored)
         return
     if os.path.exists(source):
-        yield from _iter_path(source, column, key_column)
+        yield from _iter_path(source, column, key_column, max_bytes, ignored)
         return
     patterns = expand_braces(source)
     if len(patterns) == 1 and not _has_glob(source):
@@ -331,18 +346,32 @@ def iter_source(source: str, column: str | None = None, key_column: str | None =
             for m in matches:
                 if os.path.isdir(m) and "**" in pat:
                     continue  # '**' also matches folders; their files match it as well
-                yield from _iter_path(m, column, key_column)
+                yield from _iter_path(m, column, key_column, max_bytes, ignored)
         else:
-            yield from _iter_path(pat, column, key_column)
+            yield from _iter_path(pat, column, key_column, max_bytes, ignored)
 
 
-def iter_sources(sources: Iterable[str] | str, column: str | None = None,
-                 key_column: str | None = None) -> Iterator[Item]:
-    """Items of every source, in order; see the module docstring."""
+def iter_sources(sources: Iterable[str] | str, column: str | None = None, key_column: str | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
+    """Items of every source, in order; see the module docstring and :func:`iter_source`."""
     if isinstance(sources, str):
         sources = [sources]
     for s in sources:
-        yield from iter_source(s, column, key_column)
+        yield from iter_source(s, column, key_column, max_bytes, ignored)
+
+
+def require_inputs(items: Iterator[Item], sources, ignored: list[str]) -> Iterator[Item]:
+    """``items`` unchanged, or :class:`SourceSpecError` at once when there is none at all (an
+    empty folder, a list of nothing): one clear error wherever sources are read."""
+    import itertools
+    items = iter(items)
+    try:
+        first = next(items)
+    except StopIteration:
+        what = f" ({len(ignored)} entries that are not image files, e.g. {ignored[0]!r})" if ignored else ""
+        raise SourceSpecError(f"no inputs: {', '.join(map(str, sources))} holds no image file{what}; "
+                              f"image extensions: {' '.join(sorted(IMAGE_EXTENSIONS))}") from None
+    return itertools.chain([first], items)
 
 
 def check_sources(sources: Iterable[str] | str, column: str | None = None,

@@ -8,7 +8,12 @@ a shard is finished when it is listed there and its files exist, so a crash at a
 leaves either a finished shard or one that is redone in full - never half a shard, never a row
 twice. Only full shards are skipped on resume (the last, shorter shard of a run is always redone:
 the inputs may have grown since). The manifest's first line holds the run's ``shard_size`` and a
-``config`` dict (spec id, sources, ...); resuming with different ones is refused.
+``config`` dict (spec id, sources, ...); resuming with different ones is refused. Each shard's
+line holds the sha256 of its inputs' keys in order: a resumed run whose sources now expand to
+other inputs for a finished shard (or to fewer inputs) is refused, naming the first difference.
+An output directory holds a lock (``.fpfast.lock``, :mod:`fpfast.io.lock`) while a run writes
+it: a second run is refused. A non-empty directory that holds no manifest is never written into;
+``overwrite`` removes only the files the manifest lists.
 
 Layouts (files whose names start with ``_`` or ``.`` are skipped by pyarrow/pandas readers):
 
@@ -26,14 +31,16 @@ Layouts (files whose names start with ``_`` or ``.`` are skipped by pyarrow/pand
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 from typing import Any, Iterable
 
 import numpy as np
 
 from ..errors import UsageError
+from .lock import LOCK_NAME, exclusive, lock_path
+from .paths import ESCAPED_NOTE, path_text
 
 MANIFEST = "_manifest.jsonl"
 MANIFEST_VERSION = 1
@@ -65,10 +72,28 @@ def rows_to_table(rows: list[dict], schema=None, metadata: dict | None = None):
     return t
 
 
+def _text_safe(row: dict) -> dict:
+    """``row`` with a path that is not UTF-8 stored losslessly (:mod:`fpfast.io.paths`) and any
+    other such text escaped: parquet and JSON hold UTF-8 only."""
+    out = {}
+    for k, v in row.items():
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                if k == "path":
+                    v = path_text(v)[0]
+                    out["note"] = "; ".join(x for x in (row.get("note"), ESCAPED_NOTE) if x)
+                else:
+                    v = v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        out.setdefault(k, v)
+    return out
+
+
 def _rows_to_table(rows: list[dict], schema=None):
     import pyarrow as pa
     # 1-d numpy arrays stay arrays: pyarrow keeps their dtype (float32 vectors stay float32)
-    plain = [{k: _plain(v, keep_arrays=True) for k, v in r.items()} for r in rows]
+    plain = [{k: _plain(v, keep_arrays=True) for k, v in _text_safe(r).items()} for r in rows]
     if schema is not None:
         return pa.Table.from_pylist(plain, schema=schema)
     # from_pylist takes its columns from the first row alone: name the union, in first-seen order
@@ -99,10 +124,17 @@ def _tmp_name(final: str) -> str:
 def atomic_write(final: str, write_fn) -> None:
     """``write_fn(tmp_path)`` then fsync and ``os.replace(tmp, final)``."""
     tmp = _tmp_name(final)
-    write_fn(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, final)
+    try:
+        write_fn(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException as e:  # a full disk, a kill: no half-written file stays behind
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if isinstance(e, OSError) and e.filename is None:  # pyarrow's errors name no file
+            raise OSError(e.errno, e.strerror or str(e), final) from None
+        raise
 
 
 class ShardStore:
@@ -116,10 +148,18 @@ class ShardStore:
         self.config = json.loads(json.dumps(config or {}, default=str))
         self.manifest_path = os.path.join(root, MANIFEST)
         self.finished: dict[int, dict] = {}
+        self._skipped: dict[int, list[str]] = {}
+        self._verified: set[int] = set()
+        self._written: set[int] = set()
         if os.path.exists(root) and not os.path.isdir(root):
             raise OutputError(f"output {root!r} exists and is not a directory")
-        os.makedirs(root, exist_ok=True)
         exists = os.path.exists(self.manifest_path)
+        if not exists and os.path.isdir(root) and set(os.listdir(root)) - {LOCK_NAME}:
+            raise OutputError(f"output {root!r} is a directory that is not empty and not an fpfast output; "
+                              "choose a new or empty directory")
+        os.makedirs(root, exist_ok=True)
+        self._lock = contextlib.ExitStack()  # one run at a time into one output
+        self._lock.enter_context(exclusive(lock_path(root), f"output {root!r}", wait=False))
         if exists and resume:
             self._load()
         elif exists and not overwrite:
@@ -194,8 +234,56 @@ class ShardStore:
         e = self.finished.get(shard)
         return e is not None and e.get("inputs") == self.shard_size
 
-    def commit(self, shard: int, files: list[str], inputs: int, rows: int, errors: int) -> None:
-        """Record a shard whose files are all in place (paths relative to the root)."""
+    # ---------------------------------------------------------------- resume: the same inputs?
+    def note_skipped(self, shard: int, key: str) -> None:
+        """One input key of a finished shard that a resumed run skips, in input order: when the
+        shard's keys are all there they must be the ones that wrote it (else :class:`OutputError`
+        naming the first difference)."""
+        keys = self._skipped.setdefault(shard, [])
+        keys.append(key)
+        if len(keys) == self.shard_size:
+            self._check_keys(shard, keys)
+            self._verified.add(shard)
+
+    def check_resumed(self) -> None:
+        """After the last input: every finished shard skipped was checked (none lost its inputs)."""
+        for shard in sorted(self.finished):
+            if self.is_done(shard) and shard not in self._verified and shard not in self._written:
+                self._check_keys(shard, self._skipped.get(shard, []))
+
+    def _check_keys(self, shard: int, keys: list[str]) -> None:
+        e = self.finished[shard]
+        if "keys_sha256" not in e:
+            raise OutputError(f"cannot resume {self.root!r}: it was written by an fpfast that did not record "
+                              "its inputs, so a changed input set would go unnoticed; use --overwrite")
+        if keys_digest(keys) == e["keys_sha256"]:
+            return
+        old = self._old_keys(e)
+        new = [path_text(k)[0] for k in keys]
+        first = f"inputs {shard * self.shard_size}-{(shard + 1) * self.shard_size - 1}"
+        added = [k for k in new if k not in set(old)]
+        gone = [k for k in old if k not in set(new)]
+        if added:
+            what = f"{added[0]!r} is new among {first}"
+        elif gone:
+            what = f"{gone[0]!r} of {first} is no longer an input"
+        else:
+            what = f"{first} come in another order"
+        raise OutputError(f"cannot resume {self.root!r}: the inputs changed since the earlier run ({what}); "
+                          "rerun with --overwrite, or write to another output")
+
+    def _old_keys(self, entry: dict) -> list[str]:
+        import pyarrow.parquet as pq
+        keys: list[str] = []
+        for f in entry.get("files", []):
+            if f.endswith(".parquet"):
+                keys += pq.read_table(os.path.join(self.root, f), columns=["path"]).column(0).to_pylist()
+        return keys
+
+    def commit(self, shard: int, files: list[str], inputs: int, rows: int, errors: int,
+               keys: list[str] | None = None) -> None:
+        """Record a shard whose files are all in place (paths relative to the root); ``keys``:
+        its inputs' keys in order (their hash is what :meth:`note_skipped` checks on resume)."""
         _fsync_dir(self.root)
         old = self.finished.get(shard)
         if old is not None:  # a redone shard: files of its last version that this one lacks go
@@ -205,14 +293,53 @@ class ShardStore:
                 except FileNotFoundError:
                     pass
         entry = {"shard": shard, "inputs": inputs, "rows": rows, "errors": errors, "files": files}
+        if keys is not None:
+            entry["keys_sha256"] = keys_digest(keys)
+        self._written.add(shard)
         with open(self.manifest_path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         self.finished[shard] = entry
 
+    def remove(self) -> None:
+        """Delete this store's own files (the manifest's shards, the manifest, the lock) and its
+        directory if that leaves it empty."""
+        self._remove_previous()
+        with contextlib.suppress(OSError):
+            os.remove(lock_path(self.root))
+        self.release()
+        with contextlib.suppress(OSError):
+            os.rmdir(self.root)
+
+    def release(self) -> None:
+        """Drop the output's lock (the run is over)."""
+        self._lock.close()
+
     def shard_files(self) -> list[list[str]]:
         return [self.finished[s]["files"] for s in sorted(self.finished)]
+
+
+def keys_digest(keys: list[str]) -> str:
+    """sha256 of an ordered key list (the inputs of a shard)."""
+    import hashlib
+    h = hashlib.sha256()
+    for k in keys:
+        h.update(k.encode("utf-8", "surrogateescape") + b"\0")
+    return h.hexdigest()
+
+
+def parts_dir(path: str) -> str:
+    """Where a single-file output's shards wait: ``.NAME.parts`` beside it."""
+    d, name = os.path.split(os.path.abspath(path))
+    return os.path.join(d, f".{name}.parts")
+
+
+def holds_run(out: str) -> bool:
+    """True when ``out`` holds an fpfast output (a finished file, a run's shards, or an
+    interrupted single-file run's parts): replacing it needs resume or overwrite."""
+    return (os.path.isfile(out) or os.path.exists(os.path.join(out, MANIFEST))
+            or os.path.isdir(parts_dir(out)))
 
 
 def shard_name(shard: int, ext: str) -> str:
@@ -230,6 +357,9 @@ class _StoreBacked:
 
     def is_done(self, shard: int) -> bool:
         return self.store.is_done(shard)
+
+    def note_skipped(self, shard: int, key: str) -> None:
+        self.store.note_skipped(shard, key)
 
 
 class ParquetShardWriter(_StoreBacked):
@@ -278,10 +408,12 @@ class ParquetShardWriter(_StoreBacked):
         name = shard_name(shard, ".parquet")
         atomic_write(os.path.join(self.root, name), lambda p: pq.write_table(table, p))
         self.store.commit(shard, [name], len(rows) if inputs is None else inputs, len(rows),
-                          sum(1 for r in rows if r.get("error")))
+                          sum(1 for r in rows if r.get("error")), [r["path"] for r in rows])
 
     def close(self) -> None:
+        self.store.check_resumed()
         self._write_deferred()  # all errors: the error columns are all there is
+        self.store.release()
 
 
 def _read_tables(paths: list[str]):
@@ -306,15 +438,17 @@ class SingleFileWriter:
             raise OutputError(f"output {path!r} is a directory, expected a file")
         if os.path.exists(path) and not (resume or overwrite):
             raise OutputError(f"output {path!r} exists; replace it (overwrite) or choose another name")
-        d, name = os.path.split(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path, self.ext = path, ext
-        self.parts = ParquetShardWriter(os.path.join(d, f".{name}.parts"), shard_size, resume,
+        self.parts = ParquetShardWriter(parts_dir(path), shard_size, resume,
                                         overwrite, config, schema, metadata)
         self.shard_size = shard_size
 
     def is_done(self, shard: int) -> bool:
         return self.parts.is_done(shard)
+
+    def note_skipped(self, shard: int, key: str) -> None:
+        self.parts.note_skipped(shard, key)
 
     def write_shard(self, shard: int, rows: list[dict], inputs: int | None = None) -> None:
         self.parts.write_shard(shard, rows, inputs)
@@ -327,7 +461,7 @@ class SingleFileWriter:
         if self.parts.schema is not None and table.num_columns == 0:
             table = self.parts.schema.empty_table()
         atomic_write(self.path, lambda p: write_table_as(table, p, self.ext))
-        shutil.rmtree(store.root, ignore_errors=True)
+        store.remove()
 
 
 def write_table_as(table, path: str, ext: str) -> None:
@@ -388,10 +522,12 @@ class NpyShardWriter(_StoreBacked):
             files.append(err_name)
         for sub in ("embeddings", "metadata", "errors"):
             _fsync_dir(os.path.join(self.root, sub))
-        self.store.commit(shard, files, len(rows) if inputs is None else inputs, len(rows), len(bad))
+        self.store.commit(shard, files, len(rows) if inputs is None else inputs, len(rows), len(bad),
+                          [r["path"] for r in rows])
 
     def close(self) -> None:
-        pass
+        self.store.check_resumed()
+        self.store.release()
 
 
 def _write_text(path: str, text: str) -> None:

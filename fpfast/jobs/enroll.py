@@ -44,10 +44,11 @@ def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2,
         raise UsageError(f"model {model!r}: none of its {len(fp.errors)} input(s) could be read{first}; "
                          f"fix or remove them, or leave the model out")
     keep, hold = split_holdout(len(fp.keys), holdout, seed)
-    gallery.add(model, fp.vectors[keep], [fp.keys[i] for i in keep])
-    if len(hold):
-        gallery.add_holdout(model, fp.vectors[hold])
-    return {"model": model, "enrolled": int(len(keep)), "held_out": int(len(hold)), "errors": len(fp.errors)}
+    added = gallery.add(model, fp.vectors[keep], [fp.keys[i] for i in keep], skip_known=True)
+    held = gallery.add_holdout(model, fp.vectors[hold], [fp.keys[i] for i in hold], skip_known=True) \
+        if len(hold) and model in gallery.models() else 0
+    return {"model": model, "enrolled": added, "held_out": held, "errors": len(fp.errors),
+            "skipped": len(fp.keys) - added - held}
 
 
 def finish_enrollment(gallery: Gallery, normalize: str | None, frr: float) -> dict:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import torch
 
 from ..io.decode import DEFAULT_MAX_PIXELS
+from ..io.limits import DEFAULT_MAX_BYTES
 
 
 def resolve_device(device: str) -> str:
@@ -31,10 +32,12 @@ class StreamOptions:
     precision: str = "auto"      # learned-embedding inference: auto (fp16 on CUDA) | fp32 | fp16 | bf16
     compile: bool = False        # torch.compile the learned embedding's network
     decode: str = "cpu"          # where JPEGs are decoded: cpu | cuda (nvJPEG, fpfast.device_stage)
+    max_bytes: int = DEFAULT_MAX_BYTES  # the read cap of every input
 
     def stream_kw(self) -> dict:
         return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
-                "max_pixels": self.max_pixels, "decode_device": resolve_decode(self.decode)}
+                "max_pixels": self.max_pixels, "max_bytes": self.max_bytes,
+                "decode_device": resolve_decode(self.decode)}
 
 
 def resolve_decode(decode: str) -> str:

@@ -62,8 +62,10 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     ``graph=True`` (CUDA tensors only; off by default): replay a CUDA graph captured for this batch
     shape, dtype, spec, backend and device (:func:`fpfast.ops.graph.fused_op`; the first call per
     shape warms up and captures, falling back to eager when capture fails). The result is the same
-    as without it; it saves the launch cost of the ~5 launches per batch.
+    as without it; it saves the launch cost of the ~5 launches per batch. A numpy array is taken
+    as a CPU tensor.
     """
+    images = torch.as_tensor(images)  # numpy in, as the README shows
     if post not in POSTS:
         raise ValueError(f"post must be one of {POSTS}, got {post!r}")
     if graph:

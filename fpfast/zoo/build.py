@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import torch
 
 from . import real as realmod
 from . import train as tr
-from .images import DERIVED, write_images
+from .images import DERIVED, SPLITS, write_images
 from .presets import get_preset
 
 MARKER = ".fpfast-zoo"
@@ -83,10 +82,57 @@ def _write_class(out: Path, name: str, meta: dict, splits: dict[str, np.ndarray]
         counts.setdefault(split, {})[name] = len(imgs)
 
 
+def prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` that is a file, a non-empty folder that is not a zoo, or a finished zoo
+    without ``overwrite``; else remove the earlier (or interrupted) zoo's own files (:func:`remove_zoo`)."""
+    from ..io.writers import OutputError
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"zoo output {out} exists and is not a directory")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not ((out / "zoo.json").exists() or (out / MARKER).exists()):  # neither built nor interrupted zoo
+        raise OutputError(f"zoo output {out} exists, is not empty and is not a zoo; refusing to write there "
+                          "(choose an empty or new directory)")
+    if (out / "zoo.json").exists() and not overwrite:  # an interrupted build is simply replaced
+        raise OutputError(f"zoo output {out} holds a zoo already; pass --overwrite to replace it "
+                          "(only the zoo's own files are removed) or choose another directory")
+    remove_zoo(out)
+
+
+def remove_zoo(out: Path) -> None:
+    """Delete what a zoo build wrote under ``out`` - zoo.json, the marker, and in every
+    ``<split>/<model>/`` its model.json and images named ``NNNNN.png|.jpg`` - and the folders
+    this empties. Anything else (a user's notes) stays, with the folders that hold it."""
+    import re
+    image = re.compile(r"^\d{5}\.(png|jpg)$")
+    for split in SPLITS:
+        sd = out / split
+        if not sd.is_dir() or sd.is_symlink():
+            continue
+        for md in sd.iterdir():
+            if md.is_dir() and not md.is_symlink():
+                for f in md.iterdir():
+                    if f.is_file() and (f.name == "model.json" or image.match(f.name)):
+                        f.unlink()
+                _rmdir_if_empty(md)
+        _rmdir_if_empty(sd)
+    for f in ("zoo.json", MARKER):
+        if (out / f).is_file():
+            (out / f).unlink()
+
+
+def _rmdir_if_empty(d: Path) -> None:
+    try:
+        d.rmdir()
+    except OSError:
+        pass
+
+
 def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: str = "auto",
               progress: bool = True, replace_real: bool = False, threads: int | None = None,
-              only: list[str] | None = None) -> dict:
-    """Build a zoo under ``out`` (emptied first) and return its summary (also ``out/zoo.json``).
+              only: list[str] | None = None, overwrite: bool = False) -> dict:
+    """Build a zoo under ``out`` and return its summary (also ``out/zoo.json``). ``out`` must be
+    new, empty, or (with ``overwrite``) an earlier zoo, whose own files are removed first.
 
     ``real_dir`` extends the bundled photos (``replace_real=True``: replaces them); ``device``:
     auto (CUDA when present), cpu, cuda; ``threads``: torch CPU threads during the build (default
@@ -101,12 +147,8 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
             raise ValueError(f"models {unknown} are not in preset {preset!r}")
         p["models"] = [m for m in p["models"] if m["name"] in only]
     out = Path(out)
-    if out.exists():
-        ours = (out / "zoo.json").exists() or (out / MARKER).exists()  # a built or interrupted zoo
-        if any(out.iterdir()) and not ours:
-            raise FileExistsError(f"{out} exists, is not empty and is not a zoo; refusing to overwrite it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    prepare_out(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("a GM-zoo is being built here; fpfast may replace this folder\n")
     dev = _device(device)
     if dev.type == "cuda":
