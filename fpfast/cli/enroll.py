@@ -4,6 +4,8 @@ import shutil
 import click
 
 from .. import workflows as wf
+from ..embed.universal import UNIVERSAL, load_universal
+from ..embed.universal import available as universal_available
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..io.sources import check_sources
 from .options import handle_errors, stream_options
@@ -17,10 +19,13 @@ FEW_SHOT = 10  # images per model the frozen embedding needs (tests/test_embed_f
 @click.option("--model", "-m", help="Model name for SOURCES.")
 @click.option("--from-folders", "root", type=click.Path(exists=True, file_okay=False),
               help="Enroll every sub-folder of ROOT as a model named after it.")
-@click.option("--spec", help="Fingerprint spec of a new gallery: a preset (default, npr, highpass, median, photo256), a JSON "
-                   "file, or KIND:PATH[@PRESET] for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
+@click.option("--spec", help="Fingerprint spec of a new gallery: universal (the shipped pretrained embedding, used when "
+                   "--spec is not given), a handcrafted preset (default: the fast handcrafted fingerprint; npr, "
+                   "highpass, median, photo256), a JSON file, or KIND:PATH[@PRESET] for a heavy projector "
+                   "(manifold:DIR, autoencoder:DIR, diffusion:DIR).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
-              help="Normalisation refitted after enrollment (a new gallery: standardize).")
+              help="Normalisation refitted after enrollment (a new gallery: none with the universal "
+                   "embedding, else standardize).")
 @click.option("--index", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
               help="FAISS index of a new gallery (ivf/hnsw for >= 1M samples).")
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
@@ -37,14 +42,15 @@ FEW_SHOT = 10  # images per model the frozen embedding needs (tests/test_embed_f
 def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, frr, column, tune_root, opts):
     """Add models' sample images to GALLERY (created when missing).
 
-    A gallery with a learned embedding (`fpfast train`) embeds new models with it, frozen: ten or
-    more images per model are enough to attribute it. To adapt the embedding to the new models,
+    A new gallery embeds images with the shipped universal embedding (pretrained on random
+    decoders, `fpfast pretrain`), frozen: ten or more images per model, no training step. A gallery
+    with a learned embedding (`fpfast train`) embeds new models with it, frozen, likewise. To adapt the embedding to the new models,
     add --fine-tune-from ROOT (or run `fpfast train GALLERY --from-folders ROOT --fine-tune`).
 
     \b
     Examples:
       fpfast enroll my_gallery --model sdxl samples/sdxl/
-      fpfast enroll my_gallery --from-folders zoo/train --spec default
+      fpfast enroll my_gallery --from-folders zoo/train --spec default    # handcrafted (speed mode)
     """
     if bool(root) == bool(model):
         raise click.UsageError("give either --model NAME SOURCE... or --from-folders ROOT")
@@ -57,7 +63,12 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
     existed = os.path.exists(gallery)
     created = not os.path.exists(os.path.join(gallery, "gallery.json"))
-    g = wf.open_or_create(gallery, wf.resolve_spec(spec) if spec else None, normalize or "standardize", index)
+    # issue 14: a new gallery embeds with the shipped universal embedding unless --spec names another
+    univ = created and spec in (None, UNIVERSAL) and universal_available()
+    g = wf.open_or_create(gallery, wf.resolve_spec(spec) if spec and not univ else None,
+                          normalize or ("none" if univ else "standardize"), index)
+    if univ:
+        g = g.with_embedding(load_universal())
     try:
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")

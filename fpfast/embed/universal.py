@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .model import Embedder, EmbedError, _canonical, identity_of
 
+UNIVERSAL = "universal"  # the --spec value that names it
 WEIGHTS = "universal.safetensors"
 CARD = "universal.json"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
