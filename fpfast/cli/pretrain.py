@@ -17,6 +17,8 @@ from .options import handle_errors
               help="Classes per step.")
 @click.option("--per-class", type=click.IntRange(2, 1024), default=4, show_default=True,
               help="Images per class per step.")
+@click.option("--crop", type=click.IntRange(16, 4096), default=64, show_default=True,
+              help="Side of the real-photo crops the decoders run on (a multiple of 4).")
 @click.option("--patch", type=click.IntRange(16, 4096), default=32, show_default=True,
               help="Training patch side (the network pools globally: any image size is embedded).")
 @click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="cosface",
@@ -27,7 +29,7 @@ from .options import handle_errors
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
-def pretrain_cmd(out, steps, classes, batch_classes, per_class, patch, objective, lr, real_dirs, seed, quiet):
+def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, objective, lr, real_dirs, seed, quiet):
     """Pretrain the universal fingerprint embedding on random decoders; write OUT/universal.*.
 
     Each class is a random shallow decoder (random up-sampling, depth, widths, kernels,
@@ -49,6 +51,6 @@ def pretrain_cmd(out, steps, classes, batch_classes, per_class, patch, objective
 
     card = pretrain(out, real_dirs=real_dirs, log=log, command="fpfast " + shlex.join(sys.argv[1:]),
                     steps=steps, classes=classes, batch_classes=batch_classes, per_class=per_class,
-                    patch=patch, objective=objective, lr=lr, seed=seed)
+                    crop=crop, patch=patch, objective=objective, lr=lr, seed=seed)
     click.echo(json.dumps({"out": out, "identity": card["identity"], "seconds": card["seconds"],
                            "heldout": card["heldout"]}))

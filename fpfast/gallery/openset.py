@@ -91,18 +91,10 @@ def gmm_loglik(q: np.ndarray, log_w: np.ndarray, means: np.ndarray, var: np.ndar
 
 
 def auroc(known: np.ndarray, unknown: np.ndarray) -> float:
-    """P(an unknown query scores above a known one), ties counted half (Mann-Whitney U)."""
-    k, u = np.asarray(known, np.float64), np.asarray(unknown, np.float64)
-    if not len(k) or not len(u):
-        return float("nan")
-    s = np.concatenate([k, u])
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    ranks[order] = np.arange(1, len(s) + 1)
-    _, inv, counts = np.unique(s, return_inverse=True, return_counts=True)   # average ranks at ties
-    sums = np.bincount(inv, ranks)
-    ranks = (sums / counts)[inv]
-    return float((ranks[len(k):].sum() - len(u) * (len(u) + 1) / 2) / (len(k) * len(u)))
+    """P(an unknown query scores above a known one), ties counted half."""
+    from .evaluate import auroc as _auroc
+    k, u = np.asarray(known, np.float64).ravel(), np.asarray(unknown, np.float64).ravel()
+    return _auroc(np.r_[k, u], np.r_[np.zeros(len(k), bool), np.ones(len(u), bool)])
 
 
 def oscr(known: np.ndarray, correct: np.ndarray, unknown: np.ndarray) -> float:
