@@ -22,7 +22,6 @@ enrolled and half unknown. Deterministic for ``seed`` on CPU at a fixed torch th
 """
 from __future__ import annotations
 
-import io
 import time
 
 import numpy as np
@@ -33,6 +32,7 @@ from PIL import Image
 from ..spec import load_spec
 from .model import Embedder, EmbedError, ResidualEmbedNet, resolve_arch
 from .synth import REAL, make_decoder, to_uint8
+from .train import _jpeg
 
 DEFAULT_PRETRAIN = {"steps": 2000, "classes": 512, "batch_classes": 16, "per_class": 4, "crop": 64,
                     "patch": 32, "lr": 3e-3, "weight_decay": 5e-4, "objective": "cosface", "scale": 30.0,
@@ -44,14 +44,6 @@ FIT_CROPS = 8
 # (interpolation, antialias): the resampling filters of the rescale augmentation; lanczos via Pillow
 RESAMPLERS = (("nearest", False), ("bilinear", True), ("bilinear", False), ("bicubic", True),
               ("bicubic", False), ("lanczos", True))
-
-
-def _jpeg(img: np.ndarray, q: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=int(q))
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def rescale(x: torch.Tensor, size: int, mode: str, antialias: bool) -> torch.Tensor:
