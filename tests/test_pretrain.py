@@ -38,7 +38,7 @@ def test_pretraining_is_deterministic_for_a_seed():
         pretrain_embedding(objective="triplet", **TINY)
 
 
-@pytest.mark.parametrize("objective", ["arcface", "supcon"])
+@pytest.mark.parametrize("objective", ["arcface", "cosface"])
 def test_other_objectives_train(objective):
     _, hist, ev = pretrain_embedding(objective=objective, **TINY)
     assert np.isfinite(hist[-1]["loss"]) and 0 <= ev["acc_clean"] <= 1

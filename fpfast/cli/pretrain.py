@@ -21,7 +21,7 @@ from .options import handle_errors
               help="Side of the real-photo crops the decoders run on (a multiple of 4).")
 @click.option("--patch", type=click.IntRange(16, 4096), default=32, show_default=True,
               help="Training patch side (the network pools globally: any image size is embedded).")
-@click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="cosface",
+@click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="supcon",
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
 @click.option("--real", "real_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),

@@ -14,7 +14,9 @@ metric-learning objective:
 * ``supcon``: supervised contrastive loss over the batch (temperature ``temperature``; every class
   of the batch has ``per_class`` positives, which the P x K sampling guarantees).
 
-The choice between them is measured (``benchmarks/results/embedding.md``) on *held-out* random
+SupCon is the default: after 150 steps on 128 decoders (seed 1) it reached few-shot accuracy
+0.41 on held-out decoders against 0.24 (ArcFace) and 0.23 (CosFace), chance 0.125
+(``benchmarks/results/embedding.md``). The choice is measured on *held-out* random
 decoders (ids from :data:`HELDOUT_BASE` on, never drawn in training): few-shot nearest-centroid
 accuracy (``heldout_enroll`` images enrolled per decoder, ``heldout_query`` queries, clean and after
 JPEG 90) and the AUROC of the distance to the nearest centroid, half of the held-out decoders
@@ -35,7 +37,7 @@ from .synth import REAL, make_decoder, to_uint8
 from .train import _jpeg
 
 DEFAULT_PRETRAIN = {"steps": 2000, "classes": 512, "batch_classes": 16, "per_class": 4, "crop": 64,
-                    "patch": 32, "lr": 3e-3, "weight_decay": 5e-4, "objective": "cosface", "scale": 30.0,
+                    "patch": 32, "lr": 3e-3, "weight_decay": 5e-4, "objective": "supcon", "scale": 30.0,
                     "margin": 0.35, "temperature": 0.1, "p_jpeg": 0.6, "jpeg_min": 60, "p_rescale": 0.5,
                     "bank": 4096, "heldout": 16, "heldout_enroll": 10, "heldout_query": 20, "seed": 0}
 OBJECTIVES = ("cosface", "arcface", "supcon")
