@@ -101,3 +101,10 @@ def test_enroll_defaults_to_the_universal_embedding(tmp_path):
     assert r.exit_code == 0 and Gallery.load(str(tmp_path / "h")).spec.embedding is None
     r = invoke("info", "--gallery", tmp_path / "g")
     assert "universal" in r.output, r.output
+    # fpfast train on a universal gallery fine-tunes the pretrained weights (keeps the architecture)
+    r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--patch", "16", "-q")
+    assert r.exit_code == 0, r.output
+    emb = Gallery.load(str(tmp_path / "g")).embedder()
+    assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
+    r = invoke("train", tmp_path / "g", "--from-folders", root, "--fine-tune", "--from-scratch", "-q")
+    assert r.exit_code == 2 and "exclude" in r.output
