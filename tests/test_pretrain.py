@@ -97,6 +97,8 @@ def test_enroll_defaults_to_the_universal_embedding(tmp_path):
     t = pq.read_table(tmp_path / "a.parquet").to_pydict()
     truth = [p.split(os.sep)[-2] for p in t["path"]]
     assert len(truth) == 12 and np.mean(np.array(t["predicted"]) == np.array(truth)) > 0.9
+    r = invoke("enroll", tmp_path / "u", "--model", "delta", os.path.join(test, "alpha"), "--spec", "universal", "-q")
+    assert r.exit_code == 0 and Gallery.load(str(tmp_path / "u")).spec.embedding == g.spec.embedding, r.output
     r = invoke("enroll", tmp_path / "h", "--from-folders", root, "--spec", "default", "-q")
     assert r.exit_code == 0 and Gallery.load(str(tmp_path / "h")).spec.embedding is None
     r = invoke("info", "--gallery", tmp_path / "g")

@@ -64,11 +64,12 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     existed = os.path.exists(gallery)
     created = not os.path.exists(os.path.join(gallery, "gallery.json"))
     # issue 14: a new gallery embeds with the shipped universal embedding unless --spec names another
-    univ = created and spec in (None, UNIVERSAL) and universal_available()
-    g = wf.open_or_create(gallery, wf.resolve_spec(spec) if spec and not univ else None,
+    univ = created and spec in (None, UNIVERSAL) and (universal_available() or spec == UNIVERSAL)
+    universal = load_universal() if univ else None  # checked against its card before anything is written
+    g = wf.open_or_create(gallery, None if spec in (None, UNIVERSAL) else wf.resolve_spec(spec),
                           normalize or ("none" if univ else "standardize"), index)
-    if univ:
-        g = g.with_embedding(load_universal())
+    if universal is not None:
+        g = g.with_embedding(universal)
     try:
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
