@@ -138,7 +138,6 @@ def main(argv=None):
         r = row_of(g, fv, labels)
         r.update(train_seconds=round(secs, 1), epochs=a.finetune_epochs)
         res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)"] = r
-        ids = first_n(tr_y, 50)
         res["openset_finetuned_full"] = openset_table(fv["train"], np.array(tr_y), fv["calib"], fv["test"],
                                                       np.array(labels["test"]), fv["open_set"])
         dump()
