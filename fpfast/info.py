@@ -32,7 +32,22 @@ def info() -> dict:
     if devs["cuda"]:
         usable["cuda"] = backends.available("cuda")
     return {"fpfast": __version__, "python": platform.python_version(), "machine": platform.machine(),
-            "build": cfg, "backends": usable, "devices": devs, "faiss": _faiss()}
+            "build": cfg, "backends": usable, "devices": devs, "faiss": _faiss(), "new_gallery": _new_gallery()}
+
+
+def _new_gallery() -> dict:
+    """What `fpfast enroll` gives a new gallery: the handcrafted default spec, and whether the
+    shipped universal embedding (`--spec universal`) loads and matches its card."""
+    from .embed.model import EmbedError
+    from .embed.universal import available, load_card
+    if not available():
+        return {"vectors": "handcrafted default spec", "universal": "not shipped"}
+    try:
+        emb, card = load_card()
+    except EmbedError as e:
+        return {"vectors": "handcrafted default spec", "universal": f"refused: {e}"}
+    return {"vectors": "handcrafted default spec", "universal": f"{emb.identity[:16]} ({card.get('steps')} "
+            f"pretraining steps, seed {card.get('seed')}, {card.get('date')}; experimental)"}
 
 
 def format_info(d: dict) -> str:
@@ -49,6 +64,9 @@ def format_info(d: dict) -> str:
     lines.append("GPUs: " + (", ".join(cuda) if cuda else "none visible to torch"))
     f = d["faiss"]
     lines.append("faiss: " + (f"{f['version']}, {f['gpus']} GPU(s)" if f["installed"] else "not installed"))
+    n = d["new_gallery"]
+    lines.append(f"new galleries (fpfast enroll without --spec): {n['vectors']}; --spec universal: "
+                 f"{n['universal']}")
     return "\n".join(lines)
 
 
@@ -66,8 +84,9 @@ def gallery_info(path: str) -> dict:
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
         d["embedding"] = {"identity": emb.identity, "arch": emb.arch,
-                          "training": {k: t.get(k) for k in ("epochs", "n_images", "classes", "final_loss",
-                                                             "init", "device", "seed", "torch_version")}}
+                          "training": {k: t.get(k) for k in ("kind", "epochs", "steps", "n_images", "classes",
+                                                             "final_loss", "init", "device", "seed",
+                                                             "torch_version")}}
     return d
 
 
@@ -80,8 +99,10 @@ def format_gallery_info(d: dict) -> str:
     e = d.get("embedding")
     if e:
         a, t = e["arch"], e["training"]
+        how = (f"universal, pretrained {t['steps']} steps on {t['classes']} random decoders (seed {t['seed']})"
+               if t.get("kind") == "pretrain" else
+               f"trained {t['epochs']} epochs on {t['n_images']} images ({t['device']}, seed {t['seed']})")
         lines.append(f"learned embedding {e['identity'][:16]}: {a['kind']} widths {a['widths']} -> {a['dim']} dims, "
                      f"residual {a['residual']}, handcrafted head {'on' if a['handcrafted_dim'] else 'off'}; "
-                     f"trained {t['epochs']} epochs on {t['n_images']} images ({t['device']}, seed {t['seed']}), "
-                     f"final loss {t['final_loss']:.4f}" + (f", fine-tuned from {t['init'][:16]}" if t["init"] else ""))
+                     f"{how}, final loss {t['final_loss']:.4f}" + (f", fine-tuned from {t['init'][:16]}" if t["init"] else ""))
     return "\n".join(lines)

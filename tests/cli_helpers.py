@@ -64,7 +64,7 @@ def build_gallery(tmp_path_factory, n_train: int = 12, n_test: int = 4) -> dict:
     train = make_folders(base / "train", n_train, seed=0)
     test = make_folders(base / "test", n_test, seed=1)
     gallery = str(base / "gallery")
-    r = invoke("enroll", gallery, "--from-folders", train, "--quiet")
+    r = invoke("enroll", gallery, "--from-folders", train, "--spec", "default", "--quiet")  # handcrafted
     assert r.exit_code == 0, r.output
     return {"base": base, "train": train, "test": test, "gallery": gallery,
             "n_test": n_test * len(MODELS)}

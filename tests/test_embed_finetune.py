@@ -100,7 +100,8 @@ def test_cli_enroll_new_model_then_fine_tune(tmp_path, embed_data):
     g3 = Gallery.load(g)
     assert g3.spec.embedding["identity"] != g2.spec.embedding["identity"] and "m4" in g3.models()
     hand = str(tmp_path / "hand")  # a handcrafted gallery has nothing to fine-tune: refused, nothing left
-    res = r.invoke(cli, ["enroll", hand, "--model", "m4", str(root / "m4"), "--fine-tune-from", str(root)] + common)
+    res = r.invoke(cli, ["enroll", hand, "--model", "m4", str(root / "m4"), "--fine-tune-from", str(root),
+                         "--spec", "default"] + common)
     assert res.exit_code == 2 and "learned embedding" in res.output and not os.path.exists(hand), res.output
     res = r.invoke(cli, ["info", "--gallery", g])
     assert res.exit_code == 0 and "learned embedding" in res.output and "fine-tuned from" in res.output, res.output

@@ -18,6 +18,7 @@ from .evaluate import eval_cmd
 from .extract import extract_cmd
 from .info import info_cmd
 from .manifold import manifold_group
+from .pretrain import pretrain_cmd
 from .search import search_cmd
 from .train import train_cmd
 from .zoo import zoo_group
@@ -36,7 +37,7 @@ def cli() -> None:
 
 
 for _cmd in (demo_cmd, enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd,
-             zoo_group, manifold_group, train_cmd):
+             zoo_group, manifold_group, train_cmd, pretrain_cmd):
     cli.add_command(_cmd)
 
 

@@ -1,4 +1,5 @@
 import dataclasses
+import os
 
 import click
 
@@ -7,6 +8,7 @@ from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import enroll, finish_enrollment, model_folders
 from ..jobs.specs import resolve_spec
 from ..jobs.train import train_gallery
+from ..embed.universal import UNIVERSAL, load_universal
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..gallery.update import enroll_warnings, updating
 from ..io.sources import check_sources
@@ -19,10 +21,13 @@ from .options import handle_errors, stream_options
 @click.option("--model", "-m", help="Model name for SOURCES.")
 @click.option("--from-folders", "root", type=click.Path(exists=True, file_okay=False),
               help="Enroll every sub-folder of ROOT as a model named after it.")
-@click.option("--spec", help="Fingerprint spec of a new gallery: a preset (default, npr, highpass, median, photo256), a JSON "
-                   "file, or KIND:PATH[@PRESET] for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
+@click.option("--spec", help="Fingerprint spec of a new gallery: a handcrafted preset (default, the default; npr, "
+                   "highpass, median, photo256), universal (the shipped pretrained embedding: experimental, "
+                   "see `fpfast info`), a JSON file, or KIND:PATH[@PRESET] for a heavy projector "
+                   "(manifold:DIR, autoencoder:DIR, diffusion:DIR).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
-              help="Normalisation refitted after enrollment (a new gallery: standardize).")
+              help="Normalisation refitted after enrollment (a new gallery: none with --spec "
+                   "universal, else standardize).")
 @click.option("--index", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
               help="FAISS index of a new gallery (ivf/hnsw for >= 1M samples).")
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
@@ -39,14 +44,16 @@ from .options import handle_errors, stream_options
 def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, frr, column, tune_root, opts):
     """Add models' sample images to GALLERY (created when missing).
 
-    A gallery with a learned embedding (`fpfast train`) embeds new models with it, frozen: ten or
-    more images per model are enough to attribute it. To adapt the embedding to the new models,
+    A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec
+    universal it embeds images with the shipped embedding pretrained on random decoders (`fpfast
+    pretrain`), frozen. A gallery with a learned embedding (`fpfast train`) embeds new models with
+    it, frozen: ten or more images per model are enough. To adapt the embedding to the new models,
     add --fine-tune-from ROOT (or run `fpfast train GALLERY --from-folders ROOT --fine-tune`).
 
     \b
     Examples:
       fpfast enroll my_gallery --model sdxl samples/sdxl/
-      fpfast enroll my_gallery --from-folders zoo/train --spec default
+      fpfast enroll my_gallery --from-folders zoo/train --spec universal  # pretrained embedding
     """
     if bool(root) == bool(model):
         raise click.UsageError("give either --model NAME SOURCE... or --from-folders ROOT")
@@ -57,7 +64,16 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     groups = {model: list(sources)} if model else {m: [d] for m, d in model_folders(root).items()}
     for srcs in groups.values():
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
-    with updating(gallery, resolve_spec(spec) if spec else None, normalize or "standardize", index) as g:
+    new = not os.path.exists(os.path.join(gallery, "gallery.json"))
+    # issue 14: --spec universal embeds with the shipped pretrained embedding (opt-in: it is below the
+    # handcrafted spec on the zoo so far, benchmarks/results/accuracy.md), checked against its card first
+    universal = load_universal() if spec == UNIVERSAL else None
+    with updating(gallery, None if spec in (None, UNIVERSAL) else resolve_spec(spec),
+                  normalize or ("none" if universal is not None else "standardize"), index) as g:
+        if universal is not None and new:
+            g = g.with_embedding(universal)
+        elif universal is not None and (g.spec.embedding or {}).get("identity") != universal.identity:
+            raise click.UsageError(f"--spec universal: {gallery} already holds other vectors ({g.spec.id})")
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         errors = _enroll_groups(g, groups, column, holdout, opts)

@@ -26,6 +26,9 @@ from .options import handle_errors, stream_options
 @click.option("--fine-tune", is_flag=True,
               help="Start from the gallery's current embedding instead of from scratch (e.g. after "
                    "enrolling a new model with the frozen embedding); keeps its architecture.")
+@click.option("--from-scratch", is_flag=True,
+              help="A gallery enrolled with the universal embedding is fine-tuned from it by default; "
+                   "train a new embedding from random weights instead.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
               help="Fraction of each model's images kept apart (not trained on) for calibration.")
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True)
@@ -39,9 +42,12 @@ from .options import handle_errors, stream_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @stream_options
 @handle_errors
-def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, holdout, frr,
+def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, from_scratch, holdout, frr,
               calibrate_on, normalize, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
+
+    A gallery enrolled with the universal embedding (`fpfast enroll --spec universal`) is
+    fine-tuned from it unless --from-scratch, --dim or --handcrafted asks for a new network.
 
     The weights (safetensors) and config (JSON) are stored in the gallery; its spec records
     the embedding's sha256 identity, so handcrafted queries or another embedding's vectors are
@@ -54,6 +60,8 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
       fpfast enroll my_gallery --model new_model samples/new_model/     # frozen embedding, >= 10 images
       fpfast train my_gallery --from-folders all_models/ --fine-tune --epochs 5 --lr 1e-3
     """
+    if fine_tune and from_scratch:
+        raise click.UsageError("--fine-tune and --from-scratch exclude each other")
 
     def log(rec):  # about 20 lines whatever the epoch count
         every = max(1, rec["epochs"] // 20)
@@ -63,6 +71,10 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
                        f"{rec['seconds']:.1f}s", err=True)
 
     with updating(gallery) as g:  # locked from load to save: no enrollment meanwhile is lost
+        emb = g.embedder()  # issue 14: a universal-embedding gallery starts from the pretrained weights
+        if emb is not None and emb.config.get("training", {}).get("kind") == "pretrain" and not from_scratch \
+                and dim is None and not handcrafted:
+            fine_tune = True
         g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                     handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
                                     calibrate_on=calibrate_on,

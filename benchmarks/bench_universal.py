@@ -1,0 +1,172 @@
+"""The universal embedding on a built GM-zoo (issue 14): few-shot, fine-tuned, vs handcrafted, and
+the open-set scorers compared.
+
+    python benchmarks/bench_universal.py /tmp/zoo_small --out /tmp/univ.json --finetune-epochs 3
+
+Rows (every gallery on the zoo's ``train`` split; the zoo's generators were never seen in
+pretraining): universal few-shot (the first 10 / 50 images of each model, no training),
+universal on the whole train split (no training), universal + fine-tune (``train_embedding``
+with ``init`` = the universal embedding on the train split), handcrafted + LDA. Columns as
+``bench_embedding.py`` (kNN k = 10 and nearest centroid) plus ``resize 0.75×`` (the clean test
+images, Pillow bilinear) and OSCR (kNN: nearest-sample distance, correct = right model).
+
+Open-set section (universal, 50-shot gallery): each scorer of :mod:`fpfast.gallery.openset`
+fitted on the gallery vectors; threshold at 5 % false rejects of held-out known images (train
+images 51-80 of each model, clean + one JPEG-75 / 0.5x-resized copy each); AUROC / OSCR / TNR at
+95 % TPR on clean test (known) vs the open-set model, and at the calibrated threshold the
+unknown rate of the open-set model and the false-unknown rate of known clean test images.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.bench_embedding import SPLITS, gallery_of, score, vectors  # noqa: E402
+from fpfast.embed import train_embedding  # noqa: E402
+from fpfast.embed.universal import load_universal  # noqa: E402
+from fpfast.gallery.openset import SCORERS, OpenSetScorer, auroc, oscr, tnr_at_tpr  # noqa: E402
+from fpfast.ops.features import fingerprint_features  # noqa: E402
+from fpfast.spec import load_spec  # noqa: E402
+from fpfast.zoo import load_zoo_split  # noqa: E402
+
+COLS = ("test", "test_jpeg90", "test_jpeg75", "resize075", "test_resize", "test_crop", "unseen_seed", "pair",
+        "auroc", "oscr")
+NAMES = {"test": "clean", "test_jpeg90": "JPEG 90", "test_jpeg75": "JPEG 75", "resize075": "resize 0.75×",
+         "test_resize": "resize 0.5×", "test_crop": "crop", "unseen_seed": "unseen seed", "pair": "seed pair",
+         "auroc": "AUROC", "oscr": "OSCR"}
+
+
+def _resize(im, f):
+    h, w = im.shape[:2]
+    return np.asarray(Image.fromarray(im).resize((max(1, round(w * f)), max(1, round(h * f))), Image.BILINEAR))
+
+
+def _jpeg(im, q):
+    b = io.BytesIO()
+    Image.fromarray(im).save(b, format="JPEG", quality=q)
+    b.seek(0)
+    return np.asarray(Image.open(b).convert("RGB"))
+
+
+def first_n(labels, n, offset=0):
+    lab = np.array(labels)
+    return np.concatenate([np.flatnonzero(lab == m)[offset:offset + n] for m in sorted(set(labels))])
+
+
+def row_of(g, vecs, labels):
+    r = score(g, {s: vecs[s] for s in vecs if s not in ("train", "calib")}, labels)
+    for method in ("knn", "centroid"):
+        a = g.attribute(vecs["resize075"], method=method, k=10)
+        r[f"{method}/resize075"] = float(np.mean(np.array(a.predicted) == np.array(labels["resize075"])))
+        t, o = g.attribute(vecs["test"], method=method, k=10), g.attribute(vecs["open_set"], method=method, k=10)
+        r[f"{method}/oscr"] = oscr(t.distance, np.array(t.predicted) == np.array(labels["test"]), o.distance)
+    return r
+
+
+def openset_table(gv, gy, calib, test, test_y, unknown, frr=0.05):
+    out = {}
+    for kind in SCORERS:
+        s = OpenSetScorer(kind).fit(gv, gy)
+        cal, _ = s.score(calib)
+        thr = np.quantile(cal, 1 - frr)
+        k, kc = s.score(test)
+        u, _ = s.score(unknown)
+        out[kind] = {"auroc": auroc(k, u), "oscr": oscr(k, kc == test_y, u), "tnr95": tnr_at_tpr(k, u),
+                     "unknown_rate": float((u > thr).mean()), "false_unknown": float((k > thr).mean())}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("zoo")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--finetune-epochs", type=int, default=3)
+    ap.add_argument("--skip", default="", help="comma list of rows to skip: few10,few50,full,finetune,lda")
+    a = ap.parse_args(argv)
+    skip = set(a.skip.split(",")) - {""}
+    spec = load_spec("default")
+    data = {s: load_zoo_split(a.zoo, s)[:2] for s in ("train",) + SPLITS + ("open_set",)
+            if os.path.isdir(os.path.join(a.zoo, s))}
+    data["resize075"] = ([_resize(im, 0.75) for im in data["test"][0]], data["test"][1])
+    tr_x, tr_y = data["train"]
+    cal_ids = first_n(tr_y, 30, offset=50)
+    cal_imgs = [tr_x[i] for i in cal_ids]
+    data["calib"] = (cal_imgs + [_jpeg(im, 75) for im in cal_imgs] + [_resize(im, 0.5) for im in cal_imgs],
+                     [tr_y[i] for i in cal_ids] * 3)
+    labels = {s: data[s][1] for s in data}
+    emb = load_universal()
+    res = {"zoo": a.zoo, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "universal": emb.identity,
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
+                      f"{torch.get_num_threads()} threads", "rows": {}}
+
+    def dump():
+        with open(a.out, "w") as fh:
+            json.dump(res, fh, indent=1)
+
+    t = time.perf_counter()
+    uv = {s: vectors(data[s][0], lambda b: emb.embed(b, layout="hwc")) for s in data}
+    res["embed_seconds"] = round(time.perf_counter() - t, 1)
+    for key, n in (("few10", 10), ("few50", 50), ("full", None)):
+        if key in skip:
+            continue
+        ids = first_n(tr_y, n) if n else np.arange(len(tr_y))
+        g = gallery_of(spec, uv["train"][ids], [tr_y[i] for i in ids], "none", emb)
+        res["rows"][f"universal, {n or 'all'} per model, no training"] = row_of(g, uv, labels)
+        if key == "few50":
+            ty = np.array(labels["test"])
+            res["openset_few50"] = openset_table(uv["train"][ids], np.array([tr_y[i] for i in ids]), uv["calib"],
+                                                 uv["test"], ty, uv["open_set"])
+        print(key, json.dumps(res["rows"].get(f"universal, {n or 'all'} per model, no training")), flush=True)
+        dump()
+    if "finetune" not in skip:
+        t = time.perf_counter()
+        ft, hist = train_embedding(tr_x, tr_y, spec, init=emb, epochs=a.finetune_epochs,
+                                   log=lambda r: print(json.dumps(r), flush=True))
+        secs = time.perf_counter() - t
+        fv = {s: vectors(data[s][0], lambda b: ft.embed(b, layout="hwc")) for s in data}
+        g = gallery_of(spec, fv["train"], tr_y, "none", ft)
+        r = row_of(g, fv, labels)
+        r.update(train_seconds=round(secs, 1), epochs=a.finetune_epochs)
+        res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)"] = r
+        res["openset_finetuned_full"] = openset_table(fv["train"], np.array(tr_y), fv["calib"], fv["test"],
+                                                      np.array(labels["test"]), fv["open_set"])
+        dump()
+    if "lda" not in skip:
+        hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
+        g = gallery_of(spec, hv["train"], tr_y, "lda")
+        res["rows"]["handcrafted + LDA"] = row_of(g, hv, labels)
+        dump()
+    print(json.dumps(res, indent=1))
+
+
+def markdown(res: dict) -> str:
+    lines = ["| row | attribution | " + " | ".join(NAMES[c] for c in COLS) + " |", "|---|---|" + "---:|" * len(COLS)]
+    for name, row in res["rows"].items():
+        for method in ("knn", "centroid"):
+            cells = [f"{row[f'{method}/{c}']:.3f}" if f"{method}/{c}" in row else "—" for c in COLS]
+            lines.append(f"| {name if method == 'knn' else ''} | {method} | " + " | ".join(cells) + " |")
+    for key in ("openset_few50", "openset_finetuned_full"):
+        if key in res:
+            lines += ["", f"{key}:", "", "| scorer | AUROC | OSCR | TNR@95%TPR | unknown rate (open-set model) | "
+                      "false-unknown rate (known, clean) |", "|---|---:|---:|---:|---:|---:|"]
+            for kind, m in res[key].items():
+                lines.append(f"| {kind} | {m['auroc']:.3f} | {m['oscr']:.3f} | {m['tnr95']:.3f} | "
+                             f"{m['unknown_rate']:.3f} | {m['false_unknown']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--markdown":
+        print(markdown(json.load(open(sys.argv[2]))))
+    else:
+        main()

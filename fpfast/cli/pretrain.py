@@ -1,0 +1,56 @@
+import json
+import shlex
+import sys
+
+import click
+
+from .options import handle_errors
+
+
+@click.command("pretrain")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--steps", type=click.IntRange(1, 10_000_000), default=2000, show_default=True,
+              help="Optimizer steps.")
+@click.option("--classes", type=click.IntRange(2, 999_999), default=512, show_default=True,
+              help="Random decoders in the training pool (class 0 is the real photos).")
+@click.option("--batch-classes", type=click.IntRange(2, 4096), default=16, show_default=True,
+              help="Classes per step.")
+@click.option("--per-class", type=click.IntRange(2, 1024), default=4, show_default=True,
+              help="Images per class per step.")
+@click.option("--crop", type=click.IntRange(16, 4096), default=64, show_default=True,
+              help="Side of the real-photo crops the decoders run on (a multiple of 4).")
+@click.option("--patch", type=click.IntRange(16, 4096), default=32, show_default=True,
+              help="Training patch side (the network pools globally: any image size is embedded).")
+@click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="supcon",
+              show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
+@click.option("--real", "real_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A folder of real photos added to the bundled ones (repeatable).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quiet", "-q", is_flag=True)
+@handle_errors
+def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, objective, lr, real_dirs, seed, quiet):
+    """Pretrain the universal fingerprint embedding on random decoders; write OUT/universal.*.
+
+    Each class is a random shallow decoder (random up-sampling, depth, widths, kernels,
+    activations, normalisations, weights) applied to real photos, plus the photos themselves;
+    batches are re-encoded and rescaled as images in the wild are. Same seed, same thread count:
+    the same weights. The card (OUT/universal.json) records the recipe, the command, the time and
+    the few-shot accuracy on held-out random decoders.
+
+    \b
+    Example:
+      fpfast pretrain my_universal/ --steps 2000 --seed 0
+    """
+    from ..embed.pretrain import pretrain
+
+    def log(rec):
+        if not quiet:
+            click.echo(f"step {rec['step']:6d}/{rec['steps']}  loss {rec['loss']:.4f}  "
+                       f"{rec['images_per_s']:.0f} images/s  {rec['seconds']:.0f}s", err=True)
+
+    card = pretrain(out, real_dirs=real_dirs, log=log, command="fpfast " + shlex.join(sys.argv[1:]),
+                    steps=steps, classes=classes, batch_classes=batch_classes, per_class=per_class,
+                    crop=crop, patch=patch, objective=objective, lr=lr, seed=seed)
+    click.echo(json.dumps({"out": out, "identity": card["identity"], "seconds": card["seconds"],
+                           "heldout": card["heldout"]}))

@@ -1,0 +1,146 @@
+"""An unbounded family of random shallow decoders: the synthetic generators the universal
+embedding is pretrained on (issue 14; after Yang et al., "Model synthesis for zero-shot model
+attribution": thousands of shallow synthetic models whose up-sampling, depth, widths, kernels,
+activations and normalisations vary, so that a fingerprint extractor trained to tell them apart
+transfers to real generators it never saw).
+
+Decoder ``i`` of a family with seed ``s`` is a pure function of ``(s, i)``: its design is drawn
+from ``numpy.random.default_rng([s, i])`` and its weights from a ``torch.Generator`` seeded from
+the same stream, so the same id gives the same generator on every machine. Class 0 is the real
+photographs themselves (the identity decoder).
+
+A decoder maps a real photo crop ``x`` (float [B, 3, H, W] in [0, 1], H and W divisible by 4) to an
+image of the same size: ``x`` is average-pooled by ``2 ** n_up`` (the "latent"), passed through a
+random input convolution and ``depth`` stages (the first ``n_up`` of which up-sample by 2 with
+the decoder's up-sampling op), each a random convolution, a normalisation and an activation,
+then a 1x1 output convolution over the last hidden layer and a skip path (the latent brought back
+to full size by the decoder's interpolation, nearest for the learned up-sampling ops). The output
+convolution is *briefly fitted*: a ridge regression of the photo on those channels over a fixed
+batch of crops, so the decoder reconstructs the photo's content and leaves the trace of its random
+architecture and weights, as a trained generator does.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+UPSAMPLING = ("tconv3", "tconv4", "nearest", "bilinear", "bicubic", "pixelshuffle", "none")
+ACTIVATIONS = ("relu", "leaky_relu", "silu", "gelu", "tanh", "elu")
+NORMALIZATIONS = ("none", "instance", "group", "layer")
+WIDTHS = (8, 12, 16)
+KERNELS = (1, 3, 3, 5)
+REAL = 0  # class id of the real photographs (no decoder)
+
+_ACT = {"relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, 0.2), "silu": F.silu, "gelu": F.gelu,
+        "tanh": torch.tanh, "elu": F.elu}
+
+
+def design(family_seed: int, i: int) -> dict:
+    """The architecture of decoder ``i`` (``i`` >= 1) as a JSON-able dict."""
+    if i < 1:
+        raise ValueError(f"decoder ids start at 1 (0 is the real class), got {i}")
+    rng = np.random.default_rng([int(family_seed), int(i)])
+    up = UPSAMPLING[int(rng.integers(len(UPSAMPLING)))]
+    n_up = 0 if up == "none" else int(rng.integers(1, 3))
+    depth = int(rng.integers(max(1, n_up), 5))
+    return {"up": up, "n_up": n_up, "depth": depth,
+            "width": int(rng.choice(WIDTHS)),
+            "kernels": [int(rng.choice(KERNELS)) for _ in range(depth)],
+            "act": ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))],
+            "norm": NORMALIZATIONS[int(rng.integers(len(NORMALIZATIONS)))],
+            "weight_seed": int(rng.integers(2 ** 62))}
+
+
+def _normalize(h: torch.Tensor, kind: str) -> torch.Tensor:
+    if kind == "instance":
+        return F.instance_norm(h)
+    if kind == "group":
+        return F.group_norm(h, 4 if h.shape[1] % 4 == 0 else 1)
+    if kind == "layer":
+        return F.group_norm(h, 1)
+    return h
+
+
+class RandomDecoder(nn.Module):
+    """One random decoder of :func:`design` ``d`` (weights from ``d["weight_seed"]``)."""
+
+    def __init__(self, d: dict):
+        super().__init__()
+        self.d = d
+        g = torch.Generator().manual_seed(int(d["weight_seed"]))
+        w = int(d["width"])
+
+        def conv_w(cout, cin, k, gain=2.0):
+            return torch.randn(cout, cin, k, k, generator=g) * (gain / (cin * k * k)) ** 0.5
+
+        self.w_in = nn.Parameter(conv_w(w, 3, 3), requires_grad=False)
+        self.ws = nn.ParameterList()
+        self.bs = nn.ParameterList()
+        self.ups = nn.ParameterList()
+        for s, k in enumerate(d["kernels"]):
+            self.ws.append(nn.Parameter(conv_w(w, w, k), requires_grad=False))
+            self.bs.append(nn.Parameter(torch.randn(w, generator=g) * 0.1, requires_grad=False))
+            if s < d["n_up"]:
+                if d["up"] in ("tconv3", "tconv4"):
+                    k_up = 3 if d["up"] == "tconv3" else 4
+                    self.ups.append(nn.Parameter(conv_w(w, w, k_up, gain=8.0), requires_grad=False))
+                elif d["up"] == "pixelshuffle":
+                    self.ups.append(nn.Parameter(conv_w(4 * w, w, 3), requires_grad=False))
+        # fitted: [3, width + 3 skip channels + bias]
+        self.w_out = nn.Parameter(torch.zeros(3, w + 4), requires_grad=False)
+
+    def _upsample(self, h: torch.Tensor, s: int) -> torch.Tensor:
+        up = self.d["up"]
+        if up == "tconv3":
+            return F.conv_transpose2d(h, self.ups[s], stride=2, padding=1, output_padding=1)
+        if up == "tconv4":
+            return F.conv_transpose2d(h, self.ups[s], stride=2, padding=1)
+        if up == "pixelshuffle":
+            return F.pixel_shuffle(F.conv2d(h, self.ups[s], padding=1), 2)
+        return F.interpolate(h, scale_factor=2, mode=up,
+                             align_corners=False if up in ("bilinear", "bicubic") else None)
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, width + 3, H, W]: the last hidden layer and the skip path."""
+        d = self.d
+        f = 2 ** int(d["n_up"])
+        lat = F.avg_pool2d(x, f) if f > 1 else x
+        mode = d["up"] if d["up"] in ("nearest", "bilinear", "bicubic") else "nearest"
+        skip = (F.interpolate(lat, scale_factor=f, mode=mode,
+                              align_corners=None if mode == "nearest" else False) if f > 1 else lat)
+        h = F.conv2d(lat * 2 - 1, self.w_in, padding=1)
+        act = _ACT[d["act"]]
+        for s, (wt, b) in enumerate(zip(self.ws, self.bs)):
+            if s < d["n_up"]:
+                h = self._upsample(h, s)
+            h = act(_normalize(F.conv2d(h, wt, b, padding=wt.shape[-1] // 2), d["norm"]))
+        return torch.cat([h, skip], 1)
+
+    def fit(self, x: torch.Tensor, ridge: float = 1e-3) -> "RandomDecoder":
+        """Fit the 1x1 output layer so that the decoder reconstructs ``x`` (least squares, float64)."""
+        with torch.no_grad():
+            h = self.hidden(x).double()
+            feats = torch.cat([h.permute(0, 2, 3, 1).reshape(-1, h.shape[1]),
+                               torch.ones(h.shape[0] * h.shape[2] * h.shape[3], 1, dtype=torch.float64)], 1)
+            tgt = x.double().permute(0, 2, 3, 1).reshape(-1, 3)
+            a = feats.t() @ feats
+            a += ridge * torch.trace(a) / a.shape[0] * torch.eye(a.shape[0], dtype=torch.float64)
+            self.w_out.copy_(torch.linalg.solve(a, feats.t() @ tgt).t().float())
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.hidden(x)
+        y = torch.einsum("bchw,oc->bohw", h, self.w_out[:, :-1]) + self.w_out[:, -1].view(1, 3, 1, 1)
+        return y.clamp(0, 1)
+
+
+def make_decoder(family_seed: int, i: int, fit_batch: torch.Tensor) -> RandomDecoder:
+    """Decoder ``i`` of the family, its output layer fitted on ``fit_batch`` (float [B,3,H,W])."""
+    return RandomDecoder(design(family_seed, i)).fit(fit_batch).eval()
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float [B,3,H,W] in [0,1] -> uint8 [B,H,W,3] (round to nearest, as an image file stores it)."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()

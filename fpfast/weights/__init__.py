@@ -1,0 +1,1 @@
+"""Shipped model files: ``universal.safetensors`` + ``universal.json`` (see :mod:`fpfast.embed.universal`)."""

@@ -1,0 +1,114 @@
+"""Pretraining on random decoders (issue 14): determinism, the card and its identity check, the
+shipped weights (load, identity, size, above chance on held-out random decoders), enrolling with
+the universal embedding by default."""
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from fpfast.embed.pretrain import DEFAULT_PRETRAIN, _photo_bank, heldout_eval, pretrain, pretrain_embedding
+from fpfast.embed.synth import design, make_decoder
+from fpfast.embed.universal import CARD, SHIPPED_DIR, WEIGHTS, load_card, load_universal
+from fpfast.embed.model import EmbedError
+
+TINY = dict(steps=3, classes=6, batch_classes=3, per_class=2, crop=32, patch=16, bank=24, heldout=4,
+            heldout_enroll=3, heldout_query=2)
+
+
+def test_decoders_are_a_pure_function_of_family_seed_and_id():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert design(0, 5) == design(0, 5) and design(0, 5) != design(1, 5)
+    a, b = make_decoder(0, 5, x[:2])(x[2:]), make_decoder(0, 5, x[:2])(x[2:])
+    assert torch.equal(a, b) and a.shape == x[2:].shape and 0 <= float(a.min()) <= float(a.max()) <= 1
+    assert not torch.equal(a, make_decoder(0, 6, x[:2])(x[2:]))
+    with pytest.raises(ValueError, match="real class"):
+        design(0, 0)
+
+
+def test_pretraining_is_deterministic_for_a_seed():
+    e1, h1, v1 = pretrain_embedding(seed=0, **TINY)
+    e2, h2, v2 = pretrain_embedding(seed=0, **TINY)
+    e3, _, _ = pretrain_embedding(seed=1, **TINY)
+    assert e1.identity == e2.identity and v1 == v2 and h1[-1]["loss"] == h2[-1]["loss"]
+    assert e3.identity != e1.identity
+    with pytest.raises(EmbedError, match="unknown objective"):
+        pretrain_embedding(objective="triplet", **TINY)
+
+
+@pytest.mark.parametrize("objective", ["arcface", "cosface"])
+def test_other_objectives_train(objective):
+    _, hist, ev = pretrain_embedding(objective=objective, **TINY)
+    assert np.isfinite(hist[-1]["loss"]) and 0 <= ev["acc_clean"] <= 1
+
+
+def test_pretrain_card_and_tampering(tmp_path):
+    out = tmp_path / "u"
+    card = pretrain(str(out), command="test", **TINY)
+    emb, card2 = load_card(out)
+    assert emb.identity == card["identity"] == card2["identity"] and card2["steps"] == TINY["steps"]
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    w = bytearray((bad / WEIGHTS).read_bytes())
+    w[-5] ^= 0xFF  # one flipped bit-pattern in the last tensor's data
+    (bad / WEIGHTS).write_bytes(bytes(w))
+    with pytest.raises(EmbedError, match="does not match its card"):
+        load_card(bad)
+    shutil.copy(out / WEIGHTS, bad / WEIGHTS)
+    c = json.loads((bad / CARD).read_text())
+    c["config"]["training"]["steps"] = 999  # the config is part of the identity too
+    (bad / CARD).write_text(json.dumps(c))
+    with pytest.raises(EmbedError, match="does not match its card"):
+        load_card(bad)
+    os.remove(bad / WEIGHTS)
+    with pytest.raises(EmbedError, match="missing"):
+        load_card(bad)
+    with pytest.raises(EmbedError, match="other files"):
+        pretrain(str(tmp_path), **TINY)  # a directory holding other files is not written into
+
+
+def test_shipped_weights_load_and_beat_chance_on_heldout_decoders():
+    assert os.path.getsize(SHIPPED_DIR / WEIGHTS) <= 5 * 2 ** 20
+    emb, card = load_card()
+    assert emb.identity == card["identity"] and load_universal() is load_universal()
+    for k in ("recipe", "seed", "steps", "data", "date", "command", "seconds", "heldout"):
+        assert k in card, k
+    # re-measure on held-out random decoders (ids never drawn in training): the card's figures again
+    opts = {**DEFAULT_PRETRAIN, **{k: v for k, v in card["config"]["training"].items() if k in DEFAULT_PRETRAIN}}
+    ev = heldout_eval(emb, opts, _photo_bank(opts["bank"], opts["crop"], opts["seed"]))
+    assert ev == pytest.approx(card["heldout"], abs=1e-6)
+    assert ev["acc_clean"] >= 2 * ev["chance"], ev
+
+
+def test_enroll_with_the_universal_embedding_needs_no_training(tmp_path):
+    from cli_helpers import invoke, make_folders
+    from fpfast.gallery import Gallery
+    root = make_folders(tmp_path / "train", 10)
+    r = invoke("enroll", tmp_path / "g", "--from-folders", root, "--spec", "universal", "-q")
+    assert r.exit_code == 0, r.output
+    g = Gallery.load(str(tmp_path / "g"))
+    assert g.spec.embedding["identity"] == load_universal().identity and g.embedder().identity == load_universal().identity
+    test = make_folders(tmp_path / "test", 4, seed=1)  # other images of the same three "models"
+    r = invoke("attribute", test, "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet", "-q")
+    assert r.exit_code == 0, r.output
+    import pyarrow.parquet as pq
+    t = pq.read_table(tmp_path / "a.parquet").to_pydict()
+    truth = [p.split(os.sep)[-2] for p in t["path"]]
+    assert len(truth) == 12 and np.mean(np.array(t["predicted"]) == np.array(truth)) > 0.9
+    r = invoke("enroll", tmp_path / "u", "--model", "delta", os.path.join(test, "alpha"), "--spec", "universal", "-q")
+    assert r.exit_code == 0 and Gallery.load(str(tmp_path / "u")).spec.embedding == g.spec.embedding, r.output
+    r = invoke("enroll", tmp_path / "h", "--from-folders", root, "-q")  # the default stays handcrafted
+    assert r.exit_code == 0 and Gallery.load(str(tmp_path / "h")).spec.embedding is None
+    r = invoke("enroll", tmp_path / "h", "--model", "delta", os.path.join(test, "alpha"), "--spec", "universal", "-q")
+    assert r.exit_code == 2 and "already holds other vectors" in r.output, r.output
+    r = invoke("info", "--gallery", tmp_path / "g")
+    assert "universal" in r.output, r.output
+    # fpfast train on a universal gallery fine-tunes the pretrained weights (keeps the architecture)
+    r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--patch", "16", "-q")
+    assert r.exit_code == 0, r.output
+    emb = Gallery.load(str(tmp_path / "g")).embedder()
+    assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
+    r = invoke("train", tmp_path / "g", "--from-folders", root, "--fine-tune", "--from-scratch", "-q")
+    assert r.exit_code == 2 and "exclude" in r.output
