@@ -7,15 +7,16 @@ device and the CPU stream beside it, plus how far nvJPEG's pixels are from the C
    content + a faint periodic grid of a per-model period + noise), JPEG q90 (Pillow's default
    4:2:0), ``--n`` queries in webdataset tar shards of 10,000 and ``--enroll`` images per model in
    folders; written by every CPU core in parallel, once (reused when present).
-2. Galleries: the handcrafted spec (``fpfast enroll --spec default``) and the shipped universal
-   embedding (``fpfast enroll``'s default), from the same folders.
+2. Galleries from the same folders: the handcrafted spec enrolled with CPU decode and with GPU
+   decode (a gallery refuses queries decoded the other way), and the shipped universal embedding
+   (``--spec universal``, GPU decode).
 3. Rows (``benchmarks/results/e2e_gpu.csv`` / ``.md``): decode-only (GPU nvJPEG batches; CPU
    workers), ``fpfast attribute`` with GPU decode (handcrafted; embedding fp16 + channels-last +
    ``--compile``), ``fpfast attribute`` with CPU decode workers feeding the GPU, and the CPU stream;
    images/s from the command's wall time (start-up included) and from its own stage summary.
    Attribution overhead = decode-only time / attribute time.
 4. Decode parity on ``--parity`` files: mean / max |GPU - CPU| per pixel, the share of differing
-   pixels, and the share of rows whose attributed model is the same under both decoders.
+   pixels, attribution accuracy on both paths and the share of rows where they agree.
 """
 from __future__ import annotations
 
@@ -169,8 +170,10 @@ def pixel_parity(shard: str, count: int) -> tuple[dict, list]:
              "max_abs_diff": max(maxes), "share_pixels_differing": differing / npx}, items)
 
 
-def model_parity(items: list, gallery: str, work: str) -> float:
-    """Share of rows whose attributed model is the same with ``--decode cpu`` and ``--decode cuda``."""
+def model_parity(items: list, galleries: dict, work: str) -> dict:
+    """Accuracy of the attributed model (the file name holds the truth, ``m<k>_...``) with CPU decode
+    against a CPU-enrolled gallery and with GPU decode against a GPU-enrolled one, and how often the
+    two answers agree."""
     import pyarrow.parquet as pq
     sub = os.path.join(work, "parity.tar")
     with tarfile.open(sub, "w") as tf:
@@ -178,14 +181,17 @@ def model_parity(items: list, gallery: str, work: str) -> float:
             info = tarfile.TarInfo(k)
             info.size = len(data)
             tf.addfile(info, io.BytesIO(data))
-    models = {}
-    for dec in ("cpu", "cuda"):
+    truth = [k.split("_")[0] for k, _ in items]
+    models, out = {}, {}
+    for dec, gallery in galleries.items():
         o = os.path.join(work, f"parity_{dec}.parquet")
         if os.path.exists(o):
             os.remove(o)
         fpfast("attribute", sub, "--gallery", gallery, "--out", o, "--device", "cuda", "--decode", dec, "-q")
-        models[dec] = pq.read_table(o, columns=["model"]).column("model").to_pylist()
-    return float(np.mean([a == b for a, b in zip(models["cpu"], models["cuda"])]))
+        models[dec] = pq.read_table(o, columns=["predicted"]).column("predicted").to_pylist()
+        out[f"accuracy_{dec}"] = float(np.mean([a == b for a, b in zip(models[dec], truth)]))
+    out["same_model"] = float(np.mean([a == b for a, b in zip(models["cpu"], models["cuda"])]))
+    return out
 
 
 def versions() -> str:
@@ -224,7 +230,8 @@ def main():
     shards, enroll_root = make_data(args.work, args.n, args.models, args.enroll)
     cpu_shards = shards[:max(1, args.cpu_n // SHARD)]
     n_cpu = min(args.n, len(cpu_shards) * SHARD)
-    g_hand = os.path.join(args.work, "g_hand")
+    g_hand = os.path.join(args.work, "g_hand")          # enrolled with CPU decode
+    g_hand_gpu = os.path.join(args.work, "g_hand_gpu")  # with --decode cuda: queries decode as it did
     g_emb = os.path.join(args.work, "g_emb")
     rows = []
     stamp = datetime.date.today().isoformat()
@@ -244,8 +251,10 @@ def main():
             print(f"[{name}] FAILED: {type(e).__name__}: {e}", flush=True)
 
     par = None
-    if not os.path.isdir(g_hand) and args.only != "decode":
-        fpfast("enroll", g_hand, "--from-folders", enroll_root, "--spec", "default", "--device", "cuda", "-q")
+    for g, dec in ((g_hand, "cpu"), (g_hand_gpu, "cuda")):
+        if not os.path.isdir(g) and args.only != "decode":
+            fpfast("enroll", g, "--from-folders", enroll_root, "--spec", "default", "--device", "cuda",
+                   "--decode", dec, "-q")
     # warm the page cache and the CUDA context once, off the clock
     decode_only_gpu(shards[:1], args.batch_size)
 
@@ -273,14 +282,15 @@ def main():
     if args.only == "decode":
         skip |= {"embedding", "cpu", "attr"}
     if "attr" not in skip:
-        step("attr-gpu", lambda: attr("gpu", g_hand, args.n, shards, "cuda", "cuda"))
+        step("attr-gpu", lambda: attr("gpu", g_hand_gpu, args.n, shards, "cuda", "cuda"))
         step("attr-gpu-cpudecode", lambda: attr("gpu_cpudec", g_hand, n_cpu, cpu_shards, "cuda", "cpu"))
     if "cpu" not in skip:
         step("attr-cpu", lambda: attr("cpu", g_hand, n_cpu, cpu_shards, "cpu", "cpu"))
     if "embedding" not in skip:
         def emb():
             if not os.path.isdir(g_emb):  # the shipped universal embedding, no training
-                fpfast("enroll", g_emb, "--from-folders", enroll_root, "--device", "cuda", "-q")
+                fpfast("enroll", g_emb, "--from-folders", enroll_root, "--spec", "universal", "--device",
+                       "cuda", "--decode", "cuda", "-q")
             attr("emb", g_emb, args.n, shards, "cuda", "cuda", ("--precision", "fp16", "--compile"),
                  fpr="universal embedding fp16, channels-last, compiled", note="compile time included")
         step("attr-embedding", emb)
@@ -290,7 +300,7 @@ def main():
             par, items = pixel_parity(shards[0], args.parity)
             print("parity:", json.dumps(par), flush=True)
             if args.only != "decode":
-                par["same_model"] = model_parity(items, g_hand, args.work)
+                par.update(model_parity(items, {"cpu": g_hand, "cuda": g_hand_gpu}, args.work))
         step("parity", do_par)
     write(rows, par, dev_name, args)
 
@@ -318,8 +328,9 @@ def write(rows, par, dev_name, args):
         md += ["", "## GPU vs CPU decode of the same JPEGs", "",
                f"{par['files']} files: mean |nvJPEG - CPU| = {par['mean_abs_diff']:.3f} levels per pixel, "
                f"max {par['max_abs_diff']}, {100 * par['share_pixels_differing']:.1f} % of pixels differ"
-               + (f"; attributed model identical for {100 * par['same_model']:.1f} % of rows (gallery "
-                  "enrolled from CPU-decoded images)." if "same_model" in par else ".")]
+               + (f"; attribution accuracy {par['accuracy_cpu']:.3f} (CPU decode, CPU-enrolled gallery) vs "
+                  f"{par['accuracy_cuda']:.3f} (GPU decode, GPU-enrolled gallery), same answer for "
+                  f"{100 * par['same_model']:.1f} % of rows." if "same_model" in par else ".")]
     with open(os.path.join(RESULTS, f"e2e_gpu{'_decode' if args.only == 'decode' else ''}.md"), "w") as fh:
         fh.write("\n".join(md) + "\n")
 

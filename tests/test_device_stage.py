@@ -118,3 +118,27 @@ def test_decode_cuda_without_a_gpu_is_a_usage_error(tmp_path):
     assert r.exit_code == 2, r.output
     assert "--decode cuda" in r.output and "no CUDA GPU" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_gallery_remembers_its_decoder_and_refuses_queries_decoded_elsewhere(tmp_path):
+    """nvJPEG and the CPU decoder give different pixels, so a gallery enrolled with one refuses
+    queries decoded with the other (exit 2, saying which to use); the choice survives save/load."""
+    from click.testing import CliRunner
+    from fpfast.cli import cli
+    from fpfast.gallery import Gallery
+    src = tmp_path / "train"
+    for m, seed in (("a", 0), ("b", 100)):
+        (src / m).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(_img(seed + i)).save(src / m / f"{i}.png")
+    g = str(tmp_path / "g")
+    r = CliRunner().invoke(cli, ["enroll", g, "--from-folders", str(src), "-q"])
+    assert r.exit_code == 0, r.output
+    assert Gallery.load(g).decode == "cpu"
+    gal = Gallery.load(g)
+    gal.decode = "cuda"  # as if enrolled with --decode cuda on a GPU machine
+    gal.save()
+    assert Gallery.load(g).decode == "cuda"
+    r = CliRunner().invoke(cli, ["attribute", str(src / "a"), "--gallery", g, "--out", str(tmp_path / "o.csv")])
+    assert r.exit_code == 2, r.output
+    assert "--decode cuda" in r.output and not (tmp_path / "o.csv").exists()

@@ -111,6 +111,7 @@ class Gallery:
         self._centroids: np.ndarray | None = None
         self.calibration: dict = {}
         self.created: dict = {}
+        self.decode = "cpu"           # where its JPEGs were decoded (--decode): queries must match
         # held-out samples of enrolled models (never searched): what calibration is fitted on
         self._hold_vectors = np.empty((0, spec.dim), np.float32)
         self._hold_labels = np.empty(0, np.int32)
@@ -146,6 +147,7 @@ class Gallery:
         g = Gallery(self.path, spec, normalize=self.normalize, normalize_params=self.normalize_params,
                     index=self.index_type, index_params=self.index_params)
         g.created = dict(self.created)
+        g.decode = self.decode
         if embedder is not None:
             g._embedding = embedder.to_bytes()
             g._embedder = embedder

@@ -137,6 +137,7 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     g.restore(st)
     g.calibration = meta["calibration"]
     g.created = meta.get("created", {})
+    g.decode = meta.get("decode", "cpu")  # galleries from before --decode were decoded on the CPU
     return g
 
 
@@ -208,6 +209,7 @@ def write(g) -> None:
         "calibration": g.calibration,
         "holdout": {"count": int(len(st.hold_labels))},
         "created": g.created,
+        "decode": g.decode,
         "updated": store.now(),
     }
     blobs = None

@@ -8,7 +8,7 @@ import numpy as np
 from ..pipeline import RunSummary, run
 from ..spec import FingerprintSpec, load_spec
 from .mappers import vector_mapper
-from .options import StreamOptions
+from .options import StreamOptions, check_decode
 
 
 class CollectWriter:
@@ -56,7 +56,9 @@ def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: Strea
 
 
 def gallery_fingerprints(gallery, sources, opts: StreamOptions, **source_kw) -> Fingerprints:
-    """:func:`fingerprint_sources` in the gallery's vector space (its embedding when it has one)."""
+    """:func:`fingerprint_sources` in the gallery's vector space (its embedding when it has one),
+    decoded as its images were (:func:`fpfast.jobs.options.check_decode`)."""
+    check_decode(gallery, opts)
     return fingerprint_sources(sources, gallery.spec, opts, embedder=gallery.embedder(), **source_kw)
 
 

@@ -10,7 +10,7 @@ import torch
 from ..errors import ConfigError
 from ..pipeline import Mapper
 from ..spec import FingerprintSpec, load_spec
-from .options import StreamOptions, check_backend
+from .options import StreamOptions, check_backend, check_decode
 from .schema import attribution_columns
 
 
@@ -79,6 +79,7 @@ def vector_mapper(spec: FingerprintSpec, opts: StreamOptions, embedder=None, col
 def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3) -> Mapper:
     """A mapper: fingerprint a batch and attribute the vectors (a tensor, searched on its device)
     with ``gallery``; the columns of :func:`fpfast.jobs.schema.attribute_schema`."""
+    check_decode(gallery, opts)
     fp = vector_mapper(gallery.spec, opts, gallery.embedder())
 
     def mapper(batch: torch.Tensor, keys: list) -> dict:

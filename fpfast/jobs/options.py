@@ -64,3 +64,17 @@ def check_backend(opts: StreamOptions) -> str:
     if opts.backend != "auto":
         resolve(opts.backend, device)
     return device
+
+
+def check_decode(gallery, opts: StreamOptions) -> None:
+    """Queries are decoded where the gallery's images were (``--decode``): nvJPEG's pixels are not
+    libjpeg-turbo's, and a fingerprint measures exactly such differences (on an H200 the attributed
+    model changed for most rows, ``benchmarks/results/e2e_gpu.md``). An empty gallery adopts the
+    choice of its first enrollment."""
+    if len(gallery) == 0:
+        gallery.decode = opts.decode
+    elif gallery.decode != opts.decode:
+        from ..errors import ConfigError
+        raise ConfigError(f"gallery {gallery.path} was enrolled with --decode {gallery.decode}; use "
+                          f"--decode {gallery.decode} for it too (GPU and CPU JPEG decoders give "
+                          f"different pixels, and so different fingerprints)")
