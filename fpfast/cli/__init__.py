@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .analyze import analyze_cmd
 from .attribute import attribute_cmd
 from .bench import bench_cmd
 from .demo import demo_cmd
@@ -35,7 +36,7 @@ def cli() -> None:
 
 
 for _cmd in (demo_cmd, enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd,
-             zoo_group, manifold_group, train_cmd):
+             zoo_group, manifold_group, train_cmd, analyze_cmd):
     cli.add_command(_cmd)
 
 
