@@ -2,7 +2,7 @@
 
 Each exposes ``fit(images or paths, labels)``, ``predict(images)`` and
 ``predict_score(images) -> (labels, confidence)`` (confidence feeds the open-set AUROC).
-ManiFPT (Song et al. 2024) waits on the projector issue and is listed as pending.
+ManiFPT (Song et al. 2024) waits on its attributor and is listed as pending.
 """
 from .durall import Durall2020
 from .frank import Frank2020
