@@ -119,17 +119,15 @@ def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, 
     return Collected(spaces, _unique(errors), spectra, used)
 
 
-@torch.no_grad()
 def _manifold(spaces: dict, model: str, x_hwc: torch.Tensor, proj, encoder) -> None:
-    from ..projectors.spaces import freq_artifact
+    from ..projectors.manifpt import released_artifacts
     for s in range(0, x_hwc.shape[0], 256):
         x = x_hwc[s:s + 256].permute(0, 3, 1, 2).float() / 255.0
-        art = proj.artifacts(x)
-        nb = proj.neighbours(art["index"], x.device)[:, 0]
+        art = released_artifacts(proj, x, encoder)
         spaces["manifold-rgb"].add(model, art["rgb"].cpu().numpy())
-        spaces["manifold-freq"].add(model, freq_artifact(x, nb, "manifpt").cpu().numpy())
+        spaces["manifold-freq"].add(model, art["freq"].cpu().numpy())
         if encoder is not None:
-            spaces["encoder"].add(model, (encoder(x) - encoder(nb)).flatten(1).cpu().numpy())
+            spaces["encoder"].add(model, art["encoder"].cpu().numpy())
 
 
 def _unique(errors: list[dict]) -> list[dict]:
