@@ -187,3 +187,15 @@ def test_out_holding_other_files_is_refused(tmp_path):
     r = invoke("analyze", src, "--out", tmp_path / "o", "-q")
     assert r.exit_code == 2 and "not empty" in r.output
     assert (tmp_path / "o" / "keep.txt").read_text() == "mine"
+
+
+def test_overwrite_replaces_only_what_the_earlier_analysis_wrote(tmp_path):
+    src = make_zoo(tmp_path / "zoo", n=3)
+    out = tmp_path / "o"
+    assert invoke("analyze", src, "--out", out, "-q", "--max-points", 20).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    assert invoke("analyze", src, "--out", out, "-q").exit_code == 2          # not without --overwrite
+    r = invoke("analyze", src, "--out", out, "-q", "--no-tsne", "--overwrite")
+    assert r.exit_code == 0, r.output
+    assert not (out / "map_tsne_spec.png").exists()    # the earlier run's file, not made this time
+    assert (out / "notes.txt").read_text() == "mine"

@@ -14,8 +14,18 @@ from .design import Design
 from .fingerprints import Collected, collect
 from .metrics import ari, kmeans_labels, leave_one_model_out, nmi, reduce
 
-FILES = ("design.md", "design.csv", "errors.csv", "manifest.json", "spectra.png")
+FORMAT = "fpfast-analysis"
 PER_SPACE = ("map_pca_{}.png", "map_tsne_{}.png", "distance_{}.png")
+
+
+def _earlier(out: str) -> dict | None:
+    """The manifest of an earlier analysis in ``out``, or None."""
+    try:
+        with open(os.path.join(out, "manifest.json")) as fh:
+            m = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return m if isinstance(m, dict) and m.get("format") == FORMAT else None
 
 
 def check_out(out: str, overwrite: bool) -> None:
@@ -23,7 +33,7 @@ def check_out(out: str, overwrite: bool) -> None:
     if os.path.isfile(out):
         raise ValueError(f"--out {out} is a file; give a directory")
     if os.path.isdir(out) and os.listdir(out):
-        ours = os.path.isfile(os.path.join(out, "manifest.json"))
+        ours = _earlier(out) is not None
         if not (ours and overwrite):
             raise ValueError(f"--out {out} is not empty" + (": pass --overwrite to replace that analysis" if ours
                                                            else " and holds no earlier analysis: choose another"))
@@ -93,6 +103,11 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: "wf.StreamOpt
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
+    old = _earlier(out)
+    for f in (old or {}).get("files", []) + (["manifest.json"] if old else []):
+        p = os.path.join(out, os.path.basename(f))   # only names an earlier analysis wrote, inside OUT
+        if os.path.isfile(p):
+            os.remove(p)
     from tqdm import tqdm
     import sys
     bar = tqdm(total=len(design.folders), unit="model", desc="fingerprints", file=sys.stderr,
@@ -124,7 +139,7 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: "wf.StreamOpt
     report.write_csv(os.path.join(out, "design.csv"), rows)
     report.write_markdown(os.path.join(out, "design.md"), rows, about, header)
     report.write_errors(os.path.join(out, "errors.csv"), col.errors)
-    manifest = {"format": "fpfast-analysis", "source": source, "models": list(design.folders),
+    manifest = {"format": FORMAT, "source": source, "models": list(design.folders),
                 "attributes": design.attributes, "spaces": about, "images": col.images,
                 "errors": len(col.errors), "pngs": files,
                 "files": ["design.md", "design.csv", "errors.csv"] + sorted(files), "seconds": time.perf_counter() - t0}
