@@ -1,9 +1,9 @@
 """Design-choice analysis of a built zoo (`fpfast analyze`) with a ManiFPT reference set of real
 patches cut from the bundled photos (a seed the zoo did not use), for benchmarks/results/design.md.
 
-    python -m benchmarks.bench_design ZOO_DIR --work DIR [--refs 2000] [--gallery G] [--no-tsne]
+    python -m benchmarks.bench_design ZOO_DIR --work DIR [--refs 2000] [--gallery G] [--no-tsne] [--reduce whiten]
 
-Writes DIR/refset (reused when present) and DIR/report (the analysis; replaced).
+Writes DIR/refset (reused when present) and DIR/REPORT (the analysis; replaced).
 """
 from __future__ import annotations
 
@@ -34,11 +34,13 @@ def main(argv=None) -> int:
     ap.add_argument("--refs", type=int, default=2000)
     ap.add_argument("--gallery")
     ap.add_argument("--no-tsne", action="store_true")
+    ap.add_argument("--reduce", default="pca", choices=("pca", "whiten"))
+    ap.add_argument("--report", default="report", help="name of the analysis folder under --work")
     a = ap.parse_args(argv)
     work = Path(a.work)
     ref = refset(Path(a.zoo), work / "refset", a.refs)
-    cmd = [sys.executable, "-m", "fpfast", "analyze", a.zoo, "--out", str(work / "report"), "--refset", str(ref),
-           "--overwrite"] + (["--gallery", a.gallery] if a.gallery else []) + (["--no-tsne"] if a.no_tsne else [])
+    cmd = [sys.executable, "-m", "fpfast", "analyze", a.zoo, "--out", str(work / a.report), "--refset", str(ref),
+           "--reduce", a.reduce, "--overwrite"] + (["--gallery", a.gallery] if a.gallery else []) + (["--no-tsne"] if a.no_tsne else [])
     return subprocess.call(cmd, cwd=ROOT)
 
 

@@ -139,10 +139,10 @@ def test_analyze_with_refset_and_tiny_encoder(tmp_path):
     save_file(TinyEncoder().state_dict(), str(tmp_path / "enc.safetensors"))
     out = tmp_path / "report"
     r = invoke("analyze", src, "--out", out, "--refset", tmp_path / "ref", "--encoder", tmp_path / "enc.safetensors",
-               "--encoder-arch", "tiny", "--no-tsne", "-q")
+               "--encoder-arch", "tiny", "--no-tsne", "--reduce", "whiten", "-q")
     assert r.exit_code == 0, r.output
     spaces = {row["space"] for row in csv.DictReader(open(out / "design.csv"))}
-    assert spaces == {"spec", "manifold-rgb", "manifold-freq", "encoder"}
+    assert spaces == {"spec", "spectrum", "manifold-rgb", "manifold-freq", "encoder"}
     for s in spaces:
         assert (out / f"map_pca_{s}.png").stat().st_size > 0
         assert not (out / f"map_tsne_{s}.png").exists()

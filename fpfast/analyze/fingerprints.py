@@ -4,6 +4,7 @@ Images are read through the pipeline (:func:`fpfast.workflows.image_sources`: fp
 and decoder, unreadable files become error rows) once per model in the spec's geometry, then:
 
 * ``spec``: the handcrafted fingerprint of the spec (:func:`fpfast.ops.features.fingerprint_features`);
+* ``spectrum``: the log power spectrum of that spec's gray residual, per image (DC centred);
 * ``embedding``: a gallery's learned embedding (its own spec; read through
   :func:`fpfast.workflows.gallery_fingerprints`), when a gallery is given;
 * ``manifold-rgb`` / ``manifold-freq``: ManiFPT artifacts against a reference set, when one is
@@ -59,10 +60,13 @@ def _groups(imgs: list[np.ndarray]):
     return by
 
 
+def _power(res: torch.Tensor) -> torch.Tensor:
+    """|FFT2|^2 of the gray residual, DC centred: [B, H, W]."""
+    return torch.fft.fftshift(torch.fft.fft2(res.float().mean(1)).abs().pow(2), dim=(-2, -1))
+
+
 def _spectrum(res: torch.Tensor) -> np.ndarray:
-    g = res.float().mean(1)
-    p = torch.fft.fft2(g).abs().pow(2).mean(0)
-    return torch.log10(torch.fft.fftshift(p) + 1e-12).cpu().numpy()
+    return torch.log10(_power(res).mean(0) + 1e-12).cpu().numpy()
 
 
 def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, gallery=None, refset=None,
@@ -73,6 +77,7 @@ def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, 
     quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
     spaces = {"spec": Space("spec", f"handcrafted spec ({spec.residual} residual, {spec.dim} dims, "
                                     f"{spec.size}px)")}
+    spaces["spectrum"] = Space("spectrum", f"per-image log10 power spectrum of the gray {spec.residual} residual")
     proj = None
     if gallery is not None:
         spaces["embedding"] = Space("embedding", f"learned embedding of gallery {gallery.path}")
@@ -96,6 +101,7 @@ def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, 
             x = torch.from_numpy(np.stack([imgs[i] for i in idx])).to(device)
             v, res = fingerprint_features(x, spec, backend=opts.backend, layout="hwc", return_residual=True)
             spaces["spec"].add(model, v.cpu().numpy())
+            spaces["spectrum"].add(model, torch.log10(_power(res) + 1e-12).flatten(1).cpu().numpy())
             used[model] += len(idx)
             if best is None or len(idx) > best[0]:
                 best = (len(idx), _spectrum(res))

@@ -54,25 +54,33 @@ def ari(labels_true, labels_pred) -> float:
     return float((sum_ij - expected) / (top - expected))
 
 
-def reduce(X: np.ndarray, dims: int = 64, seed: int = 0):
-    """An unfitted standardise -> PCA(<= dims) pipeline (what k-means and the probe see)."""
+REDUCTIONS = {"pca": (64, False), "whiten": (16, True)}
+
+
+def reduce(X: np.ndarray, dims: int = 64, seed: int = 0, whiten: bool = False):
+    """An unfitted standardise -> PCA(<= dims, optionally whitened) pipeline."""
     from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     k = int(max(1, min(dims, X.shape[1], X.shape[0] - 1)))
-    return make_pipeline(StandardScaler(), PCA(n_components=k, random_state=seed))
+    return make_pipeline(StandardScaler(), PCA(n_components=k, whiten=whiten, random_state=seed))
 
 
-def kmeans_labels(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """k-means (10 restarts) on the standardised, PCA-reduced fingerprints."""
+def kmeans_labels(X: np.ndarray, k: int, seed: int = 0, reduction: str = "pca") -> np.ndarray:
+    """k-means (10 restarts) on the standardised fingerprints reduced by ``reduction``: ``pca``
+    (64 principal components) or ``whiten`` (16, scaled to unit variance)."""
     from sklearn.cluster import KMeans
-    Z = reduce(X, seed=seed).fit_transform(np.nan_to_num(X))
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown reduction {reduction!r}; expected one of {sorted(REDUCTIONS)}")
+    dims, whiten = REDUCTIONS[reduction]
+    Z = reduce(X, dims, seed, whiten).fit_transform(np.nan_to_num(X))
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(Z)
 
 
 @dataclass
 class Lomo:
     accuracy: float          # over the images of the scored models
+    balanced: float          # mean over the scored values of the accuracy on that value's images
     chance: float            # best label-only guess, same protocol: max(training majority, 1 / values)
     scored: list[str]        # models whose value another model shares (the only ones a probe can get right)
     skipped: list[str]       # models whose value no other model has
@@ -94,6 +102,7 @@ def leave_one_model_out(X: np.ndarray, values, models, seed: int = 0, fit=None) 
     value_of = {m: values[models == m][0] for m in names}
     scored, skipped, per_model = [], [], {}
     hits = chance_hits = total = 0
+    by_value: dict[str, list[int]] = {}
     for m in names:
         others = [o for o in names if o != m]
         if not any(value_of[o] == value_of[m] for o in others):
@@ -108,11 +117,15 @@ def leave_one_model_out(X: np.ndarray, values, models, seed: int = 0, fit=None) 
         hits += ok
         total += int(test.sum())
         per_model[m] = ok / int(test.sum())
+        by_value.setdefault(value_of[m], [0, 0])
+        by_value[value_of[m]][0] += ok
+        by_value[value_of[m]][1] += int(test.sum())
         scored.append(m)
     if not total:
-        return Lomo(float("nan"), float("nan"), scored, skipped, per_model)
+        return Lomo(float("nan"), float("nan"), float("nan"), scored, skipped, per_model)
     chance = max(chance_hits / total, 1.0 / len(set(values.tolist())))
-    return Lomo(hits / total, chance, scored, skipped, per_model)
+    balanced = float(np.mean([h / n for h, n in by_value.values()]))
+    return Lomo(hits / total, balanced, chance, scored, skipped, per_model)
 
 
 def _probe(seed: int):

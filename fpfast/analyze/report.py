@@ -5,7 +5,7 @@ import csv
 import os
 
 COLUMNS = ["space", "attribute", "values", "models", "images", "nmi", "ari", "lomo_accuracy", "chance",
-           "lomo_models", "lomo_skipped"]
+           "lomo_balanced", "lomo_models", "lomo_skipped"]
 
 
 def _atomic(path: str, text: str) -> None:
@@ -51,7 +51,7 @@ def markdown(rows: list[dict], spaces: dict[str, str], header: list[str]) -> str
         r0 = next(cell[(n, a)] for n in names if (n, a) in cell)
         out.append(f"| {a} ({r0['values']}) | " + " | ".join(
             f"{_f(cell[(n, a)]['nmi'])} / {_f(cell[(n, a)]['ari'])}" if (n, a) in cell else "" for n in names) + " |")
-    out += ["", "### Model parsing: leave-one-model-out linear-probe accuracy (chance)", "",
+    out += ["", "### Model parsing: leave-one-model-out linear-probe accuracy (chance) / balanced accuracy", "",
             "A model is held out, a linear probe (standardise, PCA ≤ 64, logistic regression) is trained on "
             "the other models' fingerprints and predicts the held-out model's value. Only models whose value "
             "another model shares can be scored; chance = the best label-only guess under the same protocol (training majority, or 1 / number of values).", "",
@@ -59,7 +59,8 @@ def markdown(rows: list[dict], spaces: dict[str, str], header: list[str]) -> str
     for a in attrs:
         r0 = next(cell[(n, a)] for n in names if (n, a) in cell)
         out.append(f"| {a} ({r0['lomo_models'].count(';') + 1 if r0['lomo_models'] else 0}/{r0['models']}) | "
-                   + " | ".join(f"{_f(cell[(n, a)]['lomo_accuracy'])} ({_f(cell[(n, a)]['chance'])})"
+                   + " | ".join(f"{_f(cell[(n, a)]['lomo_accuracy'])} ({_f(cell[(n, a)]['chance'])}) / "
+                                f"{_f(cell[(n, a)]['lomo_balanced'])}"
                                 if (n, a) in cell else "" for n in names) + " |")
     skipped = {a: next(cell[(n, a)] for n in names if (n, a) in cell)["lomo_skipped"] for a in attrs}
     if any(skipped.values()):

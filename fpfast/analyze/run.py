@@ -39,7 +39,7 @@ def check_out(out: str, overwrite: bool) -> None:
                                                            else " and holds no earlier analysis: choose another"))
 
 
-def score(X: np.ndarray, models: list[str], design: Design, seed: int = 0) -> list[dict]:
+def score(X: np.ndarray, models: list[str], design: Design, seed: int = 0, reduction: str = "pca") -> list[dict]:
     """NMI / ARI of k-means and leave-one-model-out accuracy per attribute, for one space."""
     rows = []
     models_a = np.asarray(models, dtype=object)
@@ -52,11 +52,11 @@ def score(X: np.ndarray, models: list[str], design: Design, seed: int = 0) -> li
         names = sorted(set(y.tolist()))
         if len(names) < 2:  # one value: nothing to cluster or predict
             continue
-        clusters = kmeans_labels(X[keep], len(names), seed)
+        clusters = kmeans_labels(X[keep], len(names), seed, reduction)
         lomo = leave_one_model_out(X[keep], y, models_a[keep], seed=seed)
         rows.append({"attribute": attr, "values": len(names), "models": len({m for m in models_a[keep]}),
                      "images": int(keep.sum()), "nmi": nmi(y, clusters), "ari": ari(y, clusters),
-                     "lomo_accuracy": lomo.accuracy, "chance": lomo.chance, "lomo_models": ";".join(lomo.scored),
+                     "lomo_accuracy": lomo.accuracy, "chance": lomo.chance, "lomo_balanced": lomo.balanced, "lomo_models": ";".join(lomo.scored),
                      "lomo_skipped": ";".join(lomo.skipped)})
     return rows
 
@@ -98,7 +98,7 @@ def pictures(out: str, name: str, X: np.ndarray, models: list[str], design: Desi
 
 def analyze(design: Design, out: str, spec: FingerprintSpec, opts: "wf.StreamOptions", *, gallery=None,
             refset=None, encoder=None, encoder_about: str = "user encoder", tsne: bool = True,
-            max_points: int = 2000, seed: int = 0, source: str = "", log=None) -> dict:
+            max_points: int = 2000, seed: int = 0, reduction: str = "pca", source: str = "", log=None) -> dict:
     """Run the analysis and write OUT (see ``fpfast analyze --help``). Returns the manifest."""
     log = log or (lambda msg: None)
     t0 = time.perf_counter()
@@ -121,7 +121,7 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: "wf.StreamOpt
             continue
         log(f"scoring {name} ({len(sp.models)} images, {sp.X.shape[1]} dims)")
         X = sp.X
-        rows += [{"space": name, **r} for r in score(X, sp.models, design, seed)]
+        rows += [{"space": name, **r} for r in score(X, sp.models, design, seed, reduction)]
         log(f"pictures of {name}")
         files.update(pictures(out, name, X, sp.models, design, tsne, max_points, seed))
     if col.spectra:
@@ -135,7 +135,8 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: "wf.StreamOpt
               f"{len(col.errors)} error rows (errors.csv); attributes: {', '.join(design.attributes)}",
               f"- attributes with a single value over these models (not scored): "
               f"{', '.join(a for a in design.attributes if len(set(design.values(a).values())) < 2) or 'none'}",
-              f"- seed {seed}; written by `fpfast analyze` in {time.perf_counter() - t0:.0f} s"]
+              f"- k-means on {'the first 64 principal components' if reduction == 'pca' else '16 whitened principal components'}"
+              f" of the standardised fingerprints; seed {seed}; written by `fpfast analyze` in {time.perf_counter() - t0:.0f} s"]
     report.write_csv(os.path.join(out, "design.csv"), rows)
     report.write_markdown(os.path.join(out, "design.md"), rows, about, header)
     report.write_errors(os.path.join(out, "errors.csv"), col.errors)
