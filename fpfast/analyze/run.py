@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -109,7 +110,6 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: "wf.StreamOpt
         if os.path.isfile(p):
             os.remove(p)
     from tqdm import tqdm
-    import sys
     bar = tqdm(total=len(design.folders), unit="model", desc="fingerprints", file=sys.stderr,
                disable=opts.quiet)
     col: Collected = collect(design, spec, opts, gallery=gallery, refset=refset, encoder=encoder,
