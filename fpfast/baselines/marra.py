@@ -40,46 +40,49 @@ def _pywt():
 
 
 def wiener_adaptive(c: np.ndarray, noise_var: float) -> np.ndarray:
-    """The toolbox's adaptive Wiener rule with the smallest local energy over 3/5/7/9 windows."""
+    """The toolbox's adaptive Wiener rule with the smallest local energy over 3/5/7/9 windows, over
+    the last two axes (leading axes: a batch)."""
     e = c * c
-    local = np.min([uniform_filter(e, size=w, mode="constant") for w in (3, 5, 7, 9)], axis=0)
+    lead = (1,) * (c.ndim - 2)
+    local = np.min([uniform_filter(e, size=lead + (w, w), mode="constant") for w in (3, 5, 7, 9)], axis=0)
     return c * noise_var / (np.maximum(local - noise_var, 0) + noise_var)
 
 
 def noise_residual(img: np.ndarray, sigma: float = SIGMA, levels: int = LEVELS) -> np.ndarray:
-    """W: the wavelet-Wiener noise residual of a uint8 HxWx3 image, float64 HxWx3 (0..255 units)."""
+    """W: the wavelet-Wiener noise residual of uint8 [..., H, W, 3] images, float64, 0..255 units
+    (every channel and image of a batch filtered on its own)."""
     import warnings
     pywt = _pywt()
-    a = np.asarray(img, np.float64)
-    h, w = a.shape[:2]
-    out = np.empty_like(a)
-    for ch in range(a.shape[2]):
-        with warnings.catch_warnings():  # small images: 'level too high' boundary warning, as in the toolbox
-            warnings.simplefilter("ignore")
-            coeffs = pywt.wavedec2(a[..., ch], "db4", level=levels)
-        coeffs[0] = np.zeros_like(coeffs[0])
-        coeffs[1:] = [tuple(wiener_adaptive(d, sigma ** 2) for d in band) for band in coeffs[1:]]
-        out[..., ch] = pywt.waverec2(coeffs, "db4")[:h, :w]
-    return out
+    a = np.moveaxis(np.asarray(img, np.float64), -1, -3)          # [..., 3, H, W]
+    h, w = a.shape[-2:]
+    with warnings.catch_warnings():  # small images: 'level too high' boundary warning, as in the toolbox
+        warnings.simplefilter("ignore")
+        coeffs = pywt.wavedec2(a, "db4", level=levels, axes=(-2, -1))
+    coeffs[0] = np.zeros_like(coeffs[0])
+    coeffs[1:] = [tuple(wiener_adaptive(d, sigma ** 2) for d in band) for band in coeffs[1:]]
+    out = pywt.waverec2(coeffs, "db4", axes=(-2, -1))[..., :h, :w]
+    return np.moveaxis(out, -3, -1)
 
 
 def zero_mean_phases(g: np.ndarray) -> np.ndarray:
-    """Remove the mean, then row and column means, separately in each of the four 2x2 phases."""
+    """Remove the mean, then row and column means, separately in each of the four 2x2 phases
+    (last two axes)."""
     g = g.copy()
     for dy in (0, 1):
         for dx in (0, 1):
-            p = g[dy::2, dx::2]
-            p = p - p.mean()
-            p = p - p.mean(1, keepdims=True)
-            g[dy::2, dx::2] = p - p.mean(0, keepdims=True)
+            p = g[..., dy::2, dx::2]
+            p = p - p.mean((-2, -1), keepdims=True)
+            p = p - p.mean(-1, keepdims=True)
+            g[..., dy::2, dx::2] = p - p.mean(-2, keepdims=True)
     return g
 
 
-def wiener_dft(g: np.ndarray, sigma: float) -> np.ndarray:
-    h, w = g.shape
+def wiener_dft(g: np.ndarray, sigma) -> np.ndarray:
+    """DFT-domain Wiener filter of [..., H, W] with noise std ``sigma`` (a scalar or one per leading index)."""
+    h, w = g.shape[-2:]
     F = np.fft.fft2(g)
     mag = np.abs(F) / np.sqrt(h * w)
-    filt = wiener_adaptive(mag, sigma ** 2)
+    filt = wiener_adaptive(mag, np.asarray(sigma, np.float64)[..., None, None] ** 2)
     zero = mag == 0
     ratio = np.where(zero, 0.0, filt / np.where(zero, 1.0, mag))
     return np.real(np.fft.ifft2(F * ratio))
@@ -87,7 +90,7 @@ def wiener_dft(g: np.ndarray, sigma: float) -> np.ndarray:
 
 def _finish(rgb: np.ndarray) -> np.ndarray:
     g = zero_mean_phases(rgb @ GRAY)
-    return wiener_dft(g, g.std(ddof=1))
+    return wiener_dft(g, g.reshape(g.shape[:-2] + (-1,)).std(-1, ddof=1))
 
 
 def intensity_weight(img: np.ndarray) -> np.ndarray:
@@ -115,13 +118,16 @@ def fingerprint(images: list[np.ndarray]) -> np.ndarray:
     """K of a model from its images (same size): the weighted PRNU-style estimate, gray, filtered."""
     num = np.zeros(images[0].shape)
     den = np.zeros(images[0].shape)
+    for i in range(0, len(images), 256):
+        b = np.stack(images[i:i + 256])
+        num += (noise_residual(b) * b / 255.0).sum(0)
     for im in images:
-        num += noise_residual(im) * np.asarray(im, np.float64) / 255.0
         den += (intensity_weight(im) * saturation_mask(im)) ** 2
     return _finish(num / (den + 1.0))
 
 
 def query_residual(img: np.ndarray) -> np.ndarray:
+    """The filtered gray residual of one image [H, W, 3] or a batch [N, H, W, 3]."""
     return _finish(noise_residual(img))
 
 
@@ -152,7 +158,17 @@ class Marra2019:
         return self
 
     def predict_score(self, images) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.array([[ncc(query_residual(a), f) for f in self.fingerprints] for a in load_images(images)])
+        imgs = load_images(images)
+        res: list = [None] * len(imgs)
+        by_shape: dict = {}
+        for i, a in enumerate(imgs):
+            by_shape.setdefault(a.shape, []).append(i)
+        for idx in by_shape.values():              # one batched residual per image size
+            for s in range(0, len(idx), 256):
+                part = idx[s:s + 256]
+                for i, r in zip(part, query_residual(np.stack([imgs[i] for i in part]))):
+                    res[i] = r
+        scores = np.array([[ncc(r, f) for f in self.fingerprints] for r in res])
         return self.classes_[scores.argmax(1)], scores.max(1)
 
     def predict(self, images) -> np.ndarray:
