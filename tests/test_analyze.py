@@ -199,3 +199,15 @@ def test_overwrite_replaces_only_what_the_earlier_analysis_wrote(tmp_path):
     assert r.exit_code == 0, r.output
     assert not (out / "map_tsne_spec.png").exists()    # the earlier run's file, not made this time
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_analyze_with_a_gallery_adds_its_space(tmp_path):
+    src = make_zoo(tmp_path / "zoo", n=4)
+    r = invoke("enroll", tmp_path / "g", "--from-folders", os.path.join(src, "test"), "-q")
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "o"
+    r = invoke("analyze", src, "--out", out, "--gallery", tmp_path / "g", "--no-tsne", "-q")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(open(out / "design.csv")))
+    assert {"spec", "spectrum", "gallery"} == {r["space"] for r in rows}
+    assert (out / "distance_gallery.png").stat().st_size > 0

@@ -5,7 +5,7 @@ and decoder, unreadable files become error rows) once per model in the spec's ge
 
 * ``spec``: the handcrafted fingerprint of the spec (:func:`fpfast.ops.features.fingerprint_features`);
 * ``spectrum``: the log power spectrum of that spec's gray residual, per image (DC centred);
-* ``embedding``: a gallery's learned embedding (its own spec; read through
+* ``gallery``: a gallery's vectors, its learned embedding when it has one (its own spec; read through
   :func:`fpfast.workflows.gallery_fingerprints`), when a gallery is given;
 * ``manifold-rgb`` / ``manifold-freq``: ManiFPT artifacts against a reference set, when one is
   given: x minus its RGB-nearest real image, and the FREQ artifact of the ``manifpt`` recipe
@@ -80,7 +80,8 @@ def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, 
     spaces["spectrum"] = Space("spectrum", f"per-image log10 power spectrum of the gray {spec.residual} residual")
     proj = None
     if gallery is not None:
-        spaces["embedding"] = Space("embedding", f"learned embedding of gallery {gallery.path}")
+        kind = "learned embedding" if gallery.spec.embedding is not None else "handcrafted vectors (its spec)"
+        spaces["gallery"] = Space("gallery", f"{kind} of gallery {gallery.path}")
     if refset is not None:
         from ..projectors import ManifoldProjector
         proj = ManifoldProjector(refset, space="rgb", device=device)
@@ -119,7 +120,7 @@ def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, 
             spectra[model] = best[1]
         if gallery is not None:
             fp = wf.gallery_fingerprints(gallery, [folder], quiet)
-            spaces["embedding"].add(model, fp.vectors)
+            spaces["gallery"].add(model, fp.vectors)
         if progress:
             progress(model)
     return Collected(spaces, _unique(errors), spectra, used)
