@@ -2,7 +2,8 @@
 
 * ``rgb``: the pixels, in 0..255 units (so a uint8 reference image is an exact integer vector
   and the index can store it in one byte a value, ``QT_8bit_direct``), [3*S*S].
-* ``freq``: ManiFPT's FREQ: log(1 + |FFT2(x)|) per channel (orthonormal FFT of x in [0,1],
+* ``freq``: fpfast's FREQ search space (not ManiFPT's released transform, see below):
+  log(1 + |FFT2(x)|) per channel (orthonormal FFT of x in [0,1],
   ``fftshift``-ed so DC is at the centre), [3*S*S]; as an image it has the input's shape.
 * ``embed``: ``encoder(x)`` flattened, for a torch module given by the user.
 
