@@ -12,7 +12,24 @@ from __future__ import annotations
 import numpy as np
 
 from .base import FeatureBaseline, to_float
-from .durall import azimuthal_profile
+
+
+def radial_profile(g: np.ndarray, bins: int) -> np.ndarray:
+    """log of the mean power |FFT2(g)|^2 / (h w) over ``bins`` equal rings of the normalised radius
+    sqrt(fy^2 + fx^2) in [0, sqrt(2)/2] cycles/pixel (DC in ring 0); an empty ring takes its lower
+    neighbour's value."""
+    h, w = g.shape
+    p = np.log(np.abs(np.fft.fft2(g)) ** 2 / (h * w) + 1e-10)
+    fy, fx = np.fft.fftfreq(h), np.fft.fftfreq(w)
+    rho = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    k = np.minimum((rho / (np.sqrt(2) / 2) * bins).astype(int), bins - 1).ravel()
+    s = np.bincount(k, p.ravel(), bins)
+    c = np.bincount(k, minlength=bins)
+    prof = s / np.maximum(c, 1)
+    for i in range(1, bins):
+        if c[i] == 0:
+            prof[i] = prof[i - 1]
+    return prof
 
 
 def npr(img: np.ndarray) -> np.ndarray:
@@ -35,7 +52,7 @@ def npr_features(img: np.ndarray) -> np.ndarray:
     p2 = p2 / max(p2.sum(), 1e-20)
     p4 = np.array([e[i::4, j::4].mean() for i in range(4) for j in range(4)])
     p4 = p4 / max(p4.sum(), 1e-20)
-    rad = azimuthal_profile(r.mean(2), 12)
+    rad = radial_profile(r.mean(2), 12)
     return np.concatenate([np.abs(v).mean(0), sd, kurt, p2, p4, rad])
 
 

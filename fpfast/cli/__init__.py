@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .analyze import analyze_cmd
 from .attribute import attribute_cmd
 from .bench import bench_cmd
 from .demo import demo_cmd
@@ -37,7 +38,7 @@ def cli() -> None:
 
 
 for _cmd in (demo_cmd, enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd,
-             zoo_group, manifold_group, train_cmd, pretrain_cmd):
+             zoo_group, manifold_group, train_cmd, pretrain_cmd, analyze_cmd):
     cli.add_command(_cmd)
 
 
