@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fpfast.analyze.design import load_design  # noqa: E402
 from fpfast.analyze.fingerprints import collect  # noqa: E402
 from fpfast.analyze.metrics import ari, nmi, reduce  # noqa: E402
-from fpfast.workflows import StreamOptions  # noqa: E402
+from fpfast.jobs.options import StreamOptions  # noqa: E402
 
 VARIANTS = {"pca64": (64, False), "pca8": (8, False), "pca16-whitened": (16, True)}
 

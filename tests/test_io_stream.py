@@ -99,10 +99,10 @@ def test_mapper_errors_as_rows(tmp_path):
     assert len(rows) == 3 and all("kernel exploded" in r["error"] for r in rows) and s.exit_code == 3
 
 
-def _dying_chunk(chunk, spec, max_pixels):
+def _dying_chunk(chunk, spec, max_pixels, *decode_fn):
     if any(key.endswith("boom.png") for _, key, _ in chunk):
         os._exit(1)
-    return _real_chunk(chunk, spec, max_pixels)
+    return _real_chunk(chunk, spec, max_pixels, *decode_fn)
 
 
 _real_chunk = pipeline._decode_chunk
@@ -132,5 +132,5 @@ def test_workers_that_always_die_stop_the_run(tmp_path, monkeypatch):
             mp_context=multiprocessing.get_context("fork"))
 
 
-def _always_dying(chunk, spec, max_pixels):
+def _always_dying(chunk, spec, max_pixels, *decode_fn):
     os._exit(1)

@@ -18,11 +18,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UsageError
+
 DESIGN_ATTRIBUTES = ("family", "upsampling", "normalization", "activation", "loss", "sampler")
 ZOO_EXTRA_SPLITS = ("unseen_seed", "open_set")
 
 
-class DesignError(ValueError):
+class DesignError(UsageError):
     """The design table and the folders disagree, or a label is missing (exit 2)."""
 
 

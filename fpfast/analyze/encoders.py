@@ -11,6 +11,8 @@ import os
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 ARCHS = ("resnet50", "tiny")
 
 
@@ -32,7 +34,7 @@ def _build(arch: str) -> nn.Module:
     try:
         import torchvision
     except ImportError:
-        raise ValueError("--encoder-arch resnet50 needs torchvision (pip install torchvision)") from None
+        raise UsageError("--encoder-arch resnet50 needs torchvision (pip install torchvision)") from None
     m = torchvision.models.resnet50(weights=None)
     m.fc = nn.Identity()
     return m
@@ -44,10 +46,10 @@ def load_encoder(path: "str | os.PathLike", arch: str) -> nn.Module:
     A resnet50 checkpoint may keep its ``fc.*`` head; it is dropped. Any other missing or extra
     tensor is an error that names it."""
     if arch not in ARCHS:
-        raise ValueError(f"unknown encoder architecture {arch!r}; expected one of {ARCHS}")
+        raise UsageError(f"unknown encoder architecture {arch!r}; expected one of {ARCHS}")
     path = os.fspath(path)
     if not path.endswith(".safetensors"):
-        raise ValueError(f"--encoder {path}: expected a .safetensors file (pickle checkpoints are refused: "
+        raise UsageError(f"--encoder {path}: expected a .safetensors file (pickle checkpoints are refused: "
                          f"loading one can run arbitrary code)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--encoder {path}: no such file")
@@ -55,12 +57,12 @@ def load_encoder(path: "str | os.PathLike", arch: str) -> nn.Module:
     try:
         sd = load_file(path)
     except Exception as e:  # noqa: BLE001 - safetensors raises its own types
-        raise ValueError(f"--encoder {path}: not a readable safetensors file ({e})") from None
+        raise UsageError(f"--encoder {path}: not a readable safetensors file ({e})") from None
     model = _build(arch)
     if arch == "resnet50":
         sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
     missing, extra = model.load_state_dict(sd, strict=False)
     if missing or extra:
-        raise ValueError(f"--encoder {path} does not fit --encoder-arch {arch}: missing {list(missing)[:5]}, "
+        raise UsageError(f"--encoder {path} does not fit --encoder-arch {arch}: missing {list(missing)[:5]}, "
                          f"unexpected {list(extra)[:5]}")
     return model.eval().requires_grad_(False)

@@ -1,12 +1,12 @@
 """Per-image fingerprints of every model, in every space the analysis covers.
 
-Images are read through the pipeline (:func:`fpfast.workflows.image_sources`: fpfast's sources
+Images are read through the pipeline (:func:`fpfast.jobs.collect.image_sources`: fpfast's sources
 and decoder, unreadable files become error rows) once per model in the spec's geometry, then:
 
 * ``spec``: the handcrafted fingerprint of the spec (:func:`fpfast.ops.features.fingerprint_features`);
 * ``spectrum``: the log power spectrum of that spec's gray residual, per image (DC centred);
 * ``gallery``: a gallery's vectors, its learned embedding when it has one (its own spec; read through
-  :func:`fpfast.workflows.gallery_fingerprints`), when a gallery is given;
+  :func:`fpfast.jobs.collect.gallery_fingerprints`), when a gallery is given;
 * ``manifold-rgb`` / ``manifold-freq``: ManiFPT artifacts against a reference set, when one is
   given: x minus its RGB-nearest real image, and the FREQ artifact of the ``manifpt`` recipe
   (same neighbour, :func:`fpfast.projectors.spaces.freq_artifact`), flattened;
@@ -17,12 +17,14 @@ Besides the vectors it keeps, per model, the mean power spectrum of the spec's g
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from .. import workflows as wf
+from ..jobs.collect import gallery_fingerprints, image_sources
+from ..jobs.options import StreamOptions, resolve_device
 from ..ops.features import fingerprint_features
 from ..spec import FingerprintSpec
 from .design import Design
@@ -69,12 +71,12 @@ def _spectrum(res: torch.Tensor) -> np.ndarray:
     return torch.log10(_power(res).mean(0) + 1e-12).cpu().numpy()
 
 
-def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, gallery=None, refset=None,
+def collect(design: Design, spec: FingerprintSpec, opts: StreamOptions, *, gallery=None, refset=None,
             encoder: torch.nn.Module | None = None, encoder_about: str = "user encoder", progress=None) -> Collected:
     """Fingerprints of every model of ``design`` (see the module docstring). ``progress(model)`` is
     called after each model."""
-    device = wf.resolve_device(opts.device)
-    quiet = wf.StreamOptions(**{**opts.__dict__, "quiet": True})
+    device = resolve_device(opts.device)
+    quiet = dataclasses.replace(opts, quiet=True)
     spaces = {"spec": Space("spec", f"handcrafted spec ({spec.residual} residual, {spec.dim} dims, "
                                     f"{spec.size}px)")}
     spaces["spectrum"] = Space("spectrum", f"per-image log10 power spectrum of the gray {spec.residual} residual")
@@ -94,7 +96,7 @@ def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, 
         spaces["encoder"] = Space("encoder", encoder_about + (" (artifact vs RGB neighbour)" if proj else " (features)"))
     errors, spectra, used = [], {}, {}
     for model, folder in design.folders.items():
-        imgs, keys, errs = wf.image_sources([folder], spec, quiet)
+        imgs, keys, errs = image_sources([folder], spec, quiet)
         errors += [{"model": model, "path": r["path"], "error": r["error"]} for r in errs]
         used[model] = 0
         best = None
@@ -119,7 +121,7 @@ def collect(design: Design, spec: FingerprintSpec, opts: "wf.StreamOptions", *, 
         if best is not None:
             spectra[model] = best[1]
         if gallery is not None:
-            fp = wf.gallery_fingerprints(gallery, [folder], quiet)
+            fp = gallery_fingerprints(gallery, [folder], quiet)
             spaces["gallery"].add(model, fp.vectors)
         if progress:
             progress(model)

@@ -8,7 +8,8 @@ import time
 
 import numpy as np
 
-from .. import workflows as wf
+from ..errors import UsageError
+from ..jobs.options import StreamOptions
 from ..spec import FingerprintSpec
 from . import plots
 from .design import Design
@@ -32,11 +33,11 @@ def _earlier(out: str) -> dict | None:
 def check_out(out: str, overwrite: bool) -> None:
     """OUT must be new, empty, or an earlier analysis (with ``overwrite``): nothing else is written over."""
     if os.path.isfile(out):
-        raise ValueError(f"--out {out} is a file; give a directory")
+        raise UsageError(f"--out {out} is a file; give a directory")
     if os.path.isdir(out) and os.listdir(out):
         ours = _earlier(out) is not None
         if not (ours and overwrite):
-            raise ValueError(f"--out {out} is not empty" + (": pass --overwrite to replace that analysis" if ours
+            raise UsageError(f"--out {out} is not empty" + (": pass --overwrite to replace that analysis" if ours
                                                            else " and holds no earlier analysis: choose another"))
 
 
@@ -97,7 +98,7 @@ def pictures(out: str, name: str, X: np.ndarray, models: list[str], design: Desi
     return {k: list(v) for k, v in sizes.items()}
 
 
-def analyze(design: Design, out: str, spec: FingerprintSpec, opts: "wf.StreamOptions", *, gallery=None,
+def analyze(design: Design, out: str, spec: FingerprintSpec, opts: StreamOptions, *, gallery=None,
             refset=None, encoder=None, encoder_about: str = "user encoder", tsne: bool = True,
             max_points: int = 2000, seed: int = 0, reduction: str = "pca", source: str = "", log=None) -> dict:
     """Run the analysis and write OUT (see ``fpfast analyze --help``). Returns the manifest."""

@@ -50,7 +50,7 @@ def analyze_cmd(source, out, design_csv, split, spec, gallery, refset, encoder, 
     """
     from ..analyze import analyze, load_design
     from ..analyze.run import check_out
-    from ..workflows import resolve_spec
+    from ..jobs.specs import resolve_spec
 
     check_out(out, overwrite)
     design = load_design(source, design_csv, split)
