@@ -50,7 +50,7 @@ class _JpegGroups:
     def _take(self, shape) -> list:
         members = self.groups.pop(shape)
         self.waiting -= len(members)
-        out = self.decoder.decode([(k, d) for _, k, d in members])
+        out = self.decoder.decode_routed([d for _, _, d in members])
         failed = [Failed(members[j][0], members[j][1], msg) for j, msg in sorted(out.errors.items())]
         by_shape: dict[tuple, list] = {}
         for j, img in sorted(out.images.items()):  # a CPU fallback may give another dtype

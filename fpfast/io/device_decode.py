@@ -182,8 +182,9 @@ class DeviceDecoder:
             out.notes[i] = note
 
     def decode(self, items: Sequence[tuple[str, bytes]]) -> DecodedBatch:
+        """Route, check and decode ``(key, bytes)`` items (indices of the result: positions)."""
         out = DecodedBatch({}, {}, {}, 0)
-        device_idx, device_data = [], []
+        jobs = []
         for i, (_key, data) in enumerate(items):
             if not data:
                 out.errors[i] = "empty file (0 bytes)"
@@ -195,12 +196,22 @@ class DeviceDecoder:
                 except DecodeError as e:
                     out.errors[i] = str(e)
                     continue
-                device_idx.append(i)
-                device_data.append(data)
+                jobs.append((i, data))
             else:
                 self._cpu_decode(i, data, out)
+        return self._decode_jobs(jobs, out)
+
+    def decode_routed(self, datas: Sequence[bytes]) -> DecodedBatch:
+        """JPEGs that :func:`route_item` already sent to the device (routed and size-checked)."""
+        return self._decode_jobs(list(enumerate(datas)), DecodedBatch({}, {}, {}, 0))
+
+    def _decode_jobs(self, jobs: list, out: DecodedBatch) -> DecodedBatch:
+        if self.device.type != "cuda":  # no device decoder: the CPU decoder, as in the CPU stream
+            for i, data in jobs:
+                self._cpu_decode(i, data, out)
+            return out
         n_dev = 0
-        for i, data, img in zip(device_idx, device_data, self._device_decode(device_data)):
+        for (i, data), img in zip(jobs, self._device_decode([d for _, d in jobs])):
             if img is None:  # nvJPEG refused it: the CPU decoder decodes it or says why not
                 self._cpu_decode(i, data, out)
             else:
