@@ -7,20 +7,18 @@ import click
 from .options import handle_errors
 
 
+def _count(flag: str, lo: int, hi: int, default: int, help: str):
+    return click.option(flag, type=click.IntRange(lo, hi), default=default, show_default=True, help=help)
+
+
 @click.command("pretrain")
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--steps", type=click.IntRange(1, 10_000_000), default=2000, show_default=True,
-              help="Optimizer steps.")
-@click.option("--classes", type=click.IntRange(2, 999_999), default=512, show_default=True,
-              help="Random decoders in the training pool (class 0 is the real photos).")
-@click.option("--batch-classes", type=click.IntRange(2, 4096), default=16, show_default=True,
-              help="Classes per step.")
-@click.option("--per-class", type=click.IntRange(2, 1024), default=4, show_default=True,
-              help="Images per class per step.")
-@click.option("--crop", type=click.IntRange(16, 4096), default=64, show_default=True,
-              help="Side of the real-photo crops the decoders run on (a multiple of 4).")
-@click.option("--patch", type=click.IntRange(16, 4096), default=32, show_default=True,
-              help="Training patch side (the network pools globally: any image size is embedded).")
+@_count("--steps", 1, 10_000_000, 2000, "Optimizer steps.")
+@_count("--classes", 2, 999_999, 512, "Random decoders in the training pool (class 0 is the real photos).")
+@_count("--batch-classes", 2, 4096, 16, "Classes per step.")
+@_count("--per-class", 2, 1024, 4, "Images per class per step.")
+@_count("--crop", 16, 4096, 64, "Side of the real-photo crops the decoders run on (a multiple of 4).")
+@_count("--patch", 16, 4096, 32, "Training patch side (the network pools globally: any image size is embedded).")
 @click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="supcon",
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
