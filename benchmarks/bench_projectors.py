@@ -79,6 +79,13 @@ def manifpt_nearest(queries, reals, device):
     return torch.tensor(out)
 
 
+VARIANTS = {"exact-faiss": ("exact", "faiss", "SQ8_direct (uint8) + exact re-rank 2"),
+            "exact-torch": ("exact", "torch", "matmul+topk + exact re-rank 2"),
+            "exact-bound": ("exact", "bound", "PCA-64 lower bound, exact float64 on survivors"),
+            "ivfpq": ("ivfpq", "faiss", "IVF-PQ nprobe 16 + re-rank 8"),
+            "hnsw": ("hnsw", "faiss", "HNSW32 SQ8_direct + re-rank 8")}
+
+
 def bench_manifold(args, device, rows):
     s, n, nq = args.size, args.n_ref, args.n_query
     rng = np.random.default_rng(0)
@@ -89,9 +96,10 @@ def bench_manifold(args, device, rows):
     real_nhwc = reals.permute(0, 2, 3, 1).numpy()
     src = rng.choice(n, nq, replace=False)
     queries = (reals[src].float() / 255 + 0.03 * torch.randn(nq, 3, s, s)).clamp(0, 1)
+    variants = [VARIANTS[v] for v in args.variants.split(",")]
     tmp = tempfile.mkdtemp()
     t = time.perf_counter()
-    build_manifold(real_nhwc, tmp, s, modes=("exact", "ivfpq", "hnsw"))
+    build_manifold(real_nhwc, tmp, s, modes=tuple(dict.fromkeys(m for m, _, _ in variants)))
     build_s = time.perf_counter() - t
     reals_f = reals.float().div(255).to(device)
     nb = min(nq, args.baseline_queries)
@@ -101,19 +109,18 @@ def bench_manifold(args, device, rows):
     rows.append(dict(op="manifold", variant="ManiFPT loop (DataLoader b=8, sq. L2, argmin)", backend="torch",
                      batch=8, median_s=per_q_base * nq, images_per_s=1 / per_q_base, speedup=1.0, recall_at_1=1.0,
                      note=f"timed on {nb} queries, per query x {nq}"))
-    variants = [("exact", "faiss", "SQ8_direct (uint8) + exact re-rank 2"), ("exact", "torch", "matmul+topk + exact re-rank 2"),
-                ("ivfpq", "faiss", "IVF-PQ nprobe 16 + re-rank 8"), ("hnsw", "faiss", "HNSW32 SQ8_direct + re-rank 8")]
     for mode, engine, what in variants:
         if device.type == "cuda" and engine == "faiss" and importlib.util.find_spec("faiss") is None:
             continue
         p = ManifoldProjector(tmp, mode=mode, engine=engine, batch_size=nq)
         x = queries.to(device)
-        p.search(x)  # warm: index read, torch vectors built
+        _, t_warm = timed(lambda: p.search(x), device, repeat=1)  # warm: index read, torch vectors / bound built
         (_, idx), ts = timed(lambda: p.search(x), device)
         rec = float((idx[:, 0].cpu() == truth_all.cpu()).float().mean())
         rows.append(dict(op="manifold", variant=f"{mode}: {what}", backend=engine, batch=nq, median_s=ts,
                          images_per_s=nq / ts, speedup=per_q_base * nq / ts, recall_at_1=rec,
-                         note=f"build {build_s:.1f}s for 3 indexes" if mode == "exact" and engine == "faiss" else ""))
+                         note=(f"build {build_s:.1f}s for {len(variants)} variants' indexes" if mode == "exact" and engine == "faiss"
+                               else f"first call {t_warm:.1f}s (bound fitted)" if engine == "bound" else "")))
     for r in rows:
         if r["op"] == "manifold":
             r.update(shape=f"3x{s}x{s}", n_ref=n)
@@ -190,7 +197,7 @@ def write(rows, device, args):
     if importlib.util.find_spec("faiss"):
         ver += f"; faiss {__import__('faiss').__version__}"
     date = datetime.date.today().isoformat()
-    name = "projectors" if device.type == "cpu" else f"projectors_{device.type}"
+    name = args.name or ("projectors" if device.type == "cpu" else f"projectors_{device.type}")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(parents=True, exist_ok=True)
     for r in rows:
@@ -228,6 +235,8 @@ def main():
     ap.add_argument("--big-unet", action="store_true")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--note", default="")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"manifold searches, of {','.join(VARIANTS)}")
+    ap.add_argument("--name", default=None, help="results file stem (default projectors[_DEVICE])")
     args = ap.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():

@@ -148,3 +148,83 @@ def faiss_search(index, queries, k: int, device: int | None = None):
         queries = queries.detach().cpu().numpy()
     d, i = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
     return d, i.astype(np.int64, copy=False)
+
+
+# ---------------------------------------------------------------------------- exact search, pruned
+class PcaBound:
+    """Lower bounds on squared L2 distances, for exact search that skips most of the base.
+
+    With an orthonormal basis U [D, m] and the base's mean mu, every vector v splits into
+    coordinates c = U^T (v - mu) and a residual of norm r = |(v - mu) - U c|. For any two vectors,
+    |q - y|^2 = |c_q - c_y|^2 + |res_q - res_y|^2 >= |c_q - c_y|^2 + (r_q - r_y)^2 (the residuals
+    are orthogonal to U, and the reverse triangle inequality bounds their difference). U is the
+    top-m principal directions of a sample, orthonormalised in float64 (any orthonormal U gives a
+    valid bound; PCA makes it tight). Everything is float64 so rounding stays far below the slack
+    :func:`bounded_knn` allows.
+    """
+
+    def __init__(self, mean: torch.Tensor, basis: torch.Tensor, coords: torch.Tensor, resid: torch.Tensor):
+        self.mean, self.basis, self.coords, self.resid = mean, basis, coords, resid
+        self.coord_sq = (coords * coords).sum(1)
+
+    @classmethod
+    @torch.no_grad()
+    def fit(cls, vectors, n: int, dims: int = 64, sample: int = 1024, chunk: int = 1024,
+            seed: int = 0) -> "PcaBound":
+        """``vectors(indices: LongTensor) -> float64 [len, D]`` gives base rows; n rows in all."""
+        idx = torch.arange(n)
+        mean = sum(vectors(c).sum(0) for c in idx.split(chunk)) / n
+        pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(n, sample)].sort().values
+        a = (vectors(pick) - mean).float()
+        m = max(1, min(dims, a.shape[0], a.shape[1]))
+        _, _, v = torch.svd_lowrank(a, q=min(m + 8, min(a.shape)), niter=2)
+        basis = torch.linalg.qr(v[:, :m].double()).Q.to(mean.device)
+        coords, resid = [], []
+        for c in idx.split(chunk):
+            x = vectors(c) - mean
+            cc = x @ basis
+            coords.append(cc)
+            resid.append((x - cc @ basis.T).norm(dim=1))
+        return cls(mean, basis, torch.cat(coords), torch.cat(resid))
+
+    def lower_bounds(self, q: torch.Tensor) -> torch.Tensor:
+        """float64 [B, N] lower bounds of |q_b - base_n|^2 for float64 queries [B, D]."""
+        x = q.double() - self.mean
+        c = x @ self.basis
+        r = (x - c @ self.basis.T).norm(dim=1)
+        d = (c * c).sum(1, keepdim=True) - 2.0 * (c @ self.coords.T) + self.coord_sq[None, :]
+        return d.clamp_min_(0.0) + (r[:, None] - self.resid[None, :]) ** 2
+
+
+def bounded_knn(lower: torch.Tensor, exact, k: int, first: int = 16, cap: int = 512):
+    """Exact k nearest from lower bounds: evaluate the ``first`` best-bounded rows exactly, then every
+    row whose bound does not exceed the k-th exact distance found (a row with a larger bound cannot
+    be among the k nearest). ``exact(rows, cand)`` -> (sorted float64 distances, ids) [len(rows),
+    c] for candidate ids [len(rows), c] (-1 = none, distance inf).
+
+    Returns (distances, ids) [B, w], w = min(N, max(k, first)), nearest first - the top k exact,
+    the rest the nearest of the rows evaluated - and a bool [B] of the queries that needed more
+    than ``cap`` evaluations: their rows are not filled (ids -1, distances inf), search them otherwise.
+    """
+    b, n = lower.shape
+    width = min(n, max(k, first))
+    ids = torch.full((b, width), -1, dtype=torch.int64, device=lower.device)
+    dist = torch.full((b, width), float("inf"), dtype=torch.float64, device=lower.device)
+    over = torch.zeros(b, dtype=torch.bool, device=lower.device)
+    if b == 0 or n == 0:
+        return dist, ids, over
+    rows = torch.arange(b, device=lower.device)
+    d, j = exact(rows, lower.topk(width, dim=1, largest=False).indices)
+    kth = d[:, k - 1]
+    # the slack covers float64 rounding of the bound (relative ~1e-13 here)
+    need = lower <= (kth + 1e-9 * (kth.abs() + 1.0))[:, None]
+    count = need.sum(1)
+    dist[:], ids[:] = d, j
+    for r in torch.nonzero(count > width).flatten().tolist():
+        if int(count[r]) > cap:
+            over[r] = True
+            dist[r], ids[r] = float("inf"), -1
+            continue
+        dr, jr = exact(rows[r:r + 1], torch.nonzero(need[r]).flatten()[None, :])
+        dist[r], ids[r] = dr[0, :width], jr[0, :width]
+    return dist, ids, over

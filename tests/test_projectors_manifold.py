@@ -41,7 +41,7 @@ def _brute(x, ref_images, space, k):
     return np.argsort(d, axis=1, kind="stable")[:, :k], np.sort(d, axis=1)[:, :k]
 
 
-@pytest.mark.parametrize("engine", ["faiss", "torch"])
+@pytest.mark.parametrize("engine", ["faiss", "torch", "bound"])
 @pytest.mark.parametrize("space", ["rgb", "freq"])
 @pytest.mark.parametrize("k", [1, 3])
 def test_exact_equals_brute_force(refdir, ref_images, engine, space, k):

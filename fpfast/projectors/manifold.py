@@ -7,9 +7,12 @@ released code reuses the RGB neighbour) or in the search space (``subtract='spac
 
 Engines: ``faiss`` (CPU; GPU when faiss has GPUs and the index can move there) and ``torch``
 (exact only: chunked matrix product + top-k on the reference vectors, fp16 storage on CUDA; used
-on CUDA tensors and where faiss is missing). Every search asks for ``k + rerank`` candidates and
-re-ranks them by exact float64 distances recomputed from the uint8 reference images, so exact
-mode returns brute force's neighbours.
+on CUDA tensors and where faiss is missing), and ``bound`` (exact only: a float64 lower bound on
+every distance from 64 principal directions and the residual norm, :class:`fpfast.search.PcaBound`,
+then exact distances for only the references whose bound does not exceed the k-th distance found;
+queries needing more than 512 exact evaluations fall back to ``torch``). Every search asks for
+``k + rerank`` candidates and re-ranks them by exact float64 distances recomputed from the uint8
+reference images, so exact mode returns brute force's neighbours with every engine.
 
 CLI: ``fpfast manifold build REAL_SOURCE... --out DIR --size S``.
 """
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..search import faiss_gpus, faiss_search, index_to_gpu, knn
+from ..search import PcaBound, bounded_knn, faiss_gpus, faiss_search, index_to_gpu, knn
 from .base import Projector, register
 from .identity import module_sha256
 from .loading import ProjectorError
@@ -29,6 +32,8 @@ from .refset import MODES, ReferenceSet, build_manifold, images_to_float
 from .spaces import SPACES, space_image, space_vectors
 
 __all__ = ["ManifoldProjector", "ReferenceSet", "build_manifold"]
+
+ENGINES = ("auto", "faiss", "torch", "bound")
 
 
 @register("manifold")
@@ -39,13 +44,13 @@ class ManifoldProjector(Projector):
     to search; ``mode``: exact / ivfpq / hnsw (an index of that mode must have been built);
     ``k``: neighbours averaged; ``subtract``: rgb or space; ``rerank``: extra candidates re-ranked
     exactly (default 2 exact, 8 approximate); ``nprobe`` / ``ef_search``: approximate-search knobs; ``encoder``: the torch module of
-    the embed space (its hash must match the reference set's); ``engine``: auto, faiss or torch.
+    the embed space (its hash must match the reference set's); ``engine``: auto, faiss, torch or bound; ``bound_dims``: principal directions of the bound engine.
     """
 
     def __init__(self, reference: "str | os.PathLike | ReferenceSet", space: str = "rgb", mode: str = "exact",
                  k: int = 1, subtract: str = "rgb", rerank: int | None = None, nprobe: int = 16, ef_search: int = 64,
                  encoder: torch.nn.Module | None = None, engine: str = "auto", batch_size: int = 64,
-                 device: "str | torch.device | None" = None):
+                 device: "str | torch.device | None" = None, bound_dims: int = 64):
         self.ref = reference if isinstance(reference, ReferenceSet) else ReferenceSet(reference)
         if space not in SPACES:
             raise ProjectorError(f"unknown space {space!r}; expected one of {SPACES}")
@@ -58,10 +63,10 @@ class ManifoldProjector(Projector):
                                  "is a vector: use artifacts(x)['space'] for it")
         if not 1 <= k <= len(self.ref):
             raise ProjectorError(f"k must lie in [1, {len(self.ref)}] (the reference set size), got {k}")
-        if engine not in ("auto", "faiss", "torch"):
-            raise ProjectorError(f"engine must be auto, faiss or torch, got {engine!r}")
-        if engine == "torch" and mode != "exact":
-            raise ProjectorError("the torch engine searches exactly; use mode='exact' or engine='faiss'")
+        if engine not in ENGINES:
+            raise ProjectorError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if engine in ("torch", "bound") and mode != "exact":
+            raise ProjectorError(f"the {engine} engine searches exactly; use mode='exact' or engine='faiss'")
         self.ref.entry(space, mode)  # raises when the index was not built
         if space == "embed":
             if encoder is None:
@@ -74,7 +79,9 @@ class ManifoldProjector(Projector):
         self.rerank, self.nprobe, self.ef_search = int(rerank), int(nprobe), int(ef_search)
         self.encoder, self.engine, self.batch_size = encoder, engine, int(batch_size)
         self.device = torch.device(device) if device is not None else None
+        self.bound_dims = int(bound_dims)
         self._torch_db: dict[str, Any] = {}
+        self._bounds: dict[str, PcaBound] = {}
         self._gpu_index = None
 
     # ------------------------------------------------------------------ identity
@@ -160,6 +167,31 @@ class ManifoldProjector(Projector):
         db, norms = self._torch_vectors(q.device)
         return knn(q, db, kk, base_sq_norms=norms, base_chunk=8192)[1]
 
+    def _ref_vectors(self, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+        """float64 vectors of reference images idx in the space (rgb: their exact integer pixels)."""
+        if self.space == "rgb":
+            rv = torch.from_numpy(np.ascontiguousarray(self.ref.images[idx])).to(device)
+            return rv.permute(0, 3, 1, 2).reshape(len(idx), -1).double()
+        imgs = images_to_float(self.ref.images[idx], device, torch.float64)
+        return space_vectors(imgs if self.space != "embed" else imgs.float(), self.space, self.encoder).double()
+
+    def _query_vectors(self, x: torch.Tensor) -> torch.Tensor:
+        return space_vectors(x.double() if self.space != "embed" else x.float(), self.space, self.encoder).double()
+
+    def _bound_search(self, x: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact (distances, ids) [B, kk] by lower-bound pruning (:class:`fpfast.search.PcaBound`);
+        queries the bound cannot prune well fall back to the matrix-product search."""
+        key = str(x.device)
+        if key not in self._bounds:
+            self._bounds[key] = PcaBound.fit(lambda i: self._ref_vectors(i.numpy(), x.device), len(self.ref),
+                                             dims=self.bound_dims)
+        lower = self._bounds[key].lower_bounds(self._query_vectors(x))
+        d, j, over = bounded_knn(lower, lambda rows, cand: self._exact(x[rows], cand), kk, first=kk)
+        if over.any():
+            cand = self._torch_search(space_vectors(x[over].float(), self.space, self.encoder), kk)
+            d[over], j[over] = self._exact(x[over], cand.to(x.device))
+        return d, j
+
     def _exact(self, x: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact float64 squared distances of x [B,3,S,S] to candidates [B,kk] in the space; sorted."""
         b, kk = cand.shape
@@ -167,13 +199,8 @@ class ManifoldProjector(Projector):
         valid = flat >= 0
         flat = np.where(valid, flat, 0)
         uniq, inv = np.unique(flat, return_inverse=True)
-        if self.space == "rgb":  # exact integer pixel values, as the uint8 images hold them
-            rv = torch.from_numpy(np.ascontiguousarray(self.ref.images[uniq])).to(x.device)
-            rv = rv.permute(0, 3, 1, 2).reshape(len(uniq), -1).double()
-        else:
-            imgs = images_to_float(self.ref.images[uniq], x.device, torch.float64)
-            rv = space_vectors(imgs if self.space != "embed" else imgs.float(), self.space, self.encoder).double()
-        xv = space_vectors(x.double() if self.space != "embed" else x.float(), self.space, self.encoder).double()
+        rv = self._ref_vectors(uniq, x.device)
+        xv = self._query_vectors(x)
         cv = rv[torch.from_numpy(inv).to(x.device)].reshape(b, kk, -1)
         diff = cv - xv[:, None, :]
         d = torch.einsum("bkd,bkd->bk", diff, diff)
@@ -196,12 +223,15 @@ class ManifoldProjector(Projector):
         for i in range(0, x.shape[0], self.batch_size):
             xb = x[i:i + self.batch_size].float()
             eng = self._engine(xb.device)
-            if eng == "torch":
-                cand = self._torch_search(space_vectors(xb, self.space, self.encoder), kk)
+            if eng == "bound":
+                d, j = self._bound_search(x[i:i + self.batch_size], self.k)  # exact: no re-rank margin
             else:
-                q = space_vectors(xb.cpu(), self.space, self.encoder).numpy()
-                cand = torch.from_numpy(self._faiss_search(q, kk))
-            d, j = self._exact(x[i:i + self.batch_size], cand)
+                if eng == "torch":
+                    cand = self._torch_search(space_vectors(xb, self.space, self.encoder), kk)
+                else:
+                    q = space_vectors(xb.cpu(), self.space, self.encoder).numpy()
+                    cand = torch.from_numpy(self._faiss_search(q, kk))
+                d, j = self._exact(x[i:i + self.batch_size], cand)
             ds.append(d[:, :self.k])
             js.append(j[:, :self.k])
         if not ds:
