@@ -107,6 +107,8 @@ def test_multicrop_gallery_through_the_cli(tmp_path):
     assert r.exit_code == 0, r.output
     spec = Gallery.load(str(g)).spec
     assert spec.n_crops == 4
+    r = invoke("info", "--gallery", g)
+    assert "crops per image: 4 (grid, mean of the vectors)" in r.output, r.output
     with pytest.raises(SpecError, match="crops"):
         Gallery.load(str(g), FingerprintSpec())  # a single-crop query spec is refused
     r = invoke("attribute", "-g", g, os.path.join(root, "alpha"), "--out", tmp_path / "a.parquet", "-q")
