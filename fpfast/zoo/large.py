@@ -33,8 +33,9 @@ LARGE_SEED_OFFSET = 3  # the build draws fitting patches from seed*1000+1 and it
 
 
 def build_large(zoo, out, size: int = 256, n_train: int = 40, n_test: int = 40, threads: int | None = None,
-                progress: bool = True) -> dict:
-    """Write the large split of the built zoo ``zoo`` under ``out`` (new or empty); returns its summary."""
+                only: list[str] | None = None, progress: bool = True) -> dict:
+    """Write the large split of the built zoo ``zoo`` under ``out`` (new or empty); returns its
+    summary. ``only``: just these autoencoders (and ``real``); each depends only on its own seed."""
     t0 = time.perf_counter()
     info = json.loads((Path(zoo) / "zoo.json").read_text())
     p, seed = get_preset(info["preset"]), int(info["seed"])
@@ -55,8 +56,9 @@ def build_large(zoo, out, size: int = 256, n_train: int = 40, n_test: int = 40, 
         counts: dict = {}
         meta = dict(real_meta, image_size=size)
         _write(out, "real", meta, {"train": big_np[:n_train], "test": big_np[n_train:]}, counts)
+        built = {m["name"] for m in info["models"]}  # a zoo built with ``only`` holds fewer models than its preset
         for m in p["models"]:
-            if m["family"] != "autoencoder":
+            if m["family"] != "autoencoder" or m["name"] not in built or (only is not None and m["name"] not in only):
                 continue
             t = time.perf_counter()
             mseed = 100 * seed + m["seed_index"]
