@@ -19,7 +19,6 @@ import platform
 import sys
 import time
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -70,6 +69,7 @@ def main(argv=None):
             print(name, json.dumps({k: v for k, v in row.items() if not k.startswith("conf")}), flush=True)
             with open(a.out, "w") as fh:
                 json.dump(res, fh, indent=1)
+    print(markdown(res))
 
 
 def markdown(res: dict) -> str:
@@ -84,7 +84,4 @@ def markdown(res: dict) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--markdown":
-        print(markdown(json.load(open(sys.argv[2]))))
-    else:
-        main()
+    main()
