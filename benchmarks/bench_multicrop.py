@@ -40,8 +40,9 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--crops", default="1,4,9,4:random:0")
     ap.add_argument("--kinds", default="lda,universal")
+    ap.add_argument("--splits", default=",".join(SPLITS), help="test splits to attribute (open_set always)")
     a = ap.parse_args(argv)
-    data = {s: load_zoo_split(a.zoo, s)[:2] for s in ("train",) + SPLITS + ("open_set",)
+    data = {s: load_zoo_split(a.zoo, s)[:2] for s in ["train"] + a.splits.split(",") + ["open_set"]
             if os.path.isdir(os.path.join(a.zoo, s))}
     labels = {s: data[s][1] for s in data}
     emb = load_universal()

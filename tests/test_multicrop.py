@@ -90,6 +90,10 @@ def test_multicrop_embedding_is_the_normalised_mean_of_crop_embeddings():
     # float32 network on the same crops: equal up to summation order
     assert torch.allclose(v, torch.nn.functional.normalize(per, dim=1), atol=1e-5)
     assert torch.allclose(v.norm(dim=1), torch.ones(3))
+    # a single-crop spec takes the centre crop of an in-memory image, as the decoder does
+    one = FingerprintSpec(embedding=emb.spec_record())
+    t, l, h, w = crop_boxes(120, 90, one)[0]
+    assert torch.allclose(embed_images(emb, x, one), emb.embed_tensor(x[:, t:t + h, l:l + w], layout="hwc"), atol=1e-6)
 
 
 def test_decoder_keeps_the_whole_image_for_a_multicrop_spec():

@@ -60,9 +60,11 @@ def embedding_mapper(embedder, backend: str = "auto", column: str = "vector", de
 
 
 def embed_images(embedder, batch: torch.Tensor, spec: FingerprintSpec | None = None, **kw) -> torch.Tensor:
-    """``embedder``'s vectors of decoded images [B, H, W, 3] (in the spec's decoded geometry):
-    a multi-crop spec's crops are cut, embedded and aggregated (:func:`fpfast.prepare.aggregate_crops`)."""
-    if spec is None or spec.crops is None:
+    """``embedder``'s vectors of images [B, H, W, 3] under ``spec``'s geometry (a no-op on the
+    pipeline's decoded batches, which are in it already; in-memory images of any size get it
+    here): a multi-crop spec's crops are cut, embedded and aggregated
+    (:func:`fpfast.prepare.aggregate_crops`). ``spec=None``: the images as given."""
+    if spec is None:
         return embedder.embed_tensor(batch, layout="hwc", **kw)
     from ..prepare import aggregate_crops, apply_geometry, as_chw
     tiles = apply_geometry(as_chw(batch, "hwc"), spec)
