@@ -130,6 +130,8 @@ def _loss(z, yb, head, opts):
 
 def _precision(precision: str, dev: torch.device) -> torch.dtype:
     from .model import resolve_precision
+    if precision == "fp16" and dev.type != "cuda":
+        raise EmbedError("fp16 pretraining needs a CUDA device (--device cuda); on CPU use fp32 or bf16")
     return resolve_precision(precision, dev)
 
 
