@@ -38,8 +38,9 @@ def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, obj
     Each class is a random shallow decoder (random up-sampling, depth, widths, kernels,
     activations, normalisations, weights) applied to real photos, plus the photos themselves;
     batches are re-encoded and rescaled as images in the wild are. Same seed, same thread count:
-    the same weights on CPU (a CUDA run is reproducible only statistically). The card (OUT/universal.json) records the recipe, the command, the time and
-    the few-shot accuracy on held-out random decoders.
+    the same weights on CPU (a CUDA run is reproducible only statistically). The card
+    (OUT/universal.json) records the recipe, the command, device, precision, the time and the
+    few-shot accuracy on held-out random decoders.
 
     \b
     Example:

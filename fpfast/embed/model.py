@@ -206,9 +206,9 @@ class Embedder:
 
     def _net_on(self, device: torch.device, precision: str, compile: bool):
         """A copy of the network prepared for (device, precision, compile), built once and cached:
-        BatchNorms folded into the convolutions (:func:`fold_batchnorm`), channels-last (cuDNN's
-        NHWC convolutions on CUDA; oneDNN's on CPU: faster, see ``benchmarks/results/embedding_speed.md``),
-        optionally ``torch.compile``d."""
+        BatchNorms folded into the convolutions (:func:`fold_batchnorm`), channels-last
+        (cuDNN's NHWC convolutions on CUDA; no faster nor slower on this project's CPU), optionally
+        ``torch.compile``d; figures in ``benchmarks/results/embedding_speed.md``."""
         key = (str(device), precision, bool(compile))
         if key not in self._dev_nets:
             net = fold_batchnorm(self.net).to(device).to(memory_format=torch.channels_last)

@@ -284,5 +284,6 @@ def pretrain(out: str, *, real_dirs=(), log=None, command: str | None = None, de
                     + (f" + {len(real_dirs)} user folder(s)" if real_dirs else ""),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "seconds": round(secs, 1), "torch_threads": torch.get_num_threads(),
-            "device": _device_name(device), "precision": precision, "command": command, "heldout": ev, "final_loss": history[-1]["loss"] if history else None}
+            "device": _device_name(device), "precision": precision, "command": command, "heldout": ev,
+            "final_loss": history[-1]["loss"] if history else None}
     return write_card(emb, out, card)

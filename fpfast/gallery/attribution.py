@@ -49,7 +49,7 @@ class Attribution:
         """Per query, larger = less like the model it points to: the open-set statistic minus the
         threshold applied to it (> 0 is answered ``unknown``; the per-model thresholds put every
         model's held-out samples on one scale), or the statistic itself where none is calibrated.
-        What `fpfast eval`'s open-set AUROC ranks (``benchmarks/results/embedding.md``)."""
+        What `fpfast eval`'s ``open_set_auroc_margin`` ranks (``benchmarks/results/embedding.md``)."""
         d, t = np.asarray(self.distance, np.float64), np.asarray(self.threshold, np.float64)
         return np.where(np.isfinite(t), d - t, d)
 
