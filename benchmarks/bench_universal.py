@@ -92,6 +92,8 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--finetune-epochs", type=int, default=3)
     ap.add_argument("--skip", default="", help="comma list of rows to skip: few10,few50,full,finetune,lda")
+    ap.add_argument("--weights", default=None,
+                    help="directory of a universal.safetensors + universal.json (fpfast pretrain OUT); default: shipped")
     a = ap.parse_args(argv)
     skip = set(a.skip.split(",")) - {""}
     spec = load_spec("default")
@@ -104,7 +106,7 @@ def main(argv=None):
     data["calib"] = (cal_imgs + [_jpeg(im, 75) for im in cal_imgs] + [_resize(im, 0.5) for im in cal_imgs],
                      [tr_y[i] for i in cal_ids] * 3)
     labels = {s: data[s][1] for s in data}
-    emb = load_universal()
+    emb = load_universal(a.weights) if a.weights else load_universal()
     res = {"zoo": a.zoo, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "universal": emb.identity,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
                       f"{torch.get_num_threads()} threads", "rows": {}}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One lease on a lent GPU machine (no network there): build in place, then the GPU tests and
 # benchmarks named, each step's log and result files copied to $OUT.
-#   bash benchmarks/gpu_run.sh STEP [STEP ...]     steps: tests suite kernels e2e projectors embed gallery
+#   bash benchmarks/gpu_run.sh STEP [STEP ...]     steps: tests suite kernels e2e projectors embed gallery pretrain
 #   tests       the GPU tests (cuda backend, triton on GPU, device-resident search, GPU decode, embedding)
 #   suite       the whole test suite
 #   kernels     cuda_check (per-stage at 256^2 x 512) + bench_kernels (eager / compile / cuda / graph / floor)
@@ -9,6 +9,10 @@
 #   projectors  ManiFPT nearest-real at 30,000 references and DIRE vs fpfast's diffusion residual
 #   embed       embedding inference speed (precision x compile)
 #   gallery     exact search on a 1M-vector gallery (torch on the GPU vs faiss-cpu on the host)
+#   pretrain    fpfast pretrain on the GPU (fp16 autocast; PRETRAIN_STEPS, default 3000 = 5x the shipped
+#               run's steps at 2.7x its batch), its card (held-out random decoders) to $OUT/pretrain/, then,
+#               when the small zoo builds in time, bench_universal.py (few-shot rows) with those weights;
+#               at most 330 + 150 + 100 s: fits one 10-minute command
 # Each step's log is $OUT/STEP.log; the result files it writes are appended to $OUT/results.tar as
 # soon as the step ends (what is done survives a run cut short; few files come back).
 # Wheels missing there (faiss-cpu, diffusers, simplejpeg) travel in .whl/ (the device tool's notes).
@@ -65,6 +69,17 @@ for step in "${@:-tests}"; do
       timeout 240 python3 benchmarks/bench_gallery.py --device cuda --methods torch,flat --n 1000000 \
         --note "$gpu lease; flat = faiss-cpu on the host cores" 2>&1 | tee "$log" | tail -12
       keep benchmarks/results/gallery.csv benchmarks/results/gallery.md ;;
+    pretrain)
+      rm -rf /tmp/univ_gpu; mkdir -p "$OUT/pretrain"
+      timeout 330 python3 -m fpfast pretrain /tmp/univ_gpu --device cuda --steps "${PRETRAIN_STEPS:-3000}" \
+        --classes 1024 --batch-classes 32 --per-class 4 --crop 64 --patch 32 --objective supcon --seed 0 \
+        2>&1 | tee "$log" | tail -8
+      cp /tmp/univ_gpu/universal.* "$OUT/pretrain/" 2>/dev/null
+      [ -d /tmp/zoo_small ] || timeout 150 python3 -m fpfast.zoo build /tmp/zoo_small --preset small \
+        --device cuda >> "$log" 2>&1 || rm -rf /tmp/zoo_small
+      [ -d /tmp/zoo_small ] && [ -f /tmp/univ_gpu/universal.json ] && timeout 100 python3 \
+        benchmarks/bench_universal.py /tmp/zoo_small --weights /tmp/univ_gpu --skip finetune,lda \
+        --out "$OUT/pretrain/universal_gpu_small.json" >> "$log" 2>&1; tail -3 "$log" ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac
 done

@@ -79,7 +79,7 @@ def gallery_info(path: str) -> dict:
     g = Gallery.load(path)
     d = {"path": path, "spec_id": g.spec.id, "dim": g.spec.dim, "samples": len(g), "models": g.models(),
          "held_out": g.holdout_counts(), "normalize": g.normalize, "index": g.index_type,
-         "calibrated": sorted(g.calibration), "created": g.created}
+         "calibrated": sorted(g.calibration), "created": g.created, "crops": g.spec.crops}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -94,6 +94,9 @@ def format_gallery_info(d: dict) -> str:
     lines = [f"gallery {d['path']}: {d['samples']} samples of {len(d['models'])} models, spec {d['spec_id']} "
              f"({d['dim']} dims), normalise {d['normalize']}, index {d['index']}, open-set thresholds: "
              f"{', '.join(d['calibrated']) or 'none'}"]
+    c = d.get("crops")
+    lines.append(f"crops per image: {c['n']} ({c['layout']}" + (f", seed {c['seed']}" if c["layout"] == "random" else "")
+                 + f", {c['aggregate']} of the vectors)" if c else "crops per image: 1 (the centre crop)")
     for m, n in d["models"].items():
         lines.append(f"  {m:<24s} {n:7d} samples, {d['held_out'].get(m, 0):5d} calibration vectors")
     e = d.get("embedding")

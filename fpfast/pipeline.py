@@ -237,7 +237,7 @@ class Batcher:
             x = torch.from_numpy(image).permute(2, 0, 1)[None]
             x = x.float() / (65535.0 if image.dtype == np.uint16 else 255.0)
             return apply_geometry(x, self.spec)[0].permute(1, 2, 0).contiguous().numpy()
-        if self.spec.geometry == "crop" and max(image.shape[:2]) > self.spec.size:
+        if self.spec.geometry == "crop" and self.spec.crops is None and max(image.shape[:2]) > self.spec.size:
             x = torch.from_numpy(image).permute(2, 0, 1)
             return np.ascontiguousarray(apply_geometry(x, self.spec).permute(1, 2, 0).numpy())
         return image

@@ -53,17 +53,58 @@ def check_size(h: int, w: int, spec: FingerprintSpec) -> None:
 
 
 def crop_box(h: int, w: int, spec: FingerprintSpec) -> tuple[int, int, int, int]:
-    """(top, left, height, width) of the centre crop the spec takes from an h x w image."""
-    if spec.geometry != "crop":
+    """(top, left, height, width) of the region the decoders keep of an h x w image: the spec's
+    centre crop, or the whole image (other geometries, and a multi-crop spec, whose crops
+    :func:`apply_geometry` takes)."""
+    if spec.geometry != "crop" or spec.crops is not None:
         return 0, 0, h, w
     ch, cw = min(h, spec.size), min(w, spec.size)
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 
+def _spread(span: int, k: int) -> list[int]:
+    """``k`` offsets evenly spaced over [0, span] (both ends included when k > 1)."""
+    return [round(span * i / (k - 1)) if k > 1 else span // 2 for i in range(k)]
+
+
+def crop_boxes(h: int, w: int, spec: FingerprintSpec) -> list[tuple[int, int, int, int]]:
+    """(top, left, height, width) of each of a multi-crop spec's ``n`` crops of an h x w image
+    (one box, the centre crop, for a single-crop spec). ``grid``: an r x c grid (r = floor(sqrt(n)),
+    c = ceil(n / r)) evenly spaced over the image, corners included, ``n`` of its cells taken
+    evenly in raster order; ``random``: offsets drawn from (seed, h, w)."""
+    if spec.crops is None:
+        return [crop_box(h, w, spec)]
+    n, ch, cw = spec.n_crops, min(h, spec.size), min(w, spec.size)
+    if spec.crops["layout"] == "random":
+        import numpy as np
+        rng = np.random.default_rng([int(spec.crops["seed"]), int(h), int(w)])
+        return [(int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1)), ch, cw) for _ in range(n)]
+    r = max(1, int(n ** 0.5))
+    c = -(-n // r)
+    tops, lefts = _spread(h - ch, r), _spread(w - cw, c)
+    cells = [(t, l) for t in tops for l in lefts]
+    pick = [round(i * (len(cells) - 1) / (n - 1)) for i in range(n)]
+    return [(cells[i][0], cells[i][1], ch, cw) for i in pick]
+
+
+def aggregate_crops(v: torch.Tensor, spec: FingerprintSpec) -> torch.Tensor:
+    """Vectors [B * n, D] of a multi-crop spec's crops (image-major) -> [B, D]: their mean,
+    unit-normalised again when the spec's vectors are an embedding. A single-crop spec: ``v``."""
+    if spec.crops is None:
+        return v
+    m = v.reshape(-1, spec.n_crops, v.shape[-1]).mean(1)
+    return F.normalize(m, dim=1) if spec.embedding is not None else m
+
+
 def apply_geometry(x: torch.Tensor, spec: FingerprintSpec) -> torch.Tensor:
-    """Apply the spec's geometry to a [B,3,H,W] (or [B,H,W,3] via ``dims``) float/uint8 batch."""
+    """Apply the spec's geometry to a [B,3,H,W] float/uint8 batch. A multi-crop spec gives its
+    ``n`` crops of every image, image-major: [B * n, 3, h, w] (:func:`aggregate_crops` undoes it)."""
     h, w = x.shape[-2], x.shape[-1]
     check_size(h, w, spec)
+    if spec.geometry == "crop" and spec.crops is not None:
+        boxes = crop_boxes(h, w, spec)
+        tiles = torch.stack([x[..., t:t + ch, l:l + cw] for t, l, ch, cw in boxes], 1)
+        return tiles.reshape(-1, *tiles.shape[2:])
     if spec.geometry == "crop":
         t, l, ch, cw = crop_box(h, w, spec)
         return x[..., t:t + ch, l:l + cw]

@@ -27,6 +27,9 @@ class SpecError(ConfigError):
 
 PROJECTOR_KEYS = ("kind", "params", "identity", "source")
 EMBEDDING_KEYS = ("kind", "identity", "dim")
+CROP_LAYOUTS = ("grid", "random")
+CROP_AGGREGATES = ("mean",)
+MAX_CROPS = 64
 
 
 def _check_record(r: Any, what: str, keys: tuple[str, ...], kind_example: str, identity_of: str) -> dict | None:
@@ -69,6 +72,46 @@ def _canonical_embedding(e: Any) -> "dict[str, Any] | None":
     return {"kind": e["kind"], "identity": e["identity"], "dim": dim}
 
 
+def _canonical_crops(c: Any) -> "dict[str, Any] | None":
+    """A checked, complete copy of a multi-crop description (or None)."""
+    if c is None:
+        return None
+    if not isinstance(c, dict):
+        raise SpecError(f"crops must be a JSON object or null, got {type(c).__name__}")
+    extra = sorted(set(c) - {"n", "layout", "seed", "aggregate"})
+    if extra:
+        raise SpecError(f"unknown crops fields {extra}; expected ['n', 'layout', 'seed', 'aggregate']")
+    n = c.get("n")
+    if not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= MAX_CROPS:
+        raise SpecError(f"crops needs 'n' (int in [2, {MAX_CROPS}]; one crop is the plain spec), got {n!r}")
+    d = {"n": n, "layout": c.get("layout", "grid"), "seed": c.get("seed", 0), "aggregate": c.get("aggregate", "mean")}
+    if d["layout"] not in CROP_LAYOUTS:
+        raise SpecError(f"unknown crops layout {d['layout']!r}; expected one of {CROP_LAYOUTS}")
+    if d["aggregate"] not in CROP_AGGREGATES:
+        raise SpecError(f"unknown crops aggregate {d['aggregate']!r}; expected one of {CROP_AGGREGATES}")
+    if not isinstance(d["seed"], int) or isinstance(d["seed"], bool) or d["seed"] < 0:
+        raise SpecError(f"crops 'seed' must be a non-negative int, got {d['seed']!r}")
+    if d["layout"] == "grid":
+        d["seed"] = 0  # a grid draws nothing: its seed cannot make two specs differ
+    return d
+
+
+def parse_crops(text: str) -> "dict[str, Any] | None":
+    """``N``, ``N:grid``, ``N:random`` or ``N:random:SEED`` (the ``--crops`` option) -> a crops
+    description; ``1`` -> None (the single centre crop)."""
+    parts = str(text).split(":")
+    try:
+        n = int(parts[0])
+        seed = int(parts[2]) if len(parts) > 2 else 0
+    except ValueError:
+        raise SpecError(f"--crops expects N, N:grid, N:random or N:random:SEED, got {text!r}") from None
+    if len(parts) > 3 or n < 1:
+        raise SpecError(f"--crops expects N >= 1, N:grid, N:random or N:random:SEED, got {text!r}")
+    if n == 1:
+        return None
+    return _canonical_crops({"n": n, "layout": parts[1] if len(parts) > 1 else "grid", "seed": seed})
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class FingerprintSpec:
     """What a fingerprint vector means.
@@ -98,6 +141,15 @@ class FingerprintSpec:
     part of the identity: ``==``, ``hash``, ``id`` and ``diff`` ignore it, so the same model at
     two paths gives the same spec. A spec without a projector serialises exactly as before.
 
+    Crops (optional, geometry ``crop`` only): ``None`` = one centre crop (the default), else
+    ``{"n", "layout", "seed", "aggregate"}``: the image is fingerprinted on ``n`` crops of
+    ``size`` x ``size`` (``grid``: evenly spaced over the whole image, corners included;
+    ``random``: offsets drawn from ``seed`` and the image size, the same for every image of that
+    size) and the ``n`` vectors are aggregated (``mean``; unit-normalised again for an embedding).
+    Decoding then keeps the whole image (:func:`fpfast.prepare.crop_box`) and the crops are taken
+    by :func:`fpfast.prepare.apply_geometry`. Part of the id: a multi-crop gallery refuses
+    single-crop queries and the other way round. A spec without crops serialises as before.
+
     Embedding (optional, :mod:`fpfast.embed`): ``None`` for handcrafted vectors, else
     ``{"kind", "identity", "dim"}``: the vectors are the ``dim``-dimensional output of a learned
     network (sha256 ``identity`` of its config + weights) applied to the images as handled above
@@ -118,6 +170,7 @@ class FingerprintSpec:
     version: int = SPEC_VERSION
     projector: "dict[str, Any] | None" = None
     embedding: "dict[str, Any] | None" = None
+    crops: "dict[str, Any] | None" = None
 
     def __post_init__(self) -> None:
         # JSON gives lists; keep the dataclass hashable and comparable.
@@ -125,6 +178,7 @@ class FingerprintSpec:
         object.__setattr__(self, "families", tuple(str(f) for f in self.families))
         object.__setattr__(self, "projector", _canonical_projector(self.projector))
         object.__setattr__(self, "embedding", _canonical_embedding(self.embedding))
+        object.__setattr__(self, "crops", _canonical_crops(self.crops))
         self.validate()
 
     # ------------------------------------------------------------------ checks
@@ -152,6 +206,10 @@ class FingerprintSpec:
             raise SpecError(f"sigma must be > 0, got {self.sigma}")
         if self.dtype != "float32":
             raise SpecError(f"only dtype float32 is defined, got {self.dtype!r}")
+        if self.crops is not None and self.geometry != "crop":
+            raise SpecError(f"crops need the 'crop' geometry, got {self.geometry!r}")
+        if self.crops is not None and self.projector is not None:
+            raise SpecError("crops with a heavy projector are not supported: use one or the other")
 
     # ------------------------------------------------------------------ layout
     def family_size(self, family: str) -> int:
@@ -189,6 +247,14 @@ class FingerprintSpec:
         """This spec without its embedding: what the handcrafted ops compute."""
         return self if self.embedding is None else dataclasses.replace(self, embedding=None)
 
+    @property
+    def n_crops(self) -> int:
+        return 1 if self.crops is None else int(self.crops["n"])
+
+    def single_crop(self) -> "FingerprintSpec":
+        """This spec without its crops: what is computed on each crop before aggregation."""
+        return self if self.crops is None else dataclasses.replace(self, crops=None)
+
     def feature_names(self) -> list[str]:
         if self.embedding is not None:
             return [f"embed.{i}" for i in range(self.dim)]
@@ -219,6 +285,10 @@ class FingerprintSpec:
             del d["embedding"]  # likewise for a spec without a learned embedding
         else:
             d["embedding"] = dict(self.embedding)
+        if self.crops is None:
+            del d["crops"]  # and for a single-crop spec
+        else:
+            d["crops"] = dict(self.crops)
         return d
 
     def to_json(self, indent: int | None = None) -> str:

@@ -73,3 +73,16 @@ def test_extract_with_a_gallery_writes_its_embedding(tmp_path, embed_trained, em
     res = r.invoke(cli, ["extract", str(q / "all"), "--out", out + "3", "--gallery", g.path, "--device", "cpu",
                          "--precision", "fp16"])
     assert res.exit_code == 2 and "CUDA" in res.output, res.output
+
+
+def test_folded_batchnorm_network_matches_the_trained_one(embed_trained, embed_data):
+    from fpfast.embed.model import fold_batchnorm
+    emb = embed_trained[0]
+    x = torch.from_numpy(np.stack(embed_data[1][0][:16])).permute(0, 3, 1, 2).float() / 255
+    folded = fold_batchnorm(emb.net)
+    n_bn = lambda m: sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.modules())  # noqa: E731
+    assert n_bn(folded) == 1 and n_bn(emb.net) > 1  # only the input BatchNorm is left
+    with torch.inference_mode():
+        # the same affine maps applied in another order: float32 rounding, not bit-exact
+        np.testing.assert_allclose(folded(x).numpy(), emb.net(x).numpy(), atol=1e-5)
+    assert emb.net.training is False and any(isinstance(m, torch.nn.BatchNorm2d) for m in emb.net.body.modules())

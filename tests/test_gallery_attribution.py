@@ -79,6 +79,13 @@ def test_calibrated_false_reject_rate(enrolled):
     unk = g.attribute(c.sample(5, 200))
     print(f"unknown model rejected: {np.mean(unk.is_unknown):.3f}")
     assert np.mean(unk.is_unknown) > 0.5             # the held-out model is mostly rejected
+    # the margin over the applied threshold: > 0 exactly where the answer is 'unknown'
+    np.testing.assert_array_equal(unk.open_set_score, unk.distance - unk.threshold)
+    np.testing.assert_array_equal(unk.open_set_score > 0, unk.is_unknown)
+    rep = evaluate(test_y + [c.names[5]] * 200, a.model + unk.model, g.models(),
+                   open_set_margins=np.r_[a.open_set_score, unk.open_set_score])
+    assert rep["open_set_auroc_margin"] == pytest.approx(
+        auroc(np.r_[a.open_set_score, unk.open_set_score], np.r_[np.zeros(len(test_y), bool), np.ones(200, bool)]))
     grec = g.calibrate(held, held_y, frr=frr, per_model=False, method="centroid")
     assert grec["per_model"] == {}
     a = g.attribute(test_q, method="centroid")

@@ -112,3 +112,25 @@ def test_enroll_with_the_universal_embedding_needs_no_training(tmp_path):
     assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--fine-tune", "--from-scratch", "-q")
     assert r.exit_code == 2 and "exclude" in r.output
+
+
+def test_pretraining_precision_and_device_are_recorded_and_checked(tmp_path):
+    emb, hist, _ = pretrain_embedding(seed=0, precision="bf16", **TINY)
+    assert np.isfinite(hist[-1]["loss"])
+    assert emb.config["training"]["precision"] == "bf16" and emb.config["training"]["device"] == "cpu"
+    e32, _, _ = pretrain_embedding(seed=0, **TINY)
+    assert "device" not in e32.config["training"]  # a CPU fp32 run keeps the identity it always had
+    with pytest.raises(EmbedError, match="fp16"):
+        pretrain_embedding(precision="fp16", **TINY)  # fp16 autocast is CUDA-only
+    if not torch.cuda.is_available():
+        with pytest.raises(EmbedError, match="no CUDA device"):
+            pretrain_embedding(device="cuda", **TINY)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pretraining_on_cuda_with_fp16_autocast(tmp_path):
+    card = pretrain(str(tmp_path / "u"), device="cuda", **TINY)
+    emb, card2 = load_card(tmp_path / "u")
+    assert card2["precision"] == "auto" and card2["device"] != "cpu"
+    assert emb.config["training"]["device"] == "cuda" and np.isfinite(card["final_loss"])
+    assert 0 <= card["heldout"]["acc_clean"] <= 1

@@ -12,6 +12,7 @@ from ..embed.universal import UNIVERSAL, load_universal
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..gallery.update import enroll_warnings, updating
 from ..io.sources import check_sources
+from ..spec import load_spec, parse_crops
 from .options import handle_errors, stream_options
 
 
@@ -25,6 +26,10 @@ from .options import handle_errors, stream_options
                    "highpass, median, photo256), universal (the shipped pretrained embedding: experimental, "
                    "see `fpfast info`), a JSON file, or KIND:PATH[@PRESET] for a heavy projector "
                    "(manifold:DIR, autoencoder:DIR, diffusion:DIR).")
+@click.option("--crops", default=None, metavar="N[:grid|random[:SEED]]",
+              help="Fingerprint N crops of each image (a grid over the whole image, or seeded random crops) "
+                   "and average their vectors, for images larger than the spec's size (new gallery; "
+                   "default 1, the centre crop). Queries then use the gallery's crops.")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
               help="Normalisation refitted after enrollment (a new gallery: none with --spec "
                    "universal, else standardize).")
@@ -41,7 +46,7 @@ from .options import handle_errors, stream_options
                    "with it, as `fpfast train --fine-tune` does.")
 @stream_options
 @handle_errors
-def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, frr, column, tune_root, opts):
+def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, column, tune_root, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec
@@ -68,8 +73,15 @@ def enroll_cmd(gallery, sources, model, root, spec, normalize, index, holdout, f
     # issue 14: --spec universal embeds with the shipped pretrained embedding (opt-in: it is below the
     # handcrafted spec on the zoo so far, benchmarks/results/accuracy.md), checked against its card first
     universal = load_universal() if spec == UNIVERSAL else None
-    with updating(gallery, None if spec in (None, UNIVERSAL) else resolve_spec(spec),
+    want = None if spec in (None, UNIVERSAL) else resolve_spec(spec)
+    crops_rec = parse_crops(crops) if crops is not None else None
+    if crops is not None and new:
+        want = (want or load_spec(None)).replace(crops=crops_rec)
+    with updating(gallery, want if new or universal is None else None,
                   normalize or ("none" if universal is not None else "standardize"), index) as g:
+        if crops is not None and g.spec.crops != crops_rec:
+            raise click.UsageError(f"--crops {crops}: {gallery} fingerprints {g.spec.n_crops} crop(s) per image "
+                                   f"({g.spec.crops or 'centre crop'}); a gallery's crops are fixed when it is created")
         if universal is not None and new:
             g = g.with_embedding(universal)
         elif universal is not None and (g.spec.embedding or {}).get("identity") != universal.identity:

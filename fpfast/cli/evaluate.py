@@ -80,7 +80,7 @@ def check_folder_names(folders, models, open_set_folders: bool) -> list[str]:
 
 def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) -> dict:
     """Fingerprint ROOT/<model>/*, attribute, and evaluate against the folder names."""
-    truth, preds, dists, unreadable = [], [], [], []
+    truth, preds, dists, margins, unreadable = [], [], [], [], []
     quiet = dataclasses.replace(opts, quiet=True)
     for model, folder in model_folders(root).items():
         fp = gallery_fingerprints(g, [folder], quiet)
@@ -91,9 +91,11 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) 
         truth += [model] * len(fp.keys)
         preds += list(a.model)
         dists.append(a.distance)
+        margins.append(a.open_set_score)
     known = list(g.models())
     scores = np.concatenate(dists) if dists else np.zeros(0)
-    res = evaluate(truth, preds, known, open_set_scores=scores, out_dir=out)
+    res = evaluate(truth, preds, known, open_set_scores=scores, out_dir=out,
+                   open_set_margins=np.concatenate(margins) if margins else np.zeros(0))
     res["unreadable"] = [{"path": r["path"], "error": r["error"]} for r in unreadable]
     return res
 
@@ -106,7 +108,9 @@ def format_metrics(res: dict, out_dir: str | None = None) -> str:
     if res.get("n_unknown_queries"):
         lines.append(f"open set: {res['n_unknown_queries']} images of models outside the gallery; "
                      f"answered 'unknown': {res.get('unknown_recall', float('nan')):.3f}; "
-                     f"AUROC (distance to nearest known) {res.get('open_set_auroc', float('nan')):.3f}")
+                     f"AUROC (distance to nearest known) {res.get('open_set_auroc', float('nan')):.3f}"
+                     + (f", (distance over its model's threshold) {res['open_set_auroc_margin']:.3f}"
+                        if "open_set_auroc_margin" in res else ""))
     labels, cm = res["confusion_labels"], np.asarray(res["confusion"])
     w = max(len(x) for x in labels) + 1
     lines.append("confusion matrix (rows: true model, columns: answer):")

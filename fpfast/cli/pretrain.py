@@ -25,20 +25,27 @@ def _count(flag: str, lo: int, hi: int, default: int, help: str):
 @click.option("--real", "real_dirs", multiple=True, type=click.Path(exists=True, file_okay=False),
               help="A folder of real photos added to the bundled ones (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True,
+              help="Where the decoders and the network train: cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto", show_default=True,
+              help="Autocast dtype of the network (auto: fp16 on CUDA, fp32 on CPU; fp16 needs CUDA).")
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
-def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, objective, lr, real_dirs, seed, quiet):
+def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, objective, lr, real_dirs, seed,
+                 device, precision, quiet):
     """Pretrain the universal fingerprint embedding on random decoders; write OUT/universal.*.
 
     Each class is a random shallow decoder (random up-sampling, depth, widths, kernels,
     activations, normalisations, weights) applied to real photos, plus the photos themselves;
     batches are re-encoded and rescaled as images in the wild are. Same seed, same thread count:
-    the same weights. The card (OUT/universal.json) records the recipe, the command, the time and
-    the few-shot accuracy on held-out random decoders.
+    the same weights on CPU (a CUDA run is reproducible only statistically). The card
+    (OUT/universal.json) records the recipe, the command, device, precision, the time and the
+    few-shot accuracy on held-out random decoders.
 
     \b
     Example:
       fpfast pretrain my_universal/ --steps 2000 --seed 0
+      fpfast pretrain my_universal/ --steps 60000 --device cuda   # fp16 autocast on a GPU
     """
     from ..embed.pretrain import pretrain
 
@@ -49,6 +56,7 @@ def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, obj
 
     card = pretrain(out, real_dirs=real_dirs, log=log, command="fpfast " + shlex.join(sys.argv[1:]),
                     steps=steps, classes=classes, batch_classes=batch_classes, per_class=per_class,
-                    crop=crop, patch=patch, objective=objective, lr=lr, seed=seed)
+                    crop=crop, patch=patch, objective=objective, lr=lr, seed=seed, device=device,
+                    precision=precision)
     click.echo(json.dumps({"out": out, "identity": card["identity"], "seconds": card["seconds"],
                            "heldout": card["heldout"]}))

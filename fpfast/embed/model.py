@@ -103,6 +103,30 @@ class ResidualEmbedNet(nn.Module):
         return F.normalize(self.head(f).float(), dim=1)
 
 
+def fold_batchnorm(net: ResidualEmbedNet) -> ResidualEmbedNet:
+    """An inference copy of ``net`` (in eval mode) with every convolution's BatchNorm folded into
+    the convolution's weights and bias (the same function up to float rounding, one pass over the
+    activations fewer per BatchNorm). The input BatchNorm stays: it precedes a zero-padded
+    convolution, whose borders folding would change."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    out = copy.deepcopy(net).eval()
+
+    def fold(seq_or_block, conv_name, bn_name):
+        conv, bn = getattr(seq_or_block, conv_name), getattr(seq_or_block, bn_name)
+        setattr(seq_or_block, conv_name, fuse_conv_bn_eval(conv, bn))
+        setattr(seq_or_block, bn_name, nn.Identity())
+
+    fold(out.stem, "0", "1")
+    for blk in out.body:
+        fold(blk, "c1", "b1")
+        fold(blk, "c2", "b2")
+        if isinstance(blk.short, nn.Sequential):
+            fold(blk.short, "0", "1")
+    return out
+
+
 def _canonical(obj) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
 
@@ -182,12 +206,12 @@ class Embedder:
 
     def _net_on(self, device: torch.device, precision: str, compile: bool):
         """A copy of the network prepared for (device, precision, compile), built once and cached:
-        channels-last (cuDNN's NHWC convolutions on CUDA; oneDNN's on CPU: faster, see
-        ``benchmarks/results/embedding_speed.md``), optionally ``torch.compile``d."""
+        BatchNorms folded into the convolutions (:func:`fold_batchnorm`), channels-last
+        (cuDNN's NHWC convolutions on CUDA; no faster nor slower on this project's CPU), optionally
+        ``torch.compile``d; figures in ``benchmarks/results/embedding_speed.md``."""
         key = (str(device), precision, bool(compile))
         if key not in self._dev_nets:
-            import copy
-            net = copy.deepcopy(self.net).to(device).to(memory_format=torch.channels_last).eval()
+            net = fold_batchnorm(self.net).to(device).to(memory_format=torch.channels_last)
             if compile:
                 net = torch.compile(net, dynamic=False)
             self._dev_nets[key] = net

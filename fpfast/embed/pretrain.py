@@ -21,6 +21,13 @@ decoders (ids from :data:`HELDOUT_BASE` on, never drawn in training): few-shot n
 accuracy (``heldout_enroll`` images enrolled per decoder, ``heldout_query`` queries, clean and after
 JPEG 90) and the AUROC of the distance to the nearest centroid, half of the held-out decoders
 enrolled and half unknown. Deterministic for ``seed`` on CPU at a fixed torch thread count.
+
+``device``: where the decoders and the network run (``cpu`` or ``cuda[:i]``; the photo bank, the
+draws of classes, crops and augmentations stay on the host, so a run's data stream is the same on
+every device; the JPEG and Lanczos round trips run on the host). ``precision``: the network's
+autocast dtype (``auto`` = fp16 on CUDA with a gradient scaler, fp32 on CPU; ``bf16`` anywhere);
+the decoders, the residual and the loss stay fp32. A CUDA run is not bit-reproducible (cuDNN's
+convolution algorithms), only statistically: the card records device and precision.
 """
 from __future__ import annotations
 
@@ -79,14 +86,17 @@ class DecoderPool:
     """Decoders of one family built on first use (and cached), their output layers fitted on the
     same fixed crops; ``generate(i, x)`` is decoder ``i`` applied to ``x`` (class 0: ``x`` itself)."""
 
-    def __init__(self, family_seed: int, fit_batch: torch.Tensor):
+    def __init__(self, family_seed: int, fit_batch: torch.Tensor, device: torch.device | str = "cpu"):
         self.family_seed, self.fit_batch, self._cache = int(family_seed), fit_batch, {}
+        self.device = torch.device(device)
 
     def generate(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Decoder ``i`` on ``x`` (a host tensor), computed on the pool's device, returned there."""
+        x = x.to(self.device)
         if i == REAL:
             return x
-        if i not in self._cache:
-            self._cache[i] = make_decoder(self.family_seed, i, self.fit_batch)
+        if i not in self._cache:  # designed and fitted on the host (float64 solve), then moved
+            self._cache[i] = make_decoder(self.family_seed, i, self.fit_batch).to(self.device)
         with torch.no_grad():
             return self._cache[i](x)
 
@@ -118,8 +128,15 @@ def _loss(z, yb, head, opts):
     return F.cross_entropy(opts["scale"] * torch.where(onehot, target, cos), yb)
 
 
-def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log=None,
-                       **opts_in) -> tuple[Embedder, list[dict], dict]:
+def _precision(precision: str, dev: torch.device) -> torch.dtype:
+    from .model import resolve_precision
+    if precision == "fp16" and dev.type != "cuda":
+        raise EmbedError("fp16 pretraining needs a CUDA device (--device cuda); on CPU use fp32 or bf16")
+    return resolve_precision(precision, dev)
+
+
+def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log=None, device: str = "cpu",
+                       precision: str = "auto", **opts_in) -> tuple[Embedder, list[dict], dict]:
     """Train the universal embedding; returns (embedder, log records, held-out evaluation).
 
     ``opts_in``: overrides of :data:`DEFAULT_PRETRAIN`; ``real_dirs``: folders of real photos added
@@ -138,19 +155,24 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
     if opts["crop"] % 4 or opts["patch"] > opts["crop"] // 2 * 2 or opts["patch"] < 16:
         raise EmbedError(f"crop must be a multiple of 4 and 16 <= patch <= crop, got {opts['crop']}, {opts['patch']}")
     spec = load_spec(spec).handcrafted()
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EmbedError(f"--device {device}: no CUDA device is visible to torch")
+    dtype = _precision(precision, dev)
     seed = int(opts["seed"])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     bank = _photo_bank(int(opts["bank"]), int(opts["crop"]), seed, real_dirs)
-    pool = DecoderPool(seed, bank[:FIT_CROPS])
+    pool = DecoderPool(seed, bank[:FIT_CROPS], dev)
     a = resolve_arch(arch, residual=spec.residual, sigma=spec.sigma, handcrafted_dim=0)
-    net = ResidualEmbedNet(a)
+    net = ResidualEmbedNet(a).to(dev)
     head = torch.nn.Parameter(torch.randn(int(opts["classes"]), int(a["dim"]),
-                                          generator=torch.Generator().manual_seed(seed)))
+                                          generator=torch.Generator().manual_seed(seed)).to(dev))
     params = list(net.parameters()) + ([head] if opts["objective"] != "supcon" else [])
     opt = torch.optim.AdamW(params, lr=opts["lr"], weight_decay=opts["weight_decay"])
     steps = int(opts["steps"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts["lr"], total_steps=max(steps, 20), pct_start=0.1)
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
     P, K = int(opts["batch_classes"]), int(opts["per_class"])
     history, t0, run_loss = [], time.perf_counter(), 0.0
     every = max(1, steps // 20)
@@ -159,12 +181,15 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
         cls = rng.choice(int(opts["classes"]), size=P, replace=False)
         crops = bank[rng.integers(0, len(bank), size=P * K)]
         x = torch.cat([pool.generate(int(c), crops[j * K:(j + 1) * K]) for j, c in enumerate(cls)])
-        xb = torch.from_numpy(postprocess(x, rng, opts)).permute(0, 3, 1, 2).float() / 255.0
-        yb = torch.from_numpy(np.repeat(cls, K).astype(np.int64))
-        loss = _loss(net(xb), yb, head, opts)
+        xb = torch.from_numpy(postprocess(x, rng, opts)).to(dev).permute(0, 3, 1, 2).float() / 255.0
+        yb = torch.from_numpy(np.repeat(cls, K).astype(np.int64)).to(dev)
+        with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+            z = net(xb)
+        loss = _loss(z.float(), yb, head, opts)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         run_loss += float(loss.detach())
         if (step + 1) % every == 0 or step + 1 == steps:
@@ -175,27 +200,40 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
             history.append(rec)
             if log is not None:
                 log(rec)
-    net = net.eval()
+    net = net.eval().cpu()
     config = {"arch": a, "spec": spec.to_dict(),
               "training": {"kind": "pretrain", **opts, "real_dirs": len(real_dirs),
-                           "torch_version": torch.__version__,
+                           "torch_version": torch.__version__, **_device_record(dev, precision),
                            "final_loss": history[-1]["loss"] if history else None}}
     emb = Embedder(net, config)
-    return emb, history, heldout_eval(emb, opts, bank)
+    return emb, history, heldout_eval(emb, opts, bank, device=dev)
 
 
-def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor) -> dict:
+def _device_name(device: str) -> str:
+    dev = torch.device(device)
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
+
+
+def _device_record(dev: torch.device, precision: str) -> dict:
+    """Where a pretraining ran, for its config: nothing on CPU in fp32 (so the CPU identity of a
+    seed is what it was before devices were a choice), else the device kind and precision."""
+    if dev.type == "cpu" and precision in ("auto", "fp32"):
+        return {}
+    return {"device": dev.type, "precision": precision}
+
+
+def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.device | str = "cpu") -> dict:
     """Few-shot attribution of held-out random decoders (never drawn in training; see module doc)."""
     n, ne, nq = int(opts["heldout"]), int(opts["heldout_enroll"]), int(opts["heldout_query"])
     seed, patch = int(opts["seed"]), int(opts["patch"])
     rng = np.random.default_rng([seed, 0xE7A1])
-    pool = DecoderPool(seed, bank[:FIT_CROPS])
+    pool = DecoderPool(seed, bank[:FIT_CROPS], device)
     known = n - n // 2
     cents, q_clean, q_jpeg, labels = [], [], [], []
     c0 = (int(opts["crop"]) - patch) // 2
     for j in range(n):
         crops = bank[rng.integers(0, len(bank), size=ne + nq)]
-        imgs = to_uint8(pool.generate(HELDOUT_BASE + j, crops))[:, c0:c0 + patch, c0:c0 + patch]
+        imgs = to_uint8(pool.generate(HELDOUT_BASE + j, crops).cpu())[:, c0:c0 + patch, c0:c0 + patch]
         z = emb.embed(torch.from_numpy(np.ascontiguousarray(imgs)), layout="hwc")
         if j < known:
             cents.append(F.normalize(torch.from_numpy(z[:ne]).mean(0), dim=0).numpy())
@@ -211,15 +249,17 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor) -> dict:
 
     d, dj = dists(q_clean), dists(q_jpeg)
     kn = y < known
-    from sklearn.metrics import roc_auc_score  # unknown = positive, scored by its distance
+    # AUROC, unknown = positive scored by its distance: P(unknown > known) + half the ties, in numpy
+    # (no scikit-learn needed on a GPU machine); equal to sklearn's roc_auc_score
+    neg, pos = d[kn].min(1), d[~kn].min(1)
+    auc = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
     return {"decoders": n, "known": known, "chance": 1.0 / known,
             "acc_clean": float((d[kn].argmin(1) == y[kn]).mean()),
-            "acc_jpeg90": float((dj[kn].argmin(1) == y[kn]).mean()),
-            "auroc": float(roc_auc_score(np.r_[np.zeros(kn.sum()), np.ones((~kn).sum())],
-                                          np.r_[d[kn].min(1), d[~kn].min(1)]))}
+            "acc_jpeg90": float((dj[kn].argmin(1) == y[kn]).mean()), "auroc": float(auc)}
 
 
-def pretrain(out: str, *, real_dirs=(), log=None, command: str | None = None, **opts) -> dict:
+def pretrain(out: str, *, real_dirs=(), log=None, command: str | None = None, device: str = "cpu",
+             precision: str = "auto", **opts) -> dict:
     """``fpfast pretrain OUT``: pretrain, evaluate on held-out decoders and write
     ``OUT/universal.safetensors`` + ``OUT/universal.json`` (:mod:`fpfast.embed.universal`).
     Returns the card."""
@@ -232,7 +272,8 @@ def pretrain(out: str, *, real_dirs=(), log=None, command: str | None = None, **
     if os.path.isdir(out) and set(os.listdir(out)) - {CARD, "universal.safetensors"}:
         raise EmbedError(f"{out} holds other files: pretrain writes only into a new or its own directory")
     t0 = time.perf_counter()
-    emb, history, ev = pretrain_embedding(real_dirs=tuple(real_dirs), log=log, **opts)
+    emb, history, ev = pretrain_embedding(real_dirs=tuple(real_dirs), log=log, device=device,
+                                          precision=precision, **opts)
     secs = time.perf_counter() - t0
     full = {**DEFAULT_PRETRAIN, **opts}
     card = {"name": "fpfast universal fingerprint embedding",
@@ -244,5 +285,6 @@ def pretrain(out: str, *, real_dirs=(), log=None, command: str | None = None, **
                     + (f" + {len(real_dirs)} user folder(s)" if real_dirs else ""),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "seconds": round(secs, 1), "torch_threads": torch.get_num_threads(),
-            "command": command, "heldout": ev, "final_loss": history[-1]["loss"] if history else None}
+            "device": _device_name(device), "precision": precision, "command": command, "heldout": ev,
+            "final_loss": history[-1]["loss"] if history else None}
     return write_card(emb, out, card)

@@ -142,5 +142,6 @@ def make_decoder(family_seed: int, i: int, fit_batch: torch.Tensor) -> RandomDec
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float [B,3,H,W] in [0,1] -> uint8 [B,H,W,3] (round to nearest, as an image file stores it)."""
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    """float [B,3,H,W] in [0,1] (any device) -> uint8 [B,H,W,3] on the host (round to nearest, as an
+    image file stores it)."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()

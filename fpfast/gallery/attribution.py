@@ -45,6 +45,15 @@ class Attribution:
     method: str
 
     @property
+    def open_set_score(self) -> np.ndarray:
+        """Per query, larger = less like the model it points to: the open-set statistic minus the
+        threshold applied to it (> 0 is answered ``unknown``; the per-model thresholds put every
+        model's held-out samples on one scale), or the statistic itself where none is calibrated.
+        What `fpfast eval`'s ``open_set_auroc_margin`` ranks (``benchmarks/results/embedding.md``)."""
+        d, t = np.asarray(self.distance, np.float64), np.asarray(self.threshold, np.float64)
+        return np.where(np.isfinite(t), d - t, d)
+
+    @property
     def is_unknown(self) -> np.ndarray:
         return np.array([m == UNKNOWN for m in self.model], dtype=bool)
 

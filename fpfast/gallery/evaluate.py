@@ -120,13 +120,17 @@ def plot_confusion(path: str, cm: np.ndarray, labels: Sequence[str],
 
 
 def evaluate(y_true: Sequence[str], y_pred: Sequence[str], known: Sequence[str], *,
-             open_set_scores: np.ndarray | None = None, out_dir: str | None = None) -> dict:
+             open_set_scores: np.ndarray | None = None, open_set_margins: np.ndarray | None = None,
+             out_dir: str | None = None) -> dict:
     """The full evaluation of an attribution run.
 
     ``y_true``: true model names (models absent from ``known`` are the open-set unknowns);
     ``y_pred``: attributed names (``"unknown"`` allowed); ``known``: the gallery's models;
     ``open_set_scores``: per query, larger = less like any known model (e.g. the distance to the
-    nearest enrolled sample), giving ``open_set_auroc`` with unknown models as positives.
+    nearest enrolled sample), giving ``open_set_auroc`` with unknown models as positives;
+    ``open_set_margins``: the same statistic minus the per-model threshold the gallery applies
+    (:attr:`~fpfast.gallery.attribution.Attribution.open_set_score`), giving ``open_set_auroc_margin``:
+    the ranking the calibrated decisions make.
     Closed-set metrics are computed on the queries of known models only; ``unknown_recall`` is
     the fraction of unknown-model queries answered ``unknown``. With ``out_dir``, writes
     ``metrics.json``, ``confusion.csv`` and ``confusion.png`` there.
@@ -145,6 +149,8 @@ def evaluate(y_true: Sequence[str], y_pred: Sequence[str], known: Sequence[str],
         out["unknown_recall"] = float(np.mean([p == UNKNOWN for p, k in zip(y_pred, is_known) if not k]))
     if open_set_scores is not None:
         out["open_set_auroc"] = auroc(np.asarray(open_set_scores), ~is_known)
+    if open_set_margins is not None:
+        out["open_set_auroc_margin"] = auroc(np.asarray(open_set_margins), ~is_known)
     labels = known + ([UNKNOWN] if (UNKNOWN in y_pred or (~is_known).any()) else [])
     true_mapped = [t if t in known_set else UNKNOWN for t in y_true]
     cm = confusion_matrix(true_mapped, y_pred, labels)

@@ -46,16 +46,29 @@ def fingerprint_mapper(spec: FingerprintSpec | str | None = None, backend: str =
 
 
 def embedding_mapper(embedder, backend: str = "auto", column: str = "vector", device: str = "cpu",
-                     precision: str = "auto", compile: bool = False) -> Mapper:
-    """A mapper computing a learned embedding per batch: ``{column: float32 tensor [B, D] on device}``."""
+                     precision: str = "auto", compile: bool = False, spec: FingerprintSpec | None = None) -> Mapper:
+    """A mapper computing a learned embedding per batch: ``{column: float32 tensor [B, D] on device}``;
+    with a multi-crop ``spec``, the mean of each image's crops' embeddings (unit-normalised)."""
     from ..embed.model import resolve_precision
     dev = torch.device(device)
     resolve_precision(precision, dev)  # a bad choice fails before the stream starts
 
     def mapper(batch: torch.Tensor, keys: list) -> dict:
-        return {column: embedder.embed_tensor(_on(batch, dev), device=dev, backend=backend, layout="hwc",
-                                              precision=precision, compile=compile)}
+        return {column: embed_images(embedder, _on(batch, dev), spec, device=dev, backend=backend,
+                                     precision=precision, compile=compile)}
     return mapper
+
+
+def embed_images(embedder, batch: torch.Tensor, spec: FingerprintSpec | None = None, **kw) -> torch.Tensor:
+    """``embedder``'s vectors of images [B, H, W, 3] under ``spec``'s geometry (a no-op on the
+    pipeline's decoded batches, which are in it already; in-memory images of any size get it
+    here): a multi-crop spec's crops are cut, embedded and aggregated
+    (:func:`fpfast.prepare.aggregate_crops`). ``spec=None``: the images as given."""
+    if spec is None:
+        return embedder.embed_tensor(batch, layout="hwc", **kw)
+    from ..prepare import aggregate_crops, apply_geometry, as_chw
+    tiles = apply_geometry(as_chw(batch, "hwc"), spec)
+    return aggregate_crops(embedder.embed_tensor(tiles, layout="chw", **kw), spec)
 
 
 def vector_mapper(spec: FingerprintSpec, opts: StreamOptions, embedder=None, column: str = "vector") -> Mapper:
@@ -73,7 +86,7 @@ def vector_mapper(spec: FingerprintSpec, opts: StreamOptions, embedder=None, col
         raise ConfigError(f"embedder {embedder.identity[:16]}... is not the spec's embedding "
                           f"{spec.embedding['identity'][:16]}...")
     return embedding_mapper(embedder, opts.backend, column=column, device=device, precision=opts.precision,
-                            compile=opts.compile)
+                            compile=opts.compile, spec=spec)
 
 
 def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3) -> Mapper:

@@ -31,6 +31,9 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     all answered 'unknown'. Returns (new gallery, summary dict)."""
     if calibrate_on not in ("clean", "augmented"):
         raise ValueError(f"calibrate_on must be 'clean' or 'augmented', got {calibrate_on!r}")
+    if gallery.spec.crops is not None:
+        raise UsageError(f"gallery {gallery.path} fingerprints {gallery.spec.n_crops} crops per image: training "
+                         "an embedding on a multi-crop gallery is not supported yet (enroll without --crops)")
     from ..embed import train_embedding
     init = gallery.embedder() if fine_tune else None
     if fine_tune and init is None:

@@ -19,7 +19,7 @@ import importlib
 import torch
 
 from .. import backends
-from ..prepare import apply_geometry, as_chw, to_float
+from ..prepare import aggregate_crops, apply_geometry, as_chw, to_float
 from ..reference import features as reference_features
 from ..reference import residual as reference_residual
 from ..spec import FingerprintSpec, load_spec
@@ -57,7 +57,8 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     ``images``: uint8 or float [B,H,W,3] or [B,3,H,W] (any strides, H, W >= spec.min_size), or
     with ``is_residual=True`` an already computed residual (float, e.g. from a heavy projector),
     whose features are taken as they are. ``return_residual=True`` also returns the float32
-    residual [B,3,h,w] (after the spec's geometry). ``backend``: auto, torch, cpp, triton, cuda.
+    residual [B,3,h,w] (after the spec's geometry; [B * n, 3, h, w] for a spec of ``n`` crops,
+    whose vectors are the mean of its crops'). ``backend``: auto, torch, cpp, triton, cuda.
     ``post``: auto, fused or torch (see the module docstring; auto = fused for CUDA tensors).
     ``graph=True`` (CUDA tensors only; off by default): replay a CUDA graph captured for this batch
     shape, dtype, spec, backend and device (:func:`fpfast.ops.graph.fused_op`; the first call per
@@ -68,6 +69,14 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     images = torch.as_tensor(images)  # numpy in, as the README shows
     if post not in POSTS:
         raise ValueError(f"post must be one of {POSTS}, got {post!r}")
+    spec = load_spec(spec)
+    if spec.crops is not None:  # a multi-crop spec: each image's crops as a batch, then their mean
+        if is_residual:
+            raise ValueError("a multi-crop spec takes images (its crops are cut here), not a residual")
+        tiles = apply_geometry(as_chw(images, layout), spec)
+        res = fingerprint_features(tiles, spec.single_crop(), backend=backend, layout="chw",
+                                   return_residual=return_residual, post=post, graph=graph)
+        return (aggregate_crops(res[0], spec), res[1]) if return_residual else aggregate_crops(res, spec)
     if graph:
         from .graph import fused_op
         op = fused_op(images, spec, backend=backend, layout=layout, return_residual=return_residual,
