@@ -47,9 +47,9 @@ def stream_options(fn):
 
 
 def engine_options(fn):
-    """--engine --ray-address --ray-actors --verbose, gathered into ``engine: EngineOptions``
+    """--engine --ray-address --ray-actors --ray-block-rows --verbose, gathered into ``engine: EngineOptions``
     (checked at once: ``--engine ray`` without Ray installed is a usage error)."""
-    from ..engines import ENGINES, EngineOptions
+    from ..engines import DEFAULT_BLOCK_ROWS, ENGINES, EngineOptions
 
     @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
                   help="local: this machine's processes; ray: Ray Data actors (pip install 'fpfast[ray]'). "
@@ -59,10 +59,13 @@ def engine_options(fn):
     @click.option("--ray-actors", type=click.IntRange(1), default=None,
                   help="Ray actors (default: one per GPU of the cluster, else one per CPU). --workers "
                        "does not apply: each actor decodes its own blocks.")
+    @click.option("--ray-block-rows", type=click.IntRange(1), default=None,
+                  help="Inputs per Ray task (default %d; a block never spans two output shards)." % DEFAULT_BLOCK_ROWS)
     @click.option("--verbose", is_flag=True, help="Show Ray's own logs and progress bars.")
     @functools.wraps(fn)
-    def wrapper(*args, engine, ray_address, ray_actors, verbose, **kw):
-        opts = EngineOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors or 0, verbose=verbose)
+    def wrapper(*args, engine, ray_address, ray_actors, ray_block_rows, verbose, **kw):
+        opts = EngineOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors or 0,
+                             block_rows=ray_block_rows or DEFAULT_BLOCK_ROWS, verbose=verbose)
         opts.check()
         return fn(*args, engine=opts, **kw)
     return wrapper

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..errors import UsageError
 
 ENGINES = ("local", "ray")
+DEFAULT_BLOCK_ROWS = 256   # inputs per Ray task: small enough to spread, large enough to batch
 RAY_INSTALL_HINT = "pip install 'fpfast[ray]' (or: pip install 'ray[data]')"
 
 
@@ -29,11 +30,12 @@ def require_ray():
 
 @dataclass
 class EngineOptions:
-    """``--engine``, ``--ray-address``, ``--ray-actors``, ``--verbose``."""
+    """``--engine``, ``--ray-address``, ``--ray-actors``, ``--ray-block-rows``, ``--verbose``."""
 
     engine: str = "local"
     ray_address: str | None = None
     ray_actors: int = 0          # 0: from the cluster's resources
+    block_rows: int = DEFAULT_BLOCK_ROWS
     verbose: bool = False
 
     def check(self) -> None:
@@ -42,8 +44,8 @@ class EngineOptions:
             raise UsageError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
         if self.engine == "ray":
             require_ray()
-        elif self.ray_address or self.ray_actors:
-            raise UsageError("--ray-address and --ray-actors need --engine ray")
+        elif self.ray_address or self.ray_actors or self.block_rows != DEFAULT_BLOCK_ROWS:
+            raise UsageError("--ray-address, --ray-actors and --ray-block-rows need --engine ray")
 
 
 def logs_aside(engine: EngineOptions):
@@ -60,7 +62,8 @@ def ray_run_kw(engine: EngineOptions, recipe, spec, shard_size: int, opts) -> di
     ``recipe()`` builds the job's mapper in each actor (:mod:`fpfast.jobs.recipes`); ``opts``: the
     command's :class:`~fpfast.jobs.options.StreamOptions`."""
     from .ray_engine import RayOptions, precomputed, ray_decode_stage
-    ray_opts = RayOptions(address=engine.ray_address, actors=engine.ray_actors, verbose=engine.verbose)
+    ray_opts = RayOptions(address=engine.ray_address, actors=engine.ray_actors, verbose=engine.verbose,
+                          block_rows=engine.block_rows, gpus=opts.device != "cpu")
     stage = ray_decode_stage(recipe, spec, shard_size, ray_opts, batch_size=opts.batch_size,
                              max_pixels=opts.max_pixels, decode_device=opts.decode)
     return {"mapper": precomputed, "decode_stage": stage}

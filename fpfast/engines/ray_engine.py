@@ -46,9 +46,7 @@ import numpy as np
 
 from ..io.decode import DEFAULT_MAX_PIXELS
 from ..pipeline import STAGES, Batch, Failed, Mapper, cpu_decode_stage
-from . import require_ray
-
-DEFAULT_BLOCK_ROWS = 256   # inputs per Ray row (a task's work): small enough to spread, large enough to batch
+from . import DEFAULT_BLOCK_ROWS, require_ray
 
 
 @dataclass
@@ -58,6 +56,7 @@ class RayOptions:
     address: str | None = None   # None: a local Ray on this machine; "auto" or HOST:PORT: join a cluster
     actors: int = 0              # 0: one per GPU of the cluster, else one per CPU
     verbose: bool = False        # show Ray's logs and progress bars
+    gpus: bool = True            # GPU actors when the cluster has GPUs (False: CPU actors, e.g. --device cpu)
     block_rows: int = DEFAULT_BLOCK_ROWS
 
 
@@ -122,12 +121,15 @@ def _quiet_ray_data(ray, verbose: bool) -> None:
 
 
 def actor_resources(ray, opts: RayOptions) -> tuple[int, dict]:
-    """``(actors, per-actor resources)`` from the cluster: GPU actors when it has GPUs."""
+    """``(actors, per-actor resources)`` from the cluster: GPU actors when it has GPUs (and
+    ``opts.gpus``); CPU actors
+    take one CPU each, or their share when ``opts.actors`` asks for more actors than CPUs."""
     res = ray.cluster_resources()
-    gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
-    if gpus > 0:
+    gpus, cpus = int(res.get("GPU", 0)), float(res.get("CPU", 1))
+    if gpus > 0 and opts.gpus:
         return opts.actors or gpus, {"num_gpus": 1}
-    return opts.actors or max(1, cpus), {"num_cpus": 1}
+    n = opts.actors or max(1, int(cpus))
+    return n, {"num_cpus": min(1.0, cpus / n)}
 
 
 class MapActor:
@@ -197,6 +199,7 @@ def ray_decode_stage(recipe: Callable[[], Mapper], spec, shard_size: int, opts: 
         try:
             n_actors, resources = actor_resources(ray, opts)
             ds = ray.data.from_items([{"block": b} for b in blocks], override_num_blocks=len(blocks))
+            blocks.clear()  # the object store holds them now
             ds = ds.map_batches(MapActor, fn_constructor_args=(recipe, spec, shard_size, batch_size, max_pixels,
                                                                decode_device),
                                 batch_size=1, batch_format="numpy", concurrency=n_actors, **resources)
