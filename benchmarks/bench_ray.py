@@ -18,7 +18,6 @@ benchmarks/results/ray.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import re
@@ -32,6 +31,9 @@ import numpy as np
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from fpfast.bench import append_rows  # noqa: E402
+
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
 
@@ -143,13 +145,7 @@ def main() -> None:
             print(f"| {r} | `{c}` | {res['images_per_s']:.0f} | {res['run_s']:.1f} | {res['process_s']:.1f} | "
                   f"{res['peak_rss_mb']:.0f} | {res['load1_before']:.1f} / {res['load1_after']:.1f} | "
                   f"{res['stages']} |", flush=True)
-    path = os.path.join(RESULTS, "ray.csv")
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+    append_rows(rows, os.path.join(RESULTS, "ray.csv"))
 
 
 if __name__ == "__main__":

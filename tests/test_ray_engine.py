@@ -3,7 +3,6 @@ killed Ray worker and a killed driver. One local Ray (2 CPUs, a 200 MB object st
 module; the inputs are a few dozen 32 px images."""
 from __future__ import annotations
 
-import functools
 import io
 import json
 import logging

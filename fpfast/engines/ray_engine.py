@@ -2,8 +2,8 @@
 
 ::
 
-    stage = ray_decode_stage(attribute_recipe("G", opts), spec, RayOptions(address=None))
-    summary = run(sources, precomputed, "out/", spec=spec, decode_stage=stage)
+    stage = ray_decode_stage(attribute_recipe("G", opts), spec, 10_000, RayOptions(address=None))
+    summary = run(sources, precomputed, "out/", spec=spec, shard_size=10_000, decode_stage=stage)
 
 It plugs into :func:`fpfast.pipeline.run_stream` at its decode-stage seam, so everything around
 it is the local engine's: the reader (:func:`fpfast.io.sources.iter_sources`, in the driver, in
@@ -15,6 +15,8 @@ the progress bar and the summary. A reader of the output cannot tell which engin
   are what the reader yields: a path (:class:`~fpfast.io.sources.FileRef`, read by the actor:
   on a cluster the files must be where the workers see them), bytes (tar members, parquet
   cells: they travel through Ray's object store) or a read error. One Ray row holds one block.
+  The driver cuts every block before Ray starts, so it holds the inputs still to do (their
+  payloads) in memory: run very large sets in slices.
 * **actors** - ``map_batches`` with :class:`MapActor`: it builds the job's mapper once from a
   *recipe* (:mod:`fpfast.jobs.recipes`: loads the spec, the compiled op, the gallery and its
   embedding) and runs, per block, the local engine's decode stage
@@ -53,7 +55,7 @@ from . import DEFAULT_BLOCK_ROWS, require_ray
 class RayOptions:
     """Where and how wide the Ray engine runs."""
 
-    address: str | None = None   # None: a local Ray on this machine; "auto" or HOST:PORT: join a cluster
+    address: str | None = None   # None: start a Ray of its own here; "auto" or HOST:PORT: join a cluster
     actors: int = 0              # 0: one per GPU of the cluster, else one per CPU
     verbose: bool = False        # show Ray's logs and progress bars
     gpus: bool = True            # GPU actors when the cluster has GPUs (False: CPU actors, e.g. --device cpu)
@@ -76,7 +78,9 @@ def connect(opts: RayOptions):
     kw = {"log_to_driver": opts.verbose, "logging_level": level}
     if opts.address is None:
         kw["include_dashboard"] = False
-    ray.init(address=opts.address, **kw)
+    # "local": always a Ray of its own (address=None would join a Ray found running here, or hang
+    # on a stale /tmp/ray/ray_current_cluster of one that died)
+    ray.init(address=opts.address or "local", **kw)
     _quiet_ray_data(ray, opts.verbose)
     return ray, True
 
