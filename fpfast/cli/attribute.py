@@ -1,10 +1,14 @@
 import click
 
 from ..gallery import Gallery
+from ..engines import logs_aside, ray_run_kw
 from ..jobs.mappers import attribute_mapper
+from ..jobs.options import check_decode
+from ..jobs.recipes import attribute_recipe
 from ..jobs.schema import attribute_schema
 from ..pipeline import run
-from .options import check_output, expect_digest_option, finish, handle_errors, output_options, stream_options
+from .options import (check_output, engine_options, expect_digest_option, finish, handle_errors, output_options,
+                      stream_options)
 
 
 @click.command("attribute")
@@ -19,7 +23,9 @@ from .options import check_output, expect_digest_option, finish, handle_errors, 
 @expect_digest_option
 @stream_options
 @handle_errors
-def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, resume, overwrite, expect_digest, opts):
+@engine_options
+def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, resume, overwrite, expect_digest, opts,
+                  engine):
     """Name the model behind every image of SOURCES: one row per input.
 
     Rows: path, model (a gallery model or 'unknown'), score, distance, top-k models with
@@ -29,11 +35,19 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     \b
     Example:
       fpfast attribute 'shards/{0000..0099}.tar' --gallery my_gallery --out results/ --workers 4
+      fpfast attribute 'shards/{0000..0099}.tar' --gallery my_gallery --out results/ --engine ray
     """
     check_output(out, resume, overwrite, sources, gallery)
     g = Gallery.load(gallery, expect_digest=expect_digest)
-    mapper = attribute_mapper(g, opts, method=method, k=k, top=top)
-    summary = run(list(sources), mapper, out, spec=g.spec, column=column, shard_size=shard_size,
-                  resume=resume, overwrite=overwrite, schema=attribute_schema(top),
-                  config={"gallery": g.path, "method": method, "k": k, "top": top}, **opts.stream_kw())
+    if engine.engine == "ray":  # each actor loads the gallery itself; a --decode mismatch fails here first
+        check_decode(g, opts)
+        kw = ray_run_kw(engine, attribute_recipe(g.path, opts, method, k, top, expect_digest), g.spec,
+                        shard_size, opts)
+    else:
+        kw = {"mapper": attribute_mapper(g, opts, method=method, k=k, top=top)}
+    with logs_aside(engine):
+        summary = run(list(sources), out=out, spec=g.spec, column=column, shard_size=shard_size,
+                      resume=resume, overwrite=overwrite, schema=attribute_schema(top),
+                      config={"gallery": g.path, "method": method, "k": k, "top": top},
+                      **{**opts.stream_kw(), **kw})
     finish(summary, opts.quiet)

@@ -1,9 +1,12 @@
 import click
 
+from ..engines import logs_aside, ray_run_kw
 from ..jobs.mappers import vector_mapper
+from ..jobs.recipes import vector_recipe
 from ..jobs.specs import resolve_spec
 from ..pipeline import run
-from .options import check_output, expect_digest_option, finish, handle_errors, output_options, stream_options
+from .options import (check_output, engine_options, expect_digest_option, finish, handle_errors, output_options,
+                      stream_options)
 
 
 @click.command("extract")
@@ -17,7 +20,8 @@ from .options import check_output, expect_digest_option, finish, handle_errors, 
 @expect_digest_option
 @stream_options
 @handle_errors
-def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwrite, expect_digest, opts):
+@engine_options
+def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwrite, expect_digest, opts, engine):
     """Fingerprints of SOURCES as .npy shards with parquet metadata (pandas/autofaiss layout).
 
     \b
@@ -35,7 +39,11 @@ def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwri
         spec, embedder = g.spec, g.embedder()
     else:
         spec = resolve_spec(spec)
-    mapper = vector_mapper(spec, opts, embedder)
-    summary = run(list(sources), mapper, out, spec=spec, column=column, shard_size=shard_size,
-                  resume=resume, overwrite=overwrite, kind="npy", **opts.stream_kw())
+    if engine.engine == "ray":  # each actor loads the spec (and the gallery's embedding) itself
+        kw = ray_run_kw(engine, vector_recipe(spec, opts, gallery, expect_digest), spec, shard_size, opts)
+    else:
+        kw = {"mapper": vector_mapper(spec, opts, embedder)}
+    with logs_aside(engine):
+        summary = run(list(sources), out=out, spec=spec, column=column, shard_size=shard_size,
+                      resume=resume, overwrite=overwrite, kind="npy", **{**opts.stream_kw(), **kw})
     finish(summary, opts.quiet)

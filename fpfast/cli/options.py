@@ -46,6 +46,31 @@ def stream_options(fn):
     return wrapper
 
 
+def engine_options(fn):
+    """--engine --ray-address --ray-actors --ray-block-rows --verbose, gathered into ``engine: EngineOptions``
+    (checked at once: ``--engine ray`` without Ray installed is a usage error)."""
+    from ..engines import DEFAULT_BLOCK_ROWS, ENGINES, EngineOptions
+
+    @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+                  help="local: this machine's processes; ray: Ray Data actors (pip install 'fpfast[ray]'). "
+                       "The output is the same.")
+    @click.option("--ray-address", metavar="ADDR",
+                  help="Join this Ray cluster ('auto' or HOST:PORT); without it --engine ray starts a local Ray.")
+    @click.option("--ray-actors", type=click.IntRange(1), default=None,
+                  help="Ray actors (default: one per GPU of the cluster, else one per CPU). --workers "
+                       "does not apply: each actor decodes its own blocks.")
+    @click.option("--ray-block-rows", type=click.IntRange(1), default=None,
+                  help="Inputs per Ray task (default %d; a block never spans two output shards)." % DEFAULT_BLOCK_ROWS)
+    @click.option("--verbose", is_flag=True, help="Show Ray's own logs and progress bars.")
+    @functools.wraps(fn)
+    def wrapper(*args, engine, ray_address, ray_actors, ray_block_rows, verbose, **kw):
+        opts = EngineOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors or 0,
+                             block_rows=ray_block_rows or DEFAULT_BLOCK_ROWS, verbose=verbose)
+        opts.check()
+        return fn(*args, engine=opts, **kw)
+    return wrapper
+
+
 expect_digest_option = click.option(
     "--expect-digest", metavar="SHA256",
     help="Refuse the gallery unless its digest (`fpfast info --gallery G --digest`) is this one: "
