@@ -97,7 +97,7 @@ def test_content_regression_matches_numpy():
         tr = np.array(groups) != g
         pred[~tr] = _np_ridge(z[tr], code[tr], 1e-3)(z[~tr])
     r2 = 1 - ((code - pred) ** 2).sum() / ((code - code.mean(0)) ** 2).sum()
-    assert content_regression(z, code, groups) == pytest.approx(r2, rel=1e-9, abs=1e-12)  # float64 both
+    assert content_regression(z, code, groups, lam=1e-3) == pytest.approx(r2, rel=1e-9, abs=1e-12)  # float64 both
     assert r2 > 0.9
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-RIDGE = 1e-3
+RIDGE = 1e-3        # the probe's ridge (one-hot targets)
+RIDGE_CODE = 1.0    # the content-code regression's (a small one extrapolates wildly across generators)
 
 
 def _t(a) -> torch.Tensor:
@@ -71,7 +72,7 @@ def content_probe(z, content, groups, lam: float = RIDGE) -> dict:
             "chance": 1.0 / len(ids) if len(ids) else float("nan"), "n_contents": len(ids), "n": total}
 
 
-def content_regression(z, code, groups, lam: float = RIDGE) -> float:
+def content_regression(z, code, groups, lam: float = RIDGE_CODE) -> float:
     """Pooled leave-one-group-out R^2 of ridge regression from z [N, D] onto code [N, q]."""
     z, code = _t(z), _t(code).to(_t(z).device)
     groups = _codes(groups)

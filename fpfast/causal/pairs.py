@@ -16,8 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import UsageError
-
-CONTENT_FILE = "content.parquet"
+from ..zoo.images import CONTENT_FILE
 
 
 def load_content(path) -> list[dict]:

@@ -36,11 +36,10 @@ import torch
 
 from . import real as realmod
 from . import train as tr
-from .images import DERIVED, SPLITS, derive, write_images
+from .images import CONTENT_FILE, DERIVED, SPLITS, derive, write_images
 from .presets import CROSS_PHOTOS, get_preset
 
 MARKER = ".fpfast-zoo"
-CONTENT_FILE = "content.parquet"
 ATTRS = ("family", "upsampling", "normalization", "activation", "loss", "sampler")
 
 

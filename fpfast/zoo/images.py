@@ -19,6 +19,7 @@ from PIL import Image
 from ..io.decode import read_image
 
 DERIVED = ("test_jpeg90", "test_jpeg75", "test_resize", "test_crop")
+CONTENT_FILE = "content.parquet"  # the zoo's content table (fpfast.zoo.build)
 SPLITS = ("train", "test") + DERIVED + ("unseen_seed", "open_set", "cross_content")
 
 
