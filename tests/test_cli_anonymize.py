@@ -101,3 +101,8 @@ def test_anonymize_refuses_a_foreign_directory_and_an_unknown_target(causal_gall
     r = invoke("anonymize", causal_gallery["test"], "--gallery", causal_gallery["gallery"], "--out",
                tmp_path / "x", "--target", "nobody")
     assert r.exit_code == 2 and "nobody" in r.output
+
+
+def test_causal_weights_without_causal_are_refused(causal_gallery):
+    r = invoke("train", causal_gallery["gallery"], "--from-folders", causal_gallery["train"], "--hsic", "2")
+    assert r.exit_code == 2 and "--causal" in r.output

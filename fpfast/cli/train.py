@@ -45,10 +45,11 @@ from .options import handle_errors, stream_options
 @click.option("--content", "content", type=click.Path(exists=True), default=None,
               help="With --causal: the zoo's content.parquet or its root.  [default: the parent of "
                    "--from-folders]")
-@click.option("--hsic", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="With --causal: weight of the content adversary (linear CKA with the content code of P(x)).")
-@click.option("--pair", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="With --causal: weight of the counterfactual pair terms.")
+@click.option("--hsic", type=click.FloatRange(min=0), default=None,
+              help="With --causal: weight of the content adversary (linear CKA with the content code of "
+                   "P(x)).  [default: 1]")
+@click.option("--pair", type=click.FloatRange(min=0), default=None,
+              help="With --causal: weight of the counterfactual pair terms.  [default: 1]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @stream_options
 @handle_errors
@@ -73,12 +74,13 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
     """
     if fine_tune and from_scratch:
         raise click.UsageError("--fine-tune and --from-scratch exclude each other")
-    if not causal and content is not None:
-        raise click.UsageError("--content is for --causal training")
+    if not causal and (content, hsic, pair) != (None, None, None):
+        raise click.UsageError("--content, --hsic and --pair are for --causal training")
     spec_causal = None
     if causal:
         import os
-        spec_causal = {"content": content or os.path.dirname(os.path.abspath(root)), "hsic": hsic, "pair": pair}
+        spec_causal = {"content": content or os.path.dirname(os.path.abspath(root)),
+                       "hsic": 1.0 if hsic is None else hsic, "pair": 1.0 if pair is None else pair}
 
     def log(rec):  # about 20 lines whatever the epoch count
         every = max(1, rec["epochs"] // 20)
