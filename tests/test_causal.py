@@ -184,8 +184,9 @@ def test_causal_training_is_deterministic_per_seed_and_lowers_leakage():
     z = {"plain": plain.embed(x, layout="hwc"), "causal": a.embed(x, layout="hwc")}
     cka = {n: float(linear_cka(torch.from_numpy(v).double(), torch.from_numpy(code).double())) for n, v in z.items()}
     probe = {n: content_probe(v, content, labels)["accuracy"] for n, v in z.items()}
-    assert cka["causal"] < cka["plain"], (cka, probe)
-    assert probe["causal"] < probe["plain"], (cka, probe)
+    assert cka["causal"] < 0.5 * cka["plain"], (cka, probe)  # measured 0.011 vs 0.056 (seed 1: 0.026 vs 0.096)
+    # the id probe is near chance (1/16) for both here (plain 0.083, causal 0.0625): no worse, not a margin
+    assert probe["causal"] <= probe["plain"], (cka, probe)
 
 
 # ----------------------------------------------------------------------------- quality
