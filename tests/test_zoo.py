@@ -168,3 +168,35 @@ def test_an_interrupted_build_can_be_replaced(tmp_path):
     s = build_zoo(out, preset="tiny", only=["ae_tconv"], progress=False)
     assert not (out / "train" / "half").exists() and (out / "zoo.json").exists()
     assert [m["name"] for m in s["models"]] == ["real", "ae_tconv"]
+
+
+def test_content_table_gives_counterfactual_pairs_and_a_cross_content_source(tiny):
+    """Issue 15: every image file has a row; the real class and the autoencoders share content
+    ids; train and test share none; cross_content photos appear in no other split."""
+    from fpfast.causal.pairs import load_content, pairs
+    out, summary, _ = tiny
+    rows = load_content(out)
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".png", ".jpg")}
+    assert {r["file"] for r in rows} == files and len(rows) == len(files)
+    by_split = lambda s: [r for r in rows if r["split"] == s]  # noqa: E731
+    ids = lambda s: {r["content_id"] for r in by_split(s) if r["content_id"]}  # noqa: E731
+    assert ids("train") and ids("test") and not ids("train") & ids("test")
+    assert not ids("cross_content") & (ids("train") | ids("test"))
+    assert {r["photo"] for r in by_split("cross_content") if r["photo"]} <= {"china", "flower"}
+    assert not {r["photo"] for r in by_split("train") + by_split("test")} & {"china", "flower"}
+    assert all(r["content_id"] is None for r in rows if r["model"] == "dcgan")
+    cid = by_split("test")[0]["content_id"]
+    holders = {r["model"] for r in by_split("test") if r["content_id"] == cid}
+    assert {"real", "ae_tconv", "ae_nearest"} <= holders
+    same_content = list(pairs(rows, "same_content", "test"))
+    assert same_content and all(a.split("/")[1] != b.split("/")[1] for a, b in same_content)
+    a, b = next(pairs(rows, "same_model", "train"))
+    assert a.split("/")[1] == b.split("/")[1] and a != b
+    # a content id names one patch: the real patch is closer to its reconstruction than to others
+    from fpfast.io.decode import read_image
+    img = {(r["model"], r["content_id"]): read_image(out / r["file"]).astype(np.float64) for r in by_split("test")
+           if r["model"] in ("real", "ae_tconv")}
+    cids = sorted({c for _, c in img})
+    same = np.mean([np.abs(img["real", c] - img["ae_tconv", c]).mean() for c in cids])
+    other = np.mean([np.abs(img["real", c] - img["ae_tconv", d]).mean() for c, d in zip(cids, cids[1:])])
+    assert same < 0.5 * other, (same, other)

@@ -11,6 +11,7 @@ import click
 
 from .. import __version__
 from .analyze import analyze_cmd
+from .anonymize import anonymize_cmd
 from .attribute import attribute_cmd
 from .bench import bench_cmd
 from .demo import demo_cmd
@@ -18,6 +19,7 @@ from .enroll import enroll_cmd
 from .evaluate import eval_cmd
 from .extract import extract_cmd
 from .info import info_cmd
+from .leakage import leakage_cmd
 from .manifold import manifold_group
 from .pretrain import pretrain_cmd
 from .search import search_cmd
@@ -38,7 +40,8 @@ def cli() -> None:
 
 
 for _cmd in (demo_cmd, enroll_cmd, attribute_cmd, extract_cmd, search_cmd, eval_cmd, info_cmd, bench_cmd,
-             zoo_group, manifold_group, train_cmd, pretrain_cmd, analyze_cmd):
+             zoo_group, manifold_group, train_cmd, pretrain_cmd, analyze_cmd,
+             anonymize_cmd, leakage_cmd):
     cli.add_command(_cmd)
 
 

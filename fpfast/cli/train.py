@@ -39,11 +39,22 @@ from .options import handle_errors, stream_options
                    "(benchmarks/results/embedding.md).")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default="none", show_default=True,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).")
+@click.option("--causal", is_flag=True,
+              help="Train the decoupled (causal) fingerprint: the generator's trace without the image's "
+                   "content (needs the zoo's content table; see --content).")
+@click.option("--content", "content", type=click.Path(exists=True), default=None,
+              help="With --causal: the zoo's content.parquet or its root.  [default: the parent of "
+                   "--from-folders]")
+@click.option("--hsic", type=click.FloatRange(min=0), default=None,
+              help="With --causal: weight of the content adversary (linear CKA with the content code of "
+                   "P(x)).  [default: 1]")
+@click.option("--pair", type=click.FloatRange(min=0), default=None,
+              help="With --causal: weight of the counterfactual pair terms.  [default: 1]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @stream_options
 @handle_errors
 def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, from_scratch, holdout, frr,
-              calibrate_on, normalize, seed, opts):
+              calibrate_on, normalize, causal, content, hsic, pair, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
     A gallery enrolled with the universal embedding (`fpfast enroll --spec universal`) is
@@ -59,9 +70,17 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
       fpfast train my_gallery --from-folders zoo/train
       fpfast enroll my_gallery --model new_model samples/new_model/     # frozen embedding, >= 10 images
       fpfast train my_gallery --from-folders all_models/ --fine-tune --epochs 5 --lr 1e-3
+      fpfast train my_gallery --from-folders zoo/train --causal      # content from zoo/content.parquet
     """
     if fine_tune and from_scratch:
         raise click.UsageError("--fine-tune and --from-scratch exclude each other")
+    if not causal and (content, hsic, pair) != (None, None, None):
+        raise click.UsageError("--content, --hsic and --pair are for --causal training")
+    spec_causal = None
+    if causal:
+        import os
+        spec_causal = {"content": content or os.path.dirname(os.path.abspath(root)),
+                       "hsic": 1.0 if hsic is None else hsic, "pair": 1.0 if pair is None else pair}
 
     def log(rec):  # about 20 lines whatever the epoch count
         every = max(1, rec["epochs"] // 20)
@@ -73,13 +92,14 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
     with updating(gallery) as g:  # locked from load to save: no enrollment meanwhile is lost
         emb = g.embedder()  # issue 14: a universal-embedding gallery starts from the pretrained weights
         if emb is not None and emb.config.get("training", {}).get("kind") == "pretrain" and not from_scratch \
-                and dim is None and not handcrafted:
+                and dim is None and not handcrafted and not causal:
             fine_tune = True
         g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                     handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
                                     calibrate_on=calibrate_on,
                                     arch=None if dim is None else {"dim": dim},
-                                    log=log, batch_size=train_batch_size, lr=lr, patch=patch)
+                                    log=log, batch_size=train_batch_size, lr=lr, patch=patch,
+                                    causal=spec_causal)
     click.echo(f"gallery {gallery}: embedding {info['identity'][:16]} ({info['dim']} dims) trained on "
                f"{info['trained_on']} images; {len(g2.models())} models, {len(g2)} samples re-enrolled"
                + ("; open-set thresholds calibrated" if info["calibrated"] else ""))

@@ -102,7 +102,7 @@ def _center(img: np.ndarray, size: int) -> np.ndarray:
 
 def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: FingerprintSpec | str | None = None,
                     *, arch: dict | None = None, handcrafted: bool = False, device: str = "cpu",
-                    backend: str = "auto", log=None, init: Embedder | None = None,
+                    backend: str = "auto", log=None, init: Embedder | None = None, objective=None,
                     **train_opts) -> tuple[Embedder, list[dict]]:
     """Train an :class:`Embedder` on uint8 HxWx3 ``images`` with class ``labels`` (any hashables).
 
@@ -110,6 +110,9 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     the images, its features are concatenated with ``handcrafted=True``). ``train_opts``:
     overrides of :data:`DEFAULT_TRAIN`. ``log``: optional callable receiving each epoch's record.
     ``init``: fine-tune this embedder (its architecture; ``arch``/``handcrafted`` must agree).
+    ``objective``: extra loss terms added to the CosFace loss (e.g. :class:`fpfast.causal.objective.CausalObjective`):
+    an object with ``order(rng, n) -> indices`` (the epoch's image order, cut into batches),
+    ``loss(z, x, ids) -> scalar tensor`` and ``config`` (recorded in the embedding's config).
     Returns (embedder, per-epoch log). Deterministic for a seed on CPU (same torch thread count).
     """
     spec = load_spec(spec).handcrafted()
@@ -164,7 +167,7 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     t0 = time.perf_counter()
     for epoch in range(int(opts["epochs"])):
         net.train()
-        perm = rng.permutation(len(imgs))
+        perm = rng.permutation(len(imgs)) if objective is None else objective.order(rng, len(imgs))
         tot_loss, correct, seen = 0.0, 0, 0
         for s in range(steps_per_epoch):
             ids = perm[s * bs:(s + 1) * bs]
@@ -179,6 +182,8 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
             cos = z @ F.normalize(head, dim=1).t()
             logits = opts["scale"] * (cos - opts["margin"] * F.one_hot(yb, len(classes)))
             loss = F.cross_entropy(logits, yb)
+            if objective is not None:
+                loss = loss + objective.loss(z, x, ids)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -196,6 +201,7 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     net = net.cpu().eval()
     config = {"arch": a, "spec": spec.to_dict(),
               "training": {**opts, "init": init.identity if init is not None else None,
+                           **({"objective": objective.config} if objective is not None else {}),
                            "classes": [str(c) for c in classes], "n_images": len(imgs),
                            "device": dev.type, "torch_version": torch.__version__,
                            "final_loss": history[-1]["loss"] if history else None}}

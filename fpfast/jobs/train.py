@@ -18,7 +18,7 @@ from .options import StreamOptions, resolve_device
 def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: int | None = None,
                   holdout: float = 0.2, frr: float = 0.05, seed: int = 0, handcrafted: bool | None = None,
                   normalize: str = "none", arch: dict | None = None, fine_tune: bool = False,
-                  calibrate_on: str = "augmented", log=None, **train_opts):
+                  calibrate_on: str = "augmented", log=None, causal: dict | None = None, **train_opts):
     """Train a learned embedding on the labelled folders ``root/<model>/`` (one per enrolled
     model; extra folders are enrolled as new models), then rebuild ``gallery`` in the embedding's
     space: every folder image embedded, the same ``holdout`` split as :func:`enroll` (held-out
@@ -28,7 +28,9 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     ``handcrafted=None``: the current embedding's choice, else off. ``calibrate_on``: ``clean``
     held-out images, or ``augmented``: those plus one copy of each under the training
     augmentations (JPEG, down-scaling, crops), so that re-encoded queries of known models are not
-    all answered 'unknown'. Returns (new gallery, summary dict)."""
+    all answered 'unknown'. ``causal``: train the decoupled fingerprint of issue 15 instead
+    ({"content": the zoo's content table or root, "hsic": weight, "pair": weight}; see
+    :mod:`fpfast.causal.objective`). Returns (new gallery, summary dict)."""
     if calibrate_on not in ("clean", "augmented"):
         raise ValueError(f"calibrate_on must be 'clean' or 'augmented', got {calibrate_on!r}")
     if gallery.spec.crops is not None:
@@ -61,8 +63,12 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     if epochs is not None:
         train_opts["epochs"] = epochs
     dev = resolve_device(opts.device)
+    objective = None
+    if causal is not None:
+        objective = _causal_objective(causal, [data[m][1][i] for m in data for i in data[m][2]], tr_y, base)
     emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted, device=dev,
-                                   backend=opts.backend, log=log, seed=seed, init=init, **train_opts)
+                                   backend=opts.backend, log=log, seed=seed, init=init, objective=objective,
+                                   **train_opts)
     g = gallery.with_embedding(emb)
     for name, (imgs, keys, keep, hold) in data.items():
         v = map_images(imgs, lambda b: emb.embed(b, device=dev, layout="hwc", precision=opts.precision))
@@ -75,6 +81,24 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
+
+
+def _causal_objective(causal: dict, keys: list, labels: list, spec: FingerprintSpec):
+    """The :class:`~fpfast.causal.objective.CausalObjective` of the training images ``keys``."""
+    from pathlib import Path
+
+    from ..causal.objective import CausalObjective
+    from ..causal.pairs import content_of, load_content
+    src = Path(causal["content"])
+    table = load_content(src)
+    ids = content_of(keys, table, src if src.is_dir() else src.parent)
+    if not any(c is not None for c in ids):
+        raise UsageError(f"none of the training images is in the content table {src}: train on the zoo's "
+                         "train split (--from-folders ZOO/train) or pass its table with --content")
+    codes = {c: j for j, c in enumerate(sorted({c for c in ids if c is not None}))}
+    classes = sorted(set(labels), key=str)
+    return CausalObjective([classes.index(v) for v in labels], [codes.get(c, -1) for c in ids],
+                           spec.residual, spec.sigma, hsic=causal.get("hsic", 1.0), pair=causal.get("pair", 1.0))
 
 
 def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, seed: int,

@@ -8,6 +8,17 @@ How images are made (so that a model's only trace is its design):
   * the GAN samples its prior (z ~ N(0, I)); the diffusion model samples from noise with DDPM
     (ancestral, every training step) and, with the same weights, DDIM (eta = 0, fewer steps).
 
+Content (counterfactual metadata): ``content.parquet`` at the zoo's root has one row per image
+file: ``split``, ``model``, ``label``, ``file`` (relative to the root), ``content_id`` (``g00042``:
+the 42nd real patch of the train/test draw, ``x00007``: the 7th of the cross-content draw; null
+for prior samples of GANs and diffusion models, which have no real source), ``photo``, ``top``,
+``left``, ``flip`` (where the patch was cut). The real class and every autoencoder share each
+content id, so "same content, other generator" and "same generator, other content" pairs are
+groups of this table (:mod:`fpfast.causal.pairs`). Train and test use disjoint patches (by
+content); ``cross_content`` holds the real class and every gallery model on patches of the photos
+in ``CROSS_PHOTOS`` (scikit-learn's two, kept out of every other split and of the generators'
+training), so its content comes from a source that no training saw.
+
 Determinism: per model ``torch.manual_seed`` + a numpy Generator, deterministic torch algorithms
 (``warn_only``: CUDA has ops without a deterministic kernel), a fixed thread count, PNG written
 without metadata. Same seed + same machine + same versions -> identical bytes.
@@ -25,8 +36,8 @@ import torch
 
 from . import real as realmod
 from . import train as tr
-from .images import DERIVED, SPLITS, write_images
-from .presets import get_preset
+from .images import CONTENT_FILE, DERIVED, SPLITS, derive, write_images
+from .presets import CROSS_PHOTOS, get_preset
 
 MARKER = ".fpfast-zoo"
 ATTRS = ("family", "upsampling", "normalization", "activation", "loss", "sampler")
@@ -74,12 +85,36 @@ def _generate(m: dict, p: dict, seed: int, fit: torch.Tensor, gen_x: torch.Tenso
     raise ValueError(f"unknown family {m['family']!r}")
 
 
-def _write_class(out: Path, name: str, meta: dict, splits: dict[str, np.ndarray], counts: dict) -> None:
+def _write_class(out: Path, name: str, meta: dict, splits: dict[str, np.ndarray], counts: dict,
+                 content: list, origins: dict[str, list] | None = None) -> None:
+    """Write a class's splits and append its rows to ``content`` (``origins``: split -> the
+    (content id, photo, top, left, flip) of each image; None: prior samples, no content)."""
     for split, imgs in splits.items():
         d = out / split / name
         write_images(imgs, d, split)
         (d / "model.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         counts.setdefault(split, {})[name] = len(imgs)
+        ext = derive(imgs[0], split)[1] if len(imgs) else ".png"
+        src = (origins or {}).get("train" if split == "train" else "cross_content" if split == "cross_content"
+                                  else "test")
+        for i in range(len(imgs)):
+            cid, photo, top, left, flip = src[i] if src else (None, None, None, None, None)
+            content.append(dict(split=split, model=name, label=meta.get("label"),
+                                file=f"{split}/{name}/{i:05d}{ext}", content_id=cid, photo=photo,
+                                top=top, left=left, flip=flip))
+
+
+def _origins(prefix: str, origins: list, start: int = 0) -> list:
+    return [(f"{prefix}{start + i:05d}", *o) for i, o in enumerate(origins)]
+
+
+def _write_content(out: Path, rows: list[dict]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    schema = pa.schema([("split", pa.string()), ("model", pa.string()), ("label", pa.string()),
+                        ("file", pa.string()), ("content_id", pa.string()), ("photo", pa.string()),
+                        ("top", pa.int32()), ("left", pa.int32()), ("flip", pa.bool_())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / CONTENT_FILE)
 
 
 def prepare_out(out: Path, overwrite: bool) -> None:
@@ -116,7 +151,7 @@ def remove_zoo(out: Path) -> None:
                         f.unlink()
                 _rmdir_if_empty(md)
         _rmdir_if_empty(sd)
-    for f in ("zoo.json", MARKER):
+    for f in ("zoo.json", MARKER, CONTENT_FILE):
         if (out / f).is_file():
             (out / f).unlink()
 
@@ -159,23 +194,32 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
     log = (lambda *a: print("[zoo]", *a, flush=True)) if progress else (lambda *a: None)
     try:
         size, n_tr, n_te = p["size"], p["n_train"], p["n_test"]
-        photos = realmod.photos(real_dir, replace_real)
+        photos, cross_photos = realmod.split_photos(realmod.photos(real_dir, replace_real), CROSS_PHOTOS)
+        n_cx = p["n_test"] // 2 if cross_photos else 0
         fit_np = realmod.random_patches(photos, p["n_fit_patches"], size, seed * 1000 + 1)
-        gen_np = realmod.random_patches(photos, n_tr + n_te, size, seed * 1000 + 2)
+        gen_o, cross_o = [], []
+        gen_np = realmod.random_patches(photos, n_tr + n_te, size, seed * 1000 + 2, gen_o)
+        cross_np = (realmod.random_patches(cross_photos, n_cx, size, seed * 1000 + 3, cross_o) if n_cx
+                    else np.zeros((0, size, size, 3), np.uint8))
+        origins = {"train": _origins("g", gen_o[:n_tr]), "test": _origins("g", gen_o[n_tr:], n_tr),
+                   "cross_content": _origins("x", cross_o)}
         to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255.0).to(dev)
-        fit, gen_x = to_t(fit_np), to_t(gen_np)
+        fit, gen_x = to_t(fit_np), to_t(np.concatenate([gen_np, cross_np]))
         counts: dict = {}
+        content: list = []
         models_meta, timings = [], {}
         real_meta = dict(name="real", family="real", upsampling=None, normalization=None, activation=None,
                          loss=None, sampler=None, seed=seed, training_steps=0, role="gallery", label="real",
-                         source="bundled" if real_dir is None else str(real_dir), image_size=size)
-        _write_class(out, "real", real_meta, _with_derived(gen_np[:n_tr], gen_np[n_tr:]), counts)
+                         source="bundled" if real_dir is None else str(real_dir), image_size=size,
+                         cross_content_photos=[n for n, _ in cross_photos])
+        _write_class(out, "real", real_meta, _with_derived(gen_np[:n_tr], gen_np[n_tr:], cross_np), counts,
+                     content, origins)
         models_meta.append(real_meta)
         cache: dict = {}
         for m in p["models"]:
             t = time.perf_counter()
             mseed = 100 * seed + m["seed_index"]
-            n = n_tr + n_te if m["role"] == "gallery" else n_te
+            n = n_tr + n_te + n_cx if m["role"] == "gallery" else n_te
             imgs, steps = _generate(m, p, mseed, fit, gen_x if m["role"] == "gallery" else gen_x[n_tr:], n, cache)
             meta = {k: m[k] for k in ATTRS}
             meta.update(name=m["name"], seed=mseed, training_steps=steps, role=m["role"], label=m["label"],
@@ -184,10 +228,12 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
                 meta.update(timesteps=p["timesteps"],
                             sampling_steps=p["timesteps"] if m["sampler"] == "ddpm" else p["ddim_steps"])
             if m["role"] == "gallery":
-                splits = _with_derived(imgs[:n_tr], imgs[n_tr:])
+                splits = _with_derived(imgs[:n_tr], imgs[n_tr:n_tr + n_te], imgs[n_tr + n_te:])
             else:
                 splits = {m["role"]: imgs}
-            _write_class(out, m["name"], meta, splits, counts)
+            reconstructs = m["family"] == "autoencoder"  # prior samples have no real content
+            _write_class(out, m["name"], meta, splits, counts, content,
+                         (origins if m["role"] == "gallery" else {"test": origins["test"]}) if reconstructs else None)
             models_meta.append(meta)
             timings[m["name"]] = round(time.perf_counter() - t, 2)
             log(f"{m['name']}: {n} images, {timings[m['name']]:.1f}s")
@@ -195,6 +241,7 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
                        models=models_meta, splits=counts, versions=_versions(),
                        machine=f"{platform.machine()} {os.cpu_count()} cpus",
                        model_seconds=timings, build_seconds=round(time.perf_counter() - t0, 2))
+        _write_content(out, content)
         (out / "zoo.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         log(f"built {preset} in {summary['build_seconds']:.1f}s -> {out}")
         return summary
@@ -203,7 +250,9 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
         torch.use_deterministic_algorithms(old_det)
 
 
-def _with_derived(train_imgs: np.ndarray, test_imgs: np.ndarray) -> dict[str, np.ndarray]:
+def _with_derived(train_imgs: np.ndarray, test_imgs: np.ndarray, cross_imgs: np.ndarray) -> dict[str, np.ndarray]:
     d = {"train": train_imgs, "test": test_imgs}
     d.update({s: test_imgs for s in DERIVED})
+    if len(cross_imgs):
+        d["cross_content"] = cross_imgs
     return d

@@ -5,6 +5,8 @@ Derived splits (from each class's ``test`` images):
   ``test_jpeg90`` / ``test_jpeg75``: JPEG files (.jpg, 4:2:0, Pillow's libjpeg) of quality 90 / 75;
   ``test_resize``: 0.5x down-scale (Pillow antialiased bilinear), PNG;
   ``test_crop``: centre crop to 3/4 of the side (offset = side/8), PNG.
+``cross_content``: PNG images whose content comes from photos no other split uses (see
+:mod:`fpfast.zoo.build`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from PIL import Image
 from ..io.decode import read_image
 
 DERIVED = ("test_jpeg90", "test_jpeg75", "test_resize", "test_crop")
-SPLITS = ("train", "test") + DERIVED + ("unseen_seed", "open_set")
+CONTENT_FILE = "content.parquet"  # the zoo's content table (fpfast.zoo.build)
+SPLITS = ("train", "test") + DERIVED + ("unseen_seed", "open_set", "cross_content")
 
 
 def derive(img: np.ndarray, split: str) -> tuple[Image.Image, str, dict]:
@@ -32,7 +35,7 @@ def derive(img: np.ndarray, split: str) -> tuple[Image.Image, str, dict]:
         h, w = img.shape[:2]
         t, l = h // 8, w // 8
         return im.crop((l, t, l + w - 2 * l, t + h - 2 * t)), ".png", dict(format="PNG", compress_level=6)
-    if split in ("train", "test", "unseen_seed", "open_set"):
+    if split in ("train", "test", "unseen_seed", "open_set", "cross_content"):
         return im, ".png", dict(format="PNG", compress_level=6)
     raise ValueError(f"unknown split {split!r}")
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import copy
 
+# photos of the zoo's cross_content split (scikit-learn's): no other split and no generator sees them
+CROSS_PHOTOS = ("china", "flower")
+
 AE = dict(family="autoencoder", upsampling="tconv", normalization="none", activation="relu",
           loss="l2", sampler="reconstruction", seed_index=0, role="gallery")
 GAN = dict(family="gan", upsampling="tconv", normalization="batch", activation="relu",

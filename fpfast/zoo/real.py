@@ -76,20 +76,32 @@ def photos(real_dir=None, replace: bool = False) -> list[tuple[str, np.ndarray]]
     return extra if replace else bundled_photos() + extra
 
 
-def random_patches(photos_: list[tuple[str, np.ndarray]], n: int, size: int, seed: int) -> np.ndarray:
+def split_photos(photos_: list[tuple[str, np.ndarray]], held_out) -> tuple[list, list]:
+    """(photos kept for training, photos named in ``held_out``): the zoo's ``cross_content`` split
+    draws its content from the second list only, so no training image shares a photo with it."""
+    held = set(held_out)
+    return [p for p in photos_ if p[0] not in held], [p for p in photos_ if p[0] in held]
+
+
+def random_patches(photos_: list[tuple[str, np.ndarray]], n: int, size: int, seed: int,
+                   origins: list | None = None) -> np.ndarray:
     """n uint8 patches [n, size, size, 3]: a photo drawn uniformly (by area, the 1411^2 retina would
     fill a third of the patches with flat red; photos smaller than ``size`` are skipped), a uniform
-    crop position, a horizontal flip with p = 1/2."""
-    usable = [a for _, a in photos_ if a.shape[0] >= size and a.shape[1] >= size]
+    crop position, a horizontal flip with p = 1/2. ``origins``: a list that receives one
+    (photo, top, left, flipped) tuple per patch (the zoo's content metadata)."""
+    usable = [(name, a) for name, a in photos_ if a.shape[0] >= size and a.shape[1] >= size]
     if not usable:
         raise UsageError(f"no photo is at least {size}x{size}")
     rng = np.random.default_rng(seed)
     which = rng.integers(0, len(usable), size=n)
     out = np.empty((n, size, size, 3), dtype=np.uint8)
     for k, i in enumerate(which):
-        a = usable[i]
+        name, a = usable[i]
         t = int(rng.integers(0, a.shape[0] - size + 1))
         l = int(rng.integers(0, a.shape[1] - size + 1))
         p = a[t:t + size, l:l + size]
-        out[k] = p[:, ::-1] if rng.random() < 0.5 else p
+        flip = rng.random() < 0.5
+        out[k] = p[:, ::-1] if flip else p
+        if origins is not None:
+            origins.append((name, t, l, bool(flip)))
     return out

@@ -1,0 +1,162 @@
+"""Issue 15's measurements, through the CLI as a user runs it (``benchmarks/results/causal.md``).
+
+    python3 benchmarks/bench_causal.py --zoo ZOO --work WORK --epochs 20 train leak
+    python3 benchmarks/bench_causal.py --zoo ZOO --work WORK anon --tag pgd3 -- --eps 3 --steps 10
+
+``train``: galleries ``hand`` (handcrafted default spec), ``plain`` (learned embedding, seed 0),
+``causal`` (``--causal``, seed 0), ``causal_s1`` and ``plain_s1`` (seed 1); ``--galleries`` picks.
+``leak``: ``fpfast leakage`` of each gallery on ``test`` (by content) and ``cross_content``.
+``anon``: ``fpfast anonymize`` (against ``--against``, default ``causal``) of the first
+``--per-model`` test images of every non-real gallery model, then ``fpfast attribute`` of the
+inputs and of the counterfactuals with every gallery: the share attributed (closed set) to the
+true source before / after, mean PSNR / SSIM, images/s. Results: WORK/results.jsonl (one line each).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+GALLERIES = {"hand": [], "plain": ["--seed", "0"], "causal": ["--causal", "--seed", "0"],
+             "causal_s1": ["--causal", "--seed", "1"], "plain_s1": ["--seed", "1"],
+             "causal_hsic4": ["--causal", "--hsic", "4", "--pair", "0", "--seed", "0"],
+             "causal_pair_only": ["--causal", "--hsic", "0", "--pair", "1", "--seed", "0"]}
+
+
+def fp(*args, check=True):
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "fpfast", *map(str, args)], capture_output=True, text=True)
+    if check and r.returncode not in (0, 3):
+        raise SystemExit(f"fpfast {' '.join(map(str, args))} failed ({r.returncode}):\n{r.stderr[-3000:]}")
+    return r, time.perf_counter() - t
+
+
+def record(work, rec):
+    rec["date"] = time.strftime("%Y-%m-%d %H:%M")
+    rec["load"] = os.getloadavg()[0]
+    with open(os.path.join(work, "results.jsonl"), "a") as fh:
+        fh.write(json.dumps(rec) + "\n")
+    print(json.dumps(rec), flush=True)
+
+
+def train(a):
+    for name in a.galleries.split(","):
+        extra = GALLERIES[name]
+        g = os.path.join(a.work, name)
+        if os.path.exists(g):
+            continue
+        _, t_enroll = fp("enroll", g, "--from-folders", f"{a.zoo}/train", "-q")
+        t_train = 0.0
+        if name != "hand":
+            _, t_train = fp("train", g, "--from-folders", f"{a.zoo}/train", "--epochs", a.epochs, "-q", *extra)
+        record(a.work, {"stage": "train", "gallery": name, "epochs": a.epochs, "enroll_s": round(t_enroll, 1),
+                        "train_s": round(t_train, 1)})
+
+
+def leak(a):
+    for name in a.galleries.split(","):
+        for split in ("test", "cross_content"):
+            r, t = fp("leakage", os.path.join(a.work, name), "--zoo", a.zoo, "--split", split)
+            rep = json.loads(r.stdout)
+            record(a.work, {"stage": "leak", "gallery": name, "split": split, "seconds": round(t, 1),
+                            "probe": rep["probe"], "content_r2": rep["content_r2"],
+                            "fdr_overall": rep["fdr"]["overall"], "fdr_per_class": rep["fdr"]["per_class"],
+                            "accuracy_knn": rep["accuracy_knn"], "accuracy_centroid": rep["accuracy_centroid"]})
+
+
+def anon(a, extra):
+    import pyarrow.parquet as pq
+    zoo_models = sorted(d for d in os.listdir(f"{a.zoo}/test") if d != "real")
+    inputs = []
+    for m in zoo_models:
+        fs = sorted(f for f in os.listdir(f"{a.zoo}/test/{m}") if f.endswith(".png"))[:a.per_model]
+        inputs += [os.path.abspath(os.path.join(a.zoo, "test", m, f)) for f in fs]
+    lst = os.path.join(a.work, "anon_inputs.txt")
+    with open(lst, "w") as fh:
+        fh.write("\n".join(inputs) + "\n")
+    out = os.path.join(a.work, f"anon_{a.tag}")
+    r, secs = fp("anonymize", f"@{lst}", "--gallery", os.path.join(a.work, a.against), "--out", out,
+                 "-q", *(["--overwrite"] if os.path.exists(out) else []), *extra)
+    rows = pq.read_table(os.path.join(out, "report")).to_pylist()
+    true = {r["path"]: r["path"].split(os.sep)[-2] for r in rows}
+    outs = {os.path.abspath(os.path.join(out, r["output"])): r["path"] for r in rows if not r["error"]}
+    rec = {"stage": "anon", "tag": a.tag, "against": a.against, "args": extra, "n": len(rows),
+           "errors": sum(1 for r in rows if r["error"]), "seconds": round(secs, 1),
+           "images_per_s": round(len(rows) / secs, 2),
+           "psnr_mean": sum(r["psnr"] for r in rows if not r["error"]) / max(1, len(outs)),
+           "psnr_min": min(r["psnr"] for r in rows if not r["error"]),
+           "ssim_mean": sum(r["ssim"] for r in rows if not r["error"]) / max(1, len(outs)),
+           "chance": 1 / (len(zoo_models) + 1), "true_source": {}}
+    for name in a.attributors.split(","):
+        res = {}
+        for what, src in (("before", lst), ("after", None)):
+            p = os.path.join(a.work, f"attr_{a.tag}_{name}_{what}.parquet")
+            if src is None:
+                src = os.path.join(a.work, f"anon_{a.tag}_outputs.txt")
+                with open(src, "w") as fh:
+                    fh.write("\n".join(outs) + "\n")
+            fp("attribute", f"@{src}", "--gallery", os.path.join(a.work, name), "--out", p, "--overwrite", "-q")
+            got = pq.read_table(p).to_pylist()
+            key = (lambda q: q) if what == "before" else (lambda q: outs[q])
+            res[what] = sum(1 for g in got if g["predicted"] == true[key(g["path"])]) / len(got)
+        rec["true_source"][name] = res
+    record(a.work, rec)
+
+
+def report(a):
+    """Markdown tables of WORK/results.jsonl (the last record of each gallery / split / tag)."""
+    recs = [json.loads(line) for line in open(os.path.join(a.work, "results.jsonl"))]
+    leaks = {(r["gallery"], r["split"]): r for r in recs if r["stage"] == "leak"}
+    print("| gallery | split | content probe (chance) | probe / chance | content R² | FDR overall | "
+          "attribution kNN | centroid |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (g, sp), r in leaks.items():
+        p = r["probe"]
+        print(f"| {g} | {sp} | {p['accuracy']:.3f} ({p['chance']:.3f}) | {p['accuracy'] / p['chance']:.1f}x | "
+              f"{r['content_r2']:.3f} | {r['fdr_overall']:.2f} | {r['accuracy_knn']:.3f} | "
+              f"{r['accuracy_centroid']:.3f} |")
+    anons = {r["tag"]: r for r in recs if r["stage"] == "anon"}
+    if anons:
+        names = list(next(iter(anons.values()))["true_source"])
+        print("\n| method | args | PSNR mean (min) | SSIM | " + " | ".join(f"{n} before → after" for n in names)
+              + " | chance | images/s (incl. start) |")
+        print("|---|---|---|---|" + "---|" * len(names) + "---|---|")
+        for t, r in anons.items():
+            cells = " | ".join(f"{r['true_source'][n]['before']:.3f} → {r['true_source'][n]['after']:.3f}"
+                               for n in names)
+            print(f"| {t} | `{' '.join(r['args'])}` | {r['psnr_mean']:.1f} ({r['psnr_min']:.1f}) | "
+                  f"{r['ssim_mean']:.3f} | {cells} | {r['chance']:.3f} | {r['images_per_s']:.2f} |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("stages", nargs="+")
+    ap.add_argument("--zoo")
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--per-model", type=int, default=20)
+    ap.add_argument("--tag", default="default")
+    ap.add_argument("--against", default="causal")
+    ap.add_argument("--attributors", default="causal,hand,causal_s1,plain")
+    ap.add_argument("--galleries", default="hand,plain,causal,causal_s1")
+    a, extra = ap.parse_known_args()
+    extra = [e for e in extra if e != "--"]
+    os.makedirs(a.work, exist_ok=True)
+    for s in a.stages:
+        if s == "train":
+            train(a)
+        elif s == "leak":
+            leak(a)
+        elif s == "anon":
+            anon(a, extra)
+        elif s == "report":
+            report(a)
+        else:
+            raise SystemExit(f"unknown stage {s}")
+
+
+if __name__ == "__main__":
+    main()
