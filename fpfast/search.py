@@ -196,11 +196,12 @@ class PcaBound:
         return d.clamp_min_(0.0) + (r[:, None] - self.resid[None, :]) ** 2
 
 
-def bounded_knn(lower: torch.Tensor, exact, k: int, first: int = 16, cap: int = 512):
+def bounded_knn(lower: torch.Tensor, exact, k: int, first: int = 16, cap: int = 512, slots: int = 4096):
     """Exact k nearest from lower bounds: evaluate the ``first`` best-bounded rows exactly, then every
     row whose bound does not exceed the k-th exact distance found (a row with a larger bound cannot
     be among the k nearest). ``exact(rows, cand)`` -> (sorted float64 distances, ids) [len(rows),
-    c] for candidate ids [len(rows), c] (-1 = none, distance inf).
+    c] for candidate ids [len(rows), c] (-1 = none, distance inf). Second-round queries are
+    evaluated together, at most ``slots`` candidates per call (memory: slots x dimension).
 
     Returns (distances, ids) [B, w], w = min(N, max(k, first)), nearest first - the top k exact,
     the rest the nearest of the rows evaluated - and a bool [B] of the queries that needed more
@@ -208,23 +209,30 @@ def bounded_knn(lower: torch.Tensor, exact, k: int, first: int = 16, cap: int = 
     """
     b, n = lower.shape
     width = min(n, max(k, first))
-    ids = torch.full((b, width), -1, dtype=torch.int64, device=lower.device)
-    dist = torch.full((b, width), float("inf"), dtype=torch.float64, device=lower.device)
     over = torch.zeros(b, dtype=torch.bool, device=lower.device)
     if b == 0 or n == 0:
-        return dist, ids, over
+        return (torch.full((b, width), float("inf"), dtype=torch.float64, device=lower.device),
+                torch.full((b, width), -1, dtype=torch.int64, device=lower.device), over)
     rows = torch.arange(b, device=lower.device)
-    d, j = exact(rows, lower.topk(width, dim=1, largest=False).indices)
-    kth = d[:, k - 1]
+    dist, ids = exact(rows, lower.topk(width, dim=1, largest=False).indices)
+    kth = dist[:, k - 1]
     # the slack covers float64 rounding of the bound (relative ~1e-13 here)
-    need = lower <= (kth + 1e-9 * (kth.abs() + 1.0))[:, None]
-    count = need.sum(1)
-    dist[:], ids[:] = d, j
-    for r in torch.nonzero(count > width).flatten().tolist():
-        if int(count[r]) > cap:
-            over[r] = True
-            dist[r], ids[r] = float("inf"), -1
-            continue
-        dr, jr = exact(rows[r:r + 1], torch.nonzero(need[r]).flatten()[None, :])
-        dist[r], ids[r] = dr[0, :width], jr[0, :width]
+    count = (lower <= (kth + 1e-9 * (kth.abs() + 1.0))[:, None]).sum(1)
+    over = count > cap
+    dist[over], ids[over] = float("inf"), -1
+    todo = rows[(count > width) & ~over]
+    todo = todo[torch.argsort(count[todo])]
+    start = 0
+    while start < len(todo):
+        # the count[r] smallest bounds of a row are exactly the rows its threshold admits
+        stop = start + 1
+        while stop < len(todo) and (stop + 1 - start) * int(count[todo[stop]]) <= slots:
+            stop += 1
+        grp = todo[start:stop]
+        c = int(count[grp[-1]])
+        cand = lower[grp].topk(c, dim=1, largest=False).indices
+        cand[torch.arange(c, device=lower.device)[None, :] >= count[grp][:, None]] = -1
+        d, j = exact(grp, cand)
+        dist[grp], ids[grp] = d[:, :width], j[:, :width]
+        start = stop
     return dist, ids, over

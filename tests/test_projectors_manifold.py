@@ -55,6 +55,19 @@ def test_exact_equals_brute_force(refdir, ref_images, engine, space, k):
     np.testing.assert_allclose(dist.numpy(), want_d * scale, rtol=1e-9)
 
 
+def test_bound_engine_falls_back_past_its_cap(refdir, ref_images, monkeypatch):
+    """Queries the bound cannot prune (cap 0 here) are searched by the matrix product, still exactly."""
+    import functools
+
+    import fpfast.projectors.manifold as manifold
+    monkeypatch.setattr(manifold, "bounded_knn", functools.partial(manifold.bounded_knn, cap=0))
+    x = _queries()
+    dist, idx = ManifoldProjector(refdir, k=2, engine="bound").search(x)
+    want_i, want_d = _brute(x, ref_images, "rgb", 2)
+    assert (idx.numpy() == want_i).all()
+    np.testing.assert_allclose(dist.numpy(), want_d * 255.0 ** 2, rtol=1e-9)
+
+
 @pytest.mark.parametrize("space", ["rgb", "freq"])
 @pytest.mark.parametrize("mode", ["exact", "ivfpq", "hnsw"])
 def test_image_in_reference_set_has_zero_artifact(refdir, ref_images, space, mode):

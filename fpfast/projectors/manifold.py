@@ -178,18 +178,22 @@ class ManifoldProjector(Projector):
     def _query_vectors(self, x: torch.Tensor) -> torch.Tensor:
         return space_vectors(x.double() if self.space != "embed" else x.float(), self.space, self.encoder).double()
 
-    def _bound_search(self, x: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact (distances, ids) [B, kk] by lower-bound pruning (:class:`fpfast.search.PcaBound`);
+    def _bound_search(self, x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact (distances, ids) [B, k] by lower-bound pruning (:class:`fpfast.search.PcaBound`);
         queries the bound cannot prune well fall back to the matrix-product search."""
         key = str(x.device)
         if key not in self._bounds:
             self._bounds[key] = PcaBound.fit(lambda i: self._ref_vectors(i.numpy(), x.device), len(self.ref),
                                              dims=self.bound_dims)
         lower = self._bounds[key].lower_bounds(self._query_vectors(x))
-        d, j, over = bounded_knn(lower, lambda rows, cand: self._exact(x[rows], cand), kk, first=kk)
+        d, j, over = bounded_knn(lower, lambda rows, cand: self._exact(x[rows], cand), k,
+                                 slots=max(16, 2 ** 25 // x[0].numel()))
+        d, j = d[:, :k], j[:, :k]
         if over.any():
-            cand = self._torch_search(space_vectors(x[over].float(), self.space, self.encoder), kk)
-            d[over], j[over] = self._exact(x[over], cand.to(x.device))
+            cand = self._torch_search(space_vectors(x[over].float(), self.space, self.encoder),
+                                      min(len(self.ref), k + self.rerank))
+            dd, jj = self._exact(x[over], cand.to(x.device))
+            d[over], j[over] = dd[:, :k], jj[:, :k]
         return d, j
 
     def _exact(self, x: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
