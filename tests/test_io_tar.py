@@ -73,7 +73,7 @@ def test_member_that_is_not_an_image(tmp_path):
     out = tmp_path / "out"
     run([str(p)], fingerprint_mapper(), str(out), shard_size=2, quiet=True)
     rows = read_rows(str(out))
-    assert "not an image" in rows[0]["error"] and rows[1]["error"] == ""
+    assert "not an image" in rows[0]["error"] and rows[1]["error"] is None
 
 
 def test_unreadable_tar_is_one_error_row(tmp_path):

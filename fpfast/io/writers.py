@@ -569,8 +569,8 @@ def read_rows(out: str) -> list[dict]:
                 return [json.loads(line) for line in fh if line.strip()]
         if ext == ".csv":
             import csv
-            with open(out, encoding="utf-8", newline="") as fh:
-                return list(csv.DictReader(fh))
+            with open(out, encoding="utf-8", newline="") as fh:  # csv has no null: an empty error is one
+                return [{**r, "error": r.get("error") or None} for r in csv.DictReader(fh)]
         raise OutputError(f"cannot read {out!r}")
     store_entries = []
     with open(os.path.join(out, MANIFEST), encoding="utf-8") as fh:
