@@ -120,7 +120,10 @@ class Stages:
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
+            self.add(name, time.perf_counter() - t)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def line(self) -> str:
         parts = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
