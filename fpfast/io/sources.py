@@ -141,6 +141,15 @@ def _is_image_member(name: str) -> bool:
     return _ext(name) in IMAGE_EXTENSIONS
 
 
+def _member_key(member: tarfile.TarInfo, prefix: str, max_bytes: int) -> tuple[str | None, Item | None]:
+    """(key, None) of an image member to read; (key, error item) of one over the read cap;
+    (None, None) of a member to skip (a directory, a sidecar)."""
+    if not member.isfile() or not _is_image_member(member.name):
+        return None, None
+    key = f"{prefix}/{member.name}"
+    return key, Item(key, SourceError(too_big(member.size, max_bytes))) if member.size > max_bytes else None
+
+
 def _nonzero(fh, start: int, stop: int) -> bool:
     fh.seek(start)
     left = stop - start
@@ -201,11 +210,11 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
                         f"{member.name!r})"))
             expected = member.offset_data + ((member.size + 511) // 512) * 512 if member.isfile() \
                 else member.offset_data
-            if not member.isfile() or not _is_image_member(member.name):
+            key, refused = _member_key(member, prefix, max_bytes)
+            if key is None:
                 continue
-            key = f"{prefix}/{member.name}"
-            if member.size > max_bytes:
-                yield Item(key, SourceError(too_big(member.size, max_bytes)))
+            if refused is not None:
+                yield refused
                 continue
             if member.offset_data + member.size > size:
                 yield Item(key, SourceError(
@@ -243,11 +252,11 @@ def _iter_tar_gz(path: str, prefix: str, max_bytes: int) -> Iterator[Item]:
         with tf:
             for member in tf:
                 last = member.name
-                if not member.isfile() or not _is_image_member(member.name):
+                key, refused = _member_key(member, prefix, max_bytes)
+                if key is None:
                     continue
-                key = f"{prefix}/{member.name}"
-                if member.size > max_bytes:
-                    yield Item(key, SourceError(too_big(member.size, max_bytes)))
+                if refused is not None:
+                    yield refused
                     continue
                 data = tf.extractfile(member).read()
                 if len(data) != member.size:
