@@ -6,7 +6,7 @@ fingerprint), trains a learned embedding on the same split as `fpfast train` doe
 ``embedding_epochs`` is 0), attributes the held-out test images and the images of a model kept
 out of the gallery (open set) through the same stream `fpfast attribute` uses, with each gallery,
 and evaluates the answers against the folder each image came from. Every stage shows progress
-(:mod:`fpfast.progress`) unless ``opts.quiet``; ``timing`` holds each stage's seconds.
+(:mod:`fpfast.progress`) unless ``opts.quiet``; the result's ``stages`` holds each stage's time.
 """
 from __future__ import annotations
 
@@ -103,7 +103,7 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
                     "examples": example_rows(ok)})
         evals[name] = res
     final = evals[list(evals)[-1]]
-    final.update({"seconds": time.perf_counter() - stages.t0, "timing": dict(stages.seconds), "zoo": zoo_dir,
+    final.update({"seconds": time.perf_counter() - stages.t0, "stages": stages, "zoo": zoo_dir,
                   "handcrafted": evals["handcrafted"]})
     return final
 

@@ -28,8 +28,8 @@ It knows nothing of fingerprints or galleries: the jobs (:mod:`fpfast.jobs`) giv
   embedding and search) or a sequence of B values. Never one dict per image.
 * **writer** - :mod:`fpfast.io.writers`. The write stage moves each batch's columns to the host
   (one copy per tensor column and batch) and cuts them into rows; the runner adds ``path`` (the
-  input's key), ``error`` (None when fine: null in parquet / jsonl, empty in csv) and ``note`` to every row; failed inputs carry only
-  those three. Inputs are cut into shards of ``shard_size`` consecutive inputs; a shard is
+  input's key), ``error`` (None when fine: null in parquet / jsonl, empty in csv) and ``note`` to
+  every row; failed inputs carry only those three. Inputs are cut into shards of ``shard_size`` consecutive inputs; a shard is
   written atomically once all its rows exist; rows inside a shard are in input order and shards
   are numbered by input position, so the output order is the input order. ``resume=True`` skips
   the inputs of finished shards (they are not even decoded).

@@ -48,9 +48,7 @@ def demo_cmd(out, preset, seed, spec, method, embedding_epochs, opts):
                    f"AUROC {hc.get('open_set_auroc', float('nan')):.3f}; details in {hc['eval_dir']}/")
     click.echo(f"per-image answers: {res['attributions']} ({res['rows']} rows)")
     click.echo(demo_summary(res))
-    if not opts.quiet:
-        click.echo("timing: " + ", ".join(f"{k} {v:.1f}s" for k, v in res["timing"].items())
-                   + f"; total {res['seconds']:.1f}s", err=True)
+    res["stages"].report(opts.quiet)
 
 
 def demo_summary(res: dict) -> str:

@@ -42,6 +42,7 @@ class Fingerprints:
     summary: RunSummary
     ok_in_order: list[bool] = field(default_factory=list)  # per input, in input order: a vector (True) or an error row
 
+
 def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
                         embedder=None, **source_kw) -> Fingerprints:
     """Fingerprint every image of ``sources`` into memory (enrollment, eval): the spec's
