@@ -42,7 +42,7 @@ class Progress:
         self.stream = stream or sys.stderr
         self.n, self.postfix = 0, {}
         self.t0 = self.last = time.monotonic()
-        self.lines = 0
+        self.lines, self.printed_n = 0, 0
         self.bar = None
         self.quiet = quiet
         self.tty = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -79,19 +79,20 @@ class Progress:
         if self.total and rate > 0 and self.n < self.total:
             eta = f", ETA {_fmt_seconds((self.total - self.n) / rate)}"
         extra = "".join(f", {k} {_short(v)}" for k, v in self.postfix.items())
-        return (f"{self.desc}: {done}{pct}, {rate:.1f} {self.unit}/s, elapsed {_fmt_seconds(el)}"
-                f"{eta}{extra}")
+        speed = f"{rate:.1f} {self.unit}/s" if rate >= 1 or not self.n else f"{el / self.n:.1f} s/{self.unit}"
+        return f"{self.desc}: {done}{pct}, {speed}, elapsed {_fmt_seconds(el)}{eta}{extra}"
 
     def _status(self) -> None:
         print(self.status_line(), file=self.stream, flush=True)
         self.last = time.monotonic()
         self.lines += 1
+        self.printed_n = self.n
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        elif not self.quiet and self.lines:  # a closing line for a log that saw the run go on
+        elif not self.quiet and self.lines and self.n != self.printed_n:  # the end, for a log that saw the run go on
             self._status()
         self.quiet = True  # closed: later updates are ignored
 
