@@ -1,8 +1,9 @@
 """The one progress facility: bars, status lines and per-stage timing for every long command.
 
 * :class:`Progress` - on a terminal, a tqdm bar (total and ETA when the count is known, rate, an
-  optional postfix such as the loss); off a terminal (a log file, a pipe, CI), one status line
-  at most every :data:`STATUS_INTERVAL` seconds and a last one at the end when any was printed;
+  optional postfix such as the loss); off a terminal (a log file, a pipe, CI), a status line
+  every :data:`STATUS_INTERVAL` seconds while the work goes on (from a heartbeat thread, so a
+  long step between two updates is not silent) and a last one at the end when any was printed;
   nothing when ``quiet``.
 * :class:`Stages` - wall time per named stage of a command, printed as one ``timing:`` line at
   its end.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import time
 
 STATUS_INTERVAL = 10.0  # seconds between status lines when stderr is not a terminal
@@ -46,10 +48,21 @@ class Progress:
         self.bar = None
         self.quiet = quiet
         self.tty = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.beat = None
         if self.tty:
             from tqdm import tqdm
             self.bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=leave, smoothing=0.1,
                             mininterval=0.5, dynamic_ncols=True)
+        elif not quiet:
+            self.beat = threading.Thread(target=self._heartbeat, name="fpfast-progress", daemon=True)
+            self.beat.start()
+
+    def _heartbeat(self) -> None:
+        interval = max(_interval(), 0.1)
+        while not self.stop.wait(interval):
+            if time.monotonic() - self.last >= interval:
+                self._status()
 
     def set_total(self, total: int | None) -> None:
         self.total = total
@@ -83,12 +96,17 @@ class Progress:
         return f"{self.desc}: {done}{pct}, {speed}, elapsed {_fmt_seconds(el)}{eta}{extra}"
 
     def _status(self) -> None:
-        print(self.status_line(), file=self.stream, flush=True)
-        self.last = time.monotonic()
-        self.lines += 1
-        self.printed_n = self.n
+        with self.lock:
+            print(self.status_line(), file=self.stream, flush=True)
+            self.last = time.monotonic()
+            self.lines += 1
+            self.printed_n = self.n
 
     def close(self) -> None:
+        self.stop.set()
+        if self.beat is not None:
+            self.beat.join()
+            self.beat = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -177,3 +177,23 @@ def test_demo_time_is_stated_identically():
     assert DEMO_TIME in readme.splitlines()[3]  # the comment above the first command
     assert DEMO_TIME in norm(invoke("--help").output)
     assert DEMO_TIME in norm(invoke("demo", "--help").output)
+
+
+def test_status_line_while_a_long_step_runs(monkeypatch):
+    """Off a terminal a step that gives no update for a while is not silent: the heartbeat prints
+    the status line (elapsed time, what is being worked on)."""
+    import time
+    from fpfast.progress import Progress
+    monkeypatch.setenv("FPFAST_STATUS_INTERVAL", "0.1")
+    buf = io.StringIO()
+    with Progress("zoo", 3, unit="model", stream=buf) as bar:
+        bar.update(0, model="dcgan")
+        for _ in range(3000):  # wait for a heartbeat line (without asserting on how long it took)
+            if buf.getvalue():
+                break
+            time.sleep(0.01)
+    first = buf.getvalue().splitlines()[0]
+    assert first.startswith("zoo: 0/3 model (0%)") and "model dcgan" in first
+    n = len(buf.getvalue())
+    time.sleep(0.3)
+    assert len(buf.getvalue()) == n  # closed: the heartbeat has stopped

@@ -110,10 +110,9 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: StreamOptions
         if os.path.isfile(p):
             os.remove(p)
     from ..progress import Progress
-    bar = Progress("fingerprints", len(design.folders), unit="model", quiet=opts.quiet)
-    col: Collected = collect(design, spec, opts, gallery=gallery, refset=refset, encoder=encoder,
-                             encoder_about=encoder_about, progress=lambda m: bar.update(1))
-    bar.close()
+    with Progress("fingerprints", len(design.folders), unit="model", quiet=opts.quiet) as bar:
+        col: Collected = collect(design, spec, opts, gallery=gallery, refset=refset, encoder=encoder,
+                                 encoder_about=encoder_about, progress=lambda m: bar.update(1))
     rows, files = [], {}
     for name, sp in col.spaces.items():
         if not sp.models:

@@ -83,20 +83,19 @@ def read_images(sources: Iterable[str], size: int, geometry: str = "crop",
     spec = FingerprintSpec(size=size, geometry=geometry, min_size=size)
     imgs, keys, skipped = [], [], []
     paths = _expand(sources)
-    bar = Progress("reference images", len(paths), quiet=quiet)
-    for p in paths:
-        bar.update(1)
-        try:
-            a, _ = decode_image(p.read_bytes(), spec)
-        except (OSError, DecodeError) as e:  # one broken file must not stop the build
-            skipped.append(f"{p}: {e}")
-            continue
-        x = apply_geometry(torch.from_numpy(np.require(a, requirements="W")).permute(2, 0, 1)[None], spec)
-        if x.dtype != torch.uint8:
-            x = (to_float(x) * 255.0).round().clamp(0, 255).to(torch.uint8)
-        imgs.append(np.ascontiguousarray(x[0].permute(1, 2, 0).numpy()))
-        keys.append(str(p))
-    bar.close()
+    with Progress("reference images", len(paths), quiet=quiet) as bar:
+        for p in paths:
+            bar.update(1)
+            try:
+                a, _ = decode_image(p.read_bytes(), spec)
+            except (OSError, DecodeError) as e:  # one broken file must not stop the build
+                skipped.append(f"{p}: {e}")
+                continue
+            x = apply_geometry(torch.from_numpy(np.require(a, requirements="W")).permute(2, 0, 1)[None], spec)
+            if x.dtype != torch.uint8:
+                x = (to_float(x) * 255.0).round().clamp(0, 255).to(torch.uint8)
+            imgs.append(np.ascontiguousarray(x[0].permute(1, 2, 0).numpy()))
+            keys.append(str(p))
     if not imgs:
         first = f" ({len(skipped)} skipped, first: {skipped[0]})" if skipped else ""
         raise ProjectorError(f"no usable reference image of at least {size}x{size} in the sources{first}; "

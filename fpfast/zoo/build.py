@@ -178,6 +178,7 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
         stages.add("photos", time.perf_counter() - t0)
         cache: dict = {}
         for m in p["models"]:
+            bar.update(0, model=m["name"])  # the model being trained, in the status line
             t = time.perf_counter()
             mseed = 100 * seed + m["seed_index"]
             n = n_tr + n_te if m["role"] == "gallery" else n_te
@@ -196,7 +197,7 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
             models_meta.append(meta)
             timings[m["name"]] = round(time.perf_counter() - t, 2)
             stages.add(m["family"], time.perf_counter() - t)
-            bar.update(1, model=m["name"])
+            bar.update(1)
         summary = dict(preset=preset, seed=seed, image_size=size, device=str(dev), threads=torch.get_num_threads(),
                        models=models_meta, splits=counts, versions=_versions(),
                        machine=f"{platform.machine()} {os.cpu_count()} cpus",
