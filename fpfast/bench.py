@@ -254,10 +254,13 @@ def _fmt(v: str, digits: int = 3) -> str:
     return f"{f:.{digits}g}" if abs(f) < 1e3 else f"{f:,.0f}"
 
 
-def render_markdown(rows: list[dict], title: str = "Kernel benchmarks", preamble: str = "") -> str:
-    """One table per run (newest first): the long-format rows, grouped by size."""
-    out = [f"# {title}", "", "Generated from `kernels.csv` by `fpfast.bench.render_markdown`; edit the CSV, "
-           "not this file. Ratios are measured in the same run: `vs torch` = torch eager reference time / "
+def render_markdown(rows: list[dict], title: str = "Kernel benchmarks", preamble: str = "",
+                    source: str | None = None) -> str:
+    """One table per run (newest first): the long-format rows, grouped by size. ``source``: the CSV
+    the rows were read from (named in the text)."""
+    origin = (f"Generated from `{source}` by `fpfast.bench.render_markdown`; edit the CSV, not this file."
+              if source else "Rendered from this run's rows by `fpfast.bench.render_markdown`.")
+    out = [f"# {title}", "", origin + " Ratios are measured in the same run: `vs torch` = torch eager reference time / "
            "this time (>1 is faster), `vs compile` likewise for `torch.compile` of the reference, "
            "`floor` = time to move the input bytes once / this time (1 = at the memory floor; GPU runs: a "
            "device-to-device copy of the batch, so `floor` is the fraction of measured copy bandwidth; CPU: numpy `max`).", ""]
@@ -289,4 +292,4 @@ def render_markdown(rows: list[dict], title: str = "Kernel benchmarks", preamble
 
 def write_markdown(csv_path: str, md_path: str, preamble: str = "") -> None:
     with open(md_path, "w", encoding="utf-8") as fh:
-        fh.write(render_markdown(read_csv(csv_path), preamble=preamble))
+        fh.write(render_markdown(read_csv(csv_path), preamble=preamble, source=os.path.basename(csv_path)))

@@ -5,7 +5,8 @@ scikit-image/scikit-learn), enrolls every gallery model from its train split (ha
 fingerprint), trains a learned embedding on the same split as `fpfast train` does (unless
 ``embedding_epochs`` is 0), attributes the held-out test images and the images of a model kept
 out of the gallery (open set) through the same stream `fpfast attribute` uses, with each gallery,
-and evaluates the answers against the folder each image came from.
+and evaluates the answers against the folder each image came from. Every stage shows progress
+(:mod:`fpfast.progress`) unless ``opts.quiet``; the result's ``stages`` holds each stage's time.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from .jobs.options import StreamOptions, resolve_device
 from .jobs.specs import resolve_spec
 from .jobs.train import train_gallery
 from .pipeline import run
+from .progress import Stages
 from .spec import load_spec
 
 
@@ -42,32 +44,35 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
     opts = opts or StreamOptions()
     quiet = dataclasses.replace(opts, quiet=True)
     os.makedirs(out, exist_ok=True)
-    t0 = time.perf_counter()
+    stages = Stages()
     steps = 5 if embedding_epochs else 4
     step = iter(f"[{i}/{steps}]" for i in range(1, steps + 1))
     zoo_dir = os.path.join(out, "zoo")
     echo(f"{next(step)} building the GM-zoo ({preset}, seed {seed}) in {zoo_dir} ...")
-    zoo = build_zoo(zoo_dir, preset=preset, seed=seed, device=resolve_device(opts.device), progress=False,
-                    overwrite=True)  # the demo's own zoo
+    with stages("zoo"):
+        zoo = build_zoo(zoo_dir, preset=preset, seed=seed, device=resolve_device(opts.device),
+                        progress=not opts.quiet, overwrite=True)  # the demo's own zoo
     size = zoo.get("image_size")
     spec = resolve_spec(spec) if spec else load_spec(None).replace(size=int(size))
 
     gdir = os.path.join(out, "gallery")
     echo(f"{next(step)} enrolling the train split into {gdir} (spec {spec.id}, {spec.dim} dims, LDA-normalised) ...")
-    g = Gallery.create(gdir, spec, overwrite=True)
-    for model, folder in model_folders(os.path.join(zoo_dir, "train")).items():
-        r = enroll(g, model, fingerprint_sources([folder], spec, quiet), holdout=0.2, seed=seed)
-        echo(f"      {model:<20s} {r['enrolled']:4d} enrolled, {r['held_out']:3d} held out")
-    finish_enrollment(g, "lda", frr=0.05)  # LDA beats standardize here (README, "Measured")
+    with stages("enroll"):
+        g = Gallery.create(gdir, spec, overwrite=True)
+        for model, folder in model_folders(os.path.join(zoo_dir, "train")).items():
+            r = enroll(g, model, fingerprint_sources([folder], spec, quiet), holdout=0.2, seed=seed)
+            echo(f"      {model:<20s} {r['enrolled']:4d} enrolled, {r['held_out']:3d} held out")
+        finish_enrollment(g, "lda", frr=0.05)  # LDA beats standardize here (README, "Measured")
     galleries = {"handcrafted": g}
     if embedding_epochs:
         edir = os.path.join(out, "gallery-embedding")
         echo(f"{next(step)} training a learned embedding of the artifact ({embedding_epochs} epochs) "
              f"into {edir} ...")
-        shutil.rmtree(edir, ignore_errors=True)
-        shutil.copytree(gdir, edir)
-        ge, info = train_gallery(Gallery.load(edir), os.path.join(zoo_dir, "train"), quiet,
-                                    epochs=embedding_epochs, seed=seed)
+        with stages("train"):
+            shutil.rmtree(edir, ignore_errors=True)
+            shutil.copytree(gdir, edir)
+            ge, info = train_gallery(Gallery.load(edir), os.path.join(zoo_dir, "train"), opts,
+                                     epochs=embedding_epochs, seed=seed)
         echo(f"      trained on {info['trained_on']} images in {info['history'][-1]['seconds']:.0f}s "
              f"(embedding {info['identity'][:12]}, {info['dim']} dims)")
         galleries["learned embedding"] = ge
@@ -79,21 +84,33 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
     for name, gal in galleries.items():
         tag = "" if name == "handcrafted" else "-embedding"
         path = os.path.join(out, f"attributions{tag}.parquet")
-        summary = run(sources, attribute_mapper(gal, opts, method=method), path, spec=gal.spec,
-                      overwrite=True, **quiet.stream_kw())
+        with stages("attribute"):
+            summary = run(sources, attribute_mapper(gal, opts, method=method), path, spec=gal.spec,
+                          overwrite=True, desc=f"attribute ({name})", **opts.stream_kw())
         results[name] = (path, summary, os.path.join(out, f"eval{tag}"))
 
     echo(f"{next(step)} evaluating against the folder each image came from ...")
     evals = {}
     for name, (path, summary, eval_dir) in results.items():
-        rows = read_rows(path)
-        ok = [r for r in rows if not r.get("error")]
-        res = evaluate([true_model(r["path"]) for r in ok], [r["model"] for r in ok],
-                       list(galleries[name].models()), open_set_scores=[r["distance"] for r in ok],
-                       out_dir=eval_dir)
+        with stages("eval"):
+            rows = read_rows(path)
+            ok = [r for r in rows if not r.get("error")]
+            res = evaluate([true_model(r["path"]) for r in ok], [r["model"] for r in ok],
+                           list(galleries[name].models()), open_set_scores=[r["distance"] for r in ok],
+                           out_dir=eval_dir)
         res.update({"rows": len(rows), "row_errors": summary.errors, "attributions": path,
-                    "eval_dir": eval_dir, "gallery": galleries[name].path, "vectors": name})
+                    "eval_dir": eval_dir, "gallery": galleries[name].path, "vectors": name,
+                    "examples": example_rows(ok)})
         evals[name] = res
     final = evals[list(evals)[-1]]
-    final.update({"seconds": time.perf_counter() - t0, "zoo": zoo_dir, "handcrafted": evals["handcrafted"]})
+    final.update({"seconds": time.perf_counter() - stages.t0, "stages": stages, "zoo": zoo_dir,
+                  "handcrafted": evals["handcrafted"]})
     return final
+
+
+def example_rows(rows: list[dict], n: int = 3) -> list[dict]:
+    """``n`` rows spread over the output (first, middle, last: the last is of the open set), with
+    the model they truly came from."""
+    picks = sorted({round(i * (len(rows) - 1) / max(1, n - 1)) for i in range(n)}) if rows else []
+    return [{"path": rows[i]["path"], "true": true_model(rows[i]["path"]), "model": rows[i]["model"],
+             "distance": float(rows[i]["distance"])} for i in picks]

@@ -28,8 +28,8 @@ It knows nothing of fingerprints or galleries: the jobs (:mod:`fpfast.jobs`) giv
   embedding and search) or a sequence of B values. Never one dict per image.
 * **writer** - :mod:`fpfast.io.writers`. The write stage moves each batch's columns to the host
   (one copy per tensor column and batch) and cuts them into rows; the runner adds ``path`` (the
-  input's key), ``error`` ("" when fine) and ``note`` to every row; failed inputs carry only
-  those three. Inputs are cut into shards of ``shard_size`` consecutive inputs; a shard is
+  input's key), ``error`` (None when fine: null in parquet / jsonl, empty in csv) and ``note`` to
+  every row; failed inputs carry only those three. Inputs are cut into shards of ``shard_size`` consecutive inputs; a shard is
   written atomically once all its rows exist; rows inside a shard are in input order and shards
   are numbered by input position, so the output order is the input order. ``resume=True`` skips
   the inputs of finished shards (they are not even decoded).
@@ -45,7 +45,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import multiprocessing
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Union
@@ -56,10 +55,11 @@ import torch
 from .errors import EXIT_OK, EXIT_ROW_ERRORS
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
 from .io.limits import DEFAULT_MAX_BYTES
-from .io.sources import Item, check_sources, iter_sources, require_inputs
+from .io.sources import Item, check_sources, count_inputs, iter_sources, require_inputs
 from .io.workers import new_pool
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
+from .progress import Progress
 from .spec import FingerprintSpec, load_spec
 
 MAX_WORKER_DEATHS = 100  # a run whose workers die more often than this stops (exit 1)
@@ -265,12 +265,6 @@ class Batcher:
 
 
 # ---------------------------------------------------------------------------- the stream
-def _progress(quiet: bool):
-    from tqdm import tqdm
-    return tqdm(unit="img", disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
-                smoothing=0.1, mininterval=0.5, dynamic_ncols=True)
-
-
 def cpu_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: int = 0, chunksize: int = 16,
                      max_pixels: int = DEFAULT_MAX_PIXELS, mp_context=None):
     """The default decode stage (see the module docstring): CPU decode in ``workers`` processes,
@@ -317,7 +311,8 @@ def columns_to_rows(columns: Columns, n: int) -> list[dict]:
 def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: FingerprintSpec | str | None = None,
                batch_size: int = 64, workers: int = 0, chunksize: int = 16,
                max_pixels: int = DEFAULT_MAX_PIXELS, quiet: bool = False, on_mapper_error: str = "raise",
-               mp_context=None, decode_stage=None, decode_device: str = "cpu") -> RunSummary:
+               mp_context=None, decode_stage=None, decode_device: str = "cpu", total: int | None = None,
+               desc: str = "images") -> RunSummary:
     """Run ``items`` through the decode stage -> ``mapper`` -> ``writer`` (see the module docstring).
 
     ``writer``: an object with ``shard_size``, ``is_done(shard)``, ``write_shard(shard, rows, inputs)``
@@ -327,6 +322,7 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
     :func:`cpu_decode_stage` (built from ``spec``, ``batch_size``, ``workers``, ``chunksize``,
     ``max_pixels``, ``mp_context``); ``decode_device="cuda"`` builds
     :func:`fpfast.device_stage.device_decode_stage` from them instead (JPEGs decoded by nvJPEG).
+    Progress (:class:`fpfast.progress.Progress`, unless ``quiet``): ``desc`` over ``total`` inputs.
     """
     if on_mapper_error not in ("raise", "rows"):
         raise ValueError(f"on_mapper_error must be 'raise' or 'rows', got {on_mapper_error!r}")
@@ -345,7 +341,7 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
     count: dict[int, int] = collections.defaultdict(int)   # shard -> inputs accounted for
     seen: dict[int, int] = collections.defaultdict(int)    # shard -> inputs read
     reading = [0]                                          # shard the reader is in
-    bar = _progress(quiet)
+    bar = Progress(desc, total, unit="img", quiet=quiet)
 
     def indexed() -> Iterator[tuple[int, str, object]]:
         it = iter(items)
@@ -362,6 +358,7 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
             reading[0] = i // S
             if writer.is_done(i // S):
                 summary.skipped += 1
+                bar.update(1)
                 if hasattr(writer, "note_skipped"):  # the resumed shard must have the same inputs
                     writer.note_skipped(i // S, key)
             else:
@@ -379,7 +376,7 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
     def map_batch(b: Batch) -> None:
         t0 = time.perf_counter()
         try:
-            columns, err = mapper(b.images, b.keys), ""
+            columns, err = mapper(b.images, b.keys), None
             if not isinstance(columns, dict):
                 raise TypeError(f"a mapper returns {{column: values}}, got {type(columns).__name__}")
         except Exception as e:
@@ -459,6 +456,8 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         from . import __version__
         meta = {"fpfast.spec": spec.to_json(), "fpfast.version": __version__}
         writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind, meta)
+    if not stream_kw.get("quiet") and stream_kw.get("total") is None:
+        stream_kw["total"] = count_inputs(sources, column)
     summary = run_stream(items, mapper, writer, spec=spec, **stream_kw)
     summary.ignored = len(ignored)
     return summary

@@ -45,7 +45,7 @@ def run_folder(tmp_path, files: dict, n_good: int = 3, **kw):
     by_name = dict(zip(names, rows))
     for i in range(n_good):
         g = by_name[f"good{i}.png"]
-        assert g["error"] == "" and g["vector"] is not None and np.isfinite(g["vector"]).all()
+        assert g["error"] is None and g["vector"] is not None and np.isfinite(g["vector"]).all()
     return by_name, summary
 
 
@@ -62,7 +62,7 @@ def assert_error_row(tmp_path, name: str, data: bytes, *needles: str, **kw):
 def assert_fine_row(tmp_path, name: str, data: bytes, note: str | None = None, **kw):
     rows, summary = run_folder(tmp_path, {name: data}, **kw)
     r = rows[name]
-    assert r["error"] == "", r["error"]
+    assert r["error"] is None, r["error"]
     if note is not None:
         assert note in r["note"], r["note"]
     assert summary.exit_code == 0

@@ -121,7 +121,7 @@ def test_bad_input_kind(g, tmp_path, kind):
     bad_rows, good_rows = rows[:len(want_errors)], rows[len(want_errors):]
     # the run went on: the good images after the bad input are attributed
     assert [os.path.basename(x["path"]) for x in good_rows] == [f"good{i}.png" for i in range(N_GOOD)]
-    assert all(x["error"] == "" and x["model"] for x in good_rows)
+    assert all(x["error"] is None and x["model"] for x in good_rows)
     assert [bool(x["error"]) for x in bad_rows] == want_errors, [x["error"] for x in bad_rows]
     if kind in FILES:
         assert bad_rows[0]["path"] == str(src)

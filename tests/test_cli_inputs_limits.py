@@ -27,7 +27,7 @@ def test_a_fifo_and_dev_zero_are_error_rows_not_a_hang(g, tmp_path):
     r = run_cli("attribute", d, "/dev/zero", "-g", g["gallery"], "-o", out, "-q", "--workers", "1", timeout=120)
     assert r.returncode == 3, r.stderr
     rows = _rows(out)
-    assert rows["good.png"]["error"] == ""
+    assert rows["good.png"]["error"] is None
     assert "not a regular file" in rows["x.png"]["error"] and "FIFO" in rows["x.png"]["error"]
     assert "not a regular file" in rows["zero"]["error"]
 

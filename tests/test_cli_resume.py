@@ -77,7 +77,7 @@ def test_sigkill_then_resume_gives_the_rows_of_an_uninterrupted_run(g, tmp_path)
     got = rows_by_path(out)
     assert set(got) == set(want)
     for p, row in want.items():
-        assert got[p]["model"] == row["model"] and got[p]["error"] == ""
+        assert got[p]["model"] == row["model"] and got[p]["error"] is None
         assert got[p]["top1_model"] == row["top1_model"]
         np.testing.assert_allclose(got[p]["distance"], row["distance"], rtol=1e-4)
     # output order is input order

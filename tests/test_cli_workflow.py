@@ -78,7 +78,8 @@ def test_attribute_formats(g, tmp_path, out):
         assert c in df, (c, list(df))
     assert len(df["path"]) == g["n_test"]
     assert sorted(df["path"]) == sorted(glob.glob(os.path.join(g["test"], "*", "*.png")))
-    assert all(e == "" for e in df["error"])
+    # a fine row's error is null (what pandas / duckdb users filter on); csv has no null but an empty cell
+    assert all(e == "" if out.suffix == ".csv" else e is None for e in df["error"])
     truth = [os.path.basename(os.path.dirname(p)) for p in df["path"]]
     # the periodic patterns are easy: the nearest model is right; the open-set threshold, calibrated on
     # 2 held-out images per model, may still answer 'unknown'

@@ -95,9 +95,13 @@ def test_cli_enroll_new_model_then_fine_tune(tmp_path, embed_data):
     # the same in one step from enroll: a fifth model, then fine-tuning on all folders
     nx, _ = make(12, 9, classes=(3,))
     save_folders(root, nx, ["m4"] * len(nx))
-    res = r.invoke(cli, ["enroll", g, "--model", "m4", str(root / "m4"), "--fine-tune-from", str(root)] + common)
+    res = r.invoke(cli, ["enroll", g, "--model", "m4", str(root / "m4"), "--epochs", "2"] + common)
+    assert res.exit_code == 2 and "--fine-tune-from" in res.output, res.output  # --epochs alone trains nothing
+    res = r.invoke(cli, ["enroll", g, "--model", "m4", str(root / "m4"), "--fine-tune-from", str(root),
+                         "--epochs", "2"] + common)
     assert res.exit_code == 0 and "fine-tuned" in res.output, res.output
     g3 = Gallery.load(g)
+    assert g3.embedder().config["training"]["epochs"] == 2
     assert g3.spec.embedding["identity"] != g2.spec.embedding["identity"] and "m4" in g3.models()
     hand = str(tmp_path / "hand")  # a handcrafted gallery has nothing to fine-tune: refused, nothing left
     res = r.invoke(cli, ["enroll", hand, "--model", "m4", str(root / "m4"), "--fine-tune-from", str(root),

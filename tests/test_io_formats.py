@@ -29,4 +29,4 @@ def test_all_formats_in_one_run(tmp_path):
              for i, (fmt, ext) in enumerate([("PNG", "png"), ("JPEG", "jpeg"), ("WEBP", "webp"),
                                              ("BMP", "bmp"), ("TIFF", "tiff")])}
     rows, s = run_folder(tmp_path, files)
-    assert s.exit_code == 0 and all(r["error"] == "" for r in rows.values())
+    assert s.exit_code == 0 and all(r["error"] is None for r in rows.values())

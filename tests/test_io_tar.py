@@ -9,8 +9,8 @@ from fpfast.pipeline import run
 from io_helpers import encode, rand_rgb
 
 
-def make_tar(path, members):
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tf:
+def make_tar(path, members, mode="w"):
+    with tarfile.open(path, mode, format=tarfile.USTAR_FORMAT) as tf:
         for name, data in members:
             ti = tarfile.TarInfo(name)
             ti.size = len(data)
@@ -73,7 +73,7 @@ def test_member_that_is_not_an_image(tmp_path):
     out = tmp_path / "out"
     run([str(p)], fingerprint_mapper(), str(out), shard_size=2, quiet=True)
     rows = read_rows(str(out))
-    assert "not an image" in rows[0]["error"] and rows[1]["error"] == ""
+    assert "not an image" in rows[0]["error"] and rows[1]["error"] is None
 
 
 def test_unreadable_tar_is_one_error_row(tmp_path):
@@ -81,3 +81,52 @@ def test_unreadable_tar_is_one_error_row(tmp_path):
     p.write_bytes(os.urandom(1500))
     items = list(iter_sources([str(p)]))
     assert len(items) == 1 and isinstance(items[0][1], SourceError)
+
+
+def make_tar_gz(path, members):
+    make_tar(path, members, "w:gz")
+
+
+def test_gzip_shards_are_read_with_the_read_cap_and_error_rows(tmp_path):
+    """.tar.gz / .tgz shards (as the webdataset library writes them) are read; a member over
+    --max-bytes is an error row and is not read; a cut stream is one error row, the run goes on."""
+    big = encode(rand_rgb(40, 40, seed=9))
+    make_tar_gz(tmp_path / "a.tar.gz", shard_members(0, n=2) + [("big.png", big)])
+    make_tar_gz(tmp_path / "b.tgz", shard_members(1, n=2))
+    raw = (tmp_path / "b.tgz").read_bytes()
+    (tmp_path / "cut.tgz").write_bytes(raw[:len(raw) // 2])
+    srcs = [str(tmp_path / "a.tar.gz"), str(tmp_path / "b.tgz"), str(tmp_path / "cut.tgz")]
+    items = list(iter_sources(srcs, max_bytes=len(big) - 1))
+    keys = [k for k, _ in items]
+    assert keys[:5] == [f"{tmp_path}/a.tar.gz/0000_0.png", f"{tmp_path}/a.tar.gz/0000_1.png",
+                        f"{tmp_path}/a.tar.gz/big.png", f"{tmp_path}/b.tgz/0001_0.png", f"{tmp_path}/b.tgz/0001_1.png"]
+    assert isinstance(items[2][1], SourceError) and "--max-bytes" in items[2][1].message
+    assert all(isinstance(p, SourceError) for _, p in items[5:]) and len(items) >= 6
+    assert any("damaged" in p.message for _, p in items[5:])
+    out = tmp_path / "out.parquet"
+    s = run(srcs, fingerprint_mapper(), str(out), batch_size=2, quiet=True, max_bytes=len(big) - 1)
+    rows = read_rows(str(out))
+    assert [r["path"] for r in rows] == keys
+    assert [r["error"] is None for r in rows[:5]] == [True, True, False, True, True]
+    assert s.exit_code == 3
+
+
+def test_count_inputs_without_reading_images(tmp_path):
+    """The progress bar's total: folders, lists, tar headers, parquet metadata; None for a gzip
+    shard (counting it means decompressing it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from fpfast.io.sources import count_inputs
+    make_tar(tmp_path / "s.tar", shard_members(0, n=3))
+    make_tar_gz(tmp_path / "s.tgz", shard_members(0, n=3))
+    (tmp_path / "f").mkdir()
+    for j in range(4):
+        (tmp_path / "f" / f"{j}.png").write_bytes(b"x")
+    (tmp_path / "f" / "notes.txt").write_text("not an image")
+    pq.write_table(pa.table({"image": [b"a", b"b"]}), tmp_path / "p.parquet")
+    (tmp_path / "list.txt").write_text(f"{tmp_path / 's.tar'}\n# comment\n{tmp_path / 'f' / '0.png'}\n")
+    assert count_inputs([str(tmp_path / "s.tar")]) == 3
+    assert count_inputs([str(tmp_path / "f"), str(tmp_path / "p.parquet")]) == 6
+    assert count_inputs([f"@{tmp_path / 'list.txt'}"]) == 4
+    assert count_inputs([str(tmp_path / "f" / "*.png")]) == 4
+    assert count_inputs([str(tmp_path / "s.tgz")]) is None

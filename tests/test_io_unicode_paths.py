@@ -10,7 +10,7 @@ def test_unicode_and_space_paths(tmp_path):
     rows, s = run_folder(tmp_path, files)
     assert s.exit_code == 0
     for name in files:
-        assert rows[name]["error"] == ""
+        assert rows[name]["error"] is None
 
 
 def test_unicode_paths_through_a_list_file(tmp_path):

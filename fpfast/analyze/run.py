@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -110,12 +109,10 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: StreamOptions
         p = os.path.join(out, os.path.basename(f))   # only names an earlier analysis wrote, inside OUT
         if os.path.isfile(p):
             os.remove(p)
-    from tqdm import tqdm
-    bar = tqdm(total=len(design.folders), unit="model", desc="fingerprints", file=sys.stderr,
-               disable=opts.quiet)
-    col: Collected = collect(design, spec, opts, gallery=gallery, refset=refset, encoder=encoder,
-                             encoder_about=encoder_about, progress=lambda m: bar.update(1))
-    bar.close()
+    from ..progress import Progress
+    with Progress("fingerprints", len(design.folders), unit="model", quiet=opts.quiet) as bar:
+        col: Collected = collect(design, spec, opts, gallery=gallery, refset=refset, encoder=encoder,
+                                 encoder_about=encoder_about, progress=lambda m: bar.update(1))
     rows, files = [], {}
     for name, sp in col.spaces.items():
         if not sp.models:

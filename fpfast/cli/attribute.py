@@ -28,8 +28,9 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
                   engine):
     """Name the model behind every image of SOURCES: one row per input.
 
-    Rows: path, model (a gallery model or 'unknown'), score, distance, top-k models with
-    distances, error ('' when fine). Exit 0 when every row succeeded, 3 when some rows carry
+    Rows: path, error (null when fine), note, model (a gallery model or 'unknown'), predicted
+    (the best model whatever the threshold), score, distance, top-k models with distances (the
+    README's table says what each holds). Exit 0 when every row succeeded, 3 when some rows carry
     an error, 2 for a usage or configuration error.
 
     \b

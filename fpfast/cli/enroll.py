@@ -1,4 +1,3 @@
-import dataclasses
 import os
 
 import click
@@ -12,6 +11,7 @@ from ..embed.universal import UNIVERSAL, load_universal
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..gallery.update import enroll_warnings, updating
 from ..io.sources import check_sources
+from ..progress import Stages
 from ..spec import load_spec, parse_crops
 from .options import handle_errors, stream_options
 
@@ -44,9 +44,12 @@ from .options import handle_errors, stream_options
               help="Gallery with a learned embedding: after enrolling, fine-tune the embedding on these "
                    "labelled folders (one per model, the new ones included) and re-enroll every model "
                    "with it, as `fpfast train --fine-tune` does.")
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
+              help="Fine-tuning passes over the --fine-tune-from images.  [default: about 4000 steps, 10-200 epochs]")
 @stream_options
 @handle_errors
-def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, column, tune_root, opts):
+def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, column, tune_root, epochs,
+               opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec
@@ -66,6 +69,8 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         raise click.UsageError("--model needs at least one SOURCE (file, folder, glob, @list, tar, parquet)")
     if root and sources:
         raise click.UsageError("--from-folders takes no SOURCE arguments")
+    if epochs is not None and not tune_root:
+        raise click.UsageError("--epochs sets the fine-tuning of --fine-tune-from ROOT; without it nothing is trained")
     groups = {model: list(sources)} if model else {m: [d] for m, d in model_folders(root).items()}
     for srcs in groups.values():
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
@@ -88,14 +93,19 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
             raise click.UsageError(f"--spec universal: {gallery} already holds other vectors ({g.spec.id})")
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
-        errors = _enroll_groups(g, groups, column, holdout, opts)
-        cal = finish_enrollment(g, normalize, frr)
+        stages = Stages()
+        with stages("fingerprint"):
+            errors = _enroll_groups(g, groups, column, holdout, opts)
+        with stages("calibrate"):
+            cal = finish_enrollment(g, normalize, frr)
         click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
                    + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
         if tune_root:
-            g, info = train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr)
+            g, info = train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr, epochs=epochs,
+                                    stages=stages)
             click.echo(f"gallery {gallery}: embedding fine-tuned on {info['trained_on']} images -> "
                        f"{info['identity'][:16]}; {len(g.models())} models, {len(g)} samples re-enrolled")
+    stages.report(opts.quiet)
     if errors:
         raise SystemExit(EXIT_ROW_ERRORS)
 
@@ -103,7 +113,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
 def _enroll_groups(g, groups, column, holdout, opts) -> int:
     errors = 0
     for name, srcs in groups.items():
-        fp = gallery_fingerprints(g, srcs, dataclasses.replace(opts, quiet=True), column=column)
+        fp = gallery_fingerprints(g, srcs, opts, column=column, desc=name)
         r = enroll(g, name, fp, holdout=holdout)
         errors += r["errors"]
         for line in enroll_warnings(name, r["enrolled"] + r["held_out"] + r["skipped"], r["skipped"]):

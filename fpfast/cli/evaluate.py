@@ -1,4 +1,3 @@
-import dataclasses
 import os
 import sys
 
@@ -11,6 +10,7 @@ from ..io.paths import check_output_path
 from ..io.writers import OutputError
 from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import model_folders
+from ..progress import Stages
 from .options import expect_digest_option, handle_errors, stream_options
 
 
@@ -40,8 +40,10 @@ def eval_cmd(gallery, root, method, k, out, overwrite, open_set_folders, expect_
     check_eval_out(out, root, gallery, overwrite)
     for line in check_folder_names(model_folders(root), g.models(), open_set_folders):
         click.echo(line, err=True)
-    res = evaluate_folders(g, root, opts, method=method, k=k, out=out)
+    stages = Stages()
+    res = evaluate_folders(g, root, opts, method=method, k=k, out=out, stages=stages)
     click.echo(format_metrics(res, out))
+    stages.report(opts.quiet)
     bad = res.get("unreadable") or []
     if bad:
         for row in bad[:20]:
@@ -78,26 +80,52 @@ def check_folder_names(folders, models, open_set_folders: bool) -> list[str]:
     return []
 
 
-def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None) -> dict:
+def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None, stages=None) -> dict:
     """Fingerprint ROOT/<model>/*, attribute, and evaluate against the folder names."""
     truth, preds, dists, margins, unreadable = [], [], [], [], []
-    quiet = dataclasses.replace(opts, quiet=True)
+    stages = stages or Stages()
     for model, folder in model_folders(root).items():
-        fp = gallery_fingerprints(g, [folder], quiet)
+        with stages("fingerprint"):
+            fp = gallery_fingerprints(g, [folder], opts, desc=model)
         unreadable += fp.errors
         if len(fp.keys) == 0:
             continue
-        a = g.attribute(fp.vectors, method=method, k=k)
+        with stages("attribute"):
+            a = g.attribute(fp.vectors, method=method, k=k)
         truth += [model] * len(fp.keys)
         preds += list(a.model)
         dists.append(a.distance)
         margins.append(a.open_set_score)
     known = list(g.models())
     scores = np.concatenate(dists) if dists else np.zeros(0)
-    res = evaluate(truth, preds, known, open_set_scores=scores, out_dir=out,
-                   open_set_margins=np.concatenate(margins) if margins else np.zeros(0))
+    with stages("metrics"):
+        res = evaluate(truth, preds, known, open_set_scores=scores, out_dir=out,
+                       open_set_margins=np.concatenate(margins) if margins else np.zeros(0))
     res["unreadable"] = [{"path": r["path"], "error": r["error"]} for r in unreadable]
     return res
+
+
+def format_confusion(labels: list[str], cm: np.ndarray, width: int | None = None) -> list[str]:
+    """The confusion matrix with every model's full name: as column headers when the table fits
+    ``width`` (default: the terminal's), else numbered columns and the rows as the legend."""
+    import shutil
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    digits = len(str(int(cm.max()))) if cm.size else 1
+    w = max(len(x) for x in labels)
+    cols = [max(len(x), digits) for x in labels]
+    if w + sum(c + 2 for c in cols) <= width:
+        out = ["confusion matrix (rows: true model, columns: answer):",
+               " " * w + "".join(f"  {x:>{c}s}" for x, c in zip(labels, cols))]
+        out += [f"{name:<{w}s}" + "".join(f"  {int(v):>{c}d}" for v, c in zip(row, cols))
+                for name, row in zip(labels, cm)]
+        return out
+    num = len(str(len(labels)))
+    c = max(num, digits)
+    out = ["confusion matrix (rows: true model, numbered; columns: answer, by row number):",
+           " " * (num + 1 + w) + "".join(f"  {i:>{c}d}" for i in range(1, len(labels) + 1))]
+    out += [f"{i:>{num}d} {name:<{w}s}" + "".join(f"  {int(v):>{c}d}" for v in row)
+            for i, (name, row) in enumerate(zip(labels, cm), 1)]
+    return out
 
 
 def format_metrics(res: dict, out_dir: str | None = None) -> str:
@@ -111,12 +139,7 @@ def format_metrics(res: dict, out_dir: str | None = None) -> str:
                      f"AUROC (distance to nearest known) {res.get('open_set_auroc', float('nan')):.3f}"
                      + (f", (distance over its model's threshold) {res['open_set_auroc_margin']:.3f}"
                         if "open_set_auroc_margin" in res else ""))
-    labels, cm = res["confusion_labels"], np.asarray(res["confusion"])
-    w = max(len(x) for x in labels) + 1
-    lines.append("confusion matrix (rows: true model, columns: answer):")
-    lines.append(" " * w + " ".join(f"{x[:7]:>7s}" for x in labels))
-    for name, row in zip(labels, cm):
-        lines.append(f"{name:<{w}s}" + " ".join(f"{int(v):7d}" for v in row))
+    lines += format_confusion(res["confusion_labels"], np.asarray(res["confusion"]))
     if out_dir:
         lines.append(f"written: {os.path.join(out_dir, 'metrics.json')}, confusion.csv, confusion.png")
     return "\n".join(lines)

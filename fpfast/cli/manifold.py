@@ -19,8 +19,9 @@ def manifold_group():
 @click.option("--storage", type=click.Choice(["auto", "uint8", "fp16", "float32"]), default="auto", show_default=True,
               help="How the exact index stores vectors.")
 @click.option("--overwrite", is_flag=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or timing summary.")
 @handle_errors
-def manifold_build_cmd(sources, out, size, geometry, spaces, modes, storage, overwrite):
+def manifold_build_cmd(sources, out, size, geometry, spaces, modes, storage, overwrite, quiet):
     """Index real images (files, folders, globs, @lists) as a reference set.
 
     Use it as a fingerprint spec afterwards: --spec manifold:OUT
@@ -30,8 +31,11 @@ def manifold_build_cmd(sources, out, size, geometry, spaces, modes, storage, ove
       fpfast manifold build real_photos/ --out refset/ --size 64
       fpfast enroll my_gallery --from-folders models/ --spec manifold:refset/
     """
+    from ..progress import Stages
     from ..projectors import build_manifold
 
+    stages = Stages()
     ref = build_manifold(list(sources), out, size, spaces=spaces or ("rgb",), modes=modes or ("exact",),
-                         storage=storage, geometry=geometry, overwrite=overwrite)
+                         storage=storage, geometry=geometry, overwrite=overwrite, quiet=quiet, stages=stages)
     click.echo(f"reference set {out}: {len(ref.images)} images at {ref.size}x{ref.size}")
+    stages.report(quiet)

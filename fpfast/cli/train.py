@@ -3,6 +3,7 @@ import click
 from ..errors import EXIT_ROW_ERRORS
 from ..gallery.update import updating
 from ..jobs.train import train_gallery
+from ..progress import Stages
 from ..gallery.normalize import METHODS as NORMALIZERS
 from .options import handle_errors, stream_options
 
@@ -82,13 +83,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
         spec_causal = {"content": content or os.path.dirname(os.path.abspath(root)),
                        "hsic": 1.0 if hsic is None else hsic, "pair": 1.0 if pair is None else pair}
 
-    def log(rec):  # about 20 lines whatever the epoch count
-        every = max(1, rec["epochs"] // 20)
-        if not opts.quiet and (rec["epoch"] % every == 0 or rec["epoch"] in (1, rec["epochs"])):
-            click.echo(f"epoch {rec['epoch']:4d}/{rec['epochs']}  loss {rec['loss']:.4f}  train acc "
-                       f"{rec['train_acc']:.3f} (augmented)  {rec['images_per_s']:.0f} images/s  "
-                       f"{rec['seconds']:.1f}s", err=True)
-
+    stages = Stages()
     with updating(gallery) as g:  # locked from load to save: no enrollment meanwhile is lost
         emb = g.embedder()  # issue 14: a universal-embedding gallery starts from the pretrained weights
         if emb is not None and emb.config.get("training", {}).get("kind") == "pretrain" and not from_scratch \
@@ -98,10 +93,11 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
                                     handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
                                     calibrate_on=calibrate_on,
                                     arch=None if dim is None else {"dim": dim},
-                                    log=log, batch_size=train_batch_size, lr=lr, patch=patch,
+                                    stages=stages, batch_size=train_batch_size, lr=lr, patch=patch,
                                     causal=spec_causal)
     click.echo(f"gallery {gallery}: embedding {info['identity'][:16]} ({info['dim']} dims) trained on "
                f"{info['trained_on']} images; {len(g2.models())} models, {len(g2)} samples re-enrolled"
                + ("; open-set thresholds calibrated" if info["calibrated"] else ""))
+    stages.report(opts.quiet)
     if info["errors"]:
         raise SystemExit(EXIT_ROW_ERRORS)

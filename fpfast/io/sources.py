@@ -38,7 +38,8 @@ from .limits import DEFAULT_MAX_BYTES, read_file, too_big
 from ..errors import UsageError
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-TAR_EXTENSIONS = (".tar",)
+TAR_EXTENSIONS = (".tar", ".tar.gz", ".tgz")
+GZ_TAR_EXTENSIONS = (".tar.gz", ".tgz")  # read as a stream (no seeking, no count without reading)
 PARQUET_EXTENSIONS = (".parquet", ".pq")
 # parquet columns tried, in order, when no --column is given
 BYTES_COLUMN_GUESSES = ("image", "jpg", "png", "webp", "img", "image_bytes", "bytes")
@@ -140,6 +141,15 @@ def _is_image_member(name: str) -> bool:
     return _ext(name) in IMAGE_EXTENSIONS
 
 
+def _member_key(member: tarfile.TarInfo, prefix: str, max_bytes: int) -> tuple[str | None, Item | None]:
+    """(key, None) of an image member to read; (key, error item) of one over the read cap;
+    (None, None) of a member to skip (a directory, a sidecar)."""
+    if not member.isfile() or not _is_image_member(member.name):
+        return None, None
+    key = f"{prefix}/{member.name}"
+    return key, Item(key, SourceError(too_big(member.size, max_bytes))) if member.size > max_bytes else None
+
+
 def _nonzero(fh, start: int, stop: int) -> bool:
     fh.seek(start)
     left = stop - start
@@ -162,6 +172,9 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
     one error item ``shard.tar/@<offset>``; the members after it are still read.
     """
     prefix = path if key_prefix is None else key_prefix
+    if path.lower().endswith(GZ_TAR_EXTENSIONS):
+        yield from _iter_tar_gz(path, prefix, max_bytes)
+        return
     try:
         size = os.path.getsize(path)
         fh = open(path, "rb")
@@ -197,11 +210,11 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
                         f"{member.name!r})"))
             expected = member.offset_data + ((member.size + 511) // 512) * 512 if member.isfile() \
                 else member.offset_data
-            if not member.isfile() or not _is_image_member(member.name):
+            key, refused = _member_key(member, prefix, max_bytes)
+            if key is None:
                 continue
-            key = f"{prefix}/{member.name}"
-            if member.size > max_bytes:
-                yield Item(key, SourceError(too_big(member.size, max_bytes)))
+            if refused is not None:
+                yield refused
                 continue
             if member.offset_data + member.size > size:
                 yield Item(key, SourceError(
@@ -222,6 +235,38 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
             yield Item(f"{prefix}/@{expected}", SourceError(
                 f"tar shard has unreadable data after byte {expected} (a damaged or truncated "
                 f"member header; the member is lost)"))
+
+
+def _iter_tar_gz(path: str, prefix: str, max_bytes: int) -> Iterator[Item]:
+    """Image members of a gzip-compressed tar shard (``.tar.gz`` / ``.tgz``, as webdataset writes
+    them), read as one stream: a member over ``max_bytes`` is an error item and is not read; a
+    damaged stream is one error item and the rest of the shard is lost (gzip cannot resync)."""
+    import zlib
+    last = None
+    try:
+        tf = tarfile.open(path, mode="r|gz")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        yield Item(prefix, SourceError(f"not a readable gzip tar shard: {e}"))
+        return
+    try:
+        with tf:
+            for member in tf:
+                last = member.name
+                key, refused = _member_key(member, prefix, max_bytes)
+                if key is None:
+                    continue
+                if refused is not None:
+                    yield refused
+                    continue
+                data = tf.extractfile(member).read()
+                if len(data) != member.size:
+                    yield Item(key, SourceError(f"tar member is truncated: {len(data)} of {member.size} bytes"))
+                    return
+                yield Item(key, data)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        where = f"after member {last!r}" if last else "at its start"
+        yield Item(f"{prefix}/@{last or 0}", SourceError(
+            f"gzip tar shard is damaged {where}: {e}; the rest of the shard is lost"))
 
 
 def _pick_column(schema_names: list[str], types: dict, wanted: str | None, guesses, what: str,
@@ -358,6 +403,70 @@ def iter_sources(sources: Iterable[str] | str, column: str | None = None, key_co
         sources = [sources]
     for s in sources:
         yield from iter_source(s, column, key_column, max_bytes, ignored)
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def count_inputs(sources: Iterable[str] | str, column: str | None = None, budget_s: float = 2.0) -> int | None:
+    """How many inputs ``sources`` hold, without reading an image (for a progress bar's total):
+    folder walks, list lines, tar headers, parquet metadata. None when that is not cheap to know
+    (a gzip tar shard, more than ``budget_s`` seconds of counting) or a source cannot be read."""
+    import time
+    deadline = time.monotonic() + budget_s
+    if isinstance(sources, str):
+        sources = [sources]
+
+    def tick() -> None:
+        if time.monotonic() > deadline:
+            raise _OverBudget
+
+    def path_count(path: str) -> int:
+        tick()
+        if os.path.isdir(path):
+            n = 0
+            for _, dirnames, filenames in os.walk(path):
+                dirnames.sort()
+                n += sum(1 for f in filenames if _ext(f) in IMAGE_EXTENSIONS)
+                tick()
+            return n
+        low = path.lower()
+        if low.endswith(GZ_TAR_EXTENSIONS):
+            raise _OverBudget
+        if low.endswith(TAR_EXTENSIONS):
+            n = 0
+            with tarfile.open(path, mode="r:", ignore_zeros=True) as tf:
+                for m in tf:
+                    n += m.isfile() and _is_image_member(m.name)
+                    if n % 1000 == 0:
+                        tick()
+            return n
+        if low.endswith(PARQUET_EXTENSIONS):
+            import pyarrow.parquet as pq
+            return pq.ParquetFile(path).metadata.num_rows
+        return 1
+
+    def source_count(source: str) -> int:
+        if source.startswith("@") and not os.path.exists(source):
+            with open(source[1:], encoding="utf-8") as fh:
+                return sum(path_count(line.rstrip("\r\n")) for line in fh
+                           if line.strip() and not line.lstrip().startswith("#"))
+        if os.path.exists(source):
+            return path_count(source)
+        n = 0
+        for pat in expand_braces(source):
+            if _has_glob(pat):
+                n += sum(path_count(m) for m in sorted(_glob.glob(pat, recursive=True))
+                         if not (os.path.isdir(m) and "**" in pat))
+            else:
+                n += path_count(pat)
+        return n
+
+    try:
+        return sum(source_count(s) for s in sources)
+    except Exception:  # noqa: BLE001 - a count is a nicety; the run reports the real problem
+        return None
 
 
 def require_inputs(items: Iterator[Item], sources, ignored: list[str]) -> Iterator[Item]:

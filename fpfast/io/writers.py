@@ -394,7 +394,7 @@ class ParquetShardWriter(_StoreBacked):
             if all(r.get("error") for r in rows):
                 self._deferred.append((shard, rows, inputs))
                 return
-            self.schema = rows_to_table(rows).schema
+            self.schema = _text_columns_as_strings(rows_to_table(rows).schema)
         self._write(shard, rows, inputs)
         self._write_deferred()
 
@@ -414,6 +414,17 @@ class ParquetShardWriter(_StoreBacked):
         self.store.check_resumed()
         self._write_deferred()  # all errors: the error columns are all there is
         self.store.release()
+
+
+def _text_columns_as_strings(schema):
+    """``error`` / ``note`` as strings even when a shard of fine rows holds only nulls there (a
+    fine row's error is null), so that the later shards' messages fit the learned schema."""
+    import pyarrow as pa
+    for name in ("error", "note"):
+        i = schema.get_field_index(name)
+        if i >= 0 and pa.types.is_null(schema.field(i).type):
+            schema = schema.set(i, pa.field(name, pa.string()))
+    return schema
 
 
 def _read_tables(paths: list[str]):
@@ -569,8 +580,8 @@ def read_rows(out: str) -> list[dict]:
                 return [json.loads(line) for line in fh if line.strip()]
         if ext == ".csv":
             import csv
-            with open(out, encoding="utf-8", newline="") as fh:
-                return list(csv.DictReader(fh))
+            with open(out, encoding="utf-8", newline="") as fh:  # csv has no null: an empty error is one
+                return [{**r, "error": r.get("error") or None} for r in csv.DictReader(fh)]
         raise OutputError(f"cannot read {out!r}")
     store_entries = []
     with open(os.path.join(out, MANIFEST), encoding="utf-8") as fh:

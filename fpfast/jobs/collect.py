@@ -1,7 +1,7 @@
 """Fingerprint (or just decode) sources into memory: what enroll, eval and train read."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +40,7 @@ class Fingerprints:
     keys: list[str]              # their input keys
     errors: list[dict]           # rows that failed: {"path", "error", ...}
     summary: RunSummary
+    ok_in_order: list[bool] = field(default_factory=list)  # per input, in input order: a vector (True) or an error row
 
 
 def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
@@ -52,7 +53,7 @@ def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: Strea
                   **opts.stream_kw())
     vecs, keys, errors = w.split("vector")
     vecs = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, spec.dim), np.float32)
-    return Fingerprints(vecs, keys, errors, summary)
+    return Fingerprints(vecs, keys, errors, summary, [not r.get("error") for r in w.rows])
 
 
 def gallery_fingerprints(gallery, sources, opts: StreamOptions, **source_kw) -> Fingerprints:

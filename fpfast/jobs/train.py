@@ -1,14 +1,13 @@
 """Train a learned embedding for a gallery and re-enroll every model with it."""
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
 from ..errors import UsageError
 from ..gallery import Gallery
 from ..prepare import map_images
+from ..progress import Progress, Stages
 from ..spec import FingerprintSpec
 from .collect import image_sources
 from .enroll import finish_enrollment, model_folders, split_holdout
@@ -18,7 +17,8 @@ from .options import StreamOptions, resolve_device
 def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: int | None = None,
                   holdout: float = 0.2, frr: float = 0.05, seed: int = 0, handcrafted: bool | None = None,
                   normalize: str = "none", arch: dict | None = None, fine_tune: bool = False,
-                  calibrate_on: str = "augmented", log=None, causal: dict | None = None, **train_opts):
+                  calibrate_on: str = "augmented", log=None, stages=None, causal: dict | None = None,
+                  **train_opts):
     """Train a learned embedding on the labelled folders ``root/<model>/`` (one per enrolled
     model; extra folders are enrolled as new models), then rebuild ``gallery`` in the embedding's
     space: every folder image embedded, the same ``holdout`` split as :func:`enroll` (held-out
@@ -30,7 +30,9 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     augmentations (JPEG, down-scaling, crops), so that re-encoded queries of known models are not
     all answered 'unknown'. ``causal``: train the decoupled fingerprint of issue 15 instead
     ({"content": the zoo's content table or root, "hsic": weight, "pair": weight}; see
-    :mod:`fpfast.causal.objective`). Returns (new gallery, summary dict)."""
+    :mod:`fpfast.causal.objective`). Progress (unless ``opts.quiet``): reading, then epochs with
+    their loss and an ETA (:mod:`fpfast.progress`); ``stages`` (a :class:`fpfast.progress.Stages`)
+    gets the read / train / re-enroll times. Returns (new gallery, summary dict)."""
     if calibrate_on not in ("clean", "augmented"):
         raise ValueError(f"calibrate_on must be 'clean' or 'augmented', got {calibrate_on!r}")
     if gallery.spec.crops is not None:
@@ -49,15 +51,16 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         raise UsageError(f"--from-folders {root} lacks folders of enrolled models {missing}: training "
                          "re-enrolls every model from its images, one sub-folder per model")
     base = gallery.spec.handcrafted()
-    quiet = dataclasses.replace(opts, quiet=True)
+    stages = stages or Stages()
     data, errors = {}, 0
-    for name, folder in folders.items():
-        imgs, keys, errs = image_sources([folder], base, quiet)
-        errors += len(errs)
-        if not imgs:
-            raise UsageError(f"model {name!r}: no image could be read from {folder}")
-        keep, hold = split_holdout(len(imgs), holdout, seed)
-        data[name] = (imgs, keys, keep, hold)
+    with stages("read"):
+        for name, folder in folders.items():
+            imgs, keys, errs = image_sources([folder], base, opts, desc=f"reading {name}")
+            errors += len(errs)
+            if not imgs:
+                raise UsageError(f"model {name!r}: no image could be read from {folder}")
+            keep, hold = split_holdout(len(imgs), holdout, seed)
+            data[name] = (imgs, keys, keep, hold)
     tr_x = [data[m][0][i] for m in data for i in data[m][2]]
     tr_y = [m for m in data for _ in data[m][2]]
     if epochs is not None:
@@ -66,19 +69,30 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     objective = None
     if causal is not None:
         objective = _causal_objective(causal, [data[m][1][i] for m in data for i in data[m][2]], tr_y, base)
-    emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted, device=dev,
-                                   backend=opts.backend, log=log, seed=seed, init=init, objective=objective,
-                                   **train_opts)
+    bar = Progress("training", None, unit="epoch", quiet=opts.quiet)
+
+    def on_epoch(rec: dict) -> None:
+        if bar.total is None:
+            bar.set_total(rec["epochs"])
+        bar.update(1, loss=round(rec["loss"], 4), acc=round(rec["train_acc"], 3))
+        if log is not None:
+            log(rec)
+
+    with stages("train"), bar:
+        emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted, device=dev,
+                                       backend=opts.backend, log=on_epoch, seed=seed, init=init,
+                                       objective=objective, **train_opts)
     g = gallery.with_embedding(emb)
-    for name, (imgs, keys, keep, hold) in data.items():
-        v = map_images(imgs, lambda b: emb.embed(b, device=dev, layout="hwc", precision=opts.precision))
-        g.add(name, v[keep], [keys[i] for i in keep])
-        if len(hold):
-            g.add_holdout(name, v[hold])
-            if calibrate_on == "augmented":
-                g.add_holdout(name, _augmented_embeddings(emb, [imgs[i] for i in hold], base, dev, seed,
-                                                          opts.precision))
-    cal = finish_enrollment(g, normalize, frr)
+    with stages("re-enroll"):
+        for name, (imgs, keys, keep, hold) in data.items():
+            v = map_images(imgs, lambda b: emb.embed(b, device=dev, layout="hwc", precision=opts.precision))
+            g.add(name, v[keep], [keys[i] for i in keep])
+            if len(hold):
+                g.add_holdout(name, v[hold])
+                if calibrate_on == "augmented":
+                    g.add_holdout(name, _augmented_embeddings(emb, [imgs[i] for i in hold], base, dev, seed,
+                                                              opts.precision))
+        cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
 

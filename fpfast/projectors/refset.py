@@ -65,7 +65,8 @@ def _expand(sources: Iterable[str]) -> list[Path]:
     return out
 
 
-def read_images(sources: Iterable[str], size: int, geometry: str = "crop") -> tuple[np.ndarray, list[str], list[str]]:
+def read_images(sources: Iterable[str], size: int, geometry: str = "crop",
+                quiet: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
     """(uint8 [N,S,S,3], keys, skipped messages) from image files, folders, globs or @lists.
 
     Decoded as the stream decodes queries (:func:`fpfast.io.decode.decode_image`: EXIF rotation,
@@ -78,21 +79,27 @@ def read_images(sources: Iterable[str], size: int, geometry: str = "crop") -> tu
 
     if geometry not in ("crop", "resize"):
         raise ProjectorError(f"geometry must be crop or resize, got {geometry!r}")
+    from ..progress import Progress
     spec = FingerprintSpec(size=size, geometry=geometry, min_size=size)
     imgs, keys, skipped = [], [], []
-    for p in _expand(sources):
-        try:
-            a, _ = decode_image(p.read_bytes(), spec)
-        except (OSError, DecodeError) as e:  # one broken file must not stop the build
-            skipped.append(f"{p}: {e}")
-            continue
-        x = apply_geometry(torch.from_numpy(np.require(a, requirements="W")).permute(2, 0, 1)[None], spec)
-        if x.dtype != torch.uint8:
-            x = (to_float(x) * 255.0).round().clamp(0, 255).to(torch.uint8)
-        imgs.append(np.ascontiguousarray(x[0].permute(1, 2, 0).numpy()))
-        keys.append(str(p))
+    paths = _expand(sources)
+    with Progress("reference images", len(paths), quiet=quiet) as bar:
+        for p in paths:
+            bar.update(1)
+            try:
+                a, _ = decode_image(p.read_bytes(), spec)
+            except (OSError, DecodeError) as e:  # one broken file must not stop the build
+                skipped.append(f"{p}: {e}")
+                continue
+            x = apply_geometry(torch.from_numpy(np.require(a, requirements="W")).permute(2, 0, 1)[None], spec)
+            if x.dtype != torch.uint8:
+                x = (to_float(x) * 255.0).round().clamp(0, 255).to(torch.uint8)
+            imgs.append(np.ascontiguousarray(x[0].permute(1, 2, 0).numpy()))
+            keys.append(str(p))
     if not imgs:
-        raise ProjectorError(f"no usable reference image of at least {size}x{size} in the sources")
+        first = f" ({len(skipped)} skipped, first: {skipped[0]})" if skipped else ""
+        raise ProjectorError(f"no usable reference image of at least {size}x{size} in the sources{first}; "
+                             f"give larger images or a smaller working size (`fpfast manifold build --size`)")
     return np.stack(imgs), keys, skipped
 
 
@@ -215,8 +222,13 @@ class ReferenceSet:
 def build_manifold(sources_or_array: Any, out_dir: "str | os.PathLike", size: int,
                    spaces: Iterable[str] = ("rgb",), modes: Iterable[str] = ("exact",), storage: str = "auto",
                    geometry: str = "crop", encoder: torch.nn.Module | None = None, nlist: int | None = None,
-                   pq_m: int | None = None, hnsw_m: int = 32, seed: int = 0, overwrite: bool = False) -> ReferenceSet:
-    """Build a reference-set directory from an array (uint8 [N,S,S,3] / [N,3,S,S]) or image sources."""
+                   pq_m: int | None = None, hnsw_m: int = 32, seed: int = 0, overwrite: bool = False,
+                   quiet: bool = True, stages=None) -> ReferenceSet:
+    """Build a reference-set directory from an array (uint8 [N,S,S,3] / [N,3,S,S]) or image sources.
+    ``quiet=False``: a progress bar over the images read; ``stages`` (a
+    :class:`fpfast.progress.Stages`) gets the read time and each index's build time."""
+    from ..progress import Stages
+    stages = stages if stages is not None else Stages()
     out = Path(out_dir)
     if (out / "manifest.json").exists() and not overwrite:
         raise ProjectorError(f"{out} already holds a reference set; pass overwrite=True (--overwrite)")
@@ -231,7 +243,8 @@ def build_manifold(sources_or_array: Any, out_dir: "str | os.PathLike", size: in
         keys, skipped = [f"#{i}" for i in range(len(images))], []
     else:
         srcs = [sources_or_array] if isinstance(sources_or_array, (str, os.PathLike)) else list(sources_or_array)
-        images, keys, skipped = read_images(srcs, size, geometry)
+        with stages("read"):
+            images, keys, skipped = read_images(srcs, size, geometry, quiet)
     out.mkdir(parents=True, exist_ok=True)
     np.save(out / "images.npy", images, allow_pickle=False)
     (out / "keys.json").write_text(json.dumps(keys))
@@ -247,24 +260,25 @@ def build_manifold(sources_or_array: Any, out_dir: "str | os.PathLike", size: in
     for space in spaces:
         d = None
         for mode in modes:
-            vec_iter = _vectors_in_chunks(images, space, encoder)
-            first = next(vec_iter)
-            d = first.shape[1]
-            index, desc = make_index(d, len(images), space, mode, storage, nlist, pq_m, hnsw_m)
-            if not index.is_trained:
-                train = np.concatenate([first] + list(_vectors_in_chunks(images[len(first):], space, encoder)))
-                _train_seeded(index, train, seed)
-                index.add(train)
-                del train
-            else:
-                index.add(first)
-                for v in vec_iter:
-                    index.add(v)
-            fname = f"{space}.{mode}.faiss"
-            faiss.write_index(index, str(out / fname))
-            manifest["indexes"][f"{space}.{mode}"] = {
-                "space": space, "mode": mode, "file": fname, "dim": int(d), **desc,
-                "sha256": sha256_file(out / fname)}
+            with stages(f"index {space}.{mode}"):
+                vec_iter = _vectors_in_chunks(images, space, encoder)
+                first = next(vec_iter)
+                d = first.shape[1]
+                index, desc = make_index(d, len(images), space, mode, storage, nlist, pq_m, hnsw_m)
+                if not index.is_trained:
+                    train = np.concatenate([first] + list(_vectors_in_chunks(images[len(first):], space, encoder)))
+                    _train_seeded(index, train, seed)
+                    index.add(train)
+                    del train
+                else:
+                    index.add(first)
+                    for v in vec_iter:
+                        index.add(v)
+                fname = f"{space}.{mode}.faiss"
+                faiss.write_index(index, str(out / fname))
+                manifest["indexes"][f"{space}.{mode}"] = {
+                    "space": space, "mode": mode, "file": fname, "dim": int(d), **desc,
+                    "sha256": sha256_file(out / fname)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     return ReferenceSet(out)
 

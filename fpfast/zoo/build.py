@@ -165,7 +165,7 @@ def _rmdir_if_empty(d: Path) -> None:
 
 def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: str = "auto",
               progress: bool = True, replace_real: bool = False, threads: int | None = None,
-              only: list[str] | None = None, overwrite: bool = False) -> dict:
+              only: list[str] | None = None, overwrite: bool = False, stages=None) -> dict:
     """Build a zoo under ``out`` and return its summary (also ``out/zoo.json``). ``out`` must be
     new, empty, or (with ``overwrite``) an earlier zoo, whose own files are removed first.
 
@@ -173,7 +173,10 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
     auto (CUDA when present), cpu, cuda; ``threads``: torch CPU threads during the build (default
     min(2, current)); ``only``: build just these models (plus ``real``) — each model depends only on
     its own seed and the shared real patches, so its images equal those of a full build.
+    ``progress``: a bar over the models (:mod:`fpfast.progress`); ``stages``: a
+    :class:`fpfast.progress.Stages` that gets the time of the photos and of each model family.
     """
+    from ..progress import Progress, Stages
     t0 = time.perf_counter()
     p = get_preset(preset)
     if only is not None:
@@ -191,7 +194,8 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
     old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads or min(2, old_threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    log = (lambda *a: print("[zoo]", *a, flush=True)) if progress else (lambda *a: None)
+    stages = stages if stages is not None else Stages()
+    bar = Progress("zoo", len(p["models"]), unit="model", quiet=not progress)
     try:
         size, n_tr, n_te = p["size"], p["n_train"], p["n_test"]
         photos, cross_photos = realmod.split_photos(realmod.photos(real_dir, replace_real), CROSS_PHOTOS)
@@ -215,8 +219,10 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
         _write_class(out, "real", real_meta, _with_derived(gen_np[:n_tr], gen_np[n_tr:], cross_np), counts,
                      content, origins)
         models_meta.append(real_meta)
+        stages.add("photos", time.perf_counter() - t0)
         cache: dict = {}
         for m in p["models"]:
+            bar.update(0, model=m["name"])  # the model being trained, in the status line
             t = time.perf_counter()
             mseed = 100 * seed + m["seed_index"]
             n = n_tr + n_te + n_cx if m["role"] == "gallery" else n_te
@@ -236,16 +242,17 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
                          (origins if m["role"] == "gallery" else {"test": origins["test"]}) if reconstructs else None)
             models_meta.append(meta)
             timings[m["name"]] = round(time.perf_counter() - t, 2)
-            log(f"{m['name']}: {n} images, {timings[m['name']]:.1f}s")
+            stages.add(m["family"], time.perf_counter() - t)
+            bar.update(1)
         summary = dict(preset=preset, seed=seed, image_size=size, device=str(dev), threads=torch.get_num_threads(),
                        models=models_meta, splits=counts, versions=_versions(),
                        machine=f"{platform.machine()} {os.cpu_count()} cpus",
                        model_seconds=timings, build_seconds=round(time.perf_counter() - t0, 2))
         _write_content(out, content)
         (out / "zoo.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-        log(f"built {preset} in {summary['build_seconds']:.1f}s -> {out}")
         return summary
     finally:
+        bar.close()
         torch.set_num_threads(old_threads)
         torch.use_deterministic_algorithms(old_det)
 
