@@ -41,6 +41,7 @@ import os
 import pickle
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -104,7 +105,9 @@ def ray_logs_aside(verbose: bool = False):
         sys.stderr = open(saved, "w", buffering=1, encoding=old.encoding, errors=old.errors, closefd=False)
     os.dup2(null, 2)
     try:
-        yield
+        with warnings.catch_warnings():  # Ray Data's advice (actor pool sizing...) goes to sys.stderr
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
