@@ -29,8 +29,9 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fpfast.baselines import BASELINES, ManiFPT2024  # noqa: E402
-from fpfast.baselines.base import LinearHead, load_images  # noqa: E402
+from fpfast.baselines.base import LinearHead, fit_size, load_images  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
+from fpfast.projectors import fingerprint_with_projector  # noqa: E402
 from fpfast.spec import PRESETS as SPEC_PRESETS  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
@@ -41,13 +42,16 @@ def fpfast_features(images, spec, device) -> np.ndarray:
     """Fingerprints [N, D] of images of possibly different sizes (batched per size)."""
     out = np.zeros((len(images), spec.dim), np.float32)
     by_shape: dict = {}
+    if spec.projector is not None:  # as ManiFPT's row: to the reference set's size (crop / bilinear up-scale)
+        images = [fit_size(a, spec.size) for a in images]
     for i, a in enumerate(images):
         by_shape.setdefault(a.shape, []).append(i)
     for idx in by_shape.values():
         for s in range(0, len(idx), 512):
             part = idx[s:s + 512]
             x = torch.from_numpy(np.stack([images[i] for i in part])).to(device)
-            out[part] = fingerprint_features(x, spec).cpu().numpy()
+            f = fingerprint_features(x, spec) if spec.projector is None else fingerprint_with_projector(x, spec)
+            out[part] = f.cpu().numpy()
     return out
 
 
@@ -68,10 +72,10 @@ def degraded_copies(images: list[np.ndarray]) -> list[np.ndarray]:
 
 
 class Fpfast:
-    def __init__(self, size: int, classifier: str, device: str, augment: bool = False):
-        self.spec = SPEC_PRESETS["default"].replace(size=size)
+    def __init__(self, size: int, classifier: str, device: str, augment: bool = False, spec=None, what="default"):
+        self.spec = spec or SPEC_PRESETS["default"].replace(size=size)
         self.classifier, self.device, self.augment = classifier, device, augment
-        self.name = f"fpfast default ({'logistic' if classifier == 'logistic' else '1-NN'})"
+        self.name = f"fpfast {what} ({'logistic' if classifier == 'logistic' else '1-NN'})"
         if augment:
             self.name += " + JPEG/resize-augmented train"
 
@@ -104,7 +108,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("zoo")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    ap.add_argument("--methods", nargs="*", default=None, help="subset: fpfast_logistic fpfast_1nn fpfast_logistic_aug " + " ".join(BASELINES))
+    ap.add_argument("--methods", nargs="*", default=None, help="subset: fpfast_logistic fpfast_1nn fpfast_logistic_aug " + " ".join(BASELINES)
+                    + " (with --refset: manifpt_rgb manifpt_freq manifpt_tiny_encoder fpfast_manifold_logistic fpfast_manifold_1nn)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--note", default="")
     ap.add_argument("--name", default="accuracy", help="output stem: NAME.md and NAME.csv")
@@ -121,6 +126,11 @@ def main(argv=None) -> int:
     methods.update({k: v for k, v in BASELINES.items()})
     if a.refset:
         from fpfast.analyze.encoders import TinyEncoder
+        from fpfast.jobs.specs import resolve_spec
+        man = resolve_spec(f"manifold:{a.refset}")  # the default spec's features of x - its nearest real image
+        for cls in ("logistic", "1nn"):
+            methods[f"fpfast_manifold_{cls}"] = (lambda c: lambda: Fpfast(size, c, a.device, spec=man,
+                                                                      what="default on ManiFPT RGB artifacts"))(cls)
         torch.manual_seed(0)
         tiny = TinyEncoder().eval()
         methods.update({"manifpt_rgb": lambda: ManiFPT2024(a.refset, "rgb"),

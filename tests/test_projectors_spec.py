@@ -11,6 +11,7 @@ from _cpu_projectors import cpu_projectors  # noqa: F401  (autouse fixture)
 from fpfast import FingerprintSpec, SpecError, backends
 from fpfast.ops import features as features_op
 from fpfast.prepare import prepare
+from fpfast.ops.features import fingerprint_features
 from fpfast.projectors import ProjectorError, fingerprint_with_projector, load_projector
 from fpfast.reference import features as reference_features
 
@@ -89,6 +90,9 @@ def test_each_projector_through_every_feature_backend(tmp_path):
             got = fingerprint_with_projector(pixels, spec, backend=b, projector=proj)
             # float32 feature op vs float64 reference: log-power features carry ~1e-5 relative error
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=f"{proj.kind} on {b}")
+        # the plain op refuses a projector's spec rather than silently using the cheap filter
+        with pytest.raises(ValueError, match="fingerprint_with_projector"):
+            fingerprint_features(pixels, spec)
         # loading from the spec alone gives the same numbers
         again = fingerprint_with_projector(pixels, FingerprintSpec.from_json(spec.to_json()))
         torch.testing.assert_close(again, fingerprint_with_projector(pixels, spec, projector=proj))

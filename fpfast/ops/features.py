@@ -70,6 +70,10 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
     if post not in POSTS:
         raise ValueError(f"post must be one of {POSTS}, got {post!r}")
     spec = load_spec(spec)
+    if spec.projector is not None and not is_residual:
+        raise ValueError(f"this spec's residual comes from a heavy {spec.projector.get('kind')} projector: compute "
+                         "the fingerprint with fpfast.projectors.fingerprint_with_projector, or pass that "
+                         "projector's residual with is_residual=True")
     if spec.crops is not None:  # a multi-crop spec: each image's crops as a batch, then their mean
         if is_residual:
             raise ValueError("a multi-crop spec takes images (its crops are cut here), not a residual")
