@@ -154,7 +154,7 @@ def faiss_search(index, queries, k: int, device: int | None = None):
 class PcaBound:
     """Lower bounds on squared L2 distances, for exact search that skips most of the base.
 
-    With an orthonormal basis U [D, m] and the base's mean mu, every vector v splits into
+    With an orthonormal basis U [D, m] and a centre mu (a sample's mean), every vector v splits into
     coordinates c = U^T (v - mu) and a residual of norm r = |(v - mu) - U c|. For any two vectors,
     |q - y|^2 = |c_q - c_y|^2 + |res_q - res_y|^2 >= |c_q - c_y|^2 + (r_q - r_y)^2 (the residuals
     are orthogonal to U, and the reverse triangle inequality bounds their difference). U is the
@@ -173,9 +173,10 @@ class PcaBound:
             seed: int = 0) -> "PcaBound":
         """``vectors(indices: LongTensor) -> float64 [len, D]`` gives base rows; n rows in all."""
         idx = torch.arange(n)
-        mean = sum(vectors(c).sum(0) for c in idx.split(chunk)) / n
         pick = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:min(n, sample)].sort().values
-        a = (vectors(pick) - mean).float()
+        a = vectors(pick)
+        mean = a.mean(0)  # the sample's mean: any centre gives a valid bound, so one pass over the base
+        a = (a - mean).float()
         m = max(1, min(dims, a.shape[0], a.shape[1]))
         _, _, v = torch.svd_lowrank(a, q=min(m + 8, min(a.shape)), niter=2)
         basis = torch.linalg.qr(v[:, :m].double()).Q.to(mean.device)
