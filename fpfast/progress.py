@@ -48,6 +48,7 @@ class Progress:
         self.bar = None
         self.quiet = quiet
         self.tty = not quiet and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.interval = _interval()  # seconds between status lines off a terminal (read once)
         self.lock, self.stop = threading.Lock(), threading.Event()
         self.beat = None
         if self.tty:
@@ -59,7 +60,7 @@ class Progress:
             self.beat.start()
 
     def _heartbeat(self) -> None:
-        interval = max(_interval(), 0.1)
+        interval = max(self.interval, 0.1)
         while not self.stop.wait(interval):
             if time.monotonic() - self.last >= interval:
                 self._status()
@@ -80,7 +81,7 @@ class Progress:
             if postfix:
                 self.bar.set_postfix({k: _short(v) for k, v in self.postfix.items()}, refresh=False)
             self.bar.update(n)
-        elif time.monotonic() - self.last >= _interval():
+        elif time.monotonic() - self.last >= self.interval:
             self._status()
 
     def status_line(self) -> str:

@@ -36,7 +36,8 @@ def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwri
     if gallery:
         from ..gallery import Gallery
         g = Gallery.load(gallery, expect_digest=expect_digest)
-        spec, embedder = g.spec, g.embedder()
+        spec = g.spec
+        embedder = g.embedder() if engine.engine != "ray" else None  # Ray actors load their own
     else:
         spec = resolve_spec(spec)
     if engine.engine == "ray":  # each actor loads the spec (and the gallery's embedding) itself

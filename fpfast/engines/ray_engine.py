@@ -134,7 +134,8 @@ def actor_resources(ray, opts: RayOptions) -> tuple[int, dict]:
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), float(res.get("CPU", 1))
     if gpus > 0 and opts.gpus:
-        return opts.actors or gpus, {"num_gpus": 1}
+        n = opts.actors or gpus
+        return n, {"num_gpus": min(1.0, gpus / n)}  # more actors than GPUs share them
     n = opts.actors or max(1, int(cpus))
     return n, {"num_cpus": min(1.0, cpus / n)}
 

@@ -37,6 +37,9 @@ def image_name(key: str) -> str:
 
 def whole_image_spec(spec):
     """The spec the stream decodes with: the gallery's, but images kept whole (geometry none)."""
+    if spec.crops is not None:  # the counterfactual is optimised against one view of the image
+        from ..errors import UsageError
+        raise UsageError("anonymize does not support a multi-crop gallery yet (enroll it without --crops)")
     return dataclasses.replace(spec, geometry="none")
 
 

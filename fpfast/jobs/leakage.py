@@ -40,8 +40,11 @@ def leakage_report(gallery, zoo, split: str, opts: StreamOptions) -> dict:
            "content_r2": content_regression(z[has], codes[has], np.array(models)[has]) if has.any() else None,
            "fdr": fisher_ratio(z, models)}
     ok = np.array([r["label"] in known for r in rows])
+    truth = np.array([r["label"] for r in rows])[ok]
     for method in ("centroid", "knn"):
+        if not ok.any():  # no image of an enrolled model in this split
+            out[f"accuracy_{method}"] = None
+            continue
         a = gallery.attribute(torch.from_numpy(z[ok]), method=method, top=1)
-        truth = np.array([r["label"] for r in rows])[ok]
-        out[f"accuracy_{method}"] = float(np.mean(np.array(a.predicted) == truth)) if ok.any() else None
+        out[f"accuracy_{method}"] = float(np.mean(np.array(a.predicted) == truth))
     return out

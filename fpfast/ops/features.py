@@ -86,7 +86,6 @@ def fingerprint_features(images: torch.Tensor, spec: FingerprintSpec | str | Non
         op = fused_op(images, spec, backend=backend, layout=layout, return_residual=return_residual,
                       is_residual=is_residual, post=post)
         return op(images)
-    spec = load_spec(spec)
     if spec.embedding is not None:
         raise ValueError("this spec's vectors are a learned embedding (fpfast.embed), not handcrafted "
                          "features: compute them with the gallery's embedder, or pass spec.handcrafted()")

@@ -114,6 +114,9 @@ def _write_content(out: Path, rows: list[dict]) -> None:
     schema = pa.schema([("split", pa.string()), ("model", pa.string()), ("label", pa.string()),
                         ("file", pa.string()), ("content_id", pa.string()), ("photo", pa.string()),
                         ("top", pa.int32()), ("left", pa.int32()), ("flip", pa.bool_())])
+    if (out / CONTENT_FILE).exists():  # not one of ours (remove_zoo removed ours): never overwrite it
+        from ..io.writers import OutputError
+        raise OutputError(f"{out / CONTENT_FILE} exists and this zoo did not write it; move it away and rebuild")
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), out / CONTENT_FILE)
 
 
@@ -151,7 +154,12 @@ def remove_zoo(out: Path) -> None:
                         f.unlink()
                 _rmdir_if_empty(md)
         _rmdir_if_empty(sd)
-    for f in ("zoo.json", MARKER, CONTENT_FILE):
+    # content.parquet only when this zoo's zoo.json names it: zoos built before it existed never wrote one
+    try:
+        ours = json.loads((out / "zoo.json").read_text()).get("content") == CONTENT_FILE
+    except (OSError, ValueError):
+        ours = False
+    for f in ("zoo.json", MARKER) + ((CONTENT_FILE,) if ours else ()):
         if (out / f).is_file():
             (out / f).unlink()
 
@@ -247,7 +255,8 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
         summary = dict(preset=preset, seed=seed, image_size=size, device=str(dev), threads=torch.get_num_threads(),
                        models=models_meta, splits=counts, versions=_versions(),
                        machine=f"{platform.machine()} {os.cpu_count()} cpus",
-                       model_seconds=timings, build_seconds=round(time.perf_counter() - t0, 2))
+                       model_seconds=timings, build_seconds=round(time.perf_counter() - t0, 2),
+                       content=CONTENT_FILE)
         _write_content(out, content)
         (out / "zoo.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
         return summary
