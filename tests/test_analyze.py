@@ -211,3 +211,40 @@ def test_analyze_with_a_gallery_adds_its_space(tmp_path):
     rows = list(csv.DictReader(open(out / "design.csv")))
     assert {"spec", "spectrum", "gallery"} == {r["space"] for r in rows}
     assert (out / "distance_gallery.png").stat().st_size > 0
+
+
+def test_within_scores_an_attribute_inside_each_stratum_only():
+    """Up-sampling is planted in one feature; the family in two. Over all models
+    k-means splits by family (NMI of up-sampling ~0); inside one family the weak feature is all that
+    varies, so the stratified rows find up-sampling, and each is scored on its own family's models."""
+    from fpfast.analyze.design import Design
+    from fpfast.analyze.run import score
+    rng = np.random.default_rng(0)
+    labels = {}
+    for fam in ("A", "B"):
+        for i, up in enumerate(("u", "u", "v", "v")):
+            labels[f"{fam}{i}"] = {"family": fam, "upsampling": up}
+    design = Design(folders={m: None for m in labels}, labels=labels, attributes=["family", "upsampling"])
+    models, X = [], []
+    for m, lab in labels.items():
+        base = np.zeros(3)
+        base[1:] = 10.0 if lab["family"] == "A" else -10.0
+        base[0] = 1.0 if lab["upsampling"] == "u" else -1.0
+        X.append(base + 0.1 * rng.normal(size=(20, 3)))
+        models += [m] * 20
+    X = np.concatenate(X)
+    rows = {r["attribute"]: r for r in score(X, models, design, within="family")}
+    assert set(rows) == {"family", "upsampling", "upsampling within family=A", "upsampling within family=B"}
+    assert rows["upsampling"]["nmi"] < 0.1                      # confounded: clusters are the families
+    for fam in "AB":
+        r = rows[f"upsampling within family={fam}"]
+        assert r["models"] == 4 and r["images"] == 80
+        assert set(r["lomo_models"].split(";")) == {f"{fam}{i}" for i in range(4)}
+        assert r["nmi"] > 0.9 and r["lomo_accuracy"] > 0.9
+
+
+def test_within_an_unknown_attribute_is_a_usage_error(tmp_path):
+    src = make_zoo(tmp_path / "zoo", n=3)
+    r = invoke("analyze", src, "--out", tmp_path / "o", "--within", "colour", "-q")
+    assert r.exit_code == 2 and "--within colour" in r.output
+    assert not (tmp_path / "o").exists()

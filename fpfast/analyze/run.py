@@ -40,13 +40,31 @@ def check_out(out: str, overwrite: bool) -> None:
                                                            else " and holds no earlier analysis: choose another"))
 
 
-def score(X: np.ndarray, models: list[str], design: Design, seed: int = 0, reduction: str = "pca") -> list[dict]:
-    """NMI / ARI of k-means and leave-one-model-out accuracy per attribute, for one space."""
+def score(X: np.ndarray, models: list[str], design: Design, seed: int = 0, reduction: str = "pca",
+          within: str | None = None) -> list[dict]:
+    """NMI / ARI of k-means and leave-one-model-out accuracy per attribute, for one space.
+
+    ``within``: also score every other attribute inside each value of this one (only that value's
+    models are clustered and probed), so that a confounded attribute can be read apart from it; those
+    rows are named ``"<attribute> within <within>=<value>"``.
+    """
+    rows = _score(X, models, design, None, seed, reduction)
+    if within:
+        strata = design.values(within)
+        for v in sorted(set(strata.values())):
+            rows += _score(X, models, design, (within, v), seed, reduction)
+    return rows
+
+
+def _score(X, models, design: Design, stratum, seed: int, reduction: str) -> list[dict]:
     rows = []
     models_a = np.asarray(models, dtype=object)
+    inside = design.values(stratum[0]) if stratum else {}
     for attr in design.attributes:
+        if stratum and attr == stratum[0]:
+            continue
         val = design.values(attr)
-        keep = np.array([m in val for m in models])
+        keep = np.array([m in val and (not stratum or inside.get(m) == stratum[1]) for m in models])
         if keep.sum() == 0:
             continue
         y = np.array([val[m] for m in models_a[keep]], dtype=object)
@@ -55,7 +73,7 @@ def score(X: np.ndarray, models: list[str], design: Design, seed: int = 0, reduc
             continue
         clusters = kmeans_labels(X[keep], len(names), seed, reduction)
         lomo = leave_one_model_out(X[keep], y, models_a[keep], seed=seed)
-        rows.append({"attribute": attr, "values": len(names), "models": len({m for m in models_a[keep]}),
+        rows.append({"attribute": f"{attr} within {stratum[0]}={stratum[1]}" if stratum else attr, "values": len(names), "models": len({m for m in models_a[keep]}),
                      "images": int(keep.sum()), "nmi": nmi(y, clusters), "ari": ari(y, clusters),
                      "lomo_accuracy": lomo.accuracy, "chance": lomo.chance, "lomo_balanced": lomo.balanced, "lomo_models": ";".join(lomo.scored),
                      "lomo_skipped": ";".join(lomo.skipped)})
@@ -99,9 +117,12 @@ def pictures(out: str, name: str, X: np.ndarray, models: list[str], design: Desi
 
 def analyze(design: Design, out: str, spec: FingerprintSpec, opts: StreamOptions, *, gallery=None,
             refset=None, encoder=None, encoder_about: str = "user encoder", tsne: bool = True,
-            max_points: int = 2000, seed: int = 0, reduction: str = "pca", source: str = "", log=None) -> dict:
+            max_points: int = 2000, seed: int = 0, reduction: str = "pca", within: str | None = None,
+            source: str = "", log=None) -> dict:
     """Run the analysis and write OUT (see ``fpfast analyze --help``). Returns the manifest."""
     log = log or (lambda msg: None)
+    if within is not None and within not in design.attributes:
+        raise UsageError(f"--within {within}: not a design attribute here (have: {', '.join(design.attributes)})")
     t0 = time.perf_counter()
     os.makedirs(out, exist_ok=True)
     old = _earlier(out)
@@ -119,7 +140,7 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: StreamOptions
             continue
         log(f"scoring {name} ({len(sp.models)} images, {sp.X.shape[1]} dims)")
         X = sp.X
-        rows += [{"space": name, **r} for r in score(X, sp.models, design, seed, reduction)]
+        rows += [{"space": name, **r} for r in score(X, sp.models, design, seed, reduction, within)]
         log(f"pictures of {name}")
         files.update(pictures(out, name, X, sp.models, design, tsne, max_points, seed))
     if col.spectra:
@@ -135,6 +156,9 @@ def analyze(design: Design, out: str, spec: FingerprintSpec, opts: StreamOptions
               f"{', '.join(a for a in design.attributes if len(set(design.values(a).values())) < 2) or 'none'}",
               f"- k-means on {'the first 64 principal components' if reduction == 'pca' else '16 whitened principal components'}"
               f" of the standardised fingerprints; seed {seed}; written by `fpfast analyze` in {time.perf_counter() - t0:.0f} s"]
+    if within:
+        header.append(f"- rows `<attribute> within {within}=<value>`: scored on that value's models only "
+                      f"(k-means and leave-one-model-out among them), to read an attribute apart from {within}")
     report.write_csv(os.path.join(out, "design.csv"), rows)
     report.write_markdown(os.path.join(out, "design.md"), rows, about, header)
     report.write_errors(os.path.join(out, "errors.csv"), col.errors)

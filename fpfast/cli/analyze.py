@@ -28,12 +28,15 @@ from .options import EXIT_ROW_ERRORS, handle_errors, stream_options
 @click.option("--reduce", "reduction", type=click.Choice(["pca", "whiten"]), default="pca", show_default=True,
               help="What k-means clusters: the standardised fingerprints' first 64 principal components (pca) "
                    "or 16 whitened ones (whiten).")
+@click.option("--within", metavar="ATTRIBUTE",
+              help="Also score every other attribute inside each value of this one (e.g. family: "
+                   "up-sampling among the autoencoders only), to separate confounded design choices.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace an earlier analysis in OUT.")
 @stream_options
 @handle_errors
 def analyze_cmd(source, out, design_csv, split, spec, gallery, refset, encoder, encoder_arch, no_tsne, max_points,
-                reduction, seed, overwrite, opts):
+                reduction, within, seed, overwrite, opts):
     """How well fingerprints reveal how each model was built (ManiFPT Table 5 + model parsing).
 
     SOURCE is a GM-zoo folder (labels from model.json) or one sub-folder per model with --design.
@@ -73,7 +76,8 @@ def analyze_cmd(source, out, design_csv, split, spec, gallery, refset, encoder, 
         about = f"encoder {encoder_arch} from {encoder}"
     log = (lambda m: None) if opts.quiet else (lambda m: click.echo(m, err=True))
     m = analyze(design, out, the_spec, opts, gallery=g, refset=ref, encoder=enc, encoder_about=about,
-                tsne=not no_tsne, max_points=max_points, seed=seed, reduction=reduction, source=source, log=log)
+                tsne=not no_tsne, max_points=max_points, seed=seed, reduction=reduction, within=within,
+                source=source, log=log)
     click.echo(open(f"{out}/design.md").read())
     click.echo(f"written to {out}: {', '.join(m['files'])}", err=True)
     if m["errors"]:
