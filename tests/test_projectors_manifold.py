@@ -55,6 +55,26 @@ def test_exact_equals_brute_force(refdir, ref_images, engine, space, k):
     np.testing.assert_allclose(dist.numpy(), want_d * scale, rtol=1e-9)
 
 
+@pytest.mark.parametrize("engine", ["faiss", "torch", "bound"])
+@pytest.mark.parametrize("space", ["rgb", "freq"])
+def test_exact_search_is_exact_among_many_duplicates(tmp_path, engine, space):
+    """Flat patches, 30 exact copies of each of a few levels: float32 distances to the copies tie
+    (all ~0, in any order), so the k + rerank float32 candidates are an arbitrary few of them;
+    brute force's answer is the lowest index among all copies. Exact mode must still return it."""
+    levels = np.repeat(np.array([96, 99, 100, 101, 104], dtype=np.uint8), 30)
+    order = np.random.default_rng(3).permutation(len(levels))
+    refs = np.broadcast_to(levels[order][:, None, None, None], (len(levels), S, S, 3)).copy()
+    refs[::7, 0, 0, 0] ^= 1                      # near-duplicates one level off in one pixel
+    build_manifold(refs, tmp_path, S, spaces=(space,), modes=("exact",))
+    x = torch.from_numpy(np.stack([np.full((3, S, S), v, np.float32) / 255.0 for v in (100, 99, 101)]))
+    p = ManifoldProjector(tmp_path, space=space, k=2, engine=engine)
+    dist, idx = p.search(x)
+    want_i, want_d = _brute(x, refs, space, 2)
+    assert (idx.numpy() == want_i).all()
+    scale = 255.0 ** 2 if space == "rgb" else 1.0
+    np.testing.assert_allclose(dist.numpy(), want_d * scale, rtol=1e-9, atol=1e-9)
+
+
 def test_bound_engine_falls_back_past_its_cap(refdir, ref_images, monkeypatch):
     """Queries the bound cannot prune (cap 0 here) are searched by the matrix product, still exactly."""
     import functools

@@ -12,7 +12,10 @@ every distance from 64 principal directions and the residual norm, :class:`fpfas
 then exact distances for only the references whose bound does not exceed the k-th distance found;
 queries needing more than 512 exact evaluations fall back to ``torch``). Every search asks for
 ``k + rerank`` candidates and re-ranks them by exact float64 distances recomputed from the uint8
-reference images, so exact mode returns brute force's neighbours with every engine.
+reference images; in exact mode a query whose float32 candidate list could have left out a reference
+as near as its k-th (within the float32 rounding margin of ``_tolerance``: duplicates, flat
+patches) is searched again with more candidates, so exact mode returns brute force's neighbours
+with every engine.
 
 CLI: ``fpfast manifold build REAL_SOURCE... --out DIR --size S``.
 """
@@ -74,7 +77,7 @@ class ManifoldProjector(Projector):
             if module_sha256(encoder) != self.ref.manifest.get("encoder_sha256"):
                 raise ProjectorError("this encoder is not the one the reference set was built with (hash differs)")
         self.space, self.mode, self.k, self.subtract = space, mode, int(k), subtract
-        # exact: the index's distances are exact up to float32 sums, 2 extra candidates settle ties
+        # exact: 2 extra candidates re-ranked in float64, more where float32 error could hide a tie
         rerank = (2 if mode == "exact" else 8) if rerank is None else rerank
         self.rerank, self.nprobe, self.ef_search = int(rerank), int(nprobe), int(ef_search)
         self.encoder, self.engine, self.batch_size = encoder, engine, int(batch_size)
@@ -83,6 +86,7 @@ class ManifoldProjector(Projector):
         self._torch_db: dict[str, Any] = {}
         self._bounds: dict[str, PcaBound] = {}
         self._gpu_index = None
+        self._ref_norm: float | None = None
 
     # ------------------------------------------------------------------ identity
     def params(self) -> dict[str, Any]:
@@ -135,7 +139,7 @@ class ManifoldProjector(Projector):
             return "torch"
         return "faiss"
 
-    def _faiss_search(self, q: np.ndarray, kk: int) -> np.ndarray:
+    def _faiss_search(self, q: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
         import faiss
         index = self.ref.index(self.space, self.mode)
         if self.mode == "ivfpq":
@@ -147,8 +151,7 @@ class ManifoldProjector(Projector):
                 self._gpu_index = index_to_gpu(index, 0)
             except Exception:  # noqa: BLE001
                 self._gpu_index = False
-        _, idx = faiss_search(self._gpu_index or index, q, kk)
-        return idx
+        return faiss_search(self._gpu_index or index, q, kk)
 
     def _torch_vectors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = str(device)
@@ -163,9 +166,81 @@ class ManifoldProjector(Projector):
             self._torch_db[key] = (db, norms)
         return self._torch_db[key]
 
-    def _torch_search(self, q: torch.Tensor, kk: int) -> torch.Tensor:
+    def _torch_search(self, q: torch.Tensor, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
         db, norms = self._torch_vectors(q.device)
-        return knn(q, db, kk, base_sq_norms=norms, base_chunk=8192)[1]
+        return knn(q, db, kk, base_sq_norms=norms, base_chunk=8192)
+
+    def _candidates(self, xb: torch.Tensor, eng: str, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(float32 distances, ids) [B, kk] of the engine's search: nearest first."""
+        if eng == "torch":
+            return self._torch_search(space_vectors(xb, self.space, self.encoder), kk)
+        q = space_vectors(xb.cpu(), self.space, self.encoder).numpy()
+        d, i = self._faiss_search(q, kk)
+        return torch.as_tensor(d).to(xb.device), torch.as_tensor(i).to(xb.device)
+
+    def _max_ref_norm(self, device: torch.device) -> float:
+        """The largest reference vector norm in the space (float64; computed once)."""
+        if self._ref_norm is None:
+            n = 0.0
+            for i in range(0, len(self.ref), 1024):
+                idx = np.arange(i, min(i + 1024, len(self.ref)))
+                n = max(n, float(self._ref_vectors(idx, device).norm(dim=1).max()))
+            self._ref_norm = n
+        return self._ref_norm
+
+    def _tolerance(self, q: torch.Tensor, eng: str) -> torch.Tensor:
+        """A margin [B] on |float32 distance - exact distance| for queries q [B, D] (float64).
+
+        The float32 search computes |q|^2 - 2 q.r + |r|^2 from sums of D rounded products. Rounding
+        errors of such a sum grow like sqrt(D) u (u = 2^-24) of the terms' magnitude (D u is the
+        worst case, reached only by adversarial inputs, and at D = 12,288 it would make most queries
+        search again); the margin is 8 sqrt(D) u (|q| + R)^2, R the largest reference norm, plus
+        3 u16 (|q| + R)^2 on CUDA where the reference vectors are float16 (u16 = 2^-11 per element).
+        """
+        u = 2.0 ** -24
+        c = 8 * q.shape[1] ** 0.5 * u
+        if eng == "torch" and q.device.type == "cuda":
+            c += 3 * 2.0 ** -11
+        return c * (q.norm(dim=1) + self._max_ref_norm(q.device)) ** 2
+
+    def _certified(self, x: torch.Tensor, eng: str, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact (distances, ids) [B, k] from a float32 engine.
+
+        The engine returns its ``fetch`` (>= k + 32) nearest in float32; the first ``kk`` are
+        re-ranked in float64. A query is settled when every candidate left out is farther in float32
+        than its k-th exact distance plus the rounding margin of :meth:`_tolerance`; otherwise every
+        fetched candidate within that margin is re-ranked too, and a query that needs more than were
+        fetched is searched again with 64x as many (one more pass over the references), until
+        settled or every reference is a candidate.
+        Duplicates and near-ties in the reference set therefore cannot push the true neighbour out.
+        """
+        n, k = len(self.ref), self.k
+        xf = x.float()
+        d = torch.empty(x.shape[0], k, dtype=torch.float64, device=x.device)
+        j = torch.empty(x.shape[0], k, dtype=torch.int64, device=x.device)
+        rows = torch.arange(x.shape[0], device=x.device)
+        tol = self._tolerance(self._query_vectors(x), eng)
+        fetch = min(n, max(kk, k + 32))
+        inf = torch.tensor(float("inf"), dtype=torch.float64, device=x.device)
+
+        def left_out(approx: torch.Tensor, m: int) -> torch.Tensor:  # a float32 floor of the rest
+            return approx[:, m] if m < fetch else (approx[:, -1] if fetch < n else inf.expand(len(approx)))
+
+        while rows.numel():
+            approx, cand = self._candidates(xf[rows], eng, fetch)
+            approx, cand, t = approx.double().to(x.device), cand.to(x.device), tol[rows]
+            m = min(kk, fetch)
+            dd, jj = self._exact(x[rows], cand[:, :m])
+            d[rows], j[rows] = dd[:, :k], jj[:, :k]
+            sure = left_out(approx, m) - t > dd[:, k - 1]
+            if not sure.all():
+                r = (~sure).nonzero().flatten()
+                m = max(m, int((approx[r] <= (dd[r, k - 1] + t[r])[:, None]).sum(1).max()))
+                dd, jj = self._exact(x[rows[r]], cand[r, :m])
+                d[rows[r]], j[rows[r]] = dd[:, :k], jj[:, :k]
+                sure[r] = left_out(approx[r], m) - t[r] > dd[:, k - 1]
+            rows, fetch = rows[~sure], min(n, fetch * 64)
+        return d, j
 
     def _ref_vectors(self, idx: np.ndarray, device: torch.device) -> torch.Tensor:
         """float64 vectors of reference images idx in the space (rgb: their exact integer pixels)."""
@@ -190,10 +265,7 @@ class ManifoldProjector(Projector):
                                  slots=max(16, 2 ** 25 // x[0].numel()))
         d, j = d[:, :k], j[:, :k]
         if over.any():
-            cand = self._torch_search(space_vectors(x[over].float(), self.space, self.encoder),
-                                      min(len(self.ref), k + self.rerank))
-            dd, jj = self._exact(x[over], cand.to(x.device))
-            d[over], j[over] = dd[:, :k], jj[:, :k]
+            d[over], j[over] = self._certified(x[over], "torch", min(len(self.ref), k + self.rerank))
         return d, j
 
     def _exact(self, x: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -229,13 +301,10 @@ class ManifoldProjector(Projector):
             eng = self._engine(xb.device)
             if eng == "bound":
                 d, j = self._bound_search(x[i:i + self.batch_size], self.k)  # exact: no re-rank margin
+            elif self.mode == "exact":
+                d, j = self._certified(x[i:i + self.batch_size], eng, kk)
             else:
-                if eng == "torch":
-                    cand = self._torch_search(space_vectors(xb, self.space, self.encoder), kk)
-                else:
-                    q = space_vectors(xb.cpu(), self.space, self.encoder).numpy()
-                    cand = torch.from_numpy(self._faiss_search(q, kk))
-                d, j = self._exact(x[i:i + self.batch_size], cand)
+                d, j = self._exact(x[i:i + self.batch_size], self._candidates(xb, eng, kk)[1])
             ds.append(d[:, :self.k])
             js.append(j[:, :self.k])
         if not ds:
