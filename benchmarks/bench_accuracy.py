@@ -104,6 +104,18 @@ class Fpfast:
         return self.y[j.numpy()], -dmin.numpy()
 
 
+def cap(split, n: int | None, seed: int = 0):
+    """At most ``n`` images per source model of a ``load_zoo_split`` triple (a seeded random subset,
+    in file order)."""
+    imgs, labels, sources = split
+    if n is None:
+        return split
+    src = np.asarray(sources, dtype=object)
+    rng = np.random.default_rng(seed)
+    keep = np.sort(np.concatenate([rng.permutation(np.flatnonzero(src == m))[:n] for m in dict.fromkeys(sources)]))
+    return [imgs[i] for i in keep], [labels[i] for i in keep], [sources[i] for i in keep]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("zoo")
@@ -115,11 +127,15 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="accuracy", help="output stem: NAME.md and NAME.csv")
     ap.add_argument("--refset", help="a ManiFPT reference set at the zoo's size: adds manifpt_rgb, manifpt_freq and "
                                      "manifpt_tiny_encoder (a random TinyEncoder, seed 0)")
+    ap.add_argument("--max-train", type=int, help="at most this many training images per model (a seeded "
+                    "random subset): a big zoo at a smaller sample")
+    ap.add_argument("--max-test", type=int, help="at most this many images per model in every evaluated split")
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     zoo = json.loads((Path(a.zoo) / "zoo.json").read_text())
     size = zoo["image_size"]
-    data = {s: load_zoo_split(a.zoo, s) for s in ("train",) + EVAL_SPLITS + ("open_set",)}
+    data = {s: cap(load_zoo_split(a.zoo, s), a.max_train if s == "train" else a.max_test)
+            for s in ("train",) + EVAL_SPLITS + ("open_set",)}
     methods = {"fpfast_logistic": lambda: Fpfast(size, "logistic", a.device),
                "fpfast_1nn": lambda: Fpfast(size, "1nn", a.device),
                "fpfast_logistic_aug": lambda: Fpfast(size, "logistic", a.device, augment=True)}
@@ -183,7 +199,9 @@ def write(rows, zoo, a) -> None:
              f"{len(gallery)} gallery classes ({', '.join(gallery)}); unseen seed: "
              + ", ".join(f"{m['name']} (-> {m['label']})" for m in zoo["models"] if m["role"] == "unseen_seed")
              + "; open set: " + ", ".join(m["name"] for m in zoo["models"] if m["role"] == "open_set"),
-             f"- train / test images per class: {zoo['splits']['train'].get('real')} / {zoo['splits']['test'].get('real')}",
+             f"- train / test images per class: {zoo['splits']['train'].get('real')} / {zoo['splits']['test'].get('real')}"
+             + (f"; this run used at most {a.max_train} / {a.max_test} per model (seeded random subsets)"
+                if a.max_train or a.max_test else ""),
              f"- machine: {machine}; date {date}; zoo built in {zoo['build_seconds']}s",
              "- fpfast: `fingerprint_features` with the `default` spec at size "
              f"{zoo['image_size']}; its classifier is a stand-in until the gallery lands "
