@@ -55,7 +55,7 @@ import torch
 from .errors import EXIT_OK, EXIT_ROW_ERRORS
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
 from .io.limits import DEFAULT_MAX_BYTES
-from .io.sources import Item, check_sources, count_inputs, iter_sources, require_inputs
+from .io.sources import Item, check_sources, counted_sources, iter_sources, require_inputs
 from .io.workers import new_pool
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
@@ -445,8 +445,12 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
     sources = list(sources)
     check_sources(sources)  # a glob matching nothing is a usage error before anything runs
     ignored: list[str] = []
-    items = iter_sources(sources, column=column, key_column=key_column, ignored=ignored.append,
-                         max_bytes=stream_kw.pop("max_bytes", DEFAULT_MAX_BYTES))
+    read_kw = {"column": column, "key_column": key_column, "ignored": ignored.append,
+               "max_bytes": stream_kw.pop("max_bytes", DEFAULT_MAX_BYTES)}
+    if stream_kw.get("quiet") or stream_kw.get("total") is not None:
+        items = iter_sources(sources, **read_kw)
+    else:  # the progress bar's total; the stream goes on from the files the count met
+        items, stream_kw["total"] = counted_sources(sources, **read_kw)
     items = require_inputs(items, sources, ignored)  # "no inputs" is one error, before any output exists
     if writer is None:
         if out is None:
@@ -456,8 +460,6 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         from . import __version__
         meta = {"fpfast.spec": spec.to_json(), "fpfast.version": __version__}
         writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind, meta)
-    if not stream_kw.get("quiet") and stream_kw.get("total") is None:
-        stream_kw["total"] = count_inputs(sources, column)
     summary = run_stream(items, mapper, writer, spec=spec, **stream_kw)
     summary.ignored = len(ignored)
     return summary
