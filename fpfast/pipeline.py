@@ -296,15 +296,28 @@ def cpu_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: int =
     return stage
 
 
+def make_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: int = 0, chunksize: int = 16,
+                      max_pixels: int = DEFAULT_MAX_PIXELS, mp_context=None, decode_device: str = "cpu"):
+    """The decode stage of ``decode_device``: :func:`cpu_decode_stage`, or for a GPU
+    :func:`fpfast.device_stage.device_decode_stage` (JPEGs decoded by nvJPEG on it)."""
+    if decode_device != "cpu":
+        from .device_stage import device_decode_stage
+        return device_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context, decode_device)
+    return cpu_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context)
+
+
+def columns_to_host(columns: Columns) -> dict:
+    """A mapper's columns with every tensor copied to the host (numpy), once."""
+    return {name: col.detach().cpu().numpy() if isinstance(col, torch.Tensor) else col
+            for name, col in columns.items()}
+
+
 def columns_to_rows(columns: Columns, n: int) -> list[dict]:
     """A mapper's columns as ``n`` row dicts: each tensor column copied to the host once."""
-    host = {}
-    for name, col in columns.items():
-        if isinstance(col, torch.Tensor):
-            col = col.detach().cpu().numpy()
+    host = columns_to_host(columns)
+    for name, col in host.items():
         if len(col) != n:
             raise ValueError(f"mapper column {name!r} has {len(col)} values for a batch of {n}")
-        host[name] = col
     return [{name: col[j] for name, col in host.items()} for j in range(n)]
 
 
@@ -320,18 +333,15 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
     failing mapper ends the run; finished shards stay and ``resume`` continues) or ``"rows"``
     (the batch's rows get the exception as their ``error``). ``decode_stage``: replaces
     :func:`cpu_decode_stage` (built from ``spec``, ``batch_size``, ``workers``, ``chunksize``,
-    ``max_pixels``, ``mp_context``); ``decode_device="cuda"`` builds
-    :func:`fpfast.device_stage.device_decode_stage` from them instead (JPEGs decoded by nvJPEG).
+    ``max_pixels``, ``mp_context``) or, with ``decode_device="cuda"``,
+    :func:`fpfast.device_stage.device_decode_stage` (:func:`make_decode_stage`).
     Progress (:class:`fpfast.progress.Progress`, unless ``quiet``): ``desc`` over ``total`` inputs.
     """
     if on_mapper_error not in ("raise", "rows"):
         raise ValueError(f"on_mapper_error must be 'raise' or 'rows', got {on_mapper_error!r}")
     spec = load_spec(spec)
-    if decode_stage is None and decode_device != "cpu":
-        from .device_stage import device_decode_stage
-        decode_stage = device_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context,
-                                           decode_device)
-    stage = decode_stage or cpu_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context)
+    stage = decode_stage or make_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context,
+                                              decode_device)
     S = writer.shard_size
     summary = RunSummary()
     T = summary.seconds
