@@ -32,7 +32,7 @@ from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from fpfast.bench import append_rows  # noqa: E402
+from fpfast.bench import append_csv  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
@@ -145,7 +145,7 @@ def main() -> None:
             print(f"| {r} | `{c}` | {res['images_per_s']:.0f} | {res['run_s']:.1f} | {res['process_s']:.1f} | "
                   f"{res['peak_rss_mb']:.0f} | {res['load1_before']:.1f} / {res['load1_after']:.1f} | "
                   f"{res['stages']} |", flush=True)
-    append_rows(rows, os.path.join(RESULTS, "ray.csv"))
+    append_csv(rows, os.path.join(RESULTS, "ray.csv"), columns=None)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 import fpfast  # noqa: E402
-from fpfast.bench import append_rows  # noqa: E402
+from fpfast.bench import append_csv  # noqa: E402
 from fpfast.io.sources import iter_sources  # noqa: E402
 from fpfast.jobs.mappers import fingerprint_mapper  # noqa: E402
 from fpfast.pipeline import decode_stream, run, run_stream  # noqa: E402
@@ -232,7 +232,7 @@ def main():
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"stream{a.tag}.md"), "w") as fh:
         fh.write(text)
-    append_rows(rows, os.path.join(RESULTS, f"stream{a.tag}.csv"))  # long format: every run appends its rows
+    append_csv(rows, os.path.join(RESULTS, f"stream{a.tag}.csv"), columns=None)  # long format: every run appends its rows
 
 
 if __name__ == "__main__":

@@ -216,27 +216,21 @@ def cpp_stage_rows(spec: FingerprintSpec, inputs: list[torch.Tensor], repeats: i
     return rows
 
 
-def append_csv(rows: list[dict], path: str) -> None:
+def append_csv(rows: list[dict], path: str, columns: list[str] | None = COLUMNS) -> None:
+    """Append ``rows`` to a long-format CSV, with a header when the file is new: the ``columns``
+    (default :data:`COLUMNS`, the kernel benchmarks'; other keys are dropped), or with None those
+    of the first row (the stream and Ray benchmarks). Floats are written to 6 significant digits."""
+    if not rows:
+        return
+    columns = list(rows[0]) if columns is None else columns
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     new = not os.path.exists(path) or os.path.getsize(path) == 0
     with open(path, "a", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w = csv.DictWriter(fh, fieldnames=columns)
         if new:
             w.writeheader()
         for r in rows:
-            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in COLUMNS})
-
-
-def append_rows(rows: list[dict], path: str) -> None:
-    """Append ``rows`` (any columns: those of the first row) to a long-format CSV, with a header
-    when the file is new."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    new = not os.path.exists(path) or os.path.getsize(path) == 0
-    with open(path, "a", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        if new:
-            w.writeheader()
-        w.writerows(rows)
+            w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items() if k in columns})
 
 
 def read_csv(path: str) -> list[dict]:

@@ -6,7 +6,7 @@ fingerprint), trains a learned embedding on the same split as `fpfast train` doe
 ``embedding_epochs`` is 0), attributes the held-out test images and the images of a model kept
 out of the gallery (open set) through the same stream `fpfast attribute` uses, with each gallery,
 and evaluates the answers against the folder each image came from. Every stage shows progress
-(:mod:`fpfast.progress`) unless ``opts.quiet``; the result's ``stages`` holds each stage's time.
+(:mod:`fpfast.progress`) unless ``opts.quiet``; the result's ``stages`` holds each stage's seconds.
 """
 from __future__ import annotations
 
@@ -36,15 +36,18 @@ def true_model(path: str) -> str:
 
 
 def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: StreamOptions | None = None,
-             method: str = "knn", embedding_epochs: int = 120, echo: Callable[[str], None] = print) -> dict:
+             method: str = "knn", embedding_epochs: int = 120, echo: Callable[[str], None] = print,
+             stages: Stages | None = None) -> dict:
     """Run the demo into ``out``; returns the evaluation of the final gallery (the learned
-    embedding's when one was trained), with ``handcrafted`` holding the handcrafted gallery's."""
+    embedding's when one was trained), with ``handcrafted`` holding the handcrafted gallery's
+    (None when that is the final one), ``stages`` the seconds of each stage and ``seconds`` the
+    total: plain data (JSON). ``stages`` (a :class:`fpfast.progress.Stages`) gets each stage's time."""
     from .zoo import build_zoo
 
     opts = opts or StreamOptions()
     quiet = dataclasses.replace(opts, quiet=True)
     os.makedirs(out, exist_ok=True)
-    stages = Stages()
+    stages = stages if stages is not None else Stages()
     steps = 5 if embedding_epochs else 4
     step = iter(f"[{i}/{steps}]" for i in range(1, steps + 1))
     zoo_dir = os.path.join(out, "zoo")
@@ -98,13 +101,14 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
             res = evaluate([true_model(r["path"]) for r in ok], [r["model"] for r in ok],
                            list(galleries[name].models()), open_set_scores=[r["distance"] for r in ok],
                            out_dir=eval_dir)
-        res.update({"rows": len(rows), "row_errors": summary.errors, "attributions": path,
+        res.update({"confusion": res["confusion"].tolist(), "rows": len(rows), "row_errors": summary.errors,
+                    "attributions": path,
                     "eval_dir": eval_dir, "gallery": galleries[name].path, "vectors": name,
                     "examples": example_rows(ok)})
         evals[name] = res
     final = evals[list(evals)[-1]]
-    final.update({"seconds": time.perf_counter() - stages.t0, "stages": stages, "zoo": zoo_dir,
-                  "handcrafted": evals["handcrafted"]})
+    final.update({"seconds": time.perf_counter() - stages.t0, "stages": dict(stages.seconds), "zoo": zoo_dir,
+                  "handcrafted": evals["handcrafted"] if final is not evals["handcrafted"] else None})
     return final
 
 

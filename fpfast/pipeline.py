@@ -55,7 +55,7 @@ import torch
 from .errors import EXIT_OK, EXIT_ROW_ERRORS
 from .io.decode import DEFAULT_MAX_PIXELS, Decoded, decode_item
 from .io.limits import DEFAULT_MAX_BYTES
-from .io.sources import Item, check_sources, count_inputs, iter_sources, require_inputs
+from .io.sources import Item, check_sources, counted_sources, iter_sources, require_inputs
 from .io.workers import new_pool
 from .io.writers import OutputError, open_writer
 from .prepare import apply_geometry
@@ -296,15 +296,28 @@ def cpu_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: int =
     return stage
 
 
+def make_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: int = 0, chunksize: int = 16,
+                      max_pixels: int = DEFAULT_MAX_PIXELS, mp_context=None, decode_device: str = "cpu"):
+    """The decode stage of ``decode_device``: :func:`cpu_decode_stage`, or for a GPU
+    :func:`fpfast.device_stage.device_decode_stage` (JPEGs decoded by nvJPEG on it)."""
+    if decode_device != "cpu":
+        from .device_stage import device_decode_stage
+        return device_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context, decode_device)
+    return cpu_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context)
+
+
+def columns_to_host(columns: Columns) -> dict:
+    """A mapper's columns with every tensor copied to the host (numpy), once."""
+    return {name: col.detach().cpu().numpy() if isinstance(col, torch.Tensor) else col
+            for name, col in columns.items()}
+
+
 def columns_to_rows(columns: Columns, n: int) -> list[dict]:
     """A mapper's columns as ``n`` row dicts: each tensor column copied to the host once."""
-    host = {}
-    for name, col in columns.items():
-        if isinstance(col, torch.Tensor):
-            col = col.detach().cpu().numpy()
+    host = columns_to_host(columns)
+    for name, col in host.items():
         if len(col) != n:
             raise ValueError(f"mapper column {name!r} has {len(col)} values for a batch of {n}")
-        host[name] = col
     return [{name: col[j] for name, col in host.items()} for j in range(n)]
 
 
@@ -320,18 +333,15 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
     failing mapper ends the run; finished shards stay and ``resume`` continues) or ``"rows"``
     (the batch's rows get the exception as their ``error``). ``decode_stage``: replaces
     :func:`cpu_decode_stage` (built from ``spec``, ``batch_size``, ``workers``, ``chunksize``,
-    ``max_pixels``, ``mp_context``); ``decode_device="cuda"`` builds
-    :func:`fpfast.device_stage.device_decode_stage` from them instead (JPEGs decoded by nvJPEG).
+    ``max_pixels``, ``mp_context``) or, with ``decode_device="cuda"``,
+    :func:`fpfast.device_stage.device_decode_stage` (:func:`make_decode_stage`).
     Progress (:class:`fpfast.progress.Progress`, unless ``quiet``): ``desc`` over ``total`` inputs.
     """
     if on_mapper_error not in ("raise", "rows"):
         raise ValueError(f"on_mapper_error must be 'raise' or 'rows', got {on_mapper_error!r}")
     spec = load_spec(spec)
-    if decode_stage is None and decode_device != "cpu":
-        from .device_stage import device_decode_stage
-        decode_stage = device_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context,
-                                           decode_device)
-    stage = decode_stage or cpu_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context)
+    stage = decode_stage or make_decode_stage(spec, batch_size, workers, chunksize, max_pixels, mp_context,
+                                              decode_device)
     S = writer.shard_size
     summary = RunSummary()
     T = summary.seconds
@@ -445,8 +455,12 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
     sources = list(sources)
     check_sources(sources)  # a glob matching nothing is a usage error before anything runs
     ignored: list[str] = []
-    items = iter_sources(sources, column=column, key_column=key_column, ignored=ignored.append,
-                         max_bytes=stream_kw.pop("max_bytes", DEFAULT_MAX_BYTES))
+    read_kw = {"column": column, "key_column": key_column, "ignored": ignored.append,
+               "max_bytes": stream_kw.pop("max_bytes", DEFAULT_MAX_BYTES)}
+    if stream_kw.get("quiet") or stream_kw.get("total") is not None:
+        items = iter_sources(sources, **read_kw)
+    else:  # the progress bar's total; the stream goes on from the files the count met
+        items, stream_kw["total"] = counted_sources(sources, **read_kw)
     items = require_inputs(items, sources, ignored)  # "no inputs" is one error, before any output exists
     if writer is None:
         if out is None:
@@ -456,8 +470,6 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         from . import __version__
         meta = {"fpfast.spec": spec.to_json(), "fpfast.version": __version__}
         writer = open_writer(out, shard_size, resume, overwrite, cfg, schema, kind, meta)
-    if not stream_kw.get("quiet") and stream_kw.get("total") is None:
-        stream_kw["total"] = count_inputs(sources, column)
     summary = run_stream(items, mapper, writer, spec=spec, **stream_kw)
     summary.ignored = len(ignored)
     return summary

@@ -54,7 +54,7 @@ def drive(out: str, gallery: str, address: str, shard_size: int, sources: list[s
     g = Gallery.load(gallery)
     opts = StreamOptions(quiet=True)
     recipe = _ray_faults.slow_recipe(attribute_recipe(g.path, opts), 0.5)
-    stage = ray_decode_stage(recipe, g.spec, shard_size, RayOptions(address=address, block_rows=2))
+    stage = ray_decode_stage(recipe, g.spec, RayOptions(address=address, block_rows=2))
     run(sources, precomputed, out, spec=g.spec, shard_size=shard_size, schema=attribute_schema(3),
         config={"gallery": g.path, "method": "knn", "k": 10, "top": 3}, decode_stage=stage, quiet=True)
 

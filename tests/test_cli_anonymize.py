@@ -43,7 +43,9 @@ def test_train_causal_records_its_objective_and_leakage_reports(causal_gallery):
     rep = json.loads(r.output)
     assert rep["n"] == causal_gallery["n_test"] and rep["probe"]["n_contents"] == 3
     assert set(rep["fdr"]["per_class"]) == {"alpha", "beta", "gamma"}
-    assert 0 <= rep["accuracy_centroid"] <= 1
+    # 3 models told apart by their periodic artifact (chance: 1/3): the causal fingerprint still
+    # attributes well above chance (1.0 here; 2/3 leaves room for another seed or BLAS)
+    assert rep["accuracy_centroid"] >= 2 / 3 and rep["accuracy_knn"] >= 2 / 3, rep
 
 
 def test_causal_needs_a_content_table(causal_gallery, tmp_path):
@@ -83,10 +85,10 @@ def test_anonymize_keeps_size_reports_psnr_and_turns_corrupt_input_into_an_error
         assert row["psnr"] == pytest.approx(want, rel=1e-9)
         if row["source_before"] != "alpha":
             assert 0 < np.abs(new.astype(int) - orig).max() <= 4   # within --eps
-    # resume: the finished run is kept, nothing is added
+    # resume: nothing is added
     r = invoke("anonymize", src, "--gallery", causal_gallery["gallery"], "--out", out, "--target", "alpha",
                "--steps", "3", "--eps", "4", "--resume", "--quiet")
-    assert r.exit_code in (0, 3), r.output
+    assert r.exit_code == 3, r.output  # its one shard is not full, so it is redone: the broken input again
     assert len(pq.read_table(out / "report").to_pylist()) == 3
 
 

@@ -47,3 +47,33 @@ def test_demo_runs_offline_end_to_end(tmp_path):
     import json
     for d in ("eval", "eval-embedding"):
         assert json.load(open(out / d / "metrics.json"))["closed_set"]["accuracy"] > 0.5
+
+
+def test_demo_result_is_plain_data(tmp_path, monkeypatch):
+    """``run_demo``'s result is JSON (the stages' seconds, not a timer object; no cycle) and the
+    caller's :class:`Stages` gets each stage's time. On a stand-in zoo of three 32 px models
+    (a fourth kept out as the open set) and the handcrafted fingerprint only: seconds, not minutes."""
+    import json
+
+    import fpfast.zoo
+    from cli_helpers import make_folders
+    from fpfast.demo import run_demo
+    from fpfast.jobs.options import StreamOptions
+    from fpfast.progress import Stages
+
+    def fake_zoo(out, **kw):
+        for split, n in (("train", 8), ("test", 3)):
+            make_folders(os.path.join(out, split), n, seed=1 if split == "test" else 0)
+        make_folders(os.path.join(out, "open_set"), 3, models={"delta": 7})
+        return {"image_size": 32}
+    monkeypatch.setattr(fpfast.zoo, "build_zoo", fake_zoo)
+    stages = Stages()
+    res = run_demo(str(tmp_path / "d"), opts=StreamOptions(device="cpu", quiet=True), embedding_epochs=0,
+                   echo=lambda s: None, stages=stages)
+    again = json.loads(json.dumps(res))
+    assert again["stages"] == res["stages"] and list(res["stages"]) == ["zoo", "enroll", "attribute", "eval"]
+    assert res["stages"] == stages.seconds and res["handcrafted"] is None and res["rows"] == 12
+    from fpfast.cli.demo import demo_summary
+    from fpfast.cli.evaluate import format_metrics
+    assert "handcrafted fingerprint" not in demo_summary(res)  # one gallery: no second accuracy
+    assert "confusion" in format_metrics(res)

@@ -3,7 +3,9 @@ machine-readable output, and messages that point the right way."""
 import io
 import json
 import os
+import re
 import select
+import shutil
 import subprocess
 
 import numpy as np
@@ -52,7 +54,7 @@ def test_attribute_bar_on_a_terminal_and_status_line_off_one(g, tmp_path):
     print(tty)
     assert rc == 0, tty
     assert f"{n}/{n}" in tty and "100%|" in tty and "img/s" in tty  # a bar with its total (counted up front)
-    assert "Stages:" in tty  # the per-stage timing summary
+    assert re.search(r"Stages: read [\d.]+s, decode [\d.]+s, .* map [\d.]+s, write [\d.]+s", tty), tty  # the run's stages
     env["FPFAST_STATUS_INTERVAL"] = "0"  # a status line at every update, so that a short run shows one
     r = subprocess.run(fpfast_cmd("attribute", g["test"], "--gallery", g["gallery"], "--out",
                                   tmp_path / "b.parquet"), cwd=ROOT, env=env, capture_output=True, text=True,
@@ -103,6 +105,44 @@ def test_enroll_and_eval_end_with_stage_timing(g, tmp_path):
     assert r.exit_code == 0 and "timing: fingerprint" in r.output and "metrics" in r.output, r.output
     for name in MODELS:  # full names in the matrix
         assert f"\n{name} " in r.output
+
+
+TIMING = re.compile(r"^timing: (.+); total [\d.]+s$", re.M)
+
+
+def timing_stages(output: str) -> list[str]:
+    """The stage names of the one ``timing:`` line that ends a command."""
+    lines = TIMING.findall(output)
+    assert len(lines) == 1, output
+    return [part.rsplit(" ", 1)[0] for part in lines[0].split(", ")]
+
+
+def test_train_zoo_build_and_manifold_build_end_with_a_timing_line(g, tmp_path, monkeypatch):
+    """The ``timing:`` line of issue 19 (enroll and eval above, demo in test_cli_demo.py), and not
+    with --quiet."""
+    gallery = tmp_path / "g"
+    shutil.copytree(g["gallery"], gallery)
+    r = invoke("train", gallery, "--from-folders", g["train"], "--epochs", "1", "--dim", "8", "--patch", "16",
+               "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    assert timing_stages(r.output) == ["read", "train", "re-enroll"]
+
+    import fpfast.zoo
+
+    def fake_build(out, stages=None, **kw):  # the zoo's own stages, without training its models here
+        stages.add("photos", 0.5)
+        stages.add("gan", 1.5)
+        return {"preset": "tiny", "seed": 0, "build_seconds": 1.75}
+    monkeypatch.setattr(fpfast.zoo, "build_zoo", fake_build)
+    r = invoke("zoo", "build", tmp_path / "zoo")
+    assert r.exit_code == 0, r.output
+    assert timing_stages(r.output) == ["photos", "gan"] and "photos 0.5s, gan 1.5s" in r.output
+    assert "timing:" not in invoke("zoo", "build", tmp_path / "zoo", "--quiet").output
+
+    r = invoke("manifold", "build", os.path.join(g["train"], "alpha"), "--out", tmp_path / "ref", "--size", "32")
+    assert r.exit_code == 0, r.output
+    stages = timing_stages(r.output)
+    assert stages[0] == "read" and len(stages) > 1 and all(s.startswith("index ") for s in stages[1:])
 
 
 def test_confusion_matrix_keeps_full_model_names():

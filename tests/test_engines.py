@@ -47,10 +47,35 @@ def test_importing_fpfast_and_running_the_cli_does_not_import_ray(tmp_path):
     assert r.stdout.strip() == "False"
 
 
-def test_ray_options_without_engine_ray_are_a_usage_error(tmp_path):
-    r = invoke("extract", str(tmp_path), "-o", str(tmp_path / "o"), "--ray-address", "auto")
+@pytest.mark.parametrize("flags", [["--ray-address", "auto"], ["--verbose"], ["--ray-block-rows", "256"],
+                                   ["--ray-actors", "2", "--verbose"]])
+def test_ray_options_without_engine_ray_are_a_usage_error(tmp_path, flags):
+    """Even ``--verbose`` and a block size equal to the default: they would do nothing."""
+    r = invoke("extract", str(tmp_path), "-o", str(tmp_path / "o"), *flags)
     assert r.exit_code == 2
-    assert "--engine ray" in r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and "--engine ray" in lines[0], r.output
+    assert all(f in lines[0] for f in flags if f.startswith("--")), r.output  # names each one given
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_driver_leaves_decode_cuda_to_the_actors():
+    """A head node without a GPU can drive GPU actors: ``--decode cuda`` is not checked on the
+    driver (this machine may have no GPU), the actor checks it where it runs."""
+    from fpfast.engines import EngineOptions, ray_run_kw
+    from fpfast.engines.ray_engine import MapActor
+    from fpfast.jobs.options import StreamOptions
+    from fpfast.jobs.recipes import vector_recipe
+    from fpfast.spec import load_spec
+    spec, opts = load_spec(None), StreamOptions(decode="cuda")
+    kw = ray_run_kw(EngineOptions(engine="ray"), vector_recipe(spec, opts), spec, opts)
+    assert "decode_device" not in kw and kw["decode_stage"] is not None
+    try:
+        from fpfast.jobs.options import resolve_decode
+        resolve_decode("cuda")
+    except Exception as e:  # noqa: BLE001 - no GPU or no nvJPEG here: the actor refuses as the driver used to
+        with pytest.raises(type(e), match="--decode cuda"):
+            MapActor(vector_recipe(spec, opts), spec, 4, 10**7, "cuda")
 
 
 # ---------------------------------------------------------------------------- the Ray engine's bookkeeping
@@ -76,7 +101,7 @@ class FakeDataset:
 
 def _packet(*results):
     from fpfast.pipeline import STAGES
-    return pickle.dumps((list(results), {s: 1.0 for s in STAGES}))
+    return list(results), {s: 1.0 for s in STAGES}
 
 
 def test_collect_keeps_the_first_packet_of_a_retried_block_and_counts_every_input():
@@ -93,3 +118,28 @@ def test_collect_keeps_the_first_packet_of_a_retried_block_and_counts_every_inpu
     overlap = _packet(Batch([1, 4], ["b", "e"], ["", ""], {"v": np.ones((2, 3))}))
     with pytest.raises(RuntimeError, match="done already"):
         list(_collect(FakeDataset([a, overlap]), dict(timings), 5))
+
+
+def test_actor_packets_hold_the_results_unpickled(tmp_path):
+    """One block through :class:`MapActor` in this process: the packet is ``(results, timings)``
+    as objects (Ray pickles them once on the way back), columns on the host, errors as rows."""
+    from io_helpers import encode, rand_rgb
+    from fpfast.engines.ray_engine import MapActor
+    from fpfast.io.sources import FileRef
+    from fpfast.jobs.options import StreamOptions
+    from fpfast.jobs.recipes import vector_recipe
+    from fpfast.pipeline import Batch, Failed
+    from fpfast.spec import load_spec
+    (tmp_path / "a.png").write_bytes(encode(rand_rgb(40, 40, seed=1)))
+    block = [(10, "a", FileRef(str(tmp_path / "a.png"))), (11, "b", encode(rand_rgb(40, 40, seed=2))),
+             (12, "c", b"not an image")]
+    spec = load_spec(None)
+    actor = MapActor(vector_recipe(spec, StreamOptions(device="cpu")), spec, 4, 10**7, "cpu")
+    out = actor({"block": np.array([pickle.dumps(block), pickle.dumps(block[:1])], dtype=object)})["packet"]
+    assert out.shape == (2,) and all(isinstance(p, tuple) for p in out)
+    results, timings = out[0]
+    batches = [x for x in results if isinstance(x, Batch)]
+    assert [x.index for x in results if isinstance(x, Failed)] == [12]
+    assert sorted(i for b in batches for i in b.indices) == [10, 11]
+    assert all(isinstance(v, np.ndarray) for b in batches for v in b.images.values())
+    assert timings["map"] > 0

@@ -111,22 +111,47 @@ def test_gzip_shards_are_read_with_the_read_cap_and_error_rows(tmp_path):
     assert s.exit_code == 3
 
 
-def test_count_inputs_without_reading_images(tmp_path):
-    """The progress bar's total: folders, lists, tar headers, parquet metadata; None for a gzip
-    shard (counting it means decompressing it)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from fpfast.io.sources import count_inputs
-    make_tar(tmp_path / "s.tar", shard_members(0, n=3))
-    make_tar_gz(tmp_path / "s.tgz", shard_members(0, n=3))
-    (tmp_path / "f").mkdir()
-    for j in range(4):
-        (tmp_path / "f" / f"{j}.png").write_bytes(b"x")
-    (tmp_path / "f" / "notes.txt").write_text("not an image")
-    pq.write_table(pa.table({"image": [b"a", b"b"]}), tmp_path / "p.parquet")
-    (tmp_path / "list.txt").write_text(f"{tmp_path / 's.tar'}\n# comment\n{tmp_path / 'f' / '0.png'}\n")
-    assert count_inputs([str(tmp_path / "s.tar")]) == 3
-    assert count_inputs([str(tmp_path / "f"), str(tmp_path / "p.parquet")]) == 6
-    assert count_inputs([f"@{tmp_path / 'list.txt'}"]) == 4
-    assert count_inputs([str(tmp_path / "f" / "*.png")]) == 4
-    assert count_inputs([str(tmp_path / "s.tgz")]) is None
+def damage_second_header(members) -> bytes:
+    """A plain tar of ``members`` whose second member header is corrupt, and that header's offset."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name, data in members:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    raw = bytearray(buf.getvalue())
+    off = 512 + (len(members[0][1]) + 511) // 512 * 512
+    raw[off + 100:off + 108] = b"garbage!"  # the mode field: the header checksum no longer matches
+    return bytes(raw), off
+
+
+def test_damaged_header_key_is_its_byte_offset_in_plain_and_gzip_shards(tmp_path):
+    """Both kinds key a damaged stretch ``shard/@<byte offset in the tar>`` (a gzip shard: of its
+    decompressed tar); a gzip shard cannot resync, so its damage is one error row and the rest is
+    lost - not silently dropped (the stream used to stop there without an error row)."""
+    import gzip
+    members = [(f"m{j}.png", encode(rand_rgb(20, 20, seed=j))) for j in range(4)]
+    raw, off = damage_second_header(members)
+    (tmp_path / "d.tar").write_bytes(raw)
+    (tmp_path / "d.tgz").write_bytes(gzip.compress(raw))
+    plain = [k for k, _ in iter_sources([str(tmp_path / "d.tar")])]
+    assert plain == [f"{tmp_path}/d.tar/m0.png", f"{tmp_path}/d.tar/@{off}", f"{tmp_path}/d.tar/m2.png",
+                     f"{tmp_path}/d.tar/m3.png"]
+    items = list(iter_sources([str(tmp_path / "d.tgz")]))
+    assert [k for k, _ in items] == [f"{tmp_path}/d.tgz/m0.png", f"{tmp_path}/d.tgz/@{off}"]
+    assert "after member 'm0.png'" in items[1][1].message and "rest of the shard is lost" in items[1][1].message
+    assert gzip.decompress((tmp_path / "d.tgz").read_bytes())[off:off + 512] == raw[off:off + 512]  # where the key says
+
+
+def test_gzip_member_cut_short_is_keyed_by_the_member(tmp_path):
+    """A gzip shard cut inside a member's data: that member's row carries the error (the rest of
+    the shard is lost), the members before it are read."""
+    members = [(f"m{j}.png", encode(rand_rgb(64, 64, seed=j))) for j in range(3)]  # noise: stored, not deflated
+    make_tar_gz(tmp_path / "a.tgz", members)
+    raw = (tmp_path / "a.tgz").read_bytes()
+    m1_data = 512 + (len(members[0][1]) + 511) // 512 * 512 + 512  # its offset in the tar ~ in the gzip file
+    (tmp_path / "a.tgz").write_bytes(raw[:m1_data + 1000])
+    items = list(iter_sources([str(tmp_path / "a.tgz")]))
+    assert [k for k, _ in items] == [f"{tmp_path}/a.tgz/m0.png", f"{tmp_path}/a.tgz/m1.png"]
+    assert isinstance(items[0][1], bytes)
+    assert "damaged in this member" in items[1][1].message and "rest of the shard is lost" in items[1][1].message

@@ -129,7 +129,7 @@ def test_ray_worker_killed_mid_run_loses_and_duplicates_nothing(ray_address, dat
     victim = sorted(os.listdir(os.path.join(data["test"], "gamma")))[1]
     recipe = dying_recipe(attribute_recipe(g.path, StreamOptions()), marker,
                           os.path.join(data["test"], "gamma", victim))
-    stage = ray_decode_stage(recipe, g.spec, SHARD, RayOptions(block_rows=2))
+    stage = ray_decode_stage(recipe, g.spec, RayOptions(block_rows=2))
     out = str(tmp_path / "out")
     summary = run(data["sources"], precomputed, out, spec=g.spec, shard_size=SHARD, schema=attribute_schema(3),
                   decode_stage=stage, quiet=True)
@@ -169,3 +169,17 @@ def test_ray_driver_killed_then_resume_equals_uninterrupted_run(ray_address, dat
     assert r.exit_code == 3, r.output
     assert f"{len(finished) * SHARD} skipped" in r.stderr
     assert_same_rows(local_rows, read_rows(out))
+
+
+def test_ray_decode_cuda_without_gpu_actors_is_one_clear_line(ray_address, data, tmp_path):
+    """``--decode cuda`` is checked for the actors, not on the driver: on a cluster whose actors get
+    no GPU (this one) it is a usage error (exit 2) saying so, before any actor starts."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine's Ray has GPUs: the actors get one")
+    r = invoke("extract", data["test"], "--spec", "default", "-o", tmp_path / "x", "--quiet", "--engine", "ray",
+               "--decode", "cuda")
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "fpfast: error: --decode cuda: the Ray actors get no GPU (the cluster has none); use --decode cpu"), r.output

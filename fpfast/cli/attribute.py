@@ -42,13 +42,11 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     g = Gallery.load(gallery, expect_digest=expect_digest)
     if engine.engine == "ray":  # each actor loads the gallery itself; a --decode mismatch fails here first
         check_decode(g, opts)
-        kw = ray_run_kw(engine, attribute_recipe(g.path, opts, method, k, top, expect_digest), g.spec,
-                        shard_size, opts)
+        kw = ray_run_kw(engine, attribute_recipe(g.path, opts, method, k, top, expect_digest), g.spec, opts)
     else:
-        kw = {"mapper": attribute_mapper(g, opts, method=method, k=k, top=top)}
+        kw = {**opts.stream_kw(), "mapper": attribute_mapper(g, opts, method=method, k=k, top=top)}
     with logs_aside(engine):
         summary = run(list(sources), out=out, spec=g.spec, column=column, shard_size=shard_size,
                       resume=resume, overwrite=overwrite, schema=attribute_schema(top),
-                      config={"gallery": g.path, "method": method, "k": k, "top": top},
-                      **{**opts.stream_kw(), **kw})
+                      config={"gallery": g.path, "method": method, "k": k, "top": top}, **kw)
     finish(summary, opts.quiet)

@@ -36,25 +36,27 @@ DEMO_TIME = "about 1 min on 2 idle cores"
 @handle_errors
 def demo_cmd(out, preset, seed, spec, method, embedding_epochs, opts):
     from ..demo import run_demo
+    from ..progress import Stages
 
+    stages = Stages()
     res = run_demo(out, preset=preset, seed=seed, spec=spec, opts=opts, method=method,
-                   embedding_epochs=embedding_epochs, echo=lambda s: click.echo(s, err=True))
+                   embedding_epochs=embedding_epochs, echo=lambda s: click.echo(s, err=True), stages=stages)
     click.echo(f"-- {res['vectors']} ({res['gallery']}):")
     click.echo(format_metrics(res, res["eval_dir"]))
     hc = res["handcrafted"]
-    if hc is not res:
+    if hc is not None:
         click.echo(f"-- handcrafted fingerprint ({hc['gallery']}): closed-set accuracy "
                    f"{hc['closed_set']['accuracy']:.3f}, macro-F1 {hc['closed_set']['macro_f1']:.3f}, open-set "
                    f"AUROC {hc.get('open_set_auroc', float('nan')):.3f}; details in {hc['eval_dir']}/")
     click.echo(f"per-image answers: {res['attributions']} ({res['rows']} rows)")
     click.echo(demo_summary(res))
-    res["stages"].report(opts.quiet)
+    stages.report(opts.quiet)
 
 
 def demo_summary(res: dict) -> str:
     """The few lines a person reads at the end of the demo."""
     acc = [f"{res['closed_set']['accuracy']:.3f} ({res['vectors']})"]
-    if res["handcrafted"] is not res:
+    if res["handcrafted"] is not None:
         acc.append(f"{res['handcrafted']['closed_set']['accuracy']:.3f} (handcrafted fingerprint)")
     w = max((len(os.path.relpath(e["path"], res["zoo"])) for e in res["examples"]), default=0)
     lines = ["== summary",

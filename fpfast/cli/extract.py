@@ -41,10 +41,10 @@ def extract_cmd(sources, out, spec, gallery, column, shard_size, resume, overwri
     else:
         spec = resolve_spec(spec)
     if engine.engine == "ray":  # each actor loads the spec (and the gallery's embedding) itself
-        kw = ray_run_kw(engine, vector_recipe(spec, opts, gallery, expect_digest), spec, shard_size, opts)
+        kw = ray_run_kw(engine, vector_recipe(spec, opts, gallery, expect_digest), spec, opts)
     else:
-        kw = {"mapper": vector_mapper(spec, opts, embedder)}
+        kw = {**opts.stream_kw(), "mapper": vector_mapper(spec, opts, embedder)}
     with logs_aside(engine):
         summary = run(list(sources), out=out, spec=spec, column=column, shard_size=shard_size,
-                      resume=resume, overwrite=overwrite, kind="npy", **{**opts.stream_kw(), **kw})
+                      resume=resume, overwrite=overwrite, kind="npy", **kw)
     finish(summary, opts.quiet)

@@ -65,7 +65,7 @@ def engine_options(fn):
     @functools.wraps(fn)
     def wrapper(*args, engine, ray_address, ray_actors, ray_block_rows, verbose, **kw):
         opts = EngineOptions(engine=engine, ray_address=ray_address, ray_actors=ray_actors or 0,
-                             block_rows=ray_block_rows or DEFAULT_BLOCK_ROWS, verbose=verbose)
+                             block_rows=ray_block_rows, verbose=verbose)
         opts.check()
         return fn(*args, engine=opts, **kw)
     return wrapper

@@ -35,7 +35,7 @@ class EngineOptions:
     engine: str = "local"
     ray_address: str | None = None
     ray_actors: int = 0          # 0: from the cluster's resources
-    block_rows: int = DEFAULT_BLOCK_ROWS
+    block_rows: int | None = None  # None: DEFAULT_BLOCK_ROWS
     verbose: bool = False
 
     def check(self) -> None:
@@ -44,8 +44,13 @@ class EngineOptions:
             raise UsageError(f"unknown engine {self.engine!r}; expected one of {ENGINES}")
         if self.engine == "ray":
             require_ray()
-        elif self.ray_address or self.ray_actors or self.block_rows != DEFAULT_BLOCK_ROWS:
-            raise UsageError("--ray-address, --ray-actors and --ray-block-rows need --engine ray")
+            return
+        given = [flag for flag, value in (("--ray-address", self.ray_address), ("--ray-actors", self.ray_actors),
+                                          ("--ray-block-rows", self.block_rows), ("--verbose", self.verbose))
+                 if value]
+        if given:
+            raise UsageError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --engine ray "
+                             f"(the local engine has no Ray to set or show)")
 
 
 def logs_aside(engine: EngineOptions):
@@ -57,13 +62,14 @@ def logs_aside(engine: EngineOptions):
     return ray_logs_aside(engine.verbose)
 
 
-def ray_run_kw(engine: EngineOptions, recipe, spec, shard_size: int, opts) -> dict:
-    """The keywords of :func:`fpfast.pipeline.run` that put its decode + map stage on Ray actors:
-    ``recipe()`` builds the job's mapper in each actor (:mod:`fpfast.jobs.recipes`); ``opts``: the
-    command's :class:`~fpfast.jobs.options.StreamOptions`."""
+def ray_run_kw(engine: EngineOptions, recipe, spec, opts) -> dict:
+    """The keywords of :func:`fpfast.pipeline.run` that run a command's stream (``opts``: its
+    :class:`~fpfast.jobs.options.StreamOptions`) with its decode + map stage on Ray actors:
+    ``recipe()`` builds the job's mapper in each actor (:mod:`fpfast.jobs.recipes`), and
+    ``--decode`` is checked there, where the GPUs are."""
     from .ray_engine import RayOptions, precomputed, ray_decode_stage
     ray_opts = RayOptions(address=engine.ray_address, actors=engine.ray_actors, verbose=engine.verbose,
-                          block_rows=engine.block_rows, gpus=opts.device != "cpu")
-    stage = ray_decode_stage(recipe, spec, shard_size, ray_opts, batch_size=opts.batch_size,
-                             max_pixels=opts.max_pixels, decode_device=opts.decode)
-    return {"mapper": precomputed, "decode_stage": stage}
+                          block_rows=engine.block_rows or DEFAULT_BLOCK_ROWS, gpus=opts.device != "cpu")
+    stage = ray_decode_stage(recipe, spec, ray_opts, batch_size=opts.batch_size, max_pixels=opts.max_pixels,
+                             decode_device=opts.decode)
+    return {**opts.stream_kw(decode_here=False), "mapper": precomputed, "decode_stage": stage}

@@ -2,7 +2,7 @@
 
 ::
 
-    stage = ray_decode_stage(attribute_recipe("G", opts), spec, 10_000, RayOptions(address=None))
+    stage = ray_decode_stage(attribute_recipe("G", opts), spec, RayOptions(address=None))
     summary = run(sources, precomputed, "out/", spec=spec, shard_size=10_000, decode_stage=stage)
 
 It plugs into :func:`fpfast.pipeline.run_stream` at its decode-stage seam, so everything around
@@ -20,10 +20,12 @@ the progress bar and the summary. A reader of the output cannot tell which engin
 * **actors** - ``map_batches`` with :class:`MapActor`: it builds the job's mapper once from a
   *recipe* (:mod:`fpfast.jobs.recipes`: loads the spec, the compiled op, the gallery and its
   embedding) and runs, per block, the local engine's decode stage
-  (:func:`fpfast.pipeline.cpu_decode_stage`, or the nvJPEG one with ``--decode cuda``: the same
-  decoder, the same error rows, the same batcher) and the mapper. Columns come back on the host,
-  one pickled packet per block. One GPU per actor when the cluster has GPUs, one CPU otherwise;
-  as many actors as the cluster has GPUs (or CPUs), unless ``actors`` says otherwise.
+  (:func:`fpfast.pipeline.make_decode_stage`: the CPU one, or the nvJPEG one with ``--decode cuda``,
+  checked in the actor, on its GPU; the same decoder, the same error rows, the same batcher) and
+  the mapper. Columns come back on the host (:func:`fpfast.pipeline.columns_to_host`), one packet
+  per block, pickled once by Ray. One GPU per actor when the cluster has GPUs, one CPU otherwise;
+  as many actors as the cluster has GPUs (or CPUs), unless ``actors`` says otherwise; ``--decode
+  cuda`` on actors without a GPU is refused before any actor starts.
 * **exactly once** - Ray restarts a dead actor and retries its task (Ray Data's defaults); the
   driver keeps the first packet of every input and drops a retried duplicate, and a run that
   ends without a row for some input raises instead of writing a short shard.
@@ -48,7 +50,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..io.decode import DEFAULT_MAX_PIXELS
-from ..pipeline import STAGES, Batch, Failed, Mapper, cpu_decode_stage
+from ..pipeline import STAGES, Batch, Failed, Mapper, columns_to_host, make_decode_stage
 from . import DEFAULT_BLOCK_ROWS, require_ray
 
 
@@ -143,28 +145,24 @@ def actor_resources(ray, opts: RayOptions) -> tuple[int, dict]:
 class MapActor:
     """One Ray actor: the job's mapper built once, then decode + map per block (module docstring)."""
 
-    def __init__(self, recipe: Callable[[], Mapper], spec, shard_size: int, batch_size: int,
-                 max_pixels: int, decode_device: str):
+    def __init__(self, recipe: Callable[[], Mapper], spec, batch_size: int, max_pixels: int, decode_device: str):
+        from ..jobs.options import resolve_decode
+        self.stage = make_decode_stage(spec, batch_size, 0, 16, max_pixels, None, resolve_decode(decode_device))
         self.mapper = recipe()
-        self.shard_size = shard_size
-        if decode_device != "cpu":
-            from ..device_stage import device_decode_stage
-            self.stage = device_decode_stage(spec, batch_size, 0, 16, max_pixels, None, decode_device)
-        else:
-            self.stage = cpu_decode_stage(spec, batch_size, workers=0, max_pixels=max_pixels)
-
-    def _shard_of(self, i: int) -> int:
-        return i // self.shard_size
 
     def __call__(self, batch: dict) -> dict:
-        return {"packet": np.array([self.run_block(b) for b in batch["block"]], dtype=object)}
+        packets = np.empty(len(batch["block"]), dtype=object)  # filled one by one: numpy would unpack tuples
+        for j, block in enumerate(batch["block"]):
+            packets[j] = self.run_block(block)
+        return {"packet": packets}
 
-    def run_block(self, block: bytes) -> bytes:
-        """A pickled block of ``(index, key, payload)`` -> a pickled ``(results, timings)``."""
-        import torch
+    def run_block(self, block: bytes) -> tuple[list, dict]:
+        """A pickled block of ``(index, key, payload)`` -> ``(results, timings)``: :class:`Batch` es
+        (their columns on the host in ``images``) and :class:`Failed` inputs."""
         timings = {s: 0.0 for s in STAGES}
         results = []
-        for x in self.stage(iter(pickle.loads(block)), self._shard_of, timings):
+        # a block holds inputs of one output shard (_blocks): one shard for the stage
+        for x in self.stage(iter(pickle.loads(block)), lambda i: 0, timings):
             if isinstance(x, Failed):
                 results.append(x)
                 continue
@@ -172,10 +170,10 @@ class MapActor:
             columns = self.mapper(x.images, x.keys)
             if not isinstance(columns, dict):
                 raise TypeError(f"a mapper returns {{column: values}}, got {type(columns).__name__}")
-            host = {k: v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for k, v in columns.items()}
+            host = columns_to_host(columns)
             timings["map"] += time.perf_counter() - t0
             results.append(Batch(x.indices, x.keys, x.notes, host))
-        return pickle.dumps((results, timings), protocol=5)
+        return results, timings
 
 
 def _blocks(indexed: Iterator, shard_of: Callable[[int], int], block_rows: int) -> Iterator[list]:
@@ -189,11 +187,11 @@ def _blocks(indexed: Iterator, shard_of: Callable[[int], int], block_rows: int) 
         yield block
 
 
-def ray_decode_stage(recipe: Callable[[], Mapper], spec, shard_size: int, opts: RayOptions | None = None, *,
+def ray_decode_stage(recipe: Callable[[], Mapper], spec, opts: RayOptions | None = None, *,
                      batch_size: int = 64, max_pixels: int = DEFAULT_MAX_PIXELS, decode_device: str = "cpu"):
     """A decode stage for :func:`fpfast.pipeline.run_stream` that decodes and maps in Ray actors
     (module docstring); pair it with the mapper :func:`precomputed`. ``recipe()`` builds the
-    job's mapper in each actor (it must pickle); ``shard_size`` is the writer's."""
+    job's mapper in each actor (it must pickle); ``decode_device`` is checked there."""
     opts = opts or RayOptions()
 
     def stage(indexed: Iterator, shard_of: Callable[[int], int], timings: dict) -> Iterator:
@@ -206,10 +204,14 @@ def ray_decode_stage(recipe: Callable[[], Mapper], spec, shard_size: int, opts: 
         ray, started = connect(opts)
         try:
             n_actors, resources = actor_resources(ray, opts)
+            if decode_device != "cpu" and "num_gpus" not in resources:
+                from ..backends import BackendUnavailable
+                raise BackendUnavailable(f"--decode {decode_device}: the Ray actors get no GPU ("
+                                         + ("--device cpu" if not opts.gpus else "the cluster has none")
+                                         + "); use --decode cpu")
             ds = ray.data.from_items([{"block": b} for b in blocks], override_num_blocks=len(blocks))
             blocks.clear()  # the object store holds them now
-            ds = ds.map_batches(MapActor, fn_constructor_args=(recipe, spec, shard_size, batch_size, max_pixels,
-                                                               decode_device),
+            ds = ds.map_batches(MapActor, fn_constructor_args=(recipe, spec, batch_size, max_pixels, decode_device),
                                 batch_size=1, batch_format="numpy", concurrency=n_actors, **resources)
             yield from _collect(ds, timings, n_inputs)
         finally:
@@ -231,8 +233,7 @@ def _collect(ds, timings: dict, n_inputs: int) -> Iterator:
             break
         finally:
             timings["decode_wait"] += time.perf_counter() - t0
-        for packet in batch["packet"]:
-            results, seconds = pickle.loads(packet)
+        for results, seconds in batch["packet"]:
             indices = {i for x in results for i in ([x.index] if isinstance(x, Failed) else x.indices)}
             if indices <= done:
                 continue  # a retried block whose first packet arrived

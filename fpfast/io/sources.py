@@ -21,16 +21,21 @@ Payloads (what the decoder receives):
 * :class:`SourceError` - the input could not be read; becomes an error row.
 
 The invariant: every input yields exactly one item, errors included. A tar shard with a damaged
-member header yields one error item for the damaged stretch (the names inside it are lost) and the
-members after it are still read; a tar that cannot be opened at all is one error item keyed by
-the shard path. A parquet row whose bytes cell is null is one error item.
+member header yields one error item ``shard.tar/@<byte offset>`` for the damaged stretch (the names
+inside it are lost) and the members after it are still read (a gzip shard cannot resync: its
+damage is one error item and the rest of it is lost); a tar that cannot be opened at all is one
+error item keyed by the shard path. A parquet row whose bytes cell is null is one error item.
 """
 from __future__ import annotations
 
+import collections
 import glob as _glob
+import itertools
 import os
 import re
 import tarfile
+import time
+import zlib
 from typing import Callable, Iterable, Iterator, NamedTuple, Union
 
 from .limits import DEFAULT_MAX_BYTES, read_file, too_big
@@ -130,36 +135,48 @@ def iter_folder(root: str, max_bytes: int = DEFAULT_MAX_BYTES,
         errors.clear()
         for name in sorted(filenames):
             if _ext(name) in IMAGE_EXTENSIONS:
-                yield Item(os.path.join(dirpath, name), FileRef(os.path.join(dirpath, name), max_bytes))
+                path = os.path.join(dirpath, name)
+                yield Item(path, FileRef(path, max_bytes))
             elif ignored is not None and not name.startswith("."):
                 ignored(os.path.join(dirpath, name))
     for e in errors:
         yield Item(e.filename or root, SourceError(f"cannot read folder: {e.strerror or e}"))
 
 
-def _is_image_member(name: str) -> bool:
-    return _ext(name) in IMAGE_EXTENSIONS
+_TAR_READ_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error)
 
 
-def _member_key(member: tarfile.TarInfo, prefix: str, max_bytes: int) -> tuple[str | None, Item | None]:
-    """(key, None) of an image member to read; (key, error item) of one over the read cap;
-    (None, None) of a member to skip (a directory, a sidecar)."""
-    if not member.isfile() or not _is_image_member(member.name):
-        return None, None
+def _read_member(tf: tarfile.TarFile, member: tarfile.TarInfo, prefix: str, max_bytes: int,
+                 present: int | None = None, read: bool = True) -> Item | None:
+    """The item of one tar member: None for a member that is no input (a directory, a sidecar),
+    an error item for one over the read cap or cut short (``present``: its data bytes left in the
+    file, when known), else its bytes (None when not ``read``: a count). A failed read raises
+    (:data:`_TAR_READ_ERRORS`): the caller knows what is lost with it."""
+    if not member.isfile() or _ext(member.name) not in IMAGE_EXTENSIONS:
+        return None
     key = f"{prefix}/{member.name}"
-    return key, Item(key, SourceError(too_big(member.size, max_bytes))) if member.size > max_bytes else None
+    if member.size > max_bytes:
+        return Item(key, SourceError(too_big(member.size, max_bytes)))
+    if present is not None and member.size > present:
+        return Item(key, SourceError(f"tar member is truncated: {max(0, present)} of {member.size} bytes "
+                                     f"present (the shard was cut short)"))
+    if not read:
+        return Item(key, None)
+    data = tf.extractfile(member).read()
+    if len(data) != member.size:
+        raise EOFError(f"tar member is truncated: {len(data)} of {member.size} bytes")
+    return Item(key, data)
 
 
-def _nonzero(fh, start: int, stop: int) -> bool:
-    fh.seek(start)
-    left = stop - start
-    while left > 0:
-        chunk = fh.read(min(left, 1 << 20))
+def _nonzero(fh, n: int | None = None) -> bool:
+    """Whether the next ``n`` bytes of ``fh`` (all that is left when None) hold a non-zero byte."""
+    while n is None or n > 0:
+        chunk = fh.read(1 << 20 if n is None else min(n, 1 << 20))
         if not chunk:
             return False
         if chunk.count(0) != len(chunk):
             return True
-        left -= len(chunk)
+        n = None if n is None else n - len(chunk)
     return False
 
 
@@ -169,12 +186,18 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
     Non-image members (``.json``, ``.txt``, ``.cls`` sidecars) and directories are skipped. A
     member whose data is cut short is an error item; a damaged header is skipped over (the
     archive is scanned block by block for the next valid header) and the damaged stretch becomes
-    one error item ``shard.tar/@<offset>``; the members after it are still read.
+    one error item ``shard.tar/@<offset>`` (its byte offset); the members after it are still read.
+    A gzip-compressed shard (``.tar.gz``, ``.tgz``) is read as one stream: see :func:`_iter_tar_gz`.
     """
     prefix = path if key_prefix is None else key_prefix
     if path.lower().endswith(GZ_TAR_EXTENSIONS):
-        yield from _iter_tar_gz(path, prefix, max_bytes)
-        return
+        return _iter_tar_gz(path, prefix, max_bytes)
+    return _iter_plain_tar(path, prefix, max_bytes)
+
+
+def _iter_plain_tar(path: str, prefix: str, max_bytes: int, read: bool = True) -> Iterator[Item]:
+    """:func:`iter_tar` of an uncompressed shard; ``read=False``: the same items, every payload
+    that would be the member's bytes None (headers only: a count)."""
     try:
         size = os.path.getsize(path)
         fh = open(path, "rb")
@@ -201,7 +224,8 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
                 break
             if member.offset > expected:
                 pos = fh.tell()
-                damaged = _nonzero(fh, expected, member.offset)
+                fh.seek(expected)
+                damaged = _nonzero(fh, member.offset - expected)
                 fh.seek(pos)
                 if damaged:
                     yield Item(f"{prefix}/@{expected}", SourceError(
@@ -210,27 +234,14 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
                         f"{member.name!r})"))
             expected = member.offset_data + ((member.size + 511) // 512) * 512 if member.isfile() \
                 else member.offset_data
-            key, refused = _member_key(member, prefix, max_bytes)
-            if key is None:
-                continue
-            if refused is not None:
-                yield refused
-                continue
-            if member.offset_data + member.size > size:
-                yield Item(key, SourceError(
-                    f"tar member is truncated: {size - member.offset_data} of {member.size} bytes "
-                    f"present (the shard was cut short)"))
-                continue
             try:
-                data = tf.extractfile(member).read()
-            except (tarfile.TarError, OSError) as e:
-                yield Item(key, SourceError(f"cannot read tar member: {e}"))
-                continue
-            if len(data) != member.size:
-                yield Item(key, SourceError(f"tar member is truncated: {len(data)} of {member.size} bytes"))
-                continue
-            yield Item(key, data)
-        if expected < size and _nonzero(fh, expected, size):
+                item = _read_member(tf, member, prefix, max_bytes, size - member.offset_data, read)
+            except _TAR_READ_ERRORS as e:
+                item = Item(f"{prefix}/{member.name}", SourceError(f"cannot read tar member: {e}"))
+            if item is not None:
+                yield item
+        fh.seek(expected)
+        if expected < size and _nonzero(fh):
             # trailing bytes that hold no valid header: a damaged last member, or garbage
             yield Item(f"{prefix}/@{expected}", SourceError(
                 f"tar shard has unreadable data after byte {expected} (a damaged or truncated "
@@ -239,34 +250,37 @@ def iter_tar(path: str, key_prefix: str | None = None, max_bytes: int = DEFAULT_
 
 def _iter_tar_gz(path: str, prefix: str, max_bytes: int) -> Iterator[Item]:
     """Image members of a gzip-compressed tar shard (``.tar.gz`` / ``.tgz``, as webdataset writes
-    them), read as one stream: a member over ``max_bytes`` is an error item and is not read; a
-    damaged stream is one error item and the rest of the shard is lost (gzip cannot resync)."""
-    import zlib
-    last = None
+    them), read as one stream: a member over ``max_bytes`` is an error item and is not read. Damage
+    is one error item and the rest of the shard is lost (a stream cannot resync): keyed by the
+    member when its data is damaged, else ``shard.tar.gz/@<offset>``, the byte offset in the
+    decompressed tar where the damage starts (``gzip -dc shard.tar.gz | tail -c +<offset+1>``)."""
     try:
         tf = tarfile.open(path, mode="r|gz")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+    except _TAR_READ_ERRORS as e:
         yield Item(prefix, SourceError(f"not a readable gzip tar shard: {e}"))
         return
-    try:
-        with tf:
+    last, member = None, None
+    with tf:
+        try:
             for member in tf:
-                last = member.name
-                key, refused = _member_key(member, prefix, max_bytes)
-                if key is None:
-                    continue
-                if refused is not None:
-                    yield refused
-                    continue
-                data = tf.extractfile(member).read()
-                if len(data) != member.size:
-                    yield Item(key, SourceError(f"tar member is truncated: {len(data)} of {member.size} bytes"))
-                    return
-                yield Item(key, data)
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-        where = f"after member {last!r}" if last else "at its start"
-        yield Item(f"{prefix}/@{last or 0}", SourceError(
-            f"gzip tar shard is damaged {where}: {e}; the rest of the shard is lost"))
+                item = _read_member(tf, member, prefix, max_bytes)
+                if item is not None:
+                    yield item
+                last, member = member.name, None
+            # the stream stops at the end-of-archive blocks, and at a damaged header (the members after it are lost)
+            damaged = "a damaged member header" if _nonzero(tf.fileobj) else None
+        except _TAR_READ_ERRORS as e:
+            damaged = str(e)
+    if damaged is None:
+        return
+    after = f"after member {last!r}" if last else "at its start"
+    if member is not None:  # its data is damaged
+        yield Item(f"{prefix}/{member.name}", SourceError(
+            f"gzip tar shard is damaged in this member ({damaged}); the rest of the shard is lost"))
+    else:
+        yield Item(f"{prefix}/@{tf.offset}", SourceError(
+            f"gzip tar shard is damaged at byte {tf.offset} of its tar ({after}): {damaged}; "
+            f"the rest of the shard is lost"))
 
 
 def _pick_column(schema_names: list[str], types: dict, wanted: str | None, guesses, what: str,
@@ -289,19 +303,16 @@ def _pick_column(schema_names: list[str], types: dict, wanted: str | None, guess
     return None
 
 
-def iter_parquet(path: str, column: str | None = None, key_column: str | None = None,
-                 batch_rows: int = 256, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
-    """Rows of a parquet file with an image-bytes column; key = the key column's value, else
-    ``file.parquet#row``. A struct column with a ``bytes`` field (Hugging Face ``Image``) works.
-    A null cell is an error item."""
+def _open_parquet(path: str, column: str | None, key_column: str | None):
+    """``(ParquetFile, bytes column, key column or None, struct?)``, an error item for a file that
+    cannot be read, or :class:`SourceSpecError` for one without a usable bytes column."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         pf = pq.ParquetFile(path)
     except (OSError, pa.ArrowException) as e:
-        yield Item(path, SourceError(f"not a readable parquet file: {e}"))
-        return
+        return Item(path, SourceError(f"not a readable parquet file: {e}"))
     schema = pf.schema_arrow
     names = schema.names
     types = {}
@@ -315,12 +326,27 @@ def iter_parquet(path: str, column: str | None = None, key_column: str | None = 
         raise SourceSpecError(f"{path}: column {col!r} is a struct without a 'bytes' field")
     if types[col] == "other":
         raise SourceSpecError(f"{path}: column {col!r} holds {schema.field(col).type}, not bytes")
+    return pf, col, kcol, types[col] == "struct"
+
+
+def iter_parquet(path: str, column: str | None = None, key_column: str | None = None,
+                 batch_rows: int = 256, max_bytes: int = DEFAULT_MAX_BYTES) -> Iterator[Item]:
+    """Rows of a parquet file with an image-bytes column; key = the key column's value, else
+    ``file.parquet#row``. A struct column with a ``bytes`` field (Hugging Face ``Image``) works.
+    A null cell is an error item."""
+    import pyarrow as pa
+
+    opened = _open_parquet(path, column, key_column)
+    if isinstance(opened, Item):
+        yield opened
+        return
+    pf, col, kcol, struct = opened
     cols = [col] + ([kcol] if kcol and kcol != col else [])
     row = 0
     try:
         for batch in pf.iter_batches(batch_size=batch_rows, columns=cols):
             data = batch.column(0)
-            if types[col] == "struct":
+            if struct:
                 data = data.field("bytes")
             values = data.to_pylist()
             keys = batch.column(1).to_pylist() if len(cols) > 1 else [None] * len(values)
@@ -337,142 +363,163 @@ def iter_parquet(path: str, column: str | None = None, key_column: str | None = 
         yield Item(f"{path}#{row}", SourceError(f"parquet file is damaged from row {row} on: {e}"))
 
 
-def _iter_path(path: str, column: str | None, key_column: str | None,
-               max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
-    """One existing-or-not literal path."""
+# ---------------------------------------------------------------------------- sources -> inputs
+class _Shard(NamedTuple):
+    """A tar shard or parquet file a source names: its inputs are read when the stream gets to it."""
+    path: str
+
+
+def _path_entries(path: str, max_bytes: int, ignored: Callable[[str], None] | None) -> Iterator[Item | _Shard]:
+    """One existing-or-not literal path: a folder's image files, a shard, the file, or its error."""
     if os.path.isdir(path):
         yield from iter_folder(path, max_bytes, ignored)
     elif path.lower().endswith(TAR_EXTENSIONS):
-        yield from iter_tar(path, max_bytes=max_bytes)
-    elif path.lower().endswith(PARQUET_EXTENSIONS):
-        if not os.path.exists(path):
-            yield Item(path, SourceError("no such file"))
-        else:
-            yield from iter_parquet(path, column, key_column, max_bytes=max_bytes)
+        yield _Shard(path)  # a missing one is an error item keyed by its path (iter_tar)
     elif not os.path.exists(path):
         yield Item(path, SourceError("no such file"))
+    elif path.lower().endswith(PARQUET_EXTENSIONS):
+        yield _Shard(path)
     else:
         yield Item(path, FileRef(path, max_bytes))
 
 
-def iter_list(list_path: str, column: str | None = None, key_column: str | None = None,
-              max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
-    try:
-        fh = open(list_path, encoding="utf-8")
-    except OSError as e:
-        raise SourceSpecError(f"cannot read list file {list_path!r}: {e.strerror or e}") from None
-    with fh:
-        for line in fh:
-            p = line.rstrip("\r\n")
-            if not p.strip() or p.lstrip().startswith("#"):
-                continue
-            yield from _iter_path(p, column, key_column, max_bytes, ignored)
-
-
-def iter_source(source: str, column: str | None = None, key_column: str | None = None,
-                max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
-    """Items of one source argument (see the module docstring); ``max_bytes``: the read cap of
-    every input; ``ignored``: called with each folder entry that is not an image."""
+def _source_entries(source: str, max_bytes: int, ignored: Callable[[str], None] | None) -> Iterator[Item | _Shard]:
+    """One source argument (the module docstring) as files, error items and shards, in order: the
+    one expansion of sources that both the stream and the count use."""
     if source.startswith("@") and not os.path.exists(source):
-        yield from iter_list(source[1:], column, key_column, max_bytes, ignored)
+        try:
+            fh = open(source[1:], encoding="utf-8")
+        except OSError as e:
+            raise SourceSpecError(f"cannot read list file {source[1:]!r}: {e.strerror or e}") from None
+        with fh:
+            for line in fh:
+                p = line.rstrip("\r\n")
+                if p.strip() and not p.lstrip().startswith("#"):
+                    yield from _path_entries(p, max_bytes, ignored)
         return
     if os.path.exists(source):
-        yield from _iter_path(source, column, key_column, max_bytes, ignored)
+        yield from _path_entries(source, max_bytes, ignored)
         return
     patterns = expand_braces(source)
     if len(patterns) == 1 and not _has_glob(source):
         yield Item(source, SourceError("no such file or folder"))
         return
     for pat in patterns:
-        if _has_glob(pat):
-            matches = sorted(_glob.glob(pat, recursive=True))
-            if not matches:
-                raise SourceSpecError(f"no files match {pat!r}")
-            for m in matches:
-                if os.path.isdir(m) and "**" in pat:
-                    continue  # '**' also matches folders; their files match it as well
-                yield from _iter_path(m, column, key_column, max_bytes, ignored)
+        if not _has_glob(pat):
+            yield from _path_entries(pat, max_bytes, ignored)
+            continue
+        matches = sorted(_glob.glob(pat, recursive=True))
+        if not matches:
+            raise SourceSpecError(f"no files match {pat!r}")
+        for m in matches:
+            if not (os.path.isdir(m) and "**" in pat):  # '**' also matches folders; their files match it as well
+                yield from _path_entries(m, max_bytes, ignored)
+
+
+def _entries(sources: Iterable[str] | str, max_bytes: int, ignored: Callable[[str], None] | None):
+    for s in [sources] if isinstance(sources, str) else sources:
+        yield from _source_entries(s, max_bytes, ignored)
+
+
+def _items(entries: Iterable[Item | _Shard], column: str | None, key_column: str | None,
+           max_bytes: int) -> Iterator[Item]:
+    for e in entries:
+        if isinstance(e, Item):
+            yield e
+        elif e.path.lower().endswith(TAR_EXTENSIONS):
+            yield from iter_tar(e.path, max_bytes=max_bytes)
         else:
-            yield from _iter_path(pat, column, key_column, max_bytes, ignored)
+            yield from iter_parquet(e.path, column, key_column, max_bytes=max_bytes)
+
+
+def iter_source(source: str, column: str | None = None, key_column: str | None = None,
+                max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
+    """Items of one source argument (see the module docstring); ``max_bytes``: the read cap of
+    every input; ``ignored``: called with each folder entry that is not an image."""
+    return iter_sources([source], column, key_column, max_bytes, ignored)
 
 
 def iter_sources(sources: Iterable[str] | str, column: str | None = None, key_column: str | None = None,
                  max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None) -> Iterator[Item]:
     """Items of every source, in order; see the module docstring and :func:`iter_source`."""
-    if isinstance(sources, str):
-        sources = [sources]
-    for s in sources:
-        yield from iter_source(s, column, key_column, max_bytes, ignored)
+    return _items(_entries(sources, max_bytes, ignored), column, key_column, max_bytes)
 
 
-class _OverBudget(Exception):
+class _Uncountable(Exception):
     pass
 
 
-def count_inputs(sources: Iterable[str] | str, column: str | None = None, budget_s: float = 2.0) -> int | None:
-    """How many inputs ``sources`` hold, without reading an image (for a progress bar's total):
-    folder walks, list lines, tar headers, parquet metadata. None when that is not cheap to know
-    (a gzip tar shard, more than ``budget_s`` seconds of counting) or a source cannot be read."""
-    import time
+def _shard_count(shard: _Shard, column: str | None, key_column: str | None, max_bytes: int,
+                 tick: Callable[[], None]) -> int:
+    """Items of a shard, from its tar headers or parquet metadata, without reading an image."""
+    low = shard.path.lower()
+    if low.endswith(GZ_TAR_EXTENSIONS):
+        raise _Uncountable  # its headers are spread over the compressed stream
+    if low.endswith(TAR_EXTENSIONS):
+        n = 0
+        for n, _ in enumerate(_iter_plain_tar(shard.path, shard.path, max_bytes, read=False), 1):
+            if n % 1000 == 0:
+                tick()
+        return n
+    opened = _open_parquet(shard.path, column, key_column)
+    return 1 if isinstance(opened, Item) else opened[0].metadata.num_rows
+
+
+def _raising(e: BaseException) -> Iterator:
+    raise e
+    yield  # noqa: unreachable - makes this a generator
+
+
+def _drain(taken: collections.deque) -> Iterator:
+    while taken:
+        yield taken.popleft()
+
+
+def counted_sources(sources: Iterable[str] | str, column: str | None = None, key_column: str | None = None,
+                    max_bytes: int = DEFAULT_MAX_BYTES, ignored: Callable[[str], None] | None = None,
+                    budget_s: float = 2.0) -> tuple[Iterator[Item], int | None]:
+    """``(items, total)``: :func:`iter_sources`'s items and how many there are, error items
+    included, without reading an image (for a progress bar): folder walks, list lines, tar
+    headers, parquet metadata. ``total`` is None when that is not cheap to know (a gzip tar
+    shard, more than ``budget_s`` seconds of counting) or a source cannot be expanded (the items
+    raise its error where the stream gets to it). Sources are expanded once: the files and shards
+    met while counting are kept (at most ``budget_s`` seconds' worth) and the items start from
+    them. A damaged tar or parquet file can hold other items than its headers say."""
     deadline = time.monotonic() + budget_s
-    if isinstance(sources, str):
-        sources = [sources]
 
     def tick() -> None:
         if time.monotonic() > deadline:
-            raise _OverBudget
+            raise _Uncountable
 
-    def path_count(path: str) -> int:
-        tick()
-        if os.path.isdir(path):
-            n = 0
-            for _, dirnames, filenames in os.walk(path):
-                dirnames.sort()
-                n += sum(1 for f in filenames if _ext(f) in IMAGE_EXTENSIONS)
-                tick()
-            return n
-        low = path.lower()
-        if low.endswith(GZ_TAR_EXTENSIONS):
-            raise _OverBudget
-        if low.endswith(TAR_EXTENSIONS):
-            n = 0
-            with tarfile.open(path, mode="r:", ignore_zeros=True) as tf:
-                for m in tf:
-                    n += m.isfile() and _is_image_member(m.name)
-                    if n % 1000 == 0:
-                        tick()
-            return n
-        if low.endswith(PARQUET_EXTENSIONS):
-            import pyarrow.parquet as pq
-            return pq.ParquetFile(path).metadata.num_rows
-        return 1
+    entries = _entries(sources, max_bytes, ignored)
+    taken: collections.deque = collections.deque()
+    rest: Iterator = entries
+    total: int | None = 0
+    while total is not None:
+        try:
+            e = next(entries)
+        except StopIteration:
+            break
+        except Exception as err:  # noqa: BLE001 - raised where the stream gets to it
+            rest, total = _raising(err), None
+            break
+        taken.append(e)
+        try:
+            total += 1 if isinstance(e, Item) else _shard_count(e, column, key_column, max_bytes, tick)
+            tick()
+        except Exception:  # noqa: BLE001 - a count is a nicety; the stream reports the real problem
+            total = None
+    return _items(itertools.chain(_drain(taken), rest), column, key_column, max_bytes), total
 
-    def source_count(source: str) -> int:
-        if source.startswith("@") and not os.path.exists(source):
-            with open(source[1:], encoding="utf-8") as fh:
-                return sum(path_count(line.rstrip("\r\n")) for line in fh
-                           if line.strip() and not line.lstrip().startswith("#"))
-        if os.path.exists(source):
-            return path_count(source)
-        n = 0
-        for pat in expand_braces(source):
-            if _has_glob(pat):
-                n += sum(path_count(m) for m in sorted(_glob.glob(pat, recursive=True))
-                         if not (os.path.isdir(m) and "**" in pat))
-            else:
-                n += path_count(pat)
-        return n
 
-    try:
-        return sum(source_count(s) for s in sources)
-    except Exception:  # noqa: BLE001 - a count is a nicety; the run reports the real problem
-        return None
+def count_inputs(sources: Iterable[str] | str, column: str | None = None, budget_s: float = 2.0) -> int | None:
+    """How many items :func:`iter_sources` yields for ``sources`` (see :func:`counted_sources`)."""
+    return counted_sources(sources, column, budget_s=budget_s)[1]
 
 
 def require_inputs(items: Iterator[Item], sources, ignored: list[str]) -> Iterator[Item]:
     """``items`` unchanged, or :class:`SourceSpecError` at once when there is none at all (an
     empty folder, a list of nothing): one clear error wherever sources are read."""
-    import itertools
     items = iter(items)
     try:
         first = next(items)

@@ -34,10 +34,14 @@ class StreamOptions:
     decode: str = "cpu"          # where JPEGs are decoded: cpu | cuda (nvJPEG, fpfast.device_stage)
     max_bytes: int = DEFAULT_MAX_BYTES  # the read cap of every input
 
-    def stream_kw(self) -> dict:
-        return {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
-                "max_pixels": self.max_pixels, "max_bytes": self.max_bytes,
-                "decode_device": resolve_decode(self.decode)}
+    def stream_kw(self, decode_here: bool = True) -> dict:
+        """The keywords of :func:`fpfast.pipeline.run`; ``decode_here``: ``--decode`` is checked
+        now (False: where the decoding runs, e.g. in Ray actors, which get ``decode`` themselves)."""
+        kw = {"batch_size": self.batch_size, "workers": self.workers, "quiet": self.quiet,
+              "max_pixels": self.max_pixels, "max_bytes": self.max_bytes}
+        if decode_here:
+            kw["decode_device"] = resolve_decode(self.decode)
+        return kw
 
 
 def resolve_decode(decode: str) -> str:

@@ -1,0 +1,14 @@
+"""The benchmarks' one long-format CSV writer (:func:`fpfast.bench.append_csv`)."""
+from fpfast import bench
+
+
+def test_append_csv_with_the_kernel_columns_or_the_first_rows(tmp_path):
+    path = str(tmp_path / "r" / "ray.csv")
+    rows = [{"config": "--workers 2", "images_per_s": 449.0123456, "stages": "read 0.39s, decode 53.40s"}]
+    bench.append_csv(rows, path, columns=None)  # the columns of the first row (the stream and Ray benchmarks)
+    bench.append_csv(rows, path, columns=None)  # appends: one header
+    got = bench.read_csv(path)
+    assert got == [{"config": "--workers 2", "images_per_s": "449.012", "stages": "read 0.39s, decode 53.40s"}] * 2
+    k = str(tmp_path / "k.csv")
+    bench.append_csv([{**{c: 1 for c in bench.COLUMNS}, "extra": "dropped"}], k)  # the kernel benchmarks' columns
+    assert list(bench.read_csv(k)[0]) == bench.COLUMNS
