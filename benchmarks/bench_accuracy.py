@@ -104,6 +104,12 @@ class Fpfast:
         return self.y[j.numpy()], -dmin.numpy()
 
 
+def positive(v: str) -> int:
+    if int(v) < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return int(v)
+
+
 def cap(split, n: int | None, seed: int = 0):
     """At most ``n`` images per source model of a ``load_zoo_split`` triple (a seeded random subset,
     in file order)."""
@@ -127,9 +133,9 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default="accuracy", help="output stem: NAME.md and NAME.csv")
     ap.add_argument("--refset", help="a ManiFPT reference set at the zoo's size: adds manifpt_rgb, manifpt_freq and "
                                      "manifpt_tiny_encoder (a random TinyEncoder, seed 0)")
-    ap.add_argument("--max-train", type=int, help="at most this many training images per model (a seeded "
+    ap.add_argument("--max-train", type=positive, help="at most this many training images per model (a seeded "
                     "random subset): a big zoo at a smaller sample")
-    ap.add_argument("--max-test", type=int, help="at most this many images per model in every evaluated split")
+    ap.add_argument("--max-test", type=positive, help="at most this many images per model in every evaluated split")
     a = ap.parse_args(argv)
     torch.set_num_threads(min(2, torch.get_num_threads()))
     zoo = json.loads((Path(a.zoo) / "zoo.json").read_text())
@@ -200,7 +206,7 @@ def write(rows, zoo, a) -> None:
              + ", ".join(f"{m['name']} (-> {m['label']})" for m in zoo["models"] if m["role"] == "unseen_seed")
              + "; open set: " + ", ".join(m["name"] for m in zoo["models"] if m["role"] == "open_set"),
              f"- train / test images per class: {zoo['splits']['train'].get('real')} / {zoo['splits']['test'].get('real')}"
-             + (f"; this run used at most {a.max_train} / {a.max_test} per model (seeded random subsets)"
+             + (f"; this run used at most {a.max_train or 'all'} / {a.max_test or 'all'} per model (seeded random subsets)"
                 if a.max_train or a.max_test else ""),
              f"- machine: {machine}; date {date}; zoo built in {zoo['build_seconds']}s",
              "- fpfast: `fingerprint_features` with the `default` spec at size "

@@ -1,5 +1,6 @@
 """Exact mode's float32 rounding margin: the torch engine on 30,000 real 64-px patches, margin on
-(brute force's answers) vs off (k + 32 candidates re-ranked, no second pass), alternated in one run.
+(brute force's answers) vs off (k + 32 float32 candidates fetched, the first k + rerank re-ranked,
+no second pass: the old behaviour), alternated in one run on the CPU.
 
     python benchmarks/bench_exact_margin.py
 """

@@ -219,12 +219,17 @@ def cpp_stage_rows(spec: FingerprintSpec, inputs: list[torch.Tensor], repeats: i
 def append_csv(rows: list[dict], path: str, columns: list[str] | None = COLUMNS) -> None:
     """Append ``rows`` to a long-format CSV, with a header when the file is new: the ``columns``
     (default :data:`COLUMNS`, the kernel benchmarks'; other keys are dropped), or with None those
-    of the first row (the stream and Ray benchmarks). Floats are written to 6 significant digits."""
+    of the first row (the stream and Ray benchmarks). Appended to an existing file, its own header
+    decides the columns (a row's new keys are dropped, missing ones left empty), so rows never
+    shift under the wrong header. Floats are written to 6 significant digits."""
     if not rows:
         return
-    columns = list(rows[0]) if columns is None else columns
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     new = not os.path.exists(path) or os.path.getsize(path) == 0
+    if not new:
+        with open(path, newline="", encoding="utf-8") as fh:
+            columns = next(csv.reader(fh), None) or columns
+    columns = list(rows[0]) if columns is None else columns
     with open(path, "a", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=columns)
         if new:

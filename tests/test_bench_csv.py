@@ -12,3 +12,11 @@ def test_append_csv_with_the_kernel_columns_or_the_first_rows(tmp_path):
     k = str(tmp_path / "k.csv")
     bench.append_csv([{**{c: 1 for c in bench.COLUMNS}, "extra": "dropped"}], k)  # the kernel benchmarks' columns
     assert list(bench.read_csv(k)[0]) == bench.COLUMNS
+
+
+def test_append_csv_keeps_an_existing_files_header(tmp_path):
+    """Rows whose keys changed since the file was started land under the file's own columns."""
+    path = str(tmp_path / "s.csv")
+    bench.append_csv([{"a": 1, "b": 2}], path, columns=None)
+    bench.append_csv([{"b": 3, "c": 4, "a": 5}], path, columns=None)
+    assert bench.read_csv(path) == [{"a": "1", "b": "2"}, {"a": "5", "b": "3"}]

@@ -220,3 +220,13 @@ def test_reference_image_with_exif_rotation_matches_its_query(tmp_path, ref_imag
     query = upright[:, 4:S + 4]  # the centre crop of the S x (S + 8) upright image
     x = torch.from_numpy(query[None].copy()).permute(0, 3, 1, 2).float() / 255
     assert torch.count_nonzero(ManifoldProjector(ref.dir).residual(x)) == 0
+
+
+def test_non_finite_query_and_negative_rerank_are_refused(refdir):
+    """A NaN pixel has no nearest neighbour (it used to loop forever in exact mode's second pass)."""
+    x = _queries(2)
+    x[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ProjectorError, match="NaN"):
+        ManifoldProjector(refdir, engine="torch").search(x)
+    with pytest.raises(ProjectorError, match="rerank"):
+        ManifoldProjector(refdir, rerank=-1)

@@ -10,12 +10,12 @@ Engines: ``faiss`` (CPU; GPU when faiss has GPUs and the index can move there) a
 on CUDA tensors and where faiss is missing), and ``bound`` (exact only: a float64 lower bound on
 every distance from 64 principal directions and the residual norm, :class:`fpfast.search.PcaBound`,
 then exact distances for only the references whose bound does not exceed the k-th distance found;
-queries needing more than 512 exact evaluations fall back to ``torch``). Every search asks for
-``k + rerank`` candidates and re-ranks them by exact float64 distances recomputed from the uint8
-reference images; in exact mode a query whose float32 candidate list could have left out a reference
-as near as its k-th (within the float32 rounding margin of ``_tolerance``: duplicates, flat
-patches) is searched again with more candidates, so exact mode returns brute force's neighbours
-with every engine.
+queries needing more than 512 exact evaluations fall back to ``torch``). Approximate modes ask
+for ``k + rerank`` candidates and re-rank them by exact float64 distances recomputed from the
+uint8 reference images; exact mode asks for at least ``k + 32``, re-ranks the first ``k + rerank``
+and more while a left-out candidate could lie within the rounding margin of ``_tolerance`` of the
+k-th (duplicates, flat patches), searching again with more candidates when needed, so exact mode
+returns brute force's neighbours with every engine.
 
 CLI: ``fpfast manifold build REAL_SOURCE... --out DIR --size S``.
 """
@@ -79,6 +79,8 @@ class ManifoldProjector(Projector):
         self.space, self.mode, self.k, self.subtract = space, mode, int(k), subtract
         # exact: 2 extra candidates re-ranked in float64, more where float32 error could hide a tie
         rerank = (2 if mode == "exact" else 8) if rerank is None else rerank
+        if int(rerank) < 0:
+            raise ProjectorError(f"rerank must be >= 0, got {rerank}")
         self.rerank, self.nprobe, self.ef_search = int(rerank), int(nprobe), int(ef_search)
         self.encoder, self.engine, self.batch_size = encoder, engine, int(batch_size)
         self.device = torch.device(device) if device is not None else None
@@ -119,6 +121,8 @@ class ManifoldProjector(Projector):
     # ------------------------------------------------------------------ search
     def check_input(self, x: torch.Tensor) -> torch.Tensor:
         x = super().check_input(x)
+        if not bool(torch.isfinite(x).all()):
+            raise ProjectorError("the images hold NaN or infinite values: no neighbour is defined")
         s = self.ref.size
         if tuple(x.shape[-2:]) != (s, s):
             raise ProjectorError(f"the reference set {self.ref.dir} was built at working size {s}x{s}; these "
@@ -151,7 +155,8 @@ class ManifoldProjector(Projector):
                 self._gpu_index = index_to_gpu(index, 0)
             except Exception:  # noqa: BLE001
                 self._gpu_index = False
-        return faiss_search(self._gpu_index or index, q, kk)
+        # faiss's GPU indexes return at most 2048 neighbours: a longer list is the CPU index's
+        return faiss_search(self._gpu_index if self._gpu_index and kk <= 2048 else index, q, kk)
 
     def _torch_vectors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         key = str(device)
@@ -178,14 +183,21 @@ class ManifoldProjector(Projector):
         d, i = self._faiss_search(q, kk)
         return torch.as_tensor(d).to(xb.device), torch.as_tensor(i).to(xb.device)
 
-    def _max_ref_norm(self, device: torch.device) -> float:
-        """The largest reference vector norm in the space (float64; computed once)."""
+    def _max_ref_norm(self, eng: str, device: torch.device) -> float:
+        """The largest reference vector norm in the space (computed once): from the engine's own
+        vectors (the torch engine's norms, the faiss index's decoded rows; rgb: the uint8 images),
+        so that no encoder runs over the reference set again."""
         if self._ref_norm is None:
-            n = 0.0
-            for i in range(0, len(self.ref), 1024):
-                idx = np.arange(i, min(i + 1024, len(self.ref)))
-                n = max(n, float(self._ref_vectors(idx, device).norm(dim=1).max()))
-            self._ref_norm = n
+            if eng == "torch":
+                n2 = float(self._torch_vectors(device)[1].max())
+            elif self.space == "rgb":
+                n2 = max(float((self.ref.images[i:i + 1024].astype(np.float64) ** 2).sum((1, 2, 3)).max())
+                         for i in range(0, len(self.ref), 1024))
+            else:
+                index = self.ref.index(self.space, self.mode)
+                n2 = max(float((index.reconstruct_n(i, min(1024, len(self.ref) - i)).astype(np.float64) ** 2)
+                               .sum(1).max()) for i in range(0, len(self.ref), 1024))
+            self._ref_norm = n2 ** 0.5
         return self._ref_norm
 
     def _tolerance(self, q: torch.Tensor, eng: str) -> torch.Tensor:
@@ -195,13 +207,16 @@ class ManifoldProjector(Projector):
         errors of such a sum grow like sqrt(D) u (u = 2^-24) of the terms' magnitude (D u is the
         worst case, reached only by adversarial inputs, and at D = 12,288 it would make most queries
         search again); the margin is 8 sqrt(D) u (|q| + R)^2, R the largest reference norm, plus
-        3 u16 (|q| + R)^2 on CUDA where the reference vectors are float16 (u16 = 2^-11 per element).
+        3 u16 (|q| + R)^2 where the engine holds the reference vectors in float16 (u16 = 2^-11 per
+        element): faiss's fp16 exact index (the freq and embed spaces' default) and the torch
+        engine on CUDA outside the rgb space (0-255 pixels are exact in float16).
         """
         u = 2.0 ** -24
         c = 8 * q.shape[1] ** 0.5 * u
-        if eng == "torch" and q.device.type == "cuda":
+        if self.space != "rgb" and ((eng == "torch" and q.device.type == "cuda") or
+                                    (eng == "faiss" and self.ref.entry(self.space, self.mode).get("storage") == "fp16")):
             c += 3 * 2.0 ** -11
-        return c * (q.norm(dim=1) + self._max_ref_norm(q.device)) ** 2
+        return c * (q.norm(dim=1) + self._max_ref_norm(eng, q.device)) ** 2
 
     def _certified(self, x: torch.Tensor, eng: str, kk: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact (distances, ids) [B, k] from a float32 engine.
@@ -239,6 +254,8 @@ class ManifoldProjector(Projector):
                 dd, jj = self._exact(x[rows[r]], cand[r, :m])
                 d[rows[r]], j[rows[r]] = dd[:, :k], jj[:, :k]
                 sure[r] = left_out(approx[r], m) - t[r] > dd[:, k - 1]
+            if fetch >= n:  # every reference was a candidate: final (non-finite distances end here)
+                break
             rows, fetch = rows[~sure], min(n, fetch * 64)
         return d, j
 
@@ -269,7 +286,12 @@ class ManifoldProjector(Projector):
         return d, j
 
     def _exact(self, x: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Exact float64 squared distances of x [B,3,S,S] to candidates [B,kk] in the space; sorted."""
+        """Exact float64 squared distances of x [B,3,S,S] to candidates [B,kk] in the space; sorted.
+        Rows go in chunks of at most 2^24 candidate values (128 MB of float64) at a time."""
+        step = max(1, 2 ** 24 // max(1, cand.shape[1] * x[0].numel()))
+        if cand.shape[0] > step:
+            parts = [self._exact(x[i:i + step], cand[i:i + step]) for i in range(0, cand.shape[0], step)]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
         b, kk = cand.shape
         flat = cand.reshape(-1).cpu().numpy()
         valid = flat >= 0
@@ -305,6 +327,9 @@ class ManifoldProjector(Projector):
                 d, j = self._certified(x[i:i + self.batch_size], eng, kk)
             else:
                 d, j = self._exact(x[i:i + self.batch_size], self._candidates(xb, eng, kk)[1])
+            if bool((j[:, :self.k] < 0).any()):
+                raise ProjectorError(f"the {self.mode} index found fewer than k={self.k} neighbours for some "
+                                     f"queries: raise nprobe / ef_search, or use mode='exact'")
             ds.append(d[:, :self.k])
             js.append(j[:, :self.k])
         if not ds:
