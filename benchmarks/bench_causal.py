@@ -3,8 +3,10 @@
     python3 benchmarks/bench_causal.py --zoo ZOO --work WORK --epochs 20 train leak
     python3 benchmarks/bench_causal.py --zoo ZOO --work WORK anon --tag pgd3 -- --eps 3 --steps 10
 
+``vae``: the small autoencoder of ``causal_ae`` (trained on the zoo's train real photos).
 ``train``: galleries ``hand`` (handcrafted default spec), ``plain`` (learned embedding, seed 0),
-``causal`` (``--causal``, seed 0), ``causal_s1`` and ``plain_s1`` (seed 1); ``--galleries`` picks.
+``causal`` (``--causal``, seed 0), ``causal_s1`` and ``plain_s1`` (seed 1), and the variants of
+:data:`GALLERIES`; ``--galleries`` picks.
 ``leak``: ``fpfast leakage`` of each gallery on ``test`` (by content) and ``cross_content``.
 ``anon``: ``fpfast anonymize`` (against ``--against``, default ``causal``) of the first
 ``--per-model`` test images of every non-real gallery model, then ``fpfast attribute`` of the
@@ -23,7 +25,15 @@ import time
 GALLERIES = {"hand": [], "plain": ["--seed", "0"], "causal": ["--causal", "--seed", "0"],
              "causal_s1": ["--causal", "--seed", "1"], "plain_s1": ["--seed", "1"],
              "causal_hsic4": ["--causal", "--hsic", "4", "--pair", "0", "--seed", "0"],
-             "causal_pair_only": ["--causal", "--hsic", "0", "--pair", "1", "--seed", "0"]}
+             "causal_pair_only": ["--causal", "--hsic", "0", "--pair", "1", "--seed", "0"],
+             # issue 15 item 2(c): the input - the autoencoder's reconstruction residual (stage vae) ...
+             "causal_ae": ["--causal", "--seed", "0"],
+             # ... and the multi-feature representation (handcrafted families + learned)
+             "causal_multi": ["--causal", "--handcrafted", "--seed", "0"],
+             # post-hoc: the training contents' subspace projected out (fpfast.causal.project)
+             "causal_po32": ["--causal", "--project-out", "32", "--seed", "0"],
+             "causal_po64": ["--causal", "--project-out", "64", "--seed", "0"]}
+ENROLL = {"causal_ae": lambda a: ["--spec", f"autoencoder:{os.path.join(a.work, 'vae')}"]}
 
 
 def fp(*args, check=True):
@@ -48,12 +58,51 @@ def train(a):
         g = os.path.join(a.work, name)
         if os.path.exists(g):
             continue
-        _, t_enroll = fp("enroll", g, "--from-folders", f"{a.zoo}/train", "-q")
+        _, t_enroll = fp("enroll", g, "--from-folders", f"{a.zoo}/train", "-q",
+                         *ENROLL.get(name, lambda a: [])(a))
         t_train = 0.0
         if name != "hand":
             _, t_train = fp("train", g, "--from-folders", f"{a.zoo}/train", "--epochs", a.epochs, "-q", *extra)
         record(a.work, {"stage": "train", "gallery": name, "epochs": a.epochs, "enroll_s": round(t_enroll, 1),
                         "train_s": round(t_train, 1)})
+
+
+def vae(a):
+    """A small AutoencoderKL (one down-sampling, 4 latent channels) trained to reconstruct the
+    zoo's *train* real photos (MSE of the decoded latent mean, Adam, seed 0), saved to WORK/vae:
+    the projector of ``causal_ae`` (the seed's pretrained diffusion autoencoder, at zoo scale)."""
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from diffusers import AutoencoderKL
+    out = os.path.join(a.work, "vae")
+    if os.path.exists(out):
+        return
+    d = os.path.join(a.zoo, "train", "real")
+    x = torch.from_numpy(np.stack([np.asarray(Image.open(os.path.join(d, f)).convert("RGB"))
+                                   for f in sorted(os.listdir(d)) if f.endswith(".png")]))
+    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1
+    torch.manual_seed(0)
+    net = AutoencoderKL(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=8,
+                        layers_per_block=1, sample_size=x.shape[-1])
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    g = torch.Generator().manual_seed(0)
+    t = time.perf_counter()
+    for step in range(a.vae_steps):
+        xb = x[torch.randint(0, len(x), (32,), generator=g)]
+        if step % 2:
+            xb = xb.flip(-1)
+        loss = F.mse_loss(net.decode(net.encode(xb).latent_dist.mean).sample, xb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        psnr = float(10 * torch.log10(4 / F.mse_loss(net.decode(net.encode(x).latent_dist.mean).sample.clamp(-1, 1), x)))
+    net.eval().save_pretrained(out)
+    record(a.work, {"stage": "vae", "steps": a.vae_steps, "train_images": len(x), "final_loss": float(loss),
+                    "reconstruction_psnr_train": round(psnr, 2), "seconds": round(time.perf_counter() - t, 1)})
 
 
 def leak(a):
@@ -138,6 +187,7 @@ def main():
     ap.add_argument("--work", required=True)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--per-model", type=int, default=20)
+    ap.add_argument("--vae-steps", type=int, default=600)
     ap.add_argument("--tag", default="default")
     ap.add_argument("--against", default="causal")
     ap.add_argument("--attributors", default="causal,hand,causal_s1,plain")
@@ -146,7 +196,9 @@ def main():
     extra = [e for e in extra if e != "--"]
     os.makedirs(a.work, exist_ok=True)
     for s in a.stages:
-        if s == "train":
+        if s == "vae":
+            vae(a)
+        elif s == "train":
             train(a)
         elif s == "leak":
             leak(a)
