@@ -99,7 +99,8 @@ def vae(a):
         loss.backward()
         opt.step()
     with torch.no_grad():
-        psnr = float(10 * torch.log10(4 / F.mse_loss(net.decode(net.encode(x).latent_dist.mean).sample.clamp(-1, 1), x)))
+        rec = net.decode(net.encode(x).latent_dist.mean).sample.clamp(-1, 1)
+        psnr = float(10 * torch.log10(4 / F.mse_loss(rec, x)))
     net.eval().save_pretrained(out)
     record(a.work, {"stage": "vae", "steps": a.vae_steps, "train_images": len(x), "final_loss": float(loss),
                     "reconstruction_psnr_train": round(psnr, 2), "seconds": round(time.perf_counter() - t, 1)})
