@@ -32,7 +32,8 @@ GALLERIES = {"hand": [], "plain": ["--seed", "0"], "causal": ["--causal", "--see
              "causal_multi": ["--causal", "--handcrafted", "--seed", "0"],
              # post-hoc: the training contents' subspace projected out (fpfast.causal.project)
              "causal_po32": ["--causal", "--project-out", "32", "--seed", "0"],
-             "causal_po64": ["--causal", "--project-out", "64", "--seed", "0"]}
+             "causal_po64": ["--causal", "--project-out", "64", "--seed", "0"],
+             "causal_multi_po32": ["--causal", "--handcrafted", "--project-out", "32", "--seed", "0"]}
 ENROLL = {"causal_ae": lambda a: ["--spec", f"autoencoder:{os.path.join(a.work, 'vae')}"]}
 
 
@@ -102,7 +103,7 @@ def vae(a):
         rec = net.decode(net.encode(x).latent_dist.mean).sample.clamp(-1, 1)
         psnr = float(10 * torch.log10(4 / F.mse_loss(rec, x)))
     net.eval().save_pretrained(out)
-    record(a.work, {"stage": "vae", "steps": a.vae_steps, "train_images": len(x), "final_loss": float(loss),
+    record(a.work, {"stage": "vae", "steps": a.vae_steps, "train_images": len(x), "final_loss": float(loss.detach()),
                     "reconstruction_psnr_train": round(psnr, 2), "seconds": round(time.perf_counter() - t, 1)})
 
 
@@ -133,10 +134,13 @@ def anon(a, extra):
     rows = pq.read_table(os.path.join(out, "report")).to_pylist()
     true = {r["path"]: r["path"].split(os.sep)[-2] for r in rows}
     outs = {os.path.abspath(os.path.join(out, r["output"])): r["path"] for r in rows if not r["error"]}
+    # images already attributed to the target are left as they are (PSNR inf): not averaged
+    changed = [r["psnr"] for r in rows if not r["error"] and r["psnr"] != float("inf")]
     rec = {"stage": "anon", "tag": a.tag, "against": a.against, "args": extra, "n": len(rows),
            "errors": sum(1 for r in rows if r["error"]), "seconds": round(secs, 1),
            "images_per_s": round(len(rows) / secs, 2),
-           "psnr_mean": sum(r["psnr"] for r in rows if not r["error"]) / max(1, len(outs)),
+           "unchanged": len(outs) - len(changed),
+           "psnr_mean": sum(changed) / max(1, len(changed)),
            "psnr_min": min(r["psnr"] for r in rows if not r["error"]),
            "ssim_mean": sum(r["ssim"] for r in rows if not r["error"]) / max(1, len(outs)),
            "chance": 1 / (len(zoo_models) + 1), "true_source": {}}
@@ -169,16 +173,16 @@ def report(a):
               f"{r['content_r2']:.3f} | {r['fdr_overall']:.2f} | {r['accuracy_knn']:.3f} | "
               f"{r['accuracy_centroid']:.3f} |")
     anons = {r["tag"]: r for r in recs if r["stage"] == "anon"}
-    if anons:
-        names = list(next(iter(anons.values()))["true_source"])
-        print("\n| method | args | PSNR mean (min) | SSIM | " + " | ".join(f"{n} before → after" for n in names)
-              + " | chance | images/s (incl. start) |")
-        print("|---|---|---|---|" + "---|" * len(names) + "---|---|")
+    if anons:  # attributors by position: the one optimised against, then --attributors' others
+        print("\n| method | against | args | PSNR mean (min) | SSIM | against: before → after | others: "
+              "before → after | images/s (incl. start) |")
+        print("|---|---|---|---|---|---|---|---|")
         for t, r in anons.items():
-            cells = " | ".join(f"{r['true_source'][n]['before']:.3f} → {r['true_source'][n]['after']:.3f}"
-                               for n in names)
-            print(f"| {t} | `{' '.join(r['args'])}` | {r['psnr_mean']:.1f} ({r['psnr_min']:.1f}) | "
-                  f"{r['ssim_mean']:.3f} | {cells} | {r['chance']:.3f} | {r['images_per_s']:.2f} |")
+            names = list(r["true_source"])
+            cell = lambda n: f"{r['true_source'][n]['before']:.3f} → {r['true_source'][n]['after']:.3f}"  # noqa: E731
+            others = "; ".join(f"{n} {cell(n)}" for n in names if n != r["against"])
+            print(f"| {t} | {r['against']} | `{' '.join(r['args'])}` | {r['psnr_mean']:.1f} ({r['psnr_min']:.1f}) | "
+                  f"{r['ssim_mean']:.3f} | {cell(r['against'])} | {others} | {r['images_per_s']:.2f} |")
 
 
 def main():

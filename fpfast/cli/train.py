@@ -76,9 +76,10 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
       fpfast train my_gallery --from-folders all_models/ --fine-tune --epochs 5 --lr 1e-3
       fpfast train my_gallery --from-folders zoo/train --causal      # content from zoo/content.parquet
 
-    The causal fingerprint's input follows the gallery's spec: a gallery enrolled with a heavy
-    projector (--spec autoencoder:DIR or diffusion:DIR) trains on its reconstruction residual
-    x - P(x); --handcrafted adds the spec's handcrafted families (the multi-feature input).
+    The embedding's (and the causal fingerprint's) input follows the gallery's spec: a gallery
+    enrolled with a heavy projector (--spec autoencoder:DIR or diffusion:DIR) trains on its
+    reconstruction residual x - P(x); --handcrafted adds the spec's handcrafted families (the
+    multi-feature input).
     """
     if fine_tune and from_scratch:
         raise click.UsageError("--fine-tune and --from-scratch exclude each other")
