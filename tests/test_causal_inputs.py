@@ -107,3 +107,11 @@ def test_content_subspace_matches_numpy_and_the_fold_removes_it():
     assert np.abs(out @ u).max() < 1e-9                 # nothing left along the content subspace
 
 
+
+
+def test_project_out_without_causal_is_refused(tmp_path):
+    from cli_helpers import invoke
+    (tmp_path / "g").mkdir()
+    (tmp_path / "train").mkdir()
+    r = invoke("train", tmp_path / "g", "--from-folders", tmp_path / "train", "--project-out", "8")
+    assert r.exit_code == 2 and "--causal" in r.output
