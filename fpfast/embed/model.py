@@ -4,9 +4,10 @@ Input: float [B, 3, H, W] in [0, 1] (any H, W >= 8: global pooling at the end). 
 first takes the residual of the spec's cheap operator (:func:`fpfast.reference.residual.residual`,
 differentiable torch) - or, for a spec with a heavy projector (``arch.residual == "projector"``),
 is given that projector's residual x - P(x), which :class:`Embedder` computes -, standardises it
-with a BatchNorm, then runs ``len(widths)`` stages of basic residual blocks (the first at full resolution, so that period-2 up-sampling traces are seen
-before any striding), global-average pools, optionally concatenates the standardised handcrafted
-vector, and projects to ``dim`` unit-norm dimensions.
+with a BatchNorm, then runs ``len(widths)`` stages of basic residual blocks (the first at full
+resolution, so that period-2 up-sampling traces are seen before any striding), global-average
+pools, optionally concatenates the standardised handcrafted vector, and projects to ``dim``
+unit-norm dimensions.
 
 The architecture is a JSON-able dict (:data:`DEFAULT_ARCH`); the :class:`Embedder` bundles the
 network with that dict, serialises both without pickle (safetensors + canonical JSON) and names

@@ -119,7 +119,8 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     heavy projector, that projector's residual x - P(x), computed per augmented batch without
     gradient -, its geometry crops the images, its features are concatenated with
     ``handcrafted=True``). ``train_opts``: overrides of :data:`DEFAULT_TRAIN`. ``log``: optional
-    callable receiving each epoch's record. ``init``: fine-tune this embedder (its architecture; ``arch``/``handcrafted`` must agree).
+    callable receiving each epoch's record. ``init``: fine-tune this embedder (its architecture;
+    ``arch``/``handcrafted`` must agree).
     ``objective``: extra loss terms added to the CosFace loss (e.g. :class:`fpfast.causal.objective.CausalObjective`):
     an object with ``order(rng, n) -> indices`` (the epoch's image order, cut into batches),
     ``loss(z, x, ids, r) -> scalar tensor`` (r: the network's input residual of x) and ``config``
