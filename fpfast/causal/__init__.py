@@ -5,6 +5,8 @@ decoupling objective for the learned embedding, content-leakage measures, and an
   batches grouped by content.
 * :mod:`.objective` - the content code from the projection P(x), linear CKA (normalised HSIC),
   the counterfactual pair loss, :class:`CausalObjective` (plugs into ``train_embedding``).
+* :mod:`.project`   - post-hoc decoupling: the training contents' subspace projected out of an
+  embedding (``fpfast train --causal --project-out K``).
 * :mod:`.leakage`   - content-id probe, content-code regression, Fisher discriminant ratio.
 * :mod:`.anonymize` - counterfactual images without the source model's fingerprint.
 """

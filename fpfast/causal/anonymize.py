@@ -5,7 +5,10 @@ For an image x attributed to model s, and a target t (``real`` by default, or a 
 1. **residual removal** (``strength`` a >= 0): x0 = x - a * r(x), r the fingerprint's residual
    operator - the trace every residual fingerprint reads lives in r(x);
 2. **bounded optimisation** (``steps`` > 0, ``eps`` in 1/255 units): signed-gradient steps from x0
-   on the gallery's learned (causal) fingerprint f, lowering d(f(x'), mu_t) - d(f(x'), mu_s)
+   on the gallery's learned (causal) fingerprint f of the view attribution takes (the gallery's
+   geometry: its centre crop or resize of x'; pixels outside a crop are left as x0 has them; an
+   embedding fed a heavy projector's residual x - P(x) is differentiated with P(x) held fixed),
+   lowering d(f(x'), mu_t) - d(f(x'), mu_s)
    (mu: the gallery's centroids, d: squared L2 in its normalised space), x' kept within
    ``eps`` of x0 (L-infinity) and in [0, 1].
 
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from ..prepare import apply_geometry
 from ..reference.residual import residual as reference_residual
 
 DEFAULTS = {"strength": 0.0, "eps": 3.0, "steps": 10}
@@ -45,8 +49,9 @@ class Anonymizer:
         self.dev = torch.device(device)
         spec = gallery.spec.handcrafted()
         self.op, self.sigma = spec.residual, spec.sigma
-        self.net = None
+        self.net = self.proj = None
         if emb is not None:
+            self.proj = emb.projector(self.dev)
             self.net = copy.deepcopy(emb.net).to(self.dev).eval()
             for p in self.net.parameters():
                 p.requires_grad_(False)
@@ -57,7 +62,14 @@ class Anonymizer:
                 "steps": self.steps}
 
     def _dist(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.gallery.transform(self.net(x))
+        """Squared distances [B, models] of whole images x to the centroids, through the view
+        attribution takes (the gallery's geometry: centre crop or resize, differentiable)."""
+        v = apply_geometry(x, self.gallery.spec)
+        if self.proj is not None:  # x - P(x) with P(x) held constant (its gradient is not followed)
+            r = v - (v.detach() - self.proj.residual(v.detach()).to(v.device))
+        else:
+            r = self.net.residual(v)
+        z = self.gallery.transform(self.net.embed_residual(r))
         return (z[:, None, :] - self.centroids[None]).pow(2).sum(-1)
 
     def __call__(self, x: torch.Tensor, source: np.ndarray) -> torch.Tensor:

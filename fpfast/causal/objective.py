@@ -4,7 +4,8 @@ Added to the embedding's CosFace loss (which pulls images of a generator togethe
 
 * **content adversary** - linear CKA (HSIC normalised by the two self-HSICs, linear kernels)
   between the fingerprint z and a content code c(x) taken from the projection P(x) = x - r(x)
-  (r: the spec's residual operator; P(x) the smooth image the residual is measured against),
+  (r: the network's input residual - the spec's cheap operator's, or its heavy projector's,
+  the autoencoder / diffusion reconstruction's; P(x) the image the residual is measured against),
   average-pooled to ``grid`` x ``grid`` cells per channel. CKA is 0 when no linear map of c
   explains z, so minimising it removes what of the content a linear probe could read.
 * **counterfactual pairs** (from the zoo's content ids) - same content / other generator: push
@@ -23,11 +24,14 @@ from ..reference.residual import residual as reference_residual
 from .pairs import grouped_order
 
 
-def content_code(x: torch.Tensor, op: str = "denoise", sigma: float = 1.0, grid: int = 4) -> torch.Tensor:
+def content_code(x: torch.Tensor, op: str = "denoise", sigma: float = 1.0, grid: int = 4,
+                 r: torch.Tensor | None = None) -> torch.Tensor:
     """[B, 3 * grid^2] content code of float images [B, 3, H, W] in [0, 1]: the projection
-    P(x) = x - r(x) average-pooled to ``grid`` x ``grid``."""
-    p = x.float() - reference_residual(x.float(), op, float(sigma))
-    return F.adaptive_avg_pool2d(p, grid).flatten(1)
+    P(x) = x - r(x) average-pooled to ``grid`` x ``grid`` (``r``: the residual, when already
+    computed - e.g. a heavy projector's -, else the cheap operator ``op``'s)."""
+    if r is None:
+        r = reference_residual(x.float(), op, float(sigma))
+    return F.adaptive_avg_pool2d(x.float() - r.float(), grid).flatten(1)
 
 
 def linear_cka(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -61,11 +65,12 @@ class CausalObjective:
 
     ``labels`` [N] ints and ``content`` [N] ints (-1: no content id) of the training images, in
     the order given to ``train_embedding``; ``op``/``sigma``: the residual operator of P(x);
-    ``hsic``/``pair``: the weights of the two terms.
+    ``hsic``/``pair``: the weights of the two terms; ``project_out`` > 0: after training, remove
+    that many dimensions of content subspace from the embedding (:mod:`fpfast.causal.project`).
     """
 
     def __init__(self, labels, content, op: str = "denoise", sigma: float = 1.0, hsic: float = 1.0,
-                 pair: float = 1.0, grid: int = 4):
+                 pair: float = 1.0, grid: int = 4, project_out: int = 0):
         self.labels = np.asarray(labels, np.int64)
         self.content = np.asarray(content, np.int64)
         if self.labels.shape != self.content.shape:
@@ -74,14 +79,20 @@ class CausalObjective:
         self.config = {"kind": "causal", "hsic": float(hsic), "pair": float(pair), "grid": self.grid,
                        "content_code": f"avgpool{self.grid}(x - r(x))",
                        "with_content": int((self.content >= 0).sum())}
+        self.project_out = int(project_out)
+        if self.project_out:  # recorded only when used: earlier embeddings keep their identity
+            self.config["project_out"] = self.project_out
 
     def order(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return grouped_order(self.content, rng)
 
-    def loss(self, z: torch.Tensor, x: torch.Tensor, ids) -> torch.Tensor:
+    def loss(self, z: torch.Tensor, x: torch.Tensor, ids, r: torch.Tensor | None = None) -> torch.Tensor:
+        """The extra loss of a batch: fingerprints z, images x, their indices ``ids``, and the
+        network's input residual r of x (P(x) = x - r; None: the cheap operator's, computed here)."""
         out = z.new_zeros(())
         if self.config["hsic"]:
-            out = out + self.config["hsic"] * linear_cka(z, content_code(x, self.op, self.sigma, self.grid))
+            code = content_code(x, self.op, self.sigma, self.grid, r=r)
+            out = out + self.config["hsic"] * linear_cka(z, code)
         if self.config["pair"]:
             y = torch.from_numpy(self.labels[ids]).to(z.device)
             c = torch.from_numpy(self.content[ids]).to(z.device)

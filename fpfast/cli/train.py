@@ -51,11 +51,14 @@ from .options import handle_errors, stream_options
                    "P(x)).  [default: 1]")
 @click.option("--pair", type=click.FloatRange(min=0), default=None,
               help="With --causal: weight of the counterfactual pair terms.  [default: 1]")
+@click.option("--project-out", "project_out", type=click.IntRange(min=0), default=None,
+              help="With --causal: after training, remove this many dimensions of content subspace "
+                   "(spanned by the training contents' mean embeddings) from the embedding.  [default: 0]")
 @click.option("--seed", type=int, default=0, show_default=True)
 @stream_options
 @handle_errors
 def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, from_scratch, holdout, frr,
-              calibrate_on, normalize, causal, content, hsic, pair, seed, opts):
+              calibrate_on, normalize, causal, content, hsic, pair, project_out, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
     A gallery enrolled with the universal embedding (`fpfast enroll --spec universal`) is
@@ -72,16 +75,22 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
       fpfast enroll my_gallery --model new_model samples/new_model/     # frozen embedding, >= 10 images
       fpfast train my_gallery --from-folders all_models/ --fine-tune --epochs 5 --lr 1e-3
       fpfast train my_gallery --from-folders zoo/train --causal      # content from zoo/content.parquet
+
+    The embedding's (and the causal fingerprint's) input follows the gallery's spec: a gallery
+    enrolled with a heavy projector (--spec autoencoder:DIR or diffusion:DIR) trains on its
+    reconstruction residual x - P(x); --handcrafted adds the spec's handcrafted families (the
+    multi-feature input).
     """
     if fine_tune and from_scratch:
         raise click.UsageError("--fine-tune and --from-scratch exclude each other")
-    if not causal and (content, hsic, pair) != (None, None, None):
-        raise click.UsageError("--content, --hsic and --pair are for --causal training")
+    if not causal and (content, hsic, pair, project_out) != (None, None, None, None):
+        raise click.UsageError("--content, --hsic, --pair and --project-out are for --causal training")
     spec_causal = None
     if causal:
         import os
         spec_causal = {"content": content or os.path.dirname(os.path.abspath(root)),
-                       "hsic": 1.0 if hsic is None else hsic, "pair": 1.0 if pair is None else pair}
+                       "hsic": 1.0 if hsic is None else hsic, "pair": 1.0 if pair is None else pair,
+                       "project_out": project_out or 0}
 
     stages = Stages()
     with updating(gallery) as g:  # locked from load to save: no enrollment meanwhile is lost

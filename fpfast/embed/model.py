@@ -2,10 +2,12 @@
 
 Input: float [B, 3, H, W] in [0, 1] (any H, W >= 8: global pooling at the end). The network
 first takes the residual of the spec's cheap operator (:func:`fpfast.reference.residual.residual`,
-differentiable torch), standardises it with a BatchNorm, then runs ``len(widths)`` stages of
-basic residual blocks (the first at full resolution, so that period-2 up-sampling traces are seen
-before any striding), global-average pools, optionally concatenates the standardised handcrafted
-vector, and projects to ``dim`` unit-norm dimensions.
+differentiable torch) - or, for a spec with a heavy projector (``arch.residual == "projector"``),
+is given that projector's residual x - P(x), which :class:`Embedder` computes -, standardises it
+with a BatchNorm, then runs ``len(widths)`` stages of basic residual blocks (the first at full
+resolution, so that period-2 up-sampling traces are seen before any striding), global-average
+pools, optionally concatenates the standardised handcrafted vector, and projects to ``dim``
+unit-norm dimensions.
 
 The architecture is a JSON-able dict (:data:`DEFAULT_ARCH`); the :class:`Embedder` bundles the
 network with that dict, serialises both without pickle (safetensors + canonical JSON) and names
@@ -27,13 +29,15 @@ import torch.nn.functional as F
 from ..reference.residual import residual as reference_residual
 
 KIND = "rescnn"
+PROJECTOR_INPUT = "projector"  # arch["residual"] of a network fed a heavy projector's residual
 FORMAT_VERSION = 1
 DEFAULT_ARCH: dict[str, Any] = {
     "kind": KIND,
     "widths": [16, 32, 64],
     "blocks": [1, 1, 1],
     "dim": 128,
-    "residual": "denoise",     # replaced by the spec's operator at training time
+    "residual": "denoise",     # replaced by the spec's operator at training time ("projector": the
+                               # input is already the spec's heavy projector's residual x - P(x))
     "sigma": 1.0,
     "handcrafted_dim": 0,      # > 0: the spec's handcrafted vector is concatenated before the head
 }
@@ -92,9 +96,19 @@ class ResidualEmbedNet(nn.Module):
         self.hand_norm = nn.BatchNorm1d(hd, affine=False) if hd else None
         self.head = nn.Linear(cin + hd, int(a["dim"]))
 
-    def forward(self, x: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's input residual of images x: the cheap operator's, or x itself when the
+        network takes a heavy projector's residual (``arch.residual == "projector"``)."""
+        if self.arch["residual"] == PROJECTOR_INPUT:
+            return x.float()
         with torch.autocast(x.device.type, enabled=False):  # the residual is a small difference: fp32
-            r = reference_residual(x.float(), self.arch["residual"], float(self.arch["sigma"]))
+            return reference_residual(x.float(), self.arch["residual"], float(self.arch["sigma"]))
+
+    def forward(self, x: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embed_residual(self.residual(x), hand)
+
+    def embed_residual(self, r: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, dim] unit vectors of residuals r [B, 3, H, W] (:meth:`residual`)."""
         f = self.body(self.stem(self.in_norm(r))).mean(dim=(2, 3))
         if self.hand_norm is not None:
             if hand is None:
@@ -217,6 +231,20 @@ class Embedder:
             self._dev_nets[key] = net
         return self._dev_nets[key]
 
+    def projector(self, device: str | torch.device = "cpu"):
+        """The heavy projector whose residual the network takes (``arch.residual == "projector"``;
+        loaded once per device from the spec it was trained on, its identity checked), else None."""
+        if self.arch["residual"] != PROJECTOR_INPUT:
+            return None
+        key = ("projector", str(device))
+        if key not in self._dev_nets:
+            from ..projectors import load_projector
+            desc = self.handcrafted_spec().projector
+            if desc is None:
+                raise EmbedError("this embedding takes a projector's residual but its spec records no projector")
+            self._dev_nets[key] = load_projector(desc, device=torch.device(device))
+        return self._dev_nets[key]
+
     def embed_tensor(self, images: torch.Tensor, device: str | torch.device = "cpu", backend: str = "auto",
               layout: str = "auto", batch_size: int = 256, precision: str = "auto",
               compile: bool = False) -> torch.Tensor:
@@ -236,15 +264,20 @@ class Embedder:
         dtype = resolve_precision(precision, dev)
         net = self._net_on(dev, precision, compile)
         out = []
+        proj = self.projector(dev)
         with torch.inference_mode():
             for s in range(0, images.shape[0], batch_size):
                 xb = images[s:s + batch_size]
+                x = as_float_chw(xb.to(dev), layout).float()
+                if proj is not None:  # the network takes the heavy projector's residual x - P(x)
+                    x = proj.residual(x).to(dev)
                 hand = None
                 if self.arch["handcrafted_dim"]:
                     from ..ops.features import fingerprint_features
-                    hand = fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend,
-                                                layout=layout)
-                x = as_float_chw(xb.to(dev), layout).float().contiguous(memory_format=torch.channels_last)
+                    hand = (fingerprint_features(x, self.handcrafted_spec(), backend=backend, is_residual=True)
+                            if proj is not None else
+                            fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend, layout=layout))
+                x = x.contiguous(memory_format=torch.channels_last)
                 exact = full_fp32() if dtype == torch.float32 else contextlib.nullcontext()
                 with exact, torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
                     z = net(x, hand)

@@ -39,7 +39,9 @@ from PIL import Image
 
 from ..prepare import map_images
 from ..spec import FingerprintSpec, load_spec
-from .model import Embedder, EmbedError, ResidualEmbedNet, resolve_arch
+from .model import PROJECTOR_INPUT, Embedder, EmbedError, ResidualEmbedNet, resolve_arch
+
+PROJECTOR_MULTIPLE = 8  # training crops fed to a heavy projector are cut to a multiple of 8 px (the SD VAE's factor)
 
 # epochs None: :func:`auto_epochs`
 DEFAULT_TRAIN = {"epochs": None, "batch_size": 64, "lr": 3e-3, "weight_decay": 5e-4, "scale": 30.0,
@@ -94,6 +96,13 @@ def augment_batch(images: Sequence[np.ndarray], base: int, min_size: int, rng: n
     return out
 
 
+def projector_crop(xb: torch.Tensor) -> torch.Tensor:
+    """An augmented batch [B, H, W, 3] cut to sides a multiple of :data:`PROJECTOR_MULTIPLE`, for
+    a heavy projector (autoencoders down-sample by a power of 2)."""
+    m = PROJECTOR_MULTIPLE
+    return xb[:, :xb.shape[1] // m * m, :xb.shape[2] // m * m]
+
+
 def _center(img: np.ndarray, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     t, l = (h - min(h, size)) // 2, (w - min(w, size)) // 2
@@ -106,19 +115,19 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
                     **train_opts) -> tuple[Embedder, list[dict]]:
     """Train an :class:`Embedder` on uint8 HxWx3 ``images`` with class ``labels`` (any hashables).
 
-    ``spec``: the handcrafted spec (its residual operator feeds the network, its geometry crops
-    the images, its features are concatenated with ``handcrafted=True``). ``train_opts``:
-    overrides of :data:`DEFAULT_TRAIN`. ``log``: optional callable receiving each epoch's record.
-    ``init``: fine-tune this embedder (its architecture; ``arch``/``handcrafted`` must agree).
+    ``spec``: the handcrafted spec (its residual operator feeds the network - or, when it names a
+    heavy projector, that projector's residual x - P(x), computed per augmented batch without
+    gradient -, its geometry crops the images, its features are concatenated with
+    ``handcrafted=True``). ``train_opts``: overrides of :data:`DEFAULT_TRAIN`. ``log``: optional
+    callable receiving each epoch's record. ``init``: fine-tune this embedder (its architecture;
+    ``arch``/``handcrafted`` must agree).
     ``objective``: extra loss terms added to the CosFace loss (e.g. :class:`fpfast.causal.objective.CausalObjective`):
     an object with ``order(rng, n) -> indices`` (the epoch's image order, cut into batches),
-    ``loss(z, x, ids) -> scalar tensor`` and ``config`` (recorded in the embedding's config).
+    ``loss(z, x, ids, r) -> scalar tensor`` (r: the network's input residual of x) and ``config``
+    (recorded in the embedding's config).
     Returns (embedder, per-epoch log). Deterministic for a seed on CPU (same torch thread count).
     """
     spec = load_spec(spec).handcrafted()
-    if spec.projector is not None:
-        raise EmbedError("training an embedding on a heavy projector's residual is not supported yet; "
-                         "use a spec with a cheap residual operator")
     unknown = sorted(set(train_opts) - set(DEFAULT_TRAIN))
     if unknown:
         raise EmbedError(f"unknown training options {unknown}; expected {sorted(DEFAULT_TRAIN)}")
@@ -144,7 +153,11 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     dev = torch.device(device)
-    a = resolve_arch(arch, residual=spec.residual, sigma=spec.sigma,
+    proj = None
+    if spec.projector is not None:  # the network takes the heavy projector's residual (computed here)
+        from ..projectors import load_projector
+        proj = load_projector(spec.projector, device=dev)
+    a = resolve_arch(arch, residual=PROJECTOR_INPUT if proj is not None else spec.residual, sigma=spec.sigma,
                      handcrafted_dim=spec.dim if handcrafted else 0)
     if init is None:
         net = ResidualEmbedNet(a).to(dev)
@@ -163,6 +176,24 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
     total = steps_per_epoch * int(opts["epochs"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts["lr"], total_steps=max(total, 1),
                                                 pct_start=0.15)
+    def net_inputs(xb: torch.Tensor):
+        """(images x, input residual r - computed once: the objective's content code reuses it -,
+        handcrafted features or None) of a uint8 batch [B, H, W, 3]."""
+        if proj is not None:
+            xb = projector_crop(xb)
+        x = xb.to(dev).permute(0, 3, 1, 2).float() / 255.0
+        if proj is not None:
+            with torch.no_grad():
+                r = proj.residual(x).to(dev)
+        else:
+            r = net.residual(x)
+        hand = None
+        if handcrafted:
+            from ..ops.features import fingerprint_features
+            hand = (fingerprint_features(r, spec, backend=backend, is_residual=True) if proj is not None
+                    else fingerprint_features(xb.to(dev), spec, backend=backend, layout="hwc"))
+        return x, r, hand
+
     history: list[dict] = []
     t0 = time.perf_counter()
     for epoch in range(int(opts["epochs"])):
@@ -173,17 +204,13 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
             ids = perm[s * bs:(s + 1) * bs]
             xb = torch.from_numpy(augment_batch([imgs[i] for i in ids], base, spec.min_size, rng, opts))
             yb = torch.from_numpy(y[ids]).to(dev)
-            hand = None
-            if handcrafted:
-                from ..ops.features import fingerprint_features
-                hand = fingerprint_features(xb.to(dev), spec, backend=backend, layout="hwc")
-            x = xb.to(dev).permute(0, 3, 1, 2).float() / 255.0
-            z = net(x, hand)
+            x, r, hand = net_inputs(xb)
+            z = net.embed_residual(r, hand)
             cos = z @ F.normalize(head, dim=1).t()
             logits = opts["scale"] * (cos - opts["margin"] * F.one_hot(yb, len(classes)))
             loss = F.cross_entropy(logits, yb)
             if objective is not None:
-                loss = loss + objective.loss(z, x, ids)
+                loss = loss + objective.loss(z, x, ids, r)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -198,7 +225,10 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
         history.append(rec)
         if log is not None:
             log(rec)
-    net = net.cpu().eval()
+    net.eval()
+    if objective is not None and getattr(objective, "project_out", 0):
+        _project_out(net, imgs, objective, net_inputs)
+    net = net.cpu()
     config = {"arch": a, "spec": spec.to_dict(),
               "training": {**opts, "init": init.identity if init is not None else None,
                            **({"objective": objective.config} if objective is not None else {}),
@@ -207,6 +237,20 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
                            "final_loss": history[-1]["loss"] if history else None}}
     # (no wall-clock time in the config: it is part of the identity, which must repeat for a seed)
     return Embedder(net, config), history
+
+
+def _project_out(net: ResidualEmbedNet, imgs: Sequence[np.ndarray], objective, net_inputs) -> None:
+    """Fold the projection removing the content subspace of the training images' (unaugmented)
+    embeddings into ``net``'s head (:mod:`fpfast.causal.project`; ``objective``: its ``labels``,
+    ``content`` and ``project_out`` rank)."""
+    from ..causal.project import content_subspace, fold_projection
+
+    def embed(b: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            _, r, hand = net_inputs(b)
+            return net.embed_residual(r, hand).cpu().numpy()
+    z = map_images(imgs, embed)
+    fold_projection(net.head, content_subspace(z, objective.content, objective.labels, objective.project_out))
 
 
 AUTO_STEPS, AUTO_EPOCHS = 4000, (10, 200)

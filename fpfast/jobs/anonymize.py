@@ -1,9 +1,9 @@
 """The ``anonymize`` job: a mapper writing each batch's counterfactual images beside the report rows.
 
-Images are decoded whole (the spec's geometry is applied only to attribute them), so a
-counterfactual has its input's size; it is written as an 8-bit PNG ``images/<sha1 of the key>.png``
-under the output directory (atomic: written aside, then renamed), and the row (in ``report/``)
-names it.
+Images are decoded whole (the spec's geometry is applied to attribute them, and inside the
+anonymizer's objective), so a counterfactual has its input's size; it is written as an 8-bit PNG
+``images/<sha1 of the key>.png`` under the output directory (atomic: written aside, then
+renamed), and the row (in ``report/``) names it.
 """
 from __future__ import annotations
 

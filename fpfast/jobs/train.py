@@ -29,7 +29,8 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     held-out images, or ``augmented``: those plus one copy of each under the training
     augmentations (JPEG, down-scaling, crops), so that re-encoded queries of known models are not
     all answered 'unknown'. ``causal``: train the decoupled fingerprint of issue 15 instead
-    ({"content": the zoo's content table or root, "hsic": weight, "pair": weight}; see
+    ({"content": the zoo's content table or root, "hsic": weight, "pair": weight, optional
+    "project_out": rank}; see
     :mod:`fpfast.causal.objective`). Progress (unless ``opts.quiet``): reading, then epochs with
     their loss and an ETA (:mod:`fpfast.progress`); ``stages`` (a :class:`fpfast.progress.Stages`)
     gets the read / train / re-enroll times. Returns (new gallery, summary dict)."""
@@ -112,13 +113,14 @@ def _causal_objective(causal: dict, keys: list, labels: list, spec: FingerprintS
     codes = {c: j for j, c in enumerate(sorted({c for c in ids if c is not None}))}
     classes = sorted(set(labels), key=str)
     return CausalObjective([classes.index(v) for v in labels], [codes.get(c, -1) for c in ids],
-                           spec.residual, spec.sigma, hsic=causal.get("hsic", 1.0), pair=causal.get("pair", 1.0))
+                           spec.residual, spec.sigma, hsic=causal.get("hsic", 1.0), pair=causal.get("pair", 1.0),
+                           project_out=causal.get("project_out", 0))
 
 
 def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, seed: int,
                           precision: str = "auto") -> np.ndarray:
     """Embeddings of ``imgs`` after one draw of the embedding's training augmentations each."""
-    from ..embed.train import DEFAULT_TRAIN, augment_batch
+    from ..embed.train import DEFAULT_TRAIN, augment_batch, projector_crop
     opts = {**DEFAULT_TRAIN, **{k: v for k, v in emb.config.get("training", {}).items() if k in DEFAULT_TRAIN},
             "patch": 0}  # queries are embedded whole, so are their calibration copies
     rng = np.random.default_rng([seed, 0xCA1])
@@ -126,6 +128,8 @@ def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, s
     for s in range(0, len(imgs), 64):
         chunk = imgs[s:s + 64]
         base = min(min(im.shape[:2]) for im in chunk)
-        xb = augment_batch(chunk, base, spec.min_size, rng, opts)
-        out.append(emb.embed(torch.from_numpy(xb), device=device, layout="hwc", precision=precision))
+        xb = torch.from_numpy(augment_batch(chunk, base, spec.min_size, rng, opts))
+        if emb.projector(device) is not None:
+            xb = projector_crop(xb)
+        out.append(emb.embed(xb, device=device, layout="hwc", precision=precision))
     return np.concatenate(out)
