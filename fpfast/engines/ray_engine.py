@@ -8,7 +8,9 @@
 It plugs into :func:`fpfast.pipeline.run_stream` at its decode-stage seam, so everything around
 it is the local engine's: the reader (:func:`fpfast.io.sources.iter_sources`, in the driver, in
 input order), the resume skips and key checks, the shard assembly, the writer and its manifest,
-the progress bar and the summary. A reader of the output cannot tell which engine wrote it.
+the progress bar and the summary. A reader of the output finds the same rows, shards and manifest
+entries whichever engine wrote it; only the manifest's shard lines may come in another order (they
+follow the order shards complete, and Ray returns blocks out of order).
 
 * **blocks of known keys** - the driver numbers the inputs and cuts them into blocks of at most
   ``block_rows`` consecutive ``(index, key, payload)`` (never across an output shard). Payloads
