@@ -86,3 +86,46 @@ def test_folded_batchnorm_network_matches_the_trained_one(embed_trained, embed_d
         # the same affine maps applied in another order: float32 rounding, not bit-exact
         np.testing.assert_allclose(folded(x).numpy(), emb.net(x).numpy(), atol=1e-5)
     assert emb.net.training is False and any(isinstance(m, torch.nn.BatchNorm2d) for m in emb.net.body.modules())
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpp"])
+def test_inference_takes_the_residual_from_the_backend_op(embed_trained, embed_data, backend):
+    from fpfast import backends
+    if backends.why_unusable(backend, "cpu"):
+        pytest.skip(backends.why_unusable(backend, "cpu"))
+    emb = embed_trained[0]
+    x = torch.from_numpy(np.stack(embed_data[1][0][:16]))
+    with torch.inference_mode():
+        ref = emb.net(x.permute(0, 3, 1, 2).float() / 255).numpy()  # the trained path: torch residual
+    # the cpp residual rounds its float32 sums in another order (1e-7 on the residual): float32 rounding
+    np.testing.assert_allclose(emb.embed(x, backend=backend), ref, atol=1e-5)
+
+
+def test_unshuffle_stem_embeds_odd_sizes_and_round_trips():
+    from fpfast.embed import Embedder, ResidualEmbedNet
+    from fpfast.embed.model import resolve_arch
+    assert resolve_arch({"stem": "conv"}) == resolve_arch(None)  # the default is not written: old identities hold
+    with pytest.raises(EmbedError, match="unknown stem"):
+        resolve_arch({"stem": "pool"})
+    torch.manual_seed(0)
+    net = ResidualEmbedNet({"stem": "unshuffle", "widths": [4, 8], "blocks": [1, 1], "dim": 8}).eval()
+    assert net.stem[0].in_channels == 12  # the 4 phases of each colour channel
+    emb = Embedder(net, {"spec": SPEC.to_dict()})
+    x = torch.randint(0, 256, (3, 33, 31, 3), dtype=torch.uint8)
+    z = emb.embed(x)
+    assert z.shape == (3, 8) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+    back = Embedder.from_bytes(*emb.to_bytes())
+    assert back.identity == emb.identity and back.arch["stem"] == "unshuffle"
+    np.testing.assert_array_equal(back.embed(x), z)
+
+
+def test_narrow_strided_shortcut_trains_on_channels_last_input():
+    # the pretraining loop feeds channels-last batches; a strided 1x1 shortcut with 4 input channels
+    # corrupted the heap in backward (torch 2.13 CPU) before its input was made contiguous
+    from fpfast.embed import ResidualEmbedNet
+    torch.manual_seed(0)
+    net = ResidualEmbedNet({"widths": [4, 8], "blocks": [1, 1], "dim": 8})
+    for _ in range(3):
+        x = torch.rand(4, 16, 16, 3).permute(0, 3, 1, 2)
+        net(x).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)

@@ -134,3 +134,16 @@ def test_pretraining_on_cuda_with_fp16_autocast(tmp_path):
     assert card2["precision"] == "auto" and card2["device"] != "cpu"
     assert emb.config["training"]["device"] == "cuda" and np.isfinite(card["final_loss"])
     assert 0 <= card["heldout"]["acc_clean"] <= 1
+
+
+def test_pretrain_cli_takes_the_architecture(tmp_path):
+    from cli_helpers import invoke
+    tiny = ["--steps", "2", "--classes", "4", "--batch-classes", "2", "--per-class", "2", "--crop", "32",
+            "--patch", "16"]
+    r = invoke("pretrain", tmp_path / "u", *tiny, "--stem", "unshuffle", "--widths", "4,8", "-q")
+    assert r.exit_code == 0, r.output
+    emb, _ = load_card(tmp_path / "u")
+    assert emb.arch["stem"] == "unshuffle" and emb.arch["widths"] == [4, 8] and emb.arch["blocks"] == [1, 1]
+    for bad in ("4,x", "0,8"):
+        r = invoke("pretrain", tmp_path / "v", *tiny, "--widths", bad, "-q")
+        assert r.exit_code == 2 and "--widths" in r.output, r.output

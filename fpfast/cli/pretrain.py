@@ -19,6 +19,11 @@ def _count(flag: str, lo: int, hi: int, default: int, help: str):
 @_count("--per-class", 2, 1024, 4, "Images per class per step.")
 @_count("--crop", 16, 4096, 64, "Side of the real-photo crops the decoders run on (a multiple of 4).")
 @_count("--patch", 16, 4096, 32, "Training patch side (the network pools globally: any image size is embedded).")
+@click.option("--widths", default=None, metavar="W1,W2,...",
+              help="Channels of the network's stages (default: the default architecture's).")
+@click.option("--stem", type=click.Choice(["conv", "unshuffle"]), default="conv", show_default=True,
+              help="conv: the first stage at full resolution; unshuffle: a lossless space-to-depth by 2 "
+                   "first, every stage at half resolution (faster).")
 @click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="supcon",
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
@@ -31,8 +36,8 @@ def _count(flag: str, lo: int, hi: int, default: int, help: str):
               help="Autocast dtype of the network (auto: fp16 on CUDA, fp32 on CPU; fp16 needs CUDA).")
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
-def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, objective, lr, real_dirs, seed,
-                 device, precision, quiet):
+def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, widths, stem, objective, lr,
+                 real_dirs, seed, device, precision, quiet):
     """Pretrain the universal fingerprint embedding on random decoders; write OUT/universal.*.
 
     Each class is a random shallow decoder (random up-sampling, depth, widths, kernels,
@@ -54,7 +59,16 @@ def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, obj
             click.echo(f"step {rec['step']:6d}/{rec['steps']}  loss {rec['loss']:.4f}  "
                        f"{rec['images_per_s']:.0f} images/s  {rec['seconds']:.0f}s", err=True)
 
-    card = pretrain(out, real_dirs=real_dirs, log=log, command="fpfast " + shlex.join(sys.argv[1:]),
+    arch = {"stem": stem}
+    if widths is not None:
+        try:
+            arch["widths"] = [int(w) for w in widths.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{widths!r} is not a comma-separated list of integers", param_hint="--widths")
+        if min(arch["widths"]) < 1:
+            raise click.BadParameter("every width must be >= 1", param_hint="--widths")
+        arch["blocks"] = [1] * len(arch["widths"])
+    card = pretrain(out, arch=arch, real_dirs=real_dirs, log=log, command="fpfast " + shlex.join(sys.argv[1:]),
                     steps=steps, classes=classes, batch_classes=batch_classes, per_class=per_class,
                     crop=crop, patch=patch, objective=objective, lr=lr, seed=seed, device=device,
                     precision=precision)

@@ -5,7 +5,9 @@ first takes the residual of the spec's cheap operator (:func:`fpfast.reference.r
 differentiable torch) - or, for a spec with a heavy projector (``arch.residual == "projector"``),
 is given that projector's residual x - P(x), which :class:`Embedder` computes -, standardises it
 with a BatchNorm, then runs ``len(widths)`` stages of basic residual blocks (the first at full
-resolution, so that period-2 up-sampling traces are seen before any striding), global-average
+resolution, so that period-2 up-sampling traces are seen before any striding; or, with the optional
+``stem: "unshuffle"``, after a lossless space-to-depth by 2 that keeps those traces as channel
+patterns and runs every stage at half the resolution), global-average
 pools, optionally concatenates the standardised handcrafted vector, and projects to ``dim``
 unit-norm dimensions.
 
@@ -41,6 +43,15 @@ DEFAULT_ARCH: dict[str, Any] = {
     "sigma": 1.0,
     "handcrafted_dim": 0,      # > 0: the spec's handcrafted vector is concatenated before the head
 }
+# Optional fields: absent from a config means the default below, and a default value is not written
+# into the resolved dict, so the configs (and identities) of networks made before a field existed
+# stay byte-identical.
+OPTIONAL_ARCH: dict[str, Any] = {
+    "stem": "conv",            # "conv": 3x3 convolution at full resolution; "unshuffle": space-to-depth
+                               # by 2 first (lossless: each 2x2 phase becomes a channel, so period-2
+                               # traces stay visible) and the whole network at half resolution
+}
+STEMS = ("conv", "unshuffle")
 
 
 class EmbedError(ConfigError):
@@ -49,9 +60,14 @@ class EmbedError(ConfigError):
 
 def resolve_arch(arch: dict | None = None, **overrides) -> dict:
     a = json.loads(json.dumps({**DEFAULT_ARCH, **(arch or {}), **overrides}))
-    unknown = sorted(set(a) - set(DEFAULT_ARCH))
+    unknown = sorted(set(a) - set(DEFAULT_ARCH) - set(OPTIONAL_ARCH))
     if unknown:
-        raise EmbedError(f"unknown architecture fields {unknown}; expected {sorted(DEFAULT_ARCH)}")
+        raise EmbedError(f"unknown architecture fields {unknown}; expected {sorted({**DEFAULT_ARCH, **OPTIONAL_ARCH})}")
+    if a.get("stem", "conv") not in STEMS:
+        raise EmbedError(f"unknown stem {a['stem']!r}; expected one of {STEMS}")
+    for k, v in OPTIONAL_ARCH.items():
+        if a.get(k) == v:
+            del a[k]
     if a["kind"] != KIND:
         raise EmbedError(f"unknown embedding kind {a['kind']!r}; this fpfast knows {KIND!r}")
     if not a["widths"] or len(a["widths"]) != len(a["blocks"]):
@@ -71,9 +87,14 @@ class _Block(nn.Module):
         self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
                       if stride != 1 or cin != cout else nn.Identity())
 
+        # torch 2.13's CPU backward of a strided 1x1 convolution on a channels-last input with fewer
+        # than 8 channels corrupts the heap (free(): invalid next size; cin 1-6 fail, 12 and 16 do not):
+        # such a shortcut gets a contiguous input (tests/test_embed_inference.py)
+        self._short_contiguous = stride != 1 and cin < 8
+
     def forward(self, x):
         y = F.relu(self.b1(self.c1(x)))
-        return F.relu(self.b2(self.c2(y)) + self.short(x))
+        return F.relu(self.b2(self.c2(y)) + self.short(x.contiguous() if self._short_contiguous else x))
 
 
 class ResidualEmbedNet(nn.Module):
@@ -85,7 +106,9 @@ class ResidualEmbedNet(nn.Module):
         a = self.arch
         w = [int(v) for v in a["widths"]]
         self.in_norm = nn.BatchNorm2d(3)
-        self.stem = nn.Sequential(nn.Conv2d(3, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU())
+        self.unshuffle = a.get("stem", "conv") == "unshuffle"
+        cin0 = 12 if self.unshuffle else 3
+        self.stem = nn.Sequential(nn.Conv2d(cin0, w[0], 3, 1, 1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU())
         layers, cin = [], w[0]
         for i, (cout, nb) in enumerate(zip(w, a["blocks"])):
             for j in range(int(nb)):
@@ -109,12 +132,29 @@ class ResidualEmbedNet(nn.Module):
 
     def embed_residual(self, r: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
         """[B, dim] unit vectors of residuals r [B, 3, H, W] (:meth:`residual`)."""
-        f = self.body(self.stem(self.in_norm(r))).mean(dim=(2, 3))
+        r = self.in_norm(r)
+        if self.unshuffle:  # odd sides lose their last row / column (space-to-depth needs even sides)
+            h, w = r.shape[-2:]
+            r = F.pixel_unshuffle(r[..., :h // 2 * 2, :w // 2 * 2], 2)
+        f = self.body(self.stem(r)).mean(dim=(2, 3))
         if self.hand_norm is not None:
             if hand is None:
                 raise EmbedError("this embedding concatenates handcrafted features: pass hand=")
             f = torch.cat([f, self.hand_norm(hand.float()).to(f.dtype)], 1)
         return F.normalize(self.head(f).float(), dim=1)
+
+
+class _OnResidual(nn.Module):
+    """The inference network from the residual on: the residual itself comes from the backend op
+    (:func:`fpfast.ops.residual.residual`: the compiled kernel on CPU is ~25x the torch reference,
+    which was ~40 % of the embedding's time at 64 px; ``benchmarks/results/embedding_speed.md``)."""
+
+    def __init__(self, net: "ResidualEmbedNet"):
+        super().__init__()
+        self.net = net
+
+    def forward(self, r: torch.Tensor, hand: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net.embed_residual(r, hand)
 
 
 def fold_batchnorm(net: ResidualEmbedNet) -> ResidualEmbedNet:
@@ -225,7 +265,7 @@ class Embedder:
         ``torch.compile``d; figures in ``benchmarks/results/embedding_speed.md``."""
         key = (str(device), precision, bool(compile))
         if key not in self._dev_nets:
-            net = fold_batchnorm(self.net).to(device).to(memory_format=torch.channels_last)
+            net = _OnResidual(fold_batchnorm(self.net)).to(device).to(memory_format=torch.channels_last)
             if compile:
                 net = torch.compile(net, dynamic=False)
             self._dev_nets[key] = net
@@ -258,6 +298,7 @@ class Embedder:
         """
         import contextlib
 
+        from ..ops.residual import residual as residual_op
         from ..prepare import as_float_chw
         from ..search import full_fp32
         dev = torch.device(device)
@@ -271,16 +312,18 @@ class Embedder:
                 x = as_float_chw(xb.to(dev), layout).float()
                 if proj is not None:  # the network takes the heavy projector's residual x - P(x)
                     x = proj.residual(x).to(dev)
+                r = x if proj is not None else residual_op(x, self.arch["residual"], float(self.arch["sigma"]),
+                                                             backend=backend)
                 hand = None
                 if self.arch["handcrafted_dim"]:
                     from ..ops.features import fingerprint_features
                     hand = (fingerprint_features(x, self.handcrafted_spec(), backend=backend, is_residual=True)
                             if proj is not None else
                             fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend, layout=layout))
-                x = x.contiguous(memory_format=torch.channels_last)
+                r = r.contiguous(memory_format=torch.channels_last)
                 exact = full_fp32() if dtype == torch.float32 else contextlib.nullcontext()
                 with exact, torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
-                    z = net(x, hand)
+                    z = net(r, hand)
                 out.append(z.float())
         return torch.cat(out) if out else torch.zeros((0, self.dim), dtype=torch.float32, device=dev)
 

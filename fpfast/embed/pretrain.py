@@ -258,8 +258,8 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
             "acc_jpeg90": float((dj[kn].argmin(1) == y[kn]).mean()), "auroc": float(auc)}
 
 
-def pretrain(out: str, *, real_dirs=(), log=None, command: str | None = None, device: str = "cpu",
-             precision: str = "auto", **opts) -> dict:
+def pretrain(out: str, *, arch: dict | None = None, real_dirs=(), log=None, command: str | None = None,
+             device: str = "cpu", precision: str = "auto", **opts) -> dict:
     """``fpfast pretrain OUT``: pretrain, evaluate on held-out decoders and write
     ``OUT/universal.safetensors`` + ``OUT/universal.json`` (:mod:`fpfast.embed.universal`).
     Returns the card."""
@@ -272,7 +272,7 @@ def pretrain(out: str, *, real_dirs=(), log=None, command: str | None = None, de
     if os.path.isdir(out) and set(os.listdir(out)) - {CARD, "universal.safetensors"}:
         raise EmbedError(f"{out} holds other files: pretrain writes only into a new or its own directory")
     t0 = time.perf_counter()
-    emb, history, ev = pretrain_embedding(real_dirs=tuple(real_dirs), log=log, device=device,
+    emb, history, ev = pretrain_embedding(arch=arch, real_dirs=tuple(real_dirs), log=log, device=device,
                                           precision=precision, **opts)
     secs = time.perf_counter() - t0
     full = {**DEFAULT_PRETRAIN, **opts}
