@@ -1,19 +1,20 @@
 """Embedding inference at 64 px on the CPU: what each speed-up buys (issue 14, item 5).
 
-    python benchmarks/bench_embedding_variants.py [--batch 256] [--rounds 5] [--out /tmp/variants.json]
+    python benchmarks/bench_embedding_variants.py [--batch 256] [--rounds 5] [--weights DIR] [--out F.json]
 
-Variants (uint8 [B, 64, 64, 3] in, unit vectors out, :meth:`Embedder.embed_tensor`): the
-network as it was (BatchNorms unfolded) in NCHW and channels-last, BatchNorms folded (today's
-default), + ``torch.compile``, + bf16 autocast, both, and narrower networks ([8, 32, 64] and
-[8, 16, 32] channels, random weights: speed only, they would need their own pretraining), next
-to the handcrafted fused op on the same batch. The machine is shared: the variants are timed in
-interleaved rounds (each round times every variant once) so that they see the same load, and the
-load average is recorded; the ratios are the result, the absolute figures hold for that load.
+Variants (uint8 [B, 64, 64, 3] in, unit vectors out): the shipped network as it ran before
+(BatchNorms folded, the torch reference residual inside the network), today's path
+(:meth:`Embedder.embed_tensor`: the residual from the backend op, the cpp kernel here), + ``torch.compile``,
++ bf16 autocast; the space-to-depth stem (``stem: unshuffle``, widths 16/32/64) with the weights of
+``--weights DIR`` (a ``fpfast pretrain`` output) or random ones, eager and compiled; a narrower
+network ([8, 16, 32], random weights: speed only); the handcrafted fused op on the same batch.
+The machine is shared: the variants are timed in interleaved rounds (each round times every
+variant once) so that they see the same load, and the load average is recorded; the ratios are
+the result, the absolute figures hold for that load.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import sys
@@ -23,17 +24,22 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fpfast.embed import Embedder, ResidualEmbedNet  # noqa: E402
-from fpfast.embed.universal import load_universal  # noqa: E402
+from fpfast.embed.model import fold_batchnorm  # noqa: E402
+from fpfast.embed.universal import load_card, load_universal  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import FingerprintSpec  # noqa: E402
 
+BEFORE = "shipped, torch residual in the network (before)"
 
-def _unfolded(emb: Embedder, channels_last: bool) -> Embedder:
-    """A copy of ``emb`` whose inference network keeps its BatchNorms (the path before folding)."""
-    e = Embedder(copy.deepcopy(emb.net), emb.config)
-    net = copy.deepcopy(emb.net).eval()
-    e._dev_nets[("cpu", "fp32", False)] = net.to(memory_format=torch.channels_last) if channels_last else net
-    return e
+
+def _before(emb: Embedder, x: torch.Tensor):
+    """The path before the residual moved to the backend op: the folded network on float CHW input."""
+    net = fold_batchnorm(emb.net).to(memory_format=torch.channels_last)
+
+    def run():
+        with torch.inference_mode():
+            return net(x.permute(0, 3, 1, 2).float().div(255).contiguous(memory_format=torch.channels_last))
+    return run
 
 
 def main(argv=None):
@@ -41,28 +47,28 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--weights", default=None, help="a fpfast pretrain output with stem=unshuffle")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     torch.manual_seed(0)
     uni = load_universal()
     spec = FingerprintSpec()
-    narrow = {w: Embedder(ResidualEmbedNet({"widths": list(w)}), {"spec": spec.to_dict()})
-              for w in ((8, 32, 64), (8, 16, 32))}
+    unshuf = (load_card(a.weights)[0] if a.weights else
+              Embedder(ResidualEmbedNet({"stem": "unshuffle"}), {"spec": spec.to_dict()}))
+    tag = f"unshuffle {unshuf.arch['widths']}" + ("" if a.weights else " (random weights)")
+    narrow = Embedder(ResidualEmbedNet({"widths": [8, 16, 32]}), {"spec": spec.to_dict()})
     x = torch.randint(0, 256, (a.batch, 64, 64, 3), dtype=torch.uint8)
     variants = {
-        "unfolded, NCHW, fp32": lambda: _unfolded(uni, False).embed_tensor(x, layout="hwc"),
-        "unfolded, channels-last, fp32 (before)": lambda: _unfolded(uni, True).embed_tensor(x, layout="hwc"),
-        "folded BN, channels-last, fp32 (default)": lambda: uni.embed_tensor(x, layout="hwc"),
-        "folded + bf16": lambda: uni.embed_tensor(x, layout="hwc", precision="bf16"),
+        BEFORE: _before(uni, x),
+        "shipped, residual from the backend op (default)": lambda: uni.embed_tensor(x, layout="hwc"),
+        "shipped + bf16": lambda: uni.embed_tensor(x, layout="hwc", precision="bf16"),
+        f"{tag}": lambda: unshuf.embed_tensor(x, layout="hwc"),
+        "widths [8, 16, 32] (random weights)": lambda: narrow.embed_tensor(x, layout="hwc"),
     }
     if not a.no_compile:
-        variants["folded + compile"] = lambda: uni.embed_tensor(x, layout="hwc", compile=True)
-        variants["folded + bf16 + compile"] = lambda: uni.embed_tensor(x, layout="hwc", precision="bf16", compile=True)
-    for w, e in narrow.items():
-        variants[f"widths {list(w)}, fp32"] = lambda e=e: e.embed_tensor(x, layout="hwc")
-        if not a.no_compile:
-            variants[f"widths {list(w)}, bf16 + compile"] = lambda e=e: e.embed_tensor(
-                x, layout="hwc", precision="bf16", compile=True)
+        variants["shipped + compile"] = lambda: uni.embed_tensor(x, layout="hwc", compile=True)
+        variants[f"{tag} + compile"] = lambda: unshuf.embed_tensor(x, layout="hwc", compile=True)
+        variants["widths [8, 16, 32] + compile"] = lambda: narrow.embed_tensor(x, layout="hwc", compile=True)
     variants["handcrafted fused op (cpp)"] = lambda: fingerprint_features(x, spec)
     load0 = os.getloadavg()[0]
     for f in variants.values():  # warm-up (and compilation) outside the timed rounds
@@ -73,7 +79,7 @@ def main(argv=None):
             t = time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t)
-    base = sorted(times["unfolded, channels-last, fp32 (before)"])[a.rounds // 2]
+    base = sorted(times[BEFORE])[a.rounds // 2]
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "batch": a.batch,
            "threads": torch.get_num_threads(), "torch": torch.__version__,
            "load_avg_1min": [load0, os.getloadavg()[0]], "rows": {}}

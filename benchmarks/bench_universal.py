@@ -2,6 +2,7 @@
 the open-set scorers compared.
 
     python benchmarks/bench_universal.py /tmp/zoo_small --out /tmp/univ.json --finetune-epochs 3
+    python benchmarks/bench_universal.py ZOO --max-train 200 --max-test 100 ...   # a big zoo, sampled
 
 Rows (every gallery on the zoo's ``train`` split; the zoo's generators were never seen in
 pretraining): universal few-shot (the first 10 / 50 images of each model, no training),
@@ -31,6 +32,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.bench_accuracy import cap, positive  # noqa: E402
 from benchmarks.bench_embedding import SPLITS, gallery_of, score, vectors  # noqa: E402
 from fpfast.embed import train_embedding  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
@@ -94,11 +96,16 @@ def main(argv=None):
     ap.add_argument("--skip", default="", help="comma list of rows to skip: few10,few50,full,finetune,lda")
     ap.add_argument("--weights", default=None,
                     help="directory of a universal.safetensors + universal.json (fpfast pretrain OUT); default: shipped")
+    ap.add_argument("--max-train", type=positive, help="at most this many training images per model (a seeded "
+                    "random subset, >= 80: the calibration takes images 51-80); for a big zoo")
+    ap.add_argument("--max-test", type=positive, help="at most this many images per model in every evaluated split")
     a = ap.parse_args(argv)
+    if a.max_train is not None and a.max_train < 80:
+        ap.error("--max-train must be >= 80 (the few-shot 50 gallery and images 51-80 for calibration)")
     skip = set(a.skip.split(",")) - {""}
     spec = load_spec("default")
-    data = {s: load_zoo_split(a.zoo, s)[:2] for s in ("train",) + SPLITS + ("open_set",)
-            if os.path.isdir(os.path.join(a.zoo, s))}
+    data = {s: cap(load_zoo_split(a.zoo, s), a.max_train if s == "train" else a.max_test)[:2]
+            for s in ("train",) + SPLITS + ("open_set",) if os.path.isdir(os.path.join(a.zoo, s))}
     data["resize075"] = ([_resize(im, 0.75) for im in data["test"][0]], data["test"][1])
     tr_x, tr_y = data["train"]
     cal_ids = first_n(tr_y, 30, offset=50)
@@ -108,6 +115,7 @@ def main(argv=None):
     labels = {s: data[s][1] for s in data}
     emb = load_universal(a.weights) if a.weights else load_universal()
     res = {"zoo": a.zoo, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "universal": emb.identity,
+           "max_train": a.max_train, "max_test": a.max_test,
            "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), torch {torch.__version__}, "
                       f"{torch.get_num_threads()} threads", "rows": {}}
 

@@ -86,7 +86,6 @@ class _Block(nn.Module):
         self.b2 = nn.BatchNorm2d(cout)
         self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
                       if stride != 1 or cin != cout else nn.Identity())
-
         # torch 2.13's CPU backward of a strided 1x1 convolution on a channels-last input with fewer
         # than 8 channels corrupts the heap (free(): invalid next size; cin 1-6 fail, 12 and 16 do not):
         # such a shortcut gets a contiguous input (tests/test_embed_inference.py)
@@ -146,8 +145,8 @@ class ResidualEmbedNet(nn.Module):
 
 class _OnResidual(nn.Module):
     """The inference network from the residual on: the residual itself comes from the backend op
-    (:func:`fpfast.ops.residual.residual`: the compiled kernel on CPU is ~25x the torch reference,
-    which was ~40 % of the embedding's time at 64 px; ``benchmarks/results/embedding_speed.md``)."""
+    (:func:`fpfast.ops.residual.residual`: on CPU the compiled kernel, far cheaper than the torch
+    reference the network trains with; equal to it to float32 rounding; ``embedding_speed.md``)."""
 
     def __init__(self, net: "ResidualEmbedNet"):
         super().__init__()
