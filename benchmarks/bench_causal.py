@@ -44,6 +44,7 @@ GALLERIES = {"hand": [], "plain": ["--seed", "0"], "causal": ["--causal", "--see
              "causal_po48": ["--causal", "--project-out", "48", "--seed", "0"],
              # the standard zoo's rank (chosen on val), trained longer (run with --epochs 20) ...
              "causal_e20_po48": ["--causal", "--project-out", "48", "--seed", "0"],
+             "plain_e20": ["--seed", "0"],  # its plain reference (run with --epochs 20)
              # ... or with a 4x stronger content adversary
              "causal_hsic4_po48": ["--causal", "--hsic", "4", "--project-out", "48", "--seed", "0"],
              "causal_multi_po32": ["--causal", "--handcrafted", "--project-out", "32", "--seed", "0"]}
