@@ -7,7 +7,8 @@
 ``--per-split`` file indices (drawn with ``--seed``) of every model, so contents stay paired
 across generators; ``val`` takes contents of ``--from``'s train split that ``train`` does not
 (for choices such as the ``--project-out`` rank: never the test splits). Files are hard links
-(copies across file systems); content.parquet keeps the chosen rows.
+(copies across file systems: the sub-zoo is read, never written); content.parquet keeps the
+chosen rows.
 ``vae``: the small autoencoder of ``causal_ae`` (trained on the zoo's train real photos).
 ``train``: galleries ``hand`` (handcrafted default spec), ``plain`` (learned embedding, seed 0),
 ``causal`` (``--causal``, seed 0), ``causal_s1`` and ``plain_s1`` (seed 1), and the variants of
@@ -243,7 +244,7 @@ def main():
     ap.add_argument("--zoo")
     ap.add_argument("--work", required=True)
     ap.add_argument("--from", dest="src", help="subsample: the full zoo")
-    ap.add_argument("--per-split", default="train=150,val=50,test=100,cross_content=60",
+    ap.add_argument("--per-split", default="train=200,val=60,test=100,cross_content=60",
                     help="subsample: images per model of each split")
     ap.add_argument("--seed", type=int, default=0, help="subsample's draw")
     ap.add_argument("--epochs", type=int, default=20)
