@@ -3,15 +3,23 @@
     python3 benchmarks/bench_causal.py --zoo ZOO --work WORK --epochs 20 train leak
     python3 benchmarks/bench_causal.py --zoo ZOO --work WORK anon --tag pgd3 -- --eps 3 --steps 10
 
+``subsample``: a smaller copy of ``--from`` (a zoo too big for the CPU) at ``--zoo``: the same
+``--per-split`` file indices (drawn with ``--seed``) of every model, so contents stay paired
+across generators; ``val`` takes contents of ``--from``'s train split that ``train`` does not
+(for choices such as the ``--project-out`` rank: never the test splits). Files are hard links
+(copies across file systems: the sub-zoo is read, never written); content.parquet keeps the
+chosen rows.
 ``vae``: the small autoencoder of ``causal_ae`` (trained on the zoo's train real photos).
 ``train``: galleries ``hand`` (handcrafted default spec), ``plain`` (learned embedding, seed 0),
 ``causal`` (``--causal``, seed 0), ``causal_s1`` and ``plain_s1`` (seed 1), and the variants of
 :data:`GALLERIES`; ``--galleries`` picks.
-``leak``: ``fpfast leakage`` of each gallery on ``test`` (by content) and ``cross_content``.
+``leak``: ``fpfast leakage`` of each gallery on ``--splits`` (default ``test``, by content, and
+``cross_content``; ``val`` of a sub-zoo for choices).
 ``anon``: ``fpfast anonymize`` (against ``--against``, default ``causal``) of the first
-``--per-model`` test images of every non-real gallery model, then ``fpfast attribute`` of the
-inputs and of the counterfactuals with every gallery: the share attributed (closed set) to the
-true source before / after, mean PSNR / SSIM, images/s. Results: WORK/results.jsonl (one line each).
+``--per-model`` images (of ``--anon-split``, default test) of every non-real gallery model,
+then ``fpfast attribute`` of the inputs and of the counterfactuals with every gallery of
+``--attributors``: the share attributed (closed set) to the true source before / after, mean
+PSNR / SSIM, images/s. Results: WORK/results.jsonl (one line each).
 """
 from __future__ import annotations
 
@@ -33,6 +41,13 @@ GALLERIES = {"hand": [], "plain": ["--seed", "0"], "causal": ["--causal", "--see
              # post-hoc: the training contents' subspace projected out (fpfast.causal.project)
              "causal_po32": ["--causal", "--project-out", "32", "--seed", "0"],
              "causal_po64": ["--causal", "--project-out", "64", "--seed", "0"],
+             "causal_po16": ["--causal", "--project-out", "16", "--seed", "0"],
+             "causal_po48": ["--causal", "--project-out", "48", "--seed", "0"],
+             # the standard zoo's rank (chosen on val), trained longer (run with --epochs 20) ...
+             "causal_e20_po48": ["--causal", "--project-out", "48", "--seed", "0"],
+             "plain_e20": ["--seed", "0"],  # its plain reference (run with --epochs 20)
+             # ... or with a 4x stronger content adversary
+             "causal_hsic4_po48": ["--causal", "--hsic", "4", "--project-out", "48", "--seed", "0"],
              "causal_multi_po32": ["--causal", "--handcrafted", "--project-out", "32", "--seed", "0"]}
 ENROLL = {"causal_ae": lambda a: ["--spec", f"autoencoder:{os.path.join(a.work, 'vae')}"]}
 
@@ -51,6 +66,43 @@ def record(work, rec):
     with open(os.path.join(work, "results.jsonl"), "a") as fh:
         fh.write(json.dumps(rec) + "\n")
     print(json.dumps(rec), flush=True)
+
+
+def subsample(src, dst, per_split: dict, seed: int = 0):
+    """Write the sub-zoo ``dst`` of zoo ``src``: for each ``split: n`` of ``per_split`` the same n
+    file indices (seeded) of every model of that split; ``val: n`` draws from ``src``'s train
+    indices after those of ``train``. Refuses an existing ``dst``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    if os.path.exists(dst):
+        raise SystemExit(f"{dst} exists: subsample writes a new directory")
+    rows = pq.read_table(os.path.join(src, "content.parquet")).to_pylist()
+    stem = lambda f: os.path.splitext(os.path.basename(f))[0]  # noqa: E731
+    rng = np.random.default_rng(seed)
+    pick, taken = {}, {}
+    for split, n in per_split.items():
+        base = "train" if split == "val" else split
+        if base not in taken:
+            stems = sorted({stem(r["file"]) for r in rows if r["split"] == base})
+            taken[base] = [stems[i] for i in rng.permutation(len(stems))]
+        if n > len(taken[base]):
+            raise SystemExit(f"split {base} of {src} has too few images left for {split}: {n}")
+        pick[split], taken[base] = (base, set(taken[base][:n])), taken[base][n:]
+    out = []
+    for split, (base, stems) in pick.items():
+        for r in rows:
+            if r["split"] == base and stem(r["file"]) in stems:
+                rel = os.path.join(split, r["model"], os.path.basename(r["file"]))
+                os.makedirs(os.path.join(dst, split, r["model"]), exist_ok=True)
+                try:
+                    os.link(os.path.join(src, r["file"]), os.path.join(dst, rel))
+                except OSError:
+                    import shutil
+                    shutil.copyfile(os.path.join(src, r["file"]), os.path.join(dst, rel))
+                out.append({**r, "split": split, "file": rel})
+    pq.write_table(pa.Table.from_pylist(out), os.path.join(dst, "content.parquet"))
+    return len(out)
 
 
 def train(a):
@@ -109,7 +161,7 @@ def vae(a):
 
 def leak(a):
     for name in a.galleries.split(","):
-        for split in ("test", "cross_content"):
+        for split in a.splits.split(","):
             r, t = fp("leakage", os.path.join(a.work, name), "--zoo", a.zoo, "--split", split)
             rep = json.loads(r.stdout)
             record(a.work, {"stage": "leak", "gallery": name, "split": split, "seconds": round(t, 1),
@@ -120,12 +172,13 @@ def leak(a):
 
 def anon(a, extra):
     import pyarrow.parquet as pq
-    zoo_models = sorted(d for d in os.listdir(f"{a.zoo}/test") if d != "real")
+    sp = a.anon_split
+    zoo_models = sorted(d for d in os.listdir(f"{a.zoo}/{sp}") if d != "real")
     inputs = []
     for m in zoo_models:
-        fs = sorted(f for f in os.listdir(f"{a.zoo}/test/{m}") if f.endswith(".png"))[:a.per_model]
-        inputs += [os.path.abspath(os.path.join(a.zoo, "test", m, f)) for f in fs]
-    lst = os.path.join(a.work, "anon_inputs.txt")
+        fs = sorted(f for f in os.listdir(f"{a.zoo}/{sp}/{m}") if f.endswith(".png"))[:a.per_model]
+        inputs += [os.path.abspath(os.path.join(a.zoo, sp, m, f)) for f in fs]
+    lst = os.path.join(a.work, f"anon_{a.tag}_inputs.txt")
     with open(lst, "w") as fh:
         fh.write("\n".join(inputs) + "\n")
     out = os.path.join(a.work, f"anon_{a.tag}")
@@ -136,7 +189,7 @@ def anon(a, extra):
     outs = {os.path.abspath(os.path.join(out, r["output"])): r["path"] for r in rows if not r["error"]}
     # images already attributed to the target are left as they are (PSNR inf): not averaged
     changed = [r["psnr"] for r in rows if not r["error"] and r["psnr"] != float("inf")]
-    rec = {"stage": "anon", "tag": a.tag, "against": a.against, "args": extra, "n": len(rows),
+    rec = {"stage": "anon", "tag": a.tag, "split": sp, "against": a.against, "args": extra, "n": len(rows),
            "errors": sum(1 for r in rows if r["error"]), "seconds": round(secs, 1),
            "images_per_s": round(len(rows) / secs, 2),
            "unchanged": len(outs) - len(changed),
@@ -190,18 +243,29 @@ def main():
     ap.add_argument("stages", nargs="+")
     ap.add_argument("--zoo")
     ap.add_argument("--work", required=True)
+    ap.add_argument("--from", dest="src", help="subsample: the full zoo")
+    ap.add_argument("--per-split", default="train=200,val=60,test=100,cross_content=60",
+                    help="subsample: images per model of each split")
+    ap.add_argument("--seed", type=int, default=0, help="subsample's draw")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--per-model", type=int, default=20)
     ap.add_argument("--vae-steps", type=int, default=600)
     ap.add_argument("--tag", default="default")
     ap.add_argument("--against", default="causal")
+    ap.add_argument("--anon-split", default="test", help="anon: the split whose images are anonymized")
     ap.add_argument("--attributors", default="causal,hand,causal_s1,plain")
+    ap.add_argument("--splits", default="test,cross_content", help="leak: the zoo's splits")
     ap.add_argument("--galleries", default="hand,plain,causal,causal_s1")
     a, extra = ap.parse_known_args()
     extra = [e for e in extra if e != "--"]
     os.makedirs(a.work, exist_ok=True)
     for s in a.stages:
-        if s == "vae":
+        if s == "subsample":
+            per = {k: int(v) for k, v in (kv.split("=") for kv in a.per_split.split(","))}
+            n = subsample(a.src, a.zoo, per, a.seed)
+            record(a.work, {"stage": "subsample", "from": a.src, "zoo": a.zoo, "per_split": per, "seed": a.seed,
+                            "files": n})
+        elif s == "vae":
             vae(a)
         elif s == "train":
             train(a)
