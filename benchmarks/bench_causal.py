@@ -43,12 +43,13 @@ GALLERIES = {"hand": [], "plain": ["--seed", "0"], "causal": ["--causal", "--see
              "causal_po64": ["--causal", "--project-out", "64", "--seed", "0"],
              "causal_po16": ["--causal", "--project-out", "16", "--seed", "0"],
              "causal_po48": ["--causal", "--project-out", "48", "--seed", "0"],
-             # the standard zoo's rank (chosen on val), trained longer (run with --epochs 20) ...
+             # the standard zoo's rank (chosen on val), trained longer (EPOCHS below) ...
              "causal_e20_po48": ["--causal", "--project-out", "48", "--seed", "0"],
-             "plain_e20": ["--seed", "0"],  # its plain reference (run with --epochs 20)
+             "plain_e20": ["--seed", "0"],  # its plain reference, as long
              # ... or with a 4x stronger content adversary
              "causal_hsic4_po48": ["--causal", "--hsic", "4", "--project-out", "48", "--seed", "0"],
              "causal_multi_po32": ["--causal", "--handcrafted", "--project-out", "32", "--seed", "0"]}
+EPOCHS = {"causal_e20_po48": 20, "plain_e20": 20}  # galleries trained longer than --epochs
 ENROLL = {"causal_ae": lambda a: ["--spec", f"autoencoder:{os.path.join(a.work, 'vae')}"]}
 
 
@@ -113,10 +114,10 @@ def train(a):
             continue
         _, t_enroll = fp("enroll", g, "--from-folders", f"{a.zoo}/train", "-q",
                          *ENROLL.get(name, lambda a: [])(a))
-        t_train = 0.0
+        t_train, epochs = 0.0, EPOCHS.get(name, a.epochs)
         if name != "hand":
-            _, t_train = fp("train", g, "--from-folders", f"{a.zoo}/train", "--epochs", a.epochs, "-q", *extra)
-        record(a.work, {"stage": "train", "gallery": name, "epochs": a.epochs, "enroll_s": round(t_enroll, 1),
+            _, t_train = fp("train", g, "--from-folders", f"{a.zoo}/train", "--epochs", epochs, "-q", *extra)
+        record(a.work, {"stage": "train", "gallery": name, "epochs": epochs, "enroll_s": round(t_enroll, 1),
                         "train_s": round(t_train, 1)})
 
 
@@ -261,7 +262,12 @@ def main():
     os.makedirs(a.work, exist_ok=True)
     for s in a.stages:
         if s == "subsample":
-            per = {k: int(v) for k, v in (kv.split("=") for kv in a.per_split.split(","))}
+            if not a.src or not a.per_split:
+                ap.error("subsample needs --from ZOO and --per-split split=n,...")
+            try:
+                per = {k: int(v) for k, v in (kv.split("=") for kv in a.per_split.split(","))}
+            except ValueError:
+                ap.error(f"--per-split {a.per_split!r}: expected split=n,split=n,...")
             n = subsample(a.src, a.zoo, per, a.seed)
             record(a.work, {"stage": "subsample", "from": a.src, "zoo": a.zoo, "per_split": per, "seed": a.seed,
                             "files": n})

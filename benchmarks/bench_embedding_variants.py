@@ -82,7 +82,8 @@ def main(argv=None):
     base = sorted(times[BEFORE])[a.rounds // 2]
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "batch": a.batch,
            "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "load_avg_1min": [load0, os.getloadavg()[0]], "rows": {}}
+           "load_avg_1min": [load0, os.getloadavg()[0]], "shipped": uni.identity[:12],
+           "unshuffle_weights": unshuf.identity[:12] if a.weights else "random", "rows": {}}
     for k, ts in times.items():
         med = sorted(ts)[a.rounds // 2]
         res["rows"][k] = {"images_per_s": round(a.batch / med, 1), "vs_before": round(base / med, 2)}

@@ -10,7 +10,8 @@
 #   embed       embedding inference speed (precision x compile)
 #   gallery     exact search on a 1M-vector gallery (torch on the GPU vs faiss-cpu on the host)
 #   pretrain    fpfast pretrain on the GPU (fp16 autocast; PRETRAIN_STEPS, default 3000 = 5x the shipped
-#               run's steps at 2.7x its batch), its card (held-out random decoders) to $OUT/pretrain/, then,
+#               run's steps, same network and recipe otherwise: on the CPU more random decoders and larger
+#               patches transferred worse to the zoos, accuracy.md), its card to $OUT/pretrain/, then,
 #               when the small zoo builds in time, bench_universal.py (few-shot rows) with those weights;
 #               at most 330 + 150 + 100 s: fits one 10-minute command
 # Each step's log is $OUT/STEP.log; the result files it writes are appended to $OUT/results.tar as
@@ -72,7 +73,7 @@ for step in "${@:-tests}"; do
     pretrain)
       rm -rf /tmp/univ_gpu; mkdir -p "$OUT/pretrain"
       timeout 330 python3 -m fpfast pretrain /tmp/univ_gpu --device cuda --steps "${PRETRAIN_STEPS:-3000}" \
-        --classes 1024 --batch-classes 32 --per-class 4 --crop 64 --patch 32 --objective supcon --seed 0 \
+        --classes 256 --batch-classes 12 --per-class 4 --crop 48 --patch 24 --widths 8,16,32 --objective supcon --seed 0 \
         2>&1 | tee "$log" | tail -8
       cp /tmp/univ_gpu/universal.* "$OUT/pretrain/" 2>/dev/null
       [ -d /tmp/zoo_small ] || timeout 150 python3 -m fpfast.zoo build /tmp/zoo_small --preset small \

@@ -90,7 +90,9 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         if universal is not None and new:
             g = g.with_embedding(universal)
         elif universal is not None and (g.spec.embedding or {}).get("identity") != universal.identity:
-            raise click.UsageError(f"--spec universal: {gallery} already holds other vectors ({g.spec.id})")
+            raise click.UsageError(
+                f"--spec universal: {gallery} already holds other vectors ({g.spec.id}); if it was enrolled "
+                f"with an earlier fpfast's shipped weights, leave out --spec: the gallery keeps its own embedding")
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         stages = Stages()

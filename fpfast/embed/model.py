@@ -92,8 +92,13 @@ class _Block(nn.Module):
         self._short_contiguous = stride != 1 and cin < 8
 
     def forward(self, x):
-        y = F.relu(self.b1(self.c1(x)))
-        return F.relu(self.b2(self.c2(y)) + self.short(x.contiguous() if self._short_contiguous else x))
+        short = self.short(x.contiguous() if self._short_contiguous else x)
+        if torch.is_grad_enabled():
+            y = F.relu(self.b1(self.c1(x)))
+            return F.relu(self.b2(self.c2(y)) + short)
+        # inference: the same values, without a new tensor per ReLU and per sum
+        y = F.relu(self.b1(self.c1(x)), inplace=True)
+        return F.relu(self.b2(self.c2(y)).add_(short), inplace=True)
 
 
 class ResidualEmbedNet(nn.Module):
@@ -297,6 +302,7 @@ class Embedder:
         """
         import contextlib
 
+        from ..ops.residual import IMPLEMENTED as residual_backends
         from ..ops.residual import residual as residual_op
         from ..prepare import as_float_chw
         from ..search import full_fp32
@@ -311,8 +317,11 @@ class Embedder:
                 x = as_float_chw(xb.to(dev), layout).float()
                 if proj is not None:  # the network takes the heavy projector's residual x - P(x)
                     x = proj.residual(x).to(dev)
-                r = x if proj is not None else residual_op(x, self.arch["residual"], float(self.arch["sigma"]),
-                                                             backend=backend)
+                # the residual op has torch and cpp backends: a backend it lacks (triton, cuda) names
+                # the handcrafted op's kernels, and the residual takes the device's best
+                r = x if proj is not None else residual_op(
+                    x, self.arch["residual"], float(self.arch["sigma"]), layout="chw",
+                    backend=backend if backend in residual_backends else "auto")
                 hand = None
                 if self.arch["handcrafted_dim"]:
                     from ..ops.features import fingerprint_features
