@@ -7,7 +7,8 @@ Variants (uint8 [B, 64, 64, 3] in, unit vectors out): the shipped network as it 
 (:meth:`Embedder.embed_tensor`: the residual from the backend op, the cpp kernel here), + ``torch.compile``,
 + bf16 autocast; the space-to-depth stem (``stem: unshuffle``, widths 16/32/64) with the weights of
 ``--weights DIR`` (a ``fpfast pretrain`` output) or random ones, eager and compiled; a narrower
-network ([8, 16, 32], random weights: speed only); the handcrafted fused op on the same batch.
+network ([8, 16, 32], random weights: speed only); the handcrafted fused op on the same batch;
+the denoise residual alone, torch reference against the backend op.
 The machine is shared: the variants are timed in interleaved rounds (each round times every
 variant once) so that they see the same load, and the load average is recorded; the ratios are
 the result, the absolute figures hold for that load.
@@ -27,6 +28,8 @@ from fpfast.embed import Embedder, ResidualEmbedNet  # noqa: E402
 from fpfast.embed.model import fold_batchnorm  # noqa: E402
 from fpfast.embed.universal import load_card, load_universal  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
+from fpfast.ops.residual import residual as residual_op  # noqa: E402
+from fpfast.reference.residual import residual as reference_residual  # noqa: E402
 from fpfast.spec import FingerprintSpec  # noqa: E402
 
 BEFORE = "shipped, torch residual in the network (before)"
@@ -70,6 +73,9 @@ def main(argv=None):
         variants[f"{tag} + compile"] = lambda: unshuf.embed_tensor(x, layout="hwc", compile=True)
         variants["widths [8, 16, 32] + compile"] = lambda: narrow.embed_tensor(x, layout="hwc", compile=True)
     variants["handcrafted fused op (cpp)"] = lambda: fingerprint_features(x, spec)
+    xf = x.permute(0, 3, 1, 2).float().div(255).contiguous()  # the residual alone, both ways
+    variants["denoise residual alone, torch reference"] = lambda: reference_residual(xf, "denoise", 1.0)
+    variants["denoise residual alone, backend op (cpp)"] = lambda: residual_op(xf, "denoise", 1.0)
     load0 = os.getloadavg()[0]
     for f in variants.values():  # warm-up (and compilation) outside the timed rounds
         f()

@@ -46,8 +46,8 @@ def main(argv=None):
     opts = {**DEFAULT_PRETRAIN, "crop": 64, "patch": 32, "heldout": 32, "heldout_enroll": 10, "heldout_query": 20,
             "seed": 7}
     bank = _photo_bank(opts["bank"], opts["crop"], opts["seed"])
-    for w in a.weights:
-        emb = load_card()[0] if w == "shipped" else load_card(w)[0]
+    embs = {w: load_card()[0] if w == "shipped" else load_card(w)[0] for w in a.weights}
+    for w, emb in embs.items():
         out[f"decoders / {w}"] = {**heldout_eval(emb, opts, bank), "identity": emb.identity[:12]}
         print(json.dumps({f"decoders / {w}": out[f"decoders / {w}"]}), flush=True)
     for zoo in a.zoos:
@@ -56,8 +56,7 @@ def main(argv=None):
         qx = [x[i] for i in q_ids]
         qj = [_jpeg(im, 90) for im in qx]
         qy = np.array([y[i] for i in q_ids])
-        for w in a.weights:
-            emb = load_card()[0] if w == "shipped" else load_card(w)[0]
+        for w, emb in embs.items():
             fn = lambda b: emb.embed(b, layout="hwc")  # noqa: E731
             g = gallery_of(spec, vectors([x[i] for i in g_ids], fn), [y[i] for i in g_ids], "none", emb)
             r = {split: float(np.mean(np.array(g.attribute(vectors(q, fn), method="knn", k=10).predicted) == qy))

@@ -316,18 +316,13 @@ class Embedder:
                 xb = images[s:s + batch_size]
                 x = as_float_chw(xb.to(dev), layout).float()
                 if proj is not None:  # the network takes the heavy projector's residual x - P(x)
-                    x = proj.residual(x).to(dev)
-                # the residual op has torch and cpp backends: a backend it lacks (triton, cuda) names
-                # the handcrafted op's kernels, and the residual takes the device's best
-                r = x if proj is not None else residual_op(
-                    x, self.arch["residual"], float(self.arch["sigma"]), layout="chw",
-                    backend=backend if backend in residual_backends else "auto")
-                hand = None
-                if self.arch["handcrafted_dim"]:
-                    from ..ops.features import fingerprint_features
-                    hand = (fingerprint_features(x, self.handcrafted_spec(), backend=backend, is_residual=True)
-                            if proj is not None else
-                            fingerprint_features(xb.to(dev), self.handcrafted_spec(), backend=backend, layout=layout))
+                    r = proj.residual(x).to(dev)
+                else:  # the residual op has torch and cpp backends: a backend it lacks (triton, cuda)
+                    # names the handcrafted op's kernels, and the residual takes the device's best
+                    r = residual_op(x, self.arch["residual"], float(self.arch["sigma"]), layout="chw",
+                                    backend=backend if backend in residual_backends else "auto")
+                hand = (handcrafted_input(xb.to(dev), r, self.handcrafted_spec(), proj is not None, backend, layout)
+                        if self.arch["handcrafted_dim"] else None)
                 r = r.contiguous(memory_format=torch.channels_last)
                 exact = full_fp32() if dtype == torch.float32 else contextlib.nullcontext()
                 with exact, torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -338,6 +333,17 @@ class Embedder:
     def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", **kw) -> np.ndarray:
         """:meth:`embed_tensor` copied to the host as numpy (training, calibration, benchmarks)."""
         return self.embed_tensor(images, device, **kw).cpu().numpy()
+
+
+def handcrafted_input(images: torch.Tensor, r: torch.Tensor, spec, projected: bool, backend: str = "auto",
+                      layout: str = "auto") -> torch.Tensor:
+    """The spec's handcrafted vector that the head concatenates (``arch.handcrafted_dim`` > 0): of
+    the heavy projector's residual ``r`` when the network takes one (``projected``), else of the
+    ``images`` (the fused op computes its own cheap residual)."""
+    from ..ops.features import fingerprint_features
+    if projected:
+        return fingerprint_features(r, spec, backend=backend, is_residual=True)
+    return fingerprint_features(images, spec, backend=backend, layout=layout)
 
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")

@@ -39,7 +39,7 @@ from PIL import Image
 
 from ..prepare import map_images
 from ..spec import FingerprintSpec, load_spec
-from .model import PROJECTOR_INPUT, Embedder, EmbedError, ResidualEmbedNet, resolve_arch
+from .model import PROJECTOR_INPUT, Embedder, EmbedError, ResidualEmbedNet, handcrafted_input, resolve_arch
 
 PROJECTOR_MULTIPLE = 8  # training crops fed to a heavy projector are cut to a multiple of 8 px (the SD VAE's factor)
 
@@ -187,11 +187,7 @@ def train_embedding(images: Sequence[np.ndarray], labels: Sequence, spec: Finger
                 r = proj.residual(x).to(dev)
         else:
             r = net.residual(x)
-        hand = None
-        if handcrafted:
-            from ..ops.features import fingerprint_features
-            hand = (fingerprint_features(r, spec, backend=backend, is_residual=True) if proj is not None
-                    else fingerprint_features(xb.to(dev), spec, backend=backend, layout="hwc"))
+        hand = handcrafted_input(xb.to(dev), r, spec, proj is not None, backend, "hwc") if handcrafted else None
         return x, r, hand
 
     history: list[dict] = []
