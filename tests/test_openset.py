@@ -25,6 +25,23 @@ def test_nearest_and_kth_match_brute_force(data):
     np.testing.assert_allclose(s, np.sort(d, 1)[:, 3], rtol=1e-9, atol=1e-9)
 
 
+def test_ratio_matches_brute_force(data):
+    x, y, q = data
+    d = np.array([[np.linalg.norm(a - b) for b in x] for a in q])
+    s, c = OpenSetScorer("ratio").fit(x, y).score(q)
+    for i in range(len(q)):
+        j = d[i].argmin()
+        other = d[i][y != y[j]].min()               # nearest sample of any other model
+        assert s[i] == pytest.approx(d[i, j] / other, rel=1e-9)
+        assert c[i] == y[j]
+    assert ((s >= 0) & (s <= 1)).all()
+    # a query exactly between two one-sample models scores 1, one on a sample scores 0
+    s, _ = OpenSetScorer("ratio").fit(np.array([[0.0, 0], [2, 0]]), [1, 2]).score([[1.0, 0], [2, 0]])
+    np.testing.assert_allclose(s, [1.0, 0.0])
+    with pytest.raises(ValueError, match="at least two models"):
+        OpenSetScorer("ratio").fit(x, np.zeros(len(x)))
+
+
 def test_mahalanobis_matches_brute_force(data):
     x, y, q = data
     classes = np.unique(y)

@@ -11,6 +11,9 @@ unknown*, plus the model each query is closest to under that score:
 * ``mahalanobis``: squared Mahalanobis distance to the nearest class mean under one covariance
   shared by all classes (Lee et al. 2018), shrunk towards its mean diagonal by ``shrink`` so that a
   few-shot gallery (fewer samples than dimensions) still gives an invertible matrix;
+* ``ratio``: the distance to the nearest sample divided by the distance to the nearest sample of
+  any *other* model (the ratio test of Lowe 2004), in [0, 1]: a query between two known models -
+  an unknown generator built like both - scores near 1, whatever the models' spreads;
 * ``gmm``: minus the largest per-model log-density, each model a diagonal Gaussian mixture of up to
   ``components`` components (``reg`` added to every variance).
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SCORERS = ("nearest", "kth", "mahalanobis", "gmm")
+SCORERS = ("nearest", "kth", "ratio", "mahalanobis", "gmm")
 
 
 def _sqdist(q: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -47,6 +50,8 @@ class OpenSetScorer:
             raise ValueError(f"need vectors [N, D] and N labels (N > 0), got {x.shape} and {y.shape}")
         self.classes = np.unique(y)
         self.x, self.y = x, np.searchsorted(self.classes, y)
+        if self.kind == "ratio" and len(self.classes) < 2:
+            raise ValueError("the ratio scorer needs samples of at least two models")
         if self.kind == "mahalanobis":
             self.means = np.stack([x[self.y == c].mean(0) for c in range(len(self.classes))])
             r = x - self.means[self.y]
@@ -73,6 +78,11 @@ class OpenSetScorer:
             kth = part.max(1)
             nearest = self.y[idx[np.arange(len(q)), part.argmin(1)]]
             return np.sqrt(kth), self.classes[nearest]
+        if self.kind == "ratio":
+            best = np.stack([_sqdist(q, self.x[self.y == c]).min(1) for c in range(len(self.classes))], 1)
+            two = np.sqrt(np.partition(best, 1, axis=1)[:, :2])
+            ratio = np.divide(two[:, 0], two[:, 1], out=np.ones(len(q)), where=two[:, 1] > 0)
+            return ratio, self.classes[best.argmin(1)]
         if self.kind == "mahalanobis":
             diff = q[:, None, :] - self.means[None]                      # [M, C, D]
             m = np.einsum("mcd,de,mce->mc", diff, self.precision, diff)
