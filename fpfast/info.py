@@ -79,7 +79,8 @@ def gallery_info(path: str) -> dict:
     g = Gallery.load(path)
     d = {"path": path, "spec_id": g.spec.id, "dim": g.spec.dim, "samples": len(g), "models": g.models(),
          "held_out": g.holdout_counts(), "normalize": g.normalize, "index": g.index_type,
-         "calibrated": sorted(g.calibration), "created": g.created, "crops": g.spec.crops}
+         "calibrated": sorted(g.calibration), "created": g.created, "crops": g.spec.crops,
+         "augment": g.augment}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -97,6 +98,8 @@ def format_gallery_info(d: dict) -> str:
     c = d.get("crops")
     lines.append(f"crops per image: {c['n']} ({c['layout']}" + (f", seed {c['seed']}" if c["layout"] == "random" else "")
                  + f", {c['aggregate']} of the vectors)" if c else "crops per image: 1 (the centre crop)")
+    if d.get("augment"):
+        lines.append(f"augmented copies per enrolled image: {d['augment']} (JPEG / down-scaled, `fpfast enroll --augment`)")
     for m, n in d["models"].items():
         lines.append(f"  {m:<24s} {n:7d} samples, {d['held_out'].get(m, 0):5d} calibration vectors")
     e = d.get("embedding")

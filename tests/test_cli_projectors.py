@@ -62,3 +62,18 @@ def test_manifold_build_then_extract_with_it(data, tmp_path):
     assert vecs.shape[0] == 6
     # every image is its own nearest real image: a zero artifact, so moments are exactly 0
     assert np.abs(vecs[:, :12]).max() == 0.0
+
+
+def test_augmented_enrollment_through_a_heavy_projector(data, tmp_path):
+    """Down-scaled copies are cut to the projector's multiple of 8, as its training crops are."""
+    torch.manual_seed(0)
+    vae = tmp_path / "vae2"  # down-samples by 2: odd sides are refused
+    diffusers.AutoencoderKL(block_out_channels=(32, 32), down_block_types=("DownEncoderBlock2D",) * 2,
+                            up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8,
+                            latent_channels=4).eval().save_pretrained(vae)
+    g = tmp_path / "g"
+    r = invoke("enroll", g, "--from-folders", data["models"], "--spec", f"autoencoder:{vae}",
+               "--holdout", "0", "--augment", "2", "--quiet", "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    meta = json.loads((g / "gallery.json").read_text())
+    assert meta["augment"] == 2 and meta["count"] == 3 * 6 * 3

@@ -3,12 +3,14 @@ import os
 import click
 
 from ..errors import EXIT_ROW_ERRORS
+from ..jobs.augment import enroll_augmented
 from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import enroll, finish_enrollment, model_folders
 from ..jobs.specs import resolve_spec
 from ..jobs.train import train_gallery
 from ..embed.universal import UNIVERSAL, load_universal
 from ..gallery.normalize import METHODS as NORMALIZERS
+from ..gallery.store import MAX_AUGMENT
 from ..gallery.update import enroll_warnings, updating
 from ..io.sources import check_sources
 from ..progress import Stages
@@ -39,6 +41,10 @@ from .options import handle_errors, stream_options
               help="Fraction of each model's images kept apart to calibrate the 'unknown' threshold.")
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
               help="False-reject rate the open-set threshold is calibrated to.")
+@click.option("--augment", type=click.IntRange(0, MAX_AUGMENT), default=None, metavar="K",
+              help="Also enroll K re-encoded copies (JPEG, down-scaling) of each image, so re-encoded queries "
+                   "of known models find samples like them (a new gallery; later enrollments and `fpfast "
+                   "train` keep it). [default: 0]")
 @click.option("--column", help="Image-bytes column of parquet sources.")
 @click.option("--fine-tune-from", "tune_root", type=click.Path(exists=True, file_okay=False),
               help="Gallery with a learned embedding: after enrolling, fine-tune the embedding on these "
@@ -48,8 +54,8 @@ from .options import handle_errors, stream_options
               help="Fine-tuning passes over the --fine-tune-from images.  [default: about 4000 steps, 10-200 epochs]")
 @stream_options
 @handle_errors
-def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, column, tune_root, epochs,
-               opts):
+def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, augment, column, tune_root,
+               epochs, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec
@@ -93,6 +99,11 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
             raise click.UsageError(
                 f"--spec universal: {gallery} already holds other vectors ({g.spec.id}); if it was enrolled "
                 f"with an earlier fpfast's shipped weights, leave out --spec: the gallery keeps its own embedding")
+        if new:
+            g.augment = augment or 0
+        elif augment is not None and augment != g.augment:
+            raise click.UsageError(f"--augment {augment}: {gallery} enrolls {g.augment} augmented copies per image; "
+                                   "that is fixed when a gallery is created (leave out --augment)")
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         stages = Stages()
@@ -117,10 +128,12 @@ def _enroll_groups(g, groups, column, holdout, opts) -> int:
     for name, srcs in groups.items():
         fp = gallery_fingerprints(g, srcs, opts, column=column, desc=name)
         r = enroll(g, name, fp, holdout=holdout)
+        n_aug = enroll_augmented(g, name, srcs, r["keys"], opts, column=column)
         errors += r["errors"]
         for line in enroll_warnings(name, r["enrolled"] + r["held_out"] + r["skipped"], r["skipped"]):
             click.echo(line, err=True)
         if not opts.quiet:
-            click.echo(f"{name}: {r['enrolled']} enrolled, {r['held_out']} held out for calibration"
+            click.echo(f"{name}: {r['enrolled']} enrolled" + (f" (+ {n_aug} augmented copies)" if n_aug else "")
+                       + f", {r['held_out']} held out for calibration"
                        + (f", {r['errors']} unreadable" if r["errors"] else ""), err=True)
     return errors

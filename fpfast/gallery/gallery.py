@@ -112,6 +112,7 @@ class Gallery:
         self.calibration: dict = {}
         self.created: dict = {}
         self.decode = "cpu"           # where its JPEGs were decoded (--decode): queries must match
+        self.augment = 0              # augmented copies enrolled per sample (fpfast.jobs.augment)
         # held-out samples of enrolled models (never searched): what calibration is fitted on
         self._hold_vectors = np.empty((0, spec.dim), np.float32)
         self._hold_labels = np.empty(0, np.int32)
@@ -148,6 +149,7 @@ class Gallery:
                     index=self.index_type, index_params=self.index_params)
         g.created = dict(self.created)
         g.decode = self.decode
+        g.augment = self.augment
         if embedder is not None:
             g._embedding = embedder.to_bytes()
             g._embedder = embedder
@@ -226,6 +228,11 @@ class Gallery:
         """Enrolled model names with their sample counts, in enrollment order."""
         counts = np.bincount(self._labels, minlength=len(self._names))
         return {m: int(c) for m, c in zip(self._names, counts)}
+
+    @property
+    def keys(self) -> list[str]:
+        """The enrolled samples' keys, in enrollment order."""
+        return list(self._keys)
 
     def _check_vectors(self, vectors, what: str) -> np.ndarray:
         x = _to_numpy(vectors)

@@ -138,6 +138,10 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     g.calibration = meta["calibration"]
     g.created = meta.get("created", {})
     g.decode = meta.get("decode", "cpu")  # galleries from before --decode were decoded on the CPU
+    try:
+        g.augment = store.check_augment(meta.get("augment", 0))  # galleries from before --augment have none
+    except (TypeError, ValueError) as e:
+        raise GalleryError(f"gallery.json: {e}") from None
     return g
 
 
@@ -210,6 +214,7 @@ def write(g) -> None:
         "holdout": {"count": int(len(st.hold_labels))},
         "created": g.created,
         "decode": g.decode,
+        "augment": g.augment,
         "updated": store.now(),
     }
     blobs = None

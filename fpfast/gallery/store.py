@@ -289,3 +289,13 @@ def load_json(path: str, fname: str, meta: dict, verify: bool):
             return json.load(fh)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise GalleryError(f"{fname} is not valid JSON ({e})") from None
+
+
+MAX_AUGMENT = 32  # augmented copies per enrolled sample (fpfast.jobs.augment)
+
+
+def check_augment(k) -> int:
+    """``k`` as an int in [0, :data:`MAX_AUGMENT`] (a bool or a float is refused)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k <= MAX_AUGMENT:
+        raise ValueError(f"augment must be an integer in [0, {MAX_AUGMENT}], got {k!r}")
+    return int(k)

@@ -9,6 +9,7 @@ from ..gallery import Gallery
 from ..prepare import map_images
 from ..progress import Progress, Stages
 from ..spec import FingerprintSpec
+from .augment import add_augmented
 from .collect import image_sources
 from .enroll import finish_enrollment, model_folders, split_holdout
 from .options import StreamOptions, resolve_device
@@ -88,6 +89,8 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         for name, (imgs, keys, keep, hold) in data.items():
             v = map_images(imgs, lambda b: emb.embed(b, device=dev, layout="hwc", precision=opts.precision))
             g.add(name, v[keep], [keys[i] for i in keep])
+            add_augmented(g, name, [imgs[i] for i in keep], [keys[i] for i in keep],
+                          lambda b: emb.embed(b, device=dev, layout="hwc", precision=opts.precision), g.augment, seed)
             if len(hold):
                 g.add_holdout(name, v[hold])
                 if calibrate_on == "augmented":

@@ -1,0 +1,74 @@
+"""Augmented enrollment (``fpfast enroll --augment K``): each enrolled image is also enrolled as
+K copies re-encoded the way images are in the wild, so that a JPEG-compressed or down-scaled
+query of a known model finds samples of that model that went through the same.
+
+The copies are drawn from the learned embedding's training augmentations
+(:func:`fpfast.embed.train.augment_batch`: flips; with probability 0.4 a down-scale by 0.5 or a
+factor in (0.5, 1) with a Pillow filter among bilinear / bicubic / Lanczos / box; with probability
+0.5 a JPEG round trip at quality 60-100; a crop of a few pixels), one image at a time from a
+generator seeded by the gallery's seed and the image's key, so a copy does not depend on which
+other images are enrolled with it. They are made from the image as the pipeline decodes it, in
+the spec's geometry (the centre crop of a large image: the copies re-encode that crop), and for a
+heavy projector cut to sides that are multiples of 8 as its training crops are. Held-out
+images (calibration) are not augmented. The measured effect: ``benchmarks/results/accuracy.md``,
+"Augmented enrollment".
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..gallery.store import MAX_AUGMENT, check_augment  # noqa: F401  (re-exported)
+from ..prepare import map_images
+
+KEY_SUFFIX = "#aug"   # the key of copy j (1-based) of an image keyed k: f"{k}#aug{j}"
+
+
+def copy_key(key: str, j: int) -> str:
+    return f"{key}{KEY_SUFFIX}{j}"
+
+
+def augmented_copies(image: np.ndarray, k: int, min_size: int, key: str, seed: int = 0) -> list[np.ndarray]:
+    """``k`` augmented uint8 copies of one HxWx3 ``image``, deterministic for (``key``, ``seed``)."""
+    from ..embed.train import DEFAULT_TRAIN, augment_batch
+    opts = {**DEFAULT_TRAIN, "patch": 0}
+    digest = hashlib.sha256(str(key).encode("utf-8", "surrogatepass")).digest()
+    rng = np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+    base = min(image.shape[:2])
+    return [augment_batch([image], base, min_size, rng, opts)[0] for _ in range(k)]
+
+
+def add_augmented(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[str],
+                  vectorize: Callable, k: int, seed: int = 0) -> int:
+    """Enroll ``k`` augmented copies of each of ``model``'s ``images`` (keyed ``keys``) into
+    ``gallery``; ``vectorize``: a uint8 batch [B, H, W, 3] -> vectors [B, D] in the gallery's
+    space. Copies already enrolled (same key) are skipped. Returns how many were added."""
+    if k <= 0 or not len(images):
+        return 0
+    from ..embed.train import PROJECTOR_MULTIPLE
+    m = PROJECTOR_MULTIPLE if gallery.spec.projector is not None else 1  # as training cuts a heavy projector's input
+    copies, ckeys = [], []
+    for im, key in zip(images, keys):
+        copies += [c[:c.shape[0] // m * m, :c.shape[1] // m * m]
+                   for c in augmented_copies(np.asarray(im, np.uint8), k, gallery.spec.min_size, key, seed)]
+        ckeys += [copy_key(key, j + 1) for j in range(k)]
+    return gallery.add(model, map_images(copies, vectorize), ckeys, skip_known=True)
+
+
+def enroll_augmented(gallery, model: str, sources, new_keys: Sequence[str], opts, column: str | None = None) -> int:
+    """The augmented copies (``gallery.augment`` each) of ``model``'s images keyed ``new_keys``
+    (just enrolled from ``sources``, which are decoded again: enrollment keeps only vectors)."""
+    if not gallery.augment or not len(new_keys):
+        return 0
+    from .collect import image_sources
+    from .mappers import vector_mapper
+    imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: augmented copies")
+    want = set(new_keys)
+    sel = [i for i, key in enumerate(keys) if key in want]
+    mapper = vector_mapper(gallery.spec, opts, gallery.embedder())
+
+    def vectorize(batch):
+        return mapper(batch, [None] * len(batch))["vector"].detach().cpu().numpy()
+    return add_augmented(gallery, model, [imgs[i] for i in sel], [keys[i] for i in sel], vectorize, gallery.augment)

@@ -1,0 +1,103 @@
+"""Augmented enrollment (``fpfast enroll --augment K``, :mod:`fpfast.jobs.augment`)."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from cli_helpers import MODELS, invoke, make_folders
+from fpfast.gallery import Gallery, GalleryError
+from fpfast.gallery.store import MAX_AUGMENT, check_augment
+from fpfast.jobs.augment import augmented_copies, copy_key
+
+
+def test_copies_are_deterministic_per_key_and_re_encoded():
+    img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
+    a = augmented_copies(img, 6, 16, "x.png", seed=0)
+    b = augmented_copies(img, 6, 16, "x.png", seed=0)
+    c = augmented_copies(img, 6, 16, "y.png", seed=0)
+    assert len(a) == 6 and all(x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3 for x in a)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert any(x.shape != y.shape or not np.array_equal(x, y) for x, y in zip(a, c))
+    assert all(min(x.shape[:2]) >= 16 and max(x.shape[:2]) <= 48 for x in a)
+    assert any(min(x.shape[:2]) < 36 for x in a + c)  # some are down-scaled, not only cropped
+    assert copy_key("x.png", 2) == "x.png#aug2"
+
+
+def test_check_augment_refuses_bad_values():
+    assert check_augment(0) == 0 and check_augment(MAX_AUGMENT) == MAX_AUGMENT
+    for bad in (-1, MAX_AUGMENT + 1, 1.5, True, "2", None):
+        with pytest.raises(ValueError, match="augment must be an integer"):
+            check_augment(bad)
+
+
+def _enroll(gallery, *args):
+    r = invoke("enroll", gallery, *args, catch_exceptions=True)
+    return r
+
+
+def test_enroll_augment_adds_copies_keeps_the_setting_and_leaves_holdouts_clean(tmp_path):
+    train = make_folders(tmp_path / "train", 10)
+    g = str(tmp_path / "g")
+    r = _enroll(g, "--from-folders", train, "--spec", "default", "--augment", "2")
+    assert r.exit_code == 0, r.output
+    assert "(+ 16 augmented copies)" in r.output
+    gal = Gallery.load(g)
+    assert gal.augment == 2
+    assert gal.models() == {m: 8 * 3 for m in MODELS}          # 8 enrolled + 2 copies each; 2 held out
+    assert sum(gal.holdout_counts().values()) == 2 * len(MODELS)
+    keys = gal.keys
+    originals = [k for k in keys if "#aug" not in k]
+    assert sorted(keys) == sorted(originals + [copy_key(k, j) for k in originals for j in (1, 2)])
+    # a copy sits nearer its own model than the others (the copies are of that model's images)
+    a = gal.attribute(gal._vectors[[i for i, k in enumerate(keys) if k.endswith("#aug1")]], k=1)
+    assert np.mean(np.array(a.predicted) == np.array(
+        [m for m, k in zip([gal._names[j] for j in gal._labels], keys) if k.endswith("#aug1")])) == 1.0
+    # a later model is augmented the same way; an enrollment run twice adds nothing
+    extra = make_folders(tmp_path / "extra", 10, seed=3, models={"delta": 7})
+    assert _enroll(g, "--model", "delta", os.path.join(extra, "delta"), "--quiet").exit_code == 0
+    assert Gallery.load(g).models()["delta"] == 24
+    assert _enroll(g, "--model", "delta", os.path.join(extra, "delta"), "--quiet").exit_code == 0
+    assert Gallery.load(g).models()["delta"] == 24
+    # the setting is fixed at creation
+    r = _enroll(g, "--model", "eps", os.path.join(extra, "delta"), "--augment", "3")
+    assert r.exit_code == 2 and "fixed when a gallery is created" in r.output
+    info = invoke("info", "--gallery", g)
+    assert "augmented copies per enrolled image: 2" in info.output
+
+
+def test_without_augment_the_gallery_is_as_before(tmp_path):
+    train = make_folders(tmp_path / "train", 10)
+    g = str(tmp_path / "g")
+    assert _enroll(g, "--from-folders", train, "--spec", "default", "--quiet").exit_code == 0
+    gal = Gallery.load(g)
+    assert gal.augment == 0 and not any("#aug" in k for k in gal.keys)
+    meta = json.load(open(os.path.join(g, "gallery.json")))
+    assert meta["augment"] == 0
+
+
+def test_a_bad_augment_in_gallery_json_is_refused(tmp_path):
+    train = make_folders(tmp_path / "train", 10)
+    g = str(tmp_path / "g")
+    assert _enroll(g, "--from-folders", train, "--spec", "default", "--quiet").exit_code == 0
+    p = os.path.join(g, "gallery.json")
+    meta = json.load(open(p))
+    meta["augment"] = "lots"
+    with open(p, "w") as fh:
+        json.dump(meta, fh)
+    with pytest.raises(GalleryError, match="augment must be an integer"):
+        Gallery.load(g, verify=False)
+
+
+def test_train_re_enrolls_the_augmented_copies(tmp_path):
+    train = make_folders(tmp_path / "train", 10)
+    g = str(tmp_path / "g")
+    assert _enroll(g, "--from-folders", train, "--spec", "default", "--augment", "1", "--quiet").exit_code == 0
+    r = invoke("train", g, "--from-folders", train, "--epochs", "1", "--dim", "8", "--quiet", catch_exceptions=True)
+    assert r.exit_code == 0, r.output
+    gal = Gallery.load(g)
+    assert gal.spec.embedding is not None and gal.augment == 1
+    assert gal.models() == {m: 8 * 2 for m in MODELS}
+    assert sum(k.endswith("#aug1") for k in gal.keys) == 8 * len(MODELS)
