@@ -28,6 +28,23 @@ def test_decoders_are_a_pure_function_of_family_seed_and_id():
         design(0, 0)
 
 
+def test_briefly_fitted_decoders_are_deterministic_and_trained():
+    x = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    raw, fit = make_decoder(0, 5, x[:4]), make_decoder(0, 5, x[:4], fit_steps=5)
+    again = make_decoder(0, 5, x[:4], fit_steps=5)
+    assert all(torch.equal(p, q) for p, q in zip(fit.parameters(), again.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(raw.parameters(), fit.parameters()))  # weights moved
+    assert not any(p.requires_grad for p in fit.parameters())
+    assert torch.equal(fit(x[4:]), again(x[4:]))
+
+
+def test_decoder_fit_steps_is_recorded_only_when_used():
+    e0, _, _ = pretrain_embedding(seed=0, **TINY)
+    e1, _, _ = pretrain_embedding(seed=0, decoder_fit_steps=2, **TINY)
+    assert "decoder_fit_steps" not in e0.config["training"]  # recipes from before the option keep their identity
+    assert e1.config["training"]["decoder_fit_steps"] == 2 and e1.identity != e0.identity
+
+
 def test_pretraining_is_deterministic_for_a_seed():
     e1, h1, v1 = pretrain_embedding(seed=0, **TINY)
     e2, h2, v2 = pretrain_embedding(seed=0, **TINY)

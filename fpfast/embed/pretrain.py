@@ -46,7 +46,8 @@ from .train import _jpeg
 DEFAULT_PRETRAIN = {"steps": 2000, "classes": 512, "batch_classes": 16, "per_class": 4, "crop": 64,
                     "patch": 32, "lr": 3e-3, "weight_decay": 5e-4, "objective": "supcon", "scale": 30.0,
                     "margin": 0.35, "temperature": 0.1, "p_jpeg": 0.6, "jpeg_min": 60, "p_rescale": 0.5,
-                    "bank": 4096, "heldout": 16, "heldout_enroll": 10, "heldout_query": 20, "seed": 0}
+                    "bank": 4096, "heldout": 16, "heldout_enroll": 10, "heldout_query": 20, "seed": 0,
+                    "decoder_fit_steps": 0}
 OBJECTIVES = ("cosface", "arcface", "supcon")
 HELDOUT_BASE = 1_000_000  # held-out decoder ids start here; training draws ids below ``classes``
 FIT_CROPS = 8
@@ -86,9 +87,10 @@ class DecoderPool:
     """Decoders of one family built on first use (and cached), their output layers fitted on the
     same fixed crops; ``generate(i, x)`` is decoder ``i`` applied to ``x`` (class 0: ``x`` itself)."""
 
-    def __init__(self, family_seed: int, fit_batch: torch.Tensor, device: torch.device | str = "cpu"):
+    def __init__(self, family_seed: int, fit_batch: torch.Tensor, device: torch.device | str = "cpu",
+                 fit_steps: int = 0):
         self.family_seed, self.fit_batch, self._cache = int(family_seed), fit_batch, {}
-        self.device = torch.device(device)
+        self.device, self.fit_steps = torch.device(device), int(fit_steps)
 
     def generate(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Decoder ``i`` on ``x`` (a host tensor), computed on the pool's device, returned there."""
@@ -96,7 +98,7 @@ class DecoderPool:
         if i == REAL:
             return x
         if i not in self._cache:  # designed and fitted on the host (float64 solve), then moved
-            self._cache[i] = make_decoder(self.family_seed, i, self.fit_batch).to(self.device)
+            self._cache[i] = make_decoder(self.family_seed, i, self.fit_batch, self.fit_steps).to(self.device)
         with torch.no_grad():
             return self._cache[i](x)
 
@@ -163,7 +165,7 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     bank = _photo_bank(int(opts["bank"]), int(opts["crop"]), seed, real_dirs)
-    pool = DecoderPool(seed, bank[:FIT_CROPS], dev)
+    pool = DecoderPool(seed, bank[:FIT_CROPS], dev, opts["decoder_fit_steps"])
     a = resolve_arch(arch, residual=spec.residual, sigma=spec.sigma, handcrafted_dim=0)
     net = ResidualEmbedNet(a).to(dev)
     head = torch.nn.Parameter(torch.randn(int(opts["classes"]), int(a["dim"]),
@@ -202,11 +204,17 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
                 log(rec)
     net = net.eval().cpu()
     config = {"arch": a, "spec": spec.to_dict(),
-              "training": {"kind": "pretrain", **opts, "real_dirs": len(real_dirs),
+              "training": {"kind": "pretrain", **_recorded(opts), "real_dirs": len(real_dirs),
                            "torch_version": torch.__version__, **_device_record(dev, precision),
                            "final_loss": history[-1]["loss"] if history else None}}
     emb = Embedder(net, config)
     return emb, history, heldout_eval(emb, opts, bank, device=dev)
+
+
+def _recorded(opts: dict) -> dict:
+    """The options a config records: ``decoder_fit_steps`` only when used, so that a recipe from
+    before the option keeps its identity."""
+    return {k: v for k, v in opts.items() if not (k == "decoder_fit_steps" and not v)}
 
 
 def _device_name(device: str) -> str:
@@ -227,7 +235,7 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
     n, ne, nq = int(opts["heldout"]), int(opts["heldout_enroll"]), int(opts["heldout_query"])
     seed, patch = int(opts["seed"]), int(opts["patch"])
     rng = np.random.default_rng([seed, 0xE7A1])
-    pool = DecoderPool(seed, bank[:FIT_CROPS], device)
+    pool = DecoderPool(seed, bank[:FIT_CROPS], device, opts.get("decoder_fit_steps", 0))
     known = n - n // 2
     cents, q_clean, q_jpeg, labels = [], [], [], []
     c0 = (int(opts["crop"]) - patch) // 2

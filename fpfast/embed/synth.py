@@ -118,8 +118,28 @@ class RandomDecoder(nn.Module):
             h = act(_normalize(F.conv2d(h, wt, b, padding=wt.shape[-1] // 2), d["norm"]))
         return torch.cat([h, skip], 1)
 
-    def fit(self, x: torch.Tensor, ridge: float = 1e-3) -> "RandomDecoder":
-        """Fit the 1x1 output layer so that the decoder reconstructs ``x`` (least squares, float64)."""
+    def fit(self, x: torch.Tensor, ridge: float = 1e-3, steps: int = 0, lr: float = 1e-2) -> "RandomDecoder":
+        """Fit the 1x1 output layer so that the decoder reconstructs ``x`` (least squares, float64);
+        with ``steps`` > 0, then train every weight for ``steps`` Adam steps on the reconstruction
+        error of ``x`` and solve the output layer again. Deterministic on CPU."""
+        self._solve_out(x, ridge)
+        if steps > 0:
+            params = list(self.parameters())
+            for p in params:
+                p.requires_grad_(True)
+            opt = torch.optim.Adam(params, lr=lr)
+            with torch.enable_grad():
+                for _ in range(int(steps)):
+                    loss = F.mse_loss(self._linear_out(self.hidden(x)), x)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+            for p in params:
+                p.requires_grad_(False)
+            self._solve_out(x, ridge)
+        return self
+
+    def _solve_out(self, x: torch.Tensor, ridge: float) -> None:
         with torch.no_grad():
             h = self.hidden(x).double()
             feats = torch.cat([h.permute(0, 2, 3, 1).reshape(-1, h.shape[1]),
@@ -128,17 +148,18 @@ class RandomDecoder(nn.Module):
             a = feats.t() @ feats
             a += ridge * torch.trace(a) / a.shape[0] * torch.eye(a.shape[0], dtype=torch.float64)
             self.w_out.copy_(torch.linalg.solve(a, feats.t() @ tgt).t().float())
-        return self
+
+    def _linear_out(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("bchw,oc->bohw", h, self.w_out[:, :-1]) + self.w_out[:, -1].view(1, 3, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.hidden(x)
-        y = torch.einsum("bchw,oc->bohw", h, self.w_out[:, :-1]) + self.w_out[:, -1].view(1, 3, 1, 1)
-        return y.clamp(0, 1)
+        return self._linear_out(self.hidden(x)).clamp(0, 1)
 
 
-def make_decoder(family_seed: int, i: int, fit_batch: torch.Tensor) -> RandomDecoder:
-    """Decoder ``i`` of the family, its output layer fitted on ``fit_batch`` (float [B,3,H,W])."""
-    return RandomDecoder(design(family_seed, i)).fit(fit_batch).eval()
+def make_decoder(family_seed: int, i: int, fit_batch: torch.Tensor, fit_steps: int = 0) -> RandomDecoder:
+    """Decoder ``i`` of the family, fitted on ``fit_batch`` (float [B,3,H,W]): its output layer, and
+    with ``fit_steps`` > 0 every weight briefly trained first (:meth:`RandomDecoder.fit`)."""
+    return RandomDecoder(design(family_seed, i)).fit(fit_batch, steps=fit_steps).eval()
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
