@@ -3,6 +3,7 @@ the open-set scorers compared.
 
     python benchmarks/bench_universal.py /tmp/zoo_small --out /tmp/univ.json --finetune-epochs 3
     python benchmarks/bench_universal.py ZOO --max-train 200 --max-test 100 ...   # a big zoo, sampled
+    python benchmarks/bench_universal.py ZOO --augment 4 ...   # + galleries with augmented copies
 
 Rows (every gallery on the zoo's ``train`` split; the zoo's generators were never seen in
 pretraining): universal few-shot (the first 10 / 50 images of each model, no training),
@@ -36,6 +37,7 @@ from benchmarks.bench_accuracy import cap, positive  # noqa: E402
 from benchmarks.bench_embedding import SPLITS, gallery_of, score, vectors  # noqa: E402
 from fpfast.embed import train_embedding  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
+from fpfast.jobs.augment import augmented_copies  # noqa: E402
 from fpfast.gallery.openset import SCORERS, OpenSetScorer, auroc, oscr, tnr_at_tpr  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
@@ -75,6 +77,21 @@ def row_of(g, vecs, labels):
     return r
 
 
+def augmented_train(tr_x, tr_y, k, min_size):
+    """(copies, labels): ``k`` copies of every training image under ``fpfast enroll --augment``'s
+    augmentations (:func:`fpfast.jobs.augment.augmented_copies`, keyed by model and index)."""
+    xs, ys = [], []
+    for i, (im, m) in enumerate(zip(tr_x, tr_y)):
+        xs += augmented_copies(im, k, min_size, f"{m}/{i}")
+        ys += [m] * k
+    return xs, ys
+
+
+def with_augmented(spec, vecs, labels, aug, fn, normalize, embedder=None):
+    """A gallery of the training vectors plus their augmented copies' (``aug``: copies, labels)."""
+    return gallery_of(spec, np.concatenate([vecs, vectors(aug[0], fn)]), list(labels) + aug[1], normalize, embedder)
+
+
 def openset_table(gv, gy, calib, test, test_y, unknown, frr=0.05):
     out = {}
     for kind in SCORERS:
@@ -98,6 +115,8 @@ def main(argv=None):
                     help="directory of a universal.safetensors + universal.json (fpfast pretrain OUT); default: shipped")
     ap.add_argument("--max-train", type=positive, help="at most this many training images per model (a seeded "
                     "random subset, >= 80: the calibration takes images 51-80); for a big zoo")
+    ap.add_argument("--augment", type=int, default=0, help="also measure the whole-split rows (universal, "
+                    "fine-tuned, LDA) with K augmented copies of each training image enrolled (fpfast enroll --augment K)")
     ap.add_argument("--max-test", type=positive, help="at most this many images per model in every evaluated split")
     a = ap.parse_args(argv)
     if a.max_train is not None and a.max_train < 80:
@@ -123,6 +142,8 @@ def main(argv=None):
         with open(a.out, "w") as fh:
             json.dump(res, fh, indent=1)
 
+    aug = augmented_train(tr_x, tr_y, a.augment, spec.min_size) if a.augment else None
+    aug_name = f" + {a.augment} augmented copies each"
     t = time.perf_counter()
     uv = {s: vectors(data[s][0], lambda b: emb.embed(b, layout="hwc")) for s in data}
     res["embed_seconds"] = round(time.perf_counter() - t, 1)
@@ -136,6 +157,9 @@ def main(argv=None):
             ty = np.array(labels["test"])
             res["openset_few50"] = openset_table(uv["train"][ids], np.array([tr_y[i] for i in ids]), uv["calib"],
                                                  uv["test"], ty, uv["open_set"])
+        if key == "full" and aug:
+            g = with_augmented(spec, uv["train"], tr_y, aug, lambda b: emb.embed(b, layout="hwc"), "none", emb)
+            res["rows"]["universal, all per model, no training" + aug_name] = row_of(g, uv, labels)
         print(key, json.dumps(res["rows"].get(f"universal, {n or 'all'} per model, no training")), flush=True)
         dump()
     if "finetune" not in skip:
@@ -148,6 +172,9 @@ def main(argv=None):
         r = row_of(g, fv, labels)
         r.update(train_seconds=round(secs, 1), epochs=a.finetune_epochs)
         res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)"] = r
+        if aug:
+            g = with_augmented(spec, fv["train"], tr_y, aug, lambda b: ft.embed(b, layout="hwc"), "none", ft)
+            res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)" + aug_name] = row_of(g, fv, labels)
         res["openset_finetuned_full"] = openset_table(fv["train"], np.array(tr_y), fv["calib"], fv["test"],
                                                       np.array(labels["test"]), fv["open_set"])
         dump()
@@ -155,6 +182,9 @@ def main(argv=None):
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
         g = gallery_of(spec, hv["train"], tr_y, "lda")
         res["rows"]["handcrafted + LDA"] = row_of(g, hv, labels)
+        if aug:
+            g = with_augmented(spec, hv["train"], tr_y, aug, lambda b: fingerprint_features(b, spec), "lda")
+            res["rows"]["handcrafted + LDA" + aug_name] = row_of(g, hv, labels)
         dump()
     print(json.dumps(res, indent=1))
 
