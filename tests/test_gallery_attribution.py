@@ -79,9 +79,11 @@ def test_calibrated_false_reject_rate(enrolled):
     unk = g.attribute(c.sample(5, 200))
     print(f"unknown model rejected: {np.mean(unk.is_unknown):.3f}")
     assert np.mean(unk.is_unknown) > 0.5             # the held-out model is mostly rejected
-    # the margin over the applied threshold: > 0 exactly where the answer is 'unknown'
-    np.testing.assert_array_equal(unk.open_set_score, unk.distance - unk.threshold)
+    # the margin over the applied thresholds: > 0 exactly where the answer is 'unknown'
+    np.testing.assert_allclose(unk.open_set_score, np.maximum(unk.distance / unk.threshold,
+                                                              unk.ratio / unk.ratio_threshold) - 1)
     np.testing.assert_array_equal(unk.open_set_score > 0, unk.is_unknown)
+    assert rec["rejected"] <= frr                    # on the calibration samples: the union bound
     rep = evaluate(test_y + [c.names[5]] * 200, a.model + unk.model, g.models(),
                    open_set_margins=np.r_[a.open_set_score, unk.open_set_score])
     assert rep["open_set_auroc_margin"] == pytest.approx(
@@ -144,3 +146,45 @@ def test_lda_helps_when_nuisance_dimensions_dominate(tmp_path):
         acc[method] = float(np.mean(np.array(g.attribute(q, k=10).model) == y))
     print(acc)
     assert acc["lda"] >= acc["standardize"] + 0.1 and acc["lda"] > 0.8
+
+
+def test_ratio_statistic_matches_brute_force_and_flags_in_between_queries(tmp_path):
+    """The ratio (Lowe's test) against :class:`OpenSetScorer` ('ratio', exact), and a query halfway
+    between two enrolled models: an unremarkable distance, a ratio near 1, answered 'unknown'."""
+    from fpfast.gallery.openset import OpenSetScorer
+    rng = np.random.default_rng(4)
+    dim = Gallery.create(tmp_path / "probe").spec.dim
+    centres = rng.normal(size=(3, dim))
+    x = np.concatenate([c + rng.normal(size=(60, dim)) * 0.5 for c in centres]).astype(np.float32)
+    y = np.repeat([0, 1, 2], 60)
+    g = Gallery.create(tmp_path / "g", normalize="none")
+    for j in range(3):
+        g.add(f"m{j}", x[y == j][:45])
+        g.add_holdout(f"m{j}", x[y == j][45:])
+    g.fit()
+    g.recalibrate(frr=0.1)
+    q = np.concatenate([c + rng.normal(size=(20, dim)) * 0.5 for c in centres]).astype(np.float32)
+    a = g.attribute(q, k=5)
+    exact, nearest = OpenSetScorer("ratio").fit(x[np.r_[0:45, 60:105, 120:165]], np.repeat([0, 1, 2], 45)).score(q)
+    agree = np.array([p == f"m{n}" for p, n in zip(a.predicted, nearest)])
+    np.testing.assert_allclose(a.ratio[agree], exact[agree], rtol=1e-4, atol=1e-6)
+    assert np.isfinite(a.ratio_threshold).all() and (a.ratio_threshold < 1).all()
+    mid = ((centres[0] + centres[1]) / 2 + rng.normal(size=(20, dim)) * 0.5).astype(np.float32)
+    b = g.attribute(mid, k=5)
+    assert (b.ratio > 0.8).all() and np.mean(b.is_unknown) >= 0.9
+    c = g.attribute(mid, method="centroid")
+    np.testing.assert_allclose(c.ratio, np.sqrt(np.sort(g._centroid_dists(mid), 1)[:, 0]
+                                                / np.sort(g._centroid_dists(mid), 1)[:, 1]), rtol=1e-5)
+    # a calibration from before the ratio rule (no 'ratio' record) thresholds the distance alone
+    for rec in g.calibration.values():
+        rec.pop("ratio")
+    old = g.attribute(mid, k=5)
+    assert np.isinf(old.ratio_threshold).all()
+    np.testing.assert_array_equal(old.is_unknown, old.distance > old.threshold)
+
+
+def test_ratio_and_margin_edge_cases():
+    np.testing.assert_allclose(attr.ratio_of([4.0, 1.0, 0.0, 1.0], [16.0, np.inf, 0.0, 0.0]), [0.5, 0.0, 1.0, np.inf])
+    m = attr.open_set_margin([2.0, 1.0, 1.0], [1.0, 2.0, np.inf], [0.1, 0.9, 0.7], [0.5, 0.6, np.inf])
+    np.testing.assert_allclose(m, [1.0, 0.5, 0.7])   # max(2, .2) - 1; max(.5, 1.5) - 1; uncalibrated: the ratio
+    np.testing.assert_allclose(attr.open_set_margin([3.0], [1.0]), [2.0])  # no ratio: distance - threshold

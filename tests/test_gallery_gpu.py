@@ -51,6 +51,7 @@ class TestGalleryCuda:
         a_cpu = g.attribute(q, k=8)
         a_gpu = g.attribute(torch.from_numpy(q).cuda(), k=8)
         assert np.mean(np.array(a_cpu.model) == np.array(a_gpu.model)) > 0.99
+        np.testing.assert_allclose(a_cpu.ratio, a_gpu.ratio, rtol=1e-3, atol=1e-4)   # model_distances on the GPU
         a_c = g.attribute(torch.from_numpy(q).cuda(), method="centroid")
         assert np.mean(np.array(a_c.model) == np.array(y)) > 0.9
 

@@ -10,10 +10,19 @@ Pure numpy on what the index returns; the :class:`~fpfast.gallery.Gallery` wires
   the nearest and second-nearest centroid), 0 for a tie and near 1 for an unambiguous answer;
   1 when only one model is enrolled. The open-set statistic is d1.
 
-Open set: a threshold per model (or one global) on the open-set statistic, calibrated on
-held-out samples of the enrolled models as the ``1 - frr`` quantile of their statistic with
-respect to their own model; above the threshold the answer is ``unknown``. Models with fewer
-than ``min_per_model`` held-out samples use the global threshold.
+Open set: two statistics, each with a threshold per model (or one global). The *distance* (above)
+says how far the query is from the model it points to; the *ratio* (Lowe's ratio test) says how
+ambiguous it is: the L2 distance to the winner's nearest sample over that to the nearest sample of
+any other model (exact on a flat gallery; among the :data:`RATIO_K` nearest on an IVF / HNSW one,
+0 when none is among them), or for ``centroid`` the distance to the winner's mean over the
+second-nearest mean. A query of an unknown
+generator that resembles two known ones sits between them: it is near both (its distance is
+unremarkable) but its ratio is high. Both thresholds are ``1 - frr / 2`` quantiles of the
+statistics of held-out samples of the enrolled models with respect to their own model, so that at
+most a ``frr`` fraction of those samples exceed either; above either the answer is ``unknown``. Models with fewer than ``min_per_model`` held-out samples use the global thresholds.
+A calibration without ratio thresholds (galleries from before the ratio rule) thresholds the
+distance alone at ``frr``. Why the ratio: of five open-set scores it ranked unknown generators
+best on every gallery measured (``benchmarks/results/accuracy.md``, "The ratio rule").
 """
 from __future__ import annotations
 
@@ -23,6 +32,7 @@ import numpy as np
 
 UNKNOWN = "unknown"
 WEIGHTINGS = ("uniform", "distance")
+RATIO_K = 256  # IVF / HNSW galleries: nearest samples searched for another model's nearest
 
 
 @dataclasses.dataclass
@@ -34,7 +44,8 @@ class Attribution:
     ``score``: confidence in [0, 1] among the enrolled models (see the module doc);
     ``distance``: the open-set statistic (squared L2 in the normalised space);
     ``threshold``: the threshold applied (inf when not calibrated);
-    ``top``: per query, up to ``k`` ``(model, distance)`` pairs, nearest first.
+    ``top``: per query, up to ``k`` ``(model, distance)`` pairs, nearest first;
+    ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold.
     """
     model: list[str]
     predicted: list[str]
@@ -43,15 +54,17 @@ class Attribution:
     threshold: np.ndarray
     top: list[list[tuple[str, float]]]
     method: str
+    ratio: np.ndarray | None = None
+    ratio_threshold: np.ndarray | None = None
 
     @property
     def open_set_score(self) -> np.ndarray:
-        """Per query, larger = less like the model it points to: the open-set statistic minus the
-        threshold applied to it (> 0 is answered ``unknown``; the per-model thresholds put every
-        model's held-out samples on one scale), or the statistic itself where none is calibrated.
-        What `fpfast eval`'s ``open_set_auroc_margin`` ranks (``benchmarks/results/embedding.md``)."""
-        d, t = np.asarray(self.distance, np.float64), np.asarray(self.threshold, np.float64)
-        return np.where(np.isfinite(t), d - t, d)
+        """Per query, larger = less like the model it points to: with both statistics calibrated,
+        the larger of each divided by its threshold, minus 1 (> 0 is answered ``unknown``; the
+        per-model thresholds put every model's held-out samples on one scale); with the distance
+        alone calibrated, the distance minus its threshold; else the ratio (or the distance when
+        there is none). What `fpfast eval`'s ``open_set_auroc_margin`` ranks."""
+        return open_set_margin(self.distance, self.threshold, self.ratio, self.ratio_threshold)
 
     @property
     def is_unknown(self) -> np.ndarray:
@@ -59,6 +72,30 @@ class Attribution:
 
     def __len__(self) -> int:
         return len(self.model)
+
+
+def open_set_margin(d, t, r=None, rt=None) -> np.ndarray:
+    """:attr:`Attribution.open_set_score` of distances ``d`` / thresholds ``t`` and ratios ``r`` /
+    ratio thresholds ``rt`` (None or inf: not calibrated)."""
+    d, t = np.asarray(d, np.float64), np.asarray(t, np.float64)
+    if r is None:
+        return np.where(np.isfinite(t), d - t, d)
+    r = np.asarray(r, np.float64)
+    rt = np.full(r.shape, np.inf) if rt is None else np.asarray(rt, np.float64)
+    both = np.isfinite(t) & np.isfinite(rt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scaled = np.maximum(np.where(t > 0, d / t, np.where(d > 0, np.inf, 0.0)),
+                            np.where(rt > 0, r / rt, np.where(r > 0, np.inf, 0.0))) - 1.0
+    return np.where(both, scaled, np.where(np.isfinite(t), d - t, r))
+
+
+def ratio_of(d_win: np.ndarray, d_other: np.ndarray) -> np.ndarray:
+    """Lowe's ratio from squared distances: sqrt(d_win / d_other); 0 where no other model was
+    found (``d_other`` inf), 1 for two zero distances."""
+    d_win, d_other = np.asarray(d_win, np.float64), np.asarray(d_other, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.sqrt(np.maximum(d_win, 0) / d_other)
+    return np.where(np.isinf(d_other), 0.0, np.where(d_other > 0, r, np.where(d_win > 0, np.inf, 1.0)))
 
 
 def knn_vote(labels: np.ndarray, dists: np.ndarray, n_models: int, weighting: str = "uniform",
@@ -110,24 +147,45 @@ def quantile_threshold(stats: np.ndarray, frr: float) -> float:
     return float(stats[min(max(idx, 0), n - 1)])
 
 
-def calibrate_thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str],
-                         frr: float, per_model: bool, min_per_model: int) -> dict:
-    """The calibration record stored in gallery.json for one method."""
-    if not 0.0 <= frr < 1.0:
-        raise ValueError(f"frr must lie in [0, 1), got {frr}")
-    rec = {"frr": float(frr), "global": quantile_threshold(stats, frr),
-           "n": int(stats.size), "per_model": {}}
+def _thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str], level: float, per_model: bool,
+                min_per_model: int) -> dict:
+    rec = {"global": quantile_threshold(stats, level), "n": int(stats.size), "per_model": {}}
     if per_model:
         for j, name in enumerate(model_names):
             s = stats[labels == j]
             if s.size >= min_per_model:
-                rec["per_model"][name] = {"threshold": quantile_threshold(s, frr), "n": int(s.size)}
+                rec["per_model"][name] = {"threshold": quantile_threshold(s, level), "n": int(s.size)}
     return rec
 
 
+def calibrate_thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str],
+                         frr: float, per_model: bool, min_per_model: int, ratios: np.ndarray | None = None) -> dict:
+    """The calibration record stored in gallery.json for one method: distance thresholds at
+    ``frr``, or with ``ratios`` distance and ratio thresholds each at ``frr / 2``, so that at most
+    a ``frr`` fraction of the held-out samples exceed either (the union bound; ``rejected``
+    records the fraction that does)."""
+    if not 0.0 <= frr < 1.0:
+        raise ValueError(f"frr must lie in [0, 1), got {frr}")
+    stats = np.asarray(stats, np.float64)
+    if ratios is None:
+        return {"frr": float(frr), **_thresholds(stats, labels, model_names, frr, per_model, min_per_model)}
+    ratios = np.asarray(ratios, np.float64)
+    dist = _thresholds(stats, labels, model_names, frr / 2, per_model, min_per_model)
+    rat = _thresholds(ratios, labels, model_names, frr / 2, per_model, min_per_model)
+    td, tr = thresholds_for(dist, model_names)[labels], thresholds_for(rat, model_names)[labels]
+    rejected = float(np.mean((stats > td) | (ratios > tr))) if stats.size else 0.0
+    return {"frr": float(frr), "rejected": rejected, **dist,
+            "ratio": {"global": rat["global"], "per_model": rat["per_model"]}}
+
+
 def thresholds_for(rec: dict | None, names: list[str]) -> np.ndarray:
-    """Threshold per model name: its own when calibrated, else the global one, else inf."""
+    """Distance threshold per model name: its own when calibrated, else the global one, else inf."""
     if not rec:
         return np.full(len(names), np.inf)
     per = rec.get("per_model", {})
     return np.array([per[n]["threshold"] if n in per else rec["global"] for n in names], dtype=np.float64)
+
+
+def ratio_thresholds_for(rec: dict | None, names: list[str]) -> np.ndarray:
+    """Ratio threshold per model name (inf where the calibration has none: the distance alone)."""
+    return thresholds_for((rec or {}).get("ratio"), names)

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..search import faiss_search
+from ..search import faiss_search, full_fp32
 from ..search import knn as torch_knn
 from ..spec import FingerprintSpec, load_spec
 from . import attribution as attr
@@ -83,6 +83,13 @@ class SearchResult:
 
     def __len__(self) -> int:
         return self.ids.shape[0]
+
+
+def _second_smallest(d: np.ndarray, model: np.ndarray) -> np.ndarray:
+    """Per row of ``d`` [Q, M], the smallest entry outside column ``model`` [Q] (inf when M = 1)."""
+    d = np.array(d, np.float64, copy=True)
+    d[np.arange(len(d)), np.asarray(model)] = np.inf
+    return d.min(1) if d.shape[1] else np.full(len(d), np.inf)
 
 
 class Gallery:
@@ -446,6 +453,7 @@ class Gallery:
             res = self.search(queries, k)
             winner, score, nearest = attr.knn_vote(res.labels, res.distances, len(names), weighting)
             stat = nearest[np.arange(len(winner)), winner]
+            ratio = attr.ratio_of(stat, _second_smallest(self.model_distances(queries), winner))
             order = np.argsort(nearest, axis=1, kind="stable")[:, :top]
             tops = [[(names[j], float(nearest[r, j])) for j in row if np.isfinite(nearest[r, j])]
                     for r, row in enumerate(order)]
@@ -454,16 +462,20 @@ class Gallery:
             dist = self._centroid_dists(queries)
             winner, score = attr.centroid_scores(dist)
             stat = dist[np.arange(len(winner)), winner]
+            ratio = attr.ratio_of(stat, _second_smallest(dist, winner))
             order = np.argsort(dist, axis=1, kind="stable")[:, :top]
             tops = [[(names[j], float(dist[r, j])) for j in row] for r, row in enumerate(order)]
         else:
             raise ValueError(f"unknown method {method!r}; expected 'knn' or 'centroid'")
-        thr_all = attr.thresholds_for(self.calibration.get(method), names)
-        thr = thr_all[winner]
+        rec = self.calibration.get(method)
+        thr = attr.thresholds_for(rec, names)[winner]
+        rthr = attr.ratio_thresholds_for(rec, names)[winner]
         predicted = [names[j] for j in winner]
-        model = [p if s <= t else attr.UNKNOWN for p, s, t in zip(predicted, stat, thr)]
+        unknown = attr.open_set_margin(stat, thr, ratio, rthr) > 0
+        unknown &= np.isfinite(thr) | np.isfinite(rthr)  # nothing is unknown without a calibration
+        model = [attr.UNKNOWN if u else p for p, u in zip(predicted, unknown)]
         return attr.Attribution(model, predicted, np.asarray(score, np.float64),
-                                np.asarray(stat, np.float64), thr, tops, method)
+                                np.asarray(stat, np.float64), thr, tops, method, ratio, rthr)
 
     def own_model_distance(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
         """Open-set statistic of each vector with respect to its own (enrolled) model: exact
@@ -491,15 +503,52 @@ class Gallery:
             out[sel] = d[:, 0].numpy()
         return out
 
+    def own_model_ratio(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
+        """The ratio statistic (:mod:`.attribution`) of each vector with respect to its own
+        (enrolled) model: its :meth:`own_model_distance` over that to the nearest sample of
+        another model among the :data:`~.attribution.RATIO_K` nearest (knn), or to the nearest
+        other model's mean (centroid)."""
+        own = self.own_model_distance(vectors, models, method)
+        lab = np.array([self._names.index(m) for m in models], np.int64)
+        x = self._check_vectors(vectors, "held-out vectors")
+        other = self._centroid_dists(x) if method == "centroid" else self.model_distances(x)
+        return attr.ratio_of(own, _second_smallest(other, lab))
+
+    def model_distances(self, queries, block: int = 32768) -> np.ndarray:
+        """[Q, M] squared L2 distance (normalised space) of each query to each model's nearest
+        sample, computed on the queries' device: exact on a flat gallery (a brute-force pass in
+        blocks of ``block`` samples), else among the :data:`~.attribution.RATIO_K` nearest (inf
+        for a model with none among them)."""
+        self._ensure_ready()
+        m = len(self._names)
+        if self.index_type != "flat":
+            res = self.search(queries, attr.RATIO_K)
+            return attr.knn_vote(res.labels, res.distances, m)[2]
+        import torch
+        q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
+        zq = self._normalizer.transform(q.float())
+        z, sq = self._device_base(zq.device)
+        lab = torch.as_tensor(self._labels, dtype=torch.int64, device=zq.device)
+        out = torch.full((zq.shape[0], m), float("inf"), device=zq.device)
+        qsq = (zq * zq).sum(1, keepdim=True)
+        with full_fp32():  # as the search: TF32 would change the distances
+            for s in range(0, z.shape[0], block):
+                d = (qsq - 2 * zq @ z[s:s + block].T + sq[s:s + block][None]).clamp_min_(0)
+                out.scatter_reduce_(1, lab[s:s + block].expand(zq.shape[0], -1), d, reduce="amin")
+        return out.cpu().numpy()
+
     def calibrate(self, vectors, models: Sequence[str], frr: float = 0.05, *,
                   per_model: bool = True, method: str = "knn", min_per_model: int = 5) -> dict:
-        """Open-set thresholds from held-out samples of enrolled models (not in the gallery):
-        per model (and a global fallback) the ``1 - frr`` quantile of their distance to their
-        own model, so that about ``frr`` of genuine samples are answered ``unknown``. Stored in
+        """Open-set thresholds from held-out samples of enrolled models (not in the gallery): per
+        model (and a global fallback) a quantile of their distance to their own model and one of
+        their ratio statistic, at the common level at which about ``frr`` of genuine samples are
+        answered ``unknown`` (:func:`~.attribution.calibrate_thresholds`). Stored in
         ``self.calibration[method]`` (saved with the gallery) and returned."""
+        models = list(models)
         stats = self.own_model_distance(vectors, models, method)
+        ratios = self.own_model_ratio(vectors, models, method)
         lab = np.array([self._names.index(m) for m in models], np.int64)
-        rec = attr.calibrate_thresholds(stats, lab, list(self._names), frr, per_model, min_per_model)
+        rec = attr.calibrate_thresholds(stats, lab, list(self._names), frr, per_model, min_per_model, ratios)
         rec["date"] = store.now()
         self.calibration[method] = rec
         return rec
