@@ -16,7 +16,10 @@ Open-set section (universal, 50-shot gallery): each scorer of :mod:`fpfast.galle
 fitted on the gallery vectors; threshold at 5 % false rejects of held-out known images (train
 images 51-80 of each model, clean + one JPEG-75 / 0.5x-resized copy each); AUROC / OSCR / TNR at
 95 % TPR on clean test (known) vs the open-set model, and at the calibrated threshold the
-unknown rate of the open-set model and the false-unknown rate of known clean test images.
+unknown rate of the open-set model and the false-unknown rate of known clean test images. Two
+more rows per table are what a gallery answers (``Gallery.calibrate`` + ``attribute``, kNN): its
+default rule (distance or ratio above its threshold) and the distance threshold alone (the rule
+before the ratio); for the whole-split gallery the calibration images are left out of it.
 """
 from __future__ import annotations
 
@@ -35,9 +38,10 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import cap, positive  # noqa: E402
 from benchmarks.bench_embedding import SPLITS, gallery_of, score, vectors  # noqa: E402
-from fpfast.embed import train_embedding  # noqa: E402
+from fpfast.embed import Embedder, train_embedding  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.jobs.augment import augmented_copies  # noqa: E402
+from fpfast.gallery.attribution import calibrate_thresholds  # noqa: E402
 from fpfast.gallery.openset import SCORERS, OpenSetScorer, auroc, oscr, tnr_at_tpr  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
@@ -92,6 +96,29 @@ def with_augmented(spec, vecs, labels, aug, fn, normalize, embedder=None):
     return gallery_of(spec, np.concatenate([vecs, vectors(aug[0], fn)]), list(labels) + aug[1], normalize, embedder)
 
 
+def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, embedder=None, keep=None):
+    """What a gallery answers: ``Gallery.calibrate`` on the calibration vectors (the distance and
+    ratio thresholds at ``frr``), ``Gallery.attribute`` (kNN, k = 10) ranked by ``open_set_score``;
+    and the same gallery with the distance threshold alone (the rule before the ratio).
+    ``keep``: the gallery vectors to enroll (the calibration images left out)."""
+    keep = np.ones(len(gy), bool) if keep is None else keep
+    g = gallery_of(spec, gv[keep], list(np.asarray(gy)[keep]), "none", embedder)
+    g.calibrate(calib, list(calib_y), frr)
+    out = {}
+    for name in ("distance + ratio (default)", "distance alone"):
+        if name == "distance alone":  # the rule before the ratio: the distance's quantile at frr
+            names = list(g.models())
+            lab = np.array([names.index(m) for m in calib_y])
+            g.calibration["knn"] = calibrate_thresholds(g.own_model_distance(calib, list(calib_y)), lab, names, frr,
+                                                        True, 5)
+        t, u = g.attribute(test, k=10), g.attribute(unknown, k=10)
+        ks, us = t.open_set_score, u.open_set_score
+        out[f"gallery: {name}"] = {"auroc": auroc(ks, us), "oscr": oscr(ks, np.array(t.predicted) == test_y, us),
+                                   "tnr95": tnr_at_tpr(ks, us), "unknown_rate": float(u.is_unknown.mean()),
+                                   "false_unknown": float(t.is_unknown.mean())}
+    return out
+
+
 def openset_table(gv, gy, calib, test, test_y, unknown, frr=0.05):
     out = {}
     for kind in SCORERS:
@@ -117,6 +144,9 @@ def main(argv=None):
                     "random subset, >= 80: the calibration takes images 51-80); for a big zoo")
     ap.add_argument("--augment", type=int, default=0, help="also measure the whole-split rows (universal, "
                     "fine-tuned, LDA) with K augmented copies of each training image enrolled (fpfast enroll --augment K)")
+    ap.add_argument("--finetuned", default=None, help="a directory with universal.json + universal.safetensors as "
+                    "Embedder.to_bytes writes them: use these fine-tuned weights for the fine-tune row instead of "
+                    "training (e.g. a longer train_embedding(init=universal) run on the same train split)")
     ap.add_argument("--max-test", type=positive, help="at most this many images per model in every evaluated split")
     a = ap.parse_args(argv)
     if a.max_train is not None and a.max_train < 80:
@@ -157,6 +187,8 @@ def main(argv=None):
             ty = np.array(labels["test"])
             res["openset_few50"] = openset_table(uv["train"][ids], np.array([tr_y[i] for i in ids]), uv["calib"],
                                                  uv["test"], ty, uv["open_set"])
+            res["openset_few50"].update(product_rows(spec, uv["train"][ids], [tr_y[i] for i in ids], uv["calib"],
+                                                     labels["calib"], uv["test"], ty, uv["open_set"], embedder=emb))
         if key == "full" and aug:
             g = with_augmented(spec, uv["train"], tr_y, aug, lambda b: emb.embed(b, layout="hwc"), "none", emb)
             res["rows"]["universal, all per model, no training" + aug_name] = row_of(g, uv, labels)
@@ -164,19 +196,32 @@ def main(argv=None):
         dump()
     if "finetune" not in skip:
         t = time.perf_counter()
-        ft, hist = train_embedding(tr_x, tr_y, spec, init=emb, epochs=a.finetune_epochs,
-                                   log=lambda r: print(json.dumps(r), flush=True))
+        if a.finetuned:
+            with open(os.path.join(a.finetuned, "universal.json"), "rb") as c, \
+                    open(os.path.join(a.finetuned, "universal.safetensors"), "rb") as w:
+                ft = Embedder.from_bytes(c.read(), w.read())
+            if ft.config["training"].get("init") != emb.identity:
+                raise SystemExit(f"--finetuned {a.finetuned} was not fine-tuned from {emb.identity[:16]}")
+            a.finetune_epochs = ft.config["training"]["epochs"]
+        else:
+            ft, hist = train_embedding(tr_x, tr_y, spec, init=emb, epochs=a.finetune_epochs,
+                                       log=lambda r: print(json.dumps(r), flush=True))
         secs = time.perf_counter() - t
         fv = {s: vectors(data[s][0], lambda b: ft.embed(b, layout="hwc")) for s in data}
         g = gallery_of(spec, fv["train"], tr_y, "none", ft)
         r = row_of(g, fv, labels)
-        r.update(train_seconds=round(secs, 1), epochs=a.finetune_epochs)
+        r.update(train_seconds=None if a.finetuned else round(secs, 1), epochs=a.finetune_epochs, identity=ft.identity,
+                 n_images=ft.config["training"]["n_images"])
         res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)"] = r
         if aug:
             g = with_augmented(spec, fv["train"], tr_y, aug, lambda b: ft.embed(b, layout="hwc"), "none", ft)
             res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)" + aug_name] = row_of(g, fv, labels)
         res["openset_finetuned_full"] = openset_table(fv["train"], np.array(tr_y), fv["calib"], fv["test"],
                                                       np.array(labels["test"]), fv["open_set"])
+        keep = ~np.isin(np.arange(len(tr_y)), cal_ids)
+        res["openset_finetuned_full"].update(product_rows(spec, fv["train"], tr_y, fv["calib"], labels["calib"],
+                                                          fv["test"], np.array(labels["test"]), fv["open_set"],
+                                                          embedder=ft, keep=keep))
         dump()
     if "lda" not in skip:
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
