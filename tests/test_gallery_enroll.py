@@ -109,6 +109,7 @@ def test_holdout_survives_save_load_remove_and_recalibrates(tmp_path):
     assert h.holdout_counts() == {"a": 8, "b": 8, "c": 8}
     h.remove("b")
     assert h.holdout_counts() == {"a": 8, "c": 8}
+    assert set(h.calibration["knn"]["per_model"]) == set(h.calibration["knn"]["ratio"]["per_model"]) == {"a", "c"}
     h.fit()
     assert h.calibration == {}  # a refit forgets thresholds of the old space ...
     assert set(h.recalibrate(frr=0.25)["knn"]["per_model"]) == {"a", "c"}  # ... the holdout brings them back

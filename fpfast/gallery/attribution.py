@@ -15,14 +15,15 @@ says how far the query is from the model it points to; the *ratio* (Lowe's ratio
 ambiguous it is: the L2 distance to the winner's nearest sample over that to the nearest sample of
 any other model (exact on a flat gallery; among the :data:`RATIO_K` nearest on an IVF / HNSW one,
 0 when none is among them), or for ``centroid`` the distance to the winner's mean over the
-second-nearest mean. A query of an unknown
-generator that resembles two known ones sits between them: it is near both (its distance is
-unremarkable) but its ratio is high. Both thresholds are ``1 - frr / 2`` quantiles of the
-statistics of held-out samples of the enrolled models with respect to their own model, so that at
-most a ``frr`` fraction of those samples exceed either; above either the answer is ``unknown``. Models with fewer than ``min_per_model`` held-out samples use the global thresholds.
-A calibration without ratio thresholds (galleries from before the ratio rule) thresholds the
-distance alone at ``frr``. Why the ratio: of five open-set scores it ranked unknown generators
-best on every gallery measured (``benchmarks/results/accuracy.md``, "The ratio rule").
+second-nearest mean. A query of an unknown generator that resembles two known ones sits between
+them: it is near both (its distance is unremarkable) but its ratio is high. Both thresholds are
+``1 - frr / 2`` quantiles of the statistics of held-out samples of the enrolled models with
+respect to their own model, so that at most a ``frr`` fraction of those samples exceed either;
+above either the answer is ``unknown``. Models with fewer than ``min_per_model`` held-out samples
+use the global thresholds. A calibration without ratio thresholds (galleries from before the ratio
+rule) thresholds the distance alone at ``frr``. Why this rule: chosen by leaving one known model
+out on training images (``benchmarks/bench_openset_rule.py``; ``benchmarks/results/accuracy.md``,
+"The open-set rule").
 """
 from __future__ import annotations
 

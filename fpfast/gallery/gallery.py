@@ -326,7 +326,8 @@ class Gallery:
         self._centroids = None
         self._dev_cache.clear()
         for rec in self.calibration.values():
-            rec.get("per_model", {}).pop(model, None)
+            for part in (rec, rec.get("ratio") or {}):
+                part.get("per_model", {}).pop(model, None)
         return gone
 
     # ================================================================== normalise / index
