@@ -146,7 +146,8 @@ def main(argv=None):
                     "fine-tuned, LDA) with K augmented copies of each training image enrolled (fpfast enroll --augment K)")
     ap.add_argument("--finetuned", default=None, help="a directory with universal.json + universal.safetensors as "
                     "Embedder.to_bytes writes them: use these fine-tuned weights for the fine-tune row instead of "
-                    "training (e.g. a longer train_embedding(init=universal) run on the same train split)")
+                    "training (e.g. a longer train_embedding(init=universal) run on the same train split; weights "
+                    "trained from scratch give a 'same network from scratch' row)")
     ap.add_argument("--max-test", type=positive, help="at most this many images per model in every evaluated split")
     a = ap.parse_args(argv)
     if a.max_train is not None and a.max_train < 80:
@@ -200,22 +201,25 @@ def main(argv=None):
             with open(os.path.join(a.finetuned, "universal.json"), "rb") as c, \
                     open(os.path.join(a.finetuned, "universal.safetensors"), "rb") as w:
                 ft = Embedder.from_bytes(c.read(), w.read())
-            if ft.config["training"].get("init") != emb.identity:
-                raise SystemExit(f"--finetuned {a.finetuned} was not fine-tuned from {emb.identity[:16]}")
+            init = ft.config["training"].get("init")
+            if init not in (emb.identity, None):
+                raise SystemExit(f"--finetuned {a.finetuned} was fine-tuned from {init[:16]}, not {emb.identity[:16]}")
             a.finetune_epochs = ft.config["training"]["epochs"]
+            row_name = f"{'universal + fine-tune' if init else 'same network from scratch'} ({a.finetune_epochs} epochs)"
         else:
             ft, hist = train_embedding(tr_x, tr_y, spec, init=emb, epochs=a.finetune_epochs,
                                        log=lambda r: print(json.dumps(r), flush=True))
+            row_name = f"universal + fine-tune ({a.finetune_epochs} epochs)"
         secs = time.perf_counter() - t
         fv = {s: vectors(data[s][0], lambda b: ft.embed(b, layout="hwc")) for s in data}
         g = gallery_of(spec, fv["train"], tr_y, "none", ft)
         r = row_of(g, fv, labels)
         r.update(train_seconds=None if a.finetuned else round(secs, 1), epochs=a.finetune_epochs, identity=ft.identity,
                  n_images=ft.config["training"]["n_images"])
-        res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)"] = r
+        res["rows"][row_name] = r
         if aug:
             g = with_augmented(spec, fv["train"], tr_y, aug, lambda b: ft.embed(b, layout="hwc"), "none", ft)
-            res["rows"][f"universal + fine-tune ({a.finetune_epochs} epochs)" + aug_name] = row_of(g, fv, labels)
+            res["rows"][row_name + aug_name] = row_of(g, fv, labels)
         res["openset_finetuned_full"] = openset_table(fv["train"], np.array(tr_y), fv["calib"], fv["test"],
                                                       np.array(labels["test"]), fv["open_set"])
         keep = ~np.isin(np.arange(len(tr_y)), cal_ids)
