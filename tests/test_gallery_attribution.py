@@ -188,3 +188,17 @@ def test_ratio_and_margin_edge_cases():
     m = attr.open_set_margin([2.0, 1.0, 1.0], [1.0, 2.0, np.inf], [0.1, 0.9, 0.7], [0.5, 0.6, np.inf])
     np.testing.assert_allclose(m, [1.0, 0.5, 0.7])   # max(2, .2) - 1; max(.5, 1.5) - 1; uncalibrated: the ratio
     np.testing.assert_allclose(attr.open_set_margin([3.0], [1.0]), [2.0])  # no ratio: distance - threshold
+
+
+def test_model_distances_match_brute_force_in_any_blocks(tmp_path):
+    rng = np.random.default_rng(5)
+    g = Gallery.create(tmp_path / "g", normalize="none")
+    d = g.spec.dim
+    for j in range(4):
+        g.add(f"m{j}", rng.normal(size=(30 + j, d)).astype(np.float32) + j)
+    g.fit()
+    q = rng.normal(size=(23, d)).astype(np.float32)
+    x, lab = g.transform(g._vectors), g._labels
+    ref = np.stack([((q[:, None].astype(np.float64) - x[lab == j][None]) ** 2).sum(-1).min(1) for j in range(4)], 1)
+    for kw in ({}, {"block": 7, "q_block": 5}, {"block": 1, "q_block": 1}):
+        np.testing.assert_allclose(g.model_distances(q, **kw), ref, rtol=1e-4, atol=1e-3)

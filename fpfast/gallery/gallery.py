@@ -506,20 +506,19 @@ class Gallery:
 
     def own_model_ratio(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
         """The ratio statistic (:mod:`.attribution`) of each vector with respect to its own
-        (enrolled) model: its :meth:`own_model_distance` over that to the nearest sample of
-        another model among the :data:`~.attribution.RATIO_K` nearest (knn), or to the nearest
-        other model's mean (centroid)."""
+        (enrolled) model: its :meth:`own_model_distance` over that to the nearest sample of any
+        other model (:meth:`model_distances`; knn), or to the nearest other model's mean (centroid)."""
         own = self.own_model_distance(vectors, models, method)
         lab = np.array([self._names.index(m) for m in models], np.int64)
         x = self._check_vectors(vectors, "held-out vectors")
         other = self._centroid_dists(x) if method == "centroid" else self.model_distances(x)
         return attr.ratio_of(own, _second_smallest(other, lab))
 
-    def model_distances(self, queries, block: int = 32768) -> np.ndarray:
+    def model_distances(self, queries, block: int = 32768, q_block: int = 1024) -> np.ndarray:
         """[Q, M] squared L2 distance (normalised space) of each query to each model's nearest
-        sample, computed on the queries' device: exact on a flat gallery (a brute-force pass in
-        blocks of ``block`` samples), else among the :data:`~.attribution.RATIO_K` nearest (inf
-        for a model with none among them)."""
+        sample, computed on the queries' device: exact on a flat gallery (a brute-force pass over
+        ``q_block`` queries x ``block`` samples at a time), else among the
+        :data:`~.attribution.RATIO_K` nearest (inf for a model with none among them)."""
         self._ensure_ready()
         m = len(self._names)
         if self.index_type != "flat":
@@ -529,13 +528,16 @@ class Gallery:
         q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
         zq = self._normalizer.transform(q.float())
         z, sq = self._device_base(zq.device)
+        zq = zq[None] if zq.dim() == 1 else zq
         lab = torch.as_tensor(self._labels, dtype=torch.int64, device=zq.device)
         out = torch.full((zq.shape[0], m), float("inf"), device=zq.device)
-        qsq = (zq * zq).sum(1, keepdim=True)
         with full_fp32():  # as the search: TF32 would change the distances
-            for s in range(0, z.shape[0], block):
-                d = (qsq - 2 * zq @ z[s:s + block].T + sq[s:s + block][None]).clamp_min_(0)
-                out.scatter_reduce_(1, lab[s:s + block].expand(zq.shape[0], -1), d, reduce="amin")
+            for a in range(0, zq.shape[0], q_block):
+                qa = zq[a:a + q_block]
+                qsq = (qa * qa).sum(1, keepdim=True)
+                for s in range(0, z.shape[0], block):
+                    d = (qsq - 2 * qa @ z[s:s + block].T + sq[s:s + block][None]).clamp_min_(0)
+                    out[a:a + q_block].scatter_reduce_(1, lab[s:s + block].expand(qa.shape[0], -1), d, reduce="amin")
         return out.cpu().numpy()
 
     def calibrate(self, vectors, models: Sequence[str], frr: float = 0.05, *,
