@@ -6,7 +6,8 @@ the open-set scorers compared.
     python benchmarks/bench_universal.py ZOO --augment 4 ...   # + galleries with augmented copies
 
 Rows (every gallery on the zoo's ``train`` split; the zoo's generators were never seen in
-pretraining): universal few-shot (the first 10 / 50 images of each model, no training),
+pretraining): universal few-shot (the first 10 / 50 images of each model, no training; and the
+handcrafted gallery of the same 10 images, standardised and with LDA),
 universal on the whole train split (no training), universal + fine-tune (``train_embedding``
 with ``init`` = the universal embedding on the train split), handcrafted + LDA. Columns as
 ``bench_embedding.py`` (kNN k = 10 and nearest centroid) plus ``resize 0.75×`` (the clean test
@@ -231,6 +232,11 @@ def main(argv=None):
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
         g = gallery_of(spec, hv["train"], tr_y, "lda")
         res["rows"]["handcrafted + LDA"] = row_of(g, hv, labels)
+        if "few10" not in skip:  # the few-shot comparison at equal data: the same 10 images per model
+            ids = first_n(tr_y, 10)
+            for norm in ("standardize", "lda"):
+                g = gallery_of(spec, hv["train"][ids], [tr_y[i] for i in ids], norm)
+                res["rows"][f"handcrafted + {'LDA' if norm == 'lda' else norm}, 10 per model"] = row_of(g, hv, labels)
         if aug:
             g = with_augmented(spec, hv["train"], tr_y, aug, lambda b: fingerprint_features(b, spec), "lda")
             res["rows"]["handcrafted + LDA" + aug_name] = row_of(g, hv, labels)
