@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import cap, positive  # noqa: E402
 from benchmarks.bench_embedding import gallery_of, vectors  # noqa: E402
 from benchmarks.bench_universal import _jpeg, first_n  # noqa: E402
-from fpfast.embed.pretrain import DEFAULT_PRETRAIN, _photo_bank, heldout_eval  # noqa: E402
+from fpfast.embed.pretrain import DEFAULT_PRETRAIN, photo_bank, heldout_eval  # noqa: E402
 from fpfast.embed.universal import load_card  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -45,7 +45,7 @@ def main(argv=None):
     out = {}
     opts = {**DEFAULT_PRETRAIN, "crop": 64, "patch": 32, "heldout": 32, "heldout_enroll": 10, "heldout_query": 20,
             "seed": 7}
-    bank = _photo_bank(opts["bank"], opts["crop"], opts["seed"])
+    bank = photo_bank(opts["bank"], opts["crop"], opts["seed"])
     embs = {w: load_card()[0] if w == "shipped" else load_card(w)[0] for w in a.weights}
     for w, emb in embs.items():
         out[f"decoders / {w}"] = {**heldout_eval(emb, opts, bank), "identity": emb.identity[:12]}

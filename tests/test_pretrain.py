@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from fpfast.embed.pretrain import DEFAULT_PRETRAIN, _photo_bank, heldout_eval, pretrain, pretrain_embedding
+from fpfast.embed.pretrain import DEFAULT_PRETRAIN, photo_bank, heldout_eval, pretrain, pretrain_embedding
 from fpfast.embed.synth import design, make_decoder
 from fpfast.embed.universal import CARD, SHIPPED_DIR, WEIGHTS, load_card, load_universal
 from fpfast.embed.model import EmbedError
@@ -94,7 +94,7 @@ def test_shipped_weights_load_and_beat_chance_on_heldout_decoders():
         assert k in card, k
     # re-measure on held-out random decoders (ids never drawn in training): the card's figures again
     opts = {**DEFAULT_PRETRAIN, **{k: v for k, v in card["config"]["training"].items() if k in DEFAULT_PRETRAIN}}
-    ev = heldout_eval(emb, opts, _photo_bank(opts["bank"], opts["crop"], opts["seed"]))
+    ev = heldout_eval(emb, opts, photo_bank(opts["bank"], opts["crop"], opts["seed"]))
     assert ev == pytest.approx(card["heldout"], abs=1e-6)
     assert ev["acc_clean"] >= 2 * ev["chance"], ev
 

@@ -103,7 +103,10 @@ class DecoderPool:
             return self._cache[i](x)
 
 
-def _photo_bank(n: int, size: int, seed: int, real_dirs=()) -> torch.Tensor:
+def photo_bank(n: int, size: int, seed: int, real_dirs=()) -> torch.Tensor:
+    """``n`` seeded random ``size``-px crops of the bundled real photos (and of ``real_dirs``'
+    photos): float [n, 3, size, size] in [0, 1], what the decoders run on and the held-out
+    evaluation draws from."""
     from ..zoo.real import bundled_photos, folder_photos, random_patches
     photos = bundled_photos()
     for d in real_dirs:
@@ -164,7 +167,7 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
     seed = int(opts["seed"])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    bank = _photo_bank(int(opts["bank"]), int(opts["crop"]), seed, real_dirs)
+    bank = photo_bank(int(opts["bank"]), int(opts["crop"]), seed, real_dirs)
     pool = DecoderPool(seed, bank[:FIT_CROPS], dev, opts["decoder_fit_steps"])
     a = resolve_arch(arch, residual=spec.residual, sigma=spec.sigma, handcrafted_dim=0)
     net = ResidualEmbedNet(a).to(dev)
