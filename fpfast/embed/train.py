@@ -97,8 +97,8 @@ def augment_batch(images: Sequence[np.ndarray], base: int, min_size: int, rng: n
 
 
 def projector_crop(xb: torch.Tensor) -> torch.Tensor:
-    """An augmented batch [B, H, W, 3] cut to sides a multiple of :data:`PROJECTOR_MULTIPLE`, for
-    a heavy projector (autoencoders down-sample by a power of 2)."""
+    """An augmented batch [B, H, W, 3] (a tensor or an array) cut to sides a multiple of
+    :data:`PROJECTOR_MULTIPLE`, for a heavy projector (autoencoders down-sample by a power of 2)."""
     m = PROJECTOR_MULTIPLE
     return xb[:, :xb.shape[1] // m * m, :xb.shape[2] // m * m]
 

@@ -508,7 +508,10 @@ class Gallery:
         """The ratio statistic (:mod:`.attribution`) of each vector with respect to its own
         (enrolled) model: its :meth:`own_model_distance` over that to the nearest sample of any
         other model (:meth:`model_distances`; knn), or to the nearest other model's mean (centroid)."""
-        own = self.own_model_distance(vectors, models, method)
+        return self._ratio_given(self.own_model_distance(vectors, models, method), vectors, models, method)
+
+    def _ratio_given(self, own: np.ndarray, vectors, models: Sequence[str], method: str) -> np.ndarray:
+        """:meth:`own_model_ratio` from the vectors' :meth:`own_model_distance` ``own``."""
         lab = np.array([self._names.index(m) for m in models], np.int64)
         x = self._check_vectors(vectors, "held-out vectors")
         other = self._centroid_dists(x) if method == "centroid" else self.model_distances(x)
@@ -549,7 +552,7 @@ class Gallery:
         ``self.calibration[method]`` (saved with the gallery) and returned."""
         models = list(models)
         stats = self.own_model_distance(vectors, models, method)
-        ratios = self.own_model_ratio(vectors, models, method)
+        ratios = self._ratio_given(stats, vectors, models, method)
         lab = np.array([self._names.index(m) for m in models], np.int64)
         rec = attr.calibrate_thresholds(stats, lab, list(self._names), frr, per_model, min_per_model, ratios)
         rec["date"] = store.now()

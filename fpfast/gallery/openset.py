@@ -79,10 +79,10 @@ class OpenSetScorer:
             nearest = self.y[idx[np.arange(len(q)), part.argmin(1)]]
             return np.sqrt(kth), self.classes[nearest]
         if self.kind == "ratio":
+            from .attribution import ratio_of
             best = np.stack([_sqdist(q, self.x[self.y == c]).min(1) for c in range(len(self.classes))], 1)
-            two = np.sqrt(np.partition(best, 1, axis=1)[:, :2])
-            ratio = np.divide(two[:, 0], two[:, 1], out=np.ones(len(q)), where=two[:, 1] > 0)
-            return ratio, self.classes[best.argmin(1)]
+            two = np.partition(best, 1, axis=1)[:, :2]
+            return ratio_of(two[:, 0], two[:, 1]), self.classes[best.argmin(1)]
         if self.kind == "mahalanobis":
             diff = q[:, None, :] - self.means[None]                      # [M, C, D]
             m = np.einsum("mcd,de,mce->mc", diff, self.precision, diff)

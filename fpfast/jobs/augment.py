@@ -20,7 +20,6 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..gallery.store import MAX_AUGMENT, check_augment  # noqa: F401  (re-exported)
 from ..prepare import map_images
 
 KEY_SUFFIX = "#aug"   # the key of copy j (1-based) of an image keyed k: f"{k}#aug{j}"
@@ -47,12 +46,13 @@ def add_augmented(gallery, model: str, images: Sequence[np.ndarray], keys: Seque
     space. Copies already enrolled (same key) are skipped. Returns how many were added."""
     if k <= 0 or not len(images):
         return 0
-    from ..embed.train import PROJECTOR_MULTIPLE
-    m = PROJECTOR_MULTIPLE if gallery.spec.projector is not None else 1  # as training cuts a heavy projector's input
+    from ..embed.train import projector_crop
     copies, ckeys = [], []
     for im, key in zip(images, keys):
-        copies += [c[:c.shape[0] // m * m, :c.shape[1] // m * m]
-                   for c in augmented_copies(np.asarray(im, np.uint8), k, gallery.spec.min_size, key, seed)]
+        made = augmented_copies(np.asarray(im, np.uint8), k, gallery.spec.min_size, key, seed)
+        if gallery.spec.projector is not None:  # cut as training cuts a heavy projector's input
+            made = [projector_crop(c[None])[0] for c in made]
+        copies += made
         ckeys += [copy_key(key, j + 1) for j in range(k)]
     return gallery.add(model, map_images(copies, vectorize), ckeys, skip_known=True)
 

@@ -85,12 +85,15 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
                                        backend=opts.backend, log=on_epoch, seed=seed, init=init,
                                        objective=objective, **train_opts)
     g = gallery.with_embedding(emb)
+
+    def embed(b):
+        return emb.embed(b, device=dev, layout="hwc", precision=opts.precision)
     with stages("re-enroll"):
         for name, (imgs, keys, keep, hold) in data.items():
-            v = map_images(imgs, lambda b: emb.embed(b, device=dev, layout="hwc", precision=opts.precision))
+            v = map_images(imgs, embed)
             g.add(name, v[keep], [keys[i] for i in keep])
             add_augmented(g, name, [imgs[i] for i in keep], [keys[i] for i in keep],
-                          lambda b: emb.embed(b, device=dev, layout="hwc", precision=opts.precision), g.augment, seed)
+                          embed, g.augment, seed)
             if len(hold):
                 g.add_holdout(name, v[hold])
                 if calibrate_on == "augmented":
