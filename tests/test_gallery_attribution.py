@@ -99,9 +99,20 @@ def test_calibrated_false_reject_rate(enrolled):
 
 def test_quantile_threshold():
     s = np.arange(1, 101, dtype=float)
-    assert attr.quantile_threshold(s, 0.05) == 95.0      # 5 of 100 strictly above
+    assert attr.quantile_threshold(s, 0.05) == 96.0      # the ceil(101 * 0.95) = 96th smallest
+    assert attr.quantile_threshold(np.arange(1, 20, dtype=float), 0.05) == 19.0   # n + 1 = 20: exact
+    assert attr.quantile_threshold(np.arange(1, 10, dtype=float), 0.05) == 9.0    # too few: the largest
     assert attr.quantile_threshold(s, 0.0) == 100.0
     assert attr.quantile_threshold(np.array([]), 0.1) == np.inf
+
+
+def test_quantile_threshold_bounds_fresh_false_rejects():
+    """Split-conformal guarantee: over calibrations of n = 60 uniform samples, a fresh sample
+    exceeds the threshold t with probability 1 - t, whose mean must not exceed frr. Exactly it is
+    (n + 1 - rank) / (n + 1): 3/61 = 0.049 here; the plain empirical quantile gives 4/61 = 0.066."""
+    rng = np.random.default_rng(5)
+    fresh = np.mean([1.0 - attr.quantile_threshold(rng.random(60), 0.05) for _ in range(4000)])
+    assert abs(fresh - 3 / 61) < 0.003 and fresh <= 0.05
 
 
 def test_normalisers_do_what_they_say():

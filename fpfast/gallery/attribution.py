@@ -17,9 +17,10 @@ any other model (exact on a flat gallery; among the :data:`RATIO_K` nearest on a
 0 when none is among them), or for ``centroid`` the distance to the winner's mean over the
 second-nearest mean. A query of an unknown generator that resembles two known ones sits between
 them: it is near both (its distance is unremarkable) but its ratio is high. Both thresholds are
-``1 - frr / 2`` quantiles of the statistics of held-out samples of the enrolled models with
-respect to their own model, so that at most a ``frr`` fraction of those samples exceed either;
-above either the answer is ``unknown``. Models with fewer than ``min_per_model`` held-out samples
+conformal ``1 - frr / 2`` quantiles (:func:`quantile_threshold`) of the statistics of held-out
+samples of the enrolled models with respect to their own model, so that a fresh sample of an
+enrolled model exceeds either with probability at most ``frr``; above either the answer is
+``unknown``. Models with fewer than ``min_per_model`` held-out samples
 use the global thresholds. A calibration without ratio thresholds (galleries from before the ratio
 rule) thresholds the distance alone at ``frr``. Why this rule: chosen by leaving one known model
 out on training images (``benchmarks/bench_openset_rule.py``; ``benchmarks/results/accuracy.md``,
@@ -139,12 +140,16 @@ def centroid_scores(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def quantile_threshold(stats: np.ndarray, frr: float) -> float:
-    """Smallest value with at most a ``frr`` fraction of ``stats`` strictly above it."""
+    """The conformal ``1 - frr`` quantile of ``stats``: the ``ceil((n + 1)(1 - frr))``-th smallest
+    of the n values, so that a fresh sample from the same distribution exceeds it with probability
+    at most ``frr`` (split conformal; the plain empirical quantile overshoots by up to
+    ``1 / (n + 1)``). With too few values for that rank (n < 1 / frr - 1) it is the largest value,
+    and the bound is not guaranteed."""
     stats = np.sort(np.asarray(stats, dtype=np.float64))
     n = stats.size
     if n == 0:
         return float("inf")
-    idx = int(np.ceil((1.0 - frr) * n)) - 1
+    idx = int(np.ceil((1.0 - frr) * (n + 1) - 1e-9)) - 1
     return float(stats[min(max(idx, 0), n - 1)])
 
 
