@@ -97,26 +97,38 @@ def with_augmented(spec, vecs, labels, aug, fn, normalize, embedder=None):
     return gallery_of(spec, np.concatenate([vecs, vectors(aug[0], fn)]), list(labels) + aug[1], normalize, embedder)
 
 
-def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, embedder=None, keep=None):
+RE_ENCODED = ("test_jpeg90", "test_jpeg75", "resize075", "test_resize")
+
+
+def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, embedder=None, keep=None,
+                 re_encoded=None):
     """What a gallery answers: ``Gallery.calibrate`` on the calibration vectors (the distance and
     ratio thresholds at ``frr``), ``Gallery.attribute`` (kNN, k = 10) ranked by ``open_set_score``;
-    and the same gallery with the distance threshold alone (the rule before the ratio).
-    ``keep``: the gallery vectors to enroll (the calibration images left out)."""
+    the same gallery calibrated on the clean calibration images alone (the first third of
+    ``calib``: what ``fpfast enroll``'s clean held-out split gives); and the distance threshold
+    alone (the rule before the ratio). ``keep``: the gallery vectors to enroll (the calibration
+    images left out); ``re_encoded``: {split: vectors} of known test images re-encoded, whose
+    false-unknown rate each row also reports."""
     keep = np.ones(len(gy), bool) if keep is None else keep
     g = gallery_of(spec, gv[keep], list(np.asarray(gy)[keep]), "none", embedder)
-    g.calibrate(calib, list(calib_y), frr)
+    names, clean = list(g.models()), len(calib_y) // 3
+    lab = np.array([names.index(m) for m in calib_y])
     out = {}
-    for name in ("distance + ratio (default)", "distance alone"):
-        if name == "distance alone":  # the rule before the ratio: the distance's quantile at frr
-            names = list(g.models())
-            lab = np.array([names.index(m) for m in calib_y])
+    for name in ("distance + ratio (default)", "default, calibrated on clean images only", "distance alone"):
+        if name.startswith("distance + ratio"):
+            g.calibrate(calib, list(calib_y), frr)
+        elif name.startswith("default, calibrated on clean"):
+            g.calibrate(calib[:clean], list(calib_y)[:clean], frr)
+        else:  # the rule before the ratio: the distance's quantile at frr
             g.calibration["knn"] = calibrate_thresholds(g.own_model_distance(calib, list(calib_y)), lab, names, frr,
                                                         True, 5)
         t, u = g.attribute(test, k=10), g.attribute(unknown, k=10)
         ks, us = t.open_set_score, u.open_set_score
         out[f"gallery: {name}"] = {"auroc": auroc(ks, us), "oscr": oscr(ks, np.array(t.predicted) == test_y, us),
                                    "tnr95": tnr_at_tpr(ks, us), "unknown_rate": float(u.is_unknown.mean()),
-                                   "false_unknown": float(t.is_unknown.mean())}
+                                   "false_unknown": float(t.is_unknown.mean()),
+                                   **{f"false_unknown/{s}": float(g.attribute(v, k=10).is_unknown.mean())
+                                      for s, v in (re_encoded or {}).items()}}
     return out
 
 
@@ -190,7 +202,8 @@ def main(argv=None):
             res["openset_few50"] = openset_table(uv["train"][ids], np.array([tr_y[i] for i in ids]), uv["calib"],
                                                  uv["test"], ty, uv["open_set"])
             res["openset_few50"].update(product_rows(spec, uv["train"][ids], [tr_y[i] for i in ids], uv["calib"],
-                                                     labels["calib"], uv["test"], ty, uv["open_set"], embedder=emb))
+                                                     labels["calib"], uv["test"], ty, uv["open_set"], embedder=emb,
+                                                     re_encoded={s: uv[s] for s in RE_ENCODED}))
         if key == "full" and aug:
             g = with_augmented(spec, uv["train"], tr_y, aug, lambda b: emb.embed(b, layout="hwc"), "none", emb)
             res["rows"]["universal, all per model, no training" + aug_name] = row_of(g, uv, labels)
@@ -226,7 +239,8 @@ def main(argv=None):
         keep = ~np.isin(np.arange(len(tr_y)), cal_ids)
         res["openset_finetuned_full"].update(product_rows(spec, fv["train"], tr_y, fv["calib"], labels["calib"],
                                                           fv["test"], np.array(labels["test"]), fv["open_set"],
-                                                          embedder=ft, keep=keep))
+                                                          embedder=ft, keep=keep,
+                                                          re_encoded={s: fv[s] for s in RE_ENCODED}))
         dump()
     if "lda" not in skip:
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
@@ -253,10 +267,13 @@ def markdown(res: dict) -> str:
     for key in ("openset_few50", "openset_finetuned_full"):
         if key in res:
             lines += ["", f"{key}:", "", "| scorer | AUROC | OSCR | TNR@95%TPR | unknown rate (open-set model) | "
-                      "false-unknown rate (known, clean) |", "|---|---:|---:|---:|---:|---:|"]
+                      "false-unknown rate (known, clean) | false-unknown, known " + " / ".join(NAMES[s] for s in RE_ENCODED)
+                      + " |", "|---|---:|---:|---:|---:|---:|---:|"]
             for kind, m in res[key].items():
+                re_enc = " / ".join(f"{m[f'false_unknown/{s}']:.3f}" for s in RE_ENCODED) \
+                    if f"false_unknown/{RE_ENCODED[0]}" in m else "—"
                 lines.append(f"| {kind} | {m['auroc']:.3f} | {m['oscr']:.3f} | {m['tnr95']:.3f} | "
-                             f"{m['unknown_rate']:.3f} | {m['false_unknown']:.3f} |")
+                             f"{m['unknown_rate']:.3f} | {m['false_unknown']:.3f} | {re_enc} |")
     return "\n".join(lines) + "\n"
 
 
