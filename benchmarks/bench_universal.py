@@ -98,23 +98,25 @@ def with_augmented(spec, vecs, labels, aug, fn, normalize, embedder=None):
 
 
 RE_ENCODED = ("test_jpeg90", "test_jpeg75", "resize075", "test_resize")
+PRODUCT_RULES = ("distance + ratio (default)", "default, calibrated on clean images only", "distance alone")
 
 
 def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, embedder=None, keep=None,
-                 re_encoded=None):
+                 re_encoded=None, rules=None, prefix="gallery"):
     """What a gallery answers: ``Gallery.calibrate`` on the calibration vectors (the distance and
     ratio thresholds at ``frr``), ``Gallery.attribute`` (kNN, k = 10) ranked by ``open_set_score``;
     the same gallery calibrated on the clean calibration images alone (the first third of
     ``calib``: what ``fpfast enroll``'s clean held-out split gives); and the distance threshold
     alone (the rule before the ratio). ``keep``: the gallery vectors to enroll (the calibration
     images left out); ``re_encoded``: {split: vectors} of known test images re-encoded, whose
-    false-unknown rate each row also reports."""
+    false-unknown rate each row also reports; ``rules``: the row names to compute (all three by
+    default); ``prefix``: the rows' names start with it."""
     keep = np.ones(len(gy), bool) if keep is None else keep
     g = gallery_of(spec, gv[keep], list(np.asarray(gy)[keep]), "none", embedder)
     names, clean = list(g.models()), len(calib_y) // 3
     lab = np.array([names.index(m) for m in calib_y])
     out = {}
-    for name in ("distance + ratio (default)", "default, calibrated on clean images only", "distance alone"):
+    for name in rules or PRODUCT_RULES:
         if name.startswith("distance + ratio"):
             g.calibrate(calib, list(calib_y), frr)
         elif name.startswith("default, calibrated on clean"):
@@ -124,7 +126,7 @@ def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, 
                                                         True, 5)
         t, u = g.attribute(test, k=10), g.attribute(unknown, k=10)
         ks, us = t.open_set_score, u.open_set_score
-        out[f"gallery: {name}"] = {"auroc": auroc(ks, us), "oscr": oscr(ks, np.array(t.predicted) == test_y, us),
+        out[f"{prefix}: {name}"] = {"auroc": auroc(ks, us), "oscr": oscr(ks, np.array(t.predicted) == test_y, us),
                                    "tnr95": tnr_at_tpr(ks, us), "unknown_rate": float(u.is_unknown.mean()),
                                    "false_unknown": float(t.is_unknown.mean()),
                                    **{f"false_unknown/{s}": float(g.attribute(v, k=10).is_unknown.mean())
@@ -232,7 +234,8 @@ def main(argv=None):
                  n_images=ft.config["training"]["n_images"])
         res["rows"][row_name] = r
         if aug:
-            g = with_augmented(spec, fv["train"], tr_y, aug, lambda b: ft.embed(b, layout="hwc"), "none", ft)
+            fa = vectors(aug[0], lambda b: ft.embed(b, layout="hwc"))
+            g = gallery_of(spec, np.concatenate([fv["train"], fa]), list(tr_y) + aug[1], "none", ft)
             res["rows"][row_name + aug_name] = row_of(g, fv, labels)
         res["openset_finetuned_full"] = openset_table(fv["train"], np.array(tr_y), fv["calib"], fv["test"],
                                                       np.array(labels["test"]), fv["open_set"])
@@ -241,6 +244,11 @@ def main(argv=None):
                                                           fv["test"], np.array(labels["test"]), fv["open_set"],
                                                           embedder=ft, keep=keep,
                                                           re_encoded={s: fv[s] for s in RE_ENCODED}))
+        if aug:  # the same gallery enrolled with --augment (the calibration images' copies left out too)
+            res["openset_finetuned_full"].update(product_rows(
+                spec, np.concatenate([fv["train"], fa]), list(tr_y) + aug[1], fv["calib"], labels["calib"], fv["test"],
+                np.array(labels["test"]), fv["open_set"], embedder=ft, keep=np.r_[keep, np.repeat(keep, a.augment)],
+                re_encoded={s: fv[s] for s in RE_ENCODED}, rules=PRODUCT_RULES[:2], prefix=f"gallery{aug_name}"))
         dump()
     if "lda" not in skip:
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
