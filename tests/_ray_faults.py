@@ -49,14 +49,15 @@ def drive(out: str, gallery: str, address: str, shard_size: int, sources: list[s
     from fpfast.gallery import Gallery
     from fpfast.jobs.options import StreamOptions
     from fpfast.jobs.recipes import attribute_recipe
+    from fpfast.cli.attribute import attribute_config
     from fpfast.jobs.schema import attribute_schema
     from fpfast.pipeline import run
-    g = Gallery.load(gallery)
+    g = Gallery.load(gallery, with_digest=True)
     opts = StreamOptions(quiet=True)
     recipe = _ray_faults.slow_recipe(attribute_recipe(g.path, opts), 0.5)
     stage = ray_decode_stage(recipe, g.spec, RayOptions(address=address, block_rows=2))
     run(sources, precomputed, out, spec=g.spec, shard_size=shard_size, schema=attribute_schema(3),
-        config={"gallery": g.path, "method": "knn", "k": 10, "top": 3}, decode_stage=stage, quiet=True)
+        config=attribute_config(g), decode_stage=stage, quiet=True)
 
 
 if __name__ == "__main__":

@@ -106,3 +106,21 @@ def test_resume_with_another_configuration_is_refused(g, tmp_path):
     assert invoke("attribute", g["test"], "-g", g["gallery"], "-o", out, "-q", "-k", "3").exit_code == 0
     r = invoke("attribute", g["test"], "-g", g["gallery"], "-o", out, "-q", "-k", "5", "--resume")
     assert r.exit_code == 2 and "fpfast: error:" in r.output
+
+
+def test_resume_with_a_changed_gallery_is_refused(g, tmp_path):
+    """The rows already written came from the gallery as it was; a gallery recalibrated (or
+    re-enrolled) since would answer the rest differently, so resuming is refused and says why."""
+    import shutil
+    from fpfast.gallery import Gallery
+    gal = tmp_path / "gal"
+    shutil.copytree(g["gallery"], gal)
+    out = tmp_path / "o"
+    args = ["attribute", g["test"], "-g", gal, "-o", out, "-q", "--shard-size", "1"]
+    assert invoke(*args).exit_code == 0
+    assert invoke(*args, "--resume").exit_code == 0          # unchanged: resumes (a no-op here)
+    h = Gallery.load(str(gal))
+    h.recalibrate(frr=0.2)
+    h.save()
+    r = invoke(*args, "--resume")
+    assert r.exit_code == 2 and "gallery_digest" in r.output, r.output

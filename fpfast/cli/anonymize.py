@@ -48,11 +48,12 @@ def anonymize_cmd(sources, gallery, out, target, strength, eps, steps, shard_siz
     if os.path.isdir(out) and set(os.listdir(out)) - {REPORT, IMAGES}:
         raise click.UsageError(f"--out {out} holds files that anonymize did not write; choose a new or empty directory")
     check_output(report, resume, overwrite, sources, gallery)
-    g = Gallery.load(gallery)
+    g = Gallery.load(gallery, with_digest=True)
     an = Anonymizer(g, target, strength, eps, steps, device=resolve_device(opts.device))
     mapper = anonymize_mapper(g, opts, out, an)
     summary = run(list(sources), mapper, report, spec=whole_image_spec(g.spec), shard_size=shard_size,
                   resume=resume, overwrite=overwrite, schema=anonymize_schema(),
-                  config={"gallery": g.path, "anonymize": an.config()}, on_mapper_error="rows",
+                  config={"gallery": g.path, "gallery_digest": g.loaded_digest, "anonymize": an.config()},
+                  on_mapper_error="rows",
                   **opts.stream_kw())
     finish(summary, opts.quiet)

@@ -39,14 +39,23 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
       fpfast attribute 'shards/{0000..0099}.tar' --gallery my_gallery --out results/ --engine ray
     """
     check_output(out, resume, overwrite, sources, gallery)
-    g = Gallery.load(gallery, expect_digest=expect_digest)
-    if engine.engine == "ray":  # each actor loads the gallery itself; a --decode mismatch fails here first
+    g = Gallery.load(gallery, expect_digest=expect_digest, with_digest=True)
+    if engine.engine == "ray":  # each actor loads the gallery itself, pinned to this digest; a --decode
+        # mismatch fails here first
         check_decode(g, opts)
-        kw = ray_run_kw(engine, attribute_recipe(g.path, opts, method, k, top, expect_digest), g.spec, opts)
+        kw = ray_run_kw(engine, attribute_recipe(g.path, opts, method, k, top, g.loaded_digest), g.spec, opts)
     else:
         kw = {**opts.stream_kw(), "mapper": attribute_mapper(g, opts, method=method, k=k, top=top)}
     with logs_aside(engine):
         summary = run(list(sources), out=out, spec=g.spec, column=column, shard_size=shard_size,
                       resume=resume, overwrite=overwrite, schema=attribute_schema(top),
-                      config={"gallery": g.path, "method": method, "k": k, "top": top}, **kw)
+                      config=attribute_config(g, method, k, top), **kw)
     finish(summary, opts.quiet)
+
+
+def attribute_config(g: Gallery, method: str = "knn", k: int = 10, top: int = 3) -> dict:
+    """What an ``attribute`` output records of its run (a resume with other values is refused):
+    the gallery as loaded (``g`` from ``Gallery.load(..., with_digest=True)``: a gallery changed
+    since would answer the remaining inputs differently), the rule, and the output's columns."""
+    return {"gallery": g.path, "gallery_digest": g.loaded_digest, "method": method, "k": k, "top": top,
+            "columns": attribute_schema(top).names}

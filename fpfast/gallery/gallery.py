@@ -117,6 +117,7 @@ class Gallery:
         self._dev_cache: dict = {}    # torch device -> (z tensor, squared norms)
         self._centroids: np.ndarray | None = None
         self.calibration: dict = {}
+        self.loaded_digest: str | None = None   # set by load(with_digest=True / expect_digest)
         self.created: dict = {}
         self.decode = "cpu"           # where its JPEGs were decoded (--decode): queries must match
         self.augment = 0              # augmented copies enrolled per sample (fpfast.jobs.augment)
@@ -191,12 +192,14 @@ class Gallery:
 
     @classmethod
     def load(cls, path: str, spec: FingerprintSpec | None = None, *, verify: bool = True,
-             expect_digest: str | None = None) -> "Gallery":
+             expect_digest: str | None = None, with_digest: bool = False) -> "Gallery":
         """Read a gallery, checking format, spec (against ``spec`` when given), shapes, counts
         and (with ``verify``) the sha256 of every file; ``expect_digest``: refuse it unless its
-        :meth:`digest` is this one. Raises :class:`GalleryError`, or
+        :meth:`digest` is this one. With ``expect_digest`` or ``with_digest`` the digest of what
+        was read (taken under the same lock) is kept in ``loaded_digest``: what an output records
+        so that resuming it with a changed gallery is refused. Raises :class:`GalleryError`, or
         :class:`~fpfast.spec.SpecError` for a spec mismatch."""
-        return persist.read(cls, path, spec, verify, expect_digest)
+        return persist.read(cls, path, spec, verify, expect_digest, with_digest)
 
     @staticmethod
     def digest(path: str) -> str:

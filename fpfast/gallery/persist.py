@@ -52,16 +52,18 @@ def digest(path: str) -> str:
     return h.hexdigest()
 
 
-def read(cls, path: str, spec: FingerprintSpec | None, verify: bool, expect_digest: str | None = None):
+def read(cls, path: str, spec: FingerprintSpec | None, verify: bool, expect_digest: str | None = None,
+         with_digest: bool = False):
     """The gallery at ``path`` as an instance of ``cls`` (see :meth:`Gallery.load`)."""
     from ..io.lock import lock_path, shared
     with shared(lock_path(path)):
-        if expect_digest is not None:
-            got = digest(path)
-            if got != expect_digest.strip().lower():
-                raise GalleryError(f"gallery {path} has digest {got}, not the expected {expect_digest}: "
-                                   "it changed since the digest was taken; refusing it")
-        return _read(cls, path, spec, verify or expect_digest is not None)
+        got = digest(path) if expect_digest is not None or with_digest else None
+        if expect_digest is not None and got != expect_digest.strip().lower():
+            raise GalleryError(f"gallery {path} has digest {got}, not the expected {expect_digest}: "
+                               "it changed since the digest was taken; refusing it")
+        g = _read(cls, path, spec, verify or got is not None)
+    g.loaded_digest = got
+    return g
 
 
 def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
