@@ -98,38 +98,55 @@ def with_augmented(spec, vecs, labels, aug, fn, normalize, embedder=None):
 
 
 RE_ENCODED = ("test_jpeg90", "test_jpeg75", "resize075", "test_resize")
-PRODUCT_RULES = ("distance + ratio (default)", "default, calibrated on clean images only", "distance alone")
+CONDITION = {"test_jpeg90": "jpeg", "test_jpeg75": "jpeg", "resize075": "resize", "test_resize": "resize",
+             "open_set_jpeg75": "jpeg"}
+PRODUCT_RULES = ("distance + ratio (default)", "default, calibrated on clean images only",
+                 "default, per-condition thresholds (condition known)", "distance alone")
 
 
 def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, embedder=None, keep=None,
                  re_encoded=None, rules=None, prefix="gallery"):
-    """What a gallery answers: ``Gallery.calibrate`` on the calibration vectors (the distance and
-    ratio thresholds at ``frr``), ``Gallery.attribute`` (kNN, k = 10) ranked by ``open_set_score``;
-    the same gallery calibrated on the clean calibration images alone (the first third of
-    ``calib``: what ``fpfast enroll``'s clean held-out split gives); and the distance threshold
-    alone (the rule before the ratio). ``keep``: the gallery vectors to enroll (the calibration
-    images left out); ``re_encoded``: {split: vectors} of known test images re-encoded, whose
-    false-unknown rate each row also reports; ``rules``: the row names to compute (all three by
-    default); ``prefix``: the rows' names start with it."""
+    """What a gallery answers: ``Gallery.calibrate`` on the calibration vectors (``calib``: clean,
+    JPEG-75 and 0.5x-resized thirds; the distance and ratio thresholds at ``frr``),
+    ``Gallery.attribute`` (kNN, k = 10) ranked by ``open_set_score``; the same gallery calibrated
+    on the clean third alone (what ``fpfast enroll``'s clean held-out split gives); calibrated on
+    each third apart, each query answered with the thresholds of its own condition (clean, JPEG,
+    resized: told, not detected; what a detector of the condition could reach at best); and the
+    distance threshold alone (the rule before the ratio). ``keep``: the gallery vectors to enroll
+    (the calibration images left out); ``re_encoded``: {split: vectors} of known test images
+    re-encoded, whose false-unknown rate each row also reports (and the unknown rate of the
+    open-set model's images JPEG-75 compressed, when ``re_encoded`` has them); ``rules``: the row names to compute
+    (all of :data:`PRODUCT_RULES` by default); ``prefix``: the rows' names start with it."""
     keep = np.ones(len(gy), bool) if keep is None else keep
     g = gallery_of(spec, gv[keep], list(np.asarray(gy)[keep]), "none", embedder)
-    names, clean = list(g.models()), len(calib_y) // 3
+    names, third = list(g.models()), len(calib_y) // 3
     lab = np.array([names.index(m) for m in calib_y])
+    part = {c: slice(i * third, (i + 1) * third) for i, c in enumerate(("clean", "jpeg", "resize"))}
+
+    def calibrated(sl):
+        return g.calibrate(calib[sl], list(calib_y)[sl], frr)
     out = {}
     for name in rules or PRODUCT_RULES:
         if name.startswith("distance + ratio"):
-            g.calibrate(calib, list(calib_y), frr)
+            recs = dict.fromkeys(part, calibrated(slice(None)))
         elif name.startswith("default, calibrated on clean"):
-            g.calibrate(calib[:clean], list(calib_y)[:clean], frr)
+            recs = dict.fromkeys(part, calibrated(part["clean"]))
+        elif name.startswith("default, per-condition"):
+            recs = {c: calibrated(sl) for c, sl in part.items()}
         else:  # the rule before the ratio: the distance's quantile at frr
-            g.calibration["knn"] = calibrate_thresholds(g.own_model_distance(calib, list(calib_y)), lab, names, frr,
-                                                        True, 5)
-        t, u = g.attribute(test, k=10), g.attribute(unknown, k=10)
+            recs = dict.fromkeys(part, calibrate_thresholds(g.own_model_distance(calib, list(calib_y)), lab, names,
+                                                            frr, True, 5))
+
+        def answer(v, cond="clean"):
+            g.calibration["knn"] = recs[cond]
+            return g.attribute(v, k=10)
+        t, u = answer(test), answer(unknown)
         ks, us = t.open_set_score, u.open_set_score
         out[f"{prefix}: {name}"] = {"auroc": auroc(ks, us), "oscr": oscr(ks, np.array(t.predicted) == test_y, us),
                                    "tnr95": tnr_at_tpr(ks, us), "unknown_rate": float(u.is_unknown.mean()),
                                    "false_unknown": float(t.is_unknown.mean()),
-                                   **{f"false_unknown/{s}": float(g.attribute(v, k=10).is_unknown.mean())
+                                   **{f"{'unknown_rate' if s.startswith('open_set') else 'false_unknown'}/{s}":
+                                      float(answer(v, CONDITION[s]).is_unknown.mean())
                                       for s, v in (re_encoded or {}).items()}}
     return out
 
@@ -172,6 +189,8 @@ def main(argv=None):
     data = {s: cap(load_zoo_split(a.zoo, s), a.max_train if s == "train" else a.max_test)[:2]
             for s in ("train",) + SPLITS + ("open_set",) if os.path.isdir(os.path.join(a.zoo, s))}
     data["resize075"] = ([_resize(im, 0.75) for im in data["test"][0]], data["test"][1])
+    if "open_set" in data:
+        data["open_set_jpeg75"] = ([_jpeg(im, 75) for im in data["open_set"][0]], data["open_set"][1])
     tr_x, tr_y = data["train"]
     cal_ids = first_n(tr_y, 30, offset=50)
     cal_imgs = [tr_x[i] for i in cal_ids]
@@ -205,7 +224,7 @@ def main(argv=None):
                                                  uv["test"], ty, uv["open_set"])
             res["openset_few50"].update(product_rows(spec, uv["train"][ids], [tr_y[i] for i in ids], uv["calib"],
                                                      labels["calib"], uv["test"], ty, uv["open_set"], embedder=emb,
-                                                     re_encoded={s: uv[s] for s in RE_ENCODED}))
+                                                     re_encoded={s: uv[s] for s in RE_ENCODED + ("open_set_jpeg75",)}))
         if key == "full" and aug:
             g = with_augmented(spec, uv["train"], tr_y, aug, lambda b: emb.embed(b, layout="hwc"), "none", emb)
             res["rows"]["universal, all per model, no training" + aug_name] = row_of(g, uv, labels)
@@ -243,12 +262,12 @@ def main(argv=None):
         res["openset_finetuned_full"].update(product_rows(spec, fv["train"], tr_y, fv["calib"], labels["calib"],
                                                           fv["test"], np.array(labels["test"]), fv["open_set"],
                                                           embedder=ft, keep=keep,
-                                                          re_encoded={s: fv[s] for s in RE_ENCODED}))
+                                                          re_encoded={s: fv[s] for s in RE_ENCODED + ("open_set_jpeg75",)}))
         if aug:  # the same gallery enrolled with --augment (the calibration images' copies left out too)
             res["openset_finetuned_full"].update(product_rows(
                 spec, np.concatenate([fv["train"], fa]), list(tr_y) + aug[1], fv["calib"], labels["calib"], fv["test"],
                 np.array(labels["test"]), fv["open_set"], embedder=ft, keep=np.r_[keep, np.repeat(keep, a.augment)],
-                re_encoded={s: fv[s] for s in RE_ENCODED}, rules=PRODUCT_RULES[:2], prefix=f"gallery{aug_name}"))
+                re_encoded={s: fv[s] for s in RE_ENCODED + ("open_set_jpeg75",)}, rules=PRODUCT_RULES[:3], prefix=f"gallery{aug_name}"))
         dump()
     if "lda" not in skip:
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
@@ -276,12 +295,14 @@ def markdown(res: dict) -> str:
         if key in res:
             lines += ["", f"{key}:", "", "| scorer | AUROC | OSCR | TNR@95%TPR | unknown rate (open-set model) | "
                       "false-unknown rate (known, clean) | false-unknown, known " + " / ".join(NAMES[s] for s in RE_ENCODED)
-                      + " |", "|---|---:|---:|---:|---:|---:|---:|"]
+                      + " | unknown rate, open-set model JPEG 75 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for kind, m in res[key].items():
                 re_enc = " / ".join(f"{m[f'false_unknown/{s}']:.3f}" for s in RE_ENCODED) \
                     if f"false_unknown/{RE_ENCODED[0]}" in m else "—"
+                uj = m.get("unknown_rate/open_set_jpeg75")
                 lines.append(f"| {kind} | {m['auroc']:.3f} | {m['oscr']:.3f} | {m['tnr95']:.3f} | "
-                             f"{m['unknown_rate']:.3f} | {m['false_unknown']:.3f} | {re_enc} |")
+                             f"{m['unknown_rate']:.3f} | {m['false_unknown']:.3f} | {re_enc} | "
+                             f"{'—' if uj is None else f'{uj:.3f}'} |")
     return "\n".join(lines) + "\n"
 
 
