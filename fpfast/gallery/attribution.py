@@ -20,9 +20,9 @@ them: it is near both (its distance is unremarkable) but its ratio is high. Both
 conformal ``1 - frr / 2`` quantiles (:func:`quantile_threshold`) of the statistics of held-out
 samples of the enrolled models with respect to their own model, so that a fresh sample of an
 enrolled model exceeds either with probability at most ``frr``; above either the answer is
-``unknown``. Models with fewer than ``min_per_model`` held-out samples
-use the global thresholds. A calibration without ratio thresholds (galleries from before the ratio
-rule) thresholds the distance alone at ``frr``. Why this rule: chosen by leaving one known model
+``unknown``. Models with fewer than ``min_per_model`` held-out samples use the global thresholds.
+A calibration without ratio thresholds (galleries from before the ratio rule) thresholds the
+distance alone at ``frr``. Why this rule: chosen by leaving one known model
 out on training images (``benchmarks/bench_openset_rule.py``; ``benchmarks/results/accuracy.md``,
 "The open-set rule").
 """
