@@ -17,10 +17,14 @@ Open-set section (universal, 50-shot gallery): each scorer of :mod:`fpfast.galle
 fitted on the gallery vectors; threshold at 5 % false rejects of held-out known images (train
 images 51-80 of each model, clean + one JPEG-75 / 0.5x-resized copy each); AUROC / OSCR / TNR at
 95 % TPR on clean test (known) vs the open-set model, and at the calibrated threshold the
-unknown rate of the open-set model and the false-unknown rate of known clean test images. Two
-more rows per table are what a gallery answers (``Gallery.calibrate`` + ``attribute``, kNN): its
-default rule (distance or ratio above its threshold) and the distance threshold alone (the rule
-before the ratio); for the whole-split gallery the calibration images are left out of it.
+unknown rate of the open-set model and the false-unknown rate of known clean test images. More
+rows per table are what a gallery answers (``Gallery.calibrate`` + ``attribute``, kNN; for the
+whole-split gallery the calibration images are left out of it), each also with its false-unknown
+rate on re-encoded known images and the unknown rate of the open-set model after JPEG 75: its
+default rule (distance or ratio above its threshold) calibrated on the pooled calibration images,
+on their clean third alone, or per condition (each query answered with the thresholds of its own
+condition, told); and the distance threshold alone (the rule before the ratio). With ``--augment``
+the first three again for the fine-tuned gallery enrolled with the copies.
 """
 from __future__ import annotations
 
@@ -100,6 +104,7 @@ def with_augmented(spec, vecs, labels, aug, fn, normalize, embedder=None):
 RE_ENCODED = ("test_jpeg90", "test_jpeg75", "resize075", "test_resize")
 CONDITION = {"test_jpeg90": "jpeg", "test_jpeg75": "jpeg", "resize075": "resize", "test_resize": "resize",
              "open_set_jpeg75": "jpeg"}
+QUERY_SETS = RE_ENCODED + ("open_set_jpeg75",)   # re-encoded queries each product row answers
 PRODUCT_RULES = ("distance + ratio (default)", "default, calibrated on clean images only",
                  "default, per-condition thresholds (condition known)", "distance alone")
 
@@ -115,8 +120,9 @@ def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, 
     distance threshold alone (the rule before the ratio). ``keep``: the gallery vectors to enroll
     (the calibration images left out); ``re_encoded``: {split: vectors} of known test images
     re-encoded, whose false-unknown rate each row also reports (and the unknown rate of the
-    open-set model's images JPEG-75 compressed, when ``re_encoded`` has them); ``rules``: the row names to compute
-    (all of :data:`PRODUCT_RULES` by default); ``prefix``: the rows' names start with it."""
+    open-set model's images JPEG-75 compressed, when ``re_encoded`` has them); ``rules``: the row
+    names to compute (all of :data:`PRODUCT_RULES` by default); ``prefix``: the rows' names start
+    with it."""
     keep = np.ones(len(gy), bool) if keep is None else keep
     g = gallery_of(spec, gv[keep], list(np.asarray(gy)[keep]), "none", embedder)
     names, third = list(g.models()), len(calib_y) // 3
@@ -224,7 +230,7 @@ def main(argv=None):
                                                  uv["test"], ty, uv["open_set"])
             res["openset_few50"].update(product_rows(spec, uv["train"][ids], [tr_y[i] for i in ids], uv["calib"],
                                                      labels["calib"], uv["test"], ty, uv["open_set"], embedder=emb,
-                                                     re_encoded={s: uv[s] for s in RE_ENCODED + ("open_set_jpeg75",)}))
+                                                     re_encoded={s: uv[s] for s in QUERY_SETS}))
         if key == "full" and aug:
             g = with_augmented(spec, uv["train"], tr_y, aug, lambda b: emb.embed(b, layout="hwc"), "none", emb)
             res["rows"]["universal, all per model, no training" + aug_name] = row_of(g, uv, labels)
@@ -262,12 +268,13 @@ def main(argv=None):
         res["openset_finetuned_full"].update(product_rows(spec, fv["train"], tr_y, fv["calib"], labels["calib"],
                                                           fv["test"], np.array(labels["test"]), fv["open_set"],
                                                           embedder=ft, keep=keep,
-                                                          re_encoded={s: fv[s] for s in RE_ENCODED + ("open_set_jpeg75",)}))
+                                                          re_encoded={s: fv[s] for s in QUERY_SETS}))
         if aug:  # the same gallery enrolled with --augment (the calibration images' copies left out too)
             res["openset_finetuned_full"].update(product_rows(
                 spec, np.concatenate([fv["train"], fa]), list(tr_y) + aug[1], fv["calib"], labels["calib"], fv["test"],
                 np.array(labels["test"]), fv["open_set"], embedder=ft, keep=np.r_[keep, np.repeat(keep, a.augment)],
-                re_encoded={s: fv[s] for s in RE_ENCODED + ("open_set_jpeg75",)}, rules=PRODUCT_RULES[:3], prefix=f"gallery{aug_name}"))
+                re_encoded={s: fv[s] for s in QUERY_SETS}, rules=PRODUCT_RULES[:3],
+                prefix=f"gallery{aug_name}"))
         dump()
     if "lda" not in skip:
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
@@ -294,8 +301,9 @@ def markdown(res: dict) -> str:
     for key in ("openset_few50", "openset_finetuned_full"):
         if key in res:
             lines += ["", f"{key}:", "", "| scorer | AUROC | OSCR | TNR@95%TPR | unknown rate (open-set model) | "
-                      "false-unknown rate (known, clean) | false-unknown, known " + " / ".join(NAMES[s] for s in RE_ENCODED)
-                      + " | unknown rate, open-set model JPEG 75 |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                      "false-unknown rate (known, clean) | false-unknown, known "
+                      + " / ".join(NAMES[s] for s in RE_ENCODED) + " | unknown rate, open-set model JPEG 75 |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for kind, m in res[key].items():
                 re_enc = " / ".join(f"{m[f'false_unknown/{s}']:.3f}" for s in RE_ENCODED) \
                     if f"false_unknown/{RE_ENCODED[0]}" in m else "—"
