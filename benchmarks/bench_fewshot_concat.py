@@ -6,7 +6,8 @@ few-shot must-show, measured before building it into the product).
 
 Each gallery is normalised by ``fpfast.gallery.normalize`` (standardise or LDA, fitted on the N
 images per model) and queried by the kNN vote of ``Gallery.attribute`` (k = 10, uniform weights),
-in numpy: a concatenated vector has no fingerprint spec of its own for a ``Gallery``. Both
+in numpy with its vote (:func:`fpfast.gallery.attribution.knn_vote`): a concatenated vector has
+no fingerprint spec of its own for a ``Gallery``. Both
 normalisers rescale every dimension, so how the two blocks are weighted before them does not
 matter. Columns: the zoo's test splits (200 images per model) and ``resize075``.
 """
@@ -26,6 +27,7 @@ from benchmarks.bench_embedding import SPLITS, vectors  # noqa: E402
 from benchmarks.bench_universal import _resize, first_n  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.gallery import normalize as norm  # noqa: E402
+from fpfast.gallery.attribution import knn_vote  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -38,9 +40,8 @@ def knn_accuracy(gallery, lab, queries, truth, names, method, k=10):
     q = nz.transform(queries.astype(np.float32)).astype(np.float64)
     d = (q ** 2).sum(1)[:, None] - 2 * q @ g.T + (g ** 2).sum(1)[None]
     nn = np.argsort(d, 1, kind="stable")[:, :k]
-    votes = np.zeros((len(q), len(names)))
-    np.add.at(votes, (np.repeat(np.arange(len(q)), k), lab[nn].ravel()), 1)
-    return float(np.mean(np.array(names)[votes.argmax(1)] == np.asarray(truth)))
+    winner = knn_vote(lab[nn], np.take_along_axis(d, nn, 1), len(names))[0]
+    return float(np.mean(np.array(names)[winner] == np.asarray(truth)))
 
 
 def main():

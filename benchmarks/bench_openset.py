@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.bench_universal import _jpeg, _resize, first_n  # noqa: E402
+from benchmarks.bench_universal import calibration_images, first_n  # noqa: E402
 from benchmarks.bench_embedding import gallery_of  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.gallery.openset import SCORERS, OpenSetScorer, auroc  # noqa: E402
@@ -45,8 +45,7 @@ def _vectors(zoo: str, cache: str | None) -> dict:
     te_x, te_y = load_zoo_split(zoo, "test")[:2]
     op_x = load_zoo_split(zoo, "open_set")[0]
     gal, cal = first_n(tr_y, 50), first_n(tr_y, 30, offset=50)
-    cal_imgs = [tr_x[i] for i in cal]
-    cal_imgs = cal_imgs + [_jpeg(im, 75) for im in cal_imgs] + [_resize(im, 0.5) for im in cal_imgs]
+    cal_imgs = calibration_images([tr_x[i] for i in cal])
     sets = {"gallery": [tr_x[i] for i in gal], "calib": cal_imgs, "test": te_x, "open": op_x}
     spec = load_spec("default")
     out = {"gallery_y": np.array([tr_y[i] for i in gal]), "calib_y": np.array([tr_y[i] for i in cal] * 3),

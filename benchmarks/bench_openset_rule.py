@@ -31,7 +31,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import cap, positive  # noqa: E402
 from benchmarks.bench_embedding import gallery_of  # noqa: E402
-from benchmarks.bench_universal import _jpeg, _resize, first_n  # noqa: E402
+from benchmarks.bench_universal import calibration_images, first_n  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.gallery import attribution as attr  # noqa: E402
 from fpfast.gallery.openset import auroc  # noqa: E402
@@ -70,8 +70,7 @@ def main(argv=None):
         x, y = cap(load_zoo_split(zoo, "train"), a.max_train)[:2]
         y = np.array(y)
         gal, cal, qry = first_n(y, 50), first_n(y, 30, offset=50), first_n(y, a.max_train, offset=80)
-        cal_imgs = [x[i] for i in cal]
-        cal_imgs += [_jpeg(im, 75) for im in cal_imgs[:len(cal)]] + [_resize(im, 0.5) for im in cal_imgs[:len(cal)]]
+        cal_imgs = calibration_images([x[i] for i in cal])
         cal_y = np.concatenate([y[cal]] * 3)
         spaces = {"universal": (lambda b: emb.embed(b, layout="hwc"), "none", emb),
                   "handcrafted": (lambda b: fingerprint_features(b, spec).numpy(), "standardize", None)}

@@ -71,6 +71,12 @@ def _jpeg(im, q):
     return np.asarray(Image.open(b).convert("RGB"))
 
 
+def calibration_images(imgs):
+    """The open-set calibration set of held-out images ``imgs``: the clean images, then one JPEG-75
+    copy each, then one 0.5x-resized copy each (three equal thirds, in that order)."""
+    return imgs + [_jpeg(im, 75) for im in imgs] + [_resize(im, 0.5) for im in imgs]
+
+
 def first_n(labels, n, offset=0):
     lab = np.array(labels)
     return np.concatenate([np.flatnonzero(lab == m)[offset:offset + n] for m in sorted(set(labels))])
@@ -96,9 +102,9 @@ def augmented_train(tr_x, tr_y, k, min_size):
     return xs, ys
 
 
-def with_augmented(spec, vecs, labels, aug, fn, normalize, embedder=None):
-    """A gallery of the training vectors plus their augmented copies' (``aug``: copies, labels)."""
-    return gallery_of(spec, np.concatenate([vecs, vectors(aug[0], fn)]), list(labels) + aug[1], normalize, embedder)
+def with_augmented(spec, vecs, labels, aug_vecs, aug_labels, normalize, embedder=None):
+    """A gallery of the training vectors plus their augmented copies' vectors and labels."""
+    return gallery_of(spec, np.concatenate([vecs, aug_vecs]), list(labels) + list(aug_labels), normalize, embedder)
 
 
 RE_ENCODED = ("test_jpeg90", "test_jpeg75", "resize075", "test_resize")
@@ -200,7 +206,7 @@ def main(argv=None):
     tr_x, tr_y = data["train"]
     cal_ids = first_n(tr_y, 30, offset=50)
     cal_imgs = [tr_x[i] for i in cal_ids]
-    data["calib"] = (cal_imgs + [_jpeg(im, 75) for im in cal_imgs] + [_resize(im, 0.5) for im in cal_imgs],
+    data["calib"] = (calibration_images(cal_imgs),
                      [tr_y[i] for i in cal_ids] * 3)
     labels = {s: data[s][1] for s in data}
     emb = load_universal(a.weights) if a.weights else load_universal()
@@ -232,7 +238,8 @@ def main(argv=None):
                                                      labels["calib"], uv["test"], ty, uv["open_set"], embedder=emb,
                                                      re_encoded={s: uv[s] for s in QUERY_SETS}))
         if key == "full" and aug:
-            g = with_augmented(spec, uv["train"], tr_y, aug, lambda b: emb.embed(b, layout="hwc"), "none", emb)
+            g = with_augmented(spec, uv["train"], tr_y, vectors(aug[0], lambda b: emb.embed(b, layout="hwc")), aug[1],
+                               "none", emb)
             res["rows"]["universal, all per model, no training" + aug_name] = row_of(g, uv, labels)
         print(key, json.dumps(res["rows"].get(f"universal, {n or 'all'} per model, no training")), flush=True)
         dump()
@@ -260,7 +267,7 @@ def main(argv=None):
         res["rows"][row_name] = r
         if aug:
             fa = vectors(aug[0], lambda b: ft.embed(b, layout="hwc"))
-            g = gallery_of(spec, np.concatenate([fv["train"], fa]), list(tr_y) + aug[1], "none", ft)
+            g = with_augmented(spec, fv["train"], tr_y, fa, aug[1], "none", ft)
             res["rows"][row_name + aug_name] = row_of(g, fv, labels)
         res["openset_finetuned_full"] = openset_table(fv["train"], np.array(tr_y), fv["calib"], fv["test"],
                                                       np.array(labels["test"]), fv["open_set"])
@@ -286,7 +293,8 @@ def main(argv=None):
                 g = gallery_of(spec, hv["train"][ids], [tr_y[i] for i in ids], norm)
                 res["rows"][f"handcrafted + {'LDA' if norm == 'lda' else norm}, 10 per model"] = row_of(g, hv, labels)
         if aug:
-            g = with_augmented(spec, hv["train"], tr_y, aug, lambda b: fingerprint_features(b, spec), "lda")
+            g = with_augmented(spec, hv["train"], tr_y, vectors(aug[0], lambda b: fingerprint_features(b, spec)),
+                               aug[1], "lda")
             res["rows"]["handcrafted + LDA" + aug_name] = row_of(g, hv, labels)
         dump()
     print(json.dumps(res, indent=1))
