@@ -7,9 +7,13 @@ the open-set scorers compared.
 
 Rows (every gallery on the zoo's ``train`` split; the zoo's generators were never seen in
 pretraining): universal few-shot (the first 10 / 50 images of each model, no training; and the
-handcrafted gallery of the same 10 images, standardised and with LDA),
+handcrafted gallery of the same 10 / 50 images, standardised and with LDA),
 universal on the whole train split (no training), universal + fine-tune (``train_embedding``
-with ``init`` = the universal embedding on the train split), handcrafted + LDA. Columns as
+with ``init`` = the universal embedding on the train split), handcrafted + LDA, and the universal
+embedding followed by the handcrafted vector, LDA-normalised (``--spec universal+handcrafted``)
+at 10 / 50 / all images per model, with the product rows below for it and the handcrafted
+galleries at 10 and 50 images per model (``--few-augment K``: each few-shot gallery again with K
+``enroll --augment`` copies of its images). Columns as
 ``bench_embedding.py`` (kNN k = 10 and nearest centroid) plus ``resize 0.75×`` (the clean test
 images, Pillow bilinear) and OSCR (kNN: nearest-sample distance, correct = right model).
 
@@ -116,7 +120,7 @@ PRODUCT_RULES = ("distance + ratio (default)", "default, calibrated on clean ima
 
 
 def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, embedder=None, keep=None,
-                 re_encoded=None, rules=None, prefix="gallery"):
+                 re_encoded=None, rules=None, prefix="gallery", normalize="none"):
     """What a gallery answers: ``Gallery.calibrate`` on the calibration vectors (``calib``: clean,
     JPEG-75 and 0.5x-resized thirds; the distance and ratio thresholds at ``frr``),
     ``Gallery.attribute`` (kNN, k = 10) ranked by ``open_set_score``; the same gallery calibrated
@@ -128,9 +132,9 @@ def product_rows(spec, gv, gy, calib, calib_y, test, test_y, unknown, frr=0.05, 
     re-encoded, whose false-unknown rate each row also reports (and the unknown rate of the
     open-set model's images JPEG-75 compressed, when ``re_encoded`` has them); ``rules``: the row
     names to compute (all of :data:`PRODUCT_RULES` by default); ``prefix``: the rows' names start
-    with it."""
+    with it; ``normalize``: the gallery's normaliser."""
     keep = np.ones(len(gy), bool) if keep is None else keep
-    g = gallery_of(spec, gv[keep], list(np.asarray(gy)[keep]), "none", embedder)
+    g = gallery_of(spec, gv[keep], list(np.asarray(gy)[keep]), normalize, embedder)
     names, third = list(g.models()), len(calib_y) // 3
     lab = np.array([names.index(m) for m in calib_y])
     part = {c: slice(i * third, (i + 1) * third) for i, c in enumerate(("clean", "jpeg", "resize"))}
@@ -181,13 +185,15 @@ def main(argv=None):
     ap.add_argument("zoo")
     ap.add_argument("--out", required=True)
     ap.add_argument("--finetune-epochs", type=int, default=3)
-    ap.add_argument("--skip", default="", help="comma list of rows to skip: few10,few50,full,finetune,lda")
+    ap.add_argument("--skip", default="", help="comma list of rows to skip: few10,few50,full,finetune,lda,hybrid")
     ap.add_argument("--weights", default=None,
                     help="directory of a universal.safetensors + universal.json (fpfast pretrain OUT); default: shipped")
     ap.add_argument("--max-train", type=positive, help="at most this many training images per model (a seeded "
                     "random subset, >= 80: the calibration takes images 51-80); for a big zoo")
     ap.add_argument("--augment", type=int, default=0, help="also measure the whole-split rows (universal, "
                     "fine-tuned, LDA) with K augmented copies of each training image enrolled (fpfast enroll --augment K)")
+    ap.add_argument("--few-augment", type=int, default=0, help="also measure the few-shot handcrafted and "
+                    "universal ⊕ handcrafted galleries with K augmented copies of each image enrolled")
     ap.add_argument("--finetuned", default=None, help="a directory with universal.json + universal.safetensors as "
                     "Embedder.to_bytes writes them: use these fine-tuned weights for the fine-tune row instead of "
                     "training (e.g. a longer train_embedding(init=universal) run on the same train split; weights "
@@ -220,6 +226,9 @@ def main(argv=None):
             json.dump(res, fh, indent=1)
 
     aug = augmented_train(tr_x, tr_y, a.augment, spec.min_size) if a.augment else None
+    few_ids = {"few10": first_n(tr_y, 10), "few50": first_n(tr_y, 50)}
+    few_copies = {k: augmented_train([tr_x[i] for i in ids], [tr_y[i] for i in ids], a.few_augment, spec.min_size)
+                  for k, ids in few_ids.items()} if a.few_augment else {}
     aug_name = f" + {a.augment} augmented copies each"
     t = time.perf_counter()
     uv = {s: vectors(data[s][0], lambda b: emb.embed(b, layout="hwc")) for s in data}
@@ -287,17 +296,55 @@ def main(argv=None):
         hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
         g = gallery_of(spec, hv["train"], tr_y, "lda")
         res["rows"]["handcrafted + LDA"] = row_of(g, hv, labels)
-        if "few10" not in skip:  # the few-shot comparison at equal data: the same 10 images per model
-            ids = first_n(tr_y, 10)
+        for key, n in (("few10", 10), ("few50", 50)):  # the few-shot comparison at equal data: the same images
+            if key in skip:
+                continue
             for norm in ("standardize", "lda"):
-                g = gallery_of(spec, hv["train"][ids], [tr_y[i] for i in ids], norm)
-                res["rows"][f"handcrafted + {'LDA' if norm == 'lda' else norm}, 10 per model"] = row_of(g, hv, labels)
+                few_shot_rows(res, spec, hv, labels, few_ids[key], norm, f"handcrafted + {'LDA' if norm == 'lda' else norm}, "
+                              f"{n} per model", key, lambda b: fingerprint_features(b, spec), copies=few_copies.get(key))
         if aug:
             g = with_augmented(spec, hv["train"], tr_y, vectors(aug[0], lambda b: fingerprint_features(b, spec)),
                                aug[1], "lda")
             res["rows"]["handcrafted + LDA" + aug_name] = row_of(g, hv, labels)
         dump()
+    if "hybrid" not in skip:
+        hybrid_rows(res, spec, emb.with_handcrafted(), data, labels, skip, few_ids, few_copies)
+        dump()
     print(json.dumps(res, indent=1))
+
+
+def hybrid_rows(res, spec, hyb, data, labels, skip, few_ids, few_copies):
+    """``fpfast enroll --spec universal+handcrafted``: the universal embedding followed by the
+    handcrafted vector (``hyb``), LDA-normalised, at 10 / 50 / all images per model, no training
+    (:func:`few_shot_rows`; the handcrafted few-shot galleries' are in the ``lda`` block)."""
+    def embed(b):
+        return hyb.embed(b, layout="hwc")
+    yv = {s: vectors(data[s][0], embed) for s in data}
+    for key, n in (("few10", 10), ("few50", 50), ("full", None)):
+        if key in skip:
+            continue
+        name = f"universal ⊕ handcrafted + LDA, {n or 'all'} per model, no training"
+        if n:
+            few_shot_rows(res, spec, yv, labels, few_ids[key], "lda", name, key, embed, hyb, few_copies.get(key))
+        else:
+            res["rows"][name] = row_of(gallery_of(spec, yv["train"], labels["train"], "lda", hyb), yv, labels)
+
+
+def few_shot_rows(res, spec, v, labels, ids, normalize, name, key, embed, embedder=None, copies=None):
+    """Row ``name`` of the gallery of vectors ``v["train"][ids]`` and what it answers
+    (:func:`product_rows`, in ``res["openset_<key>_galleries"]``); with ``copies`` ((images,
+    labels) of ``fpfast enroll --augment`` copies of those images, embedded by ``embed``) the same
+    again with the copies enrolled too."""
+    gy = [labels["train"][i] for i in ids]
+    variants = [("", v["train"][ids], gy)]
+    if copies:
+        variants.append((f" + {len(copies[1]) // len(ids)} copies each",
+                         np.concatenate([v["train"][ids], vectors(copies[0], embed)]), gy + list(copies[1])))
+    for suffix, gv, gl in variants:
+        res["rows"][name + suffix] = row_of(gallery_of(spec, gv, gl, normalize, embedder), v, labels)
+        res.setdefault(f"openset_{key}_galleries", {}).update(product_rows(
+            spec, gv, gl, v["calib"], labels["calib"], v["test"], np.array(labels["test"]), v["open_set"],
+            embedder=embedder, normalize=normalize, re_encoded={s: v[s] for s in QUERY_SETS}, prefix=name + suffix))
 
 
 def markdown(res: dict) -> str:
@@ -306,7 +353,7 @@ def markdown(res: dict) -> str:
         for method in ("knn", "centroid"):
             cells = [f"{row[f'{method}/{c}']:.3f}" if f"{method}/{c}" in row else "—" for c in COLS]
             lines.append(f"| {name if method == 'knn' else ''} | {method} | " + " | ".join(cells) + " |")
-    for key in ("openset_few50", "openset_finetuned_full"):
+    for key in ("openset_few50", "openset_few10_galleries", "openset_few50_galleries", "openset_finetuned_full"):
         if key in res:
             lines += ["", f"{key}:", "", "| scorer | AUROC | OSCR | TNR@95%TPR | unknown rate (open-set model) | "
                       "false-unknown rate (known, clean) | false-unknown, known "

@@ -65,8 +65,8 @@ def format_info(d: dict) -> str:
     f = d["faiss"]
     lines.append("faiss: " + (f"{f['version']}, {f['gpus']} GPU(s)" if f["installed"] else "not installed"))
     n = d["new_gallery"]
-    lines.append(f"new galleries (fpfast enroll without --spec): {n['vectors']}; --spec universal: "
-                 f"{n['universal']}")
+    lines.append(f"new galleries (fpfast enroll without --spec): {n['vectors']}; --spec universal (alone, or "
+                 f"universal+handcrafted with the default fingerprint appended): {n['universal']}")
     return "\n".join(lines)
 
 
@@ -84,7 +84,7 @@ def gallery_info(path: str) -> dict:
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
-        d["embedding"] = {"identity": emb.identity, "arch": emb.arch,
+        d["embedding"] = {"identity": emb.identity, "arch": emb.arch, "appended": emb.appended_dim,
                           "training": {k: t.get(k) for k in ("kind", "epochs", "steps", "n_images", "classes",
                                                              "final_loss", "init", "device", "seed",
                                                              "torch_version")}}
@@ -110,5 +110,6 @@ def format_gallery_info(d: dict) -> str:
                f"trained {t['epochs']} epochs on {t['n_images']} images ({t['device']}, seed {t['seed']})")
         lines.append(f"learned embedding {e['identity'][:16]}: {a['kind']} widths {a['widths']} -> {a['dim']} dims, "
                      f"residual {a['residual']}, handcrafted head {'on' if a['handcrafted_dim'] else 'off'}; "
-                     f"{how}, final loss {t['final_loss']:.4f}" + (f", fine-tuned from {t['init'][:16]}" if t["init"] else ""))
+                     f"{how}, final loss {t['final_loss']:.4f}" + (f", fine-tuned from {t['init'][:16]}" if t["init"] else "")
+                     + (f"; followed by the {e['appended']}-dim handcrafted fingerprint" if e.get("appended") else ""))
     return "\n".join(lines)

@@ -88,12 +88,16 @@ def crop_boxes(h: int, w: int, spec: FingerprintSpec) -> list[tuple[int, int, in
 
 
 def aggregate_crops(v: torch.Tensor, spec: FingerprintSpec) -> torch.Tensor:
-    """Vectors [B * n, D] of a multi-crop spec's crops (image-major) -> [B, D]: their mean,
-    unit-normalised again when the spec's vectors are an embedding. A single-crop spec: ``v``."""
+    """Vectors [B * n, D] of a multi-crop spec's crops (image-major) -> [B, D]: their mean, whose
+    network part is unit-normalised again when the spec's vectors are an embedding (not the
+    handcrafted vector an embedding may append). A single-crop spec: ``v``."""
     if spec.crops is None:
         return v
     m = v.reshape(-1, spec.n_crops, v.shape[-1]).mean(1)
-    return F.normalize(m, dim=1) if spec.embedding is not None else m
+    if spec.embedding is None:
+        return m
+    net = m.shape[1] - int(spec.embedding.get("appended", 0))
+    return torch.cat([F.normalize(m[:, :net], dim=1), m[:, net:]], 1)
 
 
 def apply_geometry(x: torch.Tensor, spec: FingerprintSpec) -> torch.Tensor:

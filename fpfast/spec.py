@@ -26,7 +26,7 @@ class SpecError(ConfigError):
 
 
 PROJECTOR_KEYS = ("kind", "params", "identity", "source")
-EMBEDDING_KEYS = ("kind", "identity", "dim")
+EMBEDDING_KEYS = ("kind", "identity", "dim", "appended")  # appended: optional, see embedding_dims
 CROP_LAYOUTS = ("grid", "random")
 CROP_AGGREGATES = ("mean",)
 MAX_CROPS = 64
@@ -69,7 +69,13 @@ def _canonical_embedding(e: Any) -> "dict[str, Any] | None":
     dim = e.get("dim")
     if not isinstance(dim, int) or isinstance(dim, bool) or not 1 <= dim <= 65536:
         raise SpecError(f"embedding needs a 'dim' (int in [1, 65536]), got {dim!r}")
-    return {"kind": e["kind"], "identity": e["identity"], "dim": dim}
+    out = {"kind": e["kind"], "identity": e["identity"], "dim": dim}
+    if "appended" in e:  # absent from a plain embedding's record, so its spec id is unchanged
+        app = e["appended"]
+        if not isinstance(app, int) or isinstance(app, bool) or not 1 <= app < dim:
+            raise SpecError(f"embedding 'appended' must be an int in [1, dim), got {app!r}")
+        out["appended"] = app
+    return out
 
 
 def _canonical_crops(c: Any) -> "dict[str, Any] | None":

@@ -130,8 +130,10 @@ def test_normalisers_do_what_they_say():
     within = sum(np.cov(z[lab == j].T, bias=True) * 100 for j in range(4)) / (400 - 4)
     np.testing.assert_allclose(within, np.eye(6), atol=1e-3)
     assert norm.fit("lda", a, lab, n_components=3).transform(a.astype(np.float32)).shape == (400, 3)
-    with pytest.raises(ValueError, match="at least 2 enrolled models"):
-        norm.fit("lda", a, np.zeros(400, int))
+    one = norm.fit("lda", a, np.zeros(400, int))  # one model: standardised only, until a second comes
+    assert one.method == "lda" and one.projection is None
+    np.testing.assert_allclose(one.transform(a.astype(np.float32)),
+                               norm.fit("standardize", a).transform(a.astype(np.float32)), atol=1e-6)
 
 
 def test_lda_helps_when_nuisance_dimensions_dominate(tmp_path):

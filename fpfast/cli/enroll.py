@@ -8,7 +8,7 @@ from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import enroll, finish_enrollment, model_folders
 from ..jobs.specs import resolve_spec
 from ..jobs.train import train_gallery
-from ..embed.universal import UNIVERSAL, load_universal
+from ..embed.universal import HYBRID, UNIVERSAL, shipped_embedder
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..gallery.store import MAX_AUGMENT
 from ..gallery.update import enroll_warnings, updating
@@ -26,15 +26,16 @@ from .options import handle_errors, stream_options
               help="Enroll every sub-folder of ROOT as a model named after it.")
 @click.option("--spec", help="Fingerprint spec of a new gallery: a handcrafted preset (default, the default; npr, "
                    "highpass, median, photo256), universal (the shipped pretrained embedding: experimental, "
-                   "see `fpfast info`), a JSON file, or KIND:PATH[@PRESET] for a heavy projector "
-                   "(manifold:DIR, autoencoder:DIR, diffusion:DIR).")
+                   "see `fpfast info`), universal+handcrafted (that embedding followed by the default "
+                   "fingerprint, LDA-normalised: for few images per model), a JSON file, or "
+                   "KIND:PATH[@PRESET] for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
 @click.option("--crops", default=None, metavar="N[:grid|random[:SEED]]",
               help="Fingerprint N crops of each image (a grid over the whole image, or seeded random crops) "
                    "and average their vectors, for images larger than the spec's size (new gallery; "
                    "default 1, the centre crop). Queries then use the gallery's crops.")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
               help="Normalisation refitted after enrollment (a new gallery: none with --spec "
-                   "universal, else standardize).")
+                   "universal, lda with universal+handcrafted, else standardize).")
 @click.option("--index", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
               help="FAISS index of a new gallery (ivf/hnsw for >= 1M samples).")
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
@@ -60,7 +61,9 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
 
     A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec
     universal it embeds images with the shipped embedding pretrained on random decoders (`fpfast
-    pretrain`), frozen. A gallery with a learned embedding (`fpfast train`) embeds new models with
+    pretrain`), frozen; with --spec universal+handcrafted each vector is that embedding followed by
+    the default handcrafted fingerprint, normalised by LDA (better than either alone with a few
+    images per model: benchmarks/results/accuracy.md). A gallery with a learned embedding (`fpfast train`) embeds new models with
     it, frozen: ten or more images per model are enough. To adapt the embedding to the new models,
     add --fine-tune-from ROOT (or run `fpfast train GALLERY --from-folders ROOT --fine-tune`).
 
@@ -68,6 +71,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
     Examples:
       fpfast enroll my_gallery --model sdxl samples/sdxl/
       fpfast enroll my_gallery --from-folders zoo/train --spec universal  # pretrained embedding
+      fpfast enroll few_shot --from-folders ten_each/ --spec universal+handcrafted
     """
     if bool(root) == bool(model):
         raise click.UsageError("give either --model NAME SOURCE... or --from-folders ROOT")
@@ -81,15 +85,16 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
     for srcs in groups.values():
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
     new = not os.path.exists(os.path.join(gallery, "gallery.json"))
-    # issue 14: --spec universal embeds with the shipped pretrained embedding (opt-in: it is below the
-    # handcrafted spec on the zoo so far, benchmarks/results/accuracy.md), checked against its card first
-    universal = load_universal() if spec == UNIVERSAL else None
-    want = None if spec in (None, UNIVERSAL) else resolve_spec(spec)
+    # issue 14: --spec universal[+handcrafted] embeds with the shipped pretrained embedding (opt-in: alone it
+    # is below the handcrafted spec on the zoo so far, benchmarks/results/accuracy.md), checked against its
+    # card first; its appended handcrafted vector is raw, so that gallery needs LDA
+    universal = shipped_embedder(spec)
+    want = None if spec is None or universal is not None else resolve_spec(spec)
     crops_rec = parse_crops(crops) if crops is not None else None
     if crops is not None and new:
         want = (want or load_spec(None)).replace(crops=crops_rec)
-    with updating(gallery, want if new or universal is None else None,
-                  normalize or ("none" if universal is not None else "standardize"), index) as g:
+    default_norm = {UNIVERSAL: "none", HYBRID: "lda"}.get(spec, "standardize")
+    with updating(gallery, want if new or universal is None else None, normalize or default_norm, index) as g:
         if crops is not None and g.spec.crops != crops_rec:
             raise click.UsageError(f"--crops {crops}: {gallery} fingerprints {g.spec.n_crops} crop(s) per image "
                                    f"({g.spec.crops or 'centre crop'}); a gallery's crops are fixed when it is created")
@@ -97,7 +102,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
             g = g.with_embedding(universal)
         elif universal is not None and (g.spec.embedding or {}).get("identity") != universal.identity:
             raise click.UsageError(
-                f"--spec universal: {gallery} already holds other vectors ({g.spec.id}); if it was enrolled "
+                f"--spec {spec}: {gallery} already holds other vectors ({g.spec.id}); if it was enrolled "
                 f"with an earlier fpfast's shipped weights, leave out --spec: the gallery keeps its own embedding")
         if new:
             g.augment = augment or 0

@@ -33,6 +33,10 @@ from ..reference.residual import residual as reference_residual
 KIND = "rescnn"
 PROJECTOR_INPUT = "projector"  # arch["residual"] of a network fed a heavy projector's residual
 FORMAT_VERSION = 1
+# Embedder config field (absent: a plain embedder): its vectors are the network's followed by the
+# handcrafted fingerprint of its spec (issue 14: few-shot galleries gain from both).
+APPEND_KEY = "append"
+APPEND_HANDCRAFTED = "handcrafted"
 DEFAULT_ARCH: dict[str, Any] = {
     "kind": KIND,
     "widths": [16, 32, 64],
@@ -208,6 +212,9 @@ class Embedder:
         self._bytes: tuple[bytes, bytes] | None = None
         self._dev_nets: dict = {}
         self._spec = None
+        if self.config.get(APPEND_KEY, APPEND_HANDCRAFTED) != APPEND_HANDCRAFTED:
+            raise EmbedError(f"embedding config {APPEND_KEY!r} must be {APPEND_HANDCRAFTED!r} or absent, "
+                             f"got {self.config[APPEND_KEY]!r}")
 
     # ------------------------------------------------------------------ identity / bytes
     def to_bytes(self) -> tuple[bytes, bytes]:
@@ -225,11 +232,30 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        return int(self.arch["dim"])
+        """Size of its vectors: the network's ``arch.dim``, plus the handcrafted vector it appends."""
+        return int(self.arch["dim"]) + self.appended_dim
+
+    @property
+    def appended_dim(self) -> int:
+        """Size of the handcrafted vector appended to the network's (0 for a plain embedder)."""
+        return self.handcrafted_spec().handcrafted_dim if APPEND_KEY in self.config else 0
+
+    def with_handcrafted(self) -> "Embedder":
+        """This network, its vectors followed by the handcrafted fingerprint of the spec it was
+        trained on (raw: a gallery of such vectors needs a fitted normaliser, e.g. ``lda``). Its
+        config, and so its identity, differ from the plain embedder's; the weights are shared."""
+        return Embedder(self.net, {**self.config, APPEND_KEY: APPEND_HANDCRAFTED})
+
+    def plain(self) -> "Embedder":
+        """The network's own vectors, without an appended handcrafted fingerprint."""
+        if APPEND_KEY not in self.config:
+            return self
+        return Embedder(self.net, {k: v for k, v in self.config.items() if k != APPEND_KEY})
 
     def spec_record(self) -> dict:
         """The spec's ``embedding`` field for vectors of this embedder."""
-        return {"kind": KIND, "identity": self.identity, "dim": self.dim}
+        rec = {"kind": KIND, "identity": self.identity, "dim": self.dim}
+        return {**rec, "appended": self.appended_dim} if self.appended_dim else rec
 
     @classmethod
     def from_bytes(cls, config_bytes: bytes, weights_bytes: bytes) -> "Embedder":
@@ -322,12 +348,12 @@ class Embedder:
                     r = residual_op(x, self.arch["residual"], float(self.arch["sigma"]), layout="chw",
                                     backend=backend if backend in residual_backends else "auto")
                 hand = (handcrafted_input(xb.to(dev), r, self.handcrafted_spec(), proj is not None, backend, layout)
-                        if self.arch["handcrafted_dim"] else None)
+                        if self.arch["handcrafted_dim"] or self.appended_dim else None)
                 r = r.contiguous(memory_format=torch.channels_last)
                 exact = full_fp32() if dtype == torch.float32 else contextlib.nullcontext()
                 with exact, torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
-                    z = net(r, hand)
-                out.append(z.float())
+                    z = net(r, hand if self.arch["handcrafted_dim"] else None)
+                out.append(torch.cat([z.float(), hand.float()], 1) if self.appended_dim else z.float())
         return torch.cat(out) if out else torch.zeros((0, self.dim), dtype=torch.float32, device=dev)
 
     def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", **kw) -> np.ndarray:

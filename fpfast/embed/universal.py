@@ -18,6 +18,7 @@ from pathlib import Path
 from .model import Embedder, EmbedError, _canonical, identity_of
 
 UNIVERSAL = "universal"  # the --spec value that names it
+HYBRID = "universal+handcrafted"  # --spec: its vectors followed by the handcrafted default fingerprint
 WEIGHTS = "universal.safetensors"
 CARD = "universal.json"
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -69,3 +70,13 @@ def load_universal(directory: str | os.PathLike = SHIPPED_DIR) -> Embedder:
 def available(directory: str | os.PathLike = SHIPPED_DIR) -> bool:
     d = Path(directory)
     return (d / CARD).is_file() and (d / WEIGHTS).is_file()
+
+
+def shipped_embedder(name: str | None):
+    """The embedder a ``--spec`` value names: the shipped universal one (``universal``), the same
+    followed by its handcrafted fingerprint (``universal+handcrafted``), else None."""
+    if name == UNIVERSAL:
+        return load_universal()
+    if name == HYBRID:
+        return load_universal().with_handcrafted()
+    return None

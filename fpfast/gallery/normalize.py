@@ -13,7 +13,8 @@ float32 arrays (``mean`` [D], ``scale`` [D], ``projection`` [D, d]):
                   samples) and rotate so that axes come in decreasing between-model variance.
                   Euclidean distance is then the Mahalanobis distance under the within-model
                   covariance. ``n_components`` keeps the first axes: ``None`` keeps all of
-                  them, ``n_models - 1`` gives classic LDA.
+                  them, ``n_models - 1`` gives classic LDA. With a single model it is
+                  ``standardize`` (no projection) until a refit sees two.
 
 Fitting uses float64; at most ``max_fit`` rows (a fixed-seed random subset) enter the fit.
 """
@@ -97,10 +98,11 @@ def fit(method: str, x: np.ndarray, labels: np.ndarray | None = None, *,
         proj = v[:, keep] / np.sqrt(w[keep])
     elif method == "lda":
         classes = np.unique(labels)
-        if classes.size < 2:
-            raise ConfigError("normalisation 'lda' needs at least 2 enrolled models")
         if not 0.0 <= shrinkage < 1.0:
             raise ValueError(f"shrinkage must lie in [0, 1), got {shrinkage}")
+        params = {"shrinkage": float(shrinkage), "n_components": n_components}
+        if classes.size < 2:  # nothing to tell apart yet: standardised only (refitted as models are added)
+            return Normalizer(method, mean.astype(np.float32), scale.astype(np.float32), None, params)
         d = z.shape[1]
         sw = np.zeros((d, d))
         means = np.empty((classes.size, d))
@@ -124,7 +126,6 @@ def fit(method: str, x: np.ndarray, labels: np.ndarray | None = None, *,
         if not 1 <= nc <= d:
             raise ValueError(f"n_components must lie in [1, {d}], got {n_components}")
         proj = proj[:, :nc]
-        params = {"shrinkage": float(shrinkage), "n_components": n_components}
     return Normalizer(method, mean.astype(np.float32), scale.astype(np.float32),
                       None if proj is None else np.ascontiguousarray(proj, dtype=np.float32),
                       params)
