@@ -9,13 +9,14 @@ Rows (every gallery on the zoo's ``train`` split; the zoo's generators were neve
 pretraining): universal few-shot (the first 10 / 50 images of each model, no training; and the
 handcrafted gallery of the same 10 / 50 images, standardised and with LDA),
 universal on the whole train split (no training), universal + fine-tune (``train_embedding``
-with ``init`` = the universal embedding on the train split), handcrafted + LDA, and the universal
-embedding followed by the handcrafted vector, LDA-normalised (``--spec universal+handcrafted``)
-at 10 / 50 / all images per model, with the product rows below for it and the handcrafted
-galleries at 10 and 50 images per model (``--few-augment K``: each few-shot gallery again with K
-``enroll --augment`` copies of its images). Columns as
-``bench_embedding.py`` (kNN k = 10 and nearest centroid) plus ``resize 0.75×`` (the clean test
-images, Pillow bilinear) and OSCR (kNN: nearest-sample distance, correct = right model).
+with ``init`` = the universal embedding on the train split; also followed by the handcrafted
+vector, LDA-normalised), handcrafted + LDA, and the universal embedding followed by the
+handcrafted vector, LDA-normalised (``--spec universal+handcrafted``) at 10 / 50 / all images per
+model, with the product rows below for it and for the handcrafted galleries at 10 and 50 images
+per model (``--few-augment K``: each few-shot gallery again with K ``enroll --augment`` copies of
+its images). Columns as ``bench_embedding.py`` (kNN k = 10 and nearest centroid) plus ``resize
+0.75×`` (the clean test images, Pillow bilinear) and OSCR (kNN: nearest-sample distance, correct =
+right model).
 
 Open-set section (universal, 50-shot gallery): each scorer of :mod:`fpfast.gallery.openset`
 fitted on the gallery vectors; threshold at 5 % false rejects of held-out known images (train
@@ -274,6 +275,11 @@ def main(argv=None):
         r.update(train_seconds=None if a.finetuned else round(secs, 1), epochs=a.finetune_epochs, identity=ft.identity,
                  n_images=ft.config["training"]["n_images"])
         res["rows"][row_name] = r
+        if "hybrid" not in skip:  # the fine-tuned network followed by the handcrafted vector, LDA
+            fh = ft.with_handcrafted()
+            hv_ft = {s: vectors(data[s][0], lambda b: fh.embed(b, layout="hwc")) for s in data}
+            res["rows"][row_name + " ⊕ handcrafted + LDA"] = row_of(gallery_of(spec, hv_ft["train"], tr_y, "lda", fh),
+                                                                  hv_ft, labels)
         if aug:
             fa = vectors(aug[0], lambda b: ft.embed(b, layout="hwc"))
             g = with_augmented(spec, fv["train"], tr_y, fa, aug[1], "none", ft)

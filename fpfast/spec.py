@@ -26,7 +26,7 @@ class SpecError(ConfigError):
 
 
 PROJECTOR_KEYS = ("kind", "params", "identity", "source")
-EMBEDDING_KEYS = ("kind", "identity", "dim", "appended")  # appended: optional, see embedding_dims
+EMBEDDING_KEYS = ("kind", "identity", "dim", "appended")  # appended (optional): handcrafted dims at the end
 CROP_LAYOUTS = ("grid", "random")
 CROP_AGGREGATES = ("mean",)
 MAX_CROPS = 64

@@ -63,9 +63,10 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
     universal it embeds images with the shipped embedding pretrained on random decoders (`fpfast
     pretrain`), frozen; with --spec universal+handcrafted each vector is that embedding followed by
     the default handcrafted fingerprint, normalised by LDA (better than either alone with a few
-    images per model: benchmarks/results/accuracy.md). A gallery with a learned embedding (`fpfast train`) embeds new models with
-    it, frozen: ten or more images per model are enough. To adapt the embedding to the new models,
-    add --fine-tune-from ROOT (or run `fpfast train GALLERY --from-folders ROOT --fine-tune`).
+    images per model: benchmarks/results/accuracy.md). A gallery with a learned embedding (`fpfast
+    train`) embeds new models with it, frozen: ten or more images per model are enough. To adapt
+    the embedding to the new models, add --fine-tune-from ROOT (or run `fpfast train GALLERY
+    --from-folders ROOT --fine-tune`).
 
     \b
     Examples:
