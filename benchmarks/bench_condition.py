@@ -125,8 +125,8 @@ def main(argv=None):
     cal_src = [tr_x[i] for i in cal_ids]
     mild = [_jpeg(im, 90) for im in cal_src] + [_resize(im, 0.75) for im in cal_src]
     mh = vectors(mild, hand)
-    two = fit_detector(np.concatenate([ch, mh]), np.r_[np.zeros(third, int), np.ones(len(cal_c) - third + len(mild), int)],
-                       n=2)
+    is_copy = np.r_[np.zeros(third, int), np.ones(len(cal_c) - third + len(mild), int)]
+    two = fit_detector(np.concatenate([ch, mh]), is_copy, n=2)
     res = {"zoo": a.zoo, "embedding": emb.identity, "frr": a.frr, "max_test": a.max_test,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}, "detector_accuracy": {}}
     rows = {"pooled thresholds": {s: np.zeros(len(qv[s]), int) for s in QUERIES},

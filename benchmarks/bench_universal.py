@@ -237,7 +237,7 @@ def main(argv=None):
     for key, n in (("few10", 10), ("few50", 50), ("full", None)):
         if key in skip:
             continue
-        ids = first_n(tr_y, n) if n else np.arange(len(tr_y))
+        ids = few_ids[key] if n else np.arange(len(tr_y))
         g = gallery_of(spec, uv["train"][ids], [tr_y[i] for i in ids], "none", emb)
         res["rows"][f"universal, {n or 'all'} per model, no training"] = row_of(g, uv, labels)
         if key == "few50":
@@ -306,8 +306,9 @@ def main(argv=None):
             if key in skip:
                 continue
             for norm in ("standardize", "lda"):
-                few_shot_rows(res, spec, hv, labels, few_ids[key], norm, f"handcrafted + {'LDA' if norm == 'lda' else norm}, "
-                              f"{n} per model", key, lambda b: fingerprint_features(b, spec), copies=few_copies.get(key))
+                name = f"handcrafted + {'LDA' if norm == 'lda' else norm}, {n} per model"
+                few_shot_rows(res, spec, hv, labels, few_ids[key], norm, name, key,
+                              lambda b: fingerprint_features(b, spec), copies=few_copies.get(key))
         if aug:
             g = with_augmented(spec, hv["train"], tr_y, vectors(aug[0], lambda b: fingerprint_features(b, spec)),
                                aug[1], "lda")

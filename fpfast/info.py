@@ -110,6 +110,7 @@ def format_gallery_info(d: dict) -> str:
                f"trained {t['epochs']} epochs on {t['n_images']} images ({t['device']}, seed {t['seed']})")
         lines.append(f"learned embedding {e['identity'][:16]}: {a['kind']} widths {a['widths']} -> {a['dim']} dims, "
                      f"residual {a['residual']}, handcrafted head {'on' if a['handcrafted_dim'] else 'off'}; "
-                     f"{how}, final loss {t['final_loss']:.4f}" + (f", fine-tuned from {t['init'][:16]}" if t["init"] else "")
+                     f"{how}, final loss {t['final_loss']:.4f}"
+                     + (f", fine-tuned from {t['init'][:16]}" if t["init"] else "")
                      + (f"; followed by the {e['appended']}-dim handcrafted fingerprint" if e.get("appended") else ""))
     return "\n".join(lines)
