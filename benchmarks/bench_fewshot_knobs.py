@@ -1,0 +1,89 @@
+"""Few-shot gallery knobs chosen on training images only (issue 14): LDA shrinkage and the k of the
+kNN vote, for galleries of the handcrafted default vector and of universal ⊕ handcrafted
+(``--spec universal+handcrafted``).
+
+    python benchmarks/bench_fewshot_knobs.py ZOO --out results/fewshot_knobs_standard.json
+
+Galleries: the first 10 / 50 training images of each model. Validation queries: training images
+200-299 of each model (never in a gallery, never a test image), clean, JPEG 90 / 75 and resized
+0.75x / 0.5x (Pillow bilinear). Accuracy of the uniform kNN vote (:func:`bench_fewshot_concat.
+knn_accuracy`, ``Gallery``'s tie rule) after the normaliser fitted on the gallery. Two sweeps:
+shrinkage (0-0.9) of ``lda`` at k = 10, and k (1, 3, 5, 10) at the default shrinkage 0.05.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.bench_accuracy import cap  # noqa: E402
+from benchmarks.bench_embedding import vectors  # noqa: E402
+from benchmarks.bench_fewshot_concat import knn_accuracy  # noqa: E402
+from benchmarks.bench_universal import _jpeg, _resize, first_n  # noqa: E402
+from fpfast.embed.universal import load_universal  # noqa: E402
+from fpfast.gallery import normalize as norm  # noqa: E402
+from fpfast.ops.features import fingerprint_features  # noqa: E402
+from fpfast.spec import load_spec  # noqa: E402
+from fpfast.zoo import load_zoo_split  # noqa: E402
+
+SHRINKAGES = (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 0.9)
+KS = (1, 3, 5, 10)
+
+
+def with_shrinkage(shrinkage: float):
+    """``norm.fit`` with ``shrinkage`` fixed (what knn_accuracy calls), restored afterwards."""
+    orig = norm.fit
+
+    class _Patch:
+        def __enter__(self):
+            norm.fit = functools.partial(orig, shrinkage=shrinkage)
+
+        def __exit__(self, *exc):
+            norm.fit = orig
+    return _Patch()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("zoo")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    x, y = cap(load_zoo_split(a.zoo, "train"), None)[:2]
+    names = sorted(set(y))
+    gal, val = first_n(y, 50), first_n(y, 100, offset=200)
+    vx, vy = [x[i] for i in val], [y[i] for i in val]
+    sets = {"clean": vx, "jpeg90": [_jpeg(im, 90) for im in vx], "jpeg75": [_jpeg(im, 75) for im in vx],
+            "resize075": [_resize(im, 0.75) for im in vx], "resize05": [_resize(im, 0.5) for im in vx]}
+    spec, hyb = load_spec("default"), load_universal().with_handcrafted()
+    spaces = {"handcrafted": (lambda b: fingerprint_features(b, spec), ("standardize", "lda")),
+              "universal ⊕ handcrafted": (lambda b: hyb.embed(b, layout="hwc"), ("lda",))}
+    gy = np.array([y[i] for i in gal])
+    res = {"zoo": a.zoo, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "universal": hyb.identity,
+           "shrinkage": {}, "k": {}}
+    for space, (f, methods) in spaces.items():
+        gv, qv = vectors([x[i] for i in gal], f), {s: vectors(v, f) for s, v in sets.items()}
+        for n in (10, 50):
+            ids = np.concatenate([np.flatnonzero(gy == m)[:n] for m in names])
+            lab = np.array([names.index(m) for m in gy[ids]])
+
+            def acc(method, k=10):
+                return {s: round(knn_accuracy(gv[ids], lab, qv[s], vy, names, method, k=k), 4) for s in sets}
+            for sh in SHRINKAGES:
+                with with_shrinkage(sh):
+                    res["shrinkage"][f"{space}, {n} per model, lda {sh}"] = acc("lda")
+            for method in methods:
+                for k in KS:
+                    res["k"][f"{space} + {method}, {n} per model, k = {k}"] = acc(method, k)
+            print(space, n, flush=True)
+    with open(a.out, "w") as fh:
+        json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
