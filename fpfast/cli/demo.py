@@ -7,7 +7,7 @@ from .options import handle_errors, stream_options
 
 # The demo's wall time, said the same way in `fpfast --help`, `fpfast demo --help` and the README's
 # first line (a test holds the three together); measured: benchmarks/results/demo.md.
-DEMO_TIME = "about 1 min on 2 idle cores"
+DEMO_TIME = "about 2 min on 2 idle cores"
 
 
 @click.command("demo", help=f"""Offline, end to end ({DEMO_TIME}): build a zoo of tiny generative
