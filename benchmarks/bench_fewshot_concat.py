@@ -33,9 +33,12 @@ from fpfast.spec import load_spec  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
 
-def knn_accuracy(gallery, lab, queries, truth, names, method, k=10):
-    """Accuracy of the uniform k-NN vote after ``method`` fitted on ``gallery``."""
-    nz = norm.fit(method, gallery.astype(np.float64), lab)
+def knn_accuracy(gallery, lab, queries, truth, names, method, k=10, fit_extra=None):
+    """Accuracy of the uniform k-NN vote after ``method`` fitted on ``gallery`` (and, when given,
+    ``fit_extra`` = (vectors, labels) that enter the fit but are not searched)."""
+    fx, fl = (gallery, lab) if fit_extra is None else (np.concatenate([gallery, fit_extra[0]]),
+                                                      np.concatenate([lab, fit_extra[1]]))
+    nz = norm.fit(method, fx.astype(np.float64), fl)
     g = nz.transform(gallery.astype(np.float32)).astype(np.float64)
     q = nz.transform(queries.astype(np.float32)).astype(np.float64)
     d = (q ** 2).sum(1)[:, None] - 2 * q @ g.T + (g ** 2).sum(1)[None]
