@@ -10,7 +10,9 @@ Galleries: the first 10 / 50 training images of each model. Validation queries: 
 knn_accuracy`, ``Gallery``'s tie rule) after the normaliser fitted on the gallery. Two sweeps:
 shrinkage (0-0.9) of ``lda`` at k = 10, and k (1, 3, 5, 10) at the default shrinkage 0.05; and
 the normaliser fitted on the gallery plus 4 ``enroll --augment`` copies of each of its images,
-the copies not searched (``fit_with_copies``).
+the copies not searched (``fit_with_copies``); and universal ⊕ handcrafted with each half
+normalised apart (``blockwise``: LDA on the network's half, weighted, the handcrafted half
+standardised as in the default gallery).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from benchmarks.bench_fewshot_concat import knn_accuracy  # noqa: E402
 from benchmarks.bench_universal import _jpeg, _resize, augmented_train, first_n  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.gallery import normalize as norm  # noqa: E402
+from fpfast.gallery.attribution import knn_vote  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -37,6 +40,7 @@ from fpfast.zoo import load_zoo_split  # noqa: E402
 SHRINKAGES = (0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 0.9)
 KS = (1, 3, 5, 10)
 COPIES = 4
+BLOCK_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 
 
 def with_shrinkage(shrinkage: float):
@@ -50,6 +54,22 @@ def with_shrinkage(shrinkage: float):
         def __exit__(self, *exc):
             norm.fit = orig
     return _Patch()
+
+
+def blockwise_accuracy(gallery, lab, queries, truth, names, d_net, weight, k=10):
+    """kNN accuracy (``Gallery``'s vote) with the first ``d_net`` dimensions LDA-normalised and
+    scaled by ``weight``, the rest standardised, both fitted on ``gallery``."""
+    parts = []
+    for sl, method, w in ((slice(0, d_net), "lda", weight), (slice(d_net, None), "standardize", 1.0)):
+        nz = norm.fit(method, gallery[:, sl].astype(np.float64), lab)
+        parts.append((nz.transform(gallery[:, sl].astype(np.float32)) * w,
+                      nz.transform(queries[:, sl].astype(np.float32)) * w))
+    g = np.concatenate([p[0] for p in parts], 1).astype(np.float64)
+    q = np.concatenate([p[1] for p in parts], 1).astype(np.float64)
+    d = (q ** 2).sum(1)[:, None] - 2 * q @ g.T + (g ** 2).sum(1)[None]
+    nn = np.argsort(d, 1, kind="stable")[:, :k]
+    winner = knn_vote(lab[nn], np.take_along_axis(d, nn, 1), len(names))[0]
+    return float(np.mean(np.array(names)[winner] == np.asarray(truth)))
 
 
 def main(argv=None):
@@ -68,7 +88,7 @@ def main(argv=None):
               "universal ⊕ handcrafted": (lambda b: hyb.embed(b, layout="hwc"), ("lda",))}
     gy = np.array([y[i] for i in gal])
     res = {"zoo": a.zoo, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "universal": hyb.identity,
-           "shrinkage": {}, "k": {}, "fit_with_copies": {}}
+           "shrinkage": {}, "k": {}, "fit_with_copies": {}, "blockwise": {}}
     for space, (f, methods) in spaces.items():
         gv, qv = vectors([x[i] for i in gal], f), {s: vectors(v, f) for s, v in sets.items()}
         for n in (10, 50):
@@ -93,6 +113,12 @@ def main(argv=None):
                 res["fit_with_copies"][f"{space} + {method}, {n} per model"] = {
                     s: round(knn_accuracy(gv[ids], lab, qv[s], vy, names, method, fit_extra=(cv, cl)), 4)
                     for s in sets}
+            if space != "handcrafted":  # each half normalised apart: LDA on the network's, the
+                # handcrafted half standardised (what the default gallery does with it), weighted
+                d_net = hyb.plain().dim
+                for w in BLOCK_WEIGHTS:
+                    res["blockwise"][f"{space}, {n} per model, network LDA x {w} + handcrafted standardised"] = {
+                        s: round(blockwise_accuracy(gv[ids], lab, qv[s], vy, names, d_net, w), 4) for s in sets}
             print(space, n, flush=True)
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)
