@@ -17,6 +17,8 @@ from ..progress import Stages
 from ..spec import load_spec, parse_crops
 from .options import handle_errors, stream_options
 
+FEW = 50  # images per model under which a new default gallery hears about --spec universal+handcrafted
+
 
 @click.command("enroll")
 @click.argument("gallery", type=click.Path(file_okay=False))
@@ -114,7 +116,12 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         stages = Stages()
         with stages("fingerprint"):
-            errors = _enroll_groups(g, groups, column, holdout, opts)
+            errors, counts = _enroll_groups(g, groups, column, holdout, opts)
+        if new and spec is None and not opts.quiet and counts and sorted(counts.values())[len(counts) // 2] < FEW:
+            click.echo(f"hint: with fewer than {FEW} images per model, a gallery made with --spec {HYBRID} is "
+                       "usually more accurate on clean and lightly compressed images (less on heavily compressed "
+                       "or resized ones): benchmarks/results/accuracy.md, 'Universal embedding, sixth session'",
+                       err=True)
         with stages("calibrate"):
             cal = finish_enrollment(g, normalize, frr)
         click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
@@ -129,11 +136,13 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         raise SystemExit(EXIT_ROW_ERRORS)
 
 
-def _enroll_groups(g, groups, column, holdout, opts) -> int:
-    errors = 0
+def _enroll_groups(g, groups, column, holdout, opts) -> tuple[int, dict]:
+    """Enroll each model's sources; (unreadable images, {model: images enrolled})."""
+    errors, counts = 0, {}
     for name, srcs in groups.items():
         fp = gallery_fingerprints(g, srcs, opts, column=column, desc=name)
         r = enroll(g, name, fp, holdout=holdout)
+        counts[name] = r["enrolled"]
         n_aug = enroll_augmented(g, name, srcs, r["keys"], opts, column=column)
         errors += r["errors"]
         for line in enroll_warnings(name, r["enrolled"] + r["held_out"] + r["skipped"], r["skipped"]):
@@ -142,4 +151,4 @@ def _enroll_groups(g, groups, column, holdout, opts) -> int:
             click.echo(f"{name}: {r['enrolled']} enrolled" + (f" (+ {n_aug} augmented copies)" if n_aug else "")
                        + f", {r['held_out']} held out for calibration"
                        + (f", {r['errors']} unreadable" if r["errors"] else ""), err=True)
-    return errors
+    return errors, counts
