@@ -9,9 +9,10 @@ The gallery: a learned embedding (``--finetuned``: a directory with universal.js
 universal.safetensors as ``Embedder.to_bytes`` writes them; default the shipped universal one) on
 the zoo's whole train split, less the calibration images (train images 51-80 of each model),
 calibrated like ``bench_universal.product_rows``: the clean, JPEG-75 and 0.5x thirds of those
-images. A detector (multinomial logistic regression, L2, fitted on the calibration vectors' three
-thirds; inputs: the gallery's normalised vector, or the handcrafted default vector) predicts each
-test query's condition; the query is answered with the thresholds of the predicted condition.
+images. A detector (multinomial logistic regression, L2: ``fpfast.baselines.base.LinearHead``,
+fitted on the calibration vectors' three thirds; inputs: the gallery's normalised vector, or the
+handcrafted default vector) predicts each test query's condition; the query is answered with
+the thresholds of the predicted condition.
 A second, two-way detector (handcrafted input) tells clean from any re-encoding, trained with
 milder copies too (JPEG 90 and 0.75x of the same calibration images): a query it calls clean
 gets the clean thresholds, any other the pooled ones.
@@ -28,12 +29,12 @@ import sys
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import cap, positive  # noqa: E402
 from benchmarks.bench_embedding import gallery_of, vectors  # noqa: E402
 from benchmarks.bench_universal import _jpeg, _resize, calibration_images, first_n  # noqa: E402
+from fpfast.baselines.base import LinearHead  # noqa: E402
 from fpfast.embed import Embedder  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
@@ -46,23 +47,12 @@ QUERIES = {"test": "clean", "test_jpeg90": "jpeg", "test_jpeg75": "jpeg", "resiz
            "test_resize": "resize", "open_set": "clean", "open_set_jpeg75": "jpeg"}
 
 
-def fit_detector(x: np.ndarray, y: np.ndarray, n: int = len(CONDITIONS), l2: float = 1e-3, steps: int = 200):
-    """Multinomial logistic regression (``n`` classes) on standardised ``x`` -> a predict function."""
-    mu, sd = x.mean(0), x.std(0) + 1e-6
-    xt = torch.from_numpy((x - mu) / sd).double()
-    yt = torch.from_numpy(y).long()
-    w = torch.zeros(x.shape[1], n, dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(n, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + l2 * (w ** 2).sum()
-        loss.backward()
-        return loss
-    opt.step(closure)
-    w, b = w.detach().numpy(), b.detach().numpy()
-    return lambda q: np.argmax(((q - mu) / sd) @ w + b, 1)
+def fit_detector(x: np.ndarray, y: np.ndarray, l2: float = 1e-3):
+    """Standardise + multinomial logistic regression (:class:`fpfast.baselines.base.LinearHead`)
+    minimising the mean cross-entropy + ``l2`` ||w||^2 (sklearn's C = 1 / (2 l2 n)) -> a predict
+    function giving the class labels."""
+    head = LinearHead("logistic", C=0.5 / (l2 * len(x)), max_iter=2000).fit(x, y)
+    return lambda q: head.predict_score(q)[0]
 
 
 def answer(g, v, conds, recs):
@@ -126,7 +116,7 @@ def main(argv=None):
     mild = [_jpeg(im, 90) for im in cal_src] + [_resize(im, 0.75) for im in cal_src]
     mh = vectors(mild, hand)
     is_copy = np.r_[np.zeros(third, int), np.ones(len(cal_c) - third + len(mild), int)]
-    two = fit_detector(np.concatenate([ch, mh]), is_copy, n=2)
+    two = fit_detector(np.concatenate([ch, mh]), is_copy)
     res = {"zoo": a.zoo, "embedding": emb.identity, "frr": a.frr, "max_test": a.max_test,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}, "detector_accuracy": {}}
     rows = {"pooled thresholds": {s: np.zeros(len(qv[s]), int) for s in QUERIES},

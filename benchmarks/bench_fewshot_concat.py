@@ -33,14 +33,21 @@ from fpfast.spec import load_spec  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
 
-def knn_accuracy(gallery, lab, queries, truth, names, method, k=10, fit_extra=None):
+def knn_accuracy(gallery, lab, queries, truth, names, method, k=10, fit_extra=None, **fit_kw):
     """Accuracy of the uniform k-NN vote after ``method`` fitted on ``gallery`` (and, when given,
-    ``fit_extra`` = (vectors, labels) that enter the fit but are not searched)."""
+    ``fit_extra`` = (vectors, labels) that enter the fit but are not searched; ``fit_kw``: options
+    of :func:`fpfast.gallery.normalize.fit`, e.g. ``shrinkage``)."""
     fx, fl = (gallery, lab) if fit_extra is None else (np.concatenate([gallery, fit_extra[0]]),
                                                       np.concatenate([lab, fit_extra[1]]))
-    nz = norm.fit(method, fx.astype(np.float64), fl)
-    g = nz.transform(gallery.astype(np.float32)).astype(np.float64)
-    q = nz.transform(queries.astype(np.float32)).astype(np.float64)
+    nz = norm.fit(method, fx.astype(np.float64), fl, **fit_kw)
+    return vote_accuracy(nz.transform(gallery.astype(np.float32)), nz.transform(queries.astype(np.float32)),
+                         lab, truth, names, k)
+
+
+def vote_accuracy(g, q, lab, truth, names, k=10):
+    """Accuracy of the uniform k-NN vote (``Gallery``'s tie rule) of normalised queries ``q`` among
+    normalised gallery vectors ``g`` labelled ``lab`` (indices into ``names``)."""
+    g, q = g.astype(np.float64), q.astype(np.float64)
     d = (q ** 2).sum(1)[:, None] - 2 * q @ g.T + (g ** 2).sum(1)[None]
     nn = np.argsort(d, 1, kind="stable")[:, :k]
     winner = knn_vote(lab[nn], np.take_along_axis(d, nn, 1), len(names))[0]

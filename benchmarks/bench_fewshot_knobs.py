@@ -17,7 +17,6 @@ standardised as in the default gallery).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -28,11 +27,10 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import cap  # noqa: E402
 from benchmarks.bench_embedding import vectors  # noqa: E402
-from benchmarks.bench_fewshot_concat import knn_accuracy  # noqa: E402
+from benchmarks.bench_fewshot_concat import knn_accuracy, vote_accuracy  # noqa: E402
 from benchmarks.bench_universal import _jpeg, _resize, augmented_train, first_n  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.gallery import normalize as norm  # noqa: E402
-from fpfast.gallery.attribution import knn_vote  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -43,33 +41,15 @@ COPIES = 4
 BLOCK_WEIGHTS = (0.5, 1.0, 2.0, 4.0)
 
 
-def with_shrinkage(shrinkage: float):
-    """``norm.fit`` with ``shrinkage`` fixed (what knn_accuracy calls), restored afterwards."""
-    orig = norm.fit
-
-    class _Patch:
-        def __enter__(self):
-            norm.fit = functools.partial(orig, shrinkage=shrinkage)
-
-        def __exit__(self, *exc):
-            norm.fit = orig
-    return _Patch()
-
-
 def blockwise_accuracy(gallery, lab, queries, truth, names, d_net, weight, k=10):
     """kNN accuracy (``Gallery``'s vote) with the first ``d_net`` dimensions LDA-normalised and
     scaled by ``weight``, the rest standardised, both fitted on ``gallery``."""
-    parts = []
+    g, q = [], []
     for sl, method, w in ((slice(0, d_net), "lda", weight), (slice(d_net, None), "standardize", 1.0)):
         nz = norm.fit(method, gallery[:, sl].astype(np.float64), lab)
-        parts.append((nz.transform(gallery[:, sl].astype(np.float32)) * w,
-                      nz.transform(queries[:, sl].astype(np.float32)) * w))
-    g = np.concatenate([p[0] for p in parts], 1).astype(np.float64)
-    q = np.concatenate([p[1] for p in parts], 1).astype(np.float64)
-    d = (q ** 2).sum(1)[:, None] - 2 * q @ g.T + (g ** 2).sum(1)[None]
-    nn = np.argsort(d, 1, kind="stable")[:, :k]
-    winner = knn_vote(lab[nn], np.take_along_axis(d, nn, 1), len(names))[0]
-    return float(np.mean(np.array(names)[winner] == np.asarray(truth)))
+        g.append(nz.transform(gallery[:, sl].astype(np.float32)) * w)
+        q.append(nz.transform(queries[:, sl].astype(np.float32)) * w)
+    return vote_accuracy(np.concatenate(g, 1), np.concatenate(q, 1), lab, truth, names, k)
 
 
 def main(argv=None):
@@ -95,11 +75,11 @@ def main(argv=None):
             ids = np.concatenate([np.flatnonzero(gy == m)[:n] for m in names])
             lab = np.array([names.index(m) for m in gy[ids]])
 
-            def acc(method, k=10):
-                return {s: round(knn_accuracy(gv[ids], lab, qv[s], vy, names, method, k=k), 4) for s in sets}
+            def acc(method, k=10, **fit_kw):
+                return {s: round(knn_accuracy(gv[ids], lab, qv[s], vy, names, method, k=k, **fit_kw), 4)
+                        for s in sets}
             for sh in SHRINKAGES:
-                with with_shrinkage(sh):
-                    res["shrinkage"][f"{space}, {n} per model, lda {sh}"] = acc("lda")
+                res["shrinkage"][f"{space}, {n} per model, lda {sh}"] = acc("lda", shrinkage=sh)
             for method in methods:
                 for k in KS:
                     res["k"][f"{space} + {method}, {n} per model, k = {k}"] = acc(method, k)

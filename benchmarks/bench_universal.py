@@ -233,6 +233,17 @@ def main(argv=None):
     aug_name = f" + {a.augment} augmented copies each"
     t = time.perf_counter()
     uv = {s: vectors(data[s][0], lambda b: emb.embed(b, layout="hwc")) for s in data}
+    hand = {}   # the handcrafted vectors of every split, computed once, when first asked for
+
+    def handcrafted():
+        if not hand:
+            hand.update({s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data})
+        return hand
+
+    def appended(v):
+        """An embedder's vectors followed by the handcrafted ones: what ``with_handcrafted()`` embeds
+        (``tests/test_embed_hybrid.py`` holds the two equal), without running the network again."""
+        return {s: np.concatenate([v[s], handcrafted()[s]], 1) for s in data}
     res["embed_seconds"] = round(time.perf_counter() - t, 1)
     for key, n in (("few10", 10), ("few50", 50), ("full", None)):
         if key in skip:
@@ -276,10 +287,9 @@ def main(argv=None):
                  n_images=ft.config["training"]["n_images"])
         res["rows"][row_name] = r
         if "hybrid" not in skip:  # the fine-tuned network followed by the handcrafted vector, LDA
-            fh = ft.with_handcrafted()
-            hv_ft = {s: vectors(data[s][0], lambda b: fh.embed(b, layout="hwc")) for s in data}
-            res["rows"][row_name + " ⊕ handcrafted + LDA"] = row_of(gallery_of(spec, hv_ft["train"], tr_y, "lda", fh),
-                                                                  hv_ft, labels)
+            fh = appended(fv)
+            res["rows"][row_name + " ⊕ handcrafted + LDA"] = row_of(
+                gallery_of(spec, fh["train"], tr_y, "lda", ft.with_handcrafted()), fh, labels)
         if aug:
             fa = vectors(aug[0], lambda b: ft.embed(b, layout="hwc"))
             g = with_augmented(spec, fv["train"], tr_y, fa, aug[1], "none", ft)
@@ -299,7 +309,7 @@ def main(argv=None):
                 prefix=f"gallery{aug_name}"))
         dump()
     if "lda" not in skip:
-        hv = {s: vectors(data[s][0], lambda b: fingerprint_features(b, spec)) for s in data}
+        hv = handcrafted()
         g = gallery_of(spec, hv["train"], tr_y, "lda")
         res["rows"]["handcrafted + LDA"] = row_of(g, hv, labels)
         for key, n in (("few10", 10), ("few50", 50)):  # the few-shot comparison at equal data: the same images
@@ -315,18 +325,18 @@ def main(argv=None):
             res["rows"]["handcrafted + LDA" + aug_name] = row_of(g, hv, labels)
         dump()
     if "hybrid" not in skip:
-        hybrid_rows(res, spec, emb.with_handcrafted(), data, labels, skip, few_ids, few_copies)
+        hybrid_rows(res, spec, emb.with_handcrafted(), appended(uv), labels, skip, few_ids, few_copies)
         dump()
     print(json.dumps(res, indent=1))
 
 
-def hybrid_rows(res, spec, hyb, data, labels, skip, few_ids, few_copies):
+def hybrid_rows(res, spec, hyb, yv, labels, skip, few_ids, few_copies):
     """``fpfast enroll --spec universal+handcrafted``: the universal embedding followed by the
-    handcrafted vector (``hyb``), LDA-normalised, at 10 / 50 / all images per model, no training
-    (:func:`few_shot_rows`; the handcrafted few-shot galleries' are in the ``lda`` block)."""
+    handcrafted vector (``hyb``; ``yv``: its vectors of every split), LDA-normalised, at 10 / 50 /
+    all images per model, no training (:func:`few_shot_rows`; the handcrafted few-shot galleries'
+    are in the ``lda`` block)."""
     def embed(b):
         return hyb.embed(b, layout="hwc")
-    yv = {s: vectors(data[s][0], embed) for s in data}
     for key, n in (("few10", 10), ("few50", 50), ("full", None)):
         if key in skip:
             continue

@@ -80,13 +80,12 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         if log is not None:
             log(rec)
 
+    # a universal+handcrafted gallery fine-tunes its network and leaves the handcrafted half out (init.plain()):
+    # once fine-tuned, the network alone is ahead on every re-encoding and on open set
+    # (benchmarks/results/embedding.md, "Issue 14, sixth session")
     with stages("train"), bar:
         emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted, device=dev,
                                        backend=opts.backend, log=on_epoch, seed=seed,
-                                       # a universal+handcrafted gallery fine-tunes its network and
-                                       # leaves the handcrafted half out: once fine-tuned, the network
-                                       # alone is ahead on every re-encoding and on open set
-                                       # (benchmarks/results/embedding.md, "Issue 14, sixth session")
                                        init=init.plain() if init is not None else None,
                                        objective=objective, **train_opts)
     g = gallery.with_embedding(emb)
