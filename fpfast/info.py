@@ -76,11 +76,13 @@ def gallery_info(path: str) -> dict:
     import json
 
     from .gallery import Gallery
+    from .gallery.conditions import is_copy
     g = Gallery.load(path)
     d = {"path": path, "spec_id": g.spec.id, "dim": g.spec.dim, "samples": len(g), "models": g.models(),
          "held_out": g.holdout_counts(), "normalize": g.normalize, "index": g.index_type,
          "calibrated": sorted(g.calibration), "created": g.created, "crops": g.spec.crops,
-         "augment": g.augment}
+         "augment": g.augment, "calibration_copies": sum(is_copy(k) for k in g.hold_keys),
+         "condition_detector": any("detector" in r for r in g.calibration.values())}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -100,6 +102,11 @@ def format_gallery_info(d: dict) -> str:
                  + f", {c['aggregate']} of the vectors)" if c else "crops per image: 1 (the centre crop)")
     if d.get("augment"):
         lines.append(f"augmented copies per enrolled image: {d['augment']} (JPEG / down-scaled, `fpfast enroll --augment`)")
+    if d.get("calibration_copies"):
+        lines.append(f"calibration: held-out images and {d['calibration_copies']} processed copies of them (JPEG, down-scaled, cropped) "
+                     "(`fpfast enroll --calibrate-on augmented`); "
+                     + ("queries that look clean meet thresholds of clean images, others the pooled ones"
+                        if d.get("condition_detector") else "one pooled threshold set (too few for a detector)"))
     for m, n in d["models"].items():
         lines.append(f"  {m:<24s} {n:7d} samples, {d['held_out'].get(m, 0):5d} calibration vectors")
     e = d.get("embedding")

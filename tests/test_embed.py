@@ -12,6 +12,7 @@ import torch
 from _embed_synth import FAST, SIZE, SPEC, TINY, save_folders
 from fpfast.embed import Embedder, train_embedding
 from fpfast.gallery import Gallery, GalleryError
+from fpfast.gallery.conditions import COPIES, is_copy
 from fpfast.spec import FingerprintSpec, SpecError
 from fpfast.jobs import collect, enroll, mappers, train
 from fpfast.jobs.options import StreamOptions
@@ -132,7 +133,9 @@ def test_train_gallery_from_folders_then_attribute(tmp_path, embed_data):
     assert info["trained_on"] < len(x) and len(g2) + held == len(x) and info["calibrated"]
     thr_clean = g2.calibration["knn"]
     g2, _ = train.train_gallery(g, str(root), opts, arch=TINY, **{**FAST, "epochs": 4})  # augmented: the default
-    assert sum(g2.holdout_counts().values()) == 2 * held  # each held-out image once more, augmented
+    # each held-out image with its processed copies (the 0.5x one of a 24-px image is under the 16-px minimum)
+    assert sum(g2.holdout_counts().values()) == held * len(COPIES) and x[0].shape[0] == 24
+    assert sum(is_copy(k) for k in g2.hold_keys) == held * (len(COPIES) - 1)
     assert g2.calibration["knn"] != thr_clean
     g3 = Gallery.load(g2.path)
     assert g3.spec.embedding["identity"] == info["identity"] and g3.normalize == "none"

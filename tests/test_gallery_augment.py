@@ -9,6 +9,7 @@ import pytest
 
 from cli_helpers import MODELS, invoke, make_folders
 from fpfast.gallery import Gallery, GalleryError
+from fpfast.gallery.conditions import COPIES, is_copy
 from fpfast.gallery.store import MAX_AUGMENT, check_augment
 from fpfast.jobs.augment import augmented_copies, copy_key
 
@@ -68,7 +69,9 @@ def test_enroll_augment_adds_copies_keeps_the_setting_and_leaves_holdouts_clean(
     gal = Gallery.load(g)
     assert gal.augment == 2
     assert gal.models() == {m: 8 * 3 for m in MODELS}          # 8 enrolled + 2 copies each; 2 held out
-    assert sum(gal.holdout_counts().values()) == 2 * len(MODELS)
+    held = gal.hold_keys   # 2 held out each, with their calibration copies, never augmented ones
+    assert sum(not is_copy(k) for k in held) == 2 * len(MODELS) and not any("#aug" in k for k in held)
+    assert len(held) == 2 * len(MODELS) * (1 + len(COPIES))
     keys = gal.keys
     originals = [k for k in keys if "#aug" not in k]
     assert sorted(keys) == sorted(originals + [copy_key(k, j) for k in originals for j in (1, 2)])

@@ -3,7 +3,7 @@ import os
 import click
 
 from ..errors import EXIT_ROW_ERRORS
-from ..jobs.augment import enroll_augmented
+from ..jobs.augment import enroll_copies
 from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import enroll, finish_enrollment, model_folders
 from ..jobs.specs import resolve_spec
@@ -44,6 +44,11 @@ FEW = 50  # images per model under which a new default gallery hears about --spe
               help="Fraction of each model's images kept apart to calibrate the 'unknown' threshold.")
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
               help="False-reject rate the open-set threshold is calibrated to.")
+@click.option("--calibrate-on", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True,
+              help="augmented: each held-out image also gets JPEG, down-scaled and cropped copies, and the gallery "
+                   "learns to tell processed queries from clean ones, each meeting thresholds calibrated on their "
+                   "kind; clean: the held-out images alone (processed queries of known models then often "
+                   "come out 'unknown').")
 @click.option("--augment", type=click.IntRange(0, MAX_AUGMENT), default=None, metavar="K",
               help="Also enroll K re-encoded copies (JPEG, down-scaling) of each image, so re-encoded queries "
                    "of known models find samples like them (a new gallery; later enrollments and `fpfast "
@@ -57,8 +62,8 @@ FEW = 50  # images per model under which a new default gallery hears about --spe
               help="Fine-tuning passes over the --fine-tune-from images.  [default: about 4000 steps, 10-200 epochs]")
 @stream_options
 @handle_errors
-def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, augment, column, tune_root,
-               epochs, opts):
+def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, calibrate_on, augment, column,
+               tune_root, epochs, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec
@@ -116,7 +121,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         stages = Stages()
         with stages("fingerprint"):
-            errors, counts = _enroll_groups(g, groups, column, holdout, opts)
+            errors, counts = _enroll_groups(g, groups, column, holdout, calibrate_on, opts)
         if new and spec is None and not opts.quiet and counts and sorted(counts.values())[len(counts) // 2] < FEW:
             click.echo(f"hint: with fewer than {FEW} images per model, a gallery made with --spec {HYBRID} is "
                        "usually more accurate on clean and lightly compressed images (less on heavily compressed "
@@ -128,7 +133,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
                    + (f"; open-set thresholds calibrated at FRR {frr}" if cal else "; not calibrated (no held-out samples)"))
         if tune_root:
             g, info = train_gallery(g, tune_root, opts, fine_tune=True, holdout=holdout, frr=frr, epochs=epochs,
-                                    stages=stages)
+                                    calibrate_on=calibrate_on, stages=stages)
             click.echo(f"gallery {gallery}: embedding fine-tuned on {info['trained_on']} images -> "
                        f"{info['identity'][:16]}; {len(g.models())} models, {len(g)} samples re-enrolled")
     stages.report(opts.quiet)
@@ -136,14 +141,15 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         raise SystemExit(EXIT_ROW_ERRORS)
 
 
-def _enroll_groups(g, groups, column, holdout, opts) -> tuple[int, dict]:
+def _enroll_groups(g, groups, column, holdout, calibrate_on, opts) -> tuple[int, dict]:
     """Enroll each model's sources; (unreadable images, {model: images enrolled})."""
     errors, counts = 0, {}
     for name, srcs in groups.items():
         fp = gallery_fingerprints(g, srcs, opts, column=column, desc=name)
         r = enroll(g, name, fp, holdout=holdout)
         counts[name] = r["enrolled"]
-        n_aug = enroll_augmented(g, name, srcs, r["keys"], opts, column=column)
+        n_aug, _ = enroll_copies(g, name, srcs, r["keys"], r["held_keys"], opts, column=column,
+                                 calibrate_on=calibrate_on)
         errors += r["errors"]
         for line in enroll_warnings(name, r["enrolled"] + r["held_out"] + r["skipped"], r["skipped"]):
             click.echo(line, err=True)

@@ -47,7 +47,9 @@ class Attribution:
     ``distance``: the open-set statistic (squared L2 in the normalised space);
     ``threshold``: the threshold applied (inf when not calibrated);
     ``top``: per query, up to ``k`` ``(model, distance)`` pairs, nearest first;
-    ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold.
+    ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold;
+    ``condition``: per query ``clean`` or ``processed`` as the gallery's calibration detector
+    saw it (:mod:`.conditions`; it chose the thresholds), None for a gallery without one.
     """
     model: list[str]
     predicted: list[str]
@@ -58,6 +60,7 @@ class Attribution:
     method: str
     ratio: np.ndarray | None = None
     ratio_threshold: np.ndarray | None = None
+    condition: list[str] | None = None
 
     @property
     def open_set_score(self) -> np.ndarray:

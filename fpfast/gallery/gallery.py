@@ -28,6 +28,7 @@ from ..search import faiss_search, full_fp32
 from ..search import knn as torch_knn
 from ..spec import FingerprintSpec, load_spec
 from . import attribution as attr
+from . import conditions as cond
 from . import index as fidx
 from . import normalize as norm
 from . import persist, store
@@ -328,9 +329,10 @@ class Gallery:
         del self._names[j]
         self._centroids = None
         self._dev_cache.clear()
-        for rec in self.calibration.values():
-            for part in (rec, rec.get("ratio") or {}):
-                part.get("per_model", {}).pop(model, None)
+        for top in self.calibration.values():
+            for rec in (top, top.get("clean") or {}):
+                for part in (rec, rec.get("ratio") or {}):
+                    part.get("per_model", {}).pop(model, None)
         return gone
 
     # ================================================================== normalise / index
@@ -474,12 +476,17 @@ class Gallery:
         rec = self.calibration.get(method)
         thr = attr.thresholds_for(rec, names)[winner]
         rthr = attr.ratio_thresholds_for(rec, names)[winner]
+        clean = self.query_condition(queries, method)
+        if clean is not None:  # queries that look clean meet the thresholds of clean held-out images
+            thr = np.where(clean, attr.thresholds_for(rec["clean"], names)[winner], thr)
+            rthr = np.where(clean, attr.ratio_thresholds_for(rec["clean"], names)[winner], rthr)
         predicted = [names[j] for j in winner]
         unknown = attr.open_set_margin(stat, thr, ratio, rthr) > 0
         unknown &= np.isfinite(thr) | np.isfinite(rthr)  # nothing is unknown without a calibration
         model = [attr.UNKNOWN if u else p for p, u in zip(predicted, unknown)]
         return attr.Attribution(model, predicted, np.asarray(score, np.float64),
-                                np.asarray(stat, np.float64), thr, tops, method, ratio, rthr)
+                                np.asarray(stat, np.float64), thr, tops, method, ratio, rthr,
+                                None if clean is None else np.where(clean, "clean", "processed").tolist())
 
     def own_model_distance(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
         """Open-set statistic of each vector with respect to its own (enrolled) model: exact
@@ -581,13 +588,43 @@ class Gallery:
                                             np.full(x.shape[0], self._names.index(model), np.int32)])
         return x.shape[0]
 
+    @property
+    def hold_keys(self) -> list[str]:
+        """The held-out samples' keys, in order ("" where none was given)."""
+        return list(self._hold_keys)
+
     def holdout_counts(self) -> dict[str, int]:
         counts = np.bincount(self._hold_labels, minlength=len(self._names))
         return {m: int(c) for m, c in zip(self._names, counts) if c}
 
     def recalibrate(self, frr: float = 0.05, methods: Sequence[str] = ("knn", "centroid"), **kw) -> dict:
-        """:meth:`calibrate` every method on the stored held-out samples (no-op without any)."""
+        """:meth:`calibrate` every method on the stored held-out samples (no-op without any).
+        Where they include processed copies (:mod:`.conditions`) and a detector of them can be
+        fitted, each method's record is calibrated on all of them and carries, under ``clean``,
+        the record calibrated on the clean ones alone and, under ``detector``, the detector that
+        decides per query which of the two :meth:`attribute` applies."""
         if not len(self._hold_labels):
             return {}
-        models = [self._names[i] for i in self._hold_labels]
-        return {m: self.calibrate(self._hold_vectors, models, frr, method=m, **kw) for m in methods}
+        models = np.array([self._names[i] for i in self._hold_labels], dtype=object)
+        clean = np.array([not cond.is_copy(k) for k in self._hold_keys], bool)
+        det = cond.ConditionDetector.fit(self._hold_vectors, clean) if not clean.all() else None
+        out = {}
+        for m in methods:
+            sub = self.calibrate(self._hold_vectors[clean], list(models[clean]), frr, method=m, **kw) \
+                if det is not None else None
+            out[m] = self.calibrate(self._hold_vectors, list(models), frr, method=m, **kw)
+            if det is not None:
+                out[m].update(clean=sub, detector=det.to_dict())
+        return out
+
+    def query_condition(self, queries, method: str = "knn") -> np.ndarray | None:
+        """Per query, True where ``method``'s calibration detector calls it clean (None: the
+        gallery has no detector; every query meets the one calibration)."""
+        d = (self.calibration.get(method) or {}).get("detector")
+        if d is None:
+            return None
+        try:
+            det = cond.ConditionDetector.from_dict(d, self.spec.dim)
+        except ValueError as e:
+            raise GalleryError(f"gallery calibration {method!r}: {e}") from None
+        return det.is_clean(_to_numpy(queries).reshape(-1, self.spec.dim))

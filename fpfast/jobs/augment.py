@@ -10,7 +10,8 @@ generator seeded by the gallery's seed and the image's key, so a copy does not d
 other images are enrolled with it. They are made from the image as the pipeline decodes it, in
 the spec's geometry (the centre crop of a large image: the copies re-encode that crop), and for a
 heavy projector cut to sides that are multiples of 8 as its training crops are. Held-out
-images (calibration) are not augmented. The measured effect: ``benchmarks/results/accuracy.md``,
+images (calibration) are not augmented; they get fixed processed copies instead
+(:func:`add_calibration_copies`, :mod:`fpfast.gallery.conditions`). The measured effect: ``benchmarks/results/accuracy.md``,
 "Augmented enrollment".
 """
 from __future__ import annotations
@@ -57,18 +58,48 @@ def add_augmented(gallery, model: str, images: Sequence[np.ndarray], keys: Seque
     return gallery.add(model, map_images(copies, vectorize), ckeys, skip_known=True)
 
 
-def enroll_augmented(gallery, model: str, sources, new_keys: Sequence[str], opts, column: str | None = None) -> int:
-    """The augmented copies (``gallery.augment`` each) of ``model``'s images keyed ``new_keys``
-    (just enrolled from ``sources``, which are decoded again: enrollment keeps only vectors)."""
-    if not gallery.augment or not len(new_keys):
+def add_calibration_copies(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[str],
+                           vectorize: Callable) -> int:
+    """Keep the processed copies (:func:`fpfast.gallery.conditions.calibration_copies`) of
+    ``model``'s held-out ``images`` (keyed ``keys``) as held-out samples of it, keyed
+    ``KEY#cal-NAME``: what calibration tells processed queries from clean ones with. Returns
+    how many were kept (copies already held, same key, are skipped, and so are copies smaller than
+    the spec's smallest input)."""
+    from ..embed.train import projector_crop
+    from ..gallery.conditions import calibration_copies, copy_key
+    copies, ckeys = [], []
+    for im, key in zip(images, keys):
+        for name, c in calibration_copies(np.asarray(im, np.uint8)):
+            if min(c.shape[:2]) < gallery.spec.min_size:  # a query that small is refused: no threshold for it
+                continue
+            copies.append(projector_crop(c[None])[0] if gallery.spec.projector is not None else c)
+            ckeys.append(copy_key(key, name))
+    if not copies:
         return 0
+    return gallery.add_holdout(model, map_images(copies, vectorize), ckeys, skip_known=True)
+
+
+def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_keys: Sequence[str], opts,
+                  column: str | None = None, calibrate_on: str = "augmented") -> tuple[int, int]:
+    """(augmented copies enrolled, calibration copies held out) of ``model``'s images just
+    enrolled from ``sources`` (keyed ``new_keys``: ``gallery.augment`` copies each) and just held
+    out (``held_keys``: with ``calibrate_on="augmented"``, :func:`add_calibration_copies`). The
+    sources are decoded again, once for both: enrollment keeps only vectors."""
+    want_aug = set(new_keys) if gallery.augment else set()
+    want_cal = set(held_keys) if calibrate_on == "augmented" else set()
+    if not want_aug and not want_cal:
+        return 0, 0
     from .collect import image_sources
     from .mappers import vector_mapper
-    imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: augmented copies")
-    want = set(new_keys)
-    sel = [i for i, key in enumerate(keys) if key in want]
+    imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: copies")
     mapper = vector_mapper(gallery.spec, opts, gallery.embedder())
 
     def vectorize(batch):
         return mapper(batch, [None] * len(batch))["vector"].detach().cpu().numpy()
-    return add_augmented(gallery, model, [imgs[i] for i in sel], [keys[i] for i in sel], vectorize, gallery.augment)
+
+    def picked(want):
+        sel = [i for i, key in enumerate(keys) if key in want]
+        return [imgs[i] for i in sel], [keys[i] for i in sel]
+    n_aug = add_augmented(gallery, model, *picked(want_aug), vectorize, gallery.augment) if want_aug else 0
+    n_cal = add_calibration_copies(gallery, model, *picked(want_cal), vectorize) if want_cal else 0
+    return n_aug, n_cal

@@ -39,7 +39,7 @@ def split_holdout(n: int, frac: float, seed: int) -> tuple[np.ndarray, np.ndarra
 
 def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2, seed: int = 0) -> dict:
     """Add a model's fingerprints; ``holdout`` of them are kept apart for open-set calibration.
-    Returns counts and ``keys``, those of the samples enrolled now."""
+    Returns counts, ``keys`` (those of the samples enrolled now) and ``held_keys`` (held out now)."""
     if len(fp.keys) == 0:
         first = f" (first: {fp.errors[0]['path']}: {fp.errors[0]['error']})" if fp.errors else ""
         raise UsageError(f"model {model!r}: none of its {len(fp.errors)} input(s) could be read{first}; "
@@ -50,7 +50,8 @@ def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2,
     held = gallery.add_holdout(model, fp.vectors[hold], [fp.keys[i] for i in hold], skip_known=True) \
         if len(hold) and model in gallery.models() else 0
     return {"model": model, "enrolled": added, "held_out": held, "errors": len(fp.errors),
-            "skipped": len(fp.keys) - added - held, "keys": new_keys}
+            "skipped": len(fp.keys) - added - held, "keys": new_keys,
+            "held_keys": gallery.hold_keys[-held:] if held else []}
 
 
 def finish_enrollment(gallery: Gallery, normalize: str | None, frr: float) -> dict:

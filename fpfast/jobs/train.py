@@ -1,15 +1,13 @@
 """Train a learned embedding for a gallery and re-enroll every model with it."""
 from __future__ import annotations
 
-import numpy as np
-import torch
 
 from ..errors import UsageError
 from ..gallery import Gallery
 from ..prepare import map_images
 from ..progress import Progress, Stages
 from ..spec import FingerprintSpec
-from .augment import add_augmented
+from .augment import add_augmented, add_calibration_copies
 from .collect import image_sources
 from .enroll import finish_enrollment, model_folders, split_holdout
 from .options import StreamOptions, resolve_device
@@ -27,9 +25,9 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     save (atomic; the handcrafted vectors are replaced). ``fine_tune``: start from the gallery's
     current embedding (e.g. after enrolling a new model with it frozen) instead of from scratch;
     ``handcrafted=None``: the current embedding's choice, else off. ``calibrate_on``: ``clean``
-    held-out images, or ``augmented``: those plus one copy of each under the training
-    augmentations (JPEG, down-scaling, crops), so that re-encoded queries of known models are not
-    all answered 'unknown'. ``causal``: train the decoupled fingerprint of issue 15 instead
+    held-out images, or ``augmented``: those plus their re-encoded copies (JPEG, down-scaling;
+    :mod:`fpfast.gallery.conditions`), so that re-encoded queries of known models are not all
+    answered 'unknown' and clean ones still meet clean thresholds. ``causal``: train the decoupled fingerprint of issue 15 instead
     ({"content": the zoo's content table or root, "hsic": weight, "pair": weight, optional
     "project_out": rank}; see
     :mod:`fpfast.causal.objective`). Progress (unless ``opts.quiet``): reading, then epochs with
@@ -99,10 +97,9 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
             add_augmented(g, name, [imgs[i] for i in keep], [keys[i] for i in keep],
                           embed, g.augment, seed)
             if len(hold):
-                g.add_holdout(name, v[hold])
+                g.add_holdout(name, v[hold], [keys[i] for i in hold])
                 if calibrate_on == "augmented":
-                    g.add_holdout(name, _augmented_embeddings(emb, [imgs[i] for i in hold], base, dev, seed,
-                                                              opts.precision))
+                    add_calibration_copies(g, name, [imgs[i] for i in hold], [keys[i] for i in hold], embed)
         cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
@@ -125,21 +122,3 @@ def _causal_objective(causal: dict, keys: list, labels: list, spec: FingerprintS
     return CausalObjective([classes.index(v) for v in labels], [codes.get(c, -1) for c in ids],
                            spec.residual, spec.sigma, hsic=causal.get("hsic", 1.0), pair=causal.get("pair", 1.0),
                            project_out=causal.get("project_out", 0))
-
-
-def _augmented_embeddings(emb, imgs: list, spec: FingerprintSpec, device: str, seed: int,
-                          precision: str = "auto") -> np.ndarray:
-    """Embeddings of ``imgs`` after one draw of the embedding's training augmentations each."""
-    from ..embed.train import DEFAULT_TRAIN, augment_batch, projector_crop
-    opts = {**DEFAULT_TRAIN, **{k: v for k, v in emb.config.get("training", {}).items() if k in DEFAULT_TRAIN},
-            "patch": 0}  # queries are embedded whole, so are their calibration copies
-    rng = np.random.default_rng([seed, 0xCA1])
-    out = []
-    for s in range(0, len(imgs), 64):
-        chunk = imgs[s:s + 64]
-        base = min(min(im.shape[:2]) for im in chunk)
-        xb = torch.from_numpy(augment_batch(chunk, base, spec.min_size, rng, opts))
-        if emb.projector(device) is not None:
-            xb = projector_crop(xb)
-        out.append(emb.embed(xb, device=device, layout="hwc", precision=precision))
-    return np.concatenate(out)

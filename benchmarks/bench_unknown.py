@@ -1,0 +1,114 @@
+"""What `fpfast enroll` galleries answer `unknown`, calibrated on clean held-out images or on those
+plus their re-encoded copies with the condition detector (``--calibrate-on``; issue 14).
+
+    python benchmarks/bench_unknown.py ZOO --out results/unknown_standard.json [--specs default,universal]
+        [--max-test 200] [--md results/accuracy.md]
+
+The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C``
+(a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05), then the
+gallery's own ``attribute`` (kNN, k = 10) on the zoo's test splits as the pipeline fingerprints
+them, plus a 0.75x bilinear down-scale of the test images made in memory. Per split: accuracy
+(an `unknown` answer counts as wrong; for ``open_set`` `unknown` is the right answer), the
+`unknown` rate and the fraction the detector called clean; per gallery: AUROC and OSCR of
+``open_set_score`` (clean test images against the open-set model's) and the enroll time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.bench_accuracy import positive  # noqa: E402
+from fpfast.gallery import Gallery  # noqa: E402
+from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
+from fpfast.gallery.openset import auroc, oscr  # noqa: E402
+from fpfast.jobs.mappers import vector_mapper  # noqa: E402
+from fpfast.jobs.options import StreamOptions  # noqa: E402
+from fpfast.prepare import map_images  # noqa: E402
+from fpfast.zoo import load_zoo_split  # noqa: E402
+
+SPLITS = ("test", "test_jpeg90", "test_jpeg75", "resize075", "test_resize", "test_crop", "unseen_seed", "open_set")
+
+
+def _subset(labels, n):
+    lab = np.array([str(x) for x in labels])
+    return np.concatenate([np.flatnonzero(lab == m)[:n] for m in sorted(set(lab))])
+
+
+def queries(g, zoo, max_test, opts):
+    """{split: (vectors, expected answers)} in ``g``'s space."""
+    from PIL import Image
+    mapper = vector_mapper(g.spec, opts, g.embedder())
+
+    def vectorize(b):
+        return mapper(b, [None] * len(b))["vector"].detach().cpu().numpy()
+    out = {}
+    for split in SPLITS:
+        src = "test" if split == "resize075" else split
+        if not os.path.isdir(os.path.join(zoo, src)):
+            continue
+        imgs, labels, _ = load_zoo_split(zoo, src)
+        sel = _subset(labels, max_test)
+        want = [UNKNOWN if labels[i] is None else labels[i] for i in sel]
+        if split == "resize075":
+            small = [np.asarray(Image.fromarray(imgs[i]).resize((round(imgs[i].shape[1] * .75),
+                                                                 round(imgs[i].shape[0] * .75)), Image.BILINEAR))
+                     for i in sel]
+            out[split] = (map_images(small, vectorize), want)
+        else:
+            out[split] = (map_images([imgs[i] for i in sel], vectorize), want)
+    return out
+
+
+def measure(gdir, zoo, max_test, opts):
+    g = Gallery.load(gdir)
+    q = queries(g, zoo, max_test, opts)
+    row, att = {}, {}
+    for split, (v, want) in q.items():
+        a = g.attribute(v, k=10)
+        att[split] = (a, np.array(want))
+        row[split] = {"accuracy": float(np.mean(np.array(a.model) == np.array(want))),
+                      "unknown": float(a.is_unknown.mean()),
+                      "called_clean": None if a.condition is None else float(np.mean(np.array(a.condition) == "clean"))}
+    if "open_set" in att:
+        (t, ty), (u, _) = att["test"], att["open_set"]
+        row["auroc"] = auroc(t.open_set_score, u.open_set_score)
+        row["oscr"] = oscr(t.open_set_score, np.array(t.predicted) == ty, u.open_set_score)
+    return row
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("zoo")
+    ap.add_argument("--specs", default="default,universal+handcrafted,universal")
+    ap.add_argument("--calibrate-on", default="clean,augmented")
+    ap.add_argument("--max-test", type=positive, default=200)
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    opts = StreamOptions(device="cpu", quiet=True)
+    res = {"zoo": a.zoo, "max_test": a.max_test, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+           "rows": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in a.specs.split(","):
+            for how in a.calibrate_on.split(","):
+                gdir = os.path.join(tmp, f"{spec}-{how}".replace("+", "_"))
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders",
+                                os.path.join(a.zoo, "train"), "--calibrate-on", how, "-q"]
+                               + ([] if spec == "default" else ["--spec", spec]), check=True)
+                row = {"enroll_s": round(time.perf_counter() - t0, 1), **measure(gdir, a.zoo, a.max_test, opts)}
+                res["rows"][f"{spec}, calibrated on {how}"] = row
+                print(f"{spec}, {how}: " + json.dumps(row), flush=True)
+                with open(a.out, "w") as f:
+                    json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Clean or processed: the copies open-set calibration learns from, and the detector that tells a
+query's condition from its vector (issue 14).
+
+A gallery calibrated on clean held-out images alone answers most JPEG-compressed or resized
+images of *known* models ``unknown``; calibrated on clean and processed held-out images pooled,
+its thresholds follow the hardest condition and let almost every image of an unseen generator
+through. So enrollment keeps, beside each held-out image, one processed copy per :data:`COPIES` entry (held
+out too, keyed ``KEY#cal-NAME``), and recalibration fits, per method, thresholds on the clean
+held-out samples, thresholds on all of them, and a :class:`ConditionDetector` (standardise +
+logistic regression on the gallery's raw vectors) trained to tell the clean held-out samples
+from their copies. A query the detector calls clean meets the clean thresholds, any other the
+pooled ones. What it buys: ``benchmarks/results/accuracy.md``, "calibrated `unknown`s".
+
+The copies are not the benchmarks' test conditions: JPEG quality 90 and 70, a 0.75x bicubic and a
+0.5x Lanczos down-scale, and a crop keeping 0.8 of each side offset by a tenth (the zoo's test
+splits use JPEG 75, bilinear down-scales and a centred 3/4 crop).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+TAG = "#cal-"   # the held-out key of copy NAME of an image keyed k: f"{k}#cal-{NAME}"
+COPIES = {"jpeg90": ("jpeg", 90), "jpeg70": ("jpeg", 70), "resize075": ("bicubic", 0.75),
+          "resize05": ("lanczos", 0.5), "crop08": ("crop", 0.8)}
+MIN_EACH = 10    # clean held-out samples (and copies) below which no detector is fitted
+L2 = 1e-3        # the detector's penalty: mean cross-entropy + L2 ||w||^2
+
+
+def copy_key(key: str, name: str) -> str:
+    return f"{key}{TAG}{name}"
+
+
+def is_copy(key: str) -> bool:
+    return TAG in str(key)
+
+
+def calibration_copies(image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 HxWx3 copy) of one image for each of :data:`COPIES`, in its order."""
+    from PIL import Image
+
+    from ..embed.train import _jpeg, _rescale
+    filters = {"bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
+    image = np.ascontiguousarray(image, np.uint8)
+    h, w = image.shape[:2]
+    out = []
+    for name, (how, arg) in COPIES.items():
+        if how == "jpeg":
+            out.append((name, _jpeg(image, arg)))
+        elif how == "crop":  # the top-left-offset crop keeping ``arg`` of each side
+            out.append((name, image[h // 10:h // 10 + round(h * arg), w // 10:w // 10 + round(w * arg)].copy()))
+        else:
+            out.append((name, _rescale(image, arg, filters[how])))
+    return out
+
+
+class ConditionDetector:
+    """p(clean) of raw gallery vectors: ``sigmoid(((x - mean) / scale) . coef + intercept)``."""
+
+    def __init__(self, mean, scale, coef, intercept: float):
+        self.mean, self.scale, self.coef = (np.asarray(a, np.float64) for a in (mean, scale, coef))
+        self.intercept = float(intercept)
+
+    @classmethod
+    def fit(cls, x: np.ndarray, clean: np.ndarray) -> "ConditionDetector | None":
+        """Fitted on vectors ``x`` [N, D] labelled ``clean`` [N] (the two classes weighted
+        equally); None when either side has fewer than :data:`MIN_EACH` samples."""
+        from sklearn.linear_model import LogisticRegression
+        x, clean = np.asarray(x, np.float64), np.asarray(clean, bool)
+        if min(clean.sum(), (~clean).sum()) < MIN_EACH:
+            return None
+        mean, scale = x.mean(0), x.std(0)
+        scale = np.where(scale > 1e-12, scale, 1.0)
+        lr = LogisticRegression(C=0.5 / (L2 * len(x)), class_weight="balanced", max_iter=2000)
+        lr.fit((x - mean) / scale, clean)
+        return cls(mean, scale, lr.coef_[0], lr.intercept_[0])
+
+    def p_clean(self, x) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        z = ((x - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -500, 500)))
+
+    def is_clean(self, x) -> np.ndarray:
+        return self.p_clean(x) >= 0.5
+
+    def to_dict(self) -> dict:
+        return {"kind": "logistic", "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "coef": self.coef.tolist(), "intercept": self.intercept, "copies": list(COPIES)}
+
+    @classmethod
+    def from_dict(cls, d: dict, dim: int) -> "ConditionDetector":
+        if d.get("kind") != "logistic" or any(len(d.get(k, ())) != dim for k in ("mean", "scale", "coef")):
+            raise ValueError(f"a condition detector of {dim} dims was expected, got {str(d)[:80]}")
+        return cls(d["mean"], d["scale"], d["coef"], d["intercept"])
