@@ -6,8 +6,8 @@ plus their re-encoded copies with the condition detector (``--calibrate-on``; is
 
 The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C``
 (a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05), then the
-gallery's own ``attribute`` (kNN, k = 10) on the zoo's test splits as the pipeline fingerprints
-them, plus a 0.75x bilinear down-scale of the test images made in memory. Per split: accuracy
+gallery's own ``attribute`` (kNN, k = 10, with each image's side as the stream passes it) on the
+zoo's test splits as the pipeline fingerprints them, plus a 0.75x bilinear down-scale of the test images made in memory. Per split: accuracy
 (an `unknown` answer counts as wrong; for ``open_set`` `unknown` is the right answer), the
 `unknown` rate and the fraction the detector called clean; per gallery: AUROC and OSCR of
 ``open_set_score`` (clean test images against the open-set model's) and the enroll time.
@@ -29,6 +29,7 @@ from benchmarks.bench_accuracy import positive  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.openset import auroc, oscr  # noqa: E402
+from fpfast.gallery.conditions import detector_spec  # noqa: E402
 from fpfast.jobs.mappers import vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.prepare import map_images  # noqa: E402
@@ -42,10 +43,10 @@ def _subset(labels, n):
     return np.concatenate([np.flatnonzero(lab == m)[:n] for m in sorted(set(lab))])
 
 
-def queries(g, zoo, max_test, opts):
-    """{split: (vectors, expected answers)} in ``g``'s space."""
+def queries(spec, embedder, zoo, max_test, opts):
+    """{split: (vectors, expected answers, image sides)} of ``spec`` (``embedder``'s when it names one)."""
     from PIL import Image
-    mapper = vector_mapper(g.spec, opts, g.embedder())
+    mapper = vector_mapper(spec, opts, embedder)
 
     def vectorize(b):
         return mapper(b, [None] * len(b))["vector"].detach().cpu().numpy()
@@ -58,21 +59,24 @@ def queries(g, zoo, max_test, opts):
         sel = _subset(labels, max_test)
         want = [UNKNOWN if labels[i] is None else labels[i] for i in sel]
         if split == "resize075":
-            small = [np.asarray(Image.fromarray(imgs[i]).resize((round(imgs[i].shape[1] * .75),
-                                                                 round(imgs[i].shape[0] * .75)), Image.BILINEAR))
-                     for i in sel]
-            out[split] = (map_images(small, vectorize), want)
+            chosen = [np.asarray(Image.fromarray(imgs[i]).resize((round(imgs[i].shape[1] * .75),
+                                                                  round(imgs[i].shape[0] * .75)), Image.BILINEAR))
+                      for i in sel]
         else:
-            out[split] = (map_images([imgs[i] for i in sel], vectorize), want)
+            chosen = [imgs[i] for i in sel]
+        out[split] = (map_images(chosen, vectorize), want, [min(im.shape[:2]) for im in chosen])
     return out
 
 
 def measure(gdir, zoo, max_test, opts):
     g = Gallery.load(gdir)
-    q = queries(g, zoo, max_test, opts)
+    q = queries(g.spec, g.embedder(), zoo, max_test, opts)
+    cond = {}
+    if detector_spec(g.spec) is not None:  # a plain embedding's detector reads handcrafted vectors, as the stream
+        cond = {s: v for s, (v, _, _) in queries(detector_spec(g.spec), None, zoo, max_test, opts).items()}
     row, att = {}, {}
-    for split, (v, want) in q.items():
-        a = g.attribute(v, k=10)
+    for split, (v, want, sides) in q.items():
+        a = g.attribute(v, k=10, sides=sides, condition=cond.get(split))
         att[split] = (a, np.array(want))
         row[split] = {"accuracy": float(np.mean(np.array(a.model) == np.array(want))),
                       "unknown": float(a.is_unknown.mean()),
@@ -84,14 +88,59 @@ def measure(gdir, zoo, max_test, opts):
     return row
 
 
+NAMES = {"test": "clean", "test_jpeg90": "JPEG 90", "test_jpeg75": "JPEG 75", "resize075": "0.75×",
+         "test_resize": "0.5×", "test_crop": "crop", "unseen_seed": "unseen seed", "open_set": "unseen model"}
+
+
+def table(res: dict) -> str:
+    """Two markdown tables of a result: accuracy (`unknown` counted wrong, right for the unseen
+    model) and the `unknown` rate per split, one row per gallery."""
+    rows = res["rows"]
+    splits = [s for s in SPLITS if any(s in r for r in rows.values())]
+    out = []
+    for what, key in (("accuracy", "accuracy"), ("`unknown` rate", "unknown")):
+        out += [f"| gallery ({what}) | " + " | ".join(NAMES[s] for s in splits) + " | AUROC | enroll s |",
+                "|---|" + "---:|" * (len(splits) + 2)]
+        out += [f"| {name} | " + " | ".join(f"{r[s][key]:.3f}" for s in splits)
+                + f" | {r.get('auroc', float('nan')):.3f} | {r['enroll_s']:.0f} |" for name, r in rows.items()]
+        out.append("")
+    return "\n".join(out)
+
+
+def enroll_with(gdir, zoo, emb_dir, how, opts):
+    """What `fpfast enroll` does for a gallery holding the embedding saved in ``emb_dir``
+    (universal.json + universal.safetensors, ``Embedder.to_bytes``' two parts: a fine-tuned
+    one), through the same job functions: enroll, copies, refit, recalibrate, save."""
+    from fpfast.embed import Embedder
+    from fpfast.jobs.augment import enroll_copies
+    from fpfast.jobs.collect import gallery_fingerprints
+    from fpfast.jobs.enroll import enroll, finish_enrollment, model_folders
+    with open(os.path.join(emb_dir, "universal.json"), "rb") as c, \
+            open(os.path.join(emb_dir, "universal.safetensors"), "rb") as w:
+        emb = Embedder.from_bytes(c.read(), w.read())
+    g = Gallery.create(gdir, normalize="none").with_embedding(emb)
+    for name, folder in model_folders(os.path.join(zoo, "train")).items():
+        r = enroll(g, name, gallery_fingerprints(g, [folder], opts))
+        enroll_copies(g, name, [folder], r["keys"], r["held_keys"], opts, calibrate_on=how)
+    finish_enrollment(g, None, 0.05)
+    return emb.identity
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("zoo")
     ap.add_argument("--specs", default="default,universal+handcrafted,universal")
     ap.add_argument("--calibrate-on", default="clean,augmented")
+    ap.add_argument("--embedding", help="also a gallery of this fine-tuned embedding (a directory with "
+                    "universal.json + universal.safetensors), enrolled by the same job functions")
     ap.add_argument("--max-test", type=positive, default=200)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--table", action="store_true", help="print the tables of an existing --out and stop")
     a = ap.parse_args(argv)
+    if a.table:
+        with open(a.out) as f:
+            print(table(json.load(f)))
+        return
     opts = StreamOptions(device="cpu", quiet=True)
     res = {"zoo": a.zoo, "max_test": a.max_test, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "rows": {}}
@@ -108,6 +157,15 @@ def main(argv=None):
                 print(f"{spec}, {how}: " + json.dumps(row), flush=True)
                 with open(a.out, "w") as f:
                     json.dump(res, f, indent=1)
+        for how in a.calibrate_on.split(",") if a.embedding else ():
+            gdir = os.path.join(tmp, f"embedding-{how}")
+            t0 = time.perf_counter()
+            ident = enroll_with(gdir, a.zoo, a.embedding, how, opts)
+            row = {"enroll_s": round(time.perf_counter() - t0, 1), **measure(gdir, a.zoo, a.max_test, opts)}
+            res["rows"][f"fine-tuned {ident[:8]}, calibrated on {how}"] = row
+            print(f"fine-tuned, {how}: " + json.dumps(row), flush=True)
+            with open(a.out, "w") as f:
+                json.dump(res, f, indent=1)
 
 
 if __name__ == "__main__":

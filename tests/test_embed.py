@@ -143,6 +143,23 @@ def test_train_gallery_from_folders_then_attribute(tmp_path, embed_data):
     assert fp.vectors.shape == (24, 16)
     cols = mappers.attribute_mapper(g3, opts, k=3)(torch.from_numpy(np.stack(xt[:4])), list("abcd"))
     assert len(cols["predicted"]) == 4 and set(cols["predicted"]) <= {"m0", "m1", "m2"}
+    # the condition detector of a plain embedding reads the handcrafted vectors kept beside it,
+    # saved with the held-out samples; the stream computes them for each query
+    assert g3.calibration["knn"]["detector"]["input"] == "handcrafted"
+    assert os.path.exists(os.path.join(g3.path, "holdout_condition.npy"))
+    assert set(cols["condition"]) <= {"clean", "processed"} and len(cols["condition"]) == 4
+    assert g3.attribute(fp.vectors[:3]).condition is None    # without them: the pooled thresholds
+    hand = collect.fingerprint_sources([str(root / "m0")], SPEC, opts).vectors
+    assert g3.attribute(fp.vectors, condition=hand).condition.count("clean") > len(hand) // 2
+    # a gallery from before (no holdout_condition.npy) loads, and recalibrates without a detector
+    import json
+    meta_p = os.path.join(g3.path, "gallery.json")
+    meta = json.load(open(meta_p))
+    del meta["files"]["holdout_condition.npy"]
+    json.dump(meta, open(meta_p, "w"))
+    os.remove(os.path.join(g3.path, "holdout_condition.npy"))
+    old = Gallery.load(g3.path)
+    assert "detector" not in old.recalibrate()["knn"] and old.attribute(fp.vectors, condition=hand).condition is None
 
 
 def test_cli_enroll_train_attribute(tmp_path, embed_data):

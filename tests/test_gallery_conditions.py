@@ -3,6 +3,7 @@ thresholds apply (:mod:`fpfast.gallery.conditions`, ``fpfast enroll --calibrate-
 from __future__ import annotations
 
 import io
+import json
 import os
 
 import numpy as np
@@ -88,11 +89,21 @@ def test_recalibrate_fits_clean_pooled_and_detector_and_attribute_picks_per_quer
     want = np.where(np.arange(10) < 5, attr.thresholds_for(rec["clean"], names)[win],
                     attr.thresholds_for(rec, names)[win])
     np.testing.assert_array_equal(a.threshold, want)
+    # an image smaller than the spec's crop and than every enrolled image was cropped or down-scaled:
+    # processed whatever it looks like (no rule while the enrolled sides are unknown)
+    side = g.spec.size
+    sides = [side, side - 1, side * 4, side - 1, side] + [side] * 5
+    assert g.attribute(q, k=5, sides=sides).condition == a.condition
+    g.note_sides([side * 2, side * 3])
+    c = g.attribute(q, k=5, sides=sides)
+    assert c.condition == ["clean", "processed", "clean", "processed", "clean"] + ["processed"] * 5
+    g.note_sides([side // 2])   # a gallery of small images: a small query is not a processed one
+    assert g.attribute(q, k=5, sides=[side // 2] * 5 + [side // 2 - 1] * 5).condition == a.condition[:5] + ["processed"] * 5
     # saved and loaded, the detector answers the same; a removed model leaves both records
     g.save()
     h = Gallery.load(g.path)
     b = h.attribute(q, k=5)
-    assert b.condition == a.condition and b.model == a.model
+    assert b.condition == a.condition and b.model == a.model and h.min_side == side // 2
     h.remove("b")
     for r in (h.calibration["knn"], h.calibration["knn"]["clean"]):
         assert set(r["per_model"]) == set(r["ratio"]["per_model"]) == {"a", "c"}
@@ -111,6 +122,15 @@ def test_a_damaged_detector_is_refused(tmp_path):
     g.calibration["knn"]["detector"]["coef"] = [0.0] * 3
     with pytest.raises(GalleryError, match="condition detector of 179 dims"):
         g.attribute(g._hold_vectors[:2])
+    g.note_sides([64])
+    g.save()
+    p = os.path.join(g.path, "gallery.json")
+    meta = json.load(open(p))
+    assert meta["min_side"] == 64
+    meta["min_side"] = "64"
+    json.dump(meta, open(p, "w"))
+    with pytest.raises(GalleryError, match="min_side must be a positive integer"):
+        Gallery.load(g.path)
 
 
 def _jpeg_folder(src, dst, quality):

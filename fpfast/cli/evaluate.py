@@ -91,7 +91,7 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None, 
         if len(fp.keys) == 0:
             continue
         with stages("attribute"):
-            a = g.attribute(fp.vectors, method=method, k=k)
+            a = g.attribute(fp.vectors, method=method, k=k, sides=fp.sides, condition=fp.condition)
         truth += [model] * len(fp.keys)
         preds += list(a.model)
         dists.append(a.distance)

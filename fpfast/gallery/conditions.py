@@ -7,8 +7,9 @@ its thresholds follow the hardest condition and let almost every image of an uns
 through. So enrollment keeps, beside each held-out image, one processed copy per :data:`COPIES` entry (held
 out too, keyed ``KEY#cal-NAME``), and recalibration fits, per method, thresholds on the clean
 held-out samples, thresholds on all of them, and a :class:`ConditionDetector` (standardise +
-logistic regression on the gallery's raw vectors) trained to tell the clean held-out samples
-from their copies. A query the detector calls clean meets the clean thresholds, any other the
+logistic regression on the gallery's raw vectors, or for a plain learned embedding on the
+handcrafted vector kept beside it: :func:`detector_spec`) trained to tell the clean held-out
+samples from their copies. A query the detector calls clean meets the clean thresholds, any other the
 pooled ones. What it buys: ``benchmarks/results/accuracy.md``, "calibrated `unknown`s".
 
 The copies are not the benchmarks' test conditions: JPEG quality 90 and 70, a 0.75x bicubic and a
@@ -24,6 +25,17 @@ COPIES = {"jpeg90": ("jpeg", 90), "jpeg70": ("jpeg", 70), "resize075": ("bicubic
           "resize05": ("lanczos", 0.5), "crop08": ("crop", 0.8)}
 MIN_EACH = 10    # clean held-out samples (and copies) below which no detector is fitted
 L2 = 1e-3        # the detector's penalty: mean cross-entropy + L2 ||w||^2
+
+
+def detector_spec(spec):
+    """The spec of the vectors a gallery of ``spec`` detects conditions on, or None for its own
+    vectors: a plain learned embedding (trained to ignore re-encoding) gets the cheap handcrafted
+    vector of the same geometry beside it; handcrafted vectors, and an embedding followed by the
+    handcrafted vector, are used as they are."""
+    e = spec.embedding
+    if e is None or e.get("appended"):
+        return None
+    return spec.handcrafted().replace(projector=None, crops=None)
 
 
 def copy_key(key: str, name: str) -> str:
@@ -82,8 +94,8 @@ class ConditionDetector:
     def is_clean(self, x) -> np.ndarray:
         return self.p_clean(x) >= 0.5
 
-    def to_dict(self) -> dict:
-        return {"kind": "logistic", "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+    def to_dict(self, input: str = "vector") -> dict:
+        return {"kind": "logistic", "input": input, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "coef": self.coef.tolist(), "intercept": self.intercept, "copies": list(COPIES)}
 
     @classmethod

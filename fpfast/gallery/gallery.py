@@ -122,10 +122,15 @@ class Gallery:
         self.created: dict = {}
         self.decode = "cpu"           # where its JPEGs were decoded (--decode): queries must match
         self.augment = 0              # augmented copies enrolled per sample (fpfast.jobs.augment)
+        self.min_side: int | None = None  # shortest side of the images enrolled, as fingerprinted (None: unknown)
         # held-out samples of enrolled models (never searched): what calibration is fitted on
         self._hold_vectors = np.empty((0, spec.dim), np.float32)
         self._hold_labels = np.empty(0, np.int32)
         self._hold_keys: list[str] = []   # "" for held-out samples added without a key
+        # a plain learned embedding's held-out samples' handcrafted vectors (the condition detector's
+        # input, conditions.detector_spec; NaN rows where none was given), else None
+        cspec = cond.detector_spec(spec)
+        self._hold_cond = None if cspec is None else np.empty((0, cspec.dim), np.float32)
         self._embedding: tuple[bytes, bytes] | None = None   # (embedding.json, .safetensors) bytes
         self._embedder = None
 
@@ -159,6 +164,7 @@ class Gallery:
         g.created = dict(self.created)
         g.decode = self.decode
         g.augment = self.augment
+        g.min_side = self.min_side
         if embedder is not None:
             g._embedding = embedder.to_bytes()
             g._embedder = embedder
@@ -214,7 +220,7 @@ class Gallery:
             self._build_index()
         return persist.GalleryState(self._names, self._vectors, self._labels, self._keys, self._normalizer,
                                     self._fitted_on, self._index, self._hold_vectors, self._hold_labels,
-                                    self._embedding, self._hold_keys)
+                                    self._embedding, self._hold_keys, self._hold_cond)
 
     def restore(self, st: persist.GalleryState) -> None:
         """Take the samples and fitted parts a load read (checked by :mod:`.persist`)."""
@@ -223,6 +229,9 @@ class Gallery:
         if st.hold_labels is not None:
             self._hold_vectors, self._hold_labels = st.hold_vectors, st.hold_labels
             self._hold_keys = list(st.hold_keys) if st.hold_keys is not None else [""] * len(st.hold_labels)
+            if self._hold_cond is not None:  # galleries from before the detector have none: NaN rows
+                self._hold_cond = st.hold_condition if st.hold_condition is not None else \
+                    np.full((len(st.hold_labels), self._hold_cond.shape[1]), np.nan, np.float32)
         self._embedding = st.embedding
         self._z, self._centroids, self._embedder = None, None, None
         self._dev_cache.clear()
@@ -324,6 +333,8 @@ class Gallery:
         hk = self._hold_labels != j
         self._hold_keys = [k for k, kp in zip(self._hold_keys, hk.tolist()) if kp]
         self._hold_vectors = self._hold_vectors[hk]
+        if self._hold_cond is not None:
+            self._hold_cond = self._hold_cond[hk]
         self._hold_labels = np.where(self._hold_labels[hk] > j, self._hold_labels[hk] - 1,
                                      self._hold_labels[hk]).astype(np.int32)
         del self._names[j]
@@ -440,7 +451,7 @@ class Gallery:
 
     def attribute(self, queries, method: str = "knn", k: int = 10,
                   weighting: str = "uniform", top: int = 5, *,
-                  spec: FingerprintSpec | str | None = None) -> attr.Attribution:
+                  spec: FingerprintSpec | str | None = None, sides=None, condition=None) -> attr.Attribution:
         """Which enrolled model made each query, how sure, or ``"unknown"``.
 
         ``spec``: the spec the queries were computed with; another than the gallery's is refused
@@ -450,7 +461,9 @@ class Gallery:
         ``method``: ``knn`` (vote of the ``k`` nearest samples, ``weighting`` uniform or
         distance) or ``centroid``. Open-set thresholds come from :meth:`calibrate` for the same
         method; without calibration nothing is answered ``unknown``. ``top``: how many
-        ``(model, distance)`` pairs to list per query.
+        ``(model, distance)`` pairs to list per query. ``sides`` (each query image's shorter side
+        as fingerprinted) and ``condition`` (a plain learned embedding's handcrafted vectors of
+        the queries): for a gallery calibrated per condition (:meth:`query_condition`).
         """
         if spec is not None:
             load_spec(spec).require_same(self.spec, "gallery")
@@ -476,7 +489,7 @@ class Gallery:
         rec = self.calibration.get(method)
         thr = attr.thresholds_for(rec, names)[winner]
         rthr = attr.ratio_thresholds_for(rec, names)[winner]
-        clean = self.query_condition(queries, method)
+        clean = self.query_condition(queries, method, sides, condition)
         if clean is not None:  # queries that look clean meet the thresholds of clean held-out images
             thr = np.where(clean, attr.thresholds_for(rec["clean"], names)[winner], thr)
             rthr = np.where(clean, attr.ratio_thresholds_for(rec["clean"], names)[winner], rthr)
@@ -570,23 +583,45 @@ class Gallery:
         return rec
 
     def add_holdout(self, model: str, vectors, keys: Sequence[str] | None = None, *,
-                    skip_known: bool = False) -> int:
+                    skip_known: bool = False, condition=None) -> int:
         """Keep held-out samples of an enrolled ``model`` (not searched) for :meth:`recalibrate`,
         so that later enrollments and refits can recalibrate every model, old ones included.
-        ``keys`` and ``skip_known`` as in :meth:`add`; returns how many were kept."""
+        ``keys`` and ``skip_known`` as in :meth:`add`; ``condition``: for a plain learned
+        embedding, the samples' :func:`~.conditions.detector_spec` vectors (the condition
+        detector's input; without them these samples do not train it). Returns how many were kept."""
         if model not in self._names:
             raise KeyError(f"model {model!r} is not enrolled; enroll samples before held-out ones")
         x = self._check_vectors(vectors, f"held-out vectors of {model!r}")
         keys = [str(k) for k in keys] if keys is not None else [""] * x.shape[0]
         if len(keys) != x.shape[0]:
             raise ValueError(f"{len(keys)} keys for {x.shape[0]} held-out vectors of {model!r}")
+        c = None
+        if self._hold_cond is not None:
+            c = np.full((x.shape[0], self._hold_cond.shape[1]), np.nan, np.float32) if condition is None \
+                else _to_numpy(condition)
+            if c.shape != (x.shape[0], self._hold_cond.shape[1]):
+                raise ValueError(f"condition vectors must have shape [{x.shape[0]}, {self._hold_cond.shape[1]}], "
+                                 f"got {list(c.shape)}")
         if skip_known:
-            x, keys = self._unknown_keys(x, keys)
+            known = set(self._keys) | set(self._hold_keys)
+            sel = [i for i, k in enumerate(keys) if k not in known]
+            x, keys = x[sel], [keys[i] for i in sel]
+            c = None if c is None else c[sel]
+        if c is not None:
+            self._hold_cond = np.concatenate([self._hold_cond, c])
         self._hold_keys.extend(keys)
         self._hold_vectors = np.concatenate([self._hold_vectors, x])
         self._hold_labels = np.concatenate([self._hold_labels,
                                             np.full(x.shape[0], self._names.index(model), np.int32)])
         return x.shape[0]
+
+    def note_sides(self, sides) -> None:
+        """Record the shorter sides (as fingerprinted) of images enrolled or held out: a query
+        smaller than all of them and than the spec's crop counts as processed
+        (:meth:`query_condition`)."""
+        sides = [int(x) for x in (sides or [])]
+        if sides:
+            self.min_side = min(sides + ([self.min_side] if self.min_side else []))
 
     @property
     def hold_keys(self) -> list[str]:
@@ -607,24 +642,39 @@ class Gallery:
             return {}
         models = np.array([self._names[i] for i in self._hold_labels], dtype=object)
         clean = np.array([not cond.is_copy(k) for k in self._hold_keys], bool)
-        det = cond.ConditionDetector.fit(self._hold_vectors, clean) if not clean.all() else None
+        x, given = self._hold_vectors, np.ones(len(clean), bool)
+        if self._hold_cond is not None:
+            x, given = self._hold_cond, np.isfinite(self._hold_cond).all(1)
+        det = cond.ConditionDetector.fit(x[given], clean[given]) if not clean.all() else None
         out = {}
         for m in methods:
             sub = self.calibrate(self._hold_vectors[clean], list(models[clean]), frr, method=m, **kw) \
                 if det is not None else None
             out[m] = self.calibrate(self._hold_vectors, list(models), frr, method=m, **kw)
             if det is not None:
-                out[m].update(clean=sub, detector=det.to_dict())
+                out[m].update(clean=sub, detector=det.to_dict("vector" if self._hold_cond is None else "handcrafted"))
         return out
 
-    def query_condition(self, queries, method: str = "knn") -> np.ndarray | None:
+    def query_condition(self, queries, method: str = "knn", sides=None, condition=None) -> np.ndarray | None:
         """Per query, True where ``method``'s calibration detector calls it clean (None: the
-        gallery has no detector; every query meets the one calibration)."""
+        gallery has no detector, or it needs ``condition`` vectors - a plain learned embedding's
+        :func:`~.conditions.detector_spec` vectors of the queries - and none were given; every
+        query then meets the pooled calibration). ``sides``: each query image's shorter side as
+        fingerprinted (optional); under the ``crop`` geometry one below both the spec's size and
+        every enrolled image's side (:meth:`note_sides`) is smaller than any image the gallery
+        was calibrated on, so cropped or down-scaled: processed, whatever the detector says."""
         d = (self.calibration.get(method) or {}).get("detector")
         if d is None:
             return None
+        x = condition if d.get("input") == "handcrafted" else queries
+        if x is None:
+            return None
+        dim = self.spec.dim if d.get("input") != "handcrafted" else cond.detector_spec(self.spec).dim
         try:
-            det = cond.ConditionDetector.from_dict(d, self.spec.dim)
-        except ValueError as e:
+            det = cond.ConditionDetector.from_dict(d, dim)
+        except (ValueError, AttributeError) as e:
             raise GalleryError(f"gallery calibration {method!r}: {e}") from None
-        return det.is_clean(_to_numpy(queries).reshape(-1, self.spec.dim))
+        clean = det.is_clean(_to_numpy(x).reshape(-1, dim))
+        if sides is not None and self.spec.geometry == "crop" and self.min_side:
+            clean &= np.asarray(sides).reshape(-1) >= min(self.spec.size, self.min_side)
+        return clean

@@ -39,6 +39,7 @@ class GalleryState:
     hold_labels: np.ndarray | None = None
     embedding: "tuple[bytes, bytes] | None" = None   # (embedding.json, .safetensors) bytes
     hold_keys: list | None = None  # source keys of the held-out samples ("" where none was given)
+    hold_condition: np.ndarray | None = None  # a plain embedding's held-out handcrafted vectors (NaN: none)
 
 
 def digest(path: str) -> str:
@@ -136,10 +137,21 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
             if not isinstance(hk, list) or len(hk) != nh or not all(isinstance(k, str) for k in hk):
                 raise GalleryError(f"holdout_keys.json must be a list of {nh} strings")
             st.hold_keys = hk
+        if "holdout_condition.npy" in meta["files"]:  # plain learned embeddings since the condition detector
+            from .conditions import detector_spec
+            cspec = detector_spec(gspec)
+            if cspec is None:
+                raise GalleryError("holdout_condition.npy belongs to a plain learned embedding's gallery")
+            st.hold_condition = store.load_array(path, "holdout_condition.npy", meta, verify, np.float32,
+                                                 (nh, cspec.dim), finite=False)
     g.restore(st)
     g.calibration = meta["calibration"]
     g.created = meta.get("created", {})
     g.decode = meta.get("decode", "cpu")  # galleries from before --decode were decoded on the CPU
+    ms = meta.get("min_side")  # galleries from before the condition detector: unknown
+    if ms is not None and (not isinstance(ms, int) or isinstance(ms, bool) or ms < 1):
+        raise GalleryError(f"gallery.json: min_side must be a positive integer or null, got {ms!r}")
+    g.min_side = ms
     try:
         g.augment = store.check_augment(meta.get("augment", 0))  # galleries from before --augment have none
     except (TypeError, ValueError) as e:
@@ -191,6 +203,8 @@ def write(g) -> None:
     if len(st.hold_labels):
         arrays["holdout_vectors.npy"] = st.hold_vectors
         arrays["holdout_labels.npy"] = st.hold_labels
+        if st.hold_condition is not None:
+            arrays["holdout_condition.npy"] = st.hold_condition
     names = {}
     if nz is not None and g.normalize != "none":
         for name, arr in nz.arrays().items():
@@ -217,6 +231,7 @@ def write(g) -> None:
         "created": g.created,
         "decode": g.decode,
         "augment": g.augment,
+        "min_side": g.min_side,
         "updated": store.now(),
     }
     blobs = None

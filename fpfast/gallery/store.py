@@ -18,6 +18,8 @@ Layout of a gallery directory::
 
     holdout_vectors.npy, holdout_labels.npy, holdout_keys.json
                         held-out samples (calibration only, never searched) and their keys
+    holdout_condition.npy  (plain learned embeddings) the held-out samples' handcrafted vectors, what
+                        the condition detector reads (:mod:`fpfast.gallery.conditions`); NaN rows: none
     .fpfast.lock        the lock file (:mod:`fpfast.io.lock`); not listed in gallery.json
 
 Arrays are read with ``np.load(allow_pickle=False)``, JSON with :mod:`json` and the index with
@@ -251,8 +253,9 @@ def check_file(path: str, fname: str, meta: dict, verify: bool) -> str:
 
 
 def load_array(path: str, fname: str, meta: dict, verify: bool, dtype,
-               shape: tuple[int | None, ...]) -> np.ndarray:
-    """``fname`` as a numpy array of ``dtype`` and ``shape`` (None = any), without pickle."""
+               shape: tuple[int | None, ...], finite: bool = True) -> np.ndarray:
+    """``fname`` as a numpy array of ``dtype`` and ``shape`` (None = any), without pickle;
+    ``finite=False``: rows of NaN (an absent value) are allowed, infinities never."""
     p = check_file(path, fname, meta, verify)
     try:
         arr = np.load(p, allow_pickle=False)
@@ -270,8 +273,9 @@ def load_array(path: str, fname: str, meta: dict, verify: bool, dtype,
     if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise GalleryError(f"{fname} has shape {list(arr.shape)}, expected {want}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise GalleryError(f"{fname} holds {int((~np.isfinite(arr)).sum())} NaN or inf values; "
+    bad = ~np.isfinite(arr) if finite else np.isinf(arr) | (np.isnan(arr) & ~np.isnan(arr).all(-1, keepdims=True))
+    if arr.dtype.kind == "f" and bad.any():
+        raise GalleryError(f"{fname} holds {int(bad.sum())} NaN or inf values; "
                            "the file is corrupt or was edited")
     return arr
 

@@ -59,12 +59,13 @@ def add_augmented(gallery, model: str, images: Sequence[np.ndarray], keys: Seque
 
 
 def add_calibration_copies(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[str],
-                           vectorize: Callable) -> int:
+                           vectorize: Callable, condition: Callable | None = None) -> int:
     """Keep the processed copies (:func:`fpfast.gallery.conditions.calibration_copies`) of
     ``model``'s held-out ``images`` (keyed ``keys``) as held-out samples of it, keyed
     ``KEY#cal-NAME``: what calibration tells processed queries from clean ones with. Returns
     how many were kept (copies already held, same key, are skipped, and so are copies smaller than
-    the spec's smallest input)."""
+    the spec's smallest input). ``condition``: as ``vectorize``, the condition detector's vectors
+    of a plain learned embedding's gallery (:func:`fpfast.jobs.mappers.condition_mapper`)."""
     from ..embed.train import projector_crop
     from ..gallery.conditions import calibration_copies, copy_key
     copies, ckeys = [], []
@@ -76,7 +77,8 @@ def add_calibration_copies(gallery, model: str, images: Sequence[np.ndarray], ke
             ckeys.append(copy_key(key, name))
     if not copies:
         return 0
-    return gallery.add_holdout(model, map_images(copies, vectorize), ckeys, skip_known=True)
+    return gallery.add_holdout(model, map_images(copies, vectorize), ckeys, skip_known=True,
+                               condition=None if condition is None else map_images(copies, condition))
 
 
 def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_keys: Sequence[str], opts,
@@ -90,16 +92,17 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
     if not want_aug and not want_cal:
         return 0, 0
     from .collect import image_sources
-    from .mappers import vector_mapper
+    from .mappers import condition_mapper, vector_mapper
     imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: copies")
-    mapper = vector_mapper(gallery.spec, opts, gallery.embedder())
+    mapper, cm = vector_mapper(gallery.spec, opts, gallery.embedder()), condition_mapper(gallery.spec, opts)
 
-    def vectorize(batch):
-        return mapper(batch, [None] * len(batch))["vector"].detach().cpu().numpy()
+    def vectorize(batch, m=mapper):
+        return m(batch, [None] * len(batch))["vector"].detach().cpu().numpy()
 
     def picked(want):
         sel = [i for i, key in enumerate(keys) if key in want]
         return [imgs[i] for i in sel], [keys[i] for i in sel]
     n_aug = add_augmented(gallery, model, *picked(want_aug), vectorize, gallery.augment) if want_aug else 0
-    n_cal = add_calibration_copies(gallery, model, *picked(want_cal), vectorize) if want_cal else 0
+    n_cal = add_calibration_copies(gallery, model, *picked(want_cal), vectorize,
+                                   None if cm is None else lambda b: vectorize(b, cm)) if want_cal else 0
     return n_aug, n_cal

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..pipeline import RunSummary, run
 from ..spec import FingerprintSpec, load_spec
-from .mappers import vector_mapper
+from .mappers import condition_mapper, vector_mapper
 from .options import StreamOptions, check_decode
 
 
@@ -41,6 +41,8 @@ class Fingerprints:
     errors: list[dict]           # rows that failed: {"path", "error", ...}
     summary: RunSummary
     ok_in_order: list[bool] = field(default_factory=list)  # per input, in input order: a vector (True) or an error row
+    sides: list[int] | None = None  # per vector, the image's shorter side as fingerprinted (Gallery.attribute's sides)
+    condition: np.ndarray | None = None  # a plain embedding's handcrafted vectors (Gallery.attribute's condition)
 
 
 def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
@@ -49,11 +51,20 @@ def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: Strea
     handcrafted vector, or ``embedder``'s embedding for a spec that names one."""
     spec = load_spec(spec)
     w = CollectWriter()
-    summary = run(sources, vector_mapper(spec, opts, embedder), writer=w, spec=spec, **source_kw,
-                  **opts.stream_kw())
+    mapper, cm = vector_mapper(spec, opts, embedder), condition_mapper(spec, opts)
+
+    def with_sides(batch, keys):
+        out = {**mapper(batch, keys), "side": [min(batch.shape[1:3])] * len(keys)}
+        return out if cm is None else {**out, "condition": cm(batch, keys)["vector"]}
+    summary = run(sources, with_sides, writer=w, spec=spec, **source_kw, **opts.stream_kw())
     vecs, keys, errors = w.split("vector")
+    ok = [r for r in w.rows if not r.get("error")]
+    cond = None
+    if cm is not None:
+        cond = np.stack([np.asarray(r["condition"], np.float32) for r in ok]) if ok else None
     vecs = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, spec.dim), np.float32)
-    return Fingerprints(vecs, keys, errors, summary, [not r.get("error") for r in w.rows])
+    return Fingerprints(vecs, keys, errors, summary, [not r.get("error") for r in w.rows],
+                        [int(r["side"]) for r in ok], cond)
 
 
 def gallery_fingerprints(gallery, sources, opts: StreamOptions, **source_kw) -> Fingerprints:

@@ -45,9 +45,11 @@ def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2,
         raise UsageError(f"model {model!r}: none of its {len(fp.errors)} input(s) could be read{first}; "
                          f"fix or remove them, or leave the model out")
     keep, hold = split_holdout(len(fp.keys), holdout, seed)
+    gallery.note_sides(fp.sides)
     added = gallery.add(model, fp.vectors[keep], [fp.keys[i] for i in keep], skip_known=True)
     new_keys = gallery.keys[-added:] if added else []
-    held = gallery.add_holdout(model, fp.vectors[hold], [fp.keys[i] for i in hold], skip_known=True) \
+    held = gallery.add_holdout(model, fp.vectors[hold], [fp.keys[i] for i in hold], skip_known=True,
+                               condition=None if fp.condition is None else fp.condition[hold]) \
         if len(hold) and model in gallery.models() else 0
     return {"model": model, "enrolled": added, "held_out": held, "errors": len(fp.errors),
             "skipped": len(fp.keys) - added - held, "keys": new_keys,

@@ -89,14 +89,26 @@ def vector_mapper(spec: FingerprintSpec, opts: StreamOptions, embedder=None, col
                             compile=opts.compile, spec=spec)
 
 
+def condition_mapper(spec: FingerprintSpec, opts: StreamOptions) -> Mapper | None:
+    """The mapper of the vectors a gallery of ``spec`` detects query conditions on, when they are
+    not its own (a plain learned embedding: :func:`fpfast.gallery.conditions.detector_spec`), else None."""
+    from ..gallery.conditions import detector_spec
+    cspec = detector_spec(spec)
+    return None if cspec is None else fingerprint_mapper(cspec, opts.backend, device=check_backend(opts))
+
+
 def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3) -> Mapper:
     """A mapper: fingerprint a batch and attribute the vectors (a tensor, searched on its device)
     with ``gallery``; the columns of :func:`fpfast.jobs.schema.attribute_schema`."""
     check_decode(gallery, opts)
     fp = vector_mapper(gallery.spec, opts, gallery.embedder())
+    cm = condition_mapper(gallery.spec, opts)
 
     def mapper(batch: torch.Tensor, keys: list) -> dict:
         vectors = fp(batch, keys)["vector"]
-        return attribution_columns(gallery.attribute(vectors, method=method, k=k, top=top), top)
+        sides = [min(batch.shape[1:3])] * len(keys)   # a batch holds images of one shape
+        condition = None if cm is None else cm(batch, keys)["vector"]
+        return attribution_columns(gallery.attribute(vectors, method=method, k=k, top=top, sides=sides,
+                                                     condition=condition), top)
 
     return mapper

@@ -10,6 +10,7 @@ from ..spec import FingerprintSpec
 from .augment import add_augmented, add_calibration_copies
 from .collect import image_sources
 from .enroll import finish_enrollment, model_folders, split_holdout
+from .mappers import condition_mapper
 from .options import StreamOptions, resolve_device
 
 
@@ -90,16 +91,24 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
 
     def embed(b):
         return emb.embed(b, device=dev, layout="hwc", precision=opts.precision)
+    cm = condition_mapper(g.spec, opts)
+
+    def condition(b):  # the condition detector's vectors (the handcrafted ones beside the embedding)
+        return cm(b, [None] * len(b))["vector"].detach().cpu().numpy()
     with stages("re-enroll"):
         for name, (imgs, keys, keep, hold) in data.items():
+            g.note_sides([min(im.shape[:2]) for im in imgs])
             v = map_images(imgs, embed)
             g.add(name, v[keep], [keys[i] for i in keep])
             add_augmented(g, name, [imgs[i] for i in keep], [keys[i] for i in keep],
                           embed, g.augment, seed)
             if len(hold):
-                g.add_holdout(name, v[hold], [keys[i] for i in hold])
+                held = [imgs[i] for i in hold]
+                g.add_holdout(name, v[hold], [keys[i] for i in hold],
+                              condition=None if cm is None else map_images(held, condition))
                 if calibrate_on == "augmented":
-                    add_calibration_copies(g, name, [imgs[i] for i in hold], [keys[i] for i in hold], embed)
+                    add_calibration_copies(g, name, held, [keys[i] for i in hold], embed,
+                                           None if cm is None else condition)
         cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
