@@ -2,7 +2,7 @@
 plus their re-encoded copies with the condition detector (``--calibrate-on``; issue 14).
 
     python benchmarks/bench_unknown.py ZOO --out results/unknown_standard.json [--specs default,universal]
-        [--max-test 200] [--md results/accuracy.md]
+        [--embedding DIR] [--max-train N] [--k 10,auto] [--max-test 200] [--table]
 
 The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C``
 (a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05), then the
@@ -68,15 +68,20 @@ def queries(spec, embedder, zoo, max_test, opts):
     return out
 
 
-def measure(gdir, zoo, max_test, opts):
+def measure(gdir, zoo, max_test, opts, ks=("10",)):
+    """{k: row} of the gallery at ``gdir``, one row per vote size in ``ks`` ("auto": ``vote_k``)."""
     g = Gallery.load(gdir)
     q = queries(g.spec, g.embedder(), zoo, max_test, opts)
     cond = {}
     if detector_spec(g.spec) is not None:  # a plain embedding's detector reads handcrafted vectors, as the stream
         cond = {s: v for s, (v, _, _) in queries(detector_spec(g.spec), None, zoo, max_test, opts).items()}
-    row, att = {}, {}
+    return {k: rates(g, q, cond, None if k == "auto" else int(k)) for k in ks}
+
+
+def rates(g, q, cond, k):
+    row, att = {"k": g.vote_k() if k is None else k}, {}
     for split, (v, want, sides) in q.items():
-        a = g.attribute(v, k=10, sides=sides, condition=cond.get(split))
+        a = g.attribute(v, k=k, sides=sides, condition=cond.get(split))
         att[split] = (a, np.array(want))
         row[split] = {"accuracy": float(np.mean(np.array(a.model) == np.array(want))),
                       "unknown": float(a.is_unknown.mean()),
@@ -107,7 +112,7 @@ def table(res: dict) -> str:
     return "\n".join(out)
 
 
-def enroll_with(gdir, zoo, emb_dir, how, opts):
+def enroll_with(gdir, train, emb_dir, how, opts):
     """What `fpfast enroll` does for a gallery holding the embedding saved in ``emb_dir``
     (universal.json + universal.safetensors, ``Embedder.to_bytes``' two parts: a fine-tuned
     one), through the same job functions: enroll, copies, refit, recalibrate, save."""
@@ -119,7 +124,7 @@ def enroll_with(gdir, zoo, emb_dir, how, opts):
             open(os.path.join(emb_dir, "universal.safetensors"), "rb") as w:
         emb = Embedder.from_bytes(c.read(), w.read())
     g = Gallery.create(gdir, normalize="none").with_embedding(emb)
-    for name, folder in model_folders(os.path.join(zoo, "train")).items():
+    for name, folder in model_folders(train).items():
         r = enroll(g, name, gallery_fingerprints(g, [folder], opts))
         enroll_copies(g, name, [folder], r["keys"], r["held_keys"], opts, calibrate_on=how)
     finish_enrollment(g, None, 0.05)
@@ -134,6 +139,9 @@ def main(argv=None):
     ap.add_argument("--embedding", help="also a gallery of this fine-tuned embedding (a directory with "
                     "universal.json + universal.safetensors), enrolled by the same job functions")
     ap.add_argument("--max-test", type=positive, default=200)
+    ap.add_argument("--max-train", type=positive, default=None,
+                    help="enroll the first N training images of each model (links in a temporary folder)")
+    ap.add_argument("--k", default="10", help="vote sizes to answer with, comma-separated; auto: Gallery.vote_k")
     ap.add_argument("--out", required=True)
     ap.add_argument("--table", action="store_true", help="print the tables of an existing --out and stop")
     a = ap.parse_args(argv)
@@ -142,30 +150,46 @@ def main(argv=None):
             print(table(json.load(f)))
         return
     opts = StreamOptions(device="cpu", quiet=True)
-    res = {"zoo": a.zoo, "max_test": a.max_test, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "rows": {}}
+    res = {"zoo": a.zoo, "max_test": a.max_test, "max_train": a.max_train,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}}
+    ks = a.k.split(",")
+
+    def add(name, t0, gdir):
+        secs = round(time.perf_counter() - t0, 1)
+        for k, row in measure(gdir, a.zoo, a.max_test, opts, ks).items():
+            key = name if len(ks) == 1 else f"{name}, k = {k}"
+            res["rows"][key] = {"enroll_s": secs, **row}
+            print(f"{key}: " + json.dumps(res["rows"][key]), flush=True)
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
     with tempfile.TemporaryDirectory() as tmp:
+        train = os.path.join(a.zoo, "train")
+        if a.max_train:
+            train = first_images(train, os.path.join(tmp, "train"), a.max_train)
         for spec in a.specs.split(","):
             for how in a.calibrate_on.split(","):
                 gdir = os.path.join(tmp, f"{spec}-{how}".replace("+", "_"))
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders",
-                                os.path.join(a.zoo, "train"), "--calibrate-on", how, "-q"]
-                               + ([] if spec == "default" else ["--spec", spec]), check=True)
-                row = {"enroll_s": round(time.perf_counter() - t0, 1), **measure(gdir, a.zoo, a.max_test, opts)}
-                res["rows"][f"{spec}, calibrated on {how}"] = row
-                print(f"{spec}, {how}: " + json.dumps(row), flush=True)
-                with open(a.out, "w") as f:
-                    json.dump(res, f, indent=1)
+                subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train,
+                                "--calibrate-on", how, "-q"] + ([] if spec == "default" else ["--spec", spec]),
+                               check=True)
+                add(f"{spec}, calibrated on {how}", t0, gdir)
         for how in a.calibrate_on.split(",") if a.embedding else ():
             gdir = os.path.join(tmp, f"embedding-{how}")
             t0 = time.perf_counter()
-            ident = enroll_with(gdir, a.zoo, a.embedding, how, opts)
-            row = {"enroll_s": round(time.perf_counter() - t0, 1), **measure(gdir, a.zoo, a.max_test, opts)}
-            res["rows"][f"fine-tuned {ident[:8]}, calibrated on {how}"] = row
-            print(f"fine-tuned, {how}: " + json.dumps(row), flush=True)
-            with open(a.out, "w") as f:
-                json.dump(res, f, indent=1)
+            ident = enroll_with(gdir, train, a.embedding, how, opts)
+            add(f"fine-tuned {ident[:8]}, calibrated on {how}", t0, gdir)
+
+
+def first_images(src, dst, n):
+    """``dst/<model>/``: links to the first ``n`` files (sorted) of each ``src/<model>/``."""
+    for m in sorted(os.listdir(src)):
+        if not os.path.isdir(os.path.join(src, m)):
+            continue
+        os.makedirs(os.path.join(dst, m))
+        for f in sorted(x for x in os.listdir(os.path.join(src, m)) if x != "model.json")[:n]:
+            os.symlink(os.path.join(src, m, f), os.path.join(dst, m, f))
+    return dst
 
 
 if __name__ == "__main__":

@@ -216,3 +216,28 @@ def test_model_distances_match_brute_force_in_any_blocks(tmp_path):
     ref = np.stack([((q[:, None].astype(np.float64) - x[lab == j][None]) ** 2).sum(-1).min(1) for j in range(4)], 1)
     for kw in ({}, {"block": 7, "q_block": 5}, {"block": 1, "q_block": 1}):
         np.testing.assert_allclose(g.model_distances(q, **kw), ref, rtol=1e-4, atol=1e-3)
+
+
+def test_default_vote_is_sized_to_the_gallery(tmp_path):
+    """k defaults to a tenth of the median model's sample count, in [1, 10]; an explicit k wins;
+    with eight samples per model, ten votes would outvote a query's own model."""
+    from fpfast.spec import FingerprintSpec
+    spec = FingerprintSpec()
+    rng = np.random.default_rng(0)
+    g = Gallery.create(str(tmp_path / "g"), spec)
+    assert g.vote_k() == 10                      # empty: the largest vote
+    centres = rng.normal(size=(3, spec.dim)) * 3
+    for m, n, c in zip("abc", (8, 35, 300), centres):
+        g.add(m, c + rng.normal(size=(n, spec.dim)))
+    assert g.vote_k() == 3                       # median 35 samples
+    g.add("d", rng.normal(size=(500, spec.dim)))
+    g.add("e", rng.normal(size=(400, spec.dim)))
+    assert g.vote_k() == 10                      # median 300: capped
+    h = Gallery.create(str(tmp_path / "h"), spec)
+    h.add("near", np.zeros((8, spec.dim)) + rng.normal(size=(8, spec.dim)) * 0.1)
+    h.add("far", np.ones((30, spec.dim)) + rng.normal(size=(30, spec.dim)) * 0.1)
+    h.add("mid", np.full((8, spec.dim), 0.4) + rng.normal(size=(8, spec.dim)) * 0.1)
+    q = np.zeros((1, spec.dim))
+    assert h.vote_k() == 1 and h.attribute(q).predicted == ["near"]
+    np.testing.assert_array_equal(h.attribute(q, k=1).score, h.attribute(q).score)
+    assert h.attribute(q, k=30, method="knn").predicted == ["far"]  # 30 votes: the biggest model wins

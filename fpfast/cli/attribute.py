@@ -17,7 +17,8 @@ from .options import (check_output, engine_options, expect_digest_option, finish
 @click.option("--out", "-o", required=True,
               help="A .parquet/.csv/.jsonl file, or a directory of parquet shards.")
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours for the kNN vote.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=None,
+              help="Neighbours for the kNN vote.  [default: a tenth of the median model's samples, 1 to 10]")
 @click.option("--top", type=click.IntRange(1, 20), default=3, show_default=True, help="Models listed per row.")
 @output_options(shard_size=10_000)
 @expect_digest_option
@@ -40,6 +41,7 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     """
     check_output(out, resume, overwrite, sources, gallery)
     g = Gallery.load(gallery, expect_digest=expect_digest, with_digest=True)
+    k = g.vote_k() if k is None else k
     if engine.engine == "ray":  # each actor loads the gallery itself, pinned to this digest; a --decode
         # mismatch fails here first
         check_decode(g, opts)
@@ -53,9 +55,10 @@ def attribute_cmd(sources, gallery, out, method, k, top, column, shard_size, res
     finish(summary, opts.quiet)
 
 
-def attribute_config(g: Gallery, method: str = "knn", k: int = 10, top: int = 3) -> dict:
+def attribute_config(g: Gallery, method: str = "knn", k: int | None = None, top: int = 3) -> dict:
     """What an ``attribute`` output records of its run (a resume with other values is refused):
     the gallery as loaded (``g`` from ``Gallery.load(..., with_digest=True)``: a gallery changed
     since would answer the remaining inputs differently), the rule, and the output's columns."""
-    return {"gallery": g.path, "gallery_digest": g.loaded_digest, "method": method, "k": k, "top": top,
+    return {"gallery": g.path, "gallery_digest": g.loaded_digest, "method": method,
+            "k": g.vote_k() if k is None else k, "top": top,
             "columns": attribute_schema(top).names}

@@ -19,7 +19,8 @@ from .options import expect_digest_option, handle_errors, stream_options
 @click.option("--from-folders", "root", required=True, type=click.Path(exists=True, file_okay=False),
               help="Test images, one sub-folder per true model; folders of models the gallery lacks test open set.")
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=10, show_default=True)
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=None,
+              help="Neighbours for the kNN vote.  [default: a tenth of the median model's samples, 1 to 10]")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Directory for metrics.json, confusion.csv and confusion.png (default: GALLERY-eval, beside the gallery).")
 @click.option("--overwrite", is_flag=True, help="Replace the metrics of an earlier eval in OUT.")
@@ -80,7 +81,7 @@ def check_folder_names(folders, models, open_set_folders: bool) -> list[str]:
     return []
 
 
-def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=10, out=None, stages=None) -> dict:
+def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=None, out=None, stages=None) -> dict:
     """Fingerprint ROOT/<model>/*, attribute, and evaluate against the folder names."""
     truth, preds, dists, margins, unreadable = [], [], [], [], []
     stages = stages or Stages()

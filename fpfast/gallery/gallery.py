@@ -35,6 +35,8 @@ from . import persist, store
 from .store import GalleryError
 from .update import check_model_name
 
+KNN_K = 10  # the largest default vote (Gallery.vote_k)
+
 
 def _is_torch(x) -> bool:
     return type(x).__module__.startswith("torch")
@@ -449,7 +451,14 @@ class Gallery:
         np.put_along_axis(out, i.cpu().numpy(), d.cpu().numpy().astype(np.float64), axis=1)
         return out
 
-    def attribute(self, queries, method: str = "knn", k: int = 10,
+    def vote_k(self) -> int:
+        """The kNN vote's default size: a tenth of the median model's sample count, in [1, 10].
+        Ten votes over a gallery of eight samples per model take in other models' samples
+        (chosen on training images: ``benchmarks/results/accuracy.md``, "The vote's k")."""
+        counts = sorted(self.models().values())
+        return int(min(KNN_K, max(1, counts[len(counts) // 2] // 10))) if counts else KNN_K
+
+    def attribute(self, queries, method: str = "knn", k: int | None = None,
                   weighting: str = "uniform", top: int = 5, *,
                   spec: FingerprintSpec | str | None = None, sides=None, condition=None) -> attr.Attribution:
         """Which enrolled model made each query, how sure, or ``"unknown"``.
@@ -458,8 +467,8 @@ class Gallery:
         (:class:`~fpfast.spec.SpecError` naming the difference) - vectors of another spec of the
         same dimension would otherwise all come out ``unknown``, silently.
 
-        ``method``: ``knn`` (vote of the ``k`` nearest samples, ``weighting`` uniform or
-        distance) or ``centroid``. Open-set thresholds come from :meth:`calibrate` for the same
+        ``method``: ``knn`` (vote of the ``k`` nearest samples, default :meth:`vote_k`;
+        ``weighting`` uniform or distance) or ``centroid``. Open-set thresholds come from :meth:`calibrate` for the same
         method; without calibration nothing is answered ``unknown``. ``top``: how many
         ``(model, distance)`` pairs to list per query. ``sides`` (each query image's shorter side
         as fingerprinted) and ``condition`` (a plain learned embedding's handcrafted vectors of
@@ -469,7 +478,7 @@ class Gallery:
             load_spec(spec).require_same(self.spec, "gallery")
         names = list(self._names)
         if method == "knn":
-            res = self.search(queries, k)
+            res = self.search(queries, self.vote_k() if k is None else k)
             winner, score, nearest = attr.knn_vote(res.labels, res.distances, len(names), weighting)
             stat = nearest[np.arange(len(winner)), winner]
             ratio = attr.ratio_of(stat, _second_smallest(self.model_distances(queries), winner))

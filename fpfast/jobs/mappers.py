@@ -97,7 +97,7 @@ def condition_mapper(spec: FingerprintSpec, opts: StreamOptions) -> Mapper | Non
     return None if cspec is None else fingerprint_mapper(cspec, opts.backend, device=check_backend(opts))
 
 
-def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3) -> Mapper:
+def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int | None = None, top: int = 3) -> Mapper:
     """A mapper: fingerprint a batch and attribute the vectors (a tensor, searched on its device)
     with ``gallery``; the columns of :func:`fpfast.jobs.schema.attribute_schema`."""
     check_decode(gallery, opts)

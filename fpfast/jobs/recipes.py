@@ -14,7 +14,7 @@ from .mappers import attribute_mapper, vector_mapper
 from .options import StreamOptions
 
 
-def attribute_recipe(gallery: str, opts: StreamOptions, method: str = "knn", k: int = 10, top: int = 3,
+def attribute_recipe(gallery: str, opts: StreamOptions, method: str = "knn", k: int | None = None, top: int = 3,
                      expect_digest: str | None = None) -> Callable[[], Mapper]:
     """Builds :func:`fpfast.jobs.mappers.attribute_mapper` with the gallery at ``gallery``."""
     return functools.partial(_attribute, gallery, opts, method, k, top, expect_digest)
