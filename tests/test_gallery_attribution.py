@@ -241,3 +241,19 @@ def test_default_vote_is_sized_to_the_gallery(tmp_path):
     assert h.vote_k() == 1 and h.attribute(q).predicted == ["near"]
     np.testing.assert_array_equal(h.attribute(q, k=1).score, h.attribute(q).score)
     assert h.attribute(q, k=30, method="knn").predicted == ["far"]  # 30 votes: the biggest model wins
+
+
+def test_per_model_thresholds_need_the_conformal_rank():
+    """A model gets its own threshold only with enough held-out values for the conformal rank to be
+    one of them (n >= 1/level - 1), else it uses the global one: the max of a handful is noise."""
+    assert attr.conformal_min(0.025) == 39 and attr.conformal_min(0.05) == 19 and attr.conformal_min(0.5) == 1
+    for level in (0.025, 0.05, 0.1, 0.3):
+        n = attr.conformal_min(level)
+        assert np.ceil((1 - level) * (n + 1) - 1e-9) <= n < np.ceil((1 - level) * (n + 2) - 1e-9)
+        assert np.ceil((1 - level) * n - 1e-9) > n - 1                   # one fewer: past the largest
+    rng = np.random.default_rng(0)
+    stats, labels = rng.random(39 + 38), np.r_[np.zeros(39, int), np.ones(38, int)]
+    rec = attr.calibrate_thresholds(stats, labels, ["a", "b"], 0.025, True, 5)
+    assert set(rec["per_model"]) == {"a"}
+    np.testing.assert_array_equal(attr.thresholds_for(rec, ["a", "b"]),
+                                  [attr.quantile_threshold(stats[:39], 0.025), rec["global"]])

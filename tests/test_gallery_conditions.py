@@ -71,7 +71,7 @@ def _gallery(tmp_path, with_copies: bool):
             cp[:, 0] += 25
             g.add_holdout(m, cp, [copy_key(k, n) for k in keys for n in ("jpeg90", "resize05")])
     g.fit()
-    g.recalibrate(frr=0.1)
+    g.recalibrate(frr=0.25)   # per-model thresholds need >= 7 held-out samples each at this level
     return g, rng
 
 

@@ -20,7 +20,10 @@ them: it is near both (its distance is unremarkable) but its ratio is high. Both
 conformal ``1 - frr / 2`` quantiles (:func:`quantile_threshold`) of the statistics of held-out
 samples of the enrolled models with respect to their own model, so that a fresh sample of an
 enrolled model exceeds either with probability at most ``frr``; above either the answer is
-``unknown``. Models with fewer than ``min_per_model`` held-out samples use the global thresholds.
+``unknown``. Models with fewer than ``min_per_model`` held-out samples, or fewer than the
+conformal rank needs (:func:`conformal_min`: 39 at a level of 0.025), use the global thresholds:
+the largest of ten samples is a noisy threshold (measured: ``benchmarks/results/accuracy.md``,
+"Per-model thresholds need enough held-out samples").
 A calibration without ratio thresholds (galleries from before the ratio rule) thresholds the
 distance alone at ``frr``. Why this rule: chosen by leaving one known model
 out on training images (``benchmarks/bench_openset_rule.py``; ``benchmarks/results/accuracy.md``,
@@ -156,13 +159,20 @@ def quantile_threshold(stats: np.ndarray, frr: float) -> float:
     return float(stats[min(max(idx, 0), n - 1)])
 
 
+def conformal_min(level: float) -> int:
+    """The fewest values for which the conformal ``1 - level`` rank of :func:`quantile_threshold`
+    exists (n >= 1 / level - 1); with fewer, the threshold is their maximum and the bound fails."""
+    return int(np.ceil(1.0 / level - 1.0 - 1e-9)) if level > 0 else 1 << 62
+
+
 def _thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str], level: float, per_model: bool,
                 min_per_model: int) -> dict:
     rec = {"global": quantile_threshold(stats, level), "n": int(stats.size), "per_model": {}}
     if per_model:
+        need = max(min_per_model, conformal_min(level))  # fewer: the max of a handful, no bound and noisy
         for j, name in enumerate(model_names):
             s = stats[labels == j]
-            if s.size >= min_per_model:
+            if s.size >= need:
                 rec["per_model"][name] = {"threshold": quantile_threshold(s, level), "n": int(s.size)}
     return rec
 
