@@ -1,16 +1,18 @@
 """What `fpfast enroll` galleries answer `unknown`, calibrated on clean held-out images or on those
-plus their re-encoded copies with the condition detector (``--calibrate-on``; issue 14).
+plus their processed copies with the condition detector (``--calibrate-on``; issue 14).
 
     python benchmarks/bench_unknown.py ZOO --out results/unknown_standard.json [--specs default,universal]
         [--embedding DIR] [--max-train N] [--k 10,auto] [--max-test 200] [--table]
 
 The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C``
-(a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05), then the
-gallery's own ``attribute`` (kNN, k = 10, with each image's side as the stream passes it) on the
-zoo's test splits as the pipeline fingerprints them, plus a 0.75x bilinear down-scale of the test images made in memory. Per split: accuracy
-(an `unknown` answer counts as wrong; for ``open_set`` `unknown` is the right answer), the
-`unknown` rate and the fraction the detector called clean; per gallery: AUROC and OSCR of
-``open_set_score`` (clean test images against the open-set model's) and the enroll time.
+(a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05; ``--embedding``:
+a fine-tuned embedding's gallery through the same job functions), then the gallery's own
+``attribute`` (kNN with each ``--k``, with each image's side and, for a plain embedding, its
+handcrafted vector, as the stream passes them) on the zoo's test splits as the pipeline
+fingerprints them, plus a 0.75x bilinear down-scale of the test images made in memory. Per
+split: accuracy (an `unknown` answer counts as wrong; for ``open_set`` `unknown` is the right
+answer), the `unknown` rate and the fraction the detector called clean; per gallery: AUROC and
+OSCR of ``open_set_score`` (clean test images against the open-set model's) and the enroll time.
 """
 from __future__ import annotations
 

@@ -103,8 +103,8 @@ def format_gallery_info(d: dict) -> str:
     if d.get("augment"):
         lines.append(f"augmented copies per enrolled image: {d['augment']} (JPEG / down-scaled, `fpfast enroll --augment`)")
     if d.get("calibration_copies"):
-        lines.append(f"calibration: held-out images and {d['calibration_copies']} processed copies of them (JPEG, down-scaled, cropped) "
-                     "(`fpfast enroll --calibrate-on augmented`); "
+        lines.append(f"calibration: held-out images and {d['calibration_copies']} processed copies of them "
+                     "(JPEG, down-scaled, cropped: `fpfast enroll --calibrate-on augmented`); "
                      + ("queries that look clean meet thresholds of clean images, others the pooled ones"
                         if d.get("condition_detector") else "one pooled threshold set (too few for a detector)"))
     for m, n in d["models"].items():

@@ -62,8 +62,8 @@ FEW = 50  # images per model under which a new default gallery hears about --spe
               help="Fine-tuning passes over the --fine-tune-from images.  [default: about 4000 steps, 10-200 epochs]")
 @stream_options
 @handle_errors
-def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, calibrate_on, augment, column,
-               tune_root, epochs, opts):
+def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, calibrate_on, augment,
+               column, tune_root, epochs, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec

@@ -4,13 +4,14 @@ query's condition from its vector (issue 14).
 A gallery calibrated on clean held-out images alone answers most JPEG-compressed or resized
 images of *known* models ``unknown``; calibrated on clean and processed held-out images pooled,
 its thresholds follow the hardest condition and let almost every image of an unseen generator
-through. So enrollment keeps, beside each held-out image, one processed copy per :data:`COPIES` entry (held
-out too, keyed ``KEY#cal-NAME``), and recalibration fits, per method, thresholds on the clean
-held-out samples, thresholds on all of them, and a :class:`ConditionDetector` (standardise +
-logistic regression on the gallery's raw vectors, or for a plain learned embedding on the
-handcrafted vector kept beside it: :func:`detector_spec`) trained to tell the clean held-out
-samples from their copies. A query the detector calls clean meets the clean thresholds, any other the
-pooled ones. What it buys: ``benchmarks/results/accuracy.md``, "calibrated `unknown`s".
+through. So enrollment keeps, beside each held-out image, one processed copy per :data:`COPIES`
+entry (held out too, keyed ``KEY#cal-NAME``), and recalibration fits, per method, thresholds on
+the clean held-out samples, thresholds on all of them, and a :class:`ConditionDetector`
+(standardise + logistic regression on the gallery's raw vectors, or for a plain learned
+embedding on the handcrafted vector kept beside it: :func:`detector_spec`) trained to tell the
+clean held-out samples from their copies. A query the detector calls clean meets the clean
+thresholds, any other the pooled ones (``Gallery.query_condition``). What it buys:
+``benchmarks/results/accuracy.md``, "Calibrated `unknown`s".
 
 The copies are not the benchmarks' test conditions: JPEG quality 90 and 70, a 0.75x bicubic and a
 0.5x Lanczos down-scale, and a crop keeping 0.8 of each side offset by a tenth (the zoo's test

@@ -287,7 +287,8 @@ class Gallery:
         if len(keys) != x.shape[0]:
             raise ValueError(f"{len(keys)} keys for {x.shape[0]} vectors of {model!r}")
         if skip_known:
-            x, keys = self._unknown_keys(x, keys)
+            sel = self._new_rows(keys)
+            x, keys = x[sel], [keys[i] for i in sel]
             if not keys:
                 return 0
         if model not in self._names:
@@ -306,10 +307,10 @@ class Gallery:
                 self._index.add(z)
         return len(keys)
 
-    def _unknown_keys(self, x: np.ndarray, keys: list[str]) -> tuple[np.ndarray, list[str]]:
+    def _new_rows(self, keys: list[str]) -> list[int]:
+        """Indices of ``keys`` neither enrolled nor held out yet."""
         known = set(self._keys) | set(self._hold_keys)
-        sel = [i for i, k in enumerate(keys) if k not in known]
-        return x[sel], [keys[i] for i in sel]
+        return [i for i, k in enumerate(keys) if k not in known]
 
     def remove(self, model: str) -> int:
         """Remove a model and its samples; returns how many samples went. Sample ids shift.
@@ -468,8 +469,8 @@ class Gallery:
         same dimension would otherwise all come out ``unknown``, silently.
 
         ``method``: ``knn`` (vote of the ``k`` nearest samples, default :meth:`vote_k`;
-        ``weighting`` uniform or distance) or ``centroid``. Open-set thresholds come from :meth:`calibrate` for the same
-        method; without calibration nothing is answered ``unknown``. ``top``: how many
+        ``weighting`` uniform or distance) or ``centroid``. Open-set thresholds come from
+        :meth:`calibrate` for the same method; without calibration nothing is answered ``unknown``. ``top``: how many
         ``(model, distance)`` pairs to list per query. ``sides`` (each query image's shorter side
         as fingerprinted) and ``condition`` (a plain learned embedding's handcrafted vectors of
         the queries): for a gallery calibrated per condition (:meth:`query_condition`).
@@ -612,8 +613,7 @@ class Gallery:
                 raise ValueError(f"condition vectors must have shape [{x.shape[0]}, {self._hold_cond.shape[1]}], "
                                  f"got {list(c.shape)}")
         if skip_known:
-            known = set(self._keys) | set(self._hold_keys)
-            sel = [i for i, k in enumerate(keys) if k not in known]
+            sel = self._new_rows(keys)
             x, keys = x[sel], [keys[i] for i in sel]
             c = None if c is None else c[sel]
         if c is not None:

@@ -11,8 +11,8 @@ other images are enrolled with it. They are made from the image as the pipeline 
 the spec's geometry (the centre crop of a large image: the copies re-encode that crop), and for a
 heavy projector cut to sides that are multiples of 8 as its training crops are. Held-out
 images (calibration) are not augmented; they get fixed processed copies instead
-(:func:`add_calibration_copies`, :mod:`fpfast.gallery.conditions`). The measured effect: ``benchmarks/results/accuracy.md``,
-"Augmented enrollment".
+(:func:`add_calibration_copies`, :mod:`fpfast.gallery.conditions`). The measured effect:
+``benchmarks/results/accuracy.md``, "Augmented enrollment".
 """
 from __future__ import annotations
 

@@ -26,11 +26,11 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     save (atomic; the handcrafted vectors are replaced). ``fine_tune``: start from the gallery's
     current embedding (e.g. after enrolling a new model with it frozen) instead of from scratch;
     ``handcrafted=None``: the current embedding's choice, else off. ``calibrate_on``: ``clean``
-    held-out images, or ``augmented``: those plus their re-encoded copies (JPEG, down-scaling;
-    :mod:`fpfast.gallery.conditions`), so that re-encoded queries of known models are not all
-    answered 'unknown' and clean ones still meet clean thresholds. ``causal``: train the decoupled fingerprint of issue 15 instead
-    ({"content": the zoo's content table or root, "hsic": weight, "pair": weight, optional
-    "project_out": rank}; see
+    held-out images, or ``augmented``: those plus their processed copies (JPEG, down-scaling,
+    a crop; :mod:`fpfast.gallery.conditions`), so that processed queries of known models are not
+    all answered 'unknown' and clean ones still meet clean thresholds. ``causal``: train the
+    decoupled fingerprint of issue 15 instead ({"content": the zoo's content table or root,
+    "hsic": weight, "pair": weight, optional "project_out": rank}; see
     :mod:`fpfast.causal.objective`). Progress (unless ``opts.quiet``): reading, then epochs with
     their loss and an ETA (:mod:`fpfast.progress`); ``stages`` (a :class:`fpfast.progress.Stages`)
     gets the read / train / re-enroll times. Returns (new gallery, summary dict)."""
