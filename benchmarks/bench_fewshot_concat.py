@@ -54,6 +54,15 @@ def vote_accuracy(g, q, lab, truth, names, k=10):
     return float(np.mean(np.array(names)[winner] == np.asarray(truth)))
 
 
+def zoo_splits(zoo, max_test):
+    """({split: (images, labels)} of the zoo's test splits, ``max_test`` per model, plus
+    ``resize075``: the test images down-scaled 0.75x), then the whole train split's images and labels."""
+    data = {s: cap(load_zoo_split(zoo, s), max_test)[:2] for s in SPLITS if os.path.isdir(os.path.join(zoo, s))}
+    data["resize075"] = ([_resize(im, 0.75) for im in data["test"][0]], data["test"][1])
+    tr_x, tr_y = cap(load_zoo_split(zoo, "train"), None)[:2]
+    return data, tr_x, tr_y
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("zoo")
@@ -62,9 +71,7 @@ def main():
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     spec = load_spec("default")
-    data = {s: cap(load_zoo_split(a.zoo, s), a.max_test)[:2] for s in SPLITS if os.path.isdir(os.path.join(a.zoo, s))}
-    data["resize075"] = ([_resize(im, 0.75) for im in data["test"][0]], data["test"][1])
-    tr_x, tr_y = cap(load_zoo_split(a.zoo, "train"), None)[:2]
+    data, tr_x, tr_y = zoo_splits(a.zoo, a.max_test)
     ids = first_n(tr_y, a.n)
     data["train"] = ([tr_x[i] for i in ids], [tr_y[i] for i in ids])
     emb = load_universal()

@@ -25,16 +25,15 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.bench_accuracy import cap  # noqa: E402
-from benchmarks.bench_embedding import SPLITS, vectors  # noqa: E402
-from benchmarks.bench_universal import _resize, first_n  # noqa: E402
+from benchmarks.bench_embedding import vectors  # noqa: E402
+from benchmarks.bench_fewshot_concat import zoo_splits  # noqa: E402
+from benchmarks.bench_universal import first_n  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.gallery import normalize as norm  # noqa: E402
 from fpfast.gallery.attribution import knn_vote  # noqa: E402
 from fpfast.gallery.conditions import ConditionDetector, calibration_copies  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
-from fpfast.zoo import load_zoo_split  # noqa: E402
 
 CAL_OFFSET, CAL_N = 1000, 30
 
@@ -57,9 +56,7 @@ def main():
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     spec = load_spec("default")
-    data = {s: cap(load_zoo_split(a.zoo, s), a.max_test)[:2] for s in SPLITS if os.path.isdir(os.path.join(a.zoo, s))}
-    data["resize075"] = ([_resize(im, 0.75) for im in data["test"][0]], data["test"][1])
-    tr_x, tr_y = cap(load_zoo_split(a.zoo, "train"), None)[:2]
+    data, tr_x, tr_y = zoo_splits(a.zoo, a.max_test)
     ids = first_n(tr_y, a.n) if a.n else np.arange(len(tr_y))
     cal = first_n(tr_y, CAL_N, CAL_OFFSET)
     if a.n:
