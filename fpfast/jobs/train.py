@@ -1,7 +1,6 @@
 """Train a learned embedding for a gallery and re-enroll every model with it."""
 from __future__ import annotations
 
-
 from ..errors import UsageError
 from ..gallery import Gallery
 from ..prepare import map_images
