@@ -441,8 +441,11 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
         spec: FingerprintSpec | str | None = None, column: str | None = None,
         key_column: str | None = None, shard_size: int = 10_000, resume: bool = False,
         overwrite: bool = False, config: dict | None = None, schema=None, kind: str = "rows",
-        **stream_kw) -> RunSummary:
+        only_keys: set | None = None, **stream_kw) -> RunSummary:
     """Read ``sources``, run the stream, write to ``out`` (or to a ready ``writer``).
+
+    ``only_keys``: decode and map only the inputs with these keys (the others are read past, not
+    decoded, and give no row): a second pass over a few of the inputs of a first.
 
     ``config`` is stored in the output's manifest and must match on resume; the spec id and the
     source list are added to it; the spec (JSON) goes into every parquet file's schema metadata
@@ -457,7 +460,10 @@ def run(sources: Iterable[str] | str, mapper: Mapper, out: str | None = None, *,
     ignored: list[str] = []
     read_kw = {"column": column, "key_column": key_column, "ignored": ignored.append,
                "max_bytes": stream_kw.pop("max_bytes", DEFAULT_MAX_BYTES)}
-    if stream_kw.get("quiet") or stream_kw.get("total") is not None:
+    if only_keys is not None:
+        stream_kw["total"] = len(only_keys)
+        items = (it for it in iter_sources(sources, **read_kw) if it.key in only_keys)
+    elif stream_kw.get("quiet") or stream_kw.get("total") is not None:
         items = iter_sources(sources, **read_kw)
     else:  # the progress bar's total; the stream goes on from the files the count met
         items, stream_kw["total"] = counted_sources(sources, **read_kw)

@@ -85,15 +85,17 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
                   column: str | None = None, calibrate_on: str = "augmented") -> tuple[int, int]:
     """(augmented copies enrolled, calibration copies held out) of ``model``'s images just
     enrolled from ``sources`` (keyed ``new_keys``: ``gallery.augment`` copies each) and just held
-    out (``held_keys``: with ``calibrate_on="augmented"``, :func:`add_calibration_copies`). The
-    sources are decoded again, once for both: enrollment keeps only vectors."""
+    out (``held_keys``: with ``calibrate_on="augmented"``, :func:`add_calibration_copies`). Those
+    images are decoded again, once for both (enrollment keeps only vectors); the sources' other
+    images are read past, not decoded."""
     want_aug = set(new_keys) if gallery.augment else set()
     want_cal = set(held_keys) if calibrate_on == "augmented" else set()
     if not want_aug and not want_cal:
         return 0, 0
     from .collect import image_sources
     from .mappers import condition_mapper, vector_mapper
-    imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: copies")
+    imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: copies",
+                                  only_keys=want_aug | want_cal)
     mapper, cm = vector_mapper(gallery.spec, opts, gallery.embedder()), condition_mapper(gallery.spec, opts)
 
     def vectorize(batch, m=mapper):
