@@ -6,7 +6,7 @@ plus their processed copies with the condition detector (``--calibrate-on``; iss
 
 The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C``
 (a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05; ``--embedding``:
-a fine-tuned embedding's gallery through the same job functions), then the gallery's own
+a fine-tuned embedding's gallery through the command's own enrollment loop), then the gallery's own
 ``attribute`` (kNN with each ``--k``, with each image's side and, for a plain embedding, its
 handcrafted vector, as the stream passes them) on the zoo's test splits as the pipeline
 fingerprints them, plus a 0.75x bilinear down-scale of the test images made in memory. Per
@@ -28,11 +28,12 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import positive  # noqa: E402
+from benchmarks.bench_universal import _resize, first_n  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.openset import auroc, oscr  # noqa: E402
 from fpfast.gallery.conditions import detector_spec  # noqa: E402
-from fpfast.jobs.mappers import vector_mapper  # noqa: E402
+from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.prepare import map_images  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -40,32 +41,18 @@ from fpfast.zoo import load_zoo_split  # noqa: E402
 SPLITS = ("test", "test_jpeg90", "test_jpeg75", "resize075", "test_resize", "test_crop", "unseen_seed", "open_set")
 
 
-def _subset(labels, n):
-    lab = np.array([str(x) for x in labels])
-    return np.concatenate([np.flatnonzero(lab == m)[:n] for m in sorted(set(lab))])
-
-
 def queries(spec, embedder, zoo, max_test, opts):
     """{split: (vectors, expected answers, image sides)} of ``spec`` (``embedder``'s when it names one)."""
-    from PIL import Image
-    mapper = vector_mapper(spec, opts, embedder)
-
-    def vectorize(b):
-        return mapper(b, [None] * len(b))["vector"].detach().cpu().numpy()
+    vectorize = host_vectors(vector_mapper(spec, opts, embedder))
     out = {}
     for split in SPLITS:
         src = "test" if split == "resize075" else split
         if not os.path.isdir(os.path.join(zoo, src)):
             continue
         imgs, labels, _ = load_zoo_split(zoo, src)
-        sel = _subset(labels, max_test)
+        sel = first_n([str(x) for x in labels], max_test)
         want = [UNKNOWN if labels[i] is None else labels[i] for i in sel]
-        if split == "resize075":
-            chosen = [np.asarray(Image.fromarray(imgs[i]).resize((round(imgs[i].shape[1] * .75),
-                                                                  round(imgs[i].shape[0] * .75)), Image.BILINEAR))
-                      for i in sel]
-        else:
-            chosen = [imgs[i] for i in sel]
+        chosen = [_resize(imgs[i], 0.75) if split == "resize075" else imgs[i] for i in sel]
         out[split] = (map_images(chosen, vectorize), want, [min(im.shape[:2]) for im in chosen])
     return out
 
@@ -118,17 +105,14 @@ def enroll_with(gdir, train, emb_dir, how, opts):
     """What `fpfast enroll` does for a gallery holding the embedding saved in ``emb_dir``
     (universal.json + universal.safetensors, ``Embedder.to_bytes``' two parts: a fine-tuned
     one), through the same job functions: enroll, copies, refit, recalibrate, save."""
+    from fpfast.cli.enroll import _enroll_groups
     from fpfast.embed import Embedder
-    from fpfast.jobs.augment import enroll_copies
-    from fpfast.jobs.collect import gallery_fingerprints
-    from fpfast.jobs.enroll import enroll, finish_enrollment, model_folders
+    from fpfast.jobs.enroll import finish_enrollment, model_folders
     with open(os.path.join(emb_dir, "universal.json"), "rb") as c, \
             open(os.path.join(emb_dir, "universal.safetensors"), "rb") as w:
         emb = Embedder.from_bytes(c.read(), w.read())
     g = Gallery.create(gdir, normalize="none").with_embedding(emb)
-    for name, folder in model_folders(train).items():
-        r = enroll(g, name, gallery_fingerprints(g, [folder], opts))
-        enroll_copies(g, name, [folder], r["keys"], r["held_keys"], opts, calibrate_on=how)
+    _enroll_groups(g, {m: [d] for m, d in model_folders(train).items()}, None, 0.2, how, opts)
     finish_enrollment(g, None, 0.05)
     return emb.identity
 

@@ -108,8 +108,9 @@ class ConditionDetector:
     def is_clean(self, x) -> np.ndarray:
         return self.p_clean(x) >= 0.5
 
-    def to_dict(self, input: str = "vector") -> dict:
-        return {"kind": "logistic", "input": input, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+    def to_dict(self, reads: str = "vector") -> dict:
+        """``reads``: what the detector's input is, the gallery's ``vector`` or the ``handcrafted`` one."""
+        return {"kind": "logistic", "input": reads, "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "coef": self.coef.tolist(), "intercept": self.intercept, "copies": list(COPIES)}
 
     @classmethod

@@ -583,14 +583,29 @@ class Gallery:
         their ratio statistic, at the common level at which about ``frr`` of genuine samples are
         answered ``unknown`` (:func:`~.attribution.calibrate_thresholds`). Stored in
         ``self.calibration[method]`` (saved with the gallery) and returned."""
+        stats, ratios, lab = self._open_set_stats(vectors, models, method)
+        return self._store_calibration(method, stats, ratios, lab, frr, per_model=per_model,
+                                       min_per_model=min_per_model)
+
+    def _store_calibration(self, method: str, stats, ratios, lab, frr: float, clean=None, *,
+                           per_model: bool = True, min_per_model: int = 5) -> dict:
+        """The record of :meth:`calibrate` from its statistics, stored; with ``clean`` (a mask of
+        them), the clean ones' record too, under ``clean``."""
+        names = list(self._names)
+        rec = attr.calibrate_thresholds(stats, lab, names, frr, per_model, min_per_model, ratios)
+        rec["date"] = store.now()
+        if clean is not None:
+            rec["clean"] = {**attr.calibrate_thresholds(stats[clean], lab[clean], names, frr, per_model,
+                                                        min_per_model, ratios[clean]), "date": rec["date"]}
+        self.calibration[method] = rec
+        return rec
+
+    def _open_set_stats(self, vectors, models: Sequence[str], method: str):
+        """(distance statistics, ratio statistics, label ids) of held-out ``vectors`` of ``models``."""
         models = list(models)
         stats = self.own_model_distance(vectors, models, method)
         ratios = self._ratio_given(stats, vectors, models, method)
-        lab = np.array([self._names.index(m) for m in models], np.int64)
-        rec = attr.calibrate_thresholds(stats, lab, list(self._names), frr, per_model, min_per_model, ratios)
-        rec["date"] = store.now()
-        self.calibration[method] = rec
-        return rec
+        return stats, ratios, np.array([self._names.index(m) for m in models], np.int64)
 
     def add_holdout(self, model: str, vectors, keys: Sequence[str] | None = None, *,
                     skip_known: bool = False, condition=None) -> int:
@@ -649,19 +664,18 @@ class Gallery:
         decides per query which of the two :meth:`attribute` applies."""
         if not len(self._hold_labels):
             return {}
-        models = np.array([self._names[i] for i in self._hold_labels], dtype=object)
+        models = [self._names[i] for i in self._hold_labels]
         clean = np.array([not cond.is_copy(k) for k in self._hold_keys], bool)
         x, given = self._hold_vectors, np.ones(len(clean), bool)
         if self._hold_cond is not None:
             x, given = self._hold_cond, np.isfinite(self._hold_cond).all(1)
         det = cond.ConditionDetector.fit(x[given], clean[given]) if not clean.all() else None
         out = {}
-        for m in methods:
-            sub = self.calibrate(self._hold_vectors[clean], list(models[clean]), frr, method=m, **kw) \
-                if det is not None else None
-            out[m] = self.calibrate(self._hold_vectors, list(models), frr, method=m, **kw)
+        for m in methods:  # each held-out sample's statistics once, for both records
+            stats, ratios, lab = self._open_set_stats(self._hold_vectors, models, m)
+            out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None, **kw)
             if det is not None:
-                out[m].update(clean=sub, detector=det.to_dict("vector" if self._hold_cond is None else "handcrafted"))
+                out[m]["detector"] = det.to_dict("vector" if self._hold_cond is None else "handcrafted")
         return out
 
     def query_condition(self, queries, method: str = "knn", sides=None, condition=None) -> np.ndarray | None:
@@ -675,13 +689,17 @@ class Gallery:
         d = (self.calibration.get(method) or {}).get("detector")
         if d is None:
             return None
-        x = condition if d.get("input") == "handcrafted" else queries
+        handcrafted = d.get("input") == "handcrafted"
+        x = condition if handcrafted else queries
         if x is None:
             return None
-        dim = self.spec.dim if d.get("input") != "handcrafted" else cond.detector_spec(self.spec).dim
+        if handcrafted and self._hold_cond is None:
+            raise GalleryError(f"gallery calibration {method!r}: a detector of handcrafted vectors in a gallery "
+                               "that keeps none")
+        dim = self._hold_cond.shape[1] if handcrafted else self.spec.dim
         try:
             det = cond.ConditionDetector.from_dict(d, dim)
-        except (ValueError, AttributeError) as e:
+        except ValueError as e:
             raise GalleryError(f"gallery calibration {method!r}: {e}") from None
         clean = det.is_clean(_to_numpy(x).reshape(-1, dim))
         if sides is not None and self.spec.geometry == "crop" and self.min_side:

@@ -273,10 +273,12 @@ def load_array(path: str, fname: str, meta: dict, verify: bool, dtype,
     if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
         want = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
         raise GalleryError(f"{fname} has shape {list(arr.shape)}, expected {want}")
-    bad = ~np.isfinite(arr) if finite else np.isinf(arr) | (np.isnan(arr) & ~np.isnan(arr).all(-1, keepdims=True))
-    if arr.dtype.kind == "f" and bad.any():
-        raise GalleryError(f"{fname} holds {int(bad.sum())} NaN or inf values; "
-                           "the file is corrupt or was edited")
+    if arr.dtype.kind == "f":
+        nan = np.isnan(arr)
+        bad = np.isinf(arr) | (nan & ~nan.all(-1, keepdims=True) if not finite else nan)
+        if bad.any():
+            raise GalleryError(f"{fname} holds {int(bad.sum())} NaN or inf values; "
+                               "the file is corrupt or was edited")
     return arr
 
 

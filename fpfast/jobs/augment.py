@@ -93,18 +93,16 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
     if not want_aug and not want_cal:
         return 0, 0
     from .collect import image_sources
-    from .mappers import condition_mapper, vector_mapper
+    from .mappers import condition_mapper, host_vectors, vector_mapper
     imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: copies",
                                   only_keys=want_aug | want_cal)
-    mapper, cm = vector_mapper(gallery.spec, opts, gallery.embedder()), condition_mapper(gallery.spec, opts)
-
-    def vectorize(batch, m=mapper):
-        return m(batch, [None] * len(batch))["vector"].detach().cpu().numpy()
+    vectorize, cm = host_vectors(vector_mapper(gallery.spec, opts, gallery.embedder())), \
+        condition_mapper(gallery.spec, opts)
 
     def picked(want):
         sel = [i for i, key in enumerate(keys) if key in want]
         return [imgs[i] for i in sel], [keys[i] for i in sel]
     n_aug = add_augmented(gallery, model, *picked(want_aug), vectorize, gallery.augment) if want_aug else 0
     n_cal = add_calibration_copies(gallery, model, *picked(want_cal), vectorize,
-                                   None if cm is None else lambda b: vectorize(b, cm)) if want_cal else 0
+                                   None if cm is None else host_vectors(cm)) if want_cal else 0
     return n_aug, n_cal

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..pipeline import RunSummary, run
 from ..spec import FingerprintSpec, load_spec
-from .mappers import condition_mapper, vector_mapper
+from .mappers import with_query_columns
 from .options import StreamOptions, check_decode
 
 
@@ -51,17 +51,13 @@ def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: Strea
     handcrafted vector, or ``embedder``'s embedding for a spec that names one."""
     spec = load_spec(spec)
     w = CollectWriter()
-    mapper, cm = vector_mapper(spec, opts, embedder), condition_mapper(spec, opts)
-
-    def with_sides(batch, keys):
-        out = {**mapper(batch, keys), "side": [min(batch.shape[1:3])] * len(keys)}
-        return out if cm is None else {**out, "condition": cm(batch, keys)["vector"]}
-    summary = run(sources, with_sides, writer=w, spec=spec, **source_kw, **opts.stream_kw())
+    summary = run(sources, with_query_columns(spec, opts, embedder), writer=w, spec=spec, **source_kw,
+                  **opts.stream_kw())
     vecs, keys, errors = w.split("vector")
     ok = [r for r in w.rows if not r.get("error")]
     cond = None
-    if cm is not None:
-        cond = np.stack([np.asarray(r["condition"], np.float32) for r in ok]) if ok else None
+    if ok and "condition" in ok[0]:
+        cond = np.stack([np.asarray(r["condition"], np.float32) for r in ok])
     vecs = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, spec.dim), np.float32)
     return Fingerprints(vecs, keys, errors, summary, [not r.get("error") for r in w.rows],
                         [int(r["side"]) for r in ok], cond)

@@ -97,18 +97,37 @@ def condition_mapper(spec: FingerprintSpec, opts: StreamOptions) -> Mapper | Non
     return None if cspec is None else fingerprint_mapper(cspec, opts.backend, device=check_backend(opts))
 
 
+def host_vectors(mapper: Mapper):
+    """``mapper`` as a function of a uint8 batch alone, giving its ``vector`` column on the host."""
+    def vectorize(batch):
+        return mapper(batch, [None] * len(batch))["vector"].detach().cpu().numpy()
+    return vectorize
+
+
+def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None) -> Mapper:
+    """:func:`vector_mapper` plus what ``Gallery.attribute`` reads beside the vectors: ``side``
+    (each image's shorter side as fingerprinted; a batch holds images of one shape) and, for a
+    plain learned embedding, ``condition`` (:func:`condition_mapper`'s vectors). The batch goes
+    to the device once for both."""
+    fp, cm = vector_mapper(spec, opts, embedder), condition_mapper(spec, opts)
+    dev = torch.device(check_backend(opts))
+
+    def mapper(batch: torch.Tensor, keys: list) -> dict:
+        batch = _on(batch, dev)
+        out = {**fp(batch, keys), "side": [min(batch.shape[1:3])] * len(keys)}
+        return out if cm is None else {**out, "condition": cm(batch, keys)["vector"]}
+    return mapper
+
+
 def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int | None = None, top: int = 3) -> Mapper:
     """A mapper: fingerprint a batch and attribute the vectors (a tensor, searched on its device)
     with ``gallery``; the columns of :func:`fpfast.jobs.schema.attribute_schema`."""
     check_decode(gallery, opts)
-    fp = vector_mapper(gallery.spec, opts, gallery.embedder())
-    cm = condition_mapper(gallery.spec, opts)
+    fp = with_query_columns(gallery.spec, opts, gallery.embedder())
 
     def mapper(batch: torch.Tensor, keys: list) -> dict:
-        vectors = fp(batch, keys)["vector"]
-        sides = [min(batch.shape[1:3])] * len(keys)   # a batch holds images of one shape
-        condition = None if cm is None else cm(batch, keys)["vector"]
-        return attribution_columns(gallery.attribute(vectors, method=method, k=k, top=top, sides=sides,
-                                                     condition=condition), top)
+        c = fp(batch, keys)
+        return attribution_columns(gallery.attribute(c["vector"], method=method, k=k, top=top, sides=c["side"],
+                                                     condition=c.get("condition")), top)
 
     return mapper

@@ -9,7 +9,7 @@ from ..spec import FingerprintSpec
 from .augment import add_augmented, add_calibration_copies
 from .collect import image_sources
 from .enroll import finish_enrollment, model_folders, split_holdout
-from .mappers import condition_mapper
+from .mappers import condition_mapper, host_vectors
 from .options import StreamOptions, resolve_device
 
 
@@ -90,10 +90,8 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
 
     def embed(b):
         return emb.embed(b, device=dev, layout="hwc", precision=opts.precision)
-    cm = condition_mapper(g.spec, opts)
-
-    def condition(b):  # the condition detector's vectors (the handcrafted ones beside the embedding)
-        return cm(b, [None] * len(b))["vector"].detach().cpu().numpy()
+    cm = condition_mapper(g.spec, opts)   # the condition detector's vectors: the handcrafted ones beside it
+    condition = None if cm is None else host_vectors(cm)
     with stages("re-enroll"):
         for name, (imgs, keys, keep, hold) in data.items():
             g.note_sides([min(im.shape[:2]) for im in imgs])
@@ -104,10 +102,9 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
             if len(hold):
                 held = [imgs[i] for i in hold]
                 g.add_holdout(name, v[hold], [keys[i] for i in hold],
-                              condition=None if cm is None else map_images(held, condition))
+                              condition=None if condition is None else map_images(held, condition))
                 if calibrate_on == "augmented":
-                    add_calibration_copies(g, name, held, [keys[i] for i in hold], embed,
-                                           None if cm is None else condition)
+                    add_calibration_copies(g, name, held, [keys[i] for i in hold], embed, condition)
         cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
