@@ -38,9 +38,10 @@ from fpfast.spec import load_spec  # noqa: E402
 CAL_OFFSET, CAL_N = 1000, 30
 
 
-def correct(train, lab, q, truth, names, method, k=10):
-    """Per query: is the uniform k-NN vote in ``method``'s space right."""
-    nz = norm.fit(method, train.astype(np.float64), lab)
+def correct(train, lab, q, truth, names, method, k=10, fit_on=None):
+    """Per query: is the uniform k-NN vote in ``method``'s space right (the normaliser fitted on
+    ``fit_on``, same labels, when given, else on ``train``)."""
+    nz = norm.fit(method, (train if fit_on is None else fit_on).astype(np.float64), lab)
     g, z = (nz.transform(x.astype(np.float32)).astype(np.float64) for x in (train, q))
     d = (z ** 2).sum(1)[:, None] - 2 * z @ g.T + (g ** 2).sum(1)[None]
     nn = np.argsort(d, 1, kind="stable")[:, :k]

@@ -36,18 +36,18 @@ def info() -> dict:
 
 
 def _new_gallery() -> dict:
-    """What `fpfast enroll` gives a new gallery: the handcrafted default spec, and whether the
-    shipped universal embedding (`--spec universal`) loads and matches its card."""
+    """What `fpfast enroll` gives a new gallery: the shipped universal embedding followed by the
+    handcrafted default fingerprint, when it loads and matches its card."""
     from .embed.model import EmbedError
     from .embed.universal import available, load_card
     if not available():
-        return {"vectors": "handcrafted default spec", "universal": "not shipped"}
+        return {"vectors": "universal+handcrafted", "universal": "not shipped: fpfast enroll refuses without --spec"}
     try:
         emb, card = load_card()
     except EmbedError as e:
-        return {"vectors": "handcrafted default spec", "universal": f"refused: {e}"}
-    return {"vectors": "handcrafted default spec", "universal": f"{emb.identity[:16]} ({card.get('steps')} "
-            f"pretraining steps, seed {card.get('seed')}, {card.get('date')}; experimental)"}
+        return {"vectors": "universal+handcrafted", "universal": f"refused: {e}"}
+    return {"vectors": "universal+handcrafted", "universal": f"{emb.identity[:16]} ({card.get('steps')} "
+            f"pretraining steps, seed {card.get('seed')}, {card.get('date')})"}
 
 
 def format_info(d: dict) -> str:
@@ -65,8 +65,9 @@ def format_info(d: dict) -> str:
     f = d["faiss"]
     lines.append("faiss: " + (f"{f['version']}, {f['gpus']} GPU(s)" if f["installed"] else "not installed"))
     n = d["new_gallery"]
-    lines.append(f"new galleries (fpfast enroll without --spec): {n['vectors']}; --spec universal (alone, or "
-                 f"universal+handcrafted with the default fingerprint appended): {n['universal']}")
+    lines.append(f"new galleries (fpfast enroll without --spec): {n['vectors']} (the shipped universal embedding "
+                 f"{n['universal']}, followed by the handcrafted default fingerprint); --spec default: the "
+                 "handcrafted fingerprint alone (the speed mode)")
     return "\n".join(lines)
 
 

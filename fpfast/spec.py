@@ -376,6 +376,7 @@ class FingerprintSpec:
 
 PRESETS: dict[str, FingerprintSpec] = {
     "default": FingerprintSpec(),
+    "handcrafted": FingerprintSpec(),  # the same: the name `fpfast enroll --spec` offers for its speed mode
     "npr": FingerprintSpec(residual="npr"),
     "highpass": FingerprintSpec(residual="highpass"),
     "median": FingerprintSpec(residual="median3"),

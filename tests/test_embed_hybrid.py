@@ -98,16 +98,3 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     emb = g.embedder()
     assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
     assert emb.appended_dim == 0 and g.spec.dim == emb.dim == load_universal().dim and g.normalize == "none"
-
-
-def test_a_new_default_gallery_of_few_images_hears_of_universal_plus_handcrafted(tmp_path):
-    from cli_helpers import invoke, make_folders
-    root = make_folders(tmp_path / "train", 12)
-    r = invoke("enroll", tmp_path / "g", "--from-folders", root)
-    assert r.exit_code == 0 and f"hint: with fewer than 50 images per model, a gallery made with --spec {HYBRID}" \
-        in " ".join(r.output.split()), r.output
-    r = invoke("enroll", tmp_path / "g", "--model", "delta", os.path.join(root, "alpha"))  # not a new gallery
-    assert r.exit_code == 0 and "hint:" not in r.output, r.output
-    for i, args in enumerate((("--spec", "default"), ("-q",))):  # a spec chosen, or quiet: no hint
-        r = invoke("enroll", tmp_path / f"g{i}", "--from-folders", root, *args)
-        assert r.exit_code == 0 and "hint:" not in r.output, r.output

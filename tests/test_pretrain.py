@@ -116,9 +116,11 @@ def test_enroll_with_the_universal_embedding_needs_no_training(tmp_path):
     assert len(truth) == 12 and np.mean(np.array(t["predicted"]) == np.array(truth)) > 0.9
     r = invoke("enroll", tmp_path / "u", "--model", "delta", os.path.join(test, "alpha"), "--spec", "universal", "-q")
     assert r.exit_code == 0 and Gallery.load(str(tmp_path / "u")).spec.embedding == g.spec.embedding, r.output
-    r = invoke("enroll", tmp_path / "h", "--from-folders", root, "-q")  # the default stays handcrafted
-    assert r.exit_code == 0 and Gallery.load(str(tmp_path / "h")).spec.embedding is None
-    r = invoke("enroll", tmp_path / "h", "--model", "delta", os.path.join(test, "alpha"), "--spec", "universal", "-q")
+    for name in ("default", "handcrafted"):  # the speed mode: the handcrafted fingerprint alone
+        r = invoke("enroll", tmp_path / name, "--from-folders", root, "--spec", name, "-q")
+        assert r.exit_code == 0 and Gallery.load(str(tmp_path / name)).spec.embedding is None, r.output
+    r = invoke("enroll", tmp_path / "default", "--model", "delta", os.path.join(test, "alpha"), "--spec", "universal",
+               "-q")
     assert r.exit_code == 2 and "already holds other vectors" in r.output, r.output
     r = invoke("info", "--gallery", tmp_path / "g")
     assert "universal" in r.output, r.output
@@ -129,6 +131,37 @@ def test_enroll_with_the_universal_embedding_needs_no_training(tmp_path):
     assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--fine-tune", "--from-scratch", "-q")
     assert r.exit_code == 2 and "exclude" in r.output
+
+
+def test_enroll_default_is_the_universal_embedding_with_no_network_and_no_training(tmp_path, monkeypatch):
+    import socket
+
+    from cli_helpers import invoke, make_folders
+    from fpfast.gallery import Gallery
+
+    def refuse(*a, **k):
+        raise AssertionError("fpfast enroll opened a network connection")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    root = make_folders(tmp_path / "train", 10)
+    r = invoke("enroll", tmp_path / "g", "--from-folders", root, "-q")
+    assert r.exit_code == 0, r.output
+    g = Gallery.load(str(tmp_path / "g"))
+    hybrid = load_universal().with_handcrafted()
+    assert g.spec.embedding["identity"] == hybrid.identity and g.embedder().identity == hybrid.identity
+    assert g.normalize == "lda" and g.embedder().config.get("training", {}).get("init") is None  # not trained
+    r = invoke("info", "--gallery", tmp_path / "g")
+    assert r.exit_code == 0 and "universal" in r.output, r.output
+    test = make_folders(tmp_path / "test", 4, seed=1)
+    r = invoke("attribute", test, "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet", "-q")
+    assert r.exit_code == 0, r.output
+    import pyarrow.parquet as pq
+    t = pq.read_table(tmp_path / "a.parquet").to_pydict()
+    truth = [p.split(os.sep)[-2] for p in t["path"]]
+    assert len(truth) == 12 and np.mean(np.array(t["predicted"]) == np.array(truth)) > 0.9
+    # an existing gallery keeps its own vectors: enrolling a model without --spec adds to it as it is
+    r = invoke("enroll", tmp_path / "g", "--model", "delta", os.path.join(test, "alpha"), "-q")
+    assert r.exit_code == 0 and Gallery.load(str(tmp_path / "g")).spec.embedding == g.spec.embedding, r.output
 
 
 def test_pretraining_precision_and_device_are_recorded_and_checked(tmp_path):

@@ -17,7 +17,7 @@ from ..progress import Stages
 from ..spec import load_spec, parse_crops
 from .options import handle_errors, stream_options
 
-FEW = 50  # images per model under which a new default gallery hears about --spec universal+handcrafted
+DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the trade-off: README, "Measured")
 
 
 @click.command("enroll")
@@ -26,18 +26,18 @@ FEW = 50  # images per model under which a new default gallery hears about --spe
 @click.option("--model", "-m", help="Model name for SOURCES.")
 @click.option("--from-folders", "root", type=click.Path(exists=True, file_okay=False),
               help="Enroll every sub-folder of ROOT as a model named after it.")
-@click.option("--spec", help="Fingerprint spec of a new gallery: a handcrafted preset (default, the default; npr, "
-                   "highpass, median, photo256), universal (the shipped pretrained embedding: experimental, "
-                   "see `fpfast info`), universal+handcrafted (that embedding followed by the default "
-                   "fingerprint, LDA-normalised: for few images per model), a JSON file, or "
+@click.option("--spec", help="Fingerprint spec of a new gallery: universal+handcrafted (the default: the shipped "
+                   "pretrained universal embedding followed by the handcrafted fingerprint, LDA-normalised), "
+                   "universal (the embedding alone), a handcrafted preset (default or handcrafted: the speed "
+                   "mode, about 18x faster on a CPU; npr, highpass, median, photo256), a JSON file, or "
                    "KIND:PATH[@PRESET] for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
 @click.option("--crops", default=None, metavar="N[:grid|random[:SEED]]",
               help="Fingerprint N crops of each image (a grid over the whole image, or seeded random crops) "
                    "and average their vectors, for images larger than the spec's size (new gallery; "
                    "default 1, the centre crop). Queries then use the gallery's crops.")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
-              help="Normalisation refitted after enrollment (a new gallery: none with --spec "
-                   "universal, lda with universal+handcrafted, else standardize).")
+              help="Normalisation refitted after enrollment (a new gallery: lda with universal+handcrafted, "
+                   "none with universal, else standardize).")
 @click.option("--index", type=click.Choice(["flat", "ivf", "hnsw"]), default="flat", show_default=True,
               help="FAISS index of a new gallery (ivf/hnsw for >= 1M samples).")
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
@@ -66,20 +66,19 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
                column, tune_root, epochs, opts):
     """Add models' sample images to GALLERY (created when missing).
 
-    A new gallery holds the handcrafted fingerprint of --spec (default: `default`); with --spec
-    universal it embeds images with the shipped embedding pretrained on random decoders (`fpfast
-    pretrain`), frozen; with --spec universal+handcrafted each vector is that embedding followed by
-    the default handcrafted fingerprint, normalised by LDA (better than either alone with a few
-    images per model: benchmarks/results/accuracy.md). A gallery with a learned embedding (`fpfast
-    train`) embeds new models with it, frozen: ten or more images per model are enough. To adapt
-    the embedding to the new models, add --fine-tune-from ROOT (or run `fpfast train GALLERY
-    --from-folders ROOT --fine-tune`).
+    A new gallery embeds images, by default, with the universal embedding shipped inside fpfast
+    (pretrained on random decoders by `fpfast pretrain`, frozen) followed by the handcrafted
+    fingerprint, normalised by LDA: no training and no download, and ten images per model are
+    enough (benchmarks/results/accuracy.md). --spec default keeps the handcrafted fingerprint alone
+    (the speed mode); --spec universal the embedding alone. A gallery with a learned embedding
+    (`fpfast train`) embeds new models with it, frozen. To adapt the embedding to the new models,
+    add --fine-tune-from ROOT (or run `fpfast train GALLERY --from-folders ROOT --fine-tune`).
 
     \b
     Examples:
       fpfast enroll my_gallery --model sdxl samples/sdxl/
-      fpfast enroll my_gallery --from-folders zoo/train --spec universal  # pretrained embedding
-      fpfast enroll few_shot --from-folders ten_each/ --spec universal+handcrafted
+      fpfast enroll my_gallery --from-folders samples/                   # universal+handcrafted
+      fpfast enroll fast_gallery --from-folders samples/ --spec default  # handcrafted: the speed mode
     """
     if bool(root) == bool(model):
         raise click.UsageError("give either --model NAME SOURCE... or --from-folders ROOT")
@@ -93,9 +92,10 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
     for srcs in groups.values():
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
     new = not os.path.exists(os.path.join(gallery, "gallery.json"))
-    # issue 14: --spec universal[+handcrafted] embeds with the shipped pretrained embedding (opt-in: alone it
-    # is below the handcrafted spec on the zoo so far, benchmarks/results/accuracy.md), checked against its
-    # card first; its appended handcrafted vector is raw, so that gallery needs LDA
+    if new and spec is None:
+        spec = DEFAULT_SPEC
+    # issue 14: --spec universal[+handcrafted] embeds with the shipped pretrained embedding, checked against
+    # its card first; its appended handcrafted vector is raw, so that gallery needs LDA
     universal = shipped_embedder(spec)
     want = None if spec is None or universal is not None else resolve_spec(spec)
     crops_rec = parse_crops(crops) if crops is not None else None
@@ -121,12 +121,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         stages = Stages()
         with stages("fingerprint"):
-            errors, counts = _enroll_groups(g, groups, column, holdout, calibrate_on, opts)
-        if new and spec is None and not opts.quiet and counts and sorted(counts.values())[len(counts) // 2] < FEW:
-            click.echo(f"hint: with fewer than {FEW} images per model, a gallery made with --spec {HYBRID} is "
-                       "usually more accurate on clean and lightly compressed images (less on heavily compressed "
-                       "or resized ones): benchmarks/results/accuracy.md, 'Universal embedding, sixth session'",
-                       err=True)
+            errors, _ = _enroll_groups(g, groups, column, holdout, calibrate_on, opts)
         with stages("calibrate"):
             cal = finish_enrollment(g, normalize, frr)
         click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"

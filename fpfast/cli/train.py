@@ -61,8 +61,9 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
               calibrate_on, normalize, causal, content, hsic, pair, project_out, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
-    A gallery enrolled with the universal embedding (`fpfast enroll --spec universal`) is
-    fine-tuned from it unless --from-scratch, --dim or --handcrafted asks for a new network.
+    A gallery enrolled with the universal embedding (`fpfast enroll`'s default, or --spec
+    universal) is fine-tuned from it unless --from-scratch, --dim or --handcrafted asks for a new
+    network; the fine-tuned network's vectors then stand alone (no handcrafted part appended).
 
     The weights (safetensors) and config (JSON) are stored in the gallery; its spec records
     the embedding's sha256 identity, so handcrafted queries or another embedding's vectors are
