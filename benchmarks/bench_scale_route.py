@@ -34,7 +34,7 @@ from benchmarks.bench_embedding import vectors  # noqa: E402
 from benchmarks.bench_fewshot_concat import zoo_splits  # noqa: E402
 from benchmarks.bench_route import correct  # noqa: E402
 from benchmarks.bench_universal import first_n  # noqa: E402
-from fpfast.embed.train import _rescale  # noqa: E402
+from fpfast.embed.train import _jpeg, _rescale  # noqa: E402
 from fpfast.embed.universal import load_universal  # noqa: E402
 from fpfast.gallery.conditions import ConditionDetector  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
@@ -42,6 +42,8 @@ from fpfast.spec import load_spec  # noqa: E402
 
 CAL_OFFSET, CAL_N = 1000, 30
 SCALES = (0.75, 0.5)
+JPEG_VIEW = 85                     # the quality of the gallery's JPEG copies (the queries': 90, 75)
+JPEG_TRAIN = (95, 85, 70, 60)      # the JPEG detector's positives
 
 
 def _crop(im, keep):
@@ -77,6 +79,9 @@ def main():
         return vectors(imgs, lambda b: fingerprint_features(b, spec))
     det = ConditionDetector.fit(np.concatenate([hand(unscaled), hand(scaled)]),
                                 np.r_[np.ones(len(unscaled), bool), np.zeros(len(scaled), bool)])
+    jpegs = [_jpeg(im, q) for im in cal_imgs for q in JPEG_TRAIN]
+    jdet = ConditionDetector.fit(np.concatenate([hand(unscaled), hand(jpegs)]),
+                                 np.r_[np.ones(len(unscaled), bool), np.zeros(len(jpegs), bool)])
     emb = load_universal()
 
     def hybrid(imgs):
@@ -91,8 +96,11 @@ def main():
     hq = {s: hand(data[s][0]) for s in splits}
     small = {s: q_scale[s] < 0.9 for s in splits}
     routed = {s: small[s] & ~det.is_clean(hq[s]) for s in splits}
+    jrouted = {s: ~routed[s] & ~jdet.is_clean(hq[s]) for s in splits}
     res["called_scaled"] = {s: float(routed[s].mean()) for s in splits}
+    res["called_jpeg"] = {s: float(jrouted[s].mean()) for s in splits}
     print("called down-scaled: " + json.dumps(res["called_scaled"]), flush=True)
+    print("called JPEG: " + json.dumps(res["called_jpeg"]), flush=True)
     for space, fn, method in (("handcrafted, standardize", hand, "standardize"),
                               ("universal ⊕ handcrafted, lda", hybrid, "lda")):
         gv = fn(g_imgs)
@@ -108,10 +116,19 @@ def main():
             scaled_right = np.where(near == SCALES[0], by_scale[s][SCALES[0]], by_scale[s][SCALES[1]])
             return float(np.where(mask, scaled_right, plain[s]).mean())
         oracle = {s: np.full(len(plain[s]), s in ("test_resize", "resize075")) for s in splits}
+        jv = fn([_jpeg(im, JPEG_VIEW) for im in g_imgs])
+        jright = {s: correct(jv, lab, qv[s], data[s][1], names, method) for s in splits}
+        joracle = {s: np.full(len(plain[s]), s.startswith("test_jpeg")) for s in splits}
         rows = {space: {s: float(plain[s].mean()) for s in splits},
                 f"{space}, routed": {s: pick(s, routed[s], own) for s in splits},
                 f"{space}, routed, the gallery's normaliser": {s: pick(s, routed[s], shared) for s in splits},
-                f"{space}, oracle route": {s: pick(s, oracle[s], own) for s in splits}}
+                f"{space}, oracle route": {s: pick(s, oracle[s], own) for s in splits},
+                f"{space}, routed + JPEG view": {s: float(np.where(jrouted[s], jright[s], 0).mean())
+                                                 + pick(s, routed[s], own) - float(np.where(jrouted[s], plain[s], 0).mean())
+                                                 for s in splits},
+                f"{space}, oracle route + JPEG view": {s: float(np.where(joracle[s], jright[s], 0).mean())
+                                                       + pick(s, oracle[s], own) - float(np.where(joracle[s], plain[s], 0).mean())
+                                                       for s in splits}}
         res["rows"].update(rows)
         for k in rows:
             print(f"{k}: " + " ".join(f"{s} {x:.3f}" for s, x in res["rows"][k].items()), flush=True)

@@ -2,9 +2,10 @@
 plus their processed copies with the condition detector (``--calibrate-on``; issue 14).
 
     python benchmarks/bench_unknown.py ZOO --out results/unknown_standard.json [--specs default,universal]
-        [--embedding DIR] [--max-train N] [--k 10,auto] [--max-test 200] [--table]
+        [--views "all;none"] [--embedding DIR] [--max-train N] [--k 10,auto] [--max-test 200] [--table]
 
-The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C``
+The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C
+--views V``
 (a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05; ``--embedding``:
 a fine-tuned embedding's gallery through the command's own enrollment loop), then the gallery's own
 ``attribute`` (kNN with each ``--k``, with each image's side and, for a plain embedding, its
@@ -33,6 +34,7 @@ from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.openset import auroc, oscr  # noqa: E402
 from fpfast.gallery.conditions import detector_spec  # noqa: E402
+from fpfast.gallery.views import VIEWS, jpeg_file  # noqa: E402
 from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.prepare import map_images  # noqa: E402
@@ -42,7 +44,8 @@ SPLITS = ("test", "test_jpeg90", "test_jpeg75", "resize075", "test_resize", "tes
 
 
 def queries(spec, embedder, zoo, max_test, opts):
-    """{split: (vectors, expected answers, image sides)} of ``spec`` (``embedder``'s when it names one)."""
+    """{split: (vectors, expected answers, image sides, JPEG file flags)} of ``spec`` (``embedder``'s
+    when it names one)."""
     vectorize = host_vectors(vector_mapper(spec, opts, embedder))
     out = {}
     for split in SPLITS:
@@ -53,7 +56,9 @@ def queries(spec, embedder, zoo, max_test, opts):
         sel = first_n([str(x) for x in labels], max_test)
         want = [UNKNOWN if labels[i] is None else labels[i] for i in sel]
         chosen = [_resize(imgs[i], 0.75) if split == "resize075" else imgs[i] for i in sel]
-        out[split] = (map_images(chosen, vectorize), want, [min(im.shape[:2]) for im in chosen])
+        # the zoo's JPEG splits are .jpg files, the others .png (resize075: made in memory from .png)
+        jpeg = [jpeg_file(f"x.{'jpg' if split.startswith('test_jpeg') else 'png'}")] * len(sel)
+        out[split] = (map_images(chosen, vectorize), want, [min(im.shape[:2]) for im in chosen], jpeg)
     return out
 
 
@@ -63,18 +68,20 @@ def measure(gdir, zoo, max_test, opts, ks=("10",)):
     q = queries(g.spec, g.embedder(), zoo, max_test, opts)
     cond = {}
     if detector_spec(g.spec) is not None:  # a plain embedding's detector reads handcrafted vectors, as the stream
-        cond = {s: v for s, (v, _, _) in queries(detector_spec(g.spec), None, zoo, max_test, opts).items()}
+        cond = {s: v[0] for s, v in queries(detector_spec(g.spec), None, zoo, max_test, opts).items()}
     return {k: rates(g, q, cond, None if k == "auto" else int(k)) for k in ks}
 
 
 def rates(g, q, cond, k):
     row, att = {"k": g.vote_k() if k is None else k}, {}
-    for split, (v, want, sides) in q.items():
-        a = g.attribute(v, k=k, sides=sides, condition=cond.get(split))
+    for split, (v, want, sides, jpeg) in q.items():
+        a = g.attribute(v, k=k, sides=sides, condition=cond.get(split), jpeg=jpeg)
         att[split] = (a, np.array(want))
+        c = None if a.condition is None else np.array(a.condition, dtype=object)
         row[split] = {"accuracy": float(np.mean(np.array(a.model) == np.array(want))),
                       "unknown": float(a.is_unknown.mean()),
-                      "called_clean": None if a.condition is None else float(np.mean(np.array(a.condition) == "clean"))}
+                      "called_clean": None if c is None else float(np.mean(c == "clean")),
+                      "views": {} if c is None else {v: float(np.mean(c == v)) for v in g.views if (c == v).any()}}
     if "open_set" in att:
         (t, ty), (u, _) = att["test"], att["open_set"]
         row["auroc"] = auroc(t.open_set_score, u.open_set_score)
@@ -112,6 +119,7 @@ def enroll_with(gdir, train, emb_dir, how, opts):
             open(os.path.join(emb_dir, "universal.safetensors"), "rb") as w:
         emb = Embedder.from_bytes(c.read(), w.read())
     g = Gallery.create(gdir, normalize="none").with_embedding(emb)
+    g.view_names = tuple(VIEWS) if how == "augmented" else ()  # as `fpfast enroll` sets them
     _enroll_groups(g, {m: [d] for m, d in model_folders(train).items()}, None, 0.2, how, opts)
     finish_enrollment(g, None, 0.05)
     return emb.identity
@@ -122,6 +130,8 @@ def main(argv=None):
     ap.add_argument("zoo")
     ap.add_argument("--specs", default="default,universal+handcrafted,universal")
     ap.add_argument("--calibrate-on", default="clean,augmented")
+    ap.add_argument("--views", default="all", help="`fpfast enroll --views` settings to compare, separated by "
+                    "semicolons (all, none, or names with commas); with --calibrate-on clean: none")
     ap.add_argument("--embedding", help="also a gallery of this fine-tuned embedding (a directory with "
                     "universal.json + universal.safetensors), enrolled by the same job functions")
     ap.add_argument("--max-test", type=positive, default=200)
@@ -152,14 +162,15 @@ def main(argv=None):
         train = os.path.join(a.zoo, "train")
         if a.max_train:
             train = first_images(train, os.path.join(tmp, "train"), a.max_train)
+        views = a.views.split(";")
         for spec in a.specs.split(","):
             for how in a.calibrate_on.split(","):
-                gdir = os.path.join(tmp, f"{spec}-{how}".replace("+", "_"))
-                t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train,
-                                "--calibrate-on", how, "-q"] + ([] if spec == "default" else ["--spec", spec]),
-                               check=True)
-                add(f"{spec}, calibrated on {how}", t0, gdir)
+                for v in (views if how == "augmented" else ["none"]):
+                    gdir = os.path.join(tmp, f"{spec}-{how}-{v}".replace("+", "_").replace(",", "_"))
+                    t0 = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train,
+                                    "--calibrate-on", how, "--spec", spec, "--views", v, "-q"], check=True)
+                    add(f"{spec}, calibrated on {how}" + (f", views {v}" if len(views) > 1 else ""), t0, gdir)
         for how in a.calibrate_on.split(",") if a.embedding else ():
             gdir = os.path.join(tmp, f"embedding-{how}")
             t0 = time.perf_counter()

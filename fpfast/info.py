@@ -83,7 +83,8 @@ def gallery_info(path: str) -> dict:
          "held_out": g.holdout_counts(), "normalize": g.normalize, "index": g.index_type,
          "calibrated": sorted(g.calibration), "created": g.created, "crops": g.spec.crops,
          "augment": g.augment, "calibration_copies": sum(is_copy(k) for k in g.hold_keys),
-         "condition_detector": any("detector" in r for r in g.calibration.values())}
+         "condition_detector": any("detector" in r for r in g.calibration.values()),
+         "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -108,6 +109,11 @@ def format_gallery_info(d: dict) -> str:
                      "(JPEG, down-scaled, cropped: `fpfast enroll --calibrate-on augmented`); "
                      + ("queries that look clean meet thresholds of clean images, others the pooled ones"
                         if d.get("condition_detector") else "one pooled threshold set (too few for a detector)"))
+    if d.get("views"):
+        lines.append("views (the enrolled images processed, each searched for queries processed alike): "
+                     + ", ".join(f"{v} {n} samples" for v, n in d["views"].items())
+                     + ("; queries routed by their look, size and file type" if d.get("router")
+                        else "; no router fitted yet (needs held-out processed copies): not used"))
     for m, n in d["models"].items():
         lines.append(f"  {m:<24s} {n:7d} samples, {d['held_out'].get(m, 0):5d} calibration vectors")
     e = d.get("embedding")

@@ -16,6 +16,7 @@ from fpfast.gallery import Gallery, GalleryError
 from fpfast.gallery import attribution as attr
 from fpfast.gallery.conditions import (COPIES, MIN_EACH, ConditionDetector, calibration_copies, copy_key,
                                        is_copy)
+from fpfast.gallery.views import VIEWS
 from fpfast.spec import FingerprintSpec
 
 
@@ -169,7 +170,7 @@ def test_enroll_holds_out_copies_and_re_encoded_queries_of_known_models_are_not_
             assert r.exit_code == 0, r.output
             t = pq.read_table(out).to_pandas()
             rates.setdefault(how, []).append((t["model"] == "unknown").mean())
-            assert set(t["condition"].dropna()) <= {"clean", "processed"}
+            assert set(t["condition"].dropna()) <= {"clean", "processed", *VIEWS}
             assert t["condition"].isna().all() == (how == "clean")
             os.remove(out)
     assert np.mean(rates["clean"]) > 0.5, rates

@@ -11,6 +11,7 @@ from ..jobs.train import train_gallery
 from ..embed.universal import HYBRID, UNIVERSAL, shipped_embedder
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..gallery.store import MAX_AUGMENT
+from ..gallery.views import VIEWS, parse_views
 from ..gallery.update import enroll_warnings, updating
 from ..io.sources import check_sources
 from ..progress import Stages
@@ -53,6 +54,11 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
               help="Also enroll K re-encoded copies (JPEG, down-scaling) of each image, so re-encoded queries "
                    "of known models find samples like them (a new gallery; later enrollments and `fpfast "
                    "train` keep it). [default: 0]")
+@click.option("--views", default=None, metavar="all|none|NAME[,NAME]",
+              help="Also enroll each image as a JPEG-compressed (jpeg85) and a down-scaled (scale075, scale05) "
+                   "copy, each kind a searchable view of the gallery; queries that look JPEG-compressed or "
+                   "down-scaled are answered by the view that matches (a new gallery; it needs "
+                   "--calibrate-on augmented). [default: all; none for heavy projectors]")
 @click.option("--column", help="Image-bytes column of parquet sources.")
 @click.option("--fine-tune-from", "tune_root", type=click.Path(exists=True, file_okay=False),
               help="Gallery with a learned embedding: after enrolling, fine-tune the embedding on these "
@@ -63,7 +69,7 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
 @stream_options
 @handle_errors
 def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, calibrate_on, augment,
-               column, tune_root, epochs, opts):
+               views, column, tune_root, epochs, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery embeds images, by default, with the universal embedding shipped inside fpfast
@@ -91,6 +97,13 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
     groups = {model: list(sources)} if model else {m: [d] for m, d in model_folders(root).items()}
     for srcs in groups.values():
         check_sources(srcs, column=column)  # a glob matching nothing is a usage error before the gallery is created
+    try:
+        want_views = None if views is None else parse_views(views)
+    except ValueError as e:
+        raise click.UsageError(f"--views: {e}") from None
+    if want_views and calibrate_on == "clean":
+        raise click.UsageError("--views needs --calibrate-on augmented: its router is fitted on the held-out images' "
+                               "processed copies")
     new = not os.path.exists(os.path.join(gallery, "gallery.json"))
     if new and spec is None:
         spec = DEFAULT_SPEC
@@ -114,9 +127,14 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
                 f"with an earlier fpfast's shipped weights, leave out --spec: the gallery keeps its own embedding")
         if new:
             g.augment = augment or 0
+            g.view_names = want_views if want_views is not None else \
+                (() if g.spec.projector is not None or calibrate_on == "clean" else tuple(VIEWS))
         elif augment is not None and augment != g.augment:
             raise click.UsageError(f"--augment {augment}: {gallery} enrolls {g.augment} augmented copies per image; "
                                    "that is fixed when a gallery is created (leave out --augment)")
+        elif want_views is not None and want_views != g.view_names:
+            raise click.UsageError(f"--views {views}: {gallery} keeps the views {', '.join(g.view_names) or 'none'}; "
+                                   "they are fixed when a gallery is created (leave out --views)")
         if tune_root and g.spec.embedding is None:
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         stages = Stages()

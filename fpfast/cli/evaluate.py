@@ -6,6 +6,7 @@ import numpy as np
 
 from ..errors import EXIT_ROW_ERRORS
 from ..gallery import Gallery, evaluate
+from ..gallery.views import jpeg_file
 from ..io.paths import check_output_path
 from ..io.writers import OutputError
 from ..jobs.collect import gallery_fingerprints
@@ -92,7 +93,8 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=None, out=None
         if len(fp.keys) == 0:
             continue
         with stages("attribute"):
-            a = g.attribute(fp.vectors, method=method, k=k, sides=fp.sides, condition=fp.condition)
+            a = g.attribute(fp.vectors, method=method, k=k, sides=fp.sides, condition=fp.condition,
+                            jpeg=[jpeg_file(key) for key in fp.keys])
         truth += [model] * len(fp.keys)
         preds += list(a.model)
         dists.append(a.distance)

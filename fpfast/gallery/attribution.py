@@ -52,7 +52,8 @@ class Attribution:
     ``top``: per query, up to ``k`` ``(model, distance)`` pairs, nearest first;
     ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold;
     ``condition``: per query ``clean`` or ``processed`` as the gallery's calibration detector
-    saw it (:mod:`.conditions`; it chose the thresholds), None for a gallery without one.
+    saw it (:mod:`.conditions`; it chose the thresholds), or the name of the view that answered
+    it (:mod:`.views`); None for a gallery without either.
     """
     model: list[str]
     predicted: list[str]

@@ -31,7 +31,7 @@ from . import attribution as attr
 from . import conditions as cond
 from . import index as fidx
 from . import normalize as norm
-from . import persist, store
+from . import persist, store, views
 from .store import GalleryError
 from .update import check_model_name
 
@@ -135,6 +135,9 @@ class Gallery:
         self._hold_cond = None if cspec is None else np.empty((0, cspec.dim), np.float32)
         self._embedding: tuple[bytes, bytes] | None = None   # (embedding.json, .safetensors) bytes
         self._embedder = None
+        self.view_names: tuple[str, ...] = ()   # views kept (.views: a setting fixed at creation)
+        self.views: dict[str, "Gallery"] = {}   # view name -> the gallery of the enrolled images so processed
+        self.router: dict | None = None        # Router.to_dict(), fitted by recalibrate
 
     # ================================================================== learned embedding
     def embedder(self):
@@ -167,6 +170,7 @@ class Gallery:
         g.decode = self.decode
         g.augment = self.augment
         g.min_side = self.min_side
+        g.view_names = self.view_names
         if embedder is not None:
             g._embedding = embedder.to_bytes()
             g._embedder = embedder
@@ -312,6 +316,24 @@ class Gallery:
         known = set(self._keys) | set(self._hold_keys)
         return [i for i, k in enumerate(keys) if k not in known]
 
+    def view(self, name: str) -> "Gallery":
+        """The gallery of view ``name`` (:mod:`.views`), created empty on first use: same spec and
+        normalisation, a flat index, never saved on its own (its parent saves it)."""
+        if name not in self.view_names:
+            raise KeyError(f"this gallery keeps no view {name!r} (its views: {list(self.view_names) or 'none'})")
+        if name not in self.views:
+            v = Gallery(self.path, self.spec, normalize=self.normalize, normalize_params=self.normalize_params)
+            v._embedding = self._embedding
+            self.views[name] = v
+        return self.views[name]
+
+    def add_view(self, name: str, model: str, vectors, keys: Sequence[str]) -> int:
+        """Enroll view ``name``'s vectors of ``model``'s images (keyed as the images are); samples
+        whose key the view holds already are left out. Returns how many were added."""
+        if model not in self._names:
+            raise KeyError(f"model {model!r} is not enrolled; enroll its images before their views")
+        return self.view(name).add(model, vectors, keys, skip_known=True)
+
     def remove(self, model: str) -> int:
         """Remove a model and its samples; returns how many samples went. Sample ids shift.
         A flat CPU index drops the rows in place; other indexes are rebuilt on next use. The
@@ -343,6 +365,9 @@ class Gallery:
         del self._names[j]
         self._centroids = None
         self._dev_cache.clear()
+        for v in self.views.values():
+            if model in v._names:
+                v.remove(model)
         for top in self.calibration.values():
             for rec in (top, top.get("clean") or {}):
                 for part in (rec, rec.get("ratio") or {}):
@@ -367,6 +392,10 @@ class Gallery:
         self._centroids = None
         self._dev_cache.clear()
         self.calibration = {}
+        self.router = None
+        for v in self.views.values():
+            if len(v):
+                v.fit(method, **new_params)
 
     def _ensure_ready(self) -> None:
         if len(self) == 0:
@@ -461,7 +490,8 @@ class Gallery:
 
     def attribute(self, queries, method: str = "knn", k: int | None = None,
                   weighting: str = "uniform", top: int = 5, *,
-                  spec: FingerprintSpec | str | None = None, sides=None, condition=None) -> attr.Attribution:
+                  spec: FingerprintSpec | str | None = None, sides=None, condition=None,
+                  jpeg=None) -> attr.Attribution:
         """Which enrolled model made each query, how sure, or ``"unknown"``.
 
         ``spec``: the spec the queries were computed with; another than the gallery's is refused
@@ -473,7 +503,9 @@ class Gallery:
         :meth:`calibrate` for the same method; without calibration nothing is answered ``unknown``. ``top``: how many
         ``(model, distance)`` pairs to list per query. ``sides`` (each query image's shorter side
         as fingerprinted) and ``condition`` (a plain learned embedding's handcrafted vectors of
-        the queries): for a gallery calibrated per condition (:meth:`query_condition`).
+        the queries): for a gallery calibrated per condition (:meth:`query_condition`); with
+        ``jpeg`` (per query 1 / 0 / NaN: its file is a JPEG, is not, unknown) they route queries
+        to the gallery's views (:meth:`route`).
         """
         if spec is not None:
             load_spec(spec).require_same(self.spec, "gallery")
@@ -507,9 +539,51 @@ class Gallery:
         unknown = attr.open_set_margin(stat, thr, ratio, rthr) > 0
         unknown &= np.isfinite(thr) | np.isfinite(rthr)  # nothing is unknown without a calibration
         model = [attr.UNKNOWN if u else p for p, u in zip(predicted, unknown)]
-        return attr.Attribution(model, predicted, np.asarray(score, np.float64),
-                                np.asarray(stat, np.float64), thr, tops, method, ratio, rthr,
-                                None if clean is None else np.where(clean, "clean", "processed").tolist())
+        out = attr.Attribution(model, predicted, np.asarray(score, np.float64),
+                               np.asarray(stat, np.float64), thr, tops, method, ratio, rthr,
+                               None if clean is None else np.where(clean, "clean", "processed").tolist())
+        route = self.route(queries, sides, condition, jpeg)
+        if route is not None and (route != "").any():
+            self._answer_in_views(out, queries, route, method, k, weighting, top)
+        return out
+
+    def route(self, queries, sides=None, condition=None, jpeg=None) -> np.ndarray | None:
+        """Per query, the view (:mod:`.views`) that answers it, "" for the gallery itself; None
+        when the gallery has no fitted router (or it reads ``condition`` vectors and none were
+        given). ``sides``, ``condition`` and ``jpeg`` as in :meth:`attribute`."""
+        usable = {n: v for n, v in self.views.items() if len(v)}
+        if not self.router or not usable:
+            return None
+        handcrafted = self.router.get("input") == "handcrafted"
+        x = condition if handcrafted else queries
+        if x is None:
+            return None
+        dim = self._hold_cond.shape[1] if handcrafted and self._hold_cond is not None else self.spec.dim
+        try:
+            r = views.Router.from_dict(self.router, dim)
+        except ValueError as e:
+            raise GalleryError(f"gallery router: {e}") from None
+        side = min(self.spec.size, self.min_side) if self.spec.geometry == "crop" and self.min_side else None
+        return r.route(_to_numpy(x).reshape(-1, dim), sides, side, usable, jpeg)
+
+    def _answer_in_views(self, out: attr.Attribution, queries, route: np.ndarray, method: str, k, weighting, top):
+        """Replace ``out``'s answers of the routed queries by those of their views (in place)."""
+        if out.condition is None:
+            out.condition = [None] * len(out.model)
+        for name in sorted(set(route.tolist()) - {""}):
+            idx = np.flatnonzero(route == name)
+            if _is_torch(queries):
+                import torch
+                q = queries[torch.as_tensor(idx, device=queries.device)]
+            else:
+                q = _to_numpy(queries)[idx]
+            a = self.views[name].attribute(q, method, k, weighting, top)
+            for i, j in enumerate(idx.tolist()):
+                out.model[j], out.predicted[j], out.top[j], out.condition[j] = a.model[i], a.predicted[i], a.top[i], name
+            for field in ("score", "distance", "threshold", "ratio", "ratio_threshold"):
+                mine, theirs = getattr(out, field), getattr(a, field)
+                if mine is not None and theirs is not None:
+                    mine[idx] = theirs
 
     def own_model_distance(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
         """Open-set statistic of each vector with respect to its own (enrolled) model: exact
@@ -676,7 +750,31 @@ class Gallery:
             out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None, **kw)
             if det is not None:
                 out[m]["detector"] = det.to_dict("vector" if self._hold_cond is None else "handcrafted")
+        self._calibrate_views(x[given], [views.copy_name(k) for k, g in zip(self._hold_keys, given) if g],
+                              frr, methods, **kw)
         return out
+
+    def _calibrate_views(self, x, copies: list, frr: float, methods, **kw) -> None:
+        """Fit the router on the detectors' input ``x`` of the held-out samples (``copies``: each
+        one's copy name, None for an image) and calibrate each view on the held-out copies of its
+        kind (:data:`.views.FEEDS`), searched in the view."""
+        self.router = None
+        if not self.views:
+            return
+        r = views.Router.fit(x, copies)
+        self.router = None if r is None else r.to_dict("vector" if self._hold_cond is None else "handcrafted")
+        names = [views.copy_name(k) for k in self._hold_keys]
+        for name, v in self.views.items():
+            v._hold_vectors, v._hold_labels, v._hold_keys = v._hold_vectors[:0], v._hold_labels[:0], []
+            if v._hold_cond is not None:
+                v._hold_cond = v._hold_cond[:0]
+            for j, model in enumerate(self._names):
+                sel = [i for i, (c, lab) in enumerate(zip(names, self._hold_labels)) if lab == j and c in views.FEEDS[name]]
+                if sel and model in v._names:
+                    v.add_holdout(model, self._hold_vectors[sel], [self._hold_keys[i] for i in sel])
+            v.calibration = {}
+            if len(v) and len(v._hold_labels):
+                v.recalibrate(frr, methods, **kw)
 
     def query_condition(self, queries, method: str = "knn", sides=None, condition=None) -> np.ndarray | None:
         """Per query, True where ``method``'s calibration detector calls it clean (None: the

@@ -145,6 +145,7 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
             st.hold_condition = store.load_array(path, "holdout_condition.npy", meta, verify, np.float32,
                                                  (nh, cspec.dim), finite=False)
     g.restore(st)
+    _read_views(g, meta, verify)
     g.calibration = meta["calibration"]
     g.created = meta.get("created", {})
     g.decode = meta.get("decode", "cpu")  # galleries from before --decode were decoded on the CPU
@@ -157,6 +158,79 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     except (TypeError, ValueError) as e:
         raise GalleryError(f"gallery.json: {e}") from None
     return g
+
+
+def _read_views(g, meta: dict, verify: bool) -> None:
+    """The views (:mod:`.views`) of a gallery's meta into ``g`` (galleries before views have none)."""
+    from . import views
+    rec = meta.get("views") or {}
+    try:
+        g.view_names = views.check_views(rec.get("names", ()))
+    except (TypeError, ValueError) as e:
+        raise GalleryError(f"gallery.json: {e}") from None
+    g.router = rec.get("router")
+    try:
+        for name, vr in (rec.get("galleries") or {}).items():
+            _read_view(g, name, vr, meta, verify)
+    except (KeyError, TypeError, ValueError) as e:
+        raise GalleryError(f"gallery.json: a malformed view record ({type(e).__name__}: {e})") from None
+
+
+def _read_view(g, name: str, vr: dict, meta: dict, verify: bool) -> None:
+    """One view's record ``vr`` of gallery.json and its files into ``g.view(name)``."""
+    d = g.spec.dim
+    if name not in g.view_names:
+        raise GalleryError(f"gallery.json holds view {name!r}, not among its views {list(g.view_names)}")
+    v = g.view(name)
+    n, names = int(vr["count"]), [m["name"] for m in vr["models"]]
+    if set(names) - set(g.models()):
+        raise GalleryError(f"gallery.json: view {name!r} holds models the gallery does not: "
+                           f"{sorted(set(names) - set(g.models()))}")
+    st = GalleryState(names, store.load_array(g.path, f"view_{name}_vectors.npy", meta, verify, np.float32, (n, d)),
+                      store.load_array(g.path, f"view_{name}_labels.npy", meta, verify, np.int32, (n,)),
+                      store.load_json(g.path, f"view_{name}_keys.json", meta, verify))
+    counts = np.bincount(st.labels, minlength=len(names)).tolist() if n else [0] * len(names)
+    if (n and (st.labels.min() < 0 or st.labels.max() >= len(names))) or counts != [m["count"] for m in vr["models"]]:
+        raise GalleryError(f"view {name!r}: its labels do not match gallery.json's model counts")
+    if not isinstance(st.keys, list) or len(st.keys) != n or not all(isinstance(k, str) for k in st.keys):
+        raise GalleryError(f"view_{name}_keys.json must be a list of {n} strings")
+    nm = vr.get("normalize") or {}
+    if nm.get("fitted") and g.normalize != "none":
+        arrays = {a: store.load_array(g.path, f, meta, verify, np.float32,
+                                      {"mean": (d,), "scale": (d,), "projection": (d, None)}[a])
+                  for a, f in (nm.get("arrays") or {}).items() if a in ("mean", "scale", "projection")}
+        if "mean" not in arrays or "scale" not in arrays:
+            raise GalleryError(f"gallery.json: view {name!r}'s fitted normaliser lacks its mean/scale arrays")
+        st.normalizer = norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"], arrays.get("projection"),
+                                        dict(g.normalize_params))
+        st.fitted_on = int(nm.get("fitted_on", n))
+    elif g.normalize == "none":
+        st.normalizer = norm.Normalizer("none")
+    st.embedding = g._embedding
+    v.restore(st)
+    v.calibration = vr.get("calibration") or {}
+
+
+def _write_views(g, arrays: dict, jsons: dict) -> dict | None:
+    """The views' part of gallery.json; their arrays and keys go into ``arrays`` / ``jsons``."""
+    if not g.view_names:
+        return None
+    out = {"names": list(g.view_names), "router": g.router, "galleries": {}}
+    for name, v in g.views.items():
+        if not len(v):
+            continue
+        arrays[f"view_{name}_vectors.npy"], arrays[f"view_{name}_labels.npy"] = v._vectors, v._labels
+        jsons[f"view_{name}_keys.json"] = v.keys
+        nz, files = v._normalizer, {}
+        if nz is not None and g.normalize != "none":
+            for a, arr in nz.arrays().items():
+                files[a] = f"view_{name}_normalizer_{a}.npy"
+                arrays[files[a]] = arr
+        out["galleries"][name] = {
+            "count": len(v), "models": [{"name": m, "count": c} for m, c in v.models().items()],
+            "normalize": {"fitted": nz is not None, "fitted_on": v._fitted_on, "arrays": files},
+            "calibration": v.calibration}
+    return out
 
 
 def _read_index(g, st: GalleryState, p: str, fname: str, n: int):
@@ -245,6 +319,9 @@ def write(g) -> None:
     jsons = {"keys.json": st.keys}
     if len(st.hold_labels):
         jsons["holdout_keys.json"] = st.hold_keys
+    vmeta = _write_views(g, arrays, jsons)
+    if vmeta is not None:
+        meta["views"] = vmeta
     with exclusive(lock_path(g.path), f"gallery {g.path}"):
         store.save_dir(g.path, meta, arrays, jsons,
                        (lambda p: fidx.write(index, p)) if ifile else None, ifile, blobs)

@@ -81,14 +81,32 @@ def add_calibration_copies(gallery, model: str, images: Sequence[np.ndarray], ke
                                condition=None if condition is None else map_images(copies, condition))
 
 
+def add_views(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[str], vectorize: Callable) -> int:
+    """Enroll each of the gallery's views (:mod:`fpfast.gallery.views`) of ``model``'s enrolled
+    ``images`` (keyed ``keys``; copies smaller than the spec's smallest input are left out).
+    Returns how many view samples were added."""
+    from ..embed.train import projector_crop
+    from ..gallery.views import view_copy
+    added = 0
+    for name in gallery.view_names:
+        made = [(view_copy(np.asarray(im, np.uint8), name), key) for im, key in zip(images, keys)]
+        if gallery.spec.projector is not None:
+            made = [(projector_crop(c[None])[0], key) for c, key in made]
+        made = [(c, key) for c, key in made if min(c.shape[:2]) >= gallery.spec.min_size]
+        if made:
+            added += gallery.add_view(name, model, map_images([c for c, _ in made], vectorize), [k for _, k in made])
+    return added
+
+
 def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_keys: Sequence[str], opts,
                   column: str | None = None, calibrate_on: str = "augmented") -> tuple[int, int]:
     """(augmented copies enrolled, calibration copies held out) of ``model``'s images just
-    enrolled from ``sources`` (keyed ``new_keys``: ``gallery.augment`` copies each) and just held
-    out (``held_keys``: with ``calibrate_on="augmented"``, :func:`add_calibration_copies`). Those
-    images are decoded again, once for both (enrollment keeps only vectors); the sources' other
-    images are read past, not decoded."""
-    want_aug = set(new_keys) if gallery.augment else set()
+    enrolled from ``sources`` (keyed ``new_keys``: ``gallery.augment`` copies each, and the
+    gallery's views, :func:`add_views`) and just held out (``held_keys``: with
+    ``calibrate_on="augmented"``, :func:`add_calibration_copies`). Those images are decoded
+    again, once for all (enrollment keeps only vectors); the sources' other images are read
+    past, not decoded."""
+    want_aug = set(new_keys) if gallery.augment or gallery.view_names else set()
     want_cal = set(held_keys) if calibrate_on == "augmented" else set()
     if not want_aug and not want_cal:
         return 0, 0
@@ -102,7 +120,9 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
     def picked(want):
         sel = [i for i, key in enumerate(keys) if key in want]
         return [imgs[i] for i in sel], [keys[i] for i in sel]
-    n_aug = add_augmented(gallery, model, *picked(want_aug), vectorize, gallery.augment) if want_aug else 0
+    n_aug = add_augmented(gallery, model, *picked(want_aug), vectorize, gallery.augment) if gallery.augment else 0
+    if want_aug and gallery.view_names:
+        add_views(gallery, model, *picked(want_aug), vectorize)
     n_cal = add_calibration_copies(gallery, model, *picked(want_cal), vectorize,
                                    None if cm is None else host_vectors(cm)) if want_cal else 0
     return n_aug, n_cal

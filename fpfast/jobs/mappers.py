@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ConfigError
+from ..gallery.views import jpeg_file
 from ..pipeline import Mapper
 from ..spec import FingerprintSpec, load_spec
 from .options import StreamOptions, check_backend, check_decode
@@ -106,7 +107,8 @@ def host_vectors(mapper: Mapper):
 
 def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None) -> Mapper:
     """:func:`vector_mapper` plus what ``Gallery.attribute`` reads beside the vectors: ``side``
-    (each image's shorter side as fingerprinted; a batch holds images of one shape) and, for a
+    (each image's shorter side as fingerprinted; a batch holds images of one shape), ``jpeg``
+    (whether its file is a JPEG, by its key: :func:`fpfast.gallery.views.jpeg_file`) and, for a
     plain learned embedding, ``condition`` (:func:`condition_mapper`'s vectors). The batch goes
     to the device once for both."""
     fp, cm = vector_mapper(spec, opts, embedder), condition_mapper(spec, opts)
@@ -114,7 +116,7 @@ def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None
 
     def mapper(batch: torch.Tensor, keys: list) -> dict:
         batch = _on(batch, dev)
-        out = {**fp(batch, keys), "side": [min(batch.shape[1:3])] * len(keys)}
+        out = {**fp(batch, keys), "side": [min(batch.shape[1:3])] * len(keys), "jpeg": [jpeg_file(k) for k in keys]}
         return out if cm is None else {**out, "condition": cm(batch, keys)["vector"]}
     return mapper
 
@@ -128,6 +130,6 @@ def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int |
     def mapper(batch: torch.Tensor, keys: list) -> dict:
         c = fp(batch, keys)
         return attribution_columns(gallery.attribute(c["vector"], method=method, k=k, top=top, sides=c["side"],
-                                                     condition=c.get("condition")), top)
+                                                     condition=c.get("condition"), jpeg=c["jpeg"]), top)
 
     return mapper

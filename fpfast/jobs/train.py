@@ -6,7 +6,7 @@ from ..gallery import Gallery
 from ..prepare import map_images
 from ..progress import Progress, Stages
 from ..spec import FingerprintSpec
-from .augment import add_augmented, add_calibration_copies
+from .augment import add_augmented, add_calibration_copies, add_views
 from .collect import image_sources
 from .enroll import finish_enrollment, model_folders, split_holdout
 from .mappers import condition_mapper, host_vectors
@@ -99,6 +99,7 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
             g.add(name, v[keep], [keys[i] for i in keep])
             add_augmented(g, name, [imgs[i] for i in keep], [keys[i] for i in keep],
                           embed, g.augment, seed)
+            add_views(g, name, [imgs[i] for i in keep], [keys[i] for i in keep], embed)
             if len(hold):
                 held = [imgs[i] for i in hold]
                 g.add_holdout(name, v[hold], [keys[i] for i in hold],

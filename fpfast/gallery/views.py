@@ -1,0 +1,128 @@
+"""Views: the gallery's images as a processed query would show them (issue 14, the resize and JPEG
+columns).
+
+A query that was down-scaled or JPEG-compressed is far from every clean sample of its own model,
+and a gallery of clean images then answers it at chance. So a gallery keeps, beside its samples,
+*views*: every enrolled image again under one fixed processing (:data:`VIEWS`: a 0.75x and a
+0.5x bicubic down-scale, a JPEG round trip at quality 85), each view a gallery of its own with its
+own normaliser, index and open-set thresholds (:class:`Gallery` objects held by the parent and
+saved inside its directory). A :class:`Router` (two logistic-regression detectors, fitted on the
+held-out images and their processed copies, :mod:`.conditions`) sends a query that looks
+JPEG-compressed to the JPEG view and one that looks down-scaled, and is smaller than the gallery's
+images, to the view whose scale is nearest its own (its side over the gallery's); every other
+query is answered by the gallery itself. The processing of the views is not the test splits' (the
+zoo's down-scales are bilinear, its JPEGs quality 90 / 75). The measured effect:
+``benchmarks/results/accuracy.md``, "Views".
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import conditions as cond
+
+VIEWS = {"scale075": ("bicubic", 0.75), "scale05": ("bicubic", 0.5), "jpeg85": ("jpeg", 85)}
+# the calibration copies (conditions.COPIES) each view's open-set thresholds are fitted on
+FEEDS = {"scale075": ("resize075",), "scale05": ("resize05",), "jpeg85": ("jpeg90", "jpeg70")}
+# what each detector of the router calls positive (against the clean held-out images and their crops)
+SCALED, JPEG = ("resize075", "resize05"), ("jpeg90", "jpeg70")
+NOT_PROCESSED = ("crop08",)
+SMALL = 0.9   # a query below this fraction of the gallery's side is small enough to be a down-scale
+
+
+def check_views(names) -> tuple[str, ...]:
+    """The view names, checked and in :data:`VIEWS`'s order."""
+    names = tuple(names or ())
+    bad = sorted(set(names) - set(VIEWS))
+    if bad:
+        raise ValueError(f"unknown gallery view(s) {bad}; expected some of {list(VIEWS)}")
+    return tuple(v for v in VIEWS if v in names)
+
+
+def parse_views(text: str) -> tuple[str, ...]:
+    """``--views`` text: ``none``, ``all`` or names separated by commas."""
+    t = text.strip().lower()
+    if t == "none":
+        return ()
+    if t == "all":
+        return tuple(VIEWS)
+    return check_views(p.strip() for p in t.split(",") if p.strip())
+
+
+def view_copy(image: np.ndarray, name: str) -> np.ndarray:
+    """One uint8 HxWx3 ``image`` under view ``name``'s processing."""
+    from PIL import Image
+
+    from ..embed.train import _jpeg, _rescale
+    how, arg = VIEWS[name]
+    image = np.ascontiguousarray(image, np.uint8)
+    if how == "jpeg":
+        return _jpeg(image, arg)
+    return _rescale(image, arg, {"bicubic": Image.BICUBIC}[how])
+
+
+def copy_name(key: str) -> str | None:
+    """The :data:`~.conditions.COPIES` name of a held-out calibration copy's key, None for an image."""
+    return str(key).rsplit(cond.TAG, 1)[1] if cond.is_copy(key) else None
+
+
+JPEG_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif")
+NOT_JPEG_NAMES = (".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+
+
+def jpeg_file(key) -> float:
+    """1.0 when a query's key (its file or tar member name) names a JPEG file, 0.0 when it names
+    another image format, NaN when it says nothing (no key, no known extension)."""
+    k = str(key or "").lower().rsplit("#", 1)[0]
+    return 1.0 if k.endswith(JPEG_NAMES) else 0.0 if k.endswith(NOT_JPEG_NAMES) else float("nan")
+
+
+class Router:
+    """Which view answers each query: ``scaled`` and ``jpeg`` detectors (p(clean) of the gallery's
+    raw vectors, or of the handcrafted ones of a plain learned embedding)."""
+
+    def __init__(self, scaled: "cond.ConditionDetector | None", jpeg: "cond.ConditionDetector | None"):
+        self.scaled, self.jpeg = scaled, jpeg
+
+    @classmethod
+    def fit(cls, x: np.ndarray, copies: list) -> "Router | None":
+        """From held-out vectors ``x`` and each one's copy name (None: the image itself)."""
+        plain = np.array([c is None or c in NOT_PROCESSED for c in copies], bool)
+
+        def detector(positive):
+            pos = np.array([c in positive for c in copies], bool)
+            sel = plain | pos
+            return cond.ConditionDetector.fit(x[sel], plain[sel])
+        r = cls(detector(SCALED), detector(JPEG))
+        return r if r.scaled is not None or r.jpeg is not None else None
+
+    def route(self, x, sides, side: int | None, views: dict, jpeg=None) -> np.ndarray:
+        """Per query, the name of the view that answers it, or "" for the gallery itself. ``x``:
+        the detectors' input [Q, D]; ``sides``: each query's shorter side as fingerprinted (None:
+        no down-scale is routed); ``side``: the gallery's (its images' shorter side, capped by the
+        spec's crop); ``jpeg``: per query whether its file is a JPEG (:func:`jpeg_file`: 1, 0, or
+        NaN for unknown; None: unknown for all). A query from a file known not to be a JPEG is
+        never sent to the JPEG view, whatever the detector says: an unseen generator's clean
+        images can look compressed to it."""
+        x = np.asarray(x, np.float64).reshape(len(x), -1)
+        out = np.full(len(x), "", dtype=object)
+        scales = {v: VIEWS[v][1] for v in views if VIEWS[v][0] != "jpeg"}
+        if self.scaled is not None and sides is not None and side and scales:
+            f = np.asarray(sides, np.float64).reshape(-1) / side
+            small = (f < SMALL) & ~self.scaled.is_clean(x)
+            names = list(scales)
+            near = np.abs(np.log(np.maximum(f, 1e-6))[:, None] - np.log([scales[v] for v in names])[None]).argmin(1)
+            out[small] = np.array(names, dtype=object)[near[small]]
+        jpegs = [v for v in views if VIEWS[v][0] == "jpeg"]
+        if self.jpeg is not None and jpegs:
+            maybe = np.ones(len(x), bool) if jpeg is None else np.asarray(jpeg, np.float64).reshape(-1) != 0
+            out[(out == "") & maybe & ~self.jpeg.is_clean(x)] = jpegs[0]
+        return out
+
+    def to_dict(self, reads: str) -> dict:
+        return {"input": reads, "scaled": None if self.scaled is None else self.scaled.to_dict(reads),
+                "jpeg": None if self.jpeg is None else self.jpeg.to_dict(reads)}
+
+    @classmethod
+    def from_dict(cls, d: dict, dim: int) -> "Router":
+        return cls(*(None if d.get(k) is None else cond.ConditionDetector.from_dict(d[k], dim)
+                     for k in ("scaled", "jpeg")))

@@ -1,0 +1,194 @@
+"""Gallery views (:mod:`fpfast.gallery.views`): the enrolled images JPEG-compressed and down-scaled,
+each a searchable gallery of its own, and the router that sends a processed query to the view that
+matches (``fpfast enroll --views``)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _gallery_synth import Clusters
+from cli_helpers import invoke, make_folders
+from fpfast.gallery import Gallery, GalleryError
+from fpfast.gallery.conditions import ConditionDetector, copy_key
+from fpfast.gallery.views import (FEEDS, SMALL, VIEWS, Router, check_views, copy_name, jpeg_file, parse_views,
+                                  view_copy)
+from fpfast.spec import FingerprintSpec
+
+
+def test_view_copies_and_names():
+    img = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    assert view_copy(img, "scale075").shape == (30, 36, 3) and view_copy(img, "scale05").shape == (20, 24, 3)
+    np.testing.assert_array_equal(view_copy(img, "scale05"),
+                                  np.asarray(Image.fromarray(img).resize((24, 20), Image.BICUBIC)))
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=85)
+    np.testing.assert_array_equal(view_copy(img, "jpeg85"), np.asarray(Image.open(buf).convert("RGB")))
+    assert parse_views("all") == tuple(VIEWS) and parse_views("none") == ()
+    assert parse_views("jpeg85, scale05") == ("scale05", "jpeg85")  # VIEWS' order
+    with pytest.raises(ValueError, match="unknown gallery view"):
+        check_views(["scale2"])
+    assert copy_name(copy_key("a/b.png", "resize05")) == "resize05" and copy_name("a/b.png") is None
+    assert all(set(FEEDS[v]) for v in VIEWS)
+
+
+def _router_data(rng, n=60, d=6):
+    """Held-out vectors: images near 0, down-scaled copies shifted along axis 0, JPEG ones along 1."""
+    shift = {None: 0, "crop08": 0, "resize075": 0, "resize05": 0, "jpeg90": 1, "jpeg70": 1}
+    names = [None, "crop08", "resize075", "resize05", "jpeg90", "jpeg70"]
+    copies = [c for c in names for _ in range(n)]
+    x = rng.normal(size=(len(copies), d))
+    for i, c in enumerate(copies):
+        if c in ("resize075", "resize05"):
+            x[i, 0] += 6
+        x[i, 1] += 6 * shift[c]
+    return x, copies
+
+
+def test_router_fits_two_detectors_and_routes_by_them_and_by_size():
+    rng = np.random.default_rng(0)
+    x, copies = _router_data(rng)
+    r = Router.fit(x, copies)
+    plain = np.array([c in (None, "crop08") for c in copies])
+    for det, pos in ((r.scaled, ("resize075", "resize05")), (r.jpeg, ("jpeg90", "jpeg70"))):  # the oracle
+        sel = plain | np.isin(np.array(copies, dtype=object), pos)
+        ref = ConditionDetector.fit(x[sel], plain[sel])
+        np.testing.assert_allclose(det.p_clean(x), ref.p_clean(x), atol=1e-12)
+    q = np.zeros((6, 6))
+    q[[0, 1, 2], 0] = 6          # looks down-scaled
+    q[[3, 4], 1] = 6             # looks JPEG-compressed
+    sides = np.array([48, 32, 64, 64, 40, 40])
+    views = dict.fromkeys(VIEWS, object())
+    got = r.route(q, sides, 64, views)
+    # 48/64 -> scale075, 32/64 -> scale05; a full-size query is no down-scale whatever it looks like
+    assert got.tolist() == ["scale075", "scale05", "", "jpeg85", "jpeg85", ""]
+    assert r.route(q, None, 64, views).tolist() == ["", "", "", "jpeg85", "jpeg85", ""]  # no sides: no scale
+    assert r.route(q, sides, 64, {"jpeg85": 1}).tolist() == ["", "", "", "jpeg85", "jpeg85", ""]
+    assert (sides / 64 < SMALL).tolist() == [True, True, False, False, True, True]
+    back = Router.from_dict(json.loads(json.dumps(r.to_dict("vector"))), 6)
+    assert back.route(q, sides, 64, views).tolist() == got.tolist()
+    assert Router.fit(x[:60], copies[:60]) is None  # images only: nothing to tell apart
+    # a query whose file is known not to be a JPEG never goes to the JPEG view; unknown: the detector says
+    flags = [jpeg_file(k) for k in ("a/1.png", "b.tar/2.JPG", "3.webp", "4.jpeg", None, "x.parquet#7")]
+    assert flags[:4] == [0.0, 1.0, 0.0, 1.0] and np.isnan(flags[4:]).all()
+    assert r.route(q, sides, 64, views, jpeg=[0, 1, 1, 0, np.nan, 1]).tolist() == \
+        ["scale075", "scale05", "", "", "jpeg85", ""]
+
+
+def _gallery_with_views(tmp_path, seed=0):
+    """A gallery whose views are its clusters processed: down-scaling moves every sample along dim 0
+    and model j's onto model j+1's clean cluster, JPEG along dim 1 and onto model j+2's (held-out
+    copies alike): a processed query is then nearest another model's clean samples."""
+    c = Clusters(n_models=4, dim=FingerprintSpec().dim, seed=seed)
+    g = Gallery.create(str(tmp_path / "g"), FingerprintSpec())
+    g.view_names = tuple(VIEWS)
+    group = {"scale075": 0, "scale05": 0, "resize075": 0, "resize05": 0, "jpeg85": 1, "jpeg90": 1, "jpeg70": 1}
+    off = np.stack([[c.centres[(j + 1 + k) % 4] - c.centres[j] for j in range(4)] for k in range(2)])
+
+    def moved(x, how, j):
+        if how not in group:  # a crop: as the image
+            return x.copy()
+        k = group[how]
+        y = x + off[k, j] * c.scale
+        y[:, k] += 40 * c.scale[k]
+        return y.astype(np.float32)
+    for j, m in enumerate(c.names):
+        x = c.sample(j, 30)
+        keys = [f"{m}/{i}.png" for i in range(30)]
+        g.add(m, x, keys)
+        for v in VIEWS:
+            g.add_view(v, m, moved(x, v, j), keys)
+        h = c.sample(j, 12)
+        hk = [f"{m}/h{i}.png" for i in range(12)]
+        g.add_holdout(m, h, hk)
+        for name in ("jpeg90", "jpeg70", "resize075", "resize05", "crop08"):
+            g.add_holdout(m, moved(h, name, j), [copy_key(k, name) for k in hk])
+    g.note_sides([64])
+    g.fit()
+    g.recalibrate(0.05)
+    return c, g, moved
+
+
+def test_views_answer_routed_queries_and_round_trip(tmp_path):
+    c, g, moved = _gallery_with_views(tmp_path)
+    assert g.router is not None and all(g.views[v].calibration.get("knn") for v in VIEWS)
+    q, truth = c.batch(range(4), 10)
+    lab = np.repeat(np.arange(4), 10)
+    jq = np.concatenate([moved(q[lab == j], "jpeg85", j) for j in range(4)])
+    sq = np.concatenate([moved(q[lab == j], "scale05", j) for j in range(4)])
+    sides = np.full(len(q), 64)
+    a = g.attribute(np.concatenate([q, jq, sq]), sides=np.r_[sides, sides, np.full(len(q), 32)])
+    assert a.condition[:40] == ["clean"] * 40 or set(a.condition[:40]) <= {"clean", "processed"}
+    assert a.condition[40:80] == ["jpeg85"] * 40 and a.condition[80:] == ["scale05"] * 40
+    assert a.predicted == truth * 3
+    # a routed answer is the view's own, thresholds included
+    v = g.views["jpeg85"].attribute(jq)
+    np.testing.assert_allclose(a.distance[40:80], v.distance)
+    np.testing.assert_allclose(a.threshold[40:80], v.threshold)
+    assert a.model[40:80] == v.model
+    # without its views the same gallery answers the processed queries badly: the views are what helps
+    g.save()
+    h = Gallery.load(g.path)
+    assert h.view_names == g.view_names and h.router == g.router
+    for name in VIEWS:
+        np.testing.assert_array_equal(h.views[name]._vectors, g.views[name]._vectors)
+        assert h.views[name].keys == g.views[name].keys and h.views[name].calibration == g.views[name].calibration
+    b = h.attribute(np.concatenate([q, jq, sq]), sides=np.r_[sides, sides, np.full(len(q), 32)])
+    assert b.model == a.model and b.condition == a.condition
+    np.testing.assert_allclose(b.distance, a.distance, rtol=1e-5)
+    plain = Gallery.load(g.path)
+    plain.views, plain.router = {}, None
+    assert np.mean(np.array(plain.attribute(sq).predicted) == np.array(truth)) < 0.9
+
+
+def test_views_follow_removal_and_refit_and_tampering_is_refused(tmp_path):
+    c, g, _ = _gallery_with_views(tmp_path)
+    g.remove(c.names[0])
+    assert all(c.names[0] not in v.models() for v in g.views.values())
+    assert all(len(v) == 90 for v in g.views.values())
+    g.fit("lda")
+    assert g.router is None and all(v.normalize == "lda" and v._normalizer.method == "lda" for v in g.views.values())
+    g.recalibrate(0.05)
+    g.save()
+    p = os.path.join(g.path, "view_jpeg85_vectors.npy")
+    arr = np.load(p)
+    arr[0, 0] += 1
+    np.save(p, arr)
+    with pytest.raises(GalleryError):
+        Gallery.load(g.path)
+
+
+def test_enroll_keeps_views_by_default_and_attributes_processed_queries_through_them(tmp_path):
+    root = make_folders(tmp_path / "train", 12)
+    r = invoke("enroll", tmp_path / "g", "--from-folders", root, "--spec", "default", "-q")
+    assert r.exit_code == 0, r.output
+    g = Gallery.load(str(tmp_path / "g"))
+    assert g.view_names == tuple(VIEWS) and g.router is not None
+    assert all(set(g.views[v].models()) == set(g.models()) for v in VIEWS)
+    assert all(len(g.views[v]) == len(g) for v in VIEWS)  # every enrolled image, once per view
+    r = invoke("info", "--gallery", tmp_path / "g")
+    assert r.exit_code == 0 and f"jpeg85 {len(g)} samples" in r.output and "routed" in r.output, r.output
+    jdir = tmp_path / "q" / "alpha"
+    os.makedirs(jdir)
+    for f in sorted(os.listdir(os.path.join(root, "alpha")))[:4]:
+        Image.open(os.path.join(root, "alpha", f)).save(jdir / (f[:-4] + ".jpg"), quality=80)
+    r = invoke("attribute", tmp_path / "q", "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet", "-q")
+    assert r.exit_code == 0, r.output
+    import pyarrow.parquet as pq
+    t = pq.read_table(tmp_path / "a.parquet").to_pydict()
+    assert t["condition"] == ["jpeg85"] * 4 and t["predicted"] == ["alpha"] * 4
+    r = invoke("enroll", tmp_path / "g", "--model", "delta", os.path.join(root, "beta"), "--views", "none")
+    assert r.exit_code == 2 and "fixed when a gallery is created" in r.output
+    more = make_folders(tmp_path / "more", 12, seed=2)
+    r = invoke("enroll", tmp_path / "g", "--model", "delta", os.path.join(more, "beta"), "-q")  # gets views too
+    assert r.exit_code == 0 and "delta" in Gallery.load(str(tmp_path / "g")).views["scale05"].models()
+    r = invoke("enroll", tmp_path / "n", "--from-folders", root, "--spec", "default", "--views", "none", "-q")
+    assert r.exit_code == 0 and Gallery.load(str(tmp_path / "n")).view_names == ()
+    r = invoke("enroll", tmp_path / "c", "--from-folders", root, "--views", "all", "--calibrate-on", "clean")
+    assert r.exit_code == 2 and "--calibrate-on augmented" in r.output
+    r = invoke("enroll", tmp_path / "x", "--from-folders", root, "--views", "scale3")
+    assert r.exit_code == 2 and "unknown gallery view" in r.output
