@@ -100,10 +100,11 @@ def table(res: dict) -> str:
     splits = [s for s in SPLITS if any(s in r for r in rows.values())]
     out = []
     for what, key in (("accuracy", "accuracy"), ("`unknown` rate", "unknown")):
-        out += [f"| gallery ({what}) | " + " | ".join(NAMES[s] for s in splits) + " | AUROC | enroll s |",
-                "|---|" + "---:|" * (len(splits) + 2)]
+        out += [f"| gallery ({what}) | " + " | ".join(NAMES[s] for s in splits) + " | AUROC | OSCR | enroll s |",
+                "|---|" + "---:|" * (len(splits) + 3)]
         out += [f"| {name} | " + " | ".join(f"{r[s][key]:.3f}" for s in splits)
-                + f" | {r.get('auroc', float('nan')):.3f} | {r['enroll_s']:.0f} |" for name, r in rows.items()]
+                + f" | {r.get('auroc', float('nan')):.3f} | {r.get('oscr', float('nan')):.3f} | {r['enroll_s']:.0f} |"
+                for name, r in rows.items()]
         out.append("")
     return "\n".join(out)
 

@@ -30,7 +30,7 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
 @click.option("--spec", help="Fingerprint spec of a new gallery: universal+handcrafted (the default: the shipped "
                    "pretrained universal embedding followed by the handcrafted fingerprint, LDA-normalised), "
                    "universal (the embedding alone), a handcrafted preset (default or handcrafted: the speed "
-                   "mode, about 18x faster on a CPU; npr, highpass, median, photo256), a JSON file, or "
+                   "mode, many times faster on a CPU; npr, highpass, median, photo256), a JSON file, or "
                    "KIND:PATH[@PRESET] for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
 @click.option("--crops", default=None, metavar="N[:grid|random[:SEED]]",
               help="Fingerprint N crops of each image (a grid over the whole image, or seeded random crops) "
@@ -76,15 +76,17 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
     (pretrained on random decoders by `fpfast pretrain`, frozen) followed by the handcrafted
     fingerprint, normalised by LDA: no training and no download, and ten images per model are
     enough (benchmarks/results/accuracy.md). --spec default keeps the handcrafted fingerprint alone
-    (the speed mode); --spec universal the embedding alone. A gallery with a learned embedding
-    (`fpfast train`) embeds new models with it, frozen. To adapt the embedding to the new models,
+    (the speed mode); --spec universal the embedding alone. Each image is also enrolled
+    JPEG-compressed and down-scaled (--views), so that processed queries are searched among
+    images processed alike. A gallery with a learned embedding (`fpfast train`) embeds new models
+    with it, frozen. To adapt the embedding to the new models,
     add --fine-tune-from ROOT (or run `fpfast train GALLERY --from-folders ROOT --fine-tune`).
 
     \b
     Examples:
       fpfast enroll my_gallery --model sdxl samples/sdxl/
       fpfast enroll my_gallery --from-folders samples/                   # universal+handcrafted
-      fpfast enroll fast_gallery --from-folders samples/ --spec default  # handcrafted: the speed mode
+      fpfast enroll fast_gallery --from-folders samples/ --spec default --views none  # the speed mode
     """
     if bool(root) == bool(model):
         raise click.UsageError("give either --model NAME SOURCE... or --from-folders ROOT")
