@@ -763,14 +763,15 @@ class Gallery:
             return
         r = views.Router.fit(x, copies)
         self.router = None if r is None else r.to_dict("vector" if self._hold_cond is None else "handcrafted")
-        names = [views.copy_name(k) for k in self._hold_keys]
+        kind = np.array([views.copy_name(k) or "" for k in self._hold_keys], dtype=object)
         for name, v in self.views.items():
             v._hold_vectors, v._hold_labels, v._hold_keys = v._hold_vectors[:0], v._hold_labels[:0], []
             if v._hold_cond is not None:
                 v._hold_cond = v._hold_cond[:0]
+            feed = np.isin(kind, views.FEEDS[name])
             for j, model in enumerate(self._names):
-                sel = [i for i, (c, lab) in enumerate(zip(names, self._hold_labels)) if lab == j and c in views.FEEDS[name]]
-                if sel and model in v._names:
+                sel = np.flatnonzero(feed & (self._hold_labels == j))
+                if len(sel) and model in v._names:
                     v.add_holdout(model, self._hold_vectors[sel], [self._hold_keys[i] for i in sel])
             v.calibration = {}
             if len(v) and len(v._hold_labels):

@@ -20,6 +20,10 @@ Layout of a gallery directory::
                         held-out samples (calibration only, never searched) and their keys
     holdout_condition.npy  (plain learned embeddings) the held-out samples' handcrafted vectors, what
                         the condition detector reads (:mod:`fpfast.gallery.conditions`); NaN rows: none
+    view_NAME_vectors.npy, view_NAME_labels.npy, view_NAME_keys.json, view_NAME_normalizer_*.npy
+                        (galleries with views) the enrolled images processed as view NAME
+                        (:mod:`fpfast.gallery.views`); gallery.json's ``views`` holds their
+                        models, counts, normaliser record, thresholds and the router
     .fpfast.lock        the lock file (:mod:`fpfast.io.lock`); not listed in gallery.json
 
 Arrays are read with ``np.load(allow_pickle=False)``, JSON with :mod:`json` and the index with
