@@ -27,9 +27,10 @@ def test_demo_runs_offline_end_to_end(tmp_path):
     assert len([ln for ln in summary if "made by" in ln and "answer" in ln]) == 3
     assert "accuracy" in r.stdout and "macro-F1" in r.stdout
     assert "confusion matrix" in r.stdout
-    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
+    for step in ("[1/6]", "[2/6]", "[3/6]", "[4/6]", "[5/6]", "[6/6]"):
         assert step in r.stderr
     assert "-- learned embedding" in r.stdout and "-- handcrafted fingerprint" in r.stdout
+    assert "-- fpfast enroll's default" in r.stdout and (out / "attributions-default.parquet").is_file()
     att = out / "attributions-embedding.parquet"
     assert att.is_file() and (out / "attributions.parquet").is_file()
     rows = pq.read_table(att).to_pylist()
@@ -45,7 +46,7 @@ def test_demo_runs_offline_end_to_end(tmp_path):
         assert min(im.size) > 50
     # the tiny preset separates its models well above chance (7 models: chance is 1/7), with both
     import json
-    for d in ("eval", "eval-embedding"):
+    for d in ("eval", "eval-embedding", "eval-default"):
         assert json.load(open(out / d / "metrics.json"))["closed_set"]["accuracy"] > 0.5
 
 
@@ -72,8 +73,12 @@ def test_demo_result_is_plain_data(tmp_path, monkeypatch):
                    echo=lambda s: None, stages=stages)
     again = json.loads(json.dumps(res))
     assert again["stages"] == res["stages"] and list(res["stages"]) == ["zoo", "enroll", "attribute", "eval"]
-    assert res["stages"] == stages.seconds and res["handcrafted"] is None and res["rows"] == 12
+    # without training, the default gallery is the final one and the handcrafted one the other
+    assert res["stages"] == stages.seconds and res["default"] is None and res["rows"] == 12
+    assert res["vectors"] == "universal ⊕ handcrafted" and res["handcrafted"]["rows"] == 12
     from fpfast.cli.demo import demo_summary
     from fpfast.cli.evaluate import format_metrics
-    assert "handcrafted fingerprint" not in demo_summary(res)  # one gallery: no second accuracy
+    summary = demo_summary(res)
+    assert "(universal ⊕ handcrafted)" in summary and "(handcrafted fingerprint)" in summary
+    assert "fpfast enroll's default" not in summary  # named once, as the final gallery
     assert "confusion" in format_metrics(res)
