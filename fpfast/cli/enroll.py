@@ -58,7 +58,7 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
               help="Also enroll each image as a JPEG-compressed (jpeg85) and a down-scaled (scale075, scale05) "
                    "copy, each kind a searchable view of the gallery; queries that look JPEG-compressed or "
                    "down-scaled are answered by the view that matches (a new gallery; it needs "
-                   "--calibrate-on augmented). [default: all; none for heavy projectors]")
+                   "--calibrate-on augmented). [default: all; none for heavy projectors and with --calibrate-on clean]")
 @click.option("--column", help="Image-bytes column of parquet sources.")
 @click.option("--fine-tune-from", "tune_root", type=click.Path(exists=True, file_okay=False),
               help="Gallery with a learned embedding: after enrolling, fine-tune the embedding on these "

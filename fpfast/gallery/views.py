@@ -8,9 +8,10 @@ and a gallery of clean images then answers it at chance. So a gallery keeps, bes
 own normaliser, index and open-set thresholds (:class:`Gallery` objects held by the parent and
 saved inside its directory). A :class:`Router` (two logistic-regression detectors, fitted on the
 held-out images and their processed copies, :mod:`.conditions`) sends a query that looks
-JPEG-compressed to the JPEG view and one that looks down-scaled, and is smaller than the gallery's
-images, to the view whose scale is nearest its own (its side over the gallery's); every other
-query is answered by the gallery itself. The processing of the views is not the test splits' (the
+JPEG-compressed, unless its file is known to be of another format (:func:`jpeg_file`), to the JPEG
+view and one that looks down-scaled, and is smaller than the gallery's images, to the view whose
+scale is nearest its own (its side over the gallery's); every other query is answered by the
+gallery itself. The processing of the views is not the test splits' (the
 zoo's down-scales are bilinear, its JPEGs quality 90 / 75). The measured effect:
 ``benchmarks/results/accuracy.md``, "Views".
 """
@@ -72,7 +73,7 @@ NOT_JPEG_NAMES = (".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pg
 def jpeg_file(key) -> float:
     """1.0 when a query's key (its file or tar member name) names a JPEG file, 0.0 when it names
     another image format, NaN when it says nothing (no key, no known extension)."""
-    k = str(key or "").lower().rsplit("#", 1)[0]
+    k = str(key or "").lower()
     return 1.0 if k.endswith(JPEG_NAMES) else 0.0 if k.endswith(NOT_JPEG_NAMES) else float("nan")
 
 
