@@ -15,8 +15,8 @@ from _gallery_synth import Clusters
 from cli_helpers import invoke, make_folders
 from fpfast.gallery import Gallery, GalleryError
 from fpfast.gallery.conditions import ConditionDetector, copy_key
-from fpfast.gallery.views import (FEEDS, SMALL, VIEWS, Router, check_views, copy_name, jpeg_file, parse_views,
-                                  view_copy)
+from fpfast.gallery.views import (FEEDS, QUALITIES, SMALL, VIEWS, Router, check_views, copy_name, jpeg_file,
+                                  parse_views, view_copy)
 from fpfast.spec import FingerprintSpec
 
 
@@ -28,6 +28,19 @@ def test_view_copies_and_names():
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=85)
     np.testing.assert_array_equal(view_copy(img, "jpeg85"), np.asarray(Image.open(buf).convert("RGB")))
+    # with the image's key: a JPEG quality in QUALITIES drawn from it, the same every time for that key
+    def at(q):
+        b = io.BytesIO()
+        Image.fromarray(img).save(b, format="JPEG", quality=q)
+        return np.asarray(Image.open(b).convert("RGB"))
+    by_quality = {q: at(q) for q in range(QUALITIES[0], QUALITIES[1] + 1)}
+    drawn = set()
+    for key in (f"{i}.png" for i in range(12)):
+        jp = view_copy(img, "jpeg85", key)
+        assert np.array_equal(jp, view_copy(img, "jpeg85", key))
+        drawn |= {q for q, ref in by_quality.items() if np.array_equal(jp, ref)}
+        np.testing.assert_array_equal(view_copy(img, "scale075", key), view_copy(img, "scale075"))  # bicubic
+    assert len(drawn) > 1
     assert parse_views("all") == tuple(VIEWS) and parse_views("none") == ()
     assert parse_views("jpeg85, scale05") == ("scale05", "jpeg85")  # VIEWS' order
     with pytest.raises(ValueError, match="unknown gallery view"):

@@ -3,8 +3,8 @@ columns).
 
 A query that was down-scaled or JPEG-compressed is far from every clean sample of its own model,
 and a gallery of clean images then answers it at chance. So a gallery keeps, beside its samples,
-*views*: every enrolled image again under one fixed processing (:data:`VIEWS`: a 0.75x and a
-0.5x bicubic down-scale, a JPEG round trip at quality 85), each view a gallery of its own with its
+*views*: every enrolled image again under one processing (:data:`VIEWS`: a 0.75x and a 0.5x
+bicubic down-scale, a JPEG round trip at a quality in 70-95 drawn per image), each view a gallery of its own with its
 own normaliser, index and open-set thresholds (:class:`Gallery` objects held by the parent and
 saved inside its directory). A :class:`Router` (two logistic-regression detectors, fitted on the
 held-out images and their processed copies, :mod:`.conditions`) sends a query that looks
@@ -28,6 +28,7 @@ FEEDS = {"scale075": ("resize075",), "scale05": ("resize05",), "jpeg85": ("jpeg9
 SCALED, JPEG = ("resize075", "resize05"), ("jpeg90", "jpeg70")
 NOT_PROCESSED = ("crop08",)
 SMALL = 0.9   # a query below this fraction of the gallery's side is small enough to be a down-scale
+QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from its key (view_copy)
 
 
 def check_views(names) -> tuple[str, ...]:
@@ -49,16 +50,25 @@ def parse_views(text: str) -> tuple[str, ...]:
     return check_views(p.strip() for p in t.split(",") if p.strip())
 
 
-def view_copy(image: np.ndarray, name: str) -> np.ndarray:
-    """One uint8 HxWx3 ``image`` under view ``name``'s processing."""
+def view_copy(image: np.ndarray, name: str, key: str | None = None) -> np.ndarray:
+    """One uint8 HxWx3 ``image`` under view ``name``'s processing. A JPEG view's quality is drawn
+    from the image's ``key`` in :data:`QUALITIES` (its nominal quality without a key), so that the
+    view holds images compressed the several ways queries are; a down-scale is always bicubic
+    (drawing the filter too was worse on validation images: ``benchmarks/results/embedding.md``)."""
+    import hashlib
+
     from PIL import Image
 
     from ..embed.train import _jpeg, _rescale
     how, arg = VIEWS[name]
     image = np.ascontiguousarray(image, np.uint8)
     if how == "jpeg":
+        if key is not None:
+            digest = hashlib.sha256(f"{name}\0{key}".encode("utf-8", "surrogatepass")).digest()
+            arg = int(np.random.default_rng(int.from_bytes(digest[:8], "little")).integers(QUALITIES[0],
+                                                                                             QUALITIES[1] + 1))
         return _jpeg(image, arg)
-    return _rescale(image, arg, {"bicubic": Image.BICUBIC}[how])
+    return _rescale(image, arg, Image.BICUBIC)
 
 
 def copy_name(key: str) -> str | None:
