@@ -66,8 +66,9 @@ def format_info(d: dict) -> str:
     lines.append("faiss: " + (f"{f['version']}, {f['gpus']} GPU(s)" if f["installed"] else "not installed"))
     n = d["new_gallery"]
     lines.append(f"new galleries (fpfast enroll without --spec): {n['vectors']} (the shipped universal embedding "
-                 f"{n['universal']}, followed by the handcrafted default fingerprint); --spec default: the "
-                 "handcrafted fingerprint alone (the speed mode)")
+                 f"{n['universal']}, followed by the handcrafted default fingerprint), with views (each image "
+                 "also JPEG-compressed and down-scaled: --views); --spec default --views none: the handcrafted "
+                 "fingerprint alone (the speed mode)")
     return "\n".join(lines)
 
 
