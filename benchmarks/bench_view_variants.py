@@ -6,10 +6,11 @@ the gallery, processed otherwise than the zoo's test splits.
 Galleries: `fpfast enroll` (in process) of the first N training images per model, once per variant
 of :func:`fpfast.gallery.views.view_copy`: ``fixed`` (bicubic down-scales, JPEG quality 85),
 ``diverse`` (each image's down-scale filter among bilinear / bicubic / Lanczos / box and its JPEG
-quality in 70-95, drawn from its key) and ``shipped`` (the package's own: bicubic, drawn quality).
-Queries: training images 600-659 of each model (never enrolled; N must stay below 600) as JPEG 80
-/ 65, 0.7x bilinear, 0.6x Lanczos, 0.5x box, and clean, answered by the gallery with each image's
-side and file type; accuracy (an `unknown` answer counts wrong) and the `unknown` rate.
+quality in 70-95, drawn from its key), ``shipped`` (the package's own: bicubic, drawn quality) and
+``global`` (shipped, each view's thresholds global, not per model). Queries: training images
+``--offset``..+59 of each model (never enrolled; N must stay below the offset) as JPEG 80 / 65,
+0.7x bilinear, 0.6x Lanczos, 0.5x box, and clean, answered by the gallery with each image's side
+and file type; accuracy (an `unknown` answer counts wrong) and the `unknown` rate.
 """
 from __future__ import annotations
 
@@ -77,24 +78,31 @@ def main():
     ap.add_argument("zoo")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--variants", default="fixed,diverse,shipped")
+    ap.add_argument("--offset", type=int, default=600)
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     imgs, labels, _ = load_zoo_split(a.zoo, "train")
-    sel = first_n([str(x) for x in labels], 60, 600)
+    sel = first_n([str(x) for x in labels], 60, a.offset)
     want = np.array([labels[i] for i in sel])
     opts = StreamOptions(device="cpu", quiet=True)
     shipped = views.view_copy
     res = {"zoo": a.zoo, "n_per_model": a.n, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}}
     with tempfile.TemporaryDirectory() as tmp:
         train = first_images(os.path.join(a.zoo, "train"), os.path.join(tmp, "train"), a.n)
+        calibrate_views = Gallery._calibrate_views
+
+        def global_thresholds(self, *args, **kw):
+            return calibrate_views(self, *args, **{**kw, "per_model": False})
         for variant in a.variants.split(","):
-            views.view_copy = {"fixed": fixed, "diverse": diverse, "shipped": shipped}[variant]
+            views.view_copy = {"fixed": fixed, "diverse": diverse}.get(variant, shipped)
+            if variant == "global":
+                Gallery._calibrate_views = global_thresholds
             try:
                 g = os.path.join(tmp, variant)
                 r = CliRunner().invoke(cli, ["enroll", g, "--from-folders", train, "-q"], catch_exceptions=False)
                 assert r.exit_code == 0, r.output
             finally:
-                views.view_copy = shipped
+                views.view_copy, Gallery._calibrate_views = shipped, calibrate_views
             gal = Gallery.load(g)
             vec = host_vectors(vector_mapper(gal.spec, opts, gal.embedder()))
             row = {}

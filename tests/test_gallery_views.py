@@ -115,8 +115,8 @@ def _gallery_with_views(tmp_path, seed=0):
         g.add(m, x, keys)
         for v in VIEWS:
             g.add_view(v, m, moved(x, v, j), keys)
-        h = c.sample(j, 12)
-        hk = [f"{m}/h{i}.png" for i in range(12)]
+        h = c.sample(j, 40)  # >= 39 per model: enough for per-model thresholds (the conformal floor)
+        hk = [f"{m}/h{i}.png" for i in range(40)]
         g.add_holdout(m, h, hk)
         for name in ("jpeg90", "jpeg70", "resize075", "resize05", "crop08"):
             g.add_holdout(m, moved(h, name, j), [copy_key(k, name) for k in hk])
@@ -129,6 +129,8 @@ def _gallery_with_views(tmp_path, seed=0):
 def test_views_answer_routed_queries_and_round_trip(tmp_path):
     c, g, moved = _gallery_with_views(tmp_path)
     assert g.router is not None and all(g.views[v].calibration.get("knn") for v in VIEWS)
+    # the gallery has per-model thresholds; its views, whose copies were made one way, global ones only
+    assert g.calibration["knn"]["per_model"] and not any(g.views[v].calibration["knn"].get("per_model") for v in VIEWS)
     q, truth = c.batch(range(4), 10)
     lab = np.repeat(np.arange(4), 10)
     jq = np.concatenate([moved(q[lab == j], "jpeg85", j) for j in range(4)])

@@ -757,7 +757,9 @@ class Gallery:
     def _calibrate_views(self, x, copies: list, frr: float, methods, **kw) -> None:
         """Fit the router on the detectors' input ``x`` of the held-out samples (``copies``: each
         one's copy name, None for an image) and calibrate each view on the held-out copies of its
-        kind (:data:`.views.FEEDS`), searched in the view."""
+        kind (:data:`.views.FEEDS`), searched in the view: global thresholds only (per-model ones,
+        fitted on copies made one way, answered most queries processed another way `unknown` on
+        validation images: ``benchmarks/results/embedding.md``, eighth session, item 7)."""
         self.router = None
         if not self.views:
             return
@@ -774,8 +776,8 @@ class Gallery:
                 if len(sel) and model in v._names:
                     v.add_holdout(model, self._hold_vectors[sel], [self._hold_keys[i] for i in sel])
             v.calibration = {}
-            if len(v) and len(v._hold_labels):
-                v.recalibrate(frr, methods, **kw)
+            if len(v) and len(v._hold_labels):  # global thresholds: per model, those of one processing's
+                v.recalibrate(frr, methods, **{**kw, "per_model": False})  # copies are too tight for others'
 
     def query_condition(self, queries, method: str = "knn", sides=None, condition=None) -> np.ndarray | None:
         """Per query, True where ``method``'s calibration detector calls it clean (None: the
