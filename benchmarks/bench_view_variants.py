@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import sys
@@ -29,6 +28,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_unknown import first_images  # noqa: E402
 from benchmarks.bench_universal import first_n  # noqa: E402
+from fpfast.embed.train import _jpeg, _rescale as _scale  # noqa: E402
 from fpfast.gallery import views  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
@@ -37,18 +37,6 @@ from fpfast.prepare import map_images  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
 FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX)
-
-
-def _jpeg(im, q):
-    b = io.BytesIO()
-    Image.fromarray(im).save(b, format="JPEG", quality=q)
-    b.seek(0)
-    return np.asarray(Image.open(b).convert("RGB"))
-
-
-def _scale(im, f, flt):
-    h, w = im.shape[:2]
-    return np.asarray(Image.fromarray(im).resize((round(w * f), round(h * f)), flt))
 
 
 def fixed(image, name, key=None):

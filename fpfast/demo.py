@@ -23,7 +23,7 @@ from .gallery import Gallery, evaluate
 from .io.writers import read_rows
 from .embed.universal import HYBRID, shipped_embedder
 from .gallery.views import VIEWS
-from .jobs.collect import fingerprint_sources, gallery_fingerprints
+from .jobs.collect import gallery_fingerprints
 from .jobs.augment import enroll_copies
 from .jobs.enroll import enroll, finish_enrollment, model_folders
 from .jobs.mappers import attribute_mapper
@@ -68,11 +68,8 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
     echo(f"{next(step)} enrolling the train split into {gdir} (spec {spec.id}, {spec.dim} dims, LDA-normalised) ...")
     with stages("enroll"):
         g = Gallery.create(gdir, spec, overwrite=True)
-        for model, folder in model_folders(os.path.join(zoo_dir, "train")).items():
-            r = enroll(g, model, fingerprint_sources([folder], spec, quiet), holdout=0.2, seed=seed)
-            enroll_copies(g, model, [folder], r["keys"], r["held_keys"], quiet)  # as `fpfast enroll` calibrates
+        for model, r in _enroll_train(g, os.path.join(zoo_dir, "train"), quiet, seed).items():
             echo(f"      {model:<20s} {r['enrolled']:4d} enrolled, {r['held_out']:3d} held out")
-        finish_enrollment(g, "lda", frr=0.05)  # LDA beats standardize here (README, "Measured")
     galleries = {"handcrafted": g}
     udir = os.path.join(out, "gallery-default")
     echo(f"{next(step)} enrolling it again as `fpfast enroll` does by default (the shipped universal embedding + "
@@ -81,10 +78,7 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
         gu = Gallery.create(udir, load_spec(None), normalize="lda", overwrite=True).with_embedding(
             shipped_embedder(HYBRID))
         gu.view_names = tuple(VIEWS)
-        for model, folder in model_folders(os.path.join(zoo_dir, "train")).items():
-            r = enroll(gu, model, gallery_fingerprints(gu, [folder], quiet), holdout=0.2, seed=seed)
-            enroll_copies(gu, model, [folder], r["keys"], r["held_keys"], quiet)
-        finish_enrollment(gu, "lda", frr=0.05)
+        _enroll_train(gu, os.path.join(zoo_dir, "train"), quiet, seed)
     galleries["universal ⊕ handcrafted"] = gu
     if embedding_epochs:
         edir = os.path.join(out, "gallery-embedding")
@@ -131,6 +125,18 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
     final.update({"seconds": time.perf_counter() - stages.t0, "stages": dict(stages.seconds), "zoo": zoo_dir,
                   **others})
     return final
+
+
+def _enroll_train(g: Gallery, train: str, opts: StreamOptions, seed: int) -> dict:
+    """Enroll every model folder of ``train`` into ``g`` as `fpfast enroll` does (20 % held out, with
+    their processed copies; views when ``g`` keeps some), refit by LDA (it beats standardize here:
+    README, "Measured"), recalibrate and save; {model: :func:`~fpfast.jobs.enroll.enroll`'s result}."""
+    out = {}
+    for model, folder in model_folders(train).items():
+        out[model] = r = enroll(g, model, gallery_fingerprints(g, [folder], opts), holdout=0.2, seed=seed)
+        enroll_copies(g, model, [folder], r["keys"], r["held_keys"], opts)
+    finish_enrollment(g, "lda", frr=0.05)
+    return out
 
 
 def example_rows(rows: list[dict], n: int = 3) -> list[dict]:

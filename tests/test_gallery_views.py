@@ -137,7 +137,7 @@ def test_views_answer_routed_queries_and_round_trip(tmp_path):
     sq = np.concatenate([moved(q[lab == j], "scale05", j) for j in range(4)])
     sides = np.full(len(q), 64)
     a = g.attribute(np.concatenate([q, jq, sq]), sides=np.r_[sides, sides, np.full(len(q), 32)])
-    assert a.condition[:40] == ["clean"] * 40 or set(a.condition[:40]) <= {"clean", "processed"}
+    assert set(a.condition[:40]) <= {"clean", "processed"}  # clean queries stay in the gallery
     assert a.condition[40:80] == ["jpeg85"] * 40 and a.condition[80:] == ["scale05"] * 40
     assert a.predicted == truth * 3
     # a routed answer is the view's own, thresholds included

@@ -141,7 +141,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
             raise click.UsageError("--fine-tune-from needs a gallery with a learned embedding (fpfast train)")
         stages = Stages()
         with stages("fingerprint"):
-            errors, _ = _enroll_groups(g, groups, column, holdout, calibrate_on, opts)
+            errors = _enroll_groups(g, groups, column, holdout, calibrate_on, opts)
         with stages("calibrate"):
             cal = finish_enrollment(g, normalize, frr)
         click.echo(f"gallery {gallery}: {len(g.models())} models, {len(g)} samples"
@@ -156,13 +156,12 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         raise SystemExit(EXIT_ROW_ERRORS)
 
 
-def _enroll_groups(g, groups, column, holdout, calibrate_on, opts) -> tuple[int, dict]:
-    """Enroll each model's sources; (unreadable images, {model: images enrolled})."""
-    errors, counts = 0, {}
+def _enroll_groups(g, groups, column, holdout, calibrate_on, opts) -> int:
+    """Enroll each model's sources; returns how many images were unreadable."""
+    errors = 0
     for name, srcs in groups.items():
         fp = gallery_fingerprints(g, srcs, opts, column=column, desc=name)
         r = enroll(g, name, fp, holdout=holdout)
-        counts[name] = r["enrolled"]
         n_aug, _ = enroll_copies(g, name, srcs, r["keys"], r["held_keys"], opts, column=column,
                                  calibrate_on=calibrate_on)
         errors += r["errors"]
@@ -172,4 +171,4 @@ def _enroll_groups(g, groups, column, holdout, calibrate_on, opts) -> tuple[int,
             click.echo(f"{name}: {r['enrolled']} enrolled" + (f" (+ {n_aug} augmented copies)" if n_aug else "")
                        + f", {r['held_out']} held out for calibration"
                        + (f", {r['errors']} unreadable" if r["errors"] else ""), err=True)
-    return errors, counts
+    return errors

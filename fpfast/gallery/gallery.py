@@ -95,6 +95,31 @@ def _second_smallest(d: np.ndarray, model: np.ndarray) -> np.ndarray:
     return d.min(1) if d.shape[1] else np.full(len(d), np.inf)
 
 
+def _take(x, idx: np.ndarray):
+    """Rows ``idx`` of a numpy array or a torch tensor (indexed on its device)."""
+    if _is_torch(x):
+        import torch
+        return x[torch.as_tensor(idx, device=x.device)]
+    return _to_numpy(x)[idx]
+
+
+def _merged(parts: list, n: int, method: str) -> attr.Attribution:
+    """One :class:`~.attribution.Attribution` of ``n`` queries from ``(indices, answers)`` parts."""
+    lists = {f: [None] * n for f in ("model", "predicted", "top", "condition")}
+    arrays = {f: np.full(n, np.nan) for f in ("score", "distance", "threshold", "ratio", "ratio_threshold")}
+    for idx, a in parts:
+        for f, out in lists.items():
+            got = getattr(a, f)
+            if got is not None:
+                for i, j in enumerate(idx.tolist()):
+                    out[j] = got[i]
+        for f, out in arrays.items():
+            out[idx] = getattr(a, f)
+    return attr.Attribution(lists["model"], lists["predicted"], arrays["score"], arrays["distance"],
+                            arrays["threshold"], lists["top"], method, arrays["ratio"], arrays["ratio_threshold"],
+                            lists["condition"])
+
+
 class Gallery:
     """A directory of enrolled fingerprints; see :mod:`fpfast.gallery.store` for the layout."""
 
@@ -509,6 +534,27 @@ class Gallery:
         """
         if spec is not None:
             load_spec(spec).require_same(self.spec, "gallery")
+        route = self.route(queries, sides, condition, jpeg)
+        if route is None or not (route != "").any():
+            return self._attribute_here(queries, method, k, weighting, top, sides, condition)
+        queries = queries if _is_torch(queries) else _to_numpy(queries)
+        if queries.ndim == 1:  # one query
+            queries = queries[None]
+        parts = []  # each routed query is searched in its view alone, the others here
+        for name in sorted(set(route.tolist())):
+            idx = np.flatnonzero(route == name)
+            if name:
+                a = self.views[name].attribute(_take(queries, idx), method, k, weighting, top)
+                a.condition = [name] * len(idx)
+            else:
+                a = self._attribute_here(_take(queries, idx), method, k, weighting, top,
+                                         None if sides is None else np.asarray(sides).reshape(-1)[idx],
+                                         None if condition is None else _take(condition, idx))
+            parts.append((idx, a))
+        return _merged(parts, len(route), method)
+
+    def _attribute_here(self, queries, method, k, weighting, top, sides, condition) -> attr.Attribution:
+        """:meth:`attribute` by this gallery's own samples (no view)."""
         names = list(self._names)
         if method == "knn":
             res = self.search(queries, self.vote_k() if k is None else k)
@@ -539,13 +585,9 @@ class Gallery:
         unknown = attr.open_set_margin(stat, thr, ratio, rthr) > 0
         unknown &= np.isfinite(thr) | np.isfinite(rthr)  # nothing is unknown without a calibration
         model = [attr.UNKNOWN if u else p for p, u in zip(predicted, unknown)]
-        out = attr.Attribution(model, predicted, np.asarray(score, np.float64),
-                               np.asarray(stat, np.float64), thr, tops, method, ratio, rthr,
-                               None if clean is None else np.where(clean, "clean", "processed").tolist())
-        route = self.route(queries, sides, condition, jpeg)
-        if route is not None and (route != "").any():
-            self._answer_in_views(out, queries, route, method, k, weighting, top)
-        return out
+        return attr.Attribution(model, predicted, np.asarray(score, np.float64),
+                                np.asarray(stat, np.float64), thr, tops, method, ratio, rthr,
+                                None if clean is None else np.where(clean, "clean", "processed").tolist())
 
     def route(self, queries, sides=None, condition=None, jpeg=None) -> np.ndarray | None:
         """Per query, the view (:mod:`.views`) that answers it, "" for the gallery itself; None
@@ -554,36 +596,31 @@ class Gallery:
         usable = {n: v for n, v in self.views.items() if len(v)}
         if not self.router or not usable:
             return None
-        handcrafted = self.router.get("input") == "handcrafted"
+        x = self._detector_input(self.router, "gallery router", queries, condition)
+        if x is None:
+            return None
+        try:
+            r = views.Router.from_dict(self.router, x.shape[1])
+        except ValueError as e:
+            raise GalleryError(f"gallery router: {e}") from None
+        return r.route(x, sides, self._calibrated_side(), usable, jpeg)
+
+    def _detector_input(self, rec: dict, what: str, queries, condition) -> np.ndarray | None:
+        """The host vectors [Q, D] a detector record ``rec`` reads (``input``: the gallery's own
+        vectors, or the ``handcrafted`` ones of a plain learned embedding), None when those are
+        ``condition`` vectors and none were given."""
+        handcrafted = rec.get("input") == "handcrafted"
         x = condition if handcrafted else queries
         if x is None:
             return None
-        dim = self._hold_cond.shape[1] if handcrafted and self._hold_cond is not None else self.spec.dim
-        try:
-            r = views.Router.from_dict(self.router, dim)
-        except ValueError as e:
-            raise GalleryError(f"gallery router: {e}") from None
-        side = min(self.spec.size, self.min_side) if self.spec.geometry == "crop" and self.min_side else None
-        return r.route(_to_numpy(x).reshape(-1, dim), sides, side, usable, jpeg)
+        if handcrafted and self._hold_cond is None:
+            raise GalleryError(f"{what}: a detector of handcrafted vectors in a gallery that keeps none")
+        return _to_numpy(x).reshape(-1, self._hold_cond.shape[1] if handcrafted else self.spec.dim)
 
-    def _answer_in_views(self, out: attr.Attribution, queries, route: np.ndarray, method: str, k, weighting, top):
-        """Replace ``out``'s answers of the routed queries by those of their views (in place)."""
-        if out.condition is None:
-            out.condition = [None] * len(out.model)
-        for name in sorted(set(route.tolist()) - {""}):
-            idx = np.flatnonzero(route == name)
-            if _is_torch(queries):
-                import torch
-                q = queries[torch.as_tensor(idx, device=queries.device)]
-            else:
-                q = _to_numpy(queries)[idx]
-            a = self.views[name].attribute(q, method, k, weighting, top)
-            for i, j in enumerate(idx.tolist()):
-                out.model[j], out.predicted[j], out.top[j], out.condition[j] = a.model[i], a.predicted[i], a.top[i], name
-            for field in ("score", "distance", "threshold", "ratio", "ratio_threshold"):
-                mine, theirs = getattr(out, field), getattr(a, field)
-                if mine is not None and theirs is not None:
-                    mine[idx] = theirs
+    def _calibrated_side(self) -> int | None:
+        """Under the ``crop`` geometry, the side below which a query is smaller than the spec's crop
+        and every image enrolled or held out (:meth:`note_sides`); None when unknown."""
+        return min(self.spec.size, self.min_side) if self.spec.geometry == "crop" and self.min_side else None
 
     def own_model_distance(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
         """Open-set statistic of each vector with respect to its own (enrolled) model: exact
@@ -739,7 +776,8 @@ class Gallery:
         if not len(self._hold_labels):
             return {}
         models = [self._names[i] for i in self._hold_labels]
-        clean = np.array([not cond.is_copy(k) for k in self._hold_keys], bool)
+        kind = np.array([views.copy_name(k) for k in self._hold_keys], dtype=object)  # None: the image itself
+        clean = np.equal(kind, None)
         x, given = self._hold_vectors, np.ones(len(clean), bool)
         if self._hold_cond is not None:
             x, given = self._hold_cond, np.isfinite(self._hold_cond).all(1)
@@ -750,22 +788,21 @@ class Gallery:
             out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None, **kw)
             if det is not None:
                 out[m]["detector"] = det.to_dict("vector" if self._hold_cond is None else "handcrafted")
-        self._calibrate_views(x[given], [views.copy_name(k) for k, g in zip(self._hold_keys, given) if g],
-                              frr, methods, **kw)
+        self._calibrate_views(x[given], kind, given, frr, methods, **kw)
         return out
 
-    def _calibrate_views(self, x, copies: list, frr: float, methods, **kw) -> None:
-        """Fit the router on the detectors' input ``x`` of the held-out samples (``copies``: each
-        one's copy name, None for an image) and calibrate each view on the held-out copies of its
+    def _calibrate_views(self, x, kind: np.ndarray, given: np.ndarray, frr: float, methods, **kw) -> None:
+        """Fit the router on the detectors' input ``x`` of the held-out samples that have one
+        (``given``; ``kind``: each held-out sample's copy name, None for an image) and calibrate
+        each view on the held-out copies of its
         kind (:data:`.views.FEEDS`), searched in the view: global thresholds only (per-model ones,
         fitted on copies made one way, answered most queries processed another way `unknown` on
         validation images: ``benchmarks/results/embedding.md``, eighth session, item 7)."""
         self.router = None
         if not self.views:
             return
-        r = views.Router.fit(x, copies)
+        r = views.Router.fit(x, kind[given].tolist())
         self.router = None if r is None else r.to_dict("vector" if self._hold_cond is None else "handcrafted")
-        kind = np.array([views.copy_name(k) or "" for k in self._hold_keys], dtype=object)
         for name, v in self.views.items():
             v._hold_vectors, v._hold_labels, v._hold_keys = v._hold_vectors[:0], v._hold_labels[:0], []
             if v._hold_cond is not None:
@@ -790,19 +827,15 @@ class Gallery:
         d = (self.calibration.get(method) or {}).get("detector")
         if d is None:
             return None
-        handcrafted = d.get("input") == "handcrafted"
-        x = condition if handcrafted else queries
+        x = self._detector_input(d, f"gallery calibration {method!r}", queries, condition)
         if x is None:
             return None
-        if handcrafted and self._hold_cond is None:
-            raise GalleryError(f"gallery calibration {method!r}: a detector of handcrafted vectors in a gallery "
-                               "that keeps none")
-        dim = self._hold_cond.shape[1] if handcrafted else self.spec.dim
         try:
-            det = cond.ConditionDetector.from_dict(d, dim)
+            det = cond.ConditionDetector.from_dict(d, x.shape[1])
         except ValueError as e:
             raise GalleryError(f"gallery calibration {method!r}: {e}") from None
-        clean = det.is_clean(_to_numpy(x).reshape(-1, dim))
-        if sides is not None and self.spec.geometry == "crop" and self.min_side:
-            clean &= np.asarray(sides).reshape(-1) >= min(self.spec.size, self.min_side)
+        clean = det.is_clean(x)
+        side = self._calibrated_side()
+        if sides is not None and side:
+            clean &= np.asarray(sides).reshape(-1) >= side
         return clean

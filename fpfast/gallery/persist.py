@@ -88,36 +88,10 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     if meta.get("dim") != d:
         raise GalleryError(f"gallery.json says dim {meta.get('dim')!r} but its spec gives vectors of "
                            f"dimension {d}: the file was edited or is damaged")
-    names = [m["name"] for m in meta["models"]]
-    st = GalleryState(names, store.load_array(path, "vectors.npy", meta, verify, np.float32, (n, d)),
-                      store.load_array(path, "labels.npy", meta, verify, np.int32, (n,)), [])
+    st = _read_samples(path, meta, verify, "", meta["models"], n, d)
     if gspec.embedding is not None:
         st.embedding = _load_embedding(g, meta, verify)
-    if n and (st.labels.min() < 0 or st.labels.max() >= len(names)):
-        raise GalleryError(f"labels.npy holds labels outside [0, {len(names)})")
-    counts = np.bincount(st.labels, minlength=len(names))
-    want = [m["count"] for m in meta["models"]]
-    if counts.tolist() != want:
-        raise GalleryError(f"labels.npy counts {counts.tolist()} differ from gallery.json's "
-                           f"model counts {want}")
-    keys = store.load_json(path, "keys.json", meta, verify)
-    if not isinstance(keys, list) or len(keys) != n or not all(isinstance(k, str) for k in keys):
-        raise GalleryError(f"keys.json must be a list of {n} strings")
-    st.keys = keys
-    if nm.get("fitted") and g.normalize != "none":
-        arrays = {}
-        for name, fname in (nm.get("arrays") or {}).items():
-            shape = {"mean": (d,), "scale": (d,), "projection": (d, None)}.get(name)
-            if shape is None:
-                raise GalleryError(f"gallery.json names an unknown normaliser array {name!r}")
-            arrays[name] = store.load_array(path, fname, meta, verify, np.float32, shape)
-        if "mean" not in arrays or "scale" not in arrays:
-            raise GalleryError("gallery.json: fitted normaliser lacks its mean/scale arrays")
-        st.normalizer = norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"],
-                                        arrays.get("projection"), dict(g.normalize_params))
-        st.fitted_on = int(nm.get("fitted_on", n))
-    elif g.normalize == "none":
-        st.normalizer = norm.Normalizer("none")
+    st.normalizer, st.fitted_on = _read_normalizer(g, nm, meta, verify, "", n)
     ifile = ix.get("file")
     if ifile:
         p = store.check_file(path, ifile, meta, verify)
@@ -130,8 +104,8 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     if nh:
         st.hold_vectors = store.load_array(path, "holdout_vectors.npy", meta, verify, np.float32, (nh, d))
         st.hold_labels = store.load_array(path, "holdout_labels.npy", meta, verify, np.int32, (nh,))
-        if st.hold_labels.min() < 0 or st.hold_labels.max() >= len(names):
-            raise GalleryError(f"holdout_labels.npy holds labels outside [0, {len(names)})")
+        if st.hold_labels.min() < 0 or st.hold_labels.max() >= len(st.names):
+            raise GalleryError(f"holdout_labels.npy holds labels outside [0, {len(st.names)})")
         if "holdout_keys.json" in meta["files"]:  # galleries before fpfast 0.x lack it
             hk = store.load_json(path, "holdout_keys.json", meta, verify)
             if not isinstance(hk, list) or len(hk) != nh or not all(isinstance(k, str) for k in hk):
@@ -178,37 +152,67 @@ def _read_views(g, meta: dict, verify: bool) -> None:
 
 def _read_view(g, name: str, vr: dict, meta: dict, verify: bool) -> None:
     """One view's record ``vr`` of gallery.json and its files into ``g.view(name)``."""
-    d = g.spec.dim
     if name not in g.view_names:
         raise GalleryError(f"gallery.json holds view {name!r}, not among its views {list(g.view_names)}")
     v = g.view(name)
-    n, names = int(vr["count"]), [m["name"] for m in vr["models"]]
-    if set(names) - set(g.models()):
+    n, prefix = int(vr["count"]), f"view_{name}_"
+    st = _read_samples(g.path, meta, verify, prefix, vr["models"], n, g.spec.dim)
+    if set(st.names) - set(g.models()):
         raise GalleryError(f"gallery.json: view {name!r} holds models the gallery does not: "
-                           f"{sorted(set(names) - set(g.models()))}")
-    st = GalleryState(names, store.load_array(g.path, f"view_{name}_vectors.npy", meta, verify, np.float32, (n, d)),
-                      store.load_array(g.path, f"view_{name}_labels.npy", meta, verify, np.int32, (n,)),
-                      store.load_json(g.path, f"view_{name}_keys.json", meta, verify))
-    counts = np.bincount(st.labels, minlength=len(names)).tolist() if n else [0] * len(names)
-    if (n and (st.labels.min() < 0 or st.labels.max() >= len(names))) or counts != [m["count"] for m in vr["models"]]:
-        raise GalleryError(f"view {name!r}: its labels do not match gallery.json's model counts")
-    if not isinstance(st.keys, list) or len(st.keys) != n or not all(isinstance(k, str) for k in st.keys):
-        raise GalleryError(f"view_{name}_keys.json must be a list of {n} strings")
-    nm = vr.get("normalize") or {}
-    if nm.get("fitted") and g.normalize != "none":
-        arrays = {a: store.load_array(g.path, f, meta, verify, np.float32,
-                                      {"mean": (d,), "scale": (d,), "projection": (d, None)}[a])
-                  for a, f in (nm.get("arrays") or {}).items() if a in ("mean", "scale", "projection")}
-        if "mean" not in arrays or "scale" not in arrays:
-            raise GalleryError(f"gallery.json: view {name!r}'s fitted normaliser lacks its mean/scale arrays")
-        st.normalizer = norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"], arrays.get("projection"),
-                                        dict(g.normalize_params))
-        st.fitted_on = int(nm.get("fitted_on", n))
-    elif g.normalize == "none":
-        st.normalizer = norm.Normalizer("none")
+                           f"{sorted(set(st.names) - set(g.models()))}")
+    st.normalizer, st.fitted_on = _read_normalizer(g, vr.get("normalize") or {}, meta, verify, prefix, n)
     st.embedding = g._embedding
     v.restore(st)
     v.calibration = vr.get("calibration") or {}
+
+
+def _read_samples(path: str, meta: dict, verify: bool, prefix: str, models: list, n: int, d: int) -> GalleryState:
+    """The samples ``PREFIXvectors.npy`` / ``labels.npy`` / ``keys.json`` of ``models`` (gallery.json's
+    records: name and count), checked against those counts."""
+    names = [m["name"] for m in models]
+    st = GalleryState(names, store.load_array(path, f"{prefix}vectors.npy", meta, verify, np.float32, (n, d)),
+                      store.load_array(path, f"{prefix}labels.npy", meta, verify, np.int32, (n,)), [])
+    if n and (st.labels.min() < 0 or st.labels.max() >= len(names)):
+        raise GalleryError(f"{prefix}labels.npy holds labels outside [0, {len(names)})")
+    counts = np.bincount(st.labels, minlength=len(names))
+    want = [m["count"] for m in models]
+    if counts.tolist() != want:
+        raise GalleryError(f"{prefix}labels.npy counts {counts.tolist()} differ from gallery.json's "
+                           f"model counts {want}")
+    keys = store.load_json(path, f"{prefix}keys.json", meta, verify)
+    if not isinstance(keys, list) or len(keys) != n or not all(isinstance(k, str) for k in keys):
+        raise GalleryError(f"{prefix}keys.json must be a list of {n} strings")
+    st.keys = keys
+    return st
+
+
+def _read_normalizer(g, nm: dict, meta: dict, verify: bool, prefix: str, n: int):
+    """(normaliser, vectors it was fitted on) from a normalise record ``nm`` of gallery.json (the
+    gallery's, or a view's: ``prefix`` names whose)."""
+    d = g.spec.dim
+    if nm.get("fitted") and g.normalize != "none":
+        arrays = {}
+        for name, fname in (nm.get("arrays") or {}).items():
+            shape = {"mean": (d,), "scale": (d,), "projection": (d, None)}.get(name)
+            if shape is None:
+                raise GalleryError(f"gallery.json names an unknown {prefix}normaliser array {name!r}")
+            arrays[name] = store.load_array(g.path, fname, meta, verify, np.float32, shape)
+        if "mean" not in arrays or "scale" not in arrays:
+            raise GalleryError(f"gallery.json: fitted {prefix}normaliser lacks its mean/scale arrays")
+        return (norm.Normalizer(g.normalize, arrays["mean"], arrays["scale"], arrays.get("projection"),
+                                dict(g.normalize_params)), int(nm.get("fitted_on", n)))
+    return (norm.Normalizer("none") if g.normalize == "none" else None), 0
+
+
+def _normalizer_files(g, nz, prefix: str, arrays: dict) -> dict:
+    """{array name: file name} of a fitted normaliser ``nz`` (``PREFIXnormalizer_NAME.npy``), its
+    arrays added to ``arrays``."""
+    names = {}
+    if nz is not None and g.normalize != "none":
+        for name, arr in nz.arrays().items():
+            names[name] = f"{prefix}normalizer_{name}.npy"
+            arrays[names[name]] = arr
+    return names
 
 
 def _write_views(g, arrays: dict, jsons: dict) -> dict | None:
@@ -219,16 +223,13 @@ def _write_views(g, arrays: dict, jsons: dict) -> dict | None:
     for name, v in g.views.items():
         if not len(v):
             continue
-        arrays[f"view_{name}_vectors.npy"], arrays[f"view_{name}_labels.npy"] = v._vectors, v._labels
-        jsons[f"view_{name}_keys.json"] = v.keys
-        nz, files = v._normalizer, {}
-        if nz is not None and g.normalize != "none":
-            for a, arr in nz.arrays().items():
-                files[a] = f"view_{name}_normalizer_{a}.npy"
-                arrays[files[a]] = arr
+        prefix = f"view_{name}_"
+        arrays[f"{prefix}vectors.npy"], arrays[f"{prefix}labels.npy"] = v._vectors, v._labels
+        jsons[f"{prefix}keys.json"] = v.keys
+        files = _normalizer_files(g, v._normalizer, prefix, arrays)
         out["galleries"][name] = {
             "count": len(v), "models": [{"name": m, "count": c} for m, c in v.models().items()],
-            "normalize": {"fitted": nz is not None, "fitted_on": v._fitted_on, "arrays": files},
+            "normalize": {"fitted": v._normalizer is not None, "fitted_on": v._fitted_on, "arrays": files},
             "calibration": v.calibration}
     return out
 
@@ -279,11 +280,7 @@ def write(g) -> None:
         arrays["holdout_labels.npy"] = st.hold_labels
         if st.hold_condition is not None:
             arrays["holdout_condition.npy"] = st.hold_condition
-    names = {}
-    if nz is not None and g.normalize != "none":
-        for name, arr in nz.arrays().items():
-            names[name] = f"normalizer_{name}.npy"
-            arrays[names[name]] = arr
+    names = _normalizer_files(g, nz, "", arrays)
     counts = np.bincount(st.labels, minlength=len(st.names)).tolist()
     ifile = "index.faiss" if st.index is not None else None
     meta = {
