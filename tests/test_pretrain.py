@@ -45,6 +45,26 @@ def test_decoder_fit_steps_is_recorded_only_when_used():
     assert e1.config["training"]["decoder_fit_steps"] == 2 and e1.identity != e0.identity
 
 
+def test_weight_draws_keep_the_architecture_and_change_the_weights():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    d0, d1 = design(0, 5), design(0, 5, draw=1)
+    assert {k: v for k, v in d0.items() if k != "weight_seed"} == {k: v for k, v in d1.items() if k != "weight_seed"}
+    assert d0["weight_seed"] != d1["weight_seed"] and design(0, 5, draw=1) == d1 and design(0, 5, draw=0) == d0
+    assert not torch.equal(make_decoder(0, 5, x[:2])(x[2:]), make_decoder(0, 5, x[:2], draw=1)(x[2:]))
+
+
+def test_weight_draws_are_recorded_only_when_used_and_deterministic():
+    e0, _, v0 = pretrain_embedding(seed=0, **TINY)
+    e1, _, v1 = pretrain_embedding(seed=0, weight_draws=3, **TINY)
+    e2, _, v2 = pretrain_embedding(seed=0, weight_draws=3, **TINY)
+    assert "weight_draws" not in e0.config["training"]  # recipes from before the option keep their identity
+    assert e1.config["training"]["weight_draws"] == 3 and e1.identity != e0.identity
+    assert e1.identity == e2.identity and v1 == v2
+    assert 0 <= v0["acc_new_weights"] <= 1  # held-out architectures, new weights, enrolled from draw 0
+    with pytest.raises(EmbedError, match="weight_draws"):
+        pretrain_embedding(seed=0, weight_draws=0, **TINY)
+
+
 def test_pretraining_is_deterministic_for_a_seed():
     e1, h1, v1 = pretrain_embedding(seed=0, **TINY)
     e2, h2, v2 = pretrain_embedding(seed=0, **TINY)

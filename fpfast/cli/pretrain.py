@@ -26,6 +26,9 @@ def _count(flag: str, lo: int, hi: int, default: int, help: str):
                    "first, every stage at half resolution (faster).")
 @_count("--decoder-fit-steps", 0, 100_000, 0, "Adam steps training every weight of each random decoder to "
         "reconstruct photos before use (0: random weights, only the output layer solved).")
+@_count("--weight-draws", 1, 1000, 1, "Weight draws per random decoder: each class is an architecture whose "
+        "images come from this many independent weight draws (as a model retrained from other seeds); 1: "
+        "one decoder, one class.")
 @click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="supcon",
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
@@ -39,7 +42,7 @@ def _count(flag: str, lo: int, hi: int, default: int, help: str):
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
 def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, widths, stem, decoder_fit_steps,
-                 objective, lr, real_dirs, seed, device, precision, quiet):
+                 weight_draws, objective, lr, real_dirs, seed, device, precision, quiet):
     """Pretrain the universal fingerprint embedding on random decoders; write OUT/universal.*.
 
     Each class is a random shallow decoder (random up-sampling, depth, widths, kernels,
@@ -73,6 +76,7 @@ def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, wid
     card = pretrain(out, arch=arch, real_dirs=real_dirs, log=log, command="fpfast " + shlex.join(sys.argv[1:]),
                     steps=steps, classes=classes, batch_classes=batch_classes, per_class=per_class,
                     crop=crop, patch=patch, objective=objective, lr=lr, seed=seed, device=device,
-                    precision=precision, decoder_fit_steps=decoder_fit_steps)
+                    precision=precision, decoder_fit_steps=decoder_fit_steps,
+                    weight_draws=weight_draws)
     click.echo(json.dumps({"out": out, "identity": card["identity"], "seconds": card["seconds"],
                            "heldout": card["heldout"]}))

@@ -18,9 +18,15 @@ SupCon is the default: after 150 steps on 128 decoders (seed 1) it reached few-s
 0.41 on held-out decoders against 0.24 (ArcFace) and 0.23 (CosFace), chance 0.125
 (``benchmarks/results/embedding.md``). The choice is measured on *held-out* random
 decoders (ids from :data:`HELDOUT_BASE` on, never drawn in training): few-shot nearest-centroid
-accuracy (``heldout_enroll`` images enrolled per decoder, ``heldout_query`` queries, clean and after
-JPEG 90) and the AUROC of the distance to the nearest centroid, half of the held-out decoders
-enrolled and half unknown. Deterministic for ``seed`` on CPU at a fixed torch thread count.
+accuracy (``heldout_enroll`` images enrolled per decoder, ``heldout_query`` queries, clean, after
+JPEG 90, and made by the same architectures with another draw of their weights: a retrained seed)
+and the AUROC of the distance to the nearest centroid, half of the held-out decoders enrolled and
+half unknown.
+
+``weight_draws`` W > 1 makes each class an *architecture*: its images come from W independent
+draws of the decoder's weights (:func:`fpfast.embed.synth.design`'s ``draw``), so the embedding is
+trained to keep what an architecture leaves and not what one set of weights does (a real model
+retrained from another seed keeps its architecture). Deterministic for ``seed`` on CPU at a fixed torch thread count.
 
 ``device``: where the decoders and the network run (``cpu`` or ``cuda[:i]``; the photo bank, the
 draws of classes, crops and augmentations stay on the host, so a run's data stream is the same on
@@ -47,7 +53,7 @@ DEFAULT_PRETRAIN = {"steps": 2000, "classes": 512, "batch_classes": 16, "per_cla
                     "patch": 32, "lr": 3e-3, "weight_decay": 5e-4, "objective": "supcon", "scale": 30.0,
                     "margin": 0.35, "temperature": 0.1, "p_jpeg": 0.6, "jpeg_min": 60, "p_rescale": 0.5,
                     "bank": 4096, "heldout": 16, "heldout_enroll": 10, "heldout_query": 20, "seed": 0,
-                    "decoder_fit_steps": 0}
+                    "decoder_fit_steps": 0, "weight_draws": 1}
 OBJECTIVES = ("cosface", "arcface", "supcon")
 HELDOUT_BASE = 1_000_000  # held-out decoder ids start here; training draws ids below ``classes``
 FIT_CROPS = 8
@@ -92,15 +98,25 @@ class DecoderPool:
         self.family_seed, self.fit_batch, self._cache = int(family_seed), fit_batch, {}
         self.device, self.fit_steps = torch.device(device), int(fit_steps)
 
-    def generate(self, i: int, x: torch.Tensor) -> torch.Tensor:
-        """Decoder ``i`` on ``x`` (a host tensor), computed on the pool's device, returned there."""
+    def generate(self, i: int, x: torch.Tensor, draw: int = 0) -> torch.Tensor:
+        """Decoder ``i`` (weights of draw ``draw``) on ``x`` (a host tensor), computed on the pool's
+        device, returned there."""
         x = x.to(self.device)
         if i == REAL:
             return x
-        if i not in self._cache:  # designed and fitted on the host (float64 solve), then moved
-            self._cache[i] = make_decoder(self.family_seed, i, self.fit_batch, self.fit_steps).to(self.device)
+        if (i, draw) not in self._cache:  # designed and fitted on the host (float64 solve), then moved
+            self._cache[i, draw] = make_decoder(self.family_seed, i, self.fit_batch, self.fit_steps,
+                                                draw).to(self.device)
         with torch.no_grad():
-            return self._cache[i](x)
+            return self._cache[i, draw](x)
+
+    def generate_draws(self, i: int, x: torch.Tensor, draws: np.ndarray) -> torch.Tensor:
+        """Decoder ``i`` on each image of ``x`` with the weights of that image's draw."""
+        out = torch.empty_like(x, device=self.device)
+        for r in np.unique(draws):
+            sel = torch.from_numpy(np.flatnonzero(draws == r))
+            out[sel.to(self.device)] = self.generate(i, x[sel], int(r))
+        return out
 
 
 def photo_bank(n: int, size: int, seed: int, real_dirs=()) -> torch.Tensor:
@@ -178,14 +194,21 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
     steps = int(opts["steps"])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts["lr"], total_steps=max(steps, 20), pct_start=0.1)
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
-    P, K = int(opts["batch_classes"]), int(opts["per_class"])
+    P, K, W = int(opts["batch_classes"]), int(opts["per_class"]), int(opts["weight_draws"])
+    if W < 1:
+        raise EmbedError(f"weight_draws must be >= 1, got {W}")
     history, t0, run_loss = [], time.perf_counter(), 0.0
     every = max(1, steps // 20)
     net.train()
     for step in range(steps):
         cls = rng.choice(int(opts["classes"]), size=P, replace=False)
         crops = bank[rng.integers(0, len(bank), size=P * K)]
-        x = torch.cat([pool.generate(int(c), crops[j * K:(j + 1) * K]) for j, c in enumerate(cls)])
+        if W > 1:  # each image of a class from one of its W weight draws (the rng is untouched at W = 1)
+            draws = rng.integers(0, W, size=(P, K))
+            x = torch.cat([pool.generate_draws(int(c), crops[j * K:(j + 1) * K], draws[j])
+                           for j, c in enumerate(cls)])
+        else:
+            x = torch.cat([pool.generate(int(c), crops[j * K:(j + 1) * K]) for j, c in enumerate(cls)])
         xb = torch.from_numpy(postprocess(x, rng, opts)).to(dev).permute(0, 3, 1, 2).float() / 255.0
         yb = torch.from_numpy(np.repeat(cls, K).astype(np.int64)).to(dev)
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -215,9 +238,10 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
 
 
 def _recorded(opts: dict) -> dict:
-    """The options a config records: ``decoder_fit_steps`` only when used, so that a recipe from
-    before the option keeps its identity."""
-    return {k: v for k, v in opts.items() if not (k == "decoder_fit_steps" and not v)}
+    """The options a config records: ``decoder_fit_steps`` and ``weight_draws`` only when used, so
+    that a recipe from before these options keeps its identity."""
+    return {k: v for k, v in opts.items() if not ((k == "decoder_fit_steps" and not v)
+                                                  or (k == "weight_draws" and v == 1))}
 
 
 def _device_name(device: str) -> str:
@@ -240,14 +264,23 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
     rng = np.random.default_rng([seed, 0xE7A1])
     pool = DecoderPool(seed, bank[:FIT_CROPS], device, opts.get("decoder_fit_steps", 0))
     known = n - n // 2
-    cents, q_clean, q_jpeg, labels = [], [], [], []
+    cents, q_clean, q_jpeg, labels, q_draw = [], [], [], [], []
     c0 = (int(opts["crop"]) - patch) // 2
+    draw_rng = np.random.default_rng([seed, 0xD4A3])  # its own stream: the other figures stay comparable
+
+    def patches(j, crops, draw=0):
+        return np.ascontiguousarray(to_uint8(pool.generate(HELDOUT_BASE + j, crops, draw).cpu())
+                                    [:, c0:c0 + patch, c0:c0 + patch])
+
     for j in range(n):
         crops = bank[rng.integers(0, len(bank), size=ne + nq)]
-        imgs = to_uint8(pool.generate(HELDOUT_BASE + j, crops).cpu())[:, c0:c0 + patch, c0:c0 + patch]
-        z = emb.embed(torch.from_numpy(np.ascontiguousarray(imgs)), layout="hwc")
+        imgs = patches(j, crops)
+        z = emb.embed(torch.from_numpy(imgs), layout="hwc")
         if j < known:
             cents.append(F.normalize(torch.from_numpy(z[:ne]).mean(0), dim=0).numpy())
+            # the same architecture with other weights (a retrained seed), enrolled from draw 0
+            q_draw.append(emb.embed(torch.from_numpy(patches(
+                j, bank[draw_rng.integers(0, len(bank), size=nq)], draw=1)), layout="hwc"))
         q_clean.append(z[ne:])
         q_jpeg.append(emb.embed(torch.from_numpy(np.stack([_jpeg(np.ascontiguousarray(im), 90)
                                                            for im in imgs[ne:]])), layout="hwc"))
@@ -258,7 +291,7 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
     def dists(q):
         return np.sqrt(np.maximum(2 - 2 * np.concatenate(q) @ c.T, 0))
 
-    d, dj = dists(q_clean), dists(q_jpeg)
+    d, dj, dd = dists(q_clean), dists(q_jpeg), dists(q_draw)
     kn = y < known
     # AUROC, unknown = positive scored by its distance: P(unknown > known) + half the ties, in numpy
     # (no scikit-learn needed on a GPU machine); equal to sklearn's roc_auc_score
@@ -266,7 +299,8 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
     auc = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
     return {"decoders": n, "known": known, "chance": 1.0 / known,
             "acc_clean": float((d[kn].argmin(1) == y[kn]).mean()),
-            "acc_jpeg90": float((dj[kn].argmin(1) == y[kn]).mean()), "auroc": float(auc)}
+            "acc_jpeg90": float((dj[kn].argmin(1) == y[kn]).mean()),
+            "acc_new_weights": float((dd.argmin(1) == y[kn]).mean()), "auroc": float(auc)}
 
 
 def pretrain(out: str, *, arch: dict | None = None, real_dirs=(), log=None, command: str | None = None,

@@ -37,20 +37,25 @@ _ACT = {"relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, 0.2), "silu": F.
         "tanh": torch.tanh, "elu": F.elu}
 
 
-def design(family_seed: int, i: int) -> dict:
-    """The architecture of decoder ``i`` (``i`` >= 1) as a JSON-able dict."""
+def design(family_seed: int, i: int, draw: int = 0) -> dict:
+    """The architecture of decoder ``i`` (``i`` >= 1) as a JSON-able dict. ``draw`` > 0: the same
+    architecture with another draw of its weights (``weight_seed`` from ``(family_seed, i, draw)``),
+    as a real model retrained from another seed is."""
     if i < 1:
         raise ValueError(f"decoder ids start at 1 (0 is the real class), got {i}")
     rng = np.random.default_rng([int(family_seed), int(i)])
     up = UPSAMPLING[int(rng.integers(len(UPSAMPLING)))]
     n_up = 0 if up == "none" else int(rng.integers(1, 3))
     depth = int(rng.integers(max(1, n_up), 5))
-    return {"up": up, "n_up": n_up, "depth": depth,
+    d = {"up": up, "n_up": n_up, "depth": depth,
             "width": int(rng.choice(WIDTHS)),
             "kernels": [int(rng.choice(KERNELS)) for _ in range(depth)],
             "act": ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))],
             "norm": NORMALIZATIONS[int(rng.integers(len(NORMALIZATIONS)))],
             "weight_seed": int(rng.integers(2 ** 62))}
+    if draw:
+        d["weight_seed"] = int(np.random.default_rng([int(family_seed), int(i), int(draw)]).integers(2 ** 62))
+    return d
 
 
 def _normalize(h: torch.Tensor, kind: str) -> torch.Tensor:
@@ -156,10 +161,12 @@ class RandomDecoder(nn.Module):
         return self._linear_out(self.hidden(x)).clamp(0, 1)
 
 
-def make_decoder(family_seed: int, i: int, fit_batch: torch.Tensor, fit_steps: int = 0) -> RandomDecoder:
-    """Decoder ``i`` of the family, fitted on ``fit_batch`` (float [B,3,H,W]): its output layer, and
-    with ``fit_steps`` > 0 every weight briefly trained first (:meth:`RandomDecoder.fit`)."""
-    return RandomDecoder(design(family_seed, i)).fit(fit_batch, steps=fit_steps).eval()
+def make_decoder(family_seed: int, i: int, fit_batch: torch.Tensor, fit_steps: int = 0,
+                 draw: int = 0) -> RandomDecoder:
+    """Decoder ``i`` of the family (weights of draw ``draw``), fitted on ``fit_batch`` (float
+    [B,3,H,W]): its output layer, and with ``fit_steps`` > 0 every weight briefly trained first
+    (:meth:`RandomDecoder.fit`)."""
+    return RandomDecoder(design(family_seed, i, draw)).fit(fit_batch, steps=fit_steps).eval()
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
