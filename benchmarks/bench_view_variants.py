@@ -6,7 +6,7 @@ the gallery, processed otherwise than the zoo's test splits.
 Galleries: `fpfast enroll` (in process) of the first N training images per model, once per variant
 of :func:`fpfast.gallery.views.view_copy`: ``fixed`` (bicubic down-scales, JPEG quality 85),
 ``diverse`` (each image's down-scale filter among bilinear / bicubic / Lanczos / box and its JPEG
-quality in 70-95, drawn from its key), ``shipped`` (the package's own: bicubic, drawn quality) and
+quality in 70-95, drawn from its pixels; from its key before 2026-12-06), ``shipped`` (the package's own: bicubic, drawn quality) and
 ``global`` (shipped, each view's thresholds global, not per model). Queries: training images
 ``--offset``..+59 of each model (never enrolled; N must stay below the offset) as JPEG 80 / 65,
 0.7x bilinear, 0.6x Lanczos, 0.5x box, and clean, answered by the gallery with each image's side
@@ -39,14 +39,16 @@ from fpfast.zoo import load_zoo_split  # noqa: E402
 FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS, Image.BOX)
 
 
-def fixed(image, name, key=None):
+def fixed(image, name, drawn=False):
     how, arg = views.VIEWS[name]
     return _jpeg(image, 85) if how == "jpeg" else _scale(image, arg, Image.BICUBIC)
 
 
-def diverse(image, name, key=None):
+def diverse(image, name, drawn=True):
     how, arg = views.VIEWS[name]
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{name}\0{key}".encode()).digest()[:8], "little"))
+    image = np.ascontiguousarray(image, np.uint8)
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{name}\0".encode() + image.tobytes()).digest()[:8],
+                                                "little"))
     if how == "jpeg":
         return _jpeg(image, int(rng.integers(70, 96)))
     return _scale(image, arg, FILTERS[int(rng.integers(len(FILTERS)))])

@@ -101,6 +101,16 @@ def test_recalibrate_fits_clean_pooled_and_detector_and_attribute_picks_per_quer
     g.note_sides([side * 2, side * 3])
     c = g.attribute(q, k=5, sides=sides)
     assert c.condition == ["clean", "processed", "clean", "processed", "clean"] + ["processed"] * 5
+    # a full-size query known not to come from a JPEG file meets the clean thresholds, whatever the
+    # detector says; a JPEG file's or an unknown type's (NaN) keeps the detector's call; a smaller one
+    # stays processed
+    jpeg = [0, 0, 1, np.nan, 0, 0, 0, 1, np.nan, 0]
+    f = g.attribute(q, k=5, sides=sides, jpeg=jpeg)
+    assert f.condition == ["clean", "processed", "clean", "processed", "clean"] \
+        + ["clean", "clean", "processed", "processed", "clean"]
+    np.testing.assert_array_equal(f.threshold[5:], np.where(f.condition[5:] == np.array(["clean"] * 5),
+                                                            attr.thresholds_for(rec["clean"], names)[win[5:]],
+                                                            attr.thresholds_for(rec, names)[win[5:]]))
     g.note_sides([side // 2])   # a gallery of small images: a small query is not a processed one
     small = g.attribute(q, k=5, sides=[side // 2] * 5 + [side // 2 - 1] * 5)
     assert small.condition == a.condition[:5] + ["processed"] * 5

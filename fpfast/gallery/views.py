@@ -28,7 +28,7 @@ FEEDS = {"scale075": ("resize075",), "scale05": ("resize05",), "jpeg85": ("jpeg9
 SCALED, JPEG = ("resize075", "resize05"), ("jpeg90", "jpeg70")
 NOT_PROCESSED = ("crop08",)
 SMALL = 0.9   # a query below this fraction of the gallery's side is small enough to be a down-scale
-QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from its key (view_copy)
+QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from its pixels (view_copy)
 
 
 def check_views(names) -> tuple[str, ...]:
@@ -50,11 +50,12 @@ def parse_views(text: str) -> tuple[str, ...]:
     return check_views(p.strip() for p in t.split(",") if p.strip())
 
 
-def view_copy(image: np.ndarray, name: str, key: str | None = None) -> np.ndarray:
-    """One uint8 HxWx3 ``image`` under view ``name``'s processing. A JPEG view's quality is drawn
-    from the image's ``key`` in :data:`QUALITIES` (its nominal quality without a key), so that the
-    view holds images compressed the several ways queries are; a down-scale is always bicubic
-    (drawing the filter too was worse on validation images: ``benchmarks/results/embedding.md``)."""
+def view_copy(image: np.ndarray, name: str, drawn: bool = False) -> np.ndarray:
+    """One uint8 HxWx3 ``image`` under view ``name``'s processing. With ``drawn``, a JPEG view's
+    quality is drawn in :data:`QUALITIES` from the image's pixels (the same image gives the same
+    copy wherever its file lies; its nominal quality without ``drawn``), so that the view holds
+    images compressed the several ways queries are; a down-scale is always bicubic (drawing the
+    filter too was worse on validation images: ``benchmarks/results/embedding.md``)."""
     import hashlib
 
     from PIL import Image
@@ -63,8 +64,8 @@ def view_copy(image: np.ndarray, name: str, key: str | None = None) -> np.ndarra
     how, arg = VIEWS[name]
     image = np.ascontiguousarray(image, np.uint8)
     if how == "jpeg":
-        if key is not None:
-            digest = hashlib.sha256(f"{name}\0{key}".encode("utf-8", "surrogatepass")).digest()
+        if drawn:
+            digest = hashlib.sha256(f"{name}\0{image.shape}\0".encode() + image.tobytes()).digest()
             arg = int(np.random.default_rng(int.from_bytes(digest[:8], "little")).integers(QUALITIES[0],
                                                                                              QUALITIES[1] + 1))
         return _jpeg(image, arg)
@@ -77,12 +78,15 @@ def copy_name(key: str) -> str | None:
 
 
 JPEG_NAMES = (".jpg", ".jpeg", ".jpe", ".jfif")
-NOT_JPEG_NAMES = (".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
+# lossless formats: such a file was not compressed as it was saved (WebP may be lossy, GIF is
+# palette-quantised: they say nothing, and the detectors decide)
+NOT_JPEG_NAMES = (".png", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
 
 
 def jpeg_file(key) -> float:
-    """1.0 when a query's key (its file or tar member name) names a JPEG file, 0.0 when it names
-    another image format, NaN when it says nothing (no key, no known extension)."""
+    """1.0 when a query's key (its file or tar member name) names a JPEG file, 0.0 when it names a
+    lossless format (:data:`NOT_JPEG_NAMES`), NaN when it says nothing (no key, no known extension,
+    a format that may be lossy)."""
     k = str(key or "").lower()
     return 1.0 if k.endswith(JPEG_NAMES) else 0.0 if k.endswith(NOT_JPEG_NAMES) else float("nan")
 

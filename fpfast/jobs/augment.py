@@ -89,7 +89,7 @@ def add_views(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[
     from ..gallery.views import view_copy
     added = 0
     for name in gallery.view_names:
-        made = [(view_copy(np.asarray(im, np.uint8), name, key), key) for im, key in zip(images, keys)]
+        made = [(view_copy(np.asarray(im, np.uint8), name, True), key) for im, key in zip(images, keys)]
         if gallery.spec.projector is not None:
             made = [(projector_crop(c[None])[0], key) for c, key in made]
         made = [(c, key) for c, key in made if min(c.shape[:2]) >= gallery.spec.min_size]
