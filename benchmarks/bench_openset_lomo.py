@@ -22,8 +22,9 @@ the unknown rate of m and the false-unknown rate of the known queries at the cal
 with the share of each the condition detector called clean. The known models' queries processed
 (JPEG 80 as a .jpg, the same saved as PNG, 0.7x bilinear): accuracy (`unknown` counted wrong) and
 `unknown` rate. ``--file-type``: whether the PNG queries are told the gallery as PNG files (as the
-stream does for .png keys) or of an unknown type (NaN: the condition detector decides alone, as it
-did for every query before the file type was read).
+stream does for .png keys, their pixels read for a JPEG grid where the gallery needs it:
+``fpfast.gallery.jpeg_grid``) or of an unknown type (NaN: the condition detector decides alone, as
+it did for every query before the file type was read).
 """
 from __future__ import annotations
 
@@ -36,11 +37,13 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_universal import _jpeg, _resize, first_n  # noqa: E402
 from benchmarks.bench_unknown import first_images  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
+from fpfast.gallery.jpeg_grid import refine_flags  # noqa: E402
 from fpfast.gallery.openset import OpenSetScorer, auroc, tnr_at_tpr  # noqa: E402
 from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
@@ -49,6 +52,14 @@ from fpfast.zoo import load_zoo_split  # noqa: E402
 
 QUERY_OFFSET, QUERIES = 200, 100
 KTH = (5, 10)
+
+
+def flags(g: Gallery, v: np.ndarray, images, sides, flag: float) -> list[float]:
+    """The JPEG flags the stream gives these queries (files named ``flag``: 0 for PNG, whose pixels
+    are read for a JPEG grid where the gallery needs them, as ``with_query_columns`` does)."""
+    sides = np.asarray(sides)
+    return refine_flags([flag] * len(images), torch.from_numpy(np.stack(images)),
+                        lambda idx: g.file_type_matters(v[idx], sides[idx]))
 
 
 def scores(g: Gallery, v: np.ndarray, sides, jpeg) -> dict:
@@ -112,7 +123,8 @@ def main(argv=None):
                 f = host_vectors(vector_mapper(g.spec, opts, g.embedder()))
                 vec = map_images(vx, f)
                 pvec = {p: map_images(ims, f) for p, (ims, _) in processed.items()}
-            s, att, clean = scores(g, vec, [min(im.shape[:2]) for im in vx], np.full(len(vx), flag))
+            sides = [min(im.shape[:2]) for im in vx]
+            s, att, clean = scores(g, vec, sides, flags(g, vec, vx, sides, flag))
             unk = vy == m
             row = {k: {"auroc": round(auroc(v[~unk], v[unk]), 4), "tnr95": round(tnr_at_tpr(v[~unk], v[unk]), 4)}
                    for k, v in s.items()}
@@ -122,7 +134,8 @@ def main(argv=None):
                                   called_clean_known=round(float(clean[~unk].mean()), 4))
             for p, (ims, fl) in processed.items():
                 sides = np.array([min(im.shape[:2]) for im in ims])[~unk]
-                pa = g.attribute(pvec[p][~unk], sides=sides, jpeg=np.full(len(sides), fl))
+                pa = g.attribute(pvec[p][~unk], sides=sides,
+                                 jpeg=flags(g, pvec[p][~unk], [im for im, u in zip(ims, unk) if not u], sides, fl))
                 row[p] = {"accuracy": round(float(np.mean(np.array(pa.model) == vy[~unk])), 4),
                           "unknown": round(float(pa.is_unknown.mean()), 4)}
             res["left_out"][m] = row

@@ -111,6 +111,9 @@ def test_recalibrate_fits_clean_pooled_and_detector_and_attribute_picks_per_quer
     np.testing.assert_array_equal(f.threshold[5:], np.where(f.condition[5:] == np.array(["clean"] * 5),
                                                             attr.thresholds_for(rec["clean"], names)[win[5:]],
                                                             attr.thresholds_for(rec, names)[win[5:]]))
+    # whose file type can change the answer: called processed and not smaller (no router here)
+    assert g.file_type_matters(q, sides).tolist() == [False] * 5 + [True] * 5
+    assert g.file_type_matters(q, [side - 1] * 10).tolist() == [False] * 10
     g.note_sides([side // 2])   # a gallery of small images: a small query is not a processed one
     small = g.attribute(q, k=5, sides=[side // 2] * 5 + [side // 2 - 1] * 5)
     assert small.condition == a.condition[:5] + ["processed"] * 5

@@ -141,6 +141,11 @@ def test_views_answer_routed_queries_and_round_trip(tmp_path):
     assert set(a.condition[:40]) <= {"clean", "processed"}  # clean queries stay in the gallery
     assert a.condition[40:80] == ["jpeg85"] * 40 and a.condition[80:] == ["scale05"] * 40
     assert a.predicted == truth * 3
+    # the JPEG-looking queries are those whose file type matters (a .png never goes to the JPEG view)
+    m = g.file_type_matters(np.concatenate([q, jq]), sides=np.r_[sides, sides])
+    assert m[40:].all() and m.sum() <= 40 + sum(c != "clean" for c in a.condition[:40])
+    png = g.attribute(jq, sides=sides, jpeg=np.zeros(len(jq)))
+    assert "jpeg85" not in png.condition
     # a routed answer is the view's own, thresholds included
     v = g.views["jpeg85"].attribute(jq)
     np.testing.assert_allclose(a.distance[40:80], v.distance)

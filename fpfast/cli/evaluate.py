@@ -6,7 +6,6 @@ import numpy as np
 
 from ..errors import EXIT_ROW_ERRORS
 from ..gallery import Gallery, evaluate
-from ..gallery.views import jpeg_file
 from ..io.paths import check_output_path
 from ..io.writers import OutputError
 from ..jobs.collect import gallery_fingerprints
@@ -88,13 +87,13 @@ def evaluate_folders(g: Gallery, root: str, opts, method="knn", k=None, out=None
     stages = stages or Stages()
     for model, folder in model_folders(root).items():
         with stages("fingerprint"):
-            fp = gallery_fingerprints(g, [folder], opts, desc=model)
+            fp = gallery_fingerprints(g, [folder], opts, file_types=True, desc=model)
         unreadable += fp.errors
         if len(fp.keys) == 0:
             continue
         with stages("attribute"):
             a = g.attribute(fp.vectors, method=method, k=k, sides=fp.sides, condition=fp.condition,
-                            jpeg=[jpeg_file(key) for key in fp.keys])
+                            jpeg=fp.jpeg)
         truth += [model] * len(fp.keys)
         preds += list(a.model)
         dists.append(a.distance)

@@ -607,6 +607,27 @@ class Gallery:
             raise GalleryError(f"gallery router: {e}") from None
         return r.route(x, sides, self._calibrated_side(), usable, jpeg)
 
+    def file_type_matters(self, queries, sides=None, condition=None, method: str = "knn") -> np.ndarray | None:
+        """Per query, True where learning that its file is *not* a JPEG would change the answer:
+        the router would send it to a JPEG view, or the calibration detector calls it processed
+        and it is not smaller than the gallery's images (:meth:`route`, :meth:`query_condition`).
+        Only these queries' pixels are worth reading for a JPEG grid (:mod:`.jpeg_grid`); None
+        when the gallery has neither a router nor a detector."""
+        n = len(_to_numpy(queries).reshape(-1, self.spec.dim)) if not _is_torch(queries) else int(
+            queries.reshape(-1, self.spec.dim).shape[0])
+        r = self.route(queries, sides, condition, np.full(n, np.nan))
+        clean = self.query_condition(queries, method, None, condition)
+        if r is None and clean is None:
+            return None
+        out = np.zeros(n, bool)
+        if r is not None:
+            out |= np.isin(r, [v for v in self.views if views.VIEWS[v][0] == "jpeg"])
+        if clean is not None:
+            side = self._calibrated_side()
+            small = np.zeros(n, bool) if sides is None or not side else np.asarray(sides).reshape(-1) < side
+            out |= ~clean & ~small
+        return out
+
     def _detector_input(self, rec: dict, what: str, queries, condition) -> np.ndarray | None:
         """The host vectors [Q, D] a detector record ``rec`` reads (``input``: the gallery's own
         vectors, or the ``handcrafted`` ones of a plain learned embedding), None when those are

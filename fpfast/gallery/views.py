@@ -8,8 +8,8 @@ bicubic down-scale, a JPEG round trip at a quality in 70-95 drawn per image), ea
 own normaliser, index and open-set thresholds (:class:`Gallery` objects held by the parent and
 saved inside its directory). A :class:`Router` (two logistic-regression detectors, fitted on the
 held-out images and their processed copies, :mod:`.conditions`) sends a query that looks
-JPEG-compressed, unless its file is known to be of another format (:func:`jpeg_file`), to the JPEG
-view and one that looks down-scaled, and is smaller than the gallery's images, to the view whose
+JPEG-compressed, unless its file is known to be of a lossless format (:func:`jpeg_file`) and its
+pixels carry no JPEG grid (:mod:`.jpeg_grid`), to the JPEG view and one that looks down-scaled, and is smaller than the gallery's images, to the view whose
 scale is nearest its own (its side over the gallery's); every other query is answered by the
 gallery itself. The processing of the views is not the test splits' (the
 zoo's down-scales are bilinear, its JPEGs quality 90 / 75). The measured effect:

@@ -43,15 +43,17 @@ class Fingerprints:
     ok_in_order: list[bool] = field(default_factory=list)  # per input, in input order: a vector (True) or an error row
     sides: list[int] | None = None  # per vector, the image's shorter side as fingerprinted (Gallery.attribute's sides)
     condition: np.ndarray | None = None  # a plain embedding's handcrafted vectors (Gallery.attribute's condition)
+    jpeg: list[float] | None = None  # per vector, its JPEG flag (Gallery.attribute's jpeg)
 
 
 def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: StreamOptions,
-                        embedder=None, **source_kw) -> Fingerprints:
+                        embedder=None, gallery=None, **source_kw) -> Fingerprints:
     """Fingerprint every image of ``sources`` into memory (enrollment, eval): the spec's
-    handcrafted vector, or ``embedder``'s embedding for a spec that names one."""
+    handcrafted vector, or ``embedder``'s embedding for a spec that names one; with ``gallery``,
+    the JPEG flags read the pixels where the gallery needs them (:func:`.mappers.with_query_columns`)."""
     spec = load_spec(spec)
     w = CollectWriter()
-    summary = run(sources, with_query_columns(spec, opts, embedder), writer=w, spec=spec, **source_kw,
+    summary = run(sources, with_query_columns(spec, opts, embedder, gallery), writer=w, spec=spec, **source_kw,
                   **opts.stream_kw())
     vecs, keys, errors = w.split("vector")
     ok = [r for r in w.rows if not r.get("error")]
@@ -60,14 +62,17 @@ def fingerprint_sources(sources, spec: FingerprintSpec | str | None, opts: Strea
         cond = np.stack([np.asarray(r["condition"], np.float32) for r in ok])
     vecs = np.stack(vecs).astype(np.float32) if vecs else np.zeros((0, spec.dim), np.float32)
     return Fingerprints(vecs, keys, errors, summary, [not r.get("error") for r in w.rows],
-                        [int(r["side"]) for r in ok], cond)
+                        [int(r["side"]) for r in ok], cond, [float(r["jpeg"]) for r in ok])
 
 
-def gallery_fingerprints(gallery, sources, opts: StreamOptions, **source_kw) -> Fingerprints:
+def gallery_fingerprints(gallery, sources, opts: StreamOptions, file_types: bool = False,
+                         **source_kw) -> Fingerprints:
     """:func:`fingerprint_sources` in the gallery's vector space (its embedding when it has one),
-    decoded as its images were (:func:`fpfast.jobs.options.check_decode`)."""
+    decoded as its images were (:func:`fpfast.jobs.options.check_decode`); ``file_types``: the
+    JPEG flags as the gallery's answers need them (queries to attribute), else by name alone."""
     check_decode(gallery, opts)
-    return fingerprint_sources(sources, gallery.spec, opts, embedder=gallery.embedder(), **source_kw)
+    return fingerprint_sources(sources, gallery.spec, opts, embedder=gallery.embedder(),
+                               gallery=gallery if file_types else None, **source_kw)
 
 
 def image_sources(sources, spec: FingerprintSpec, opts: StreamOptions, **source_kw):

@@ -5,9 +5,11 @@ and only the writer stage copies the columns to the host, once per batch.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..gallery.jpeg_grid import refine_flags
 from ..gallery.views import jpeg_file
 from ..pipeline import Mapper
 from ..spec import FingerprintSpec, load_spec
@@ -105,19 +107,29 @@ def host_vectors(mapper: Mapper):
     return vectorize
 
 
-def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None) -> Mapper:
+def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None, gallery=None) -> Mapper:
     """:func:`vector_mapper` plus what ``Gallery.attribute`` reads beside the vectors: ``side``
     (each image's shorter side as fingerprinted; a batch holds images of one shape), ``jpeg``
     (whether its file is a JPEG, by its key: :func:`fpfast.gallery.views.jpeg_file`) and, for a
     plain learned embedding, ``condition`` (:func:`condition_mapper`'s vectors). The batch goes
-    to the device once for both."""
+    to the device once for both. With ``gallery``, a lossless-named file's pixels are read for a
+    JPEG grid where the gallery says its flag matters
+    (:meth:`~fpfast.gallery.Gallery.file_type_matters`); without, ``jpeg`` is by name alone."""
     fp, cm = vector_mapper(spec, opts, embedder), condition_mapper(spec, opts)
     dev = torch.device(check_backend(opts))
 
     def mapper(batch: torch.Tensor, keys: list) -> dict:
         batch = _on(batch, dev)
         out = {**fp(batch, keys), "side": [min(batch.shape[1:3])] * len(keys), "jpeg": [jpeg_file(k) for k in keys]}
-        return out if cm is None else {**out, "condition": cm(batch, keys)["vector"]}
+        if cm is not None:
+            out["condition"] = cm(batch, keys)["vector"]
+        if gallery is not None:
+            def matters(idx):
+                t = torch.as_tensor(idx, device=out["vector"].device) if torch.is_tensor(out["vector"]) else idx
+                return gallery.file_type_matters(out["vector"][t], np.asarray(out["side"])[idx],
+                                                 None if cm is None else out["condition"][t])
+            out["jpeg"] = refine_flags(out["jpeg"], batch, matters)
+        return out
     return mapper
 
 
@@ -125,7 +137,7 @@ def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int |
     """A mapper: fingerprint a batch and attribute the vectors (a tensor, searched on its device)
     with ``gallery``; the columns of :func:`fpfast.jobs.schema.attribute_schema`."""
     check_decode(gallery, opts)
-    fp = with_query_columns(gallery.spec, opts, gallery.embedder())
+    fp = with_query_columns(gallery.spec, opts, gallery.embedder(), gallery)
 
     def mapper(batch: torch.Tensor, keys: list) -> dict:
         c = fp(batch, keys)
