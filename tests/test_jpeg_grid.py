@@ -14,11 +14,10 @@ from fpfast.gallery.jpeg_grid import LUMA, MIN_SIDE, THRESHOLD, WINDOW, ZERO, gr
 def reference_score(img: np.ndarray) -> float:
     """scipy / numpy, float64: the same definition, block by block."""
     h0, w0 = img.shape[:2]
-    hw, ww = min(h0, WINDOW), min(w0, WINDOW)
-    t, l = (h0 - hw) // 2, (w0 - ww) // 2
-    x = img[t:t + hw, l:l + ww].astype(np.float64)
+    nh, nw = (min(h0, WINDOW) - 7) // 8, (min(w0, WINDOW) - 7) // 8  # blocks per phase and side
+    t, l = (h0 - (8 * nh + 7)) // 2, (w0 - (8 * nw + 7)) // 2      # the centred window they cover
+    x = img[t:t + 8 * nh + 7, l:l + 8 * nw + 7].astype(np.float64)
     y = x[..., 0] * LUMA[0] + x[..., 1] * LUMA[1] + x[..., 2] * LUMA[2]
-    nh, nw = (hw - 7) // 8, (ww - 7) // 8
     shares = []
     for oy in range(8):
         for ox in range(8):
