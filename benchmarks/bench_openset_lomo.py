@@ -62,6 +62,15 @@ def flags(g: Gallery, v: np.ndarray, images, sides, flag: float) -> list[float]:
                         lambda idx: g.file_type_matters(v[idx], sides[idx]))
 
 
+def before_this_session() -> None:
+    """Patch in the rule of ``--before`` (this process only)."""
+    global refine_flags
+    here = Gallery.query_condition
+    Gallery.query_condition = lambda self, q, method="knn", sides=None, condition=None, jpeg=None: \
+        here(self, q, method, sides, condition)
+    refine_flags = lambda flags, images, matters=None: [float(f) for f in flags]  # noqa: E731
+
+
 def scores(g: Gallery, v: np.ndarray, sides, jpeg) -> dict:
     """{score name: [M]} of queries ``v`` (raw vectors) in gallery ``g``."""
     a = g.attribute(v, sides=sides, jpeg=jpeg)
@@ -93,8 +102,13 @@ def main(argv=None):
     ap.add_argument("--models", default=None, help="comma-separated models to leave out (default: all)")
     ap.add_argument("--file-type", choices=("png", "unknown"), default="png",
                     help="what the gallery is told of the PNG queries' files (unknown: NaN, the detector decides)")
+    ap.add_argument("--before", action="store_true",
+                    help="the rule before 2026-12-06: the open-set record chosen by the condition detector "
+                         "alone, JPEG flags by file name alone (the file type only routed)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
+    if a.before:
+        before_this_session()
     flag = 0.0 if a.file_type == "png" else np.nan
     x, y = load_zoo_split(a.zoo, "train")[:2]
     names = sorted(set(y))
@@ -108,7 +122,8 @@ def main(argv=None):
                  "0.7x bilinear (.png)": ([_resize(im, 0.7) for im in vx], flag)}
     opts = StreamOptions(device="cpu", quiet=True)
     vec = None
-    res = {"zoo": a.zoo, "n": a.n, "spec": a.spec, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    res = {"zoo": a.zoo, "n": a.n, "spec": a.spec, "rule": "before 2026-12-06" if a.before else "2026-12-06",
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "left_out": {}}
     with tempfile.TemporaryDirectory() as tmp:
         train = first_images(os.path.join(a.zoo, "train"), os.path.join(tmp, "train"), a.n)

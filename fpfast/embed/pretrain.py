@@ -26,7 +26,8 @@ half unknown.
 ``weight_draws`` W > 1 makes each class an *architecture*: its images come from W independent
 draws of the decoder's weights (:func:`fpfast.embed.synth.design`'s ``draw``), so the embedding is
 trained to keep what an architecture leaves and not what one set of weights does (a real model
-retrained from another seed keeps its architecture). Deterministic for ``seed`` on CPU at a fixed torch thread count.
+retrained from another seed keeps its architecture). Deterministic for ``seed`` on CPU at a fixed
+torch thread count (and CPU kind: another one rounds otherwise).
 
 ``device``: where the decoders and the network run (``cpu`` or ``cuda[:i]``; the photo bank, the
 draws of classes, crops and augmentations stay on the host, so a run's data stream is the same on

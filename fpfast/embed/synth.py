@@ -48,11 +48,11 @@ def design(family_seed: int, i: int, draw: int = 0) -> dict:
     n_up = 0 if up == "none" else int(rng.integers(1, 3))
     depth = int(rng.integers(max(1, n_up), 5))
     d = {"up": up, "n_up": n_up, "depth": depth,
-            "width": int(rng.choice(WIDTHS)),
-            "kernels": [int(rng.choice(KERNELS)) for _ in range(depth)],
-            "act": ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))],
-            "norm": NORMALIZATIONS[int(rng.integers(len(NORMALIZATIONS)))],
-            "weight_seed": int(rng.integers(2 ** 62))}
+         "width": int(rng.choice(WIDTHS)),
+         "kernels": [int(rng.choice(KERNELS)) for _ in range(depth)],
+         "act": ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))],
+         "norm": NORMALIZATIONS[int(rng.integers(len(NORMALIZATIONS)))],
+         "weight_seed": int(rng.integers(2 ** 62))}
     if draw:
         d["weight_seed"] = int(np.random.default_rng([int(family_seed), int(i), int(draw)]).integers(2 ** 62))
     return d

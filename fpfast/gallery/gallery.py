@@ -529,9 +529,10 @@ class Gallery:
         ``(model, distance)`` pairs to list per query. ``sides`` (each query image's shorter side
         as fingerprinted) and ``condition`` (a plain learned embedding's handcrafted vectors of
         the queries): for a gallery calibrated per condition (:meth:`query_condition`); with
-        ``jpeg`` (per query 1 / 0 / NaN: its file is a JPEG, is not, unknown) they route queries
-        to the gallery's views (:meth:`route`), and a full-size query known not to be a JPEG meets
-        the clean thresholds.
+        ``jpeg`` (per query 1 / 0 / NaN: its file is a JPEG - or a PNG carrying a JPEG grid,
+        :mod:`.jpeg_grid` -, is of a lossless format, unknown) they route queries to the
+        gallery's views (:meth:`route`), and a full-size query of a lossless file meets the clean
+        thresholds.
         """
         if spec is not None:
             load_spec(spec).require_same(self.spec, "gallery")
@@ -613,8 +614,8 @@ class Gallery:
         and it is not smaller than the gallery's images (:meth:`route`, :meth:`query_condition`).
         Only these queries' pixels are worth reading for a JPEG grid (:mod:`.jpeg_grid`); None
         when the gallery has neither a router nor a detector."""
-        n = len(_to_numpy(queries).reshape(-1, self.spec.dim)) if not _is_torch(queries) else int(
-            queries.reshape(-1, self.spec.dim).shape[0])
+        n = int(queries.reshape(-1, self.spec.dim).shape[0]) if _is_torch(queries) else \
+            len(np.asarray(queries).reshape(-1, self.spec.dim))
         r = self.route(queries, sides, condition, np.full(n, np.nan))
         clean = self.query_condition(queries, method, None, condition)
         if r is None and clean is None:

@@ -15,9 +15,9 @@ known here: hence the search over phases).
 
 :func:`grid_score` runs on the batch's device (torch, float32: the DCT of every 8x8 block at every
 offset as two small matrix products); the tests compare it with a scipy computation. A window of
-at most :data:`WINDOW` px of the image's centre is read. It costs about as much per image as the
-universal embedding on a CPU, so the stream reads it only where a gallery's answer depends on it
-(:func:`refine_flags`).
+at most :data:`WINDOW` px of the image's centre is read. On a CPU it costs about half the
+universal embedding's time per image (several times the handcrafted fingerprint's), so the stream
+reads it only where a gallery's answer depends on it (:func:`refine_flags`).
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def refine_flags(flags, images: torch.Tensor, matters=None) -> list[float]:
     name), with a lossless-named file (0) whose pixels carry a JPEG grid set to 1. ``matters``:
     a function of the lossless-named rows' indices giving a bool per row (or None: none), where
     the flag can change an answer (:meth:`fpfast.gallery.Gallery.file_type_matters`); only those
-    rows are read (the grid costs about as much as the universal embedding on a CPU)."""
+    rows are read."""
     flags = [float(f) for f in flags]
     idx = np.array([i for i, f in enumerate(flags) if f == 0.0], np.int64)
     if len(idx) and matters is not None:

@@ -4,15 +4,16 @@ columns).
 A query that was down-scaled or JPEG-compressed is far from every clean sample of its own model,
 and a gallery of clean images then answers it at chance. So a gallery keeps, beside its samples,
 *views*: every enrolled image again under one processing (:data:`VIEWS`: a 0.75x and a 0.5x
-bicubic down-scale, a JPEG round trip at a quality in 70-95 drawn per image), each view a gallery of its own with its
-own normaliser, index and open-set thresholds (:class:`Gallery` objects held by the parent and
-saved inside its directory). A :class:`Router` (two logistic-regression detectors, fitted on the
+bicubic down-scale, a JPEG round trip at a quality in 70-95 drawn per image), each view a
+gallery of its own with its own normaliser, index and open-set thresholds (:class:`Gallery`
+objects held by the parent and saved inside its directory). A :class:`Router` (two logistic-regression detectors, fitted on the
 held-out images and their processed copies, :mod:`.conditions`) sends a query that looks
 JPEG-compressed, unless its file is known to be of a lossless format (:func:`jpeg_file`) and its
-pixels carry no JPEG grid (:mod:`.jpeg_grid`), to the JPEG view and one that looks down-scaled, and is smaller than the gallery's images, to the view whose
-scale is nearest its own (its side over the gallery's); every other query is answered by the
-gallery itself. The processing of the views is not the test splits' (the
-zoo's down-scales are bilinear, its JPEGs quality 90 / 75). The measured effect:
+pixels carry no JPEG grid (:mod:`.jpeg_grid`), to the JPEG view and one that looks down-scaled,
+and is smaller than the gallery's images, to the view whose scale is nearest its own (its side
+over the gallery's); every other query is answered by the gallery itself. The processing of the
+views is not the test splits' (the zoo's down-scales are bilinear, its JPEGs quality 90 / 75).
+The measured effect:
 ``benchmarks/results/accuracy.md``, "Views".
 """
 from __future__ import annotations
