@@ -8,8 +8,9 @@ The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S
 --views V``
 (a subprocess, as a user runs it: 20 % of each model's images held out, FRR 0.05; ``--embedding``:
 a fine-tuned embedding's gallery through the command's own enrollment loop), then the gallery's own
-``attribute`` (kNN with each ``--k``, with each image's side and, for a plain embedding, its
-handcrafted vector, as the stream passes them) on the zoo's test splits as the pipeline
+``attribute`` (kNN with each ``--k``, with each image's side, its JPEG flag - by file name, a
+PNG's pixels read for a JPEG grid where the answer depends on it - and, for a plain embedding,
+its handcrafted vector, as the stream passes them) on the zoo's test splits as the pipeline
 fingerprints them, plus a 0.75x bilinear down-scale of the test images made in memory. Per
 split: accuracy (an `unknown` answer counts as wrong; for ``open_set`` `unknown` is the right
 answer), the `unknown` rate and the fraction the detector called clean; per gallery: AUROC and
@@ -26,6 +27,7 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import positive  # noqa: E402
@@ -34,6 +36,7 @@ from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.openset import auroc, oscr  # noqa: E402
 from fpfast.gallery.conditions import detector_spec  # noqa: E402
+from fpfast.gallery.jpeg_grid import refine_flags  # noqa: E402
 from fpfast.gallery.views import VIEWS, jpeg_file  # noqa: E402
 from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
@@ -44,8 +47,8 @@ SPLITS = ("test", "test_jpeg90", "test_jpeg75", "resize075", "test_resize", "tes
 
 
 def queries(spec, embedder, zoo, max_test, opts):
-    """{split: (vectors, expected answers, image sides, JPEG file flags)} of ``spec`` (``embedder``'s
-    when it names one)."""
+    """{split: (vectors, expected answers, image sides, JPEG flags by file name, images)} of ``spec``
+    (``embedder``'s when it names one)."""
     vectorize = host_vectors(vector_mapper(spec, opts, embedder))
     out = {}
     for split in SPLITS:
@@ -58,7 +61,7 @@ def queries(spec, embedder, zoo, max_test, opts):
         chosen = [_resize(imgs[i], 0.75) if split == "resize075" else imgs[i] for i in sel]
         # the zoo's JPEG splits are .jpg files, the others .png (resize075: made in memory from .png)
         jpeg = [jpeg_file(f"x.{'jpg' if split.startswith('test_jpeg') else 'png'}")] * len(sel)
-        out[split] = (map_images(chosen, vectorize), want, [min(im.shape[:2]) for im in chosen], jpeg)
+        out[split] = (map_images(chosen, vectorize), want, [min(im.shape[:2]) for im in chosen], jpeg, chosen)
     return out
 
 
@@ -74,8 +77,12 @@ def measure(gdir, zoo, max_test, opts, ks=("10",)):
 
 def rates(g, q, cond, k):
     row, att = {"k": g.vote_k() if k is None else k}, {}
-    for split, (v, want, sides, jpeg) in q.items():
-        a = g.attribute(v, k=k, sides=sides, condition=cond.get(split), jpeg=jpeg)
+    for split, (v, want, sides, jpeg, images) in q.items():
+        c_split = cond.get(split)
+        # the flags as the stream gives them: a PNG's pixels read for a JPEG grid where it matters
+        jpeg = refine_flags(jpeg, torch.from_numpy(np.stack(images)), lambda idx: g.file_type_matters(
+            v[idx], np.asarray(sides)[idx], None if c_split is None else c_split[idx]))
+        a = g.attribute(v, k=k, sides=sides, condition=c_split, jpeg=jpeg)
         att[split] = (a, np.array(want))
         c = None if a.condition is None else np.array(a.condition, dtype=object)
         row[split] = {"accuracy": float(np.mean(np.array(a.model) == np.array(want))),

@@ -51,7 +51,7 @@ def main():
         g = Gallery.load(os.path.join(tmp, "g"))
     q = queries(g.spec, g.embedder(), a.zoo, 100, StreamOptions(device="cpu", quiet=True))
     router = g.router
-    for split, (v, want, sides, jpeg) in q.items():
+    for split, (v, want, sides, jpeg, _) in q.items():
         g.router = None
         alone = g.attribute(v, sides=sides)
         g.router = router
@@ -70,7 +70,7 @@ def main():
     for name, cols in inputs.items():
         r = Router.fit(g._hold_vectors[:, cols], kind)
         res["routed_share"][name] = {}
-        for split, (v, want, sides, jpeg) in q.items():
+        for split, (v, want, sides, jpeg, _) in q.items():
             to = r.route(v[:, cols], sides, g._calibrated_side(), dict.fromkeys(VIEWS), jpeg)
             res["routed_share"][name][split] = {w: float(np.mean(to == w)) for w in VIEWS}
     for what in ("accuracy", "routed_share"):
