@@ -11,7 +11,8 @@ on the same answers (larger = more likely unknown):
 
 * ``product``: :attr:`~fpfast.gallery.Attribution.open_set_score` (distance and ratio, each over
   its calibrated threshold, the larger);
-* ``distance / threshold`` and ``ratio / threshold``: each half of it alone;
+* ``distance / threshold`` and ``ratio / threshold``: each half of it alone, their sum and their
+  product;
 * ``distance``, ``ratio``: the raw statistics (one global scale);
 * ``kth k``: the distance to the k-th nearest enrolled sample (Sun et al. 2022);
 * ``mahalanobis``, ``gmm``: :class:`~fpfast.gallery.openset.OpenSetScorer` fitted on the
@@ -84,6 +85,9 @@ def scores(g: Gallery, v: np.ndarray, sides, jpeg) -> dict:
     rt = np.where(clean, rec.get("clean", rec)["ratio"]["global"], rec["ratio"]["global"])
     out["product, global thresholds"] = np.maximum(a.distance / t, a.ratio / rt) - 1
     out["ratio / global threshold"] = a.ratio / rt
+    # the two statistics over their thresholds added (the product takes the larger) and multiplied
+    out["distance / threshold + ratio / threshold"] = a.distance / a.threshold + a.ratio / a.ratio_threshold
+    out["distance / threshold x ratio / threshold"] = (a.distance / a.threshold) * (a.ratio / a.ratio_threshold)
     for k in KTH:
         out[f"kth {k}"] = g.search(v, k).distances[:, -1]
     st = g.state()
