@@ -45,7 +45,7 @@ for step in "${@:-tests}"; do
       timeout 300 python3 -m pytest -q -ra -p no:cacheprovider tests/test_contract.py \
         tests/test_backend_conformance.py tests/test_backend_cuda.py tests/test_backend_triton.py \
         tests/test_gallery_gpu.py tests/test_jobs_mappers.py tests/test_io_device_decode.py \
-        tests/test_device_stage.py tests/test_embed_inference.py ${TESTS_EXTRA:-} 2>&1 | tee "$log" | tail -30 ;;
+        tests/test_device_stage.py tests/test_embed_inference.py tests/test_jpeg_grid.py ${TESTS_EXTRA:-} 2>&1 | tee "$log" | tail -30 ;;
     suite)
       timeout 540 python3 -m pytest -q -ra -p no:cacheprovider tests 2>&1 | tee "$log" | tail -40 ;;
     kernels)

@@ -104,3 +104,12 @@ def test_query_columns_read_the_grid_for_a_gallery_that_needs_it():
     keys = ["a/resaved.png", "a/clean.png"]
     assert with_query_columns(spec, opts)(batch, keys)["jpeg"] == [0.0, 0.0]  # by name alone
     assert with_query_columns(spec, opts, None, Needs())(batch, keys)["jpeg"] == [1.0, 0.0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_grid_score_runs_where_the_batch_is():
+    imgs = [_jpeg(_photo(64, 64, seed=s), 85) for s in range(3)] + [_photo(64, 64, seed=9)]
+    cpu = torch.from_numpy(np.stack(imgs))
+    gpu = cpu.cuda()
+    np.testing.assert_allclose(grid_score(gpu).numpy(), grid_score(cpu).numpy(), atol=0.01)
+    assert refine_flags([0.0] * 4, gpu) == [1.0, 1.0, 1.0, 0.0]
