@@ -44,9 +44,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_universal import _jpeg, _resize, first_n  # noqa: E402
 from benchmarks.bench_unknown import first_images  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
-from fpfast.gallery.jpeg_grid import refine_flags  # noqa: E402
 from fpfast.gallery.openset import OpenSetScorer, auroc, tnr_at_tpr  # noqa: E402
-from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
+from fpfast.jobs.mappers import host_vectors, jpeg_flags, vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.prepare import map_images  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -55,21 +54,23 @@ QUERY_OFFSET, QUERIES = 200, 100
 KTH = (5, 10)
 
 
+BY_NAME_ONLY = False  # --before: the JPEG flags by file name alone
+
+
 def flags(g: Gallery, v: np.ndarray, images, sides, flag: float) -> list[float]:
     """The JPEG flags the stream gives these queries (files named ``flag``: 0 for PNG, whose pixels
-    are read for a JPEG grid where the gallery needs them, as ``with_query_columns`` does)."""
-    sides = np.asarray(sides)
-    return refine_flags([flag] * len(images), torch.from_numpy(np.stack(images)),
-                        lambda idx: g.file_type_matters(v[idx], sides[idx]))
+    are read for a JPEG grid where the gallery needs them: ``fpfast.jobs.mappers.jpeg_flags``)."""
+    named = [flag] * len(images)
+    return named if BY_NAME_ONLY else jpeg_flags(g, named, torch.from_numpy(np.stack(images)), v, sides)
 
 
 def before_this_session() -> None:
     """Patch in the rule of ``--before`` (this process only)."""
-    global refine_flags
+    global BY_NAME_ONLY
     here = Gallery.query_condition
     Gallery.query_condition = lambda self, q, method="knn", sides=None, condition=None, jpeg=None: \
         here(self, q, method, sides, condition)
-    refine_flags = lambda flags, images, matters=None: [float(f) for f in flags]  # noqa: E731
+    BY_NAME_ONLY = True
 
 
 def scores(g: Gallery, v: np.ndarray, sides, jpeg) -> dict:

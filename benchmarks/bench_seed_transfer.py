@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_embedding import vectors  # noqa: E402
-from benchmarks.bench_fewshot_concat import knn_accuracy, vote_accuracy  # noqa: E402
-from fpfast.gallery import normalize as norm  # noqa: E402
+from benchmarks.bench_fewshot_concat import knn_accuracy  # noqa: E402
+from benchmarks.bench_fewshot_knobs import blockwise_accuracy  # noqa: E402
 from benchmarks.bench_universal import _jpeg, first_n  # noqa: E402
 from fpfast.embed.universal import SHIPPED_DIR, load_card  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
@@ -51,66 +51,53 @@ def seed_pairs(names):
     return {m: m[:-len("_seed1")] for m in names if m.endswith("_seed1") and m[:-len("_seed1")] in names}
 
 
-def space_figures(f, method, x, y, n):
-    """{figure: accuracy} of one vector function ``f`` normalised by ``method``."""
-    names = sorted(set(y))
-    pairs = seed_pairs(names)
-    lab_all = np.array(y)
-    gal, val = first_n(y, n), first_n(y, QUERIES, offset=QUERY_OFFSET)
-    gv = vectors([x[i] for i in gal], f)
-    vx = [x[i] for i in val]
-    qv, qj = vectors(vx, f), vectors([_jpeg(im, 90) for im in vx], f)
-    gy, vy = lab_all[gal], lab_all[val]
-    k = max(1, n // 10)
-    out = {}
-    # gallery without the _seed1 models
-    keep = ~np.isin(gy, list(pairs))
-    known_names = sorted(set(gy[keep]))
-    lab = np.array([known_names.index(m) for m in gy[keep]])
-    own = np.isin(vy, known_names)
-    new = np.isin(vy, list(pairs))
-    truth_new = np.array([pairs[m] for m in vy[new]])
-    out["known clean"] = knn_accuracy(gv[keep], lab, qv[own], vy[own], known_names, method, k=k)
-    out["known JPEG 90"] = knn_accuracy(gv[keep], lab, qj[own], vy[own], known_names, method, k=k)
-    out["new seed"] = knn_accuracy(gv[keep], lab, qv[new], truth_new, known_names, method, k=k)
-    out["new seed JPEG 90"] = knn_accuracy(gv[keep], lab, qj[new], truth_new, known_names, method, k=k)
+class Split:
+    """The gallery (first ``n`` training images per model) and the validation queries (images
+    200-299) of a zoo, with the seed pairs' masks."""
+
+    def __init__(self, y, n):
+        self.names = sorted(set(y))
+        self.pairs = seed_pairs(self.names)
+        lab = np.array(y)
+        self.gal, self.val = first_n(y, n), first_n(y, QUERIES, offset=QUERY_OFFSET)
+        self.gy, self.vy = lab[self.gal], lab[self.val]
+        self.k = max(1, n // 10)  # the gallery's vote
+        self.keep = ~np.isin(self.gy, list(self.pairs))  # the gallery without the _seed1 models
+        self.known = sorted(set(self.gy[self.keep]))
+        self.lab = np.array([self.known.index(m) for m in self.gy[self.keep]])
+        self.own, self.new = np.isin(self.vy, self.known), np.isin(self.vy, list(self.pairs))
+        self.truth_new = np.array([self.pairs[m] for m in self.vy[self.new]])
+
+
+def space_figures(sp: Split, gv, qv, qj, method):
+    """{figure: accuracy} of gallery vectors ``gv`` and validation queries ``qv`` (clean) / ``qj``
+    (JPEG 90) of one space, normalised by ``method``."""
+    g, kn, lab, k = gv[sp.keep], sp.known, sp.lab, sp.k
+    out = {"known clean": knn_accuracy(g, lab, qv[sp.own], sp.vy[sp.own], kn, method, k=k),
+           "known JPEG 90": knn_accuracy(g, lab, qj[sp.own], sp.vy[sp.own], kn, method, k=k),
+           "new seed": knn_accuracy(g, lab, qv[sp.new], sp.truth_new, kn, method, k=k),
+           "new seed JPEG 90": knn_accuracy(g, lab, qj[sp.new], sp.truth_new, kn, method, k=k)}
     # every model enrolled: the pairs must stay apart
-    lab = np.array([names.index(m) for m in gy])
-    pair_q = np.isin(vy, list(pairs) + list(pairs.values()))
-    out["seed pair"] = knn_accuracy(gv, lab, qv[pair_q], vy[pair_q], names, method, k=k)
+    pair_q = np.isin(sp.vy, list(sp.pairs) + list(sp.pairs.values()))
+    out["seed pair"] = knn_accuracy(gv, np.array([sp.names.index(m) for m in sp.gy]), qv[pair_q], sp.vy[pair_q],
+                                    sp.names, method, k=k)
     return {key: round(v, 4) for key, v in out.items()}
 
 
-def knob_figures(emb, x, y, n):
-    """{knob: {"known clean", "new seed"}} of universal ⊕ handcrafted galleries (see ``--knobs``)."""
-    hyb, d_net = emb.with_handcrafted(), int(emb.config["arch"]["dim"])
-    names = sorted(set(y))
-    pairs = seed_pairs(names)
-    lab_all = np.array(y)
-    gal, val = first_n(y, n), first_n(y, QUERIES, offset=QUERY_OFFSET)
-    gy, vy = lab_all[gal], lab_all[val]
-    keep = ~np.isin(gy, list(pairs))
-    gv = vectors([x[i] for i in gal], lambda b: hyb.embed(b, layout="hwc"))[keep]
-    qv = vectors([x[i] for i in val], lambda b: hyb.embed(b, layout="hwc"))
-    kn = sorted(set(gy[keep]))
-    lab = np.array([kn.index(m) for m in gy[keep]])
-    own, new = np.isin(vy, kn), np.isin(vy, list(pairs))
-    truth = {"known clean": (own, vy[own]), "new seed": (new, np.array([pairs[m] for m in vy[new]]))}
-    k0 = max(1, n // 10)
+def knob_figures(sp: Split, gv, qv, d_net):
+    """{knob: {"known clean", "new seed"}} of universal ⊕ handcrafted galleries (see ``--knobs``);
+    ``d_net``: the network's share of the vectors."""
+    g, kn, lab = gv[sp.keep], sp.known, sp.lab
+    truth = {"known clean": (sp.own, sp.vy[sp.own]), "new seed": (sp.new, sp.truth_new)}
     out = {}
     for sh in (0.05, 0.2, 0.5, 0.9):
-        out[f"LDA shrinkage {sh}"] = {f: knn_accuracy(gv, lab, qv[sel], t, kn, "lda", k=k0, shrinkage=sh)
+        out[f"LDA shrinkage {sh}"] = {f: knn_accuracy(g, lab, qv[sel], t, kn, "lda", k=sp.k, shrinkage=sh)
                                       for f, (sel, t) in truth.items()}
     for k in (1, 3, 5):
-        out[f"k = {k}"] = {f: knn_accuracy(gv, lab, qv[sel], t, kn, "lda", k=k) for f, (sel, t) in truth.items()}
+        out[f"k = {k}"] = {f: knn_accuracy(g, lab, qv[sel], t, kn, "lda", k=k) for f, (sel, t) in truth.items()}
     for w in (0.0, 0.25, 0.5, 1.0):
-        g, q = [], []
-        for sl, method, ww in ((slice(0, d_net), "lda", w), (slice(d_net, None), "standardize", 1.0)):
-            nz = norm.fit(method, gv[:, sl].astype(np.float64), lab)
-            g.append(nz.transform(gv[:, sl].astype(np.float32)) * ww)
-            q.append(nz.transform(qv[:, sl].astype(np.float32)) * ww)
-        g, q = np.concatenate(g, 1), np.concatenate(q, 1)
-        out[f"blockwise w = {w}"] = {f: vote_accuracy(g, q[sel], lab, t, kn, k0) for f, (sel, t) in truth.items()}
+        out[f"blockwise w = {w}"] = {f: blockwise_accuracy(g, lab, qv[sel], t, kn, d_net, w, k=sp.k)
+                                     for f, (sel, t) in truth.items()}
     return {key: {f: round(v, 4) for f, v in row.items()} for key, row in out.items()}
 
 
@@ -132,19 +119,25 @@ def main(argv=None):
                        for w, (e, c) in cards.items()}}
     for zoo in a.zoos:
         x, y = load_zoo_split(zoo, "train")[:2]
-        rows = {"handcrafted (standardised)": space_figures(lambda b: fingerprint_features(b, spec),
-                                                            "standardize", x, y, a.n)}
+        sp = Split(y, a.n)
+        gx, vx = [x[i] for i in sp.gal], [x[i] for i in sp.val]
+        vj = [_jpeg(im, 90) for im in vx]
+
+        def space(f):  # (gallery, clean query, JPEG 90 query) vectors of one space
+            return vectors(gx, f), vectors(vx, f), vectors(vj, f)
+        rows = {"handcrafted (standardised)": space_figures(sp, *space(lambda b: fingerprint_features(b, spec)),
+                                                            "standardize")}
         print(json.dumps({zoo: rows}), flush=True)
-        for w, (emb, _) in cards.items():
+        for i, (w, (emb, _)) in enumerate(cards.items()):
             hyb = emb.with_handcrafted()
-            rows[f"universal ⊕ handcrafted / {w}"] = space_figures(lambda b: hyb.embed(b, layout="hwc"),
-                                                                   "lda", x, y, a.n)
+            gv, qv, qj = space(lambda b: hyb.embed(b, layout="hwc"))
+            rows[f"universal ⊕ handcrafted / {w}"] = space_figures(sp, gv, qv, qj, "lda")
             if not a.no_universal_alone:
-                rows[f"universal / {w}"] = space_figures(lambda b: emb.embed(b, layout="hwc"), "lda", x, y, a.n)
+                rows[f"universal / {w}"] = space_figures(sp, *space(lambda b: emb.embed(b, layout="hwc")), "lda")
             print(json.dumps({zoo: {k: v for k, v in rows.items() if w in k}}), flush=True)
-        if a.knobs:
-            rows["knobs"] = knob_figures(next(iter(cards.values()))[0], x, y, a.n)
-            print(json.dumps({zoo: {"knobs": rows["knobs"]}}), flush=True)
+            if a.knobs and i == 0:
+                rows["knobs"] = knob_figures(sp, gv, qv, int(emb.config["arch"]["dim"]))
+                print(json.dumps({zoo: {"knobs": rows["knobs"]}}), flush=True)
         res["zoos"][zoo] = rows
     if a.out:
         with open(a.out, "w") as f:

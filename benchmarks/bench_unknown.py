@@ -36,9 +36,8 @@ from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.openset import auroc, oscr  # noqa: E402
 from fpfast.gallery.conditions import detector_spec  # noqa: E402
-from fpfast.gallery.jpeg_grid import refine_flags  # noqa: E402
 from fpfast.gallery.views import VIEWS, jpeg_file  # noqa: E402
-from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
+from fpfast.jobs.mappers import host_vectors, jpeg_flags, vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.prepare import map_images  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -80,8 +79,7 @@ def rates(g, q, cond, k):
     for split, (v, want, sides, jpeg, images) in q.items():
         c_split = cond.get(split)
         # the flags as the stream gives them: a PNG's pixels read for a JPEG grid where it matters
-        jpeg = refine_flags(jpeg, torch.from_numpy(np.stack(images)), lambda idx: g.file_type_matters(
-            v[idx], np.asarray(sides)[idx], None if c_split is None else c_split[idx]))
+        jpeg = jpeg_flags(g, jpeg, torch.from_numpy(np.stack(images)), v, sides, c_split)
         a = g.attribute(v, k=k, sides=sides, condition=c_split, jpeg=jpeg)
         att[split] = (a, np.array(want))
         c = None if a.condition is None else np.array(a.condition, dtype=object)

@@ -610,24 +610,22 @@ class Gallery:
 
     def file_type_matters(self, queries, sides=None, condition=None, method: str = "knn") -> np.ndarray | None:
         """Per query, True where learning that its file is *not* a JPEG would change the answer:
-        the router would send it to a JPEG view, or the calibration detector calls it processed
-        and it is not smaller than the gallery's images (:meth:`route`, :meth:`query_condition`).
-        Only these queries' pixels are worth reading for a JPEG grid (:mod:`.jpeg_grid`); None
-        when the gallery has neither a router nor a detector."""
+        where :meth:`route` or :meth:`query_condition` says otherwise for a file of unknown type
+        than for a lossless one (the JPEG view, a detector's "processed" call). Only these
+        queries' pixels are worth reading for a JPEG grid (:mod:`.jpeg_grid`); None when the
+        gallery has neither a router nor a detector."""
         n = int(queries.reshape(-1, self.spec.dim).shape[0]) if _is_torch(queries) else \
             len(np.asarray(queries).reshape(-1, self.spec.dim))
-        r = self.route(queries, sides, condition, np.full(n, np.nan))
-        clean = self.query_condition(queries, method, None, condition)
-        if r is None and clean is None:
-            return None
+        unknown, lossless = np.full(n, np.nan), np.zeros(n)
         out = np.zeros(n, bool)
-        if r is not None:
-            out |= np.isin(r, [v for v in self.views if views.VIEWS[v][0] == "jpeg"])
-        if clean is not None:
-            side = self._calibrated_side()
-            small = np.zeros(n, bool) if sides is None or not side else np.asarray(sides).reshape(-1) < side
-            out |= ~clean & ~small
-        return out
+        answered = False
+        for decide in (lambda j: self.route(queries, sides, condition, j),
+                       lambda j: self.query_condition(queries, method, sides, condition, j)):
+            a = decide(unknown)
+            if a is not None:
+                answered = True
+                out |= a != decide(lossless)
+        return out if answered else None
 
     def _detector_input(self, rec: dict, what: str, queries, condition) -> np.ndarray | None:
         """The host vectors [Q, D] a detector record ``rec`` reads (``input``: the gallery's own

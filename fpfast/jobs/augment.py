@@ -120,9 +120,10 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
     def picked(want):
         sel = [i for i, key in enumerate(keys) if key in want]
         return [imgs[i] for i in sel], [keys[i] for i in sel]
-    n_aug = add_augmented(gallery, model, *picked(want_aug), vectorize, gallery.augment) if gallery.augment else 0
+    enrolled = picked(want_aug)
+    n_aug = add_augmented(gallery, model, *enrolled, vectorize, gallery.augment) if gallery.augment else 0
     if want_aug and gallery.view_names:
-        add_views(gallery, model, *picked(want_aug), vectorize)
+        add_views(gallery, model, *enrolled, vectorize)
     n_cal = add_calibration_copies(gallery, model, *picked(want_cal), vectorize,
                                    None if cm is None else host_vectors(cm)) if want_cal else 0
     return n_aug, n_cal

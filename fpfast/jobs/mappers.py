@@ -124,13 +124,22 @@ def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None
         if cm is not None:
             out["condition"] = cm(batch, keys)["vector"]
         if gallery is not None:
-            def matters(idx):
-                t = torch.as_tensor(idx, device=out["vector"].device) if torch.is_tensor(out["vector"]) else idx
-                return gallery.file_type_matters(out["vector"][t], np.asarray(out["side"])[idx],
-                                                 None if cm is None else out["condition"][t])
-            out["jpeg"] = refine_flags(out["jpeg"], batch, matters)
+            out["jpeg"] = jpeg_flags(gallery, out["jpeg"], batch, out["vector"], out["side"], out.get("condition"))
         return out
     return mapper
+
+
+def jpeg_flags(gallery, flags, images: torch.Tensor, vectors, sides, condition=None) -> list[float]:
+    """Per query, its JPEG flag (``flags``: by file name, :func:`fpfast.gallery.views.jpeg_file`)
+    with a lossless-named file's pixels (``images``) read for a JPEG grid where ``gallery``'s
+    answer depends on it (:meth:`~fpfast.gallery.Gallery.file_type_matters`,
+    :func:`fpfast.gallery.jpeg_grid.refine_flags`); ``vectors``, ``sides``, ``condition``: the
+    queries' as :meth:`~fpfast.gallery.Gallery.attribute` takes them."""
+    def matters(idx):
+        t = torch.as_tensor(idx, device=vectors.device) if torch.is_tensor(vectors) else idx
+        return gallery.file_type_matters(vectors[t], np.asarray(sides)[idx],
+                                         None if condition is None else condition[t])
+    return refine_flags(flags, images, matters)
 
 
 def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int | None = None, top: int = 3) -> Mapper:
