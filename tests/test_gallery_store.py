@@ -185,3 +185,36 @@ def test_missing_vectors_and_foreign_index_are_refused(tmp_path):
     os.remove(tmp_path / "g" / "vectors.npy")
     with pytest.raises(GalleryError, match="vectors.npy is missing"):
         Gallery.load(tmp_path / "g")
+
+
+def _save(path, names):
+    from fpfast.gallery import store
+    store.save_dir(str(path), {"format": "test"}, {n: np.arange(3) for n in names}, {}, None, None)
+
+
+def test_a_users_file_named_like_a_new_gallery_file_is_not_replaced(tmp_path):
+    g = tmp_path / "g"
+    _save(g, ["a.npy"])
+    (g / "b.npy").write_bytes(b"the user's own")
+    (g / "notes.txt").write_text("mine")
+    before = {f: (g / f).read_bytes() for f in os.listdir(g)}
+    with pytest.raises(GalleryError, match=r"would replace b\.npy.*does not name them"):
+        _save(g, ["a.npy", "b.npy"])
+    assert {f: (g / f).read_bytes() for f in os.listdir(g)} == before
+    assert sorted(os.listdir(tmp_path)) == ["g"], "a temporary was left beside"
+    _save(g, ["a.npy", "c.npy"])  # no collision: the user's files travel, the old own file goes
+    assert (g / "b.npy").read_bytes() == b"the user's own" and (g / "notes.txt").read_text() == "mine"
+    assert (g / "c.npy").exists()
+
+
+def test_an_unreadable_gallery_json_protects_every_file(tmp_path):
+    g = tmp_path / "g"
+    _save(g, ["a.npy"])
+    (g / "gallery.json").write_text("{ truncated")
+    before = (g / "a.npy").read_bytes()
+    with pytest.raises(GalleryError, match="unreadable"):
+        _save(g, ["a.npy"])
+    assert (g / "a.npy").read_bytes() == before
+    os.remove(g / "a.npy")  # the user moved it away: the gallery is written, gallery.json replaced
+    _save(g, ["a.npy"])
+    assert json.loads((g / "gallery.json").read_text())["format"] == "test"

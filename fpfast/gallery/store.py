@@ -75,6 +75,21 @@ def _ours(meta: dict | None) -> set[str]:
     return names | {META}
 
 
+def _refuse_collisions(path: str, old_meta: dict | None, files: dict[str, dict]) -> None:
+    """Refuse to write a gallery whose new files would replace entries of ``path`` that the old
+    gallery.json does not name as fpfast's (a user's file that happens to carry a gallery file's
+    name, or any file when gallery.json is unreadable): replacing them would delete what fpfast
+    did not write."""
+    if not os.path.isdir(path):
+        return
+    theirs = sorted((set(os.listdir(path)) & set(files)) - _ours(old_meta))
+    if theirs:
+        why = ("its gallery.json does not name them as the gallery's own" if old_meta
+               else "its gallery.json is unreadable, so fpfast cannot tell its own files from yours")
+        raise GalleryError(f"{path}: writing the gallery would replace {', '.join(theirs)}, and {why}; "
+                           "move them away or choose another gallery directory")
+
+
 def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
              jsons: dict[str, Any], index_writer: Callable[[str], None] | None,
              index_file: str | None, blobs: dict[str, bytes] | None = None) -> None:
@@ -82,7 +97,8 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
     entries of ``path`` that are not the gallery's own (a user's notes, results/) are moved into
     it, then it is renamed into place. The old version's own files (those its gallery.json names)
     are deleted, nothing else: a reader sees the old gallery or the new one, and the user's files
-    stay. Directory and files get the modes the umask gives. Callers hold the gallery's lock
+    stay; a user's file carrying one of the new version's names is refused, not replaced
+    (:func:`_refuse_collisions`). Directory and files get the modes the umask gives. Callers hold the gallery's lock
     (:func:`fpfast.io.lock.exclusive` on :func:`fpfast.io.lock.lock_path`)."""
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
@@ -117,6 +133,7 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
         for fname in sorted(os.listdir(tmp)):
             p = os.path.join(tmp, fname)
             files[fname] = {"bytes": os.path.getsize(p), "sha256": sha256_file(p)}
+        _refuse_collisions(path, old_meta, files)
         meta = dict(meta, files=files)
         with open(os.path.join(tmp, META), "w", encoding="utf-8") as fh:
             json.dump(meta, fh, indent=1, sort_keys=True)
