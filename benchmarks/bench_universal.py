@@ -99,10 +99,10 @@ def row_of(g, vecs, labels):
 
 def augmented_train(tr_x, tr_y, k, min_size):
     """(copies, labels): ``k`` copies of every training image under ``fpfast enroll --augment``'s
-    augmentations (:func:`fpfast.jobs.augment.augmented_copies`, keyed by model and index)."""
+    augmentations (:func:`fpfast.jobs.augment.augmented_copies`, drawn from each image's pixels)."""
     xs, ys = [], []
-    for i, (im, m) in enumerate(zip(tr_x, tr_y)):
-        xs += augmented_copies(im, k, min_size, f"{m}/{i}")
+    for im, m in zip(tr_x, tr_y):
+        xs += augmented_copies(im, k, min_size)
         ys += [m] * k
     return xs, ys
 

@@ -14,11 +14,13 @@ from fpfast.gallery.store import MAX_AUGMENT, check_augment
 from fpfast.jobs.augment import augmented_copies, copy_key
 
 
-def test_copies_are_deterministic_per_key_and_re_encoded():
+def test_copies_are_deterministic_per_image_and_re_encoded():
     img = np.random.default_rng(0).integers(0, 256, (48, 40, 3), dtype=np.uint8)
-    a = augmented_copies(img, 6, 16, "x.png", seed=0)
-    b = augmented_copies(img, 6, 16, "x.png", seed=0)
-    c = augmented_copies(img, 6, 16, "y.png", seed=0)
+    a = augmented_copies(img, 6, 16, seed=0)
+    b = augmented_copies(img.copy(), 6, 16, seed=0)   # the same pixels, from anywhere
+    other = img.copy()
+    other[0, 0, 0] ^= 1
+    c = augmented_copies(other, 6, 16, seed=0)
     assert len(a) == 6 and all(x.dtype == np.uint8 and x.ndim == 3 and x.shape[2] == 3 for x in a)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert any(x.shape != y.shape or not np.array_equal(x, y) for x, y in zip(a, c))
@@ -42,7 +44,7 @@ def test_add_augmented_stores_each_copy_under_its_images_key(tmp_path):
         return fingerprint_features(batch, g.spec).numpy()
     assert add_augmented(g, "m", imgs, keys, vec, 2) == 6
     for key, im in zip(keys, imgs):
-        for j, c in enumerate(augmented_copies(im, 2, g.spec.min_size, key), 1):
+        for j, c in enumerate(augmented_copies(im, 2, g.spec.min_size), 1):
             row = g.keys.index(copy_key(key, j))
             np.testing.assert_allclose(g._vectors[row], vec(torch.from_numpy(c[None]))[0], rtol=1e-5, atol=1e-6)
     assert add_augmented(g, "m", imgs, keys, vec, 2) == 0   # already enrolled: skipped
@@ -86,6 +88,22 @@ def test_enroll_augment_adds_copies_keeps_the_setting_and_leaves_holdouts_clean(
     assert r.exit_code == 2 and "fixed when a gallery is created" in r.output
     info = invoke("info", "--gallery", g)
     assert "augmented copies per enrolled image: 2" in info.output
+
+
+def test_the_same_images_from_another_folder_give_the_same_gallery(tmp_path):
+    """Copies are drawn from pixels, not paths: moving the photos does not change the gallery."""
+    import shutil
+    train = make_folders(tmp_path / "a" / "train", 10)
+    moved = str(tmp_path / "elsewhere" / "deeper" / "train")
+    shutil.copytree(train, moved)
+    vecs = []
+    for name, src in (("g1", train), ("g2", moved)):
+        g = str(tmp_path / name)
+        assert _enroll(g, "--from-folders", src, "--spec", "default", "--augment", "2", "--holdout", "0",
+                       "--calibrate-on", "clean", "--quiet").exit_code == 0
+        gal = Gallery.load(g)
+        vecs.append(gal._vectors[np.lexsort(np.asarray(gal._vectors).T)])
+    np.testing.assert_array_equal(vecs[0], vecs[1])
 
 
 def test_without_augment_the_gallery_is_as_before(tmp_path):

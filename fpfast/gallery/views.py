@@ -51,14 +51,21 @@ def parse_views(text: str) -> tuple[str, ...]:
     return check_views(p.strip() for p in t.split(",") if p.strip())
 
 
+def pixel_seed(image: np.ndarray, salt: str = "") -> int:
+    """A 64-bit seed of a uint8 image's pixels (and shape) and ``salt``: what a copy drawn from it
+    depends on, so the same image gives the same copies wherever its file lies."""
+    import hashlib
+    image = np.ascontiguousarray(image, np.uint8)
+    digest = hashlib.sha256(f"{salt}\0{image.shape}\0".encode() + image.tobytes()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
 def view_copy(image: np.ndarray, name: str, drawn: bool = False) -> np.ndarray:
     """One uint8 HxWx3 ``image`` under view ``name``'s processing. With ``drawn``, a JPEG view's
     quality is drawn in :data:`QUALITIES` from the image's pixels (the same image gives the same
     copy wherever its file lies; its nominal quality without ``drawn``), so that the view holds
     images compressed the several ways queries are; a down-scale is always bicubic (drawing the
     filter too was worse on validation images: ``benchmarks/results/embedding.md``)."""
-    import hashlib
-
     from PIL import Image
 
     from ..embed.train import _jpeg, _rescale
@@ -66,9 +73,7 @@ def view_copy(image: np.ndarray, name: str, drawn: bool = False) -> np.ndarray:
     image = np.ascontiguousarray(image, np.uint8)
     if how == "jpeg":
         if drawn:
-            digest = hashlib.sha256(f"{name}\0{image.shape}\0".encode() + image.tobytes()).digest()
-            arg = int(np.random.default_rng(int.from_bytes(digest[:8], "little")).integers(QUALITIES[0],
-                                                                                             QUALITIES[1] + 1))
+            arg = int(np.random.default_rng(pixel_seed(image, name)).integers(QUALITIES[0], QUALITIES[1] + 1))
         return _jpeg(image, arg)
     return _rescale(image, arg, Image.BICUBIC)
 

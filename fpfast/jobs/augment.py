@@ -6,8 +6,8 @@ The copies are drawn from the learned embedding's training augmentations
 (:func:`fpfast.embed.train.augment_batch`: flips; with probability 0.4 a down-scale by 0.5 or a
 factor in (0.5, 1) with a Pillow filter among bilinear / bicubic / Lanczos / box; with probability
 0.5 a JPEG round trip at quality 60-100; a crop of a few pixels), one image at a time from a
-generator seeded by the gallery's seed and the image's key, so a copy does not depend on which
-other images are enrolled with it. They are made from the image as the pipeline decodes it, in
+generator seeded by the gallery's seed and the image's pixels, so a copy does not depend on which
+other images are enrolled with it nor on where its file lies. They are made from the image as the pipeline decodes it, in
 the spec's geometry (the centre crop of a large image: the copies re-encode that crop), and for a
 heavy projector cut to sides that are multiples of 8 as its training crops are. Held-out
 images (calibration) are not augmented; they get fixed processed copies instead
@@ -16,7 +16,6 @@ images (calibration) are not augmented; they get fixed processed copies instead
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -30,12 +29,12 @@ def copy_key(key: str, j: int) -> str:
     return f"{key}{KEY_SUFFIX}{j}"
 
 
-def augmented_copies(image: np.ndarray, k: int, min_size: int, key: str, seed: int = 0) -> list[np.ndarray]:
-    """``k`` augmented uint8 copies of one HxWx3 ``image``, deterministic for (``key``, ``seed``)."""
+def augmented_copies(image: np.ndarray, k: int, min_size: int, seed: int = 0) -> list[np.ndarray]:
+    """``k`` augmented uint8 copies of one HxWx3 ``image``, deterministic for (its pixels, ``seed``)."""
     from ..embed.train import DEFAULT_TRAIN, augment_batch
+    from ..gallery.views import pixel_seed
     opts = {**DEFAULT_TRAIN, "patch": 0}
-    digest = hashlib.sha256(str(key).encode("utf-8", "surrogatepass")).digest()
-    rng = np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
+    rng = np.random.default_rng([int(seed), pixel_seed(image, "augment")])
     base = min(image.shape[:2])
     return [augment_batch([image], base, min_size, rng, opts)[0] for _ in range(k)]
 
@@ -50,7 +49,7 @@ def add_augmented(gallery, model: str, images: Sequence[np.ndarray], keys: Seque
     from ..embed.train import projector_crop
     copies, ckeys = [], []
     for im, key in zip(images, keys):
-        made = augmented_copies(np.asarray(im, np.uint8), k, gallery.spec.min_size, key, seed)
+        made = augmented_copies(np.asarray(im, np.uint8), k, gallery.spec.min_size, seed)
         if gallery.spec.projector is not None:  # cut as training cuts a heavy projector's input
             made = [projector_crop(c[None])[0] for c in made]
         copies += made
