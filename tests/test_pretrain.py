@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fpfast.embed.pretrain import DEFAULT_PRETRAIN, photo_bank, heldout_eval, pretrain, pretrain_embedding
+from fpfast.embed.pretrain import (DEFAULT_PRETRAIN, HELDOUT_BASE, heldout_eval, photo_bank, pretrain,
+                                   pretrain_embedding)
 from fpfast.embed.synth import design, make_decoder
 from fpfast.embed.universal import CARD, SHIPPED_DIR, WEIGHTS, load_card, load_universal
 from fpfast.embed.model import EmbedError
@@ -60,9 +61,46 @@ def test_weight_draws_are_recorded_only_when_used_and_deterministic():
     assert "weight_draws" not in e0.config["training"]  # recipes from before the option keep their identity
     assert e1.config["training"]["weight_draws"] == 3 and e1.identity != e0.identity
     assert e1.identity == e2.identity and v1 == v2
-    assert 0 <= v0["acc_new_weights"] <= 1  # held-out architectures, new weights, enrolled from draw 0
     with pytest.raises(EmbedError, match="weight_draws"):
         pretrain_embedding(seed=0, weight_draws=0, **TINY)
+
+
+class _CodedPool:
+    """A stand-in for the decoder pool: decoder ``i`` (draw ``draw``) paints every pixel with a code
+    of its architecture (and of its draw, with ``by_draw``), which :class:`_CodeEmbedder` reads."""
+
+    def __init__(self, by_draw):
+        self.by_draw = by_draw
+
+    def __call__(self, *args, **kw):
+        return self
+
+    def generate(self, i, x, draw=0):
+        code = 10 * (i - HELDOUT_BASE + 1) + (5 * draw if self.by_draw else 0)
+        return torch.full_like(x, code / 255.0)
+
+
+class _CodeEmbedder:
+    """One-hot of an image's mean pixel value: the same code, the same vector; another, orthogonal."""
+
+    def embed(self, x, layout="hwc"):
+        codes = torch.as_tensor(x).float().mean((1, 2, 3)).round().long()
+        return torch.nn.functional.one_hot(codes, 256).float().numpy()
+
+
+def test_heldout_new_weights_are_other_draws_of_the_enrolled_architectures(monkeypatch):
+    """acc_new_weights queries draw 1 of each known architecture against the centroids of draw 0:
+    an embedding that sees only the architecture names all of them (1.0); one that tells the
+    draws apart names none but by its tie rule (the first centroid: 1 / known)."""
+    import fpfast.embed.pretrain as pt
+    opts = {**DEFAULT_PRETRAIN, "seed": 0, "patch": 16, "crop": 16, "heldout": 8, "heldout_enroll": 3,
+            "heldout_query": 2}
+    bank = torch.rand(12, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    for by_draw, expect in ((False, 1.0), (True, 1 / 4)):
+        monkeypatch.setattr(pt, "DecoderPool", _CodedPool(by_draw))
+        ev = heldout_eval(_CodeEmbedder(), opts, bank)
+        assert ev["known"] == 4 and ev["acc_clean"] == 1.0 and ev["auroc"] == 1.0
+        assert ev["acc_new_weights"] == expect, (by_draw, ev)
 
 
 def test_pretraining_is_deterministic_for_a_seed():
