@@ -85,7 +85,8 @@ def gallery_info(path: str) -> dict:
          "calibrated": sorted(g.calibration), "created": g.created, "crops": g.spec.crops,
          "augment": g.augment, "calibration_copies": sum(is_copy(k) for k in g.hold_keys),
          "condition_detector": any("detector" in r for r in g.calibration.values()),
-         "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None}
+         "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
+         "large_views": g.large_views}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -114,7 +115,9 @@ def format_gallery_info(d: dict) -> str:
         lines.append("views (the enrolled images processed, each searched for queries processed alike): "
                      + ", ".join(f"{v} {n} samples" for v, n in d["views"].items())
                      + ("; queries routed by their look, size and file type" if d.get("router")
-                        else "; no router fitted yet (needs held-out processed copies): not used"))
+                        else "; no router fitted yet (needs held-out processed copies): not used")
+                     + ("; made of images larger than the crop: a down-scaled query of any size is routed"
+                        if d.get("router") and d.get("large_views") else ""))
     for m, n in d["models"].items():
         lines.append(f"  {m:<24s} {n:7d} samples, {d['held_out'].get(m, 0):5d} calibration vectors")
     e = d.get("embedding")

@@ -145,10 +145,14 @@ def test_a_damaged_detector_is_refused(tmp_path):
     p = os.path.join(g.path, "gallery.json")
     meta = json.load(open(p))
     assert meta["min_side"] == 64
-    meta["min_side"] = "64"
+    assert meta["copy_side"] is None   # no copies noted: not a gallery of large images
+    for field, bad in (("min_side", "64"), ("copy_side", 0)):
+        json.dump({**meta, field: bad}, open(p, "w"))
+        with pytest.raises(GalleryError, match=f"{field} must be a positive integer"):
+            Gallery.load(g.path, verify=False)
+    del meta["copy_side"]   # a gallery from before large views
     json.dump(meta, open(p, "w"))
-    with pytest.raises(GalleryError, match="min_side must be a positive integer"):
-        Gallery.load(g.path)
+    assert Gallery.load(g.path, verify=False).copy_side is None
 
 
 def _jpeg_folder(src, dst, quality):

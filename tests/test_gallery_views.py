@@ -93,6 +93,66 @@ def test_router_fits_two_detectors_and_routes_by_them_and_by_size():
         ["scale075", "scale05", "", "", "jpeg85", ""]
 
 
+def test_router_sends_down_scaled_queries_of_any_size_to_a_view_when_the_views_were_made_of_large_images():
+    """``full_size`` (Gallery.large_views): a query that looks down-scaled goes to a scale view
+    whatever its size, the one the factor detector (0.75x copies against 0.5x ones) picks."""
+    rng = np.random.default_rng(1)
+    x, copies = _router_data(rng)
+    x[np.array(copies, dtype=object) == "resize05", 2] += 6      # the stronger down-scale, along dim 2
+    r = Router.fit(x, copies)
+    sc = np.isin(np.array(copies, dtype=object), ["resize075", "resize05"])
+    ref = ConditionDetector.fit(x[sc], np.array(copies, dtype=object)[sc] == "resize075")
+    np.testing.assert_allclose(r.factor.p_clean(x), ref.p_clean(x), atol=1e-12)  # the oracle
+    q = np.zeros((7, 6))
+    q[[0, 1, 4, 5, 6], 0] = 6
+    q[[1, 4], 2] = 6        # 0: looks 0.75x, 1 and 4: 0.5x, 2: clean, 3: JPEG, 5 and 6: 0.75x and JPEG
+    q[[3, 5, 6], 1] = 6
+    sides = np.array([64, 64, 64, 64, 48, 64, 48])
+    views = dict.fromkeys(VIEWS, object())
+    by_size = ["", "", "", "jpeg85", "scale075", "jpeg85", "scale075"]
+    assert r.route(q, sides, 64, views).tolist() == by_size
+    # full size: the factor picks the view; what looks compressed goes to the JPEG view, but for its size
+    every = ["scale075", "scale05", "", "jpeg85", "scale075", "jpeg85", "scale075"]
+    assert r.route(q, sides, 64, views, full_size=True).tolist() == every
+    assert r.route(q, None, 64, views, full_size=True).tolist() == every[:4] + ["scale05", "jpeg85", "jpeg85"]
+    assert r.route(q, sides, 64, views, jpeg=np.zeros(7), full_size=True).tolist() == \
+        ["scale075", "scale05", "", "", "scale075", "scale075", "scale075"]     # PNGs: never the JPEG view
+    assert r.route(q, None, 64, {"scale05": 1}, full_size=True).tolist() == ["scale05", "scale05", "", "",
+                                                                             "scale05", "scale05", "scale05"]
+    back = Router.from_dict(json.loads(json.dumps(r.to_dict("vector"))), 6)
+    assert back.route(q, sides, 64, views, full_size=True).tolist() == every
+    old = r.to_dict("vector")
+    del old["factor"]   # a gallery from before the factor detector: the milder view
+    assert Router.from_dict(old, 6).route(q, None, 64, views, full_size=True).tolist()[:2] == ["scale075"] * 2
+
+
+def test_copies_of_a_large_image_are_crops_of_its_down_scales():
+    from fpfast.gallery.conditions import calibration_copies, centre, copy_size, copy_spec
+    spec = FingerprintSpec()          # a 64-px centre crop
+    assert copy_size(64) == 144 and copy_spec(spec).size == 144 and copy_spec(spec).id != spec.id
+    assert copy_spec(spec.replace(geometry="none")) == spec.replace(geometry="none")
+    region = np.random.default_rng(2).integers(0, 256, (144, 150, 3), dtype=np.uint8)
+    crop = centre(region, 64)
+    np.testing.assert_array_equal(crop, region[40:104, 43:107])
+    for name in ("scale075", "scale05"):
+        want = centre(np.asarray(Image.fromarray(region).resize(
+            (round(150 * VIEWS[name][1]), round(144 * VIEWS[name][1])), Image.BICUBIC)), 64)
+        np.testing.assert_array_equal(view_copy(region, name, size=64), want)
+        assert want.shape == (64, 64, 3)
+    np.testing.assert_array_equal(view_copy(region, "jpeg85", True, 64), view_copy(crop, "jpeg85", True))
+    big, small = dict(calibration_copies(region, 64)), dict(calibration_copies(crop))
+    assert all(c.shape == ((51, 51, 3) if n == "crop08" else (64, 64, 3)) for n, c in big.items())
+    for name in ("jpeg90", "jpeg70", "crop08"):   # made of the crop, as before
+        np.testing.assert_array_equal(big[name], small[name])
+    want = centre(np.asarray(Image.fromarray(region).resize((75, 72), Image.LANCZOS)), 64)
+    np.testing.assert_array_equal(big["resize05"], want)
+    # an image no larger than the crop: the copies are as they were (the down-scale of the whole)
+    img = region[:64, :64]
+    for (n1, a), (n2, b) in zip(calibration_copies(img, 64), calibration_copies(img)):
+        assert n1 == n2 and np.array_equal(a, b)
+    assert view_copy(img, "scale05", size=64).shape == (32, 32, 3)
+
+
 def _gallery_with_views(tmp_path, seed=0):
     """A gallery whose views are its clusters processed: down-scaling moves every sample along dim 0
     and model j's onto model j+1's clean cluster, JPEG along dim 1 and onto model j+2's (held-out
@@ -213,3 +273,81 @@ def test_enroll_keeps_views_by_default_and_attributes_processed_queries_through_
     assert r.exit_code == 2 and "--calibrate-on augmented" in r.output
     r = invoke("enroll", tmp_path / "x", "--from-folders", root, "--views", "scale3")
     assert r.exit_code == 2 and "unknown gallery view" in r.output
+
+
+def _large_image(period: int, seed: int, size: int = 160) -> np.ndarray:
+    """cli_helpers.model_image at ``size`` px: noise plus the model's periodic grid."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    grid = ((xx % period == 0) | (yy % period == 0)) * 120.0
+    base = rng.integers(0, 256, (size, size, 3)).astype(np.float32) * 0.3
+    return np.clip(base + grid[..., None], 0, 255).astype(np.uint8)
+
+
+def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(tmp_path):
+    """Images larger than twice the crop: views and copies are crops of down-scales, the gallery
+    says so (large_views), and a 0.5x down-scale of a new image (80 px, larger than the 64-px
+    crop) goes to a scale view while the full images stay in the gallery."""
+    from cli_helpers import MODELS
+    import pyarrow.parquet as pq
+    for m, period in MODELS.items():
+        os.makedirs(tmp_path / "train" / m)
+        os.makedirs(tmp_path / "q" / m)
+        for i in range(20):   # 4 held out per model: enough copies (>= 10 each) for every detector
+            Image.fromarray(_large_image(period, period * 1000 + i)).save(tmp_path / "train" / m / f"{i:03d}.png")
+        for i in range(4):
+            im = Image.fromarray(_large_image(period, 7000 + period * 100 + i))
+            im.save(tmp_path / "q" / m / f"full{i}.png")
+            im.resize((80, 80), Image.BILINEAR).save(tmp_path / "q" / m / f"half{i}.png")
+    r = invoke("enroll", tmp_path / "g", "--from-folders", tmp_path / "train", "--spec", "default", "-q")
+    assert r.exit_code == 0, r.output
+    g = Gallery.load(str(tmp_path / "g"))
+    assert g.copy_side == 144 and g.min_side == 64 and g.large_views and g.router.get("factor") is not None
+    r = invoke("info", "--gallery", tmp_path / "g")
+    assert "a down-scaled query of any size is routed" in r.output, r.output
+    r = invoke("attribute", tmp_path / "q", "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet", "-q")
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "a.parquet").to_pydict()
+    cond_of = {os.path.basename(p)[:4]: [] for p in t["path"]}
+    for p, c in zip(t["path"], t["condition"]):
+        cond_of[os.path.basename(p)[:4]].append(c)
+    assert all(str(c).startswith("scale") for c in cond_of["half"]), cond_of["half"]
+    assert sum(str(c).startswith("scale") for c in cond_of["full"]) <= 1, cond_of["full"]
+    # a gallery of small images (no larger than the crop) keeps the size rule alone
+    small = make_folders(tmp_path / "small", 12)
+    assert invoke("enroll", tmp_path / "s", "--from-folders", small, "--spec", "default", "-q").exit_code == 0
+    s = Gallery.load(str(tmp_path / "s"))
+    assert s.copy_side == 32 and not s.large_views
+
+
+def test_large_views_route_full_size_queries_by_look_and_keep_a_clearly_nearer_answer_here(tmp_path):
+    """With ``large_views`` a full-size query that looks down-scaled is answered by the scale view
+    the router picks, unless the gallery's own answer is nearer its model by more than
+    KEEP_MARGIN of open-set score; without, only smaller queries are routed to a scale view."""
+    from fpfast.gallery.views import KEEP_MARGIN
+    c, g, moved = _gallery_with_views(tmp_path)
+    q, truth = c.batch(range(4), 10)
+    lab = np.repeat(np.arange(4), 10)
+    sq = np.concatenate([moved(q[lab == j], "scale05", j) for j in range(4)])
+    full = np.full(len(q), 64)
+    assert not g.large_views
+    a = g.attribute(np.concatenate([q, sq]), sides=np.r_[full, full])
+    assert not any(str(x).startswith("scale") for x in a.condition)     # full size: never by look alone
+    g.copy_side = 144
+    assert g.large_views
+    a = g.attribute(np.concatenate([q, sq]), sides=np.r_[full, full])
+    assert set(a.condition[:40]) <= {"clean", "processed"} and a.predicted[:40] == truth
+    route = g.route(sq, full)
+    assert all(str(x).startswith("scale") for x in route)
+    here = g._attribute_here(sq, "knn", None, "uniform", 5, full, None, None)
+    kept = 0
+    for i, name in enumerate(route):
+        v = g.views[name].attribute(sq[i:i + 1])
+        if here.open_set_score[i] + KEEP_MARGIN < v.open_set_score[0]:   # the gallery's answer, kept
+            kept += 1
+            assert a.condition[40 + i] in ("clean", "processed") and a.model[40 + i] == here.model[i]
+            np.testing.assert_allclose(a.distance[40 + i], here.distance[i], rtol=1e-6)
+        else:
+            assert a.condition[40 + i] == name and a.model[40 + i] == v.model[0]
+            np.testing.assert_allclose(a.distance[40 + i], v.distance[0], rtol=1e-6)
+    assert 0 < kept < len(sq)   # both branches taken on this data

@@ -19,6 +19,8 @@ splits use JPEG 75, bilinear down-scales and a centred 3/4 crop).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 TAG = "#cal-"   # the held-out key of copy NAME of an image keyed k: f"{k}#cal-{NAME}"
@@ -47,13 +49,50 @@ def is_copy(key: str) -> bool:
     return TAG in str(key)
 
 
-def calibration_copies(image: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    """(name, uint8 HxWx3 copy) of one image for each of :data:`COPIES`, in its order."""
+MIN_SCALE = 0.5   # the strongest down-scale of COPIES and of the views (fpfast.gallery.views.VIEWS)
+MARGIN = 8        # px kept around a copy's region so that the resampling filter sees real pixels at its edge
+
+
+def copy_size(size: int) -> int:
+    """The side of the centre region a copy is made from for a spec cropping ``size`` px: enough
+    that every down-scale, cropped again to ``size``, is a whole crop (:func:`copy_spec`)."""
+    return math.ceil(size / MIN_SCALE) + 2 * MARGIN
+
+
+def copy_spec(spec):
+    """The spec the images that copies are made of are decoded with: under the ``crop`` geometry
+    (one crop) a larger centre region (:func:`copy_size`), so that a down-scaled copy of a large
+    image is, like a down-scaled query, the centre crop of the down-scaled image, not a
+    down-scale of the crop (which is smaller than the crop, and traces the resampling at another
+    size: ``benchmarks/results/accuracy.md``, "Large images, down-scaled"); the spec itself
+    otherwise."""
+    if spec.geometry != "crop" or spec.crops is not None:
+        return spec
+    return spec.replace(size=copy_size(spec.size))
+
+
+def centre(image: np.ndarray, size: int | None) -> np.ndarray:
+    """The centre ``size`` x ``size`` crop of a uint8 HxWx3 image, as the decoder takes the spec's
+    crop (:func:`fpfast.prepare.crop_box`: the whole of a shorter side); the image itself for None."""
+    if size is None:
+        return image
+    h, w = image.shape[:2]
+    ch, cw = min(h, size), min(w, size)
+    t, l = (h - ch) // 2, (w - cw) // 2
+    return image if (ch, cw) == (h, w) else np.ascontiguousarray(image[t:t + ch, l:l + cw])
+
+
+def calibration_copies(image: np.ndarray, size: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """(name, uint8 HxWx3 copy) of one image for each of :data:`COPIES`, in its order. With
+    ``size`` (the spec's crop; ``image`` then a larger centre region, :func:`copy_spec`), the
+    down-scales are made of the whole region and cropped to ``size`` after, the others of the
+    crop."""
     from PIL import Image
 
     from ..embed.train import _jpeg, _rescale
     filters = {"bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS}
-    image = np.ascontiguousarray(image, np.uint8)
+    full = np.ascontiguousarray(image, np.uint8)
+    image = centre(full, size)
     h, w = image.shape[:2]
     out = []
     for name, (how, arg) in COPIES.items():
@@ -62,7 +101,7 @@ def calibration_copies(image: np.ndarray) -> list[tuple[str, np.ndarray]]:
         elif how == "crop":  # the top-left-offset crop keeping ``arg`` of each side
             out.append((name, image[h // 10:h // 10 + round(h * arg), w // 10:w // 10 + round(w * arg)].copy()))
         else:
-            out.append((name, _rescale(image, arg, filters[how])))
+            out.append((name, centre(_rescale(full, arg, filters[how]), size)))
     return out
 
 

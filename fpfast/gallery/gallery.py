@@ -19,6 +19,7 @@ on everything (that rebuilds the index and clears the calibration, whose distanc
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from typing import Sequence
 
@@ -103,6 +104,16 @@ def _take(x, idx: np.ndarray):
     return _to_numpy(x)[idx]
 
 
+def _rows(a: attr.Attribution, sel) -> attr.Attribution:
+    """The answers of ``a`` at rows ``sel`` (indices or a bool mask)."""
+    sel = np.flatnonzero(sel) if np.asarray(sel).dtype == bool else np.asarray(sel, np.int64)
+
+    def pick(v):
+        return None if v is None else [v[i] for i in sel] if isinstance(v, list) else np.asarray(v)[sel]
+    return attr.Attribution(pick(a.model), pick(a.predicted), pick(a.score), pick(a.distance), pick(a.threshold),
+                            pick(a.top), a.method, pick(a.ratio), pick(a.ratio_threshold), pick(a.condition))
+
+
 def _merged(parts: list, n: int, method: str) -> attr.Attribution:
     """One :class:`~.attribution.Attribution` of ``n`` queries from ``(indices, answers)`` parts."""
     lists = {f: [None] * n for f in ("model", "predicted", "top", "condition")}
@@ -150,6 +161,7 @@ class Gallery:
         self.decode = "cpu"           # where its JPEGs were decoded (--decode): queries must match
         self.augment = 0              # augmented copies enrolled per sample (fpfast.jobs.augment)
         self.min_side: int | None = None  # shortest side of the images enrolled, as fingerprinted (None: unknown)
+        self.copy_side: int | None = None  # ... of the regions its views and copies were made of (note_copy_sides)
         # held-out samples of enrolled models (never searched): what calibration is fitted on
         self._hold_vectors = np.empty((0, spec.dim), np.float32)
         self._hold_labels = np.empty(0, np.int32)
@@ -194,7 +206,7 @@ class Gallery:
         g.created = dict(self.created)
         g.decode = self.decode
         g.augment = self.augment
-        g.min_side = self.min_side
+        g.min_side, g.copy_side = self.min_side, self.copy_side
         g.view_names = self.view_names
         if embedder is not None:
             g._embedding = embedder.to_bytes()
@@ -542,17 +554,32 @@ class Gallery:
         queries = queries if _is_torch(queries) else _to_numpy(queries)
         if queries.ndim == 1:  # one query
             queries = queries[None]
+
+        def here(idx):
+            return self._attribute_here(_take(queries, idx), method, k, weighting, top,
+                                        None if sides is None else np.asarray(sides).reshape(-1)[idx],
+                                        None if condition is None else _take(condition, idx),
+                                        None if jpeg is None else np.asarray(jpeg, np.float64).reshape(-1)[idx])
+        # routed to a scale view by its look alone (not its size): also answered here, and this
+        # answer kept where it is nearer its model by a margin (views.KEEP_MARGIN of open-set score)
+        looked = np.isin(route, [v for v in self.views if views.VIEWS[v][0] != "jpeg"])
+        if sides is not None and self._calibrated_side():
+            looked &= np.asarray(sides, np.float64).reshape(-1) >= views.SMALL * self._calibrated_side()
+        tried = np.flatnonzero(looked)
+        also = here(tried) if len(tried) else None
         parts = []  # each routed query is searched in its view alone, the others here
         for name in sorted(set(route.tolist())):
             idx = np.flatnonzero(route == name)
-            if name:
-                a = self.views[name].attribute(_take(queries, idx), method, k, weighting, top)
-                a.condition = [name] * len(idx)
-            else:
-                a = self._attribute_here(_take(queries, idx), method, k, weighting, top,
-                                         None if sides is None else np.asarray(sides).reshape(-1)[idx],
-                                         None if condition is None else _take(condition, idx),
-                                         None if jpeg is None else np.asarray(jpeg, np.float64).reshape(-1)[idx])
+            if not name:
+                parts.append((idx, here(idx)))
+                continue
+            a = self.views[name].attribute(_take(queries, idx), method, k, weighting, top)
+            a.condition = [name] * len(idx)
+            if also is not None and looked[idx].any():
+                pos = np.searchsorted(tried, idx).clip(max=len(tried) - 1)
+                keep_here = looked[idx] & (also.open_set_score[pos] + views.KEEP_MARGIN < a.open_set_score)
+                parts.append((idx[keep_here], _rows(also, pos[keep_here])))
+                idx, a = idx[~keep_here], _rows(a, ~keep_here)
             parts.append((idx, a))
         return _merged(parts, len(route), method)
 
@@ -606,7 +633,7 @@ class Gallery:
             r = views.Router.from_dict(self.router, x.shape[1])
         except ValueError as e:
             raise GalleryError(f"gallery router: {e}") from None
-        return r.route(x, sides, self._calibrated_side(), usable, jpeg)
+        return r.route(x, sides, self._calibrated_side(), usable, jpeg, full_size=self.large_views)
 
     def file_type_matters(self, queries, sides=None, condition=None, method: str = "knn") -> np.ndarray | None:
         """Per query, True where learning that its file is *not* a JPEG would change the answer:
@@ -779,6 +806,23 @@ class Gallery:
         sides = [int(x) for x in (sides or [])]
         if sides:
             self.min_side = min(sides + ([self.min_side] if self.min_side else []))
+
+    def note_copy_sides(self, sides) -> None:
+        """Record the shorter sides of the regions views and calibration copies were made of
+        (decoded with :func:`.conditions.copy_spec`: at most its size)."""
+        sides = [int(x) for x in (sides or [])]
+        if sides:
+            self.copy_side = min(sides + ([self.copy_side] if self.copy_side else []))
+
+    @property
+    def large_views(self) -> bool:
+        """Whether every down-scaled copy behind the views and the router was a whole crop of a
+        larger image (:meth:`note_copy_sides`): a down-scaled query of such images is no smaller
+        than the crop, and the router then sends queries of any size that look down-scaled to a
+        view (:meth:`.views.Router.route`, ``full_size``)."""
+        s = self.spec
+        return bool(self.copy_side and s.geometry == "crop" and s.crops is None
+                    and self.copy_side >= math.ceil(s.size / cond.MIN_SCALE))
 
     @property
     def hold_keys(self) -> list[str]:

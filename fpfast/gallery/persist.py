@@ -123,10 +123,11 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     g.calibration = meta["calibration"]
     g.created = meta.get("created", {})
     g.decode = meta.get("decode", "cpu")  # galleries from before --decode were decoded on the CPU
-    ms = meta.get("min_side")  # galleries from before the condition detector: unknown
-    if ms is not None and (not isinstance(ms, int) or isinstance(ms, bool) or ms < 1):
-        raise GalleryError(f"gallery.json: min_side must be a positive integer or null, got {ms!r}")
-    g.min_side = ms
+    for field in ("min_side", "copy_side"):  # galleries from before the condition detector / large views: unknown
+        ms = meta.get(field)
+        if ms is not None and (not isinstance(ms, int) or isinstance(ms, bool) or ms < 1):
+            raise GalleryError(f"gallery.json: {field} must be a positive integer or null, got {ms!r}")
+        setattr(g, field, ms)
     try:
         g.augment = store.check_augment(meta.get("augment", 0))  # galleries from before --augment have none
     except (TypeError, ValueError) as e:
@@ -303,6 +304,7 @@ def write(g) -> None:
         "decode": g.decode,
         "augment": g.augment,
         "min_side": g.min_side,
+        "copy_side": g.copy_side,
         "updated": store.now(),
     }
     blobs = None

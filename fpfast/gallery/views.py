@@ -11,8 +11,14 @@ held-out images and their processed copies, :mod:`.conditions`) sends a query th
 JPEG-compressed, unless its file is known to be of a lossless format (:func:`jpeg_file`) and its
 pixels carry no JPEG grid (:mod:`.jpeg_grid`), to the JPEG view and one that looks down-scaled,
 and is smaller than the gallery's images, to the view whose scale is nearest its own (its side
-over the gallery's); every other query is answered by the gallery itself. The processing of the
-views is not the test splits' (the zoo's down-scales are bilinear, its JPEGs quality 90 / 75).
+over the gallery's); every other query is answered by the gallery itself. For images larger than
+the spec's crop a down-scaled copy is the crop of the down-scaled image (a larger centre region
+is decoded for the copies: :func:`.conditions.copy_spec`), as a down-scaled query of such an
+image is; a query of a gallery made of images at least twice the crop
+(``Gallery.large_views``) is then no smaller than the crop when down-scaled, so one that looks
+down-scaled, and not JPEG-compressed, goes to the view a third detector (0.75x against 0.5x
+copies) picks, whatever its size. The processing of the views is not the test splits' (the
+zoo's down-scales are bilinear, its JPEGs quality 90 / 75).
 The measured effect:
 ``benchmarks/results/accuracy.md``, "Views".
 """
@@ -29,6 +35,10 @@ FEEDS = {"scale075": ("resize075",), "scale05": ("resize05",), "jpeg85": ("jpeg9
 SCALED, JPEG = ("resize075", "resize05"), ("jpeg90", "jpeg70")
 NOT_PROCESSED = ("crop08",)
 SMALL = 0.9   # a query below this fraction of the gallery's side is small enough to be a down-scale
+# a query routed to a scale view by its look alone keeps the gallery's own answer when that one's
+# open-set score is lower than the view's by more than this (chosen on the large split's training
+# images: benchmarks/results/accuracy.md, "Large images, down-scaled")
+KEEP_MARGIN = 0.25
 QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from its pixels (view_copy)
 
 
@@ -60,22 +70,25 @@ def pixel_seed(image: np.ndarray, salt: str = "") -> int:
     return int.from_bytes(digest[:8], "little")
 
 
-def view_copy(image: np.ndarray, name: str, drawn: bool = False) -> np.ndarray:
+def view_copy(image: np.ndarray, name: str, drawn: bool = False, size: int | None = None) -> np.ndarray:
     """One uint8 HxWx3 ``image`` under view ``name``'s processing. With ``drawn``, a JPEG view's
     quality is drawn in :data:`QUALITIES` from the image's pixels (the same image gives the same
     copy wherever its file lies; its nominal quality without ``drawn``), so that the view holds
     images compressed the several ways queries are; a down-scale is always bicubic (drawing the
-    filter too was worse on validation images: ``benchmarks/results/embedding.md``)."""
+    filter too was worse on validation images: ``benchmarks/results/embedding.md``). ``size``:
+    as in :func:`.conditions.calibration_copies` (a down-scale of the whole larger region,
+    cropped after; a JPEG of the crop)."""
     from PIL import Image
 
     from ..embed.train import _jpeg, _rescale
     how, arg = VIEWS[name]
-    image = np.ascontiguousarray(image, np.uint8)
+    full = np.ascontiguousarray(image, np.uint8)
+    image = cond.centre(full, size)
     if how == "jpeg":
         if drawn:
             arg = int(np.random.default_rng(pixel_seed(image, name)).integers(QUALITIES[0], QUALITIES[1] + 1))
         return _jpeg(image, arg)
-    return _rescale(image, arg, Image.BICUBIC)
+    return cond.centre(_rescale(full, arg, Image.BICUBIC), size)
 
 
 def copy_name(key: str) -> str | None:
@@ -99,10 +112,14 @@ def jpeg_file(key) -> float:
 
 class Router:
     """Which view answers each query: ``scaled`` and ``jpeg`` detectors (p(clean) of the gallery's
-    raw vectors, or of the handcrafted ones of a plain learned embedding)."""
+    raw vectors, or of the handcrafted ones of a plain learned embedding), and ``factor``, which
+    tells the milder down-scale's copies from the stronger's (p(0.75x)): for a gallery whose views
+    were made of large images, a down-scaled query is no smaller than its images' crop, and its
+    size cannot say by how much it was down-scaled."""
 
-    def __init__(self, scaled: "cond.ConditionDetector | None", jpeg: "cond.ConditionDetector | None"):
-        self.scaled, self.jpeg = scaled, jpeg
+    def __init__(self, scaled: "cond.ConditionDetector | None", jpeg: "cond.ConditionDetector | None",
+                 factor: "cond.ConditionDetector | None" = None):
+        self.scaled, self.jpeg, self.factor = scaled, jpeg, factor
 
     @classmethod
     def fit(cls, x: np.ndarray, copies: list) -> "Router | None":
@@ -113,37 +130,52 @@ class Router:
             pos = np.array([c in positive for c in copies], bool)
             sel = plain | pos
             return cond.ConditionDetector.fit(x[sel], plain[sel])
-        r = cls(detector(SCALED), detector(JPEG))
+        scaled = np.array([c in SCALED for c in copies], bool)
+        factor = cond.ConditionDetector.fit(x[scaled], np.array(copies, dtype=object)[scaled] == SCALED[0])
+        r = cls(detector(SCALED), detector(JPEG), factor)
         return r if r.scaled is not None or r.jpeg is not None else None
 
-    def route(self, x, sides, side: int | None, views: dict, jpeg=None) -> np.ndarray:
+    def route(self, x, sides, side: int | None, views: dict, jpeg=None, full_size: bool = False) -> np.ndarray:
         """Per query, the name of the view that answers it, or "" for the gallery itself. ``x``:
         the detectors' input [Q, D]; ``sides``: each query's shorter side as fingerprinted (None:
-        no down-scale is routed); ``side``: the gallery's (its images' shorter side, capped by the
-        spec's crop); ``jpeg``: per query whether its file is a JPEG (:func:`jpeg_file`: 1, 0, or
-        NaN for unknown; None: unknown for all). A query from a file known not to be a JPEG is
-        never sent to the JPEG view, whatever the detector says: an unseen generator's clean
-        images can look compressed to it."""
+        no down-scale is routed by its size); ``side``: the gallery's (its images' shorter side,
+        capped by the spec's crop); ``jpeg``: per query whether its file is a JPEG
+        (:func:`jpeg_file`: 1, 0, or NaN for unknown; None: unknown for all). A query smaller than
+        the gallery's images that looks down-scaled goes to the view whose scale is nearest its
+        own; with ``full_size`` (the views were made of images large enough that every down-scaled
+        copy is a whole crop: ``Gallery.large_views``) so does one of any size, to the view the
+        ``factor`` detector picks, unless it looks JPEG-compressed. A query from a file known not to
+        be a JPEG is never sent to the JPEG view, whatever the detector says: an unseen
+        generator's clean images can look compressed to it."""
         x = np.asarray(x, np.float64).reshape(len(x), -1)
         out = np.full(len(x), "", dtype=object)
         scales = {v: VIEWS[v][1] for v in views if VIEWS[v][0] != "jpeg"}
-        if self.scaled is not None and sides is not None and side and scales:
-            f = np.asarray(sides, np.float64).reshape(-1) / side
-            small = (f < SMALL) & ~self.scaled.is_clean(x)
-            names = list(scales)
-            near = np.abs(np.log(np.maximum(f, 1e-6))[:, None] - np.log([scales[v] for v in names])[None]).argmin(1)
-            out[small] = np.array(names, dtype=object)[near[small]]
         jpegs = [v for v in views if VIEWS[v][0] == "jpeg"]
+        looks_jpeg = np.zeros(len(x), bool)
         if self.jpeg is not None and jpegs:
             maybe = np.ones(len(x), bool) if jpeg is None else np.asarray(jpeg, np.float64).reshape(-1) != 0
-            out[(out == "") & maybe & ~self.jpeg.is_clean(x)] = jpegs[0]
+            looks_jpeg = maybe & ~self.jpeg.is_clean(x)
+        if self.scaled is not None and scales and (full_size or (sides is not None and side)):
+            down = ~self.scaled.is_clean(x)
+            names = sorted(scales, key=lambda v: -scales[v])   # the mildest first
+            if sides is not None and side:
+                f = np.asarray(sides, np.float64).reshape(-1) / side
+                small = (f < SMALL) & down
+                near = np.abs(np.log(np.maximum(f, 1e-6))[:, None] - np.log([scales[v] for v in names])[None]).argmin(1)
+                out[small] = np.array(names, dtype=object)[near[small]]
+            if full_size:  # a compressed query looks down-scaled too (both lose high frequencies): JPEG first
+                big = down & (out == "") & ~looks_jpeg
+                mild = self.factor.is_clean(x[big]) if self.factor is not None else np.ones(int(big.sum()), bool)
+                out[big] = np.where(mild, names[0], names[-1])
+        out[(out == "") & looks_jpeg] = jpegs[0] if jpegs else ""
         return out
 
     def to_dict(self, reads: str) -> dict:
-        return {"input": reads, "scaled": None if self.scaled is None else self.scaled.to_dict(reads),
-                "jpeg": None if self.jpeg is None else self.jpeg.to_dict(reads)}
+        return {"input": reads, **{k: None if getattr(self, k) is None else getattr(self, k).to_dict(reads)
+                                   for k in ("scaled", "jpeg", "factor")}}
 
     @classmethod
     def from_dict(cls, d: dict, dim: int) -> "Router":
+        """(``factor`` is absent from galleries made before it: None.)"""
         return cls(*(None if d.get(k) is None else cond.ConditionDetector.from_dict(d[k], dim)
-                     for k in ("scaled", "jpeg")))
+                     for k in ("scaled", "jpeg", "factor")))

@@ -58,18 +58,20 @@ def add_augmented(gallery, model: str, images: Sequence[np.ndarray], keys: Seque
 
 
 def add_calibration_copies(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[str],
-                           vectorize: Callable, condition: Callable | None = None) -> int:
+                           vectorize: Callable, condition: Callable | None = None, size: int | None = None) -> int:
     """Keep the processed copies (:func:`fpfast.gallery.conditions.calibration_copies`) of
     ``model``'s held-out ``images`` (keyed ``keys``) as held-out samples of it, keyed
     ``KEY#cal-NAME``: what calibration tells processed queries from clean ones with. Returns
     how many were kept (copies already held, same key, are skipped, and so are copies smaller than
     the spec's smallest input). ``condition``: as ``vectorize``, the condition detector's vectors
-    of a plain learned embedding's gallery (:func:`fpfast.jobs.mappers.condition_mapper`)."""
+    of a plain learned embedding's gallery (:func:`fpfast.jobs.mappers.condition_mapper`).
+    ``size``: the spec's crop, when ``images`` are the larger regions of
+    :func:`~fpfast.gallery.conditions.copy_spec`."""
     from ..embed.train import projector_crop
     from ..gallery.conditions import calibration_copies, copy_key
     copies, ckeys = [], []
     for im, key in zip(images, keys):
-        for name, c in calibration_copies(np.asarray(im, np.uint8)):
+        for name, c in calibration_copies(np.asarray(im, np.uint8), size):
             if min(c.shape[:2]) < gallery.spec.min_size:  # a query that small is refused: no threshold for it
                 continue
             copies.append(projector_crop(c[None])[0] if gallery.spec.projector is not None else c)
@@ -80,15 +82,16 @@ def add_calibration_copies(gallery, model: str, images: Sequence[np.ndarray], ke
                                condition=None if condition is None else map_images(copies, condition))
 
 
-def add_views(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[str], vectorize: Callable) -> int:
+def add_views(gallery, model: str, images: Sequence[np.ndarray], keys: Sequence[str], vectorize: Callable,
+              size: int | None = None) -> int:
     """Enroll each of the gallery's views (:mod:`fpfast.gallery.views`) of ``model``'s enrolled
-    ``images`` (keyed ``keys``; copies smaller than the spec's smallest input are left out).
-    Returns how many view samples were added."""
+    ``images`` (keyed ``keys``; copies smaller than the spec's smallest input are left out;
+    ``size`` as in :func:`add_calibration_copies`). Returns how many view samples were added."""
     from ..embed.train import projector_crop
     from ..gallery.views import view_copy
     added = 0
     for name in gallery.view_names:
-        made = [(view_copy(np.asarray(im, np.uint8), name, True), key) for im, key in zip(images, keys)]
+        made = [(view_copy(np.asarray(im, np.uint8), name, True, size), key) for im, key in zip(images, keys)]
         if gallery.spec.projector is not None:
             made = [(projector_crop(c[None])[0], key) for c, key in made]
         made = [(c, key) for c, key in made if min(c.shape[:2]) >= gallery.spec.min_size]
@@ -109,10 +112,14 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
     want_cal = set(held_keys) if calibrate_on == "augmented" else set()
     if not want_aug and not want_cal:
         return 0, 0
+    from ..gallery.conditions import centre, copy_spec
     from .collect import image_sources
     from .mappers import condition_mapper, host_vectors, vector_mapper
-    imgs, keys, _ = image_sources(sources, gallery.spec, opts, column=column, desc=f"{model}: copies",
+    cspec = copy_spec(gallery.spec)
+    size = None if cspec is gallery.spec else gallery.spec.size
+    imgs, keys, _ = image_sources(sources, cspec, opts, column=column, desc=f"{model}: copies",
                                   only_keys=want_aug | want_cal)
+    gallery.note_copy_sides([min(im.shape[:2]) for im in imgs])
     vectorize, cm = host_vectors(vector_mapper(gallery.spec, opts, gallery.embedder())), \
         condition_mapper(gallery.spec, opts)
 
@@ -120,9 +127,10 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
         sel = [i for i, key in enumerate(keys) if key in want]
         return [imgs[i] for i in sel], [keys[i] for i in sel]
     enrolled = picked(want_aug)
-    n_aug = add_augmented(gallery, model, *enrolled, vectorize, gallery.augment) if gallery.augment else 0
+    n_aug = add_augmented(gallery, model, [centre(im, size) for im in enrolled[0]], enrolled[1], vectorize,
+                          gallery.augment) if gallery.augment else 0
     if want_aug and gallery.view_names:
-        add_views(gallery, model, *enrolled, vectorize)
+        add_views(gallery, model, *enrolled, vectorize, size)
     n_cal = add_calibration_copies(gallery, model, *picked(want_cal), vectorize,
-                                   None if cm is None else host_vectors(cm)) if want_cal else 0
+                                   None if cm is None else host_vectors(cm), size) if want_cal else 0
     return n_aug, n_cal

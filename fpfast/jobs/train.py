@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..gallery import Gallery
+from ..gallery.conditions import centre, copy_spec
 from ..prepare import map_images
 from ..progress import Progress, Stages
 from ..spec import FingerprintSpec
@@ -51,16 +52,18 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         raise UsageError(f"--from-folders {root} lacks folders of enrolled models {missing}: training "
                          "re-enrolls every model from its images, one sub-folder per model")
     base = gallery.spec.handcrafted()
+    cbase = copy_spec(base)   # the regions views and calibration copies are made of; trained on their crops
+    size = None if cbase is base else base.size
     stages = stages or Stages()
     data, errors = {}, 0
     with stages("read"):
         for name, folder in folders.items():
-            imgs, keys, errs = image_sources([folder], base, opts, desc=f"reading {name}")
+            regions, keys, errs = image_sources([folder], cbase, opts, desc=f"reading {name}")
             errors += len(errs)
-            if not imgs:
+            if not regions:
                 raise UsageError(f"model {name!r}: no image could be read from {folder}")
-            keep, hold = split_holdout(len(imgs), holdout, seed)
-            data[name] = (imgs, keys, keep, hold)
+            keep, hold = split_holdout(len(regions), holdout, seed)
+            data[name] = ([centre(im, size) for im in regions], keys, keep, hold, regions)
     tr_x = [data[m][0][i] for m in data for i in data[m][2]]
     tr_y = [m for m in data for _ in data[m][2]]
     if epochs is not None:
@@ -93,19 +96,21 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     cm = condition_mapper(g.spec, opts)   # the condition detector's vectors: the handcrafted ones beside it
     condition = None if cm is None else host_vectors(cm)
     with stages("re-enroll"):
-        for name, (imgs, keys, keep, hold) in data.items():
+        for name, (imgs, keys, keep, hold, regions) in data.items():
             g.note_sides([min(im.shape[:2]) for im in imgs])
+            g.note_copy_sides([min(im.shape[:2]) for im in regions])
             v = map_images(imgs, embed)
             g.add(name, v[keep], [keys[i] for i in keep])
             add_augmented(g, name, [imgs[i] for i in keep], [keys[i] for i in keep],
                           embed, g.augment, seed)
-            add_views(g, name, [imgs[i] for i in keep], [keys[i] for i in keep], embed)
+            add_views(g, name, [regions[i] for i in keep], [keys[i] for i in keep], embed, size)
             if len(hold):
                 held = [imgs[i] for i in hold]
                 g.add_holdout(name, v[hold], [keys[i] for i in hold],
                               condition=None if condition is None else map_images(held, condition))
                 if calibrate_on == "augmented":
-                    add_calibration_copies(g, name, held, [keys[i] for i in hold], embed, condition)
+                    add_calibration_copies(g, name, [regions[i] for i in hold], [keys[i] for i in hold], embed,
+                                           condition, size)
         cal = finish_enrollment(g, normalize, frr)
     return g, {"models": len(data), "trained_on": len(tr_x), "errors": errors, "history": history,
                "calibrated": bool(cal), "identity": emb.identity, "dim": emb.dim}
