@@ -1,0 +1,167 @@
+"""Routing the down-scales of large images (``Gallery.large_views``), chosen on a large split's
+*training* images (never its test split).
+
+    python -c "from fpfast.zoo.large import build_large; build_large('ZOO', 'LARGE')"
+    python benchmarks/bench_large_route.py LARGE --work /tmp/large_route --out results/large_route.json
+
+``fpfast enroll`` (the default gallery, or ``--spec``) of the first ``--enroll`` training images of
+every model; validation queries: its training images from ``--enroll`` on, as files the way users
+get them: clean PNG, JPEG 90 / 75 (``.jpg``), bilinear 0.75x / 0.5x down-scales (PNG, larger than
+the spec's crop). Each query is answered once by the gallery itself and by each view, with the
+router's detectors' outputs beside; routing rules are then applied to those answers:
+
+* ``before``: no full-size query is routed by its look (the size rule alone: what a gallery of
+  images no larger than the crop does);
+* ``scale first``: a full-size query that looks down-scaled goes to the scale view the factor
+  detector picks, even if it also looks JPEG-compressed;
+* ``JPEG first``: the same unless it looks JPEG-compressed (then the JPEG view);
+* ``JPEG first, keep m``: the same, but the gallery's own answer is kept where its open-set
+  score is lower than the view's by more than m; ``p < t``: routed only where the scaled
+  detector's p(clean) is below t (0.5: its decision).
+
+The shipped rule is also run end to end (``fpfast attribute`` of the query folders) and its
+accuracy must equal its simulated row (printed side by side).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from fpfast.gallery import Gallery  # noqa: E402
+from fpfast.gallery.conditions import centre  # noqa: E402
+from fpfast.gallery.views import KEEP_MARGIN, VIEWS, Router  # noqa: E402
+from fpfast.jobs.mappers import with_query_columns  # noqa: E402
+from fpfast.jobs.options import StreamOptions  # noqa: E402
+from fpfast.zoo import load_zoo_split  # noqa: E402
+
+CONDITIONS = {"clean": None, "jpeg90": 90, "jpeg75": 75, "resize075": 0.75, "resize05": 0.5}
+
+
+def write_queries(zoo: str, work: str, n_enroll: int) -> None:
+    """work/enroll/<model>/*.png and work/q/<condition>/<model>/* from the zoo's training split."""
+    x, y = load_zoo_split(zoo, "train")[:2]
+    seen: dict = {}
+    for im, m in zip(x, y):
+        i = seen[m] = seen.get(m, -1) + 1
+        p = Image.fromarray(im)
+        if i < n_enroll:
+            os.makedirs(f"{work}/enroll/{m}", exist_ok=True)
+            p.save(f"{work}/enroll/{m}/{i:03d}.png")
+            continue
+        for cond, arg in CONDITIONS.items():
+            d = f"{work}/q/{cond}/{m}"
+            os.makedirs(d, exist_ok=True)
+            if arg is None:
+                p.save(f"{d}/{i:03d}.png")
+            elif cond.startswith("jpeg"):
+                p.save(f"{d}/{i:03d}.jpg", quality=arg)
+            else:
+                p.resize((round(p.width * arg), round(p.height * arg)), Image.BILINEAR).save(f"{d}/{i:03d}.png")
+
+
+def per_query(g: Gallery, work: str) -> dict:
+    """{condition: {answer: array}}: whether the gallery / each view is right, their open-set
+    scores, the router's p(clean) / p(0.75x) and JPEG look, per query."""
+    mp = with_query_columns(g.spec, StreamOptions(quiet=True), g.embedder(), g)
+    if g.router is None or g.router.get("input") != "vector":
+        raise SystemExit("needs a gallery whose router reads its own vectors (universal + handcrafted or handcrafted)")
+    r = Router.from_dict(g.router, g.spec.dim)
+    out = {}
+    for cond in CONDITIONS:
+        files = sorted(glob.glob(f"{work}/q/{cond}/*/*"))
+        ims = np.stack([centre(np.asarray(Image.open(f).convert("RGB")), g.spec.size) for f in files])
+        cols = mp(torch.from_numpy(ims), files)
+        v = np.asarray(cols["vector"].detach().cpu() if hasattr(cols["vector"], "detach") else cols["vector"])
+        truth = np.array([f.split("/")[-2] for f in files])
+        here = g._attribute_here(v, "knn", None, "uniform", 1, cols["side"], None, cols["jpeg"])
+        a = {"here": np.array(here.model) == truth, "here_score": here.open_set_score,
+             "p_clean": r.scaled.p_clean(v), "p_mild": r.factor.p_clean(v),
+             "looks_jpeg": (np.asarray(cols["jpeg"]) != 0) & ~r.jpeg.is_clean(v), "files": files}
+        for name in VIEWS:
+            va = g.views[name].attribute(v)
+            a[name], a[name + "_score"] = np.array(va.model) == truth, va.open_set_score
+        out[cond] = a
+    return out
+
+
+def simulate(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5) -> float:
+    """Accuracy of one routing rule on one condition's per-query answers."""
+    mild = a["p_mild"] >= 0.5
+    view, vscore = np.where(mild, a["scale075"], a["scale05"]), np.where(mild, a["scale075_score"], a["scale05_score"])
+    jp = a["looks_jpeg"]
+    go = np.zeros(len(jp), bool) if order is None else (a["p_clean"] < tau) & (~jp if order == "jpeg" else True)
+    if keep is not None:
+        go &= ~(a["here_score"] + keep < vscore)
+    right = np.where(go, view, np.where(jp, a["jpeg85"], a["here"]))
+    return round(float(right.mean()), 4)
+
+
+def end_to_end(work: str) -> dict:
+    """The shipped rule as a user runs it: ``fpfast attribute`` of each query folder."""
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from fpfast.cli import cli
+    acc = {}
+    for cond in CONDITIONS:
+        out = f"{work}/a_{cond}.parquet"
+        r = CliRunner().invoke(cli, ["attribute", f"{work}/q/{cond}", "--gallery", f"{work}/g", "--out", out,
+                                     "--overwrite", "-q"])
+        if r.exit_code:
+            raise SystemExit(r.output)
+        t = pq.read_table(out).to_pydict()
+        acc[cond] = round(float(np.mean([m == p.split("/")[-2] for m, p in zip(t["model"], t["path"])])), 4)
+    return acc
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("zoo")
+    ap.add_argument("--work", required=True, help="a new folder for the query files and the gallery")
+    ap.add_argument("--enroll", type=int, default=24, help="training images per model enrolled (the rest: queries)")
+    ap.add_argument("--spec", default=None, help="fpfast enroll --spec (default: the default gallery)")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if not os.path.isdir(f"{a.work}/g"):
+        from click.testing import CliRunner
+
+        from fpfast.cli import cli
+        write_queries(a.zoo, a.work, a.enroll)
+        r = CliRunner().invoke(cli, ["enroll", f"{a.work}/g", "--from-folders", f"{a.work}/enroll", "-q"]
+                               + (["--spec", a.spec] if a.spec else []))
+        if r.exit_code:
+            raise SystemExit(r.output)
+    g = Gallery.load(f"{a.work}/g")
+    q = per_query(g, a.work)
+    rules = {"before": (None, None, 0.5), "scale first": ("scale", None, 0.5), "JPEG first": ("jpeg", None, 0.5)}
+    for keep in (0.0, 0.25, 0.5, 0.75, 1.0, 2.0):
+        rules[f"JPEG first, keep {keep}"] = ("jpeg", keep, 0.5)
+    for tau in (0.3, 0.1):
+        rules[f"JPEG first, p < {tau}"] = ("jpeg", None, tau)
+        rules[f"JPEG first, p < {tau}, keep 0.25"] = ("jpeg", 0.25, tau)
+    table = {name: {c: simulate(q[c], *rule) for c in CONDITIONS} for name, rule in rules.items()}
+    for name, row in table.items():
+        row["mean"] = round(float(np.mean(list(row.values()))), 4)
+        print(f"{name:<32s}", row, flush=True)
+    shipped = f"JPEG first, keep {KEEP_MARGIN}"
+    e2e = end_to_end(a.work)
+    print("shipped, end to end", e2e, "simulated", {c: table[shipped][c] for c in CONDITIONS}, flush=True)
+    res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "zoo": a.zoo, "enroll": a.enroll,
+           "spec": a.spec or "default gallery", "queries": {c: len(q[c]["here"]) for c in CONDITIONS},
+           "large_views": g.large_views, "shipped": shipped, "rules": table, "end_to_end": e2e}
+    with open(a.out, "w") as fh:
+        json.dump(res, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
