@@ -313,6 +313,17 @@ def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(
         cond_of[os.path.basename(p)[:4]].append(c)
     assert all(str(c).startswith("scale") for c in cond_of["half"]), cond_of["half"]
     assert sum(str(c).startswith("scale") for c in cond_of["full"]) <= 1, cond_of["full"]
+    # fpfast train re-enrolls the same way: trained on the crops, views made of the larger regions
+    r = invoke("train", tmp_path / "g", "--from-folders", tmp_path / "train", "--epochs", "1", "--dim", "8", "-q")
+    assert r.exit_code == 0, r.output
+    t = Gallery.load(str(tmp_path / "g"))
+    assert t.spec.embedding is not None and t.copy_side == 144 and t.large_views
+    assert all(len(t.views[v]) == len(t) for v in VIEWS)
+    key = t.keys[0]
+    crop = np.asarray(Image.open(key).convert("RGB"))[48:112, 48:112]
+    import torch
+    want = t.embedder().embed(torch.from_numpy(crop[None].copy()), layout="hwc")
+    np.testing.assert_allclose(t._vectors[0], np.asarray(want)[0], rtol=1e-4, atol=1e-5)
     # a gallery of small images (no larger than the crop) keeps the size rule alone
     small = make_folders(tmp_path / "small", 12)
     assert invoke("enroll", tmp_path / "s", "--from-folders", small, "--spec", "default", "-q").exit_code == 0
