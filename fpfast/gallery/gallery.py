@@ -544,7 +544,9 @@ class Gallery:
         ``jpeg`` (per query 1 / 0 / NaN: its file is a JPEG - or a PNG carrying a JPEG grid,
         :mod:`.jpeg_grid` -, is of a lossless format, unknown) they route queries to the
         gallery's views (:meth:`route`), and a full-size query of a lossless file meets the clean
-        thresholds.
+        thresholds. A query sent to a scale view by its look alone (:attr:`large_views`) keeps the
+        gallery's own answer where that one's open-set score is lower by more than
+        :data:`.views.KEEP_MARGIN`.
         """
         if spec is not None:
             load_spec(spec).require_same(self.spec, "gallery")

@@ -98,8 +98,8 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
     it, then it is renamed into place. The old version's own files (those its gallery.json names)
     are deleted, nothing else: a reader sees the old gallery or the new one, and the user's files
     stay; a user's file carrying one of the new version's names is refused, not replaced
-    (:func:`_refuse_collisions`). Directory and files get the modes the umask gives. Callers hold the gallery's lock
-    (:func:`fpfast.io.lock.exclusive` on :func:`fpfast.io.lock.lock_path`)."""
+    (:func:`_refuse_collisions`). Directory and files get the modes the umask gives. Callers
+    hold the gallery's lock (:func:`fpfast.io.lock.exclusive` on :func:`fpfast.io.lock.lock_path`)."""
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)

@@ -20,7 +20,7 @@ down-scaled, and not JPEG-compressed, goes to the view a third detector (0.75x a
 copies) picks, whatever its size. The processing of the views is not the test splits' (the
 zoo's down-scales are bilinear, its JPEGs quality 90 / 75).
 The measured effect:
-``benchmarks/results/accuracy.md``, "Views".
+``benchmarks/results/accuracy.md``, "Views" and "Large images, down-scaled".
 """
 from __future__ import annotations
 
