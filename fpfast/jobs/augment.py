@@ -7,9 +7,10 @@ The copies are drawn from the learned embedding's training augmentations
 factor in (0.5, 1) with a Pillow filter among bilinear / bicubic / Lanczos / box; with probability
 0.5 a JPEG round trip at quality 60-100; a crop of a few pixels), one image at a time from a
 generator seeded by the gallery's seed and the image's pixels, so a copy does not depend on which
-other images are enrolled with it nor on where its file lies. They are made from the image as the pipeline decodes it, in
-the spec's geometry (the centre crop of a large image: the copies re-encode that crop), and for a
-heavy projector cut to sides that are multiples of 8 as its training crops are. Held-out
+other images are enrolled with it nor on where its file lies. They are made from the image as the
+pipeline decodes it, in the spec's geometry (the centre crop of a large image: the copies
+re-encode that crop), and for a heavy projector cut to sides that are multiples of 8 as its
+training crops are. Held-out
 images (calibration) are not augmented; they get fixed processed copies instead
 (:func:`add_calibration_copies`, :mod:`fpfast.gallery.conditions`). The measured effect:
 ``benchmarks/results/accuracy.md``, "Augmented enrollment".
@@ -106,8 +107,10 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
     enrolled from ``sources`` (keyed ``new_keys``: ``gallery.augment`` copies each, and the
     gallery's views, :func:`add_views`) and just held out (``held_keys``: with
     ``calibrate_on="augmented"``, :func:`add_calibration_copies`). Those images are decoded
-    again, once for all (enrollment keeps only vectors); the sources' other images are read
-    past, not decoded."""
+    again, once for all (enrollment keeps only vectors), as the larger centre region the views'
+    and calibration copies' down-scales are made of
+    (:func:`~fpfast.gallery.conditions.copy_spec`; its side noted: ``Gallery.note_copy_sides``);
+    the sources' other images are read past, not decoded."""
     want_aug = set(new_keys) if gallery.augment or gallery.view_names else set()
     want_cal = set(held_keys) if calibrate_on == "augmented" else set()
     if not want_aug and not want_cal:
