@@ -19,8 +19,13 @@ router's detectors' outputs beside; routing rules are then applied to those answ
   score is lower than the view's by more than m; ``p < t``: routed only where the scaled
   detector's p(clean) is below t (0.5: its decision).
 
+The product routes by look only when the router saw at least ``MIN_LOOK_CLEAN`` clean held-out
+images (``--enroll 10`` on 10 models: 20); below that its rule is ``before``.
+
 The shipped rule is also run end to end (``fpfast attribute`` of the query folders) and its
-accuracy must equal its simulated row (printed side by side).
+accuracy must equal its simulated row (printed side by side). ``--lomo``: the open set on the
+same training images, each model left out of a gallery of the others in turn (its clean
+validation images the unknowns): the mean AUROC of each rule's open-set score.
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.conditions import centre  # noqa: E402
-from fpfast.gallery.views import KEEP_MARGIN, VIEWS, Router  # noqa: E402
+from fpfast.gallery.views import KEEP_MARGIN, MIN_LOOK_CLEAN, VIEWS, Router  # noqa: E402
 from fpfast.jobs.mappers import with_query_columns  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -68,7 +73,7 @@ def write_queries(zoo: str, work: str, n_enroll: int) -> None:
                 p.resize((round(p.width * arg), round(p.height * arg)), Image.BILINEAR).save(f"{d}/{i:03d}.png")
 
 
-def per_query(g: Gallery, work: str) -> dict:
+def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
     """{condition: {answer: array}}: whether the gallery / each view is right, their open-set
     scores, the router's p(clean) / p(0.75x) and JPEG look, per query."""
     mp = with_query_columns(g.spec, StreamOptions(quiet=True), g.embedder(), g)
@@ -76,7 +81,7 @@ def per_query(g: Gallery, work: str) -> dict:
         raise SystemExit("needs a gallery whose router reads its own vectors (universal + handcrafted or handcrafted)")
     r = Router.from_dict(g.router, g.spec.dim)
     out = {}
-    for cond in CONDITIONS:
+    for cond in conditions:
         files = sorted(glob.glob(f"{work}/q/{cond}/*/*"))
         ims = np.stack([centre(np.asarray(Image.open(f).convert("RGB")), g.spec.size) for f in files])
         cols = mp(torch.from_numpy(ims), files)
@@ -93,8 +98,8 @@ def per_query(g: Gallery, work: str) -> dict:
     return out
 
 
-def simulate(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5) -> float:
-    """Accuracy of one routing rule on one condition's per-query answers."""
+def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5):
+    """(right, open-set score) per query under one routing rule, from one condition's answers."""
     mild = a["p_mild"] >= 0.5
     view, vscore = np.where(mild, a["scale075"], a["scale05"]), np.where(mild, a["scale075_score"], a["scale05_score"])
     jp = a["looks_jpeg"]
@@ -102,7 +107,42 @@ def simulate(a: dict, order: str | None, keep: float | None = None, tau: float =
     if keep is not None:
         go &= ~(a["here_score"] + keep < vscore)
     right = np.where(go, view, np.where(jp, a["jpeg85"], a["here"]))
-    return round(float(right.mean()), 4)
+    return right, np.where(go, vscore, np.where(jp, a["jpeg85_score"], a["here_score"]))
+
+
+def simulate(a: dict, *rule) -> float:
+    """Accuracy of one routing rule on one condition's per-query answers."""
+    return round(float(answers(a, *rule)[0].mean()), 4)
+
+
+def left_out_auroc(work: str, spec: str | None, rules: dict) -> dict:
+    """{rule: mean AUROC} over the models, each left out of a gallery of the others in turn (its
+    clean validation images the unknowns, the others' the knowns): the open set, on training
+    images."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from fpfast.cli import cli
+    from fpfast.gallery.openset import auroc
+    models = sorted(os.listdir(f"{work}/enroll"))
+    per = {name: [] for name in rules}
+    for m in models:
+        d = f"{work}/lomo/{m}"
+        if not os.path.isdir(f"{d}/g"):
+            for o in models:
+                if o != m:
+                    shutil.copytree(f"{work}/enroll/{o}", f"{d}/enroll/{o}")
+            r = CliRunner().invoke(cli, ["enroll", f"{d}/g", "--from-folders", f"{d}/enroll", "-q"]
+                                   + (["--spec", spec] if spec else []))
+            if r.exit_code:
+                raise SystemExit(r.output)
+        a = per_query(Gallery.load(f"{d}/g"), work, ("clean",))["clean"]
+        unknown = np.array([f.split("/")[-2] == m for f in a["files"]])
+        for name, rule in rules.items():
+            score = answers(a, *rule)[1]
+            per[name].append(auroc(score[~unknown], score[unknown]))
+    return {name: round(float(np.mean(v)), 4) for name, v in per.items()}
 
 
 def end_to_end(work: str) -> dict:
@@ -129,6 +169,7 @@ def main(argv=None):
     ap.add_argument("--work", required=True, help="a new folder for the query files and the gallery")
     ap.add_argument("--enroll", type=int, default=24, help="training images per model enrolled (the rest: queries)")
     ap.add_argument("--spec", default=None, help="fpfast enroll --spec (default: the default gallery)")
+    ap.add_argument("--lomo", action="store_true", help="also each rule's open-set AUROC, each model left out in turn")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -153,12 +194,18 @@ def main(argv=None):
     for name, row in table.items():
         row["mean"] = round(float(np.mean(list(row.values()))), 4)
         print(f"{name:<32s}", row, flush=True)
-    shipped = f"JPEG first, keep {KEEP_MARGIN}"
+    # the shipped rule: look routing only with detectors fitted on enough clean held-out images
+    shipped = f"JPEG first, keep {KEEP_MARGIN}" if g.router.get("clean", 0) >= MIN_LOOK_CLEAN else "before"
     e2e = end_to_end(a.work)
     print("shipped, end to end", e2e, "simulated", {c: table[shipped][c] for c in CONDITIONS}, flush=True)
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "zoo": a.zoo, "enroll": a.enroll,
            "spec": a.spec or "default gallery", "queries": {c: len(q[c]["here"]) for c in CONDITIONS},
-           "large_views": g.large_views, "shipped": shipped, "rules": table, "end_to_end": e2e}
+           "large_views": g.large_views, "router_clean": g.router.get("clean", 0), "shipped": shipped,
+           "rules": table, "end_to_end": e2e}
+    if a.lomo:
+        res["left_out_auroc"] = left_out_auroc(a.work, a.spec, {k: rules[k] for k in
+                                                                ("before", "JPEG first", f"JPEG first, keep {KEEP_MARGIN}")})
+        print("left-one-out AUROC", res["left_out_auroc"], flush=True)
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)
 

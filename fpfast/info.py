@@ -86,7 +86,7 @@ def gallery_info(path: str) -> dict:
          "augment": g.augment, "calibration_copies": sum(is_copy(k) for k in g.hold_keys),
          "condition_detector": any("detector" in r for r in g.calibration.values()),
          "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
-         "large_views": g.large_views}
+         "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0)}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -95,6 +95,14 @@ def gallery_info(path: str) -> dict:
                                                              "final_loss", "init", "device", "seed",
                                                              "torch_version")}}
     return d
+
+
+def _large_views_note(d: dict) -> str:
+    from .gallery.views import MIN_LOOK_CLEAN
+    if d.get("router_clean", 0) >= MIN_LOOK_CLEAN:
+        return "; made of images larger than the crop: a down-scaled query of any size is routed"
+    return (f"; made of images larger than the crop, but a query is routed by its size alone: the router saw "
+            f"{d.get('router_clean', 0)} clean held-out images, fewer than the {MIN_LOOK_CLEAN} routing by look needs")
 
 
 def format_gallery_info(d: dict) -> str:
@@ -116,8 +124,7 @@ def format_gallery_info(d: dict) -> str:
                      + ", ".join(f"{v} {n} samples" for v, n in d["views"].items())
                      + ("; queries routed by their look, size and file type" if d.get("router")
                         else "; no router fitted yet (needs held-out processed copies): not used")
-                     + ("; made of images larger than the crop: a down-scaled query of any size is routed"
-                        if d.get("router") and d.get("large_views") else ""))
+                     + (_large_views_note(d) if d.get("router") and d.get("large_views") else ""))
     for m, n in d["models"].items():
         lines.append(f"  {m:<24s} {n:7d} samples, {d['held_out'].get(m, 0):5d} calibration vectors")
     e = d.get("embedding")

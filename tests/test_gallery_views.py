@@ -15,8 +15,8 @@ from _gallery_synth import Clusters
 from cli_helpers import invoke, make_folders
 from fpfast.gallery import Gallery, GalleryError
 from fpfast.gallery.conditions import ConditionDetector, copy_key
-from fpfast.gallery.views import (FEEDS, QUALITIES, SMALL, VIEWS, Router, check_views, copy_name, jpeg_file,
-                                  parse_views, view_copy)
+from fpfast.gallery.views import (FEEDS, MIN_LOOK_CLEAN, QUALITIES, SMALL, VIEWS, Router, check_views, copy_name,
+                                  jpeg_file, parse_views, view_copy)
 from fpfast.spec import FingerprintSpec
 
 
@@ -122,8 +122,15 @@ def test_router_sends_down_scaled_queries_of_any_size_to_a_view_when_the_views_w
     back = Router.from_dict(json.loads(json.dumps(r.to_dict("vector"))), 6)
     assert back.route(q, sides, 64, views, full_size=True).tolist() == every
     old = r.to_dict("vector")
-    del old["factor"]   # a gallery from before the factor detector: the milder view
+    assert old["clean"] == 60 >= MIN_LOOK_CLEAN
+    del old["factor"]   # a router without the factor detector: the milder view
     assert Router.from_dict(old, 6).route(q, None, 64, views, full_size=True).tolist()[:2] == ["scale075"] * 2
+    del old["clean"]    # a gallery from before both: nothing routed by look
+    assert Router.from_dict(old, 6).route(q, sides, 64, views, full_size=True).tolist() == by_size
+    r.clean = MIN_LOOK_CLEAN - 1   # detectors fitted on too few clean images: the size rule alone
+    assert r.route(q, sides, 64, views, full_size=True).tolist() == by_size
+    with pytest.raises(ValueError, match="clean count"):
+        Router.from_dict({**r.to_dict("vector"), "clean": -1}, 6)
 
 
 def test_copies_of_a_large_image_are_crops_of_its_down_scales():
@@ -275,6 +282,16 @@ def test_enroll_keeps_views_by_default_and_attributes_processed_queries_through_
     assert r.exit_code == 2 and "unknown gallery view" in r.output
 
 
+def _vectors_of(g, paths) -> np.ndarray:
+    """``g``'s vectors of the centre crops of image files (as the stream computes them)."""
+    from fpfast.jobs.mappers import host_vectors, vector_mapper
+    from fpfast.jobs.options import StreamOptions
+    from fpfast.gallery.conditions import centre
+    import torch
+    ims = np.stack([centre(np.asarray(Image.open(p).convert("RGB")), g.spec.size) for p in paths])
+    return host_vectors(vector_mapper(g.spec, StreamOptions(quiet=True), g.embedder()))(torch.from_numpy(ims))
+
+
 def _large_image(period: int, seed: int, size: int = 160) -> np.ndarray:
     """cli_helpers.model_image at ``size`` px: noise plus the model's periodic grid."""
     rng = np.random.default_rng(seed)
@@ -284,12 +301,15 @@ def _large_image(period: int, seed: int, size: int = 160) -> np.ndarray:
     return np.clip(base + grid[..., None], 0, 255).astype(np.uint8)
 
 
-def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(tmp_path):
+def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(tmp_path, monkeypatch):
     """Images larger than twice the crop: views and copies are crops of down-scales, the gallery
     says so (large_views), and a 0.5x down-scale of a new image (80 px, larger than the 64-px
-    crop) goes to a scale view while the full images stay in the gallery."""
+    crop) goes to a scale view while the full images stay in the gallery - once the router has
+    seen enough clean held-out images (MIN_LOOK_CLEAN, lowered here to the 12 this gallery holds;
+    at the default it says it routes by size alone)."""
     from cli_helpers import MODELS
     import pyarrow.parquet as pq
+    from fpfast.gallery import views
     for m, period in MODELS.items():
         os.makedirs(tmp_path / "train" / m)
         os.makedirs(tmp_path / "q" / m)
@@ -303,6 +323,13 @@ def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(
     assert r.exit_code == 0, r.output
     g = Gallery.load(str(tmp_path / "g"))
     assert g.copy_side == 144 and g.min_side == 64 and g.large_views and g.router.get("factor") is not None
+    assert g.router["clean"] == 12 < views.MIN_LOOK_CLEAN
+    r = invoke("info", "--gallery", tmp_path / "g")
+    assert "routed by its size alone: the router saw 12 clean held-out images" in r.output, r.output
+    halves = [tmp_path / "q" / m / f"half{i}.png" for m in MODELS for i in range(4)]
+    assert not any(str(x).startswith("scale") for x in g.attribute(
+        _vectors_of(g, halves), sides=np.full(len(halves), 64), jpeg=np.zeros(len(halves))).condition)
+    monkeypatch.setattr(views, "MIN_LOOK_CLEAN", 12)
     r = invoke("info", "--gallery", tmp_path / "g")
     assert "a down-scaled query of any size is routed" in r.output, r.output
     r = invoke("attribute", tmp_path / "q", "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet", "-q")

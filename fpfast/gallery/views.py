@@ -39,6 +39,9 @@ SMALL = 0.9   # a query below this fraction of the gallery's side is small enoug
 # open-set score is lower than the view's by more than this (chosen on the large split's training
 # images: benchmarks/results/accuracy.md, "Large images, down-scaled")
 KEEP_MARGIN = 0.25
+# ... and no query is routed by its look alone unless the router's detectors saw at least this many
+# clean held-out images (fewer: clean queries misrouted; chosen on the same training images)
+MIN_LOOK_CLEAN = 50
 QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from its pixels (view_copy)
 
 
@@ -118,8 +121,9 @@ class Router:
     size cannot say by how much it was down-scaled."""
 
     def __init__(self, scaled: "cond.ConditionDetector | None", jpeg: "cond.ConditionDetector | None",
-                 factor: "cond.ConditionDetector | None" = None):
+                 factor: "cond.ConditionDetector | None" = None, clean: int = 0):
         self.scaled, self.jpeg, self.factor = scaled, jpeg, factor
+        self.clean = int(clean)   # clean held-out images the detectors were fitted on
 
     @classmethod
     def fit(cls, x: np.ndarray, copies: list) -> "Router | None":
@@ -132,7 +136,7 @@ class Router:
             return cond.ConditionDetector.fit(x[sel], plain[sel])
         scaled = np.array([c in SCALED for c in copies], bool)
         factor = cond.ConditionDetector.fit(x[scaled], np.array(copies, dtype=object)[scaled] == SCALED[0])
-        r = cls(detector(SCALED), detector(JPEG), factor)
+        r = cls(detector(SCALED), detector(JPEG), factor, sum(c is None for c in copies))
         return r if r.scaled is not None or r.jpeg is not None else None
 
     def route(self, x, sides, side: int | None, views: dict, jpeg=None, full_size: bool = False) -> np.ndarray:
@@ -143,8 +147,9 @@ class Router:
         (:func:`jpeg_file`: 1, 0, or NaN for unknown; None: unknown for all). A query smaller than
         the gallery's images that looks down-scaled goes to the view whose scale is nearest its
         own; with ``full_size`` (the views were made of images large enough that every down-scaled
-        copy is a whole crop: ``Gallery.large_views``) so does one of any size, to the view the
-        ``factor`` detector picks, unless it looks JPEG-compressed. A query from a file known not to
+        copy is a whole crop: ``Gallery.large_views``) and detectors fitted on at least
+        :data:`MIN_LOOK_CLEAN` clean images, so does one of any size, to the view the ``factor``
+        detector picks, unless it looks JPEG-compressed. A query from a file known not to
         be a JPEG is never sent to the JPEG view, whatever the detector says: an unseen
         generator's clean images can look compressed to it."""
         x = np.asarray(x, np.float64).reshape(len(x), -1)
@@ -163,7 +168,7 @@ class Router:
                 small = (f < SMALL) & down
                 near = np.abs(np.log(np.maximum(f, 1e-6))[:, None] - np.log([scales[v] for v in names])[None]).argmin(1)
                 out[small] = np.array(names, dtype=object)[near[small]]
-            if full_size:  # a compressed query looks down-scaled too (both lose high frequencies): JPEG first
+            if full_size and self.clean >= MIN_LOOK_CLEAN:  # a compressed query looks down-scaled too: JPEG first
                 big = down & (out == "") & ~looks_jpeg
                 mild = self.factor.is_clean(x[big]) if self.factor is not None else np.ones(int(big.sum()), bool)
                 out[big] = np.where(mild, names[0], names[-1])
@@ -171,11 +176,15 @@ class Router:
         return out
 
     def to_dict(self, reads: str) -> dict:
-        return {"input": reads, **{k: None if getattr(self, k) is None else getattr(self, k).to_dict(reads)
-                                   for k in ("scaled", "jpeg", "factor")}}
+        return {"input": reads, "clean": self.clean,
+                **{k: None if getattr(self, k) is None else getattr(self, k).to_dict(reads)
+                   for k in ("scaled", "jpeg", "factor")}}
 
     @classmethod
     def from_dict(cls, d: dict, dim: int) -> "Router":
-        """(``factor`` is absent from galleries made before it: None.)"""
+        """(``factor`` and ``clean`` are absent from galleries made before them: None, 0.)"""
+        clean = d.get("clean", 0)
+        if not isinstance(clean, int) or isinstance(clean, bool) or clean < 0:
+            raise ValueError(f"the router's clean count must be a non-negative integer, got {clean!r}")
         return cls(*(None if d.get(k) is None else cond.ConditionDetector.from_dict(d[k], dim)
-                     for k in ("scaled", "jpeg", "factor")))
+                     for k in ("scaled", "jpeg", "factor")), clean)
