@@ -351,6 +351,12 @@ def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(
     import torch
     want = t.embedder().embed(torch.from_numpy(crop[None].copy()), layout="hwc")
     np.testing.assert_allclose(t._vectors[0], np.asarray(want)[0], rtol=1e-4, atol=1e-5)
+    assert t.router["input"] == "handcrafted"   # a plain embedding's router reads the handcrafted vectors
+    r = invoke("attribute", tmp_path / "q", "--gallery", tmp_path / "g", "--out", tmp_path / "b.parquet", "-q")
+    assert r.exit_code == 0, r.output
+    u = pq.read_table(tmp_path / "b.parquet").to_pydict()
+    halves = [c for p, c in zip(u["path"], u["condition"]) if os.path.basename(p).startswith("half")]
+    assert sum(str(c).startswith("scale") for c in halves) >= len(halves) - 1, halves
     # a gallery of small images (no larger than the crop) keeps the size rule alone
     small = make_folders(tmp_path / "small", 12)
     assert invoke("enroll", tmp_path / "s", "--from-folders", small, "--spec", "default", "-q").exit_code == 0
