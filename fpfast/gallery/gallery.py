@@ -865,11 +865,18 @@ class Gallery:
         each view on the held-out copies of its
         kind (:data:`.views.FEEDS`), searched in the view: global thresholds only (per-model ones,
         fitted on copies made one way, answered most queries processed another way `unknown` on
-        validation images: ``benchmarks/results/embedding.md``, eighth session, item 7)."""
+        validation images: ``benchmarks/results/embedding.md``, eighth session, item 7). With
+        :attr:`large_views` (and the gallery's own vectors as the detectors' input) the enrolled
+        images and their scale views also teach the router's down-scale detectors: a few-shot
+        gallery holds out too few images to route by look on its own."""
         self.router = None
         if not self.views:
             return
-        r = views.Router.fit(x, kind[given].tolist())
+        look = None
+        if self.large_views and self._hold_cond is None:  # the enrolled images and their down-scaled views
+            look = [(self._vectors, None)] + [(self.views[v]._vectors, feeds[0]) for v, feeds in views.FEEDS.items()
+                                              if feeds[0] in views.SCALED and v in self.views and len(self.views[v])]
+        r = views.Router.fit(x, kind[given].tolist(), look)
         self.router = None if r is None else r.to_dict("vector" if self._hold_cond is None else "handcrafted")
         for name, v in self.views.items():
             v._hold_vectors, v._hold_labels, v._hold_keys = v._hold_vectors[:0], v._hold_labels[:0], []
