@@ -39,9 +39,9 @@ SMALL = 0.9   # a query below this fraction of the gallery's side is small enoug
 # open-set score is lower than the view's by more than this (chosen on the large split's training
 # images: benchmarks/results/accuracy.md, "Large images, down-scaled")
 KEEP_MARGIN = 0.25
-# ... and no query is routed by its look alone unless the router's down-scale detectors saw at least
-# this many clean images (fitted on held-out images alone, on the same training images: 18-30
-# cost 3-9 points of clean accuracy, 45-50 cost 2-3.5)
+# ... and no query is routed by its look alone unless the router was fitted on at least this many
+# clean held-out images (on the same training images: 18-30 cost 3-9 points of clean accuracy,
+# 45-50 cost 2-3.5; with the enrolled images' help, 18-20 still cost up to 6)
 MIN_LOOK_CLEAN = 40
 QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from its pixels (view_copy)
 
@@ -124,7 +124,7 @@ class Router:
     def __init__(self, scaled: "cond.ConditionDetector | None", jpeg: "cond.ConditionDetector | None",
                  factor: "cond.ConditionDetector | None" = None, clean: int = 0):
         self.scaled, self.jpeg, self.factor = scaled, jpeg, factor
-        self.clean = int(clean)   # clean images the down-scale detectors were fitted on
+        self.clean = int(clean)   # clean held-out images among those the detectors were fitted on
 
     @classmethod
     def fit(cls, x: np.ndarray, copies: list, look=None) -> "Router | None":
@@ -136,13 +136,13 @@ class Router:
             plain = np.array([c is None or c in NOT_PROCESSED for c in copies], bool)
             sel = plain | np.array([c in positive for c in copies], bool)
             return cond.ConditionDetector.fit(x[sel], plain[sel])
-        jpeg = fit_on(x, copies, JPEG)
+        jpeg, held = fit_on(x, copies, JPEG), sum(c is None for c in copies)
         if look:
             x = np.concatenate([np.asarray(x, np.float64)] + [np.asarray(v, np.float64) for v, _ in look])
             copies = list(copies) + [c for v, c in look for _ in range(len(v))]
         scaled = np.array([c in SCALED for c in copies], bool)
         factor = cond.ConditionDetector.fit(x[scaled], np.array(copies, dtype=object)[scaled] == SCALED[0])
-        r = cls(fit_on(x, copies, SCALED), jpeg, factor, sum(c is None for c in copies))
+        r = cls(fit_on(x, copies, SCALED), jpeg, factor, held)
         return r if r.scaled is not None or r.jpeg is not None else None
 
     def route(self, x, sides, side: int | None, views: dict, jpeg=None, full_size: bool = False) -> np.ndarray:
@@ -153,8 +153,8 @@ class Router:
         (:func:`jpeg_file`: 1, 0, or NaN for unknown; None: unknown for all). A query smaller than
         the gallery's images that looks down-scaled goes to the view whose scale is nearest its
         own; with ``full_size`` (the views were made of images large enough that every down-scaled
-        copy is a whole crop: ``Gallery.large_views``) and down-scale detectors fitted on at least
-        :data:`MIN_LOOK_CLEAN` clean images, so does one of any size, to the view the ``factor``
+        copy is a whole crop: ``Gallery.large_views``) and a router fitted on at least
+        :data:`MIN_LOOK_CLEAN` clean held-out images, so does one of any size, to the view the ``factor``
         detector picks, unless it looks JPEG-compressed. A query from a file known not to
         be a JPEG is never sent to the JPEG view, whatever the detector says: an unseen
         generator's clean images can look compressed to it."""
