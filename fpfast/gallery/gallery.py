@@ -867,8 +867,8 @@ class Gallery:
         fitted on copies made one way, answered most queries processed another way `unknown` on
         validation images: ``benchmarks/results/embedding.md``, eighth session, item 7). With
         :attr:`large_views` (and the gallery's own vectors as the detectors' input) the enrolled
-        images and their scale views also teach the router's down-scale detectors: a few-shot
-        gallery holds out too few images to route by look on its own."""
+        images and their scale views also teach the router's down-scale detectors (fewer clean
+        images misrouted: ``benchmarks/results/accuracy.md``, "Large images, down-scaled")."""
         self.router = None
         if not self.views:
             return

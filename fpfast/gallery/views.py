@@ -154,9 +154,9 @@ class Router:
         the gallery's images that looks down-scaled goes to the view whose scale is nearest its
         own; with ``full_size`` (the views were made of images large enough that every down-scaled
         copy is a whole crop: ``Gallery.large_views``) and a router fitted on at least
-        :data:`MIN_LOOK_CLEAN` clean held-out images, so does one of any size, to the view the ``factor``
-        detector picks, unless it looks JPEG-compressed. A query from a file known not to
-        be a JPEG is never sent to the JPEG view, whatever the detector says: an unseen
+        :data:`MIN_LOOK_CLEAN` clean held-out images, so does one of any size, to the view the
+        ``factor`` detector picks, unless it looks JPEG-compressed. A query from a file known not
+        to be a JPEG is never sent to the JPEG view, whatever the detector says: an unseen
         generator's clean images can look compressed to it."""
         x = np.asarray(x, np.float64).reshape(len(x), -1)
         out = np.full(len(x), "", dtype=object)
