@@ -392,6 +392,11 @@ def test_large_views_route_full_size_queries_by_look_and_keep_a_clearly_nearer_a
     assert not g.large_views
     a = g.attribute(np.concatenate([q, sq]), sides=np.r_[full, full])
     assert not any(str(x).startswith("scale") for x in a.condition)     # full size: never by look alone
+    g.note_copy_sides([144])   # large images enrolled into a gallery whose copies predate copy_side
+    assert g.copy_side == 64 and not g.large_views
+    fresh = Gallery.create(str(tmp_path / "fresh"), FingerprintSpec())
+    fresh.note_copy_sides([144, 200])
+    assert fresh.copy_side == 144 and fresh.large_views
     g.copy_side = 144
     assert g.large_views
     a = g.attribute(np.concatenate([q, sq]), sides=np.r_[full, full])

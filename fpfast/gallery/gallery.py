@@ -811,10 +811,14 @@ class Gallery:
 
     def note_copy_sides(self, sides) -> None:
         """Record the shorter sides of the regions views and calibration copies were made of
-        (decoded with :func:`.conditions.copy_spec`: at most its size)."""
+        (decoded with :func:`.conditions.copy_spec`: at most its size). A gallery holding copies
+        from before this was recorded made them of its crops: those count at its ``min_side``."""
         sides = [int(x) for x in (sides or [])]
         if sides:
-            self.copy_side = min(sides + ([self.copy_side] if self.copy_side else []))
+            old = self.copy_side
+            if old is None and (any(len(v) for v in self.views.values()) or any(map(cond.is_copy, self._hold_keys))):
+                old = self.min_side   # copies made before their regions were recorded: of the crop itself
+            self.copy_side = min(sides + ([old] if old else []))
 
     @property
     def large_views(self) -> bool:
