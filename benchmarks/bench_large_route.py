@@ -48,6 +48,7 @@ from fpfast.jobs.mappers import with_query_columns  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
+MARK = ".bench_large_route"   # marks a --work folder as this benchmark's
 CONDITIONS = {"clean": None, "jpeg90": 90, "jpeg75": 75, "resize075": 0.75, "resize05": 0.5}
 
 
@@ -173,6 +174,11 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
+    mark = os.path.join(a.work, MARK)
+    if os.path.exists(a.work) and os.listdir(a.work) and not os.path.exists(mark):
+        raise SystemExit(f"--work {a.work} holds files this benchmark did not write: give a new folder")
+    os.makedirs(a.work, exist_ok=True)
+    open(mark, "a").close()   # its own folder: later runs reuse the queries and galleries in it
     if not os.path.isdir(f"{a.work}/g"):
         from click.testing import CliRunner
 

@@ -98,8 +98,8 @@ def gallery_info(path: str) -> dict:
 
 
 def _large_views_note(d: dict) -> str:
-    from .gallery.views import MIN_LOOK_CLEAN
-    if d.get("router_clean", 0) >= MIN_LOOK_CLEAN:
+    from .gallery.views import MIN_LOOK_CLEAN, looks_enough
+    if looks_enough(d.get("router_clean", 0)):
         return "; made of images larger than the crop: a down-scaled query of any size is routed"
     return (f"; made of images larger than the crop, but a query is routed by its size alone: the router was "
             f"fitted on {d.get('router_clean', 0)} clean held-out images, fewer than the {MIN_LOOK_CLEAN} routing by "

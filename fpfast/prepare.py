@@ -58,7 +58,13 @@ def crop_box(h: int, w: int, spec: FingerprintSpec) -> tuple[int, int, int, int]
     :func:`apply_geometry` takes)."""
     if spec.geometry != "crop" or spec.crops is not None:
         return 0, 0, h, w
-    ch, cw = min(h, spec.size), min(w, spec.size)
+    return centre_box(h, w, spec.size)
+
+
+def centre_box(h: int, w: int, size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centre ``size`` x ``size`` region of an h x w image (the
+    whole of a shorter side)."""
+    ch, cw = min(h, size), min(w, size)
     return (h - ch) // 2, (w - cw) // 2, ch, cw
 
 

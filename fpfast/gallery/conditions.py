@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from ..prepare import centre_box
+
 TAG = "#cal-"   # the held-out key of copy NAME of an image keyed k: f"{k}#cal-{NAME}"
 COPIES = {"jpeg90": ("jpeg", 90), "jpeg70": ("jpeg", 70), "resize075": ("bicubic", 0.75),
           "resize05": ("lanczos", 0.5), "crop08": ("crop", 0.8)}
@@ -73,13 +75,11 @@ def copy_spec(spec):
 
 def centre(image: np.ndarray, size: int | None) -> np.ndarray:
     """The centre ``size`` x ``size`` crop of a uint8 HxWx3 image, as the decoder takes the spec's
-    crop (:func:`fpfast.prepare.crop_box`: the whole of a shorter side); the image itself for None."""
+    crop (:func:`fpfast.prepare.centre_box`: the whole of a shorter side); the image itself for None."""
     if size is None:
         return image
-    h, w = image.shape[:2]
-    ch, cw = min(h, size), min(w, size)
-    t, l = (h - ch) // 2, (w - cw) // 2
-    return image if (ch, cw) == (h, w) else np.ascontiguousarray(image[t:t + ch, l:l + cw])
+    t, l, ch, cw = centre_box(*image.shape[:2], size)
+    return image if (ch, cw) == image.shape[:2] else np.ascontiguousarray(image[t:t + ch, l:l + cw])
 
 
 def calibration_copies(image: np.ndarray, size: int | None = None) -> list[tuple[str, np.ndarray]]:

@@ -566,7 +566,7 @@ class Gallery:
         # answer kept where it is nearer its model by a margin (views.KEEP_MARGIN of open-set score)
         looked = np.isin(route, [v for v in self.views if views.VIEWS[v][0] != "jpeg"])
         if sides is not None and self._calibrated_side():
-            looked &= np.asarray(sides, np.float64).reshape(-1) >= views.SMALL * self._calibrated_side()
+            looked &= ~views.smaller(sides, self._calibrated_side())
         tried = np.flatnonzero(looked)
         also = here(tried) if len(tried) else None
         parts = []  # each routed query is searched in its view alone, the others here
@@ -827,7 +827,7 @@ class Gallery:
         than the crop, and the router then sends queries of any size that look down-scaled to a
         view (:meth:`.views.Router.route`, ``full_size``)."""
         s = self.spec
-        return bool(self.copy_side and s.geometry == "crop" and s.crops is None
+        return bool(self.copy_side and cond.copy_spec(s) is not s
                     and self.copy_side >= math.ceil(s.size / cond.MIN_SCALE))
 
     @property

@@ -46,6 +46,18 @@ MIN_LOOK_CLEAN = 40
 QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from its pixels (view_copy)
 
 
+def smaller(sides, side: int) -> np.ndarray:
+    """Per query, whether its side (as fingerprinted) is small enough, against the gallery's
+    ``side``, to be a down-scale (:data:`SMALL`): what the size rule routes."""
+    return np.asarray(sides, np.float64).reshape(-1) < SMALL * side
+
+
+def looks_enough(clean: int) -> bool:
+    """Whether a router fitted on ``clean`` clean held-out images routes queries by their look
+    alone (:data:`MIN_LOOK_CLEAN`)."""
+    return int(clean) >= MIN_LOOK_CLEAN
+
+
 def check_views(names) -> tuple[str, ...]:
     """The view names, checked and in :data:`VIEWS`'s order."""
     names = tuple(names or ())
@@ -171,10 +183,10 @@ class Router:
             names = sorted(scales, key=lambda v: -scales[v])   # the mildest first
             if sides is not None and side:
                 f = np.asarray(sides, np.float64).reshape(-1) / side
-                small = (f < SMALL) & down
+                small = smaller(sides, side) & down
                 near = np.abs(np.log(np.maximum(f, 1e-6))[:, None] - np.log([scales[v] for v in names])[None]).argmin(1)
                 out[small] = np.array(names, dtype=object)[near[small]]
-            if full_size and self.clean >= MIN_LOOK_CLEAN:  # a compressed query looks down-scaled too: JPEG first
+            if full_size and looks_enough(self.clean):  # a compressed query looks down-scaled too: JPEG first
                 big = down & (out == "") & ~looks_jpeg
                 mild = self.factor.is_clean(x[big]) if self.factor is not None else np.ones(int(big.sum()), bool)
                 out[big] = np.where(mild, names[0], names[-1])
