@@ -22,6 +22,12 @@ architectures with new weights) are printed beside them.
 ``--knobs``: the default gallery's knobs for the first weights, on ``known clean`` and ``new
 seed``: LDA shrinkage, the vote's k, and each half normalised apart (the network's half LDA,
 weighted w; the handcrafted half standardised).
+
+``--fallback D``: over D galleries (the d-th of training images d*n .. (d+1)*n - 1 of each model),
+the default gallery's answer replaced by the handcrafted gallery's where the query is far in the
+default's space (its nearest model's distance, or that over the second model's, above the q-th
+percentile of the known queries' own: a bound on what a threshold calibrated on held-out images
+could do), on ``known clean`` and ``new seed``; mean and standard deviation over the draws.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ from benchmarks.bench_fewshot_concat import knn_accuracy  # noqa: E402
 from benchmarks.bench_fewshot_knobs import blockwise_accuracy  # noqa: E402
 from benchmarks.bench_universal import _jpeg, first_n  # noqa: E402
 from fpfast.embed.universal import SHIPPED_DIR, load_card  # noqa: E402
+from fpfast.gallery import normalize as norm  # noqa: E402
 from fpfast.ops.features import fingerprint_features  # noqa: E402
 from fpfast.spec import load_spec  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -52,14 +59,16 @@ def seed_pairs(names):
 
 
 class Split:
-    """The gallery (first ``n`` training images per model) and the validation queries (images
-    200-299) of a zoo, with the seed pairs' masks."""
+    """The gallery (training images ``offset`` .. ``offset + n - 1`` per model) and the validation
+    queries (images 200-299) of a zoo, with the seed pairs' masks."""
 
-    def __init__(self, y, n):
+    def __init__(self, y, n, offset=0):
+        if offset + n > QUERY_OFFSET:
+            raise SystemExit(f"a gallery of images {offset}..{offset + n - 1} would take in validation queries")
         self.names = sorted(set(y))
         self.pairs = seed_pairs(self.names)
         lab = np.array(y)
-        self.gal, self.val = first_n(y, n), first_n(y, QUERIES, offset=QUERY_OFFSET)
+        self.gal, self.val = first_n(y, n, offset=offset), first_n(y, QUERIES, offset=QUERY_OFFSET)
         self.gy, self.vy = lab[self.gal], lab[self.val]
         self.k = max(1, n // 10)  # the gallery's vote
         self.keep = ~np.isin(self.gy, list(self.pairs))  # the gallery without the _seed1 models
@@ -101,6 +110,51 @@ def knob_figures(sp: Split, gv, qv, d_net):
     return {key: {f: round(v, 4) for f, v in row.items()} for key, row in out.items()}
 
 
+def nearest_models(gv, lab, n_models, qv, method):
+    """[Q, M] distance of each query to each model's nearest gallery vector after ``method``."""
+    nz = norm.fit(method, gv.astype(np.float64), lab)
+    g, q = (nz.transform(v.astype(np.float32)).astype(np.float64) for v in (gv, qv))
+    d = np.sqrt(np.maximum((q ** 2).sum(1)[:, None] - 2 * q @ g.T + (g ** 2).sum(1)[None], 0))
+    return np.stack([d[:, lab == m].min(1) for m in range(n_models)], 1)
+
+
+def fallback_figures(sp: Split, hand, joint, percentiles=(75, 90, 95)):
+    """{rule: {"known clean", "new seed"}} of one draw: the handcrafted gallery (standardised), the
+    default one (LDA) and the default answer with the handcrafted one where the query is far
+    (see ``--fallback``). ``hand`` / ``joint``: (gallery, query) vectors of the two spaces."""
+    kn = np.array(sp.known)
+    truth = np.where(sp.new, np.array([sp.pairs.get(m, m) for m in sp.vy]), sp.vy)
+    near = {s: nearest_models(g[sp.keep], sp.lab, len(kn), q, m)
+            for s, (g, q), m in (("hand", hand, "standardize"), ("joint", joint, "lda"))}
+    win = {s: d.argmin(1) for s, d in near.items()}
+    srt = np.sort(near["joint"], 1)
+    far = {"distance": srt[:, 0], "ratio": srt[:, 0] / srt[:, 1]}
+
+    def figures(w):
+        return {f: float(np.mean(kn[w[sel]] == truth[sel])) for f, sel in (("known clean", sp.own), ("new seed", sp.new))}
+    out = {"handcrafted (standardised)": figures(win["hand"]), "universal ⊕ handcrafted": figures(win["joint"])}
+    for what, x in far.items():
+        for q in percentiles:
+            out[f"fallback where {what} > {q}th percentile"] = figures(
+                np.where(x > np.percentile(x[sp.own], q), win["hand"], win["joint"]))
+    return out
+
+
+def fallback_draws(x, y, n, draws, spec, hyb):
+    """``--fallback``: {rule: {figure: (mean, sd)}} over ``draws`` galleries."""
+    sp0 = Split(y, n)
+    vx = [x[i] for i in sp0.val]
+    qh, qj = vectors(vx, lambda b: fingerprint_features(b, spec)), vectors(vx, lambda b: hyb.embed(b, layout="hwc"))
+    rows = []
+    for d in range(draws):
+        sp = Split(y, n, offset=d * n)
+        gx = [x[i] for i in sp.gal]
+        rows.append(fallback_figures(sp, (vectors(gx, lambda b: fingerprint_features(b, spec)), qh),
+                                     (vectors(gx, lambda b: hyb.embed(b, layout="hwc")), qj)))
+    return {r: {f: [round(float(np.mean([x[r][f] for x in rows])), 4), round(float(np.std([x[r][f] for x in rows])), 4)]
+                for f in rows[0][r]} for r in rows[0]}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("zoos", nargs="+")
@@ -109,6 +163,8 @@ def main(argv=None):
                                                       "its 2 held-out images)")
     ap.add_argument("--no-universal-alone", action="store_true")
     ap.add_argument("--knobs", action="store_true", help="also the default gallery's knobs (first weights)")
+    ap.add_argument("--fallback", type=int, default=0, metavar="D",
+                    help="also the handcrafted fallback rule over D gallery draws (first weights)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     spec = load_spec("default")
@@ -135,6 +191,9 @@ def main(argv=None):
             if not a.no_universal_alone:
                 rows[f"universal / {w}"] = space_figures(sp, *space(lambda b: emb.embed(b, layout="hwc")), "lda")
             print(json.dumps({zoo: {k: v for k, v in rows.items() if w in k}}), flush=True)
+            if a.fallback and i == 0:
+                rows["fallback"] = fallback_draws(x, y, a.n, a.fallback, spec, hyb)
+                print(json.dumps({zoo: {"fallback": rows["fallback"]}}), flush=True)
             if a.knobs and i == 0:
                 rows["knobs"] = knob_figures(sp, gv, qv, int(emb.config["arch"]["dim"]))
                 print(json.dumps({zoo: {"knobs": rows["knobs"]}}), flush=True)

@@ -2,7 +2,8 @@
 plus their processed copies with the condition detector (``--calibrate-on``; issue 14).
 
     python benchmarks/bench_unknown.py ZOO --out results/unknown_standard.json [--specs default,universal]
-        [--views "all;none"] [--embedding DIR] [--max-train N] [--k 10,auto] [--max-test 200] [--table]
+        [--views "all;none"] [--embedding DIR] [--max-train N [--draws D]] [--k 10,auto] [--max-test 200]
+        [--table]
 
 The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C
 --views V``
@@ -13,14 +14,24 @@ PNG's pixels read for a JPEG grid where the answer depends on it - and, for a pl
 its handcrafted vector, as the stream passes them) on the zoo's test splits as the pipeline
 fingerprints them, plus a 0.75x bilinear down-scale of the test images made in memory. Per
 split: accuracy (an `unknown` answer counts as wrong; for ``open_set`` `unknown` is the right
-answer), the `unknown` rate and the fraction the detector called clean; per gallery: AUROC and
+answer), the `unknown` rate, ``named`` (the answer before the open-set decision right: what
+`unknown` took away), ``family`` (the answer a model of the right architecture, another seed of
+it included: for the unseen seed, whose expected answer is seed 0's class though the gallery may
+hold seed 1's too) and the fraction the detector called clean; per gallery: AUROC and
 OSCR of ``open_set_score`` (clean test images against the open-set model's) and the enroll time.
+
+``--draws D``: D galleries per setting, the d-th enrolled from training images d*N .. (d+1)*N - 1
+of each model (disjoint draws; a few-shot gallery's figures swing with the images it holds, the
+unseen seed's by 10-25 points between draws). Each row is then the mean over the draws, with
+their standard deviation; ``--table`` adds each gallery's paired difference against the last
+one (the same draws), mean and 95 % interval (Student t).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -64,14 +75,25 @@ def queries(spec, embedder, zoo, max_test, opts):
     return out
 
 
-def measure(gdir, zoo, max_test, opts, ks=("10",)):
-    """{k: row} of the gallery at ``gdir``, one row per vote size in ``ks`` ("auto": ``vote_k``)."""
+def measure(gdir, zoo, max_test, opts, ks=("10",), cache=None):
+    """{k: row} of the gallery at ``gdir``, one row per vote size in ``ks`` ("auto": ``vote_k``);
+    ``cache``: a dict keeping the queries' vectors between galleries of the same fingerprint."""
     g = Gallery.load(gdir)
-    q = queries(g.spec, g.embedder(), zoo, max_test, opts)
-    cond = {}
-    if detector_spec(g.spec) is not None:  # a plain embedding's detector reads handcrafted vectors, as the stream
-        cond = {s: v[0] for s, v in queries(detector_spec(g.spec), None, zoo, max_test, opts).items()}
+    cache = {} if cache is None else cache
+    emb = g.embedder()
+    key = (repr(g.spec), None if emb is None else emb.identity)
+    if key not in cache:
+        cond = {}
+        if detector_spec(g.spec) is not None:  # a plain embedding's detector reads handcrafted vectors
+            cond = {s: v[0] for s, v in queries(detector_spec(g.spec), None, zoo, max_test, opts).items()}
+        cache[key] = (queries(g.spec, emb, zoo, max_test, opts), cond)
+    q, cond = cache[key]
     return {k: rates(g, q, cond, None if k == "auto" else int(k)) for k in ks}
+
+
+def family(model: str) -> str:
+    """A zoo model's architecture: its name without a ``_seedN`` suffix (``UNKNOWN`` stays)."""
+    return re.sub(r"_seed\d+$", "", model)
 
 
 def rates(g, q, cond, k):
@@ -85,6 +107,8 @@ def rates(g, q, cond, k):
         c = None if a.condition is None else np.array(a.condition, dtype=object)
         row[split] = {"accuracy": float(np.mean(np.array(a.model) == np.array(want))),
                       "unknown": float(a.is_unknown.mean()),
+                      "named": float(np.mean(np.array(a.predicted) == np.array(want))),
+                      "family": float(np.mean([family(m) == family(w) for m, w in zip(a.model, want)])),
                       "called_clean": None if c is None else float(np.mean(c == "clean")),
                       "views": {} if c is None else {v: float(np.mean(c == v)) for v in g.views if (c == v).any()}}
     if "open_set" in att:
@@ -143,54 +167,121 @@ def main(argv=None):
     ap.add_argument("--max-test", type=positive, default=200)
     ap.add_argument("--max-train", type=positive, default=None,
                     help="enroll the first N training images of each model (links in a temporary folder)")
+    ap.add_argument("--draws", type=positive, default=1, help="galleries per setting, each from the next "
+                    "N training images of each model (with --max-train N): mean and spread over the draws")
     ap.add_argument("--k", default="10", help="vote sizes to answer with, comma-separated; auto: Gallery.vote_k")
     ap.add_argument("--out", required=True)
     ap.add_argument("--table", action="store_true", help="print the tables of an existing --out and stop")
     a = ap.parse_args(argv)
     if a.table:
         with open(a.out) as f:
-            print(table(json.load(f)))
+            res = json.load(f)
+        print(table(res))
+        if res.get("per_draw"):
+            print(paired(res))
         return
+    if a.draws > 1 and not a.max_train:
+        ap.error("--draws needs --max-train (each draw enrolls N other images of each model)")
     opts = StreamOptions(device="cpu", quiet=True)
-    res = {"zoo": a.zoo, "max_test": a.max_test, "max_train": a.max_train,
+    res = {"zoo": a.zoo, "max_test": a.max_test, "max_train": a.max_train, "draws": a.draws,
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}}
-    ks = a.k.split(",")
+    if a.draws > 1:
+        res["per_draw"] = {}
+    ks, cache = a.k.split(","), {}
 
     def add(name, t0, gdir):
         secs = round(time.perf_counter() - t0, 1)
-        for k, row in measure(gdir, a.zoo, a.max_test, opts, ks).items():
+        for k, row in measure(gdir, a.zoo, a.max_test, opts, ks, cache).items():
             key = name if len(ks) == 1 else f"{name}, k = {k}"
-            res["rows"][key] = {"enroll_s": secs, **row}
+            row = {"enroll_s": secs, **row}
+            if a.draws > 1:
+                res["per_draw"].setdefault(key, []).append(row)
+                row = mean_row(res["per_draw"][key])
+            res["rows"][key] = row
             print(f"{key}: " + json.dumps(res["rows"][key]), flush=True)
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)
-    with tempfile.TemporaryDirectory() as tmp:
-        train = os.path.join(a.zoo, "train")
-        if a.max_train:
-            train = first_images(train, os.path.join(tmp, "train"), a.max_train)
-        views = a.views.split(";")
-        for spec in a.specs.split(","):
-            for how in a.calibrate_on.split(","):
-                for v in (views if how == "augmented" else ["none"]):
-                    gdir = os.path.join(tmp, f"{spec}-{how}-{v}".replace("+", "_").replace(",", "_"))
-                    t0 = time.perf_counter()
-                    subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train,
-                                    "--calibrate-on", how, "--spec", spec, "--views", v, "-q"], check=True)
-                    add(f"{spec}, calibrated on {how}" + (f", views {v}" if len(views) > 1 else ""), t0, gdir)
-        for how in a.calibrate_on.split(",") if a.embedding else ():
-            gdir = os.path.join(tmp, f"embedding-{how}")
-            t0 = time.perf_counter()
-            ident = enroll_with(gdir, train, a.embedding, how, opts)
-            add(f"fine-tuned {ident[:8]}, calibrated on {how}", t0, gdir)
+    for d in range(a.draws):
+        with tempfile.TemporaryDirectory() as tmp:
+            train = os.path.join(a.zoo, "train")
+            if a.max_train:
+                train = first_images(train, os.path.join(tmp, "train"), a.max_train, offset=d * a.max_train)
+            enroll_all(a, train, tmp, add, opts)
 
 
-def first_images(src, dst, n):
-    """``dst/<model>/``: links to the first ``n`` files (sorted) of each ``src/<model>/``."""
+def enroll_all(a, train, tmp, add, opts):
+    """Every gallery the options ask for, enrolled from ``train`` under ``tmp`` and measured by ``add``."""
+    views = a.views.split(";")
+    for spec in a.specs.split(","):
+        for how in a.calibrate_on.split(","):
+            for v in (views if how == "augmented" else ["none"]):
+                gdir = os.path.join(tmp, f"{spec}-{how}-{v}".replace("+", "_").replace(",", "_"))
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train,
+                                "--calibrate-on", how, "--spec", spec, "--views", v, "-q"], check=True)
+                add(f"{spec}, calibrated on {how}" + (f", views {v}" if len(views) > 1 else ""), t0, gdir)
+    for how in a.calibrate_on.split(",") if a.embedding else ():
+        gdir = os.path.join(tmp, f"embedding-{how}")
+        t0 = time.perf_counter()
+        ident = enroll_with(gdir, train, a.embedding, how, opts)
+        add(f"fine-tuned {ident[:8]}, calibrated on {how}", t0, gdir)
+
+
+FIGURES = ("accuracy", "unknown", "named", "family", "called_clean")
+
+
+def mean_row(rows):
+    """The mean of per-draw rows, with ``sd``: each split's accuracy and AUROC / OSCR standard
+    deviation over the draws."""
+    out, sd = {"enroll_s": float(np.mean([r["enroll_s"] for r in rows])), "k": rows[0]["k"]}, {}
+
+    def spread(x):
+        return float(np.std(x, ddof=1)) if len(x) > 1 else None
+    for s in SPLITS:
+        if s in rows[0]:
+            out[s] = {f: None if rows[0][s].get(f) is None else float(np.mean([r[s][f] for r in rows]))
+                      for f in FIGURES}
+            sd[s] = spread([r[s]["accuracy"] for r in rows])
+    for f in ("auroc", "oscr"):
+        if f in rows[0]:
+            out[f], sd[f] = float(np.mean([r[f] for r in rows])), spread([r[f] for r in rows])
+    return {**out, "sd": sd}
+
+
+def paired(res: dict) -> str:
+    """A markdown table: each gallery's accuracy (and AUROC / OSCR) minus the last gallery's on the
+    same draws, mean and 95 % Student-t interval over the draws."""
+    from scipy.stats import t as student
+    per = res["per_draw"]
+    names = list(per)
+    base, n = names[-1], len(per[names[-1]])
+    splits = [s for s in SPLITS if s in per[base][0]]
+    cols = splits + [c for c in ("auroc", "oscr") if c in per[base][0]]
+    head = [NAMES.get(c, c.upper()) for c in cols]
+    out = [f"| minus `{base}` ({n} draws) | " + " | ".join(head) + " |", "|---|" + "---:|" * len(cols)]
+    q = student.ppf(0.975, n - 1)
+    for name in names[:-1]:
+        cells = []
+        for c in cols:
+            diff = np.array([(r[c]["accuracy"] if c in splits else r[c]) - (b[c]["accuracy"] if c in splits else b[c])
+                             for r, b in zip(per[name], per[base])])
+            half = q * diff.std(ddof=1) / np.sqrt(n)
+            cells.append(f"{diff.mean():+.3f} ± {half:.3f}")
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def first_images(src, dst, n, offset=0):
+    """``dst/<model>/``: links to files ``offset`` .. ``offset + n - 1`` (sorted) of each
+    ``src/<model>/``; refuses a model with fewer."""
     for m in sorted(os.listdir(src)):
         if not os.path.isdir(os.path.join(src, m)):
             continue
         os.makedirs(os.path.join(dst, m))
-        for f in sorted(x for x in os.listdir(os.path.join(src, m)) if x != "model.json")[:n]:
+        files = sorted(x for x in os.listdir(os.path.join(src, m)) if x != "model.json")
+        if len(files) < offset + n:
+            raise SystemExit(f"{m} has {len(files)} training images; the draw needs {offset + n}")
+        for f in files[offset:offset + n]:
             os.symlink(os.path.join(src, m, f), os.path.join(dst, m, f))
     return dst
 
