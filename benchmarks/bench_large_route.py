@@ -17,10 +17,14 @@ router's detectors' outputs beside; routing rules are then applied to those answ
 * ``JPEG first``: the same unless it looks JPEG-compressed (then the JPEG view);
 * ``JPEG first, keep m``: the same, but the gallery's own answer is kept where its open-set
   score is lower than the view's by more than m; ``p < t``: routed only where the scaled
-  detector's p(clean) is below t (0.5: its decision).
+  detector's p(clean) is below t (0.5: its decision);
+* ``native size, then R``: the size rule against the enrolled images' own shorter side (before
+  the crop) as well as the crop's: a query smaller than every enrolled image that looks
+  down-scaled goes to the view of the nearest scale; rule R for the others.
 
-The product routes by look only when the router saw at least ``MIN_LOOK_CLEAN`` clean held-out
-images (``--enroll 10`` on 10 models: 20); below that its rule is ``before``.
+The product (since the eleventh session) applies the native size rule, then routes by look only
+when the router saw at least ``MIN_LOOK_CLEAN`` clean held-out images (``--enroll 10`` on 10
+models: 20): ``native size, then JPEG first, keep 0.25``, below that ``native size, then before``.
 
 The shipped rule is also run end to end (``fpfast attribute`` of the query folders) and its
 accuracy must equal its simulated row (printed side by side). ``--lomo``: the open set on the
@@ -43,7 +47,7 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.conditions import centre  # noqa: E402
-from fpfast.gallery.views import KEEP_MARGIN, MIN_LOOK_CLEAN, VIEWS, Router  # noqa: E402
+from fpfast.gallery.views import KEEP_MARGIN, MIN_LOOK_CLEAN, VIEWS, Router, smaller  # noqa: E402
 from fpfast.jobs.mappers import with_query_columns  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -85,13 +89,15 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
     for cond in conditions:
         files = sorted(glob.glob(f"{work}/q/{cond}/*/*"))
         ims = np.stack([centre(np.asarray(Image.open(f).convert("RGB")), g.spec.size) for f in files])
-        cols = mp(torch.from_numpy(ims), files)
+        native = np.array([min(Image.open(f).size) for f in files])
+        cols = mp(torch.from_numpy(ims), files, native.tolist())
         v = np.asarray(cols["vector"].detach().cpu() if hasattr(cols["vector"], "detach") else cols["vector"])
         truth = np.array([f.split("/")[-2] for f in files])
         here = g._attribute_here(v, "knn", None, "uniform", 1, cols["side"], None, cols["jpeg"])
         a = {"here": np.array(here.model) == truth, "here_score": here.open_set_score,
              "p_clean": r.scaled.p_clean(v), "p_mild": r.factor.p_clean(v),
-             "looks_jpeg": (np.asarray(cols["jpeg"]) != 0) & ~r.jpeg.is_clean(v), "files": files}
+             "looks_jpeg": (np.asarray(cols["jpeg"]) != 0) & ~r.jpeg.is_clean(v), "files": files,
+             "native": native.astype(np.float64)}
         for name in VIEWS:
             va = g.views[name].attribute(v)
             a[name], a[name + "_score"] = np.array(va.model) == truth, va.open_set_score
@@ -99,8 +105,9 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
     return out
 
 
-def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5):
-    """(right, open-set score) per query under one routing rule, from one condition's answers."""
+def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5, native: float | None = None):
+    """(right, open-set score) per query under one routing rule, from one condition's answers;
+    ``native``: the enrolled images' shorter side, for the native size rule."""
     mild = a["p_mild"] >= 0.5
     view, vscore = np.where(mild, a["scale075"], a["scale05"]), np.where(mild, a["scale075_score"], a["scale05_score"])
     jp = a["looks_jpeg"]
@@ -108,7 +115,14 @@ def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 
     if keep is not None:
         go &= ~(a["here_score"] + keep < vscore)
     right = np.where(go, view, np.where(jp, a["jpeg85"], a["here"]))
-    return right, np.where(go, vscore, np.where(jp, a["jpeg85_score"], a["here_score"]))
+    score = np.where(go, vscore, np.where(jp, a["jpeg85_score"], a["here_score"]))
+    if native:
+        f = a["native"] / native
+        sized = smaller(a["native"], native) & (a["p_clean"] < 0.5)
+        half = np.abs(np.log(f / VIEWS["scale05"][1])) < np.abs(np.log(f / VIEWS["scale075"][1]))
+        right = np.where(sized, np.where(half, a["scale05"], a["scale075"]), right)
+        score = np.where(sized, np.where(half, a["scale05_score"], a["scale075_score"]), score)
+    return right, score
 
 
 def simulate(a: dict, *rule) -> float:
@@ -196,12 +210,16 @@ def main(argv=None):
     for tau in (0.3, 0.1):
         rules[f"JPEG first, p < {tau}"] = ("jpeg", None, tau)
         rules[f"JPEG first, p < {tau}, keep 0.25"] = ("jpeg", 0.25, tau)
+    native = float(min(min(Image.open(f).size) for f in glob.glob(f"{a.work}/enroll/*/*")))
+    for base in ("before", f"JPEG first, keep {KEEP_MARGIN}"):
+        rules[f"native size, then {base}"] = rules[base] + (native,)
     table = {name: {c: simulate(q[c], *rule) for c in CONDITIONS} for name, rule in rules.items()}
     for name, row in table.items():
         row["mean"] = round(float(np.mean(list(row.values()))), 4)
         print(f"{name:<32s}", row, flush=True)
     # the shipped rule: look routing only with detectors fitted on enough clean held-out images
-    shipped = f"JPEG first, keep {KEEP_MARGIN}" if g.router.get("clean", 0) >= MIN_LOOK_CLEAN else "before"
+    shipped = "native size, then " + (f"JPEG first, keep {KEEP_MARGIN}" if g.router.get("clean", 0) >= MIN_LOOK_CLEAN
+                                      else "before")
     e2e = end_to_end(a.work)
     print("shipped, end to end", e2e, "simulated", {c: table[shipped][c] for c in CONDITIONS}, flush=True)
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "zoo": a.zoo, "enroll": a.enroll,
@@ -209,8 +227,9 @@ def main(argv=None):
            "large_views": g.large_views, "router_clean": g.router.get("clean", 0), "shipped": shipped,
            "rules": table, "end_to_end": e2e}
     if a.lomo:
-        res["left_out_auroc"] = left_out_auroc(a.work, a.spec, {k: rules[k] for k in
-                                                                ("before", "JPEG first", f"JPEG first, keep {KEEP_MARGIN}")})
+        res["left_out_auroc"] = left_out_auroc(a.work, a.spec, {k: rules[k] for k in (
+            "before", "JPEG first", f"JPEG first, keep {KEEP_MARGIN}", "native size, then before",
+            f"native size, then JPEG first, keep {KEEP_MARGIN}")})
         print("left-one-out AUROC", res["left_out_auroc"], flush=True)
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)

@@ -37,8 +37,9 @@ class _JpegGroups:
         self.groups: dict[tuple, list] = {}
         self.waiting = 0
 
-    def add(self, index: int, key: str, shape: tuple, data: bytes) -> list:
-        self.groups.setdefault(shape, []).append((index, key, data))
+    def add(self, index: int, key: str, shape: tuple, data: bytes, side: int = 0) -> list:
+        """Queue one JPEG (``shape``: after the crop; ``side``: its shorter side before it)."""
+        self.groups.setdefault(shape, []).append((index, key, data, side))
         self.waiting += 1
         out = []
         if len(self.groups[shape]) >= self.batch_size:
@@ -50,7 +51,7 @@ class _JpegGroups:
     def _take(self, shape) -> list:
         members = self.groups.pop(shape)
         self.waiting -= len(members)
-        out = self.decoder.decode_routed([d for _, _, d in members])
+        out = self.decoder.decode_routed([m[2] for m in members])
         failed = [Failed(members[j][0], members[j][1], msg) for j, msg in sorted(out.errors.items())]
         by_shape: dict[tuple, list] = {}
         for j, img in sorted(out.images.items()):  # a CPU fallback may give another dtype
@@ -60,7 +61,8 @@ class _JpegGroups:
             x = torch.stack([out.images[j] for j in js])             # [B, 3, H, W] on the device
             x = apply_geometry(x, self.spec) if self.spec.geometry == "resize" else x
             batches.append(Batch([members[j][0] for j in js], [members[j][1] for j in js],
-                                 [out.notes.get(j, "") for j in js], x.permute(0, 2, 3, 1)))
+                                 [out.notes.get(j, "") for j in js], x.permute(0, 2, 3, 1),
+                                 [members[j][3] for j in js]))
         return failed + batches
 
     def flush(self) -> list:
@@ -97,10 +99,10 @@ def device_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: in
                 continue
             t0 = time.perf_counter()
             if d.jpeg is not None:                     # (decoded shape, JPEG bytes) for the device
-                ready = jpegs.add(i, d.key, *d.jpeg)
+                ready = jpegs.add(i, d.key, *d.jpeg, d.side)
                 timings["decode"] += time.perf_counter() - t0   # mostly nvJPEG, when a group is full
             else:
-                ready = batcher.add(i, d.key, d.note, d.image)
+                ready = batcher.add(i, d.key, d.note, d.image, d.side)
                 timings["batch"] += time.perf_counter() - t0
             yield from ready
         yield from flush(timings)

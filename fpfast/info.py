@@ -86,7 +86,7 @@ def gallery_info(path: str) -> dict:
          "augment": g.augment, "calibration_copies": sum(is_copy(k) for k in g.hold_keys),
          "condition_detector": any("detector" in r for r in g.calibration.values()),
          "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
-         "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0)}
+         "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -99,11 +99,12 @@ def gallery_info(path: str) -> dict:
 
 def _large_views_note(d: dict) -> str:
     from .gallery.views import MIN_LOOK_CLEAN, looks_enough
+    side = f" ({d['min_side']} px)" if d.get("min_side") else ""
     if looks_enough(d.get("router_clean", 0)):
-        return "; made of images larger than the crop: a down-scaled query of any size is routed"
-    return (f"; made of images larger than the crop, but a query is routed by its size alone: the router was "
-            f"fitted on {d.get('router_clean', 0)} clean held-out images, fewer than the {MIN_LOOK_CLEAN} routing by "
-            "look needs")
+        return f"; made of images larger than the crop{side}: a down-scaled query of any size is routed"
+    return (f"; made of images larger than the crop: a query smaller than its images{side} is routed by its size, "
+            f"not yet by its look alone: the router was fitted on {d.get('router_clean', 0)} clean held-out images, "
+            f"fewer than the {MIN_LOOK_CLEAN} that needs")
 
 
 def format_gallery_info(d: dict) -> str:

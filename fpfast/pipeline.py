@@ -25,7 +25,10 @@ It knows nothing of fingerprints or galleries: the jobs (:mod:`fpfast.jobs`) giv
   mapper then receives them where they are, and nothing else changes.
 * **mapper** - ``mapper(images, keys) -> {column: values}``: one column per output field, each a
   tensor [B, ...] (left on the batch's device: a GPU batch stays on the GPU through fingerprint,
-  embedding and search) or a sequence of B values. Never one dict per image.
+  embedding and search) or a sequence of B values. Never one dict per image. A mapper with a
+  true ``reads_sides`` attribute is called ``mapper(images, keys, sides)``: each image's shorter
+  side before the crop (the batch's ``sides``; 0 where the decoder did not say), which a gallery
+  of large images compares with its own (:func:`call_mapper`).
 * **writer** - :mod:`fpfast.io.writers`. The write stage moves each batch's columns to the host
   (one copy per tensor column and batch) and cuts them into rows; the runner adds ``path`` (the
   input's key), ``error`` (None when fine: null in parquet / jsonl, empty in csv) and ``note`` to
@@ -70,11 +73,20 @@ STAGES = ("read", "decode", "decode_wait", "batch", "map", "write")
 
 @dataclass
 class Batch:
-    """Decoded inputs of one shape: ``images`` [B, H, W, 3] (any device) and their bookkeeping."""
+    """Decoded inputs of one shape: ``images`` [B, H, W, 3] (any device) and their bookkeeping;
+    ``sides``: each image's shorter side before the crop (None: not known)."""
     indices: list
     keys: list
     notes: list
     images: torch.Tensor
+    sides: list | None = None
+
+
+def call_mapper(mapper: Mapper, b: Batch) -> Columns:
+    """``mapper``'s columns of batch ``b``, with the images' sides where it reads them."""
+    if getattr(mapper, "reads_sides", False):
+        return mapper(b.images, b.keys, b.sides)
+    return mapper(b.images, b.keys)
 
 
 @dataclass
@@ -242,10 +254,12 @@ class Batcher:
             return np.ascontiguousarray(apply_geometry(x, self.spec).permute(1, 2, 0).numpy())
         return image
 
-    def add(self, index: int, key: str, note: str, image: np.ndarray) -> list[Batch]:
+    def add(self, index: int, key: str, note: str, image: np.ndarray, side: int = 0) -> list[Batch]:
+        """Queue one decoded image (``side``: its shorter side before the crop, 0 if not known);
+        returns the batches that became ready."""
         image = self._shape(image)
         g = (image.shape, image.dtype.str)
-        self.groups.setdefault(g, []).append((index, key, note, image))
+        self.groups.setdefault(g, []).append((index, key, note, image, side))
         self.waiting += 1
         out = []
         if len(self.groups[g]) >= self.batch_size:
@@ -258,7 +272,7 @@ class Batcher:
         members = self.groups.pop(g)
         self.waiting -= len(members)
         return Batch([m[0] for m in members], [m[1] for m in members], [m[2] for m in members],
-                     torch.from_numpy(np.stack([m[3] for m in members])))
+                     torch.from_numpy(np.stack([m[3] for m in members])), [m[4] for m in members])
 
     def flush(self) -> list[Batch]:
         return [self._take(g) for g in list(self.groups)]
@@ -286,7 +300,7 @@ def cpu_decode_stage(spec: FingerprintSpec, batch_size: int = 64, workers: int =
                 yield Failed(i, d.key, d.error, d.note)
                 continue
             t0 = time.perf_counter()
-            ready = batcher.add(i, d.key, d.note, d.image)
+            ready = batcher.add(i, d.key, d.note, d.image, d.side)
             timings["batch"] += time.perf_counter() - t0
             yield from ready
         t0 = time.perf_counter()
@@ -386,7 +400,7 @@ def run_stream(items: Iterable[Item], mapper: Mapper, writer, *, spec: Fingerpri
     def map_batch(b: Batch) -> None:
         t0 = time.perf_counter()
         try:
-            columns, err = mapper(b.images, b.keys), None
+            columns, err = call_mapper(mapper, b), None
             if not isinstance(columns, dict):
                 raise TypeError(f"a mapper returns {{column: values}}, got {type(columns).__name__}")
         except Exception as e:

@@ -142,3 +142,27 @@ def test_a_gallery_remembers_its_decoder_and_refuses_queries_decoded_elsewhere(t
     r = CliRunner().invoke(cli, ["attribute", str(src / "a"), "--gallery", g, "--out", str(tmp_path / "o.csv")])
     assert r.exit_code == 2, r.output
     assert "--decode cuda" in r.output and not (tmp_path / "o.csv").exists()
+
+
+def _sides(spec, stage=None):
+    from fpfast.jobs.mappers import image_sides
+    w = CollectWriter()
+
+    def mapper(batch, keys, sides=None):
+        return {"side": image_sides(batch, sides), "shown": [int(min(batch.shape[1:3]))] * len(keys)}
+    mapper.reads_sides = True
+    run_stream(_items(), mapper, w, spec=spec, batch_size=4, decode_stage=stage)
+    return {r["path"]: (r["side"], r["shown"]) for r in w.rows if not r["error"]}
+
+
+def test_both_stages_hand_a_side_reading_mapper_each_images_side_before_the_crop():
+    """A gallery of large images compares a query's own size with its images' (views.Router):
+    the decoders (simplejpeg, Pillow, the device stage's header read) say it, the batches carry
+    it past the crop."""
+    spec = FingerprintSpec(size=32)
+    payload = {it.key: it.payload for it in _items()}
+    for stage in (None, device_decode_stage(spec, batch_size=4, device="cpu")):
+        got = _sides(spec, stage)
+        assert len(got) == 19   # 24 inputs less 4 truncated and the empty one
+        assert {k: v[0] for k, v in got.items()} == {k: min(Image.open(io.BytesIO(payload[k])).size) for k in got}
+        assert {v[0] for v in got.values()} == {40, 36} and {v[1] for v in got.values()} == {32}

@@ -141,6 +141,18 @@ def test_router_sends_down_scaled_queries_of_any_size_to_a_view_when_the_views_w
     assert r2.clean == 60   # the held-out clean images: what the look rule's threshold counts
     r.clean = MIN_LOOK_CLEAN - 1   # detectors fitted on too few clean images: the size rule alone
     assert r.route(q, sides, 64, views, full_size=True).tolist() == by_size
+    # ... against the crop and against the images' own side (``native``): a query smaller than
+    # every enrolled image that looks down-scaled goes to the view of the nearest scale, whatever
+    # else it looks like (5 looks compressed too); one that does not look down-scaled (2, 3) or is
+    # not smaller (0 and 6: 240 px of 256) stays; without full size native counts for nothing
+    big = np.array([240, 128, 128, 100, 48, 128, 240])
+    crop_rule = ["", "", "", "jpeg85", "scale075", "jpeg85", "jpeg85"]
+    own = ["", "scale05", "", "jpeg85", "scale075", "scale05", "jpeg85"]
+    assert r.route(q, big, 64, views, full_size=True, native=256).tolist() == own
+    assert r.route(q, big, 64, views, native=256).tolist() == crop_rule
+    assert r.route(q, big, 64, views, full_size=True, native=64).tolist() == crop_rule  # an older gallery's side
+    r.clean = MIN_LOOK_CLEAN    # then the look rule for what the size rules left (0; 6 looks compressed)
+    assert r.route(q, big, 64, views, full_size=True, native=256).tolist() == ["scale075"] + own[1:]
     with pytest.raises(ValueError, match="clean count"):
         Router.from_dict({**r.to_dict("vector"), "clean": -1}, 6)
 
@@ -315,10 +327,12 @@ def _large_image(period: int, seed: int, size: int = 160) -> np.ndarray:
 
 def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(tmp_path, monkeypatch):
     """Images larger than twice the crop: views and copies are crops of down-scales, the gallery
-    says so (large_views), and a 0.5x down-scale of a new image (80 px, larger than the 64-px
-    crop) goes to a scale view while the full images stay in the gallery - once the router was
-    fitted on enough clean held-out images (MIN_LOOK_CLEAN, lowered here to the 12 this gallery
-    holds; at the default the gallery says it routes by size alone, and does)."""
+    says so (large_views) and records the images' own side (160 px, before the crop). A 0.5x
+    down-scale of a new image (80 px, larger than the 64-px crop but smaller than every enrolled
+    image) goes to the 0.5x view by its size, end to end, while the full images stay in the
+    gallery; one of the enrolled images' size goes to a view by its look alone only once the
+    router was fitted on enough clean held-out images (MIN_LOOK_CLEAN, lowered here to the 12
+    this gallery holds)."""
     from cli_helpers import MODELS
     import pyarrow.parquet as pq
     from fpfast.gallery import views
@@ -334,31 +348,39 @@ def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(
     r = invoke("enroll", tmp_path / "g", "--from-folders", tmp_path / "train", "--spec", "default", "-q")
     assert r.exit_code == 0, r.output
     g = Gallery.load(str(tmp_path / "g"))
-    assert g.copy_side == 144 and g.min_side == 64 and g.large_views and g.router.get("factor") is not None
+    assert g.copy_side == 144 and g.min_side == 160 and g.large_views and g.router.get("factor") is not None
     assert g.router["clean"] == 12 < views.MIN_LOOK_CLEAN
     r = invoke("info", "--gallery", tmp_path / "g")
-    assert "routed by its size alone: the router was fitted on 12 clean held-out images" in r.output, r.output
+    assert ("a query smaller than its images (160 px) is routed by its size, not yet by its look alone: the "
+            "router was fitted on 12 clean held-out images") in r.output, r.output
     halves = [tmp_path / "q" / m / f"half{i}.png" for m in MODELS for i in range(4)]
-    hv = _vectors_of(g, halves)
-    assert not any(str(x).startswith("scale") for x in g.attribute(
-        hv, sides=np.full(len(halves), 64), jpeg=np.zeros(len(halves))).condition)
-    monkeypatch.setattr(views, "MIN_LOOK_CLEAN", 12)
-    r = invoke("info", "--gallery", tmp_path / "g")
-    assert "a down-scaled query of any size is routed" in r.output, r.output
-    assert all(str(x).startswith("scale") for x in g.route(hv, np.full(len(halves), 64), None, np.zeros(len(halves))))
+    hv, n = _vectors_of(g, halves), len(halves)
+    assert list(g.route(hv, np.full(n, 80), None, np.zeros(n))) == ["scale05"] * n
+    assert not any(str(x).startswith("scale") for x in g.attribute(   # the same at the images' own size
+        hv, sides=np.full(n, 160), jpeg=np.zeros(n)).condition)
     r = invoke("attribute", tmp_path / "q", "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet", "-q")
     assert r.exit_code == 0, r.output
     t = pq.read_table(tmp_path / "a.parquet").to_pydict()
     cond_of = {os.path.basename(p)[:4]: [] for p in t["path"]}
     for p, c in zip(t["path"], t["condition"]):
         cond_of[os.path.basename(p)[:4]].append(c)
-    assert all(str(c).startswith("scale") for c in cond_of["half"]), cond_of["half"]
-    assert sum(str(c).startswith("scale") for c in cond_of["full"]) <= 1, cond_of["full"]
+    assert cond_of["half"] == ["scale05"] * n, cond_of["half"]
+    assert not any(str(c).startswith("scale") for c in cond_of["full"]), cond_of["full"]
+    monkeypatch.setattr(views, "MIN_LOOK_CLEAN", 12)
+    r = invoke("info", "--gallery", tmp_path / "g")
+    assert "a down-scaled query of any size is routed" in r.output, r.output
+    assert all(str(x).startswith("scale") for x in g.route(hv, np.full(n, 160), None, np.zeros(n)))
+    r = invoke("attribute", tmp_path / "q", "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet",
+               "--overwrite", "-q")
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "a.parquet").to_pydict()
+    full = [c for p, c in zip(t["path"], t["condition"]) if os.path.basename(p).startswith("full")]
+    assert sum(str(c).startswith("scale") for c in full) <= 1, full
     # fpfast train re-enrolls the same way: trained on the crops, views made of the larger regions
     r = invoke("train", tmp_path / "g", "--from-folders", tmp_path / "train", "--epochs", "1", "--dim", "8", "-q")
     assert r.exit_code == 0, r.output
     t = Gallery.load(str(tmp_path / "g"))
-    assert t.spec.embedding is not None and t.copy_side == 144 and t.large_views
+    assert t.spec.embedding is not None and t.copy_side == 144 and t.min_side == 160 and t.large_views
     assert all(len(t.views[v]) == len(t) for v in VIEWS)
     key = t.keys[0]
     crop = np.asarray(Image.open(key).convert("RGB"))[48:112, 48:112]

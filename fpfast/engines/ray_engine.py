@@ -52,7 +52,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..io.decode import DEFAULT_MAX_PIXELS
-from ..pipeline import STAGES, Batch, Failed, Mapper, columns_to_host, make_decode_stage
+from ..pipeline import STAGES, Batch, Failed, Mapper, call_mapper, columns_to_host, make_decode_stage
 from . import DEFAULT_BLOCK_ROWS, require_ray
 
 
@@ -169,12 +169,12 @@ class MapActor:
                 results.append(x)
                 continue
             t0 = time.perf_counter()
-            columns = self.mapper(x.images, x.keys)
+            columns = call_mapper(self.mapper, x)
             if not isinstance(columns, dict):
                 raise TypeError(f"a mapper returns {{column: values}}, got {type(columns).__name__}")
             host = columns_to_host(columns)
             timings["map"] += time.perf_counter() - t0
-            results.append(Batch(x.indices, x.keys, x.notes, host))
+            results.append(Batch(x.indices, x.keys, x.notes, host, x.sides))
         return results, timings
 
 

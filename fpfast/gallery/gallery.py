@@ -160,7 +160,9 @@ class Gallery:
         self.created: dict = {}
         self.decode = "cpu"           # where its JPEGs were decoded (--decode): queries must match
         self.augment = 0              # augmented copies enrolled per sample (fpfast.jobs.augment)
-        self.min_side: int | None = None  # shortest side of the images enrolled, as fingerprinted (None: unknown)
+        # shortest side of the images enrolled or held out, before the crop (None: unknown; galleries
+        # enrolled before 2026-12-06 recorded it as fingerprinted: at most the crop)
+        self.min_side: int | None = None
         self.copy_side: int | None = None  # ... of the regions its views and copies were made of (note_copy_sides)
         # held-out samples of enrolled models (never searched): what calibration is fitted on
         self._hold_vectors = np.empty((0, spec.dim), np.float32)
@@ -539,7 +541,7 @@ class Gallery:
         ``weighting`` uniform or distance) or ``centroid``. Open-set thresholds come from
         :meth:`calibrate` for the same method; without calibration nothing is answered ``unknown``. ``top``: how many
         ``(model, distance)`` pairs to list per query. ``sides`` (each query image's shorter side
-        as fingerprinted) and ``condition`` (a plain learned embedding's handcrafted vectors of
+        before the crop) and ``condition`` (a plain learned embedding's handcrafted vectors of
         the queries): for a gallery calibrated per condition (:meth:`query_condition`); with
         ``jpeg`` (per query 1 / 0 / NaN: its file is a JPEG - or a PNG carrying a JPEG grid,
         :mod:`.jpeg_grid` -, is of a lossless format, unknown) they route queries to the
@@ -565,8 +567,9 @@ class Gallery:
         # routed to a scale view by its look alone (not its size): also answered here, and this
         # answer kept where it is nearer its model by a margin (views.KEEP_MARGIN of open-set score)
         looked = np.isin(route, [v for v in self.views if views.VIEWS[v][0] != "jpeg"])
-        if sides is not None and self._calibrated_side():
-            looked &= ~views.smaller(sides, self._calibrated_side())
+        for ref in (self._calibrated_side(), self.min_side if self.large_views else None):
+            if sides is not None and ref:   # routed by its size (the crop's, then the images' own)
+                looked &= ~views.smaller(sides, ref)
         tried = np.flatnonzero(looked)
         also = here(tried) if len(tried) else None
         parts = []  # each routed query is searched in its view alone, the others here
@@ -635,7 +638,8 @@ class Gallery:
             r = views.Router.from_dict(self.router, x.shape[1])
         except ValueError as e:
             raise GalleryError(f"gallery router: {e}") from None
-        return r.route(x, sides, self._calibrated_side(), usable, jpeg, full_size=self.large_views)
+        return r.route(x, sides, self._calibrated_side(), usable, jpeg, full_size=self.large_views,
+                       native=self.min_side)
 
     def file_type_matters(self, queries, sides=None, condition=None, method: str = "knn") -> np.ndarray | None:
         """Per query, True where learning that its file is *not* a JPEG would change the answer:
@@ -802,9 +806,10 @@ class Gallery:
         return x.shape[0]
 
     def note_sides(self, sides) -> None:
-        """Record the shorter sides (as fingerprinted) of images enrolled or held out: a query
+        """Record the shorter sides (before the crop) of images enrolled or held out: a query
         smaller than all of them and than the spec's crop counts as processed
-        (:meth:`query_condition`)."""
+        (:meth:`query_condition`); with :attr:`large_views`, one smaller than all of them is routed
+        by its size (:meth:`route`)."""
         sides = [int(x) for x in (sides or [])]
         if sides:
             self.min_side = min(sides + ([self.min_side] if self.min_side else []))
@@ -817,7 +822,7 @@ class Gallery:
         if sides:
             old = self.copy_side
             if old is None and (any(len(v) for v in self.views.values()) or any(map(cond.is_copy, self._hold_keys))):
-                old = self.min_side   # copies made before their regions were recorded: of the crop itself
+                old = self._calibrated_side()   # copies made before their regions were recorded: of the crop
             self.copy_side = min(sides + ([old] if old else []))
 
     @property
@@ -900,8 +905,8 @@ class Gallery:
         """Per query, True where ``method``'s calibration detector calls it clean (None: the
         gallery has no detector, or it needs ``condition`` vectors - a plain learned embedding's
         :func:`~.conditions.detector_spec` vectors of the queries - and none were given; every
-        query then meets the pooled calibration). ``sides``: each query image's shorter side as
-        fingerprinted (optional); under the ``crop`` geometry one below both the spec's size and
+        query then meets the pooled calibration). ``sides``: each query image's shorter side before
+        the crop (optional); under the ``crop`` geometry one below both the spec's size and
         every enrolled image's side (:meth:`note_sides`) is smaller than any image the gallery
         was calibrated on, so cropped or down-scaled: processed, whatever the detector says.
         ``jpeg`` (per query 1 / 0 / NaN, as in :meth:`attribute`): a query whose file is known

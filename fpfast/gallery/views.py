@@ -15,9 +15,10 @@ over the gallery's); every other query is answered by the gallery itself. For im
 the spec's crop a down-scaled copy is the crop of the down-scaled image (a larger centre region
 is decoded for the copies: :func:`.conditions.copy_spec`), as a down-scaled query of such an
 image is; a query of a gallery made of images at least twice the crop
-(``Gallery.large_views``) is then no smaller than the crop when down-scaled, so one that looks
-down-scaled, and not JPEG-compressed, goes to the view a third detector (0.75x against 0.5x
-copies) picks, whatever its size. The processing of the views is not the test splits' (the
+(``Gallery.large_views``) is then no smaller than the crop when down-scaled, so the size rule
+compares its side before the crop (as the decoder reads it) with the enrolled images' own, and
+once the router saw enough clean images one that looks down-scaled and not JPEG-compressed, of
+any size, goes to the view a third detector (0.75x against 0.5x copies) picks. The processing of the views is not the test splits' (the
 zoo's down-scales are bilinear, its JPEGs quality 90 / 75).
 The measured effect:
 ``benchmarks/results/accuracy.md``, "Views" and "Large images, down-scaled".
@@ -47,7 +48,7 @@ QUALITIES = (70, 95)  # a JPEG view's copies: each image's quality drawn from it
 
 
 def smaller(sides, side: int) -> np.ndarray:
-    """Per query, whether its side (as fingerprinted) is small enough, against the gallery's
+    """Per query, whether its side (before the crop) is small enough, against the gallery's
     ``side``, to be a down-scale (:data:`SMALL`): what the size rule routes."""
     return np.asarray(sides, np.float64).reshape(-1) < SMALL * side
 
@@ -157,19 +158,22 @@ class Router:
         r = cls(fit_on(x, copies, SCALED), jpeg, factor, held)
         return r if r.scaled is not None or r.jpeg is not None else None
 
-    def route(self, x, sides, side: int | None, views: dict, jpeg=None, full_size: bool = False) -> np.ndarray:
+    def route(self, x, sides, side: int | None, views: dict, jpeg=None, full_size: bool = False,
+              native: int | None = None) -> np.ndarray:
         """Per query, the name of the view that answers it, or "" for the gallery itself. ``x``:
-        the detectors' input [Q, D]; ``sides``: each query's shorter side as fingerprinted (None:
+        the detectors' input [Q, D]; ``sides``: each query's shorter side before the crop (None:
         no down-scale is routed by its size); ``side``: the gallery's (its images' shorter side,
         capped by the spec's crop); ``jpeg``: per query whether its file is a JPEG
         (:func:`jpeg_file`: 1, 0, or NaN for unknown; None: unknown for all). A query smaller than
         the gallery's images that looks down-scaled goes to the view whose scale is nearest its
         own; with ``full_size`` (the views were made of images large enough that every down-scaled
-        copy is a whole crop: ``Gallery.large_views``) and a router fitted on at least
-        :data:`MIN_LOOK_CLEAN` clean held-out images, so does one of any size, to the view the
-        ``factor`` detector picks, unless it looks JPEG-compressed. A query from a file known not
-        to be a JPEG is never sent to the JPEG view, whatever the detector says: an unseen
-        generator's clean images can look compressed to it."""
+        copy is a whole crop: ``Gallery.large_views``) "the gallery's images" are ``native`` (their
+        shorter side before the crop) and, with a router fitted on at least
+        :data:`MIN_LOOK_CLEAN` clean held-out images, a query of any other size that looks
+        down-scaled goes to the view the ``factor`` detector picks, unless it looks
+        JPEG-compressed. A query from a file known not to be a JPEG is never sent to the JPEG
+        view, whatever the detector says: an unseen generator's clean images can look compressed
+        to it."""
         x = np.asarray(x, np.float64).reshape(len(x), -1)
         out = np.full(len(x), "", dtype=object)
         scales = {v: VIEWS[v][1] for v in views if VIEWS[v][0] != "jpeg"}
@@ -181,11 +185,12 @@ class Router:
         if self.scaled is not None and scales and (full_size or (sides is not None and side)):
             down = ~self.scaled.is_clean(x)
             names = sorted(scales, key=lambda v: -scales[v])   # the mildest first
-            if sides is not None and side:
-                f = np.asarray(sides, np.float64).reshape(-1) / side
-                small = smaller(sides, side) & down
-                near = np.abs(np.log(np.maximum(f, 1e-6))[:, None] - np.log([scales[v] for v in names])[None]).argmin(1)
-                out[small] = np.array(names, dtype=object)[near[small]]
+            for ref in (side, native if full_size else None):   # the crop's, then the images' own
+                if sides is not None and ref:
+                    f = np.asarray(sides, np.float64).reshape(-1) / ref
+                    small = smaller(sides, ref) & down & (out == "")
+                    near = np.abs(np.log(np.maximum(f, 1e-6))[:, None] - np.log([scales[v] for v in names])[None])
+                    out[small] = np.array(names, dtype=object)[near.argmin(1)[small]]
             if full_size and looks_enough(self.clean):  # a compressed query looks down-scaled too: JPEG first
                 big = down & (out == "") & ~looks_jpeg
                 mild = self.factor.is_clean(x[big]) if self.factor is not None else np.ones(int(big.sum()), bool)

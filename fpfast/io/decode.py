@@ -62,6 +62,7 @@ class Decoded(NamedTuple):
     note: str                 # "" or a remark (animated, alpha dropped, ...)
     seconds: float            # time spent reading + decoding
     jpeg: tuple | None = None  # ((h, w, 3), bytes): a JPEG left to the device decoder (image None)
+    side: int = 0             # the image's shorter side before any crop (0: not known)
 
 
 @contextlib.contextmanager
@@ -143,8 +144,9 @@ def _plain_jpeg(data: bytes) -> bool:
     return False
 
 
-def _decode_jpeg_fast(data: bytes, spec: FingerprintSpec, max_pixels: int) -> np.ndarray | None:
-    """uint8 [H, W, 3] through simplejpeg, or None when the file needs Pillow's path."""
+def _decode_jpeg_fast(data: bytes, spec: FingerprintSpec, max_pixels: int) -> tuple[np.ndarray, int] | None:
+    """(uint8 [H, W, 3] through simplejpeg, the image's shorter side), or None when the file needs
+    Pillow's path."""
     if not _plain_jpeg(data):
         return None
     try:
@@ -165,21 +167,28 @@ def _decode_jpeg_fast(data: bytes, spec: FingerprintSpec, max_pixels: int) -> np
         if "Premature end" in msg:
             raise DecodeError(f"truncated image data: {msg}") from None
         raise DecodeError(f"corrupt image data: {msg}") from None
-    return np.ascontiguousarray(_crop_array(a, spec))
+    return np.ascontiguousarray(_crop_array(a, spec)), min(w, h)
 
 
 def decode_image(data: bytes, spec: FingerprintSpec | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str]:
     """(image, note): uint8/uint16 [H, W, 3] C-contiguous, cropped when ``spec.geometry == 'crop'``;
     raises :class:`DecodeError` with a readable message."""
+    return decode_sized(data, spec, max_pixels)[:2]
+
+
+def decode_sized(data: bytes, spec: FingerprintSpec | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str, int]:
+    """:func:`decode_image`'s (image, note) and the image's shorter side before the crop (what a
+    gallery of large images compares a query's size with: ``Gallery.large_views``)."""
     spec = spec or FingerprintSpec()
     if not data:
         raise DecodeError("empty file (0 bytes)")
     notes: list[str] = []
     if USE_SIMPLEJPEG and data[:2] == b"\xff\xd8":
-        a = _decode_jpeg_fast(data, spec, max_pixels)
-        if a is not None:
-            return a, ""
+        fast = _decode_jpeg_fast(data, spec, max_pixels)
+        if fast is not None:
+            return fast[0], "", fast[1]
     if wants_png16(data):
         w, h = png_header(data)[:2]
         _check_size(w, h, spec, max_pixels)
@@ -190,7 +199,7 @@ def decode_image(data: bytes, spec: FingerprintSpec | None = None,
         if a.shape[2] in (2, 4):
             notes.append("alpha dropped")
         a = a[:, :, :1].repeat(3, axis=2) if a.shape[2] <= 2 else a[:, :, :3]
-        return np.ascontiguousarray(_crop_array(a, spec)), "; ".join(notes)
+        return np.ascontiguousarray(_crop_array(a, spec)), "; ".join(notes), min(w, h)
     with _pillow_guard():
         try:
             img = Image.open(io.BytesIO(data))
@@ -234,7 +243,7 @@ def decode_image(data: bytes, spec: FingerprintSpec | None = None,
                 if "truncat" in msg or isinstance(e, EOFError):
                     raise DecodeError(f"truncated image data: {msg}") from None
                 raise DecodeError(f"corrupt image data: {msg}") from None
-    return np.ascontiguousarray(a), "; ".join(notes)
+    return np.ascontiguousarray(a), "; ".join(notes), min(w, h)
 
 
 def decode_item(key: str, payload: Payload, spec: FingerprintSpec | None = None,
@@ -248,7 +257,7 @@ def decode_item(key: str, payload: Payload, spec: FingerprintSpec | None = None,
     except ValueError as e:
         return Decoded(key, None, str(e), "", time.perf_counter() - t0)
     try:
-        image, note = decode_image(data, spec, max_pixels)
+        image, note, side = decode_sized(data, spec, max_pixels)
     except DecodeError as e:
         return Decoded(key, None, str(e), "", time.perf_counter() - t0)
     except MemoryError:
@@ -257,7 +266,7 @@ def decode_item(key: str, payload: Payload, spec: FingerprintSpec | None = None,
     except Exception as e:  # a decoder bug must not end a run of millions; say what it was
         return Decoded(key, None, f"unexpected decoder failure: {type(e).__name__}: {e}", "",
                        time.perf_counter() - t0)
-    return Decoded(key, image, "", note, time.perf_counter() - t0)
+    return Decoded(key, image, "", note, time.perf_counter() - t0, side=side)
 
 
 def read_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

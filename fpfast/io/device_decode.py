@@ -122,7 +122,7 @@ def route_item(key: str, payload: Payload, spec: FingerprintSpec | None = None,
     except DecodeError as e:
         return Decoded(key, None, str(e), "", time.perf_counter() - t0)
     _, _, ch, cw = crop_box(h.height, h.width, spec)
-    return Decoded(key, None, "", "", time.perf_counter() - t0, ((ch, cw, 3), data))
+    return Decoded(key, None, "", "", time.perf_counter() - t0, ((ch, cw, 3), data), min(h.height, h.width))
 
 
 def _torchvision_io():

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..pipeline import RunSummary, run
 from ..spec import FingerprintSpec, load_spec
-from .mappers import with_query_columns
+from .mappers import image_sides, with_query_columns
 from .options import StreamOptions, check_decode
 
 
@@ -41,7 +41,7 @@ class Fingerprints:
     errors: list[dict]           # rows that failed: {"path", "error", ...}
     summary: RunSummary
     ok_in_order: list[bool] = field(default_factory=list)  # per input, in input order: a vector (True) or an error row
-    sides: list[int] | None = None  # per vector, the image's shorter side as fingerprinted (Gallery.attribute's sides)
+    sides: list[int] | None = None  # per vector, the image's shorter side before the crop (Gallery.attribute's sides)
     condition: np.ndarray | None = None  # a plain embedding's handcrafted vectors (Gallery.attribute's condition)
     jpeg: list[float] | None = None  # per vector, its JPEG flag (Gallery.attribute's jpeg)
 
@@ -78,6 +78,15 @@ def gallery_fingerprints(gallery, sources, opts: StreamOptions, file_types: bool
 def image_sources(sources, spec: FingerprintSpec, opts: StreamOptions, **source_kw):
     """(uint8 HxWx3 images as the pipeline hands them over (decoded, in the spec's geometry),
     keys, error rows) of ``sources``, in input order: what training reads."""
+    return sized_image_sources(sources, spec, opts, **source_kw)[:3]
+
+
+def sized_image_sources(sources, spec: FingerprintSpec, opts: StreamOptions, **source_kw):
+    """:func:`image_sources` and, per image, its shorter side before the crop."""
     w = CollectWriter()
-    run(sources, lambda batch, keys: {"image": batch}, writer=w, spec=spec, **source_kw, **opts.stream_kw())
-    return w.split("image")
+
+    def mapper(batch, keys, sides=None):
+        return {"image": batch, "side": image_sides(batch, sides)}
+    mapper.reads_sides = True
+    run(sources, mapper, writer=w, spec=spec, **source_kw, **opts.stream_kw())
+    return (*w.split("image"), [int(r["side"]) for r in w.rows if not r.get("error")])

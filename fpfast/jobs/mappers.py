@@ -109,7 +109,8 @@ def host_vectors(mapper: Mapper):
 
 def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None, gallery=None) -> Mapper:
     """:func:`vector_mapper` plus what ``Gallery.attribute`` reads beside the vectors: ``side``
-    (each image's shorter side as fingerprinted; a batch holds images of one shape), ``jpeg``
+    (each image's shorter side before the crop, as the decoder gives it in ``sides``; where it
+    does not, as fingerprinted: a batch holds images of one shape), ``jpeg``
     (whether its file is a JPEG, by its key: :func:`fpfast.gallery.views.jpeg_file`) and, for a
     plain learned embedding, ``condition`` (:func:`condition_mapper`'s vectors). The batch goes
     to the device once for both. With ``gallery``, a lossless-named file's pixels are read for a
@@ -118,15 +119,23 @@ def with_query_columns(spec: FingerprintSpec, opts: StreamOptions, embedder=None
     fp, cm = vector_mapper(spec, opts, embedder), condition_mapper(spec, opts)
     dev = torch.device(check_backend(opts))
 
-    def mapper(batch: torch.Tensor, keys: list) -> dict:
+    def mapper(batch: torch.Tensor, keys: list, sides: list | None = None) -> dict:
         batch = _on(batch, dev)
-        out = {**fp(batch, keys), "side": [min(batch.shape[1:3])] * len(keys), "jpeg": [jpeg_file(k) for k in keys]}
+        out = {**fp(batch, keys), "side": image_sides(batch, sides), "jpeg": [jpeg_file(k) for k in keys]}
         if cm is not None:
             out["condition"] = cm(batch, keys)["vector"]
         if gallery is not None:
             out["jpeg"] = jpeg_flags(gallery, out["jpeg"], batch, out["vector"], out["side"], out.get("condition"))
         return out
+    mapper.reads_sides = True
     return mapper
+
+
+def image_sides(batch: torch.Tensor, sides: list | None) -> list[int]:
+    """Each image's shorter side before the crop, as the decoder gave it in ``sides`` (the
+    pipeline's :class:`~fpfast.pipeline.Batch`), or as the batch shows it where it did not."""
+    shown = int(min(batch.shape[1:3]))
+    return [int(s) or shown for s in sides] if sides else [shown] * len(batch)
 
 
 def jpeg_flags(gallery, flags, images: torch.Tensor, vectors, sides, condition=None) -> list[float]:
@@ -148,9 +157,9 @@ def attribute_mapper(gallery, opts: StreamOptions, method: str = "knn", k: int |
     check_decode(gallery, opts)
     fp = with_query_columns(gallery.spec, opts, gallery.embedder(), gallery)
 
-    def mapper(batch: torch.Tensor, keys: list) -> dict:
-        c = fp(batch, keys)
+    def mapper(batch: torch.Tensor, keys: list, sides: list | None = None) -> dict:
+        c = fp(batch, keys, sides)
         return attribution_columns(gallery.attribute(c["vector"], method=method, k=k, top=top, sides=c["side"],
                                                      condition=c.get("condition"), jpeg=c["jpeg"]), top)
-
+    mapper.reads_sides = True
     return mapper

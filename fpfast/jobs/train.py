@@ -8,7 +8,7 @@ from ..prepare import map_images
 from ..progress import Progress, Stages
 from ..spec import FingerprintSpec
 from .augment import add_augmented, add_calibration_copies, add_views
-from .collect import image_sources
+from .collect import sized_image_sources
 from .enroll import finish_enrollment, model_folders, split_holdout
 from .mappers import condition_mapper, host_vectors
 from .options import StreamOptions, resolve_device
@@ -58,12 +58,12 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     data, errors = {}, 0
     with stages("read"):
         for name, folder in folders.items():
-            regions, keys, errs = image_sources([folder], cbase, opts, desc=f"reading {name}")
+            regions, keys, errs, sides = sized_image_sources([folder], cbase, opts, desc=f"reading {name}")
             errors += len(errs)
             if not regions:
                 raise UsageError(f"model {name!r}: no image could be read from {folder}")
             keep, hold = split_holdout(len(regions), holdout, seed)
-            data[name] = ([centre(im, size) for im in regions], keys, keep, hold, regions)
+            data[name] = ([centre(im, size) for im in regions], keys, keep, hold, regions, sides)
     tr_x = [data[m][0][i] for m in data for i in data[m][2]]
     tr_y = [m for m in data for _ in data[m][2]]
     if epochs is not None:
@@ -96,8 +96,8 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     cm = condition_mapper(g.spec, opts)   # the condition detector's vectors: the handcrafted ones beside it
     condition = None if cm is None else host_vectors(cm)
     with stages("re-enroll"):
-        for name, (imgs, keys, keep, hold, regions) in data.items():
-            g.note_sides([min(im.shape[:2]) for im in imgs])
+        for name, (imgs, keys, keep, hold, regions, sides) in data.items():
+            g.note_sides(sides)
             g.note_copy_sides([min(im.shape[:2]) for im in regions])
             v = map_images(imgs, embed)
             g.add(name, v[keep], [keys[i] for i in keep])
