@@ -131,7 +131,8 @@ def fallback_figures(sp: Split, hand, joint, percentiles=(75, 90, 95)):
     far = {"distance": srt[:, 0], "ratio": srt[:, 0] / srt[:, 1]}
 
     def figures(w):
-        return {f: float(np.mean(kn[w[sel]] == truth[sel])) for f, sel in (("known clean", sp.own), ("new seed", sp.new))}
+        return {f: float(np.mean(kn[w[sel]] == truth[sel]))
+                for f, sel in (("known clean", sp.own), ("new seed", sp.new))}
     out = {"handcrafted (standardised)": figures(win["hand"]), "universal ⊕ handcrafted": figures(win["joint"])}
     for what, x in far.items():
         for q in percentiles:

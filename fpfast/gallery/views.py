@@ -18,10 +18,10 @@ image is; a query of a gallery made of images at least twice the crop
 (``Gallery.large_views``) is then no smaller than the crop when down-scaled, so the size rule
 compares its side before the crop (as the decoder reads it) with the enrolled images' own, and
 once the router saw enough clean images one that looks down-scaled and not JPEG-compressed, of
-any size, goes to the view a third detector (0.75x against 0.5x copies) picks. The processing of the views is not the test splits' (the
-zoo's down-scales are bilinear, its JPEGs quality 90 / 75).
-The measured effect:
-``benchmarks/results/accuracy.md``, "Views" and "Large images, down-scaled".
+any size, goes to the view a third detector (0.75x against 0.5x copies) picks. The processing
+of the views is not the test splits' (the zoo's down-scales are bilinear, its JPEGs quality 90
+/ 75). The measured effect: ``benchmarks/results/accuracy.md``, "Views", "Large images,
+down-scaled" and "Large images, their own size".
 """
 from __future__ import annotations
 
