@@ -6,9 +6,10 @@
 
 ``fpfast enroll`` (the default gallery, or ``--spec``) of the first ``--enroll`` training images of
 every model; validation queries: its training images from ``--enroll`` on, as files the way users
-get them: clean PNG, JPEG 90 / 75 (``.jpg``), bilinear 0.75x / 0.5x down-scales (PNG, larger than
-the spec's crop). Each query is answered once by the gallery itself and by each view, with the
-router's detectors' outputs beside; routing rules are then applied to those answers:
+get them: clean PNG, JPEG 90 / 75 (``.jpg``), bilinear 0.75x / 0.5x down-scales and a centred 3/4
+crop (PNG, larger than the spec's crop). Each query is answered once by the gallery itself and by
+each view, with the router's detectors' outputs beside; routing rules are then applied to those
+answers:
 
 * ``before``: no full-size query is routed by its look (the size rule alone: what a gallery of
   images no larger than the crop does);
@@ -20,11 +21,13 @@ router's detectors' outputs beside; routing rules are then applied to those answ
   detector's p(clean) is below t (0.5: its decision);
 * ``native size, then R``: the size rule against the enrolled images' own shorter side (before
   the crop) as well as the crop's: a query smaller than every enrolled image that looks
-  down-scaled goes to the view of the nearest scale; rule R for the others.
+  down-scaled goes to the view of the nearest scale; rule R for the others (``native size keep
+  m``: the gallery's own answer kept where its open-set score is lower by more than m).
 
-The product (since the eleventh session) applies the native size rule, then routes by look only
-when the router saw at least ``MIN_LOOK_CLEAN`` clean held-out images (``--enroll 10`` on 10
-models: 20): ``native size, then JPEG first, keep 0.25``, below that ``native size, then before``.
+The product (since the eleventh session) applies the native size rule with the keep margin, then
+routes by look only when the router saw at least ``MIN_LOOK_CLEAN`` clean held-out images
+(``--enroll 10`` on 10 models: 20): ``native size keep 0.25, then JPEG first, keep 0.25``, below
+that ``native size keep 0.25, then before``.
 
 The shipped rule is also run end to end (``fpfast attribute`` of the query folders) and its
 accuracy must equal its simulated row (printed side by side). ``--lomo``: the open set on the
@@ -53,7 +56,7 @@ from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
 
 MARK = ".bench_large_route"   # marks a --work folder as this benchmark's
-CONDITIONS = {"clean": None, "jpeg90": 90, "jpeg75": 75, "resize075": 0.75, "resize05": 0.5}
+CONDITIONS = {"clean": None, "jpeg90": 90, "jpeg75": 75, "resize075": 0.75, "resize05": 0.5, "crop075": "crop"}
 
 
 def write_queries(zoo: str, work: str, n_enroll: int) -> None:
@@ -74,6 +77,10 @@ def write_queries(zoo: str, work: str, n_enroll: int) -> None:
                 p.save(f"{d}/{i:03d}.png")
             elif cond.startswith("jpeg"):
                 p.save(f"{d}/{i:03d}.jpg", quality=arg)
+            elif arg == "crop":   # the centred 3/4: as small as a 0.75x down-scale, not one
+                c = round(p.width * 0.75), round(p.height * 0.75)
+                left, top = (p.width - c[0]) // 2, (p.height - c[1]) // 2
+                p.crop((left, top, left + c[0], top + c[1])).save(f"{d}/{i:03d}.png")
             else:
                 p.resize((round(p.width * arg), round(p.height * arg)), Image.BILINEAR).save(f"{d}/{i:03d}.png")
 
@@ -105,9 +112,11 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
     return out
 
 
-def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5, native: float | None = None):
+def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5, native: float | None = None,
+            native_keep: float | None = None):
     """(right, open-set score) per query under one routing rule, from one condition's answers;
-    ``native``: the enrolled images' shorter side, for the native size rule."""
+    ``native``: the enrolled images' shorter side, for the native size rule (``native_keep``: the
+    gallery's own answer kept where lower by that margin, as ``keep`` for the look rule)."""
     mild = a["p_mild"] >= 0.5
     view, vscore = np.where(mild, a["scale075"], a["scale05"]), np.where(mild, a["scale075_score"], a["scale05_score"])
     jp = a["looks_jpeg"]
@@ -120,8 +129,11 @@ def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 
         f = a["native"] / native
         sized = smaller(a["native"], native) & (a["p_clean"] < 0.5)
         half = np.abs(np.log(f / VIEWS["scale05"][1])) < np.abs(np.log(f / VIEWS["scale075"][1]))
-        right = np.where(sized, np.where(half, a["scale05"], a["scale075"]), right)
-        score = np.where(sized, np.where(half, a["scale05_score"], a["scale075_score"]), score)
+        nat, nscore = np.where(half, a["scale05"], a["scale075"]), np.where(half, a["scale05_score"], a["scale075_score"])
+        if native_keep is not None:   # kept: the gallery's own answer (never another view's)
+            stay = a["here_score"] + native_keep < nscore
+            nat, nscore = np.where(stay, a["here"], nat), np.where(stay, a["here_score"], nscore)
+        right, score = np.where(sized, nat, right), np.where(sized, nscore, score)
     return right, score
 
 
@@ -213,13 +225,17 @@ def main(argv=None):
     native = float(min(min(Image.open(f).size) for f in glob.glob(f"{a.work}/enroll/*/*")))
     for base in ("before", f"JPEG first, keep {KEEP_MARGIN}"):
         rules[f"native size, then {base}"] = rules[base] + (native,)
+    for nk in (0.25, 0.5, 1.0):
+        rules[f"native size keep {nk}, then before"] = rules["before"] + (native, nk)
+    rules[f"native size keep {KEEP_MARGIN}, then JPEG first, keep {KEEP_MARGIN}"] = \
+        rules[f"JPEG first, keep {KEEP_MARGIN}"] + (native, KEEP_MARGIN)
     table = {name: {c: simulate(q[c], *rule) for c in CONDITIONS} for name, rule in rules.items()}
     for name, row in table.items():
         row["mean"] = round(float(np.mean(list(row.values()))), 4)
         print(f"{name:<32s}", row, flush=True)
     # the shipped rule: look routing only with detectors fitted on enough clean held-out images
-    shipped = "native size, then " + (f"JPEG first, keep {KEEP_MARGIN}" if g.router.get("clean", 0) >= MIN_LOOK_CLEAN
-                                      else "before")
+    shipped = f"native size keep {KEEP_MARGIN}, then " + (
+        f"JPEG first, keep {KEEP_MARGIN}" if g.router.get("clean", 0) >= MIN_LOOK_CLEAN else "before")
     e2e = end_to_end(a.work)
     print("shipped, end to end", e2e, "simulated", {c: table[shipped][c] for c in CONDITIONS}, flush=True)
     res = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "zoo": a.zoo, "enroll": a.enroll,
@@ -228,8 +244,8 @@ def main(argv=None):
            "rules": table, "end_to_end": e2e}
     if a.lomo:
         res["left_out_auroc"] = left_out_auroc(a.work, a.spec, {k: rules[k] for k in (
-            "before", "JPEG first", f"JPEG first, keep {KEEP_MARGIN}", "native size, then before",
-            f"native size, then JPEG first, keep {KEEP_MARGIN}")})
+            "before", "JPEG first", f"JPEG first, keep {KEEP_MARGIN}", f"native size keep {KEEP_MARGIN}, then before",
+            f"native size keep {KEEP_MARGIN}, then JPEG first, keep {KEEP_MARGIN}")})
         print("left-one-out AUROC", res["left_out_auroc"], flush=True)
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)

@@ -404,7 +404,9 @@ def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(
 def test_large_views_route_full_size_queries_by_look_and_keep_a_clearly_nearer_answer_here(tmp_path):
     """With ``large_views`` a full-size query that looks down-scaled is answered by the scale view
     the router picks, unless the gallery's own answer is nearer its model by more than
-    KEEP_MARGIN of open-set score; without, only smaller queries are routed to a scale view."""
+    KEEP_MARGIN of open-set score; so is one routed because it is smaller than the enrolled
+    images; without, only queries smaller than the crop are routed to a scale view."""
+    from fpfast.gallery.gallery import _rows
     from fpfast.gallery.views import KEEP_MARGIN
     c, g, moved = _gallery_with_views(tmp_path)
     q, truth = c.batch(range(4), 10)
@@ -425,15 +427,24 @@ def test_large_views_route_full_size_queries_by_look_and_keep_a_clearly_nearer_a
     assert set(a.condition[:40]) <= {"clean", "processed"} and a.predicted[:40] == truth
     route = g.route(sq, full)
     assert all(str(x).startswith("scale") for x in route)
-    here = g._attribute_here(sq, "knn", None, "uniform", 5, full, None, None)
-    kept = 0
-    for i, name in enumerate(route):
-        v = g.views[name].attribute(sq[i:i + 1])
-        if here.open_set_score[i] + KEEP_MARGIN < v.open_set_score[0]:   # the gallery's answer, kept
-            kept += 1
-            assert a.condition[40 + i] in ("clean", "processed") and a.model[40 + i] == here.model[i]
-            np.testing.assert_allclose(a.distance[40 + i], here.distance[i], rtol=1e-6)
-        else:
-            assert a.condition[40 + i] == name and a.model[40 + i] == v.model[0]
-            np.testing.assert_allclose(a.distance[40 + i], v.distance[0], rtol=1e-6)
-    assert 0 < kept < len(sq)   # both branches taken on this data
+
+    def kept_here(route, a, sides):
+        here = g._attribute_here(sq, "knn", None, "uniform", 5, sides, None, None)
+        kept = 0
+        for i, name in enumerate(route):
+            v = g.views[name].attribute(sq[i:i + 1])
+            if here.open_set_score[i] + KEEP_MARGIN < v.open_set_score[0]:   # the gallery's answer, kept
+                kept += 1
+                assert a.condition[i] in ("clean", "processed") and a.model[i] == here.model[i]
+                np.testing.assert_allclose(a.distance[i], here.distance[i], rtol=1e-6)
+            else:
+                assert a.condition[i] == name and a.model[i] == v.model[0]
+                np.testing.assert_allclose(a.distance[i], v.distance[0], rtol=1e-6)
+        return kept
+    assert 0 < kept_here(route, _rows(a, np.arange(40, 80)), full) < len(sq)   # both branches taken
+    # the same for a query smaller than the enrolled images (their own side, 256 px) by its size
+    g.min_side = 256
+    half = np.full(len(sq), 128)
+    route = g.route(sq, half)
+    assert set(route) == {"scale05"}
+    assert 0 < kept_here(route, g.attribute(sq, sides=half), half) < len(sq)
