@@ -59,8 +59,9 @@ MARK = ".bench_large_route"   # marks a --work folder as this benchmark's
 CONDITIONS = {"clean": None, "jpeg90": 90, "jpeg75": 75, "resize075": 0.75, "resize05": 0.5, "crop075": "crop"}
 
 
-def write_queries(zoo: str, work: str, n_enroll: int) -> None:
-    """work/enroll/<model>/*.png and work/q/<condition>/<model>/* from the zoo's training split."""
+def write_queries(zoo: str, work: str, n_enroll: int, n_queries: int | None = None) -> None:
+    """work/enroll/<model>/*.png and work/q/<condition>/<model>/* from the zoo's training split
+    (``n_queries``: at most that many query images per model, the first after the enrolled ones)."""
     x, y = load_zoo_split(zoo, "train")[:2]
     seen: dict = {}
     for im, m in zip(x, y):
@@ -68,21 +69,23 @@ def write_queries(zoo: str, work: str, n_enroll: int) -> None:
         p = Image.fromarray(im)
         if i < n_enroll:
             os.makedirs(f"{work}/enroll/{m}", exist_ok=True)
-            p.save(f"{work}/enroll/{m}/{i:03d}.png")
+            p.save(f"{work}/enroll/{m}/{i:04d}.png")
+            continue
+        if n_queries is not None and i >= n_enroll + n_queries:
             continue
         for cond, arg in CONDITIONS.items():
             d = f"{work}/q/{cond}/{m}"
             os.makedirs(d, exist_ok=True)
             if arg is None:
-                p.save(f"{d}/{i:03d}.png")
+                p.save(f"{d}/{i:04d}.png")
             elif cond.startswith("jpeg"):
-                p.save(f"{d}/{i:03d}.jpg", quality=arg)
+                p.save(f"{d}/{i:04d}.jpg", quality=arg)
             elif arg == "crop":   # the centred 3/4: as small as a 0.75x down-scale, not one
                 c = round(p.width * 0.75), round(p.height * 0.75)
                 left, top = (p.width - c[0]) // 2, (p.height - c[1]) // 2
-                p.crop((left, top, left + c[0], top + c[1])).save(f"{d}/{i:03d}.png")
+                p.crop((left, top, left + c[0], top + c[1])).save(f"{d}/{i:04d}.png")
             else:
-                p.resize((round(p.width * arg), round(p.height * arg)), Image.BILINEAR).save(f"{d}/{i:03d}.png")
+                p.resize((round(p.width * arg), round(p.height * arg)), Image.BILINEAR).save(f"{d}/{i:04d}.png")
 
 
 def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
@@ -195,6 +198,7 @@ def main(argv=None):
     ap.add_argument("zoo")
     ap.add_argument("--work", required=True, help="a new folder for the query files and the gallery")
     ap.add_argument("--enroll", type=int, default=24, help="training images per model enrolled (the rest: queries)")
+    ap.add_argument("--queries", type=int, default=None, help="at most this many query images per model")
     ap.add_argument("--spec", default=None, help="fpfast enroll --spec (default: the default gallery)")
     ap.add_argument("--lomo", action="store_true", help="also each rule's open-set AUROC, each model left out in turn")
     ap.add_argument("--out", required=True)
@@ -209,7 +213,7 @@ def main(argv=None):
         from click.testing import CliRunner
 
         from fpfast.cli import cli
-        write_queries(a.zoo, a.work, a.enroll)
+        write_queries(a.zoo, a.work, a.enroll, a.queries)
         r = CliRunner().invoke(cli, ["enroll", f"{a.work}/g", "--from-folders", f"{a.work}/enroll", "-q"]
                                + (["--spec", a.spec] if a.spec else []))
         if r.exit_code:

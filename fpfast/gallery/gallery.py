@@ -546,9 +546,8 @@ class Gallery:
         ``jpeg`` (per query 1 / 0 / NaN: its file is a JPEG - or a PNG carrying a JPEG grid,
         :mod:`.jpeg_grid` -, is of a lossless format, unknown) they route queries to the
         gallery's views (:meth:`route`), and a full-size query of a lossless file meets the clean
-        thresholds. A query of a :attr:`large_views` gallery sent to a scale view by its look or
-        by the enrolled images' own size keeps the gallery's own answer where that one's open-set
-        score is lower by more than :data:`.views.KEEP_MARGIN`.
+        thresholds. A query sent to a scale view keeps the gallery's own answer where that one's
+        open-set score is lower by more than :data:`.views.KEEP_MARGIN`.
         """
         if spec is not None:
             load_spec(spec).require_same(self.spec, "gallery")
@@ -564,12 +563,9 @@ class Gallery:
                                         None if sides is None else np.asarray(sides).reshape(-1)[idx],
                                         None if condition is None else _take(condition, idx),
                                         None if jpeg is None else np.asarray(jpeg, np.float64).reshape(-1)[idx])
-        # routed to a scale view by its look or by the enrolled images' own size (not by being
-        # smaller than the crop): also answered here, and this answer kept where it is nearer its
-        # model by a margin (views.KEEP_MARGIN of open-set score)
+        # routed to a scale view (by its size or its look): also answered here, and this answer
+        # kept where it is nearer its model by a margin (views.KEEP_MARGIN of open-set score)
         looked = np.isin(route, [v for v in self.views if views.VIEWS[v][0] != "jpeg"])
-        if sides is not None and self._calibrated_side():
-            looked &= ~views.smaller(sides, self._calibrated_side())
         tried = np.flatnonzero(looked)
         also = here(tried) if len(tried) else None
         parts = []  # each routed query is searched in its view alone, the others here

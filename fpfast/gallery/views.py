@@ -36,10 +36,10 @@ FEEDS = {"scale075": ("resize075",), "scale05": ("resize05",), "jpeg85": ("jpeg9
 SCALED, JPEG = ("resize075", "resize05"), ("jpeg90", "jpeg70")
 NOT_PROCESSED = ("crop08",)
 SMALL = 0.9   # a query below this fraction of the gallery's side is small enough to be a down-scale
-# a query routed to a scale view by its look, or by the enrolled images' own size, keeps the
-# gallery's own answer when that one's open-set score is lower than the view's by more than this
-# (chosen on the large split's training images, for each rule: benchmarks/results/accuracy.md,
-# "Large images, down-scaled" and "Large images, their own size")
+# a query routed to a scale view (by its size or its look) keeps the gallery's own answer when
+# that one's open-set score is lower than the view's by more than this (chosen on the zoos' and
+# the large splits' training images, for each rule: benchmarks/results/accuracy.md, "Large
+# images, down-scaled" and "Large images, their own size")
 KEEP_MARGIN = 0.25
 # ... and no query is routed by its look alone unless the router was fitted on at least this many
 # clean held-out images (on the same training images: 18-30 cost 3-9 points of clean accuracy,
