@@ -39,7 +39,7 @@ SMALL = 0.9   # a query below this fraction of the gallery's side is small enoug
 # a query routed to a scale view (by its size or its look) keeps the gallery's own answer when
 # that one's open-set score is lower than the view's by more than this (chosen on the zoos' and
 # the large splits' training images, for each rule: benchmarks/results/accuracy.md, "Large
-# images, down-scaled" and "Large images, their own size")
+# images, down-scaled", "Large images, their own size", "The keep step for every scale view")
 KEEP_MARGIN = 0.25
 # ... and no query is routed by its look alone unless the router was fitted on at least this many
 # clean held-out images (on the same training images: 18-30 cost 3-9 points of clean accuracy,
