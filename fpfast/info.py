@@ -86,7 +86,8 @@ def gallery_info(path: str) -> dict:
          "augment": g.augment, "calibration_copies": sum(is_copy(k) for k in g.hold_keys),
          "condition_detector": any("detector" in r for r in g.calibration.values()),
          "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
-         "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side}
+         "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side,
+         "crop": g.spec.size}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -99,12 +100,15 @@ def gallery_info(path: str) -> dict:
 
 def _large_views_note(d: dict) -> str:
     from .gallery.views import MIN_LOOK_CLEAN, looks_enough
-    side = f" ({d['min_side']} px)" if d.get("min_side") else ""
+    own = d.get("min_side") and d["min_side"] > d.get("crop", 0)   # sides recorded before the crop
+    side = f" ({d['min_side']} px)" if own else ""
+    old = ("" if own else "; its images' own side was not recorded (enrolled before 2026-12-06): re-enroll it to "
+           "route queries smaller than them by their size")
     if looks_enough(d.get("router_clean", 0)):
-        return f"; made of images larger than the crop{side}: a down-scaled query of any size is routed"
+        return f"; made of images larger than the crop{side}: a down-scaled query of any size is routed" + old
     return (f"; made of images larger than the crop: a query smaller than its images{side} is routed by its size, "
             f"not yet by its look alone: the router was fitted on {d.get('router_clean', 0)} clean held-out images, "
-            f"fewer than the {MIN_LOOK_CLEAN} that needs")
+            f"fewer than the {MIN_LOOK_CLEAN} that needs" + old)
 
 
 def format_gallery_info(d: dict) -> str:

@@ -370,9 +370,15 @@ def test_a_gallery_of_large_images_routes_their_down_scales_whatever_their_size(
         cond_of[os.path.basename(p)[:4]].append(c)
     assert cond_of["half"] == ["scale05"] * n, cond_of["half"]
     assert not any(str(c).startswith("scale") for c in cond_of["full"]), cond_of["full"]
+    g.min_side = 64   # a gallery enrolled before the images' own side was read: capped at the crop
+    g.save()
+    r = invoke("info", "--gallery", tmp_path / "g")
+    assert "(64 px)" not in r.output and "re-enroll it to route queries smaller than them" in r.output, r.output
+    g.min_side = 160
+    g.save()
     monkeypatch.setattr(views, "MIN_LOOK_CLEAN", 12)
     r = invoke("info", "--gallery", tmp_path / "g")
-    assert "a down-scaled query of any size is routed" in r.output, r.output
+    assert "a down-scaled query of any size is routed" in r.output and "re-enroll" not in r.output, r.output
     assert all(str(x).startswith("scale") for x in g.route(hv, np.full(n, 160), None, np.zeros(n)))
     r = invoke("attribute", tmp_path / "q", "--gallery", tmp_path / "g", "--out", tmp_path / "a.parquet",
                "--overwrite", "-q")
