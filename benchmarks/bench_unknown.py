@@ -42,8 +42,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_accuracy import positive  # noqa: E402
+from benchmarks.bench_embedding import PAIR  # noqa: E402
 from benchmarks.bench_universal import _resize, first_n  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
+from fpfast.gallery.gallery import _rows  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.openset import auroc, oscr  # noqa: E402
 from fpfast.gallery.conditions import detector_spec  # noqa: E402
@@ -104,13 +106,12 @@ def rates(g, q, cond, k):
         jpeg = jpeg_flags(g, jpeg, torch.from_numpy(np.stack(images)), v, sides, c_split)
         a = g.attribute(v, k=k, sides=sides, condition=c_split, jpeg=jpeg)
         att[split] = (a, np.array(want))
-        c = None if a.condition is None else np.array(a.condition, dtype=object)
-        row[split] = {"accuracy": float(np.mean(np.array(a.model) == np.array(want))),
-                      "unknown": float(a.is_unknown.mean()),
-                      "named": float(np.mean(np.array(a.predicted) == np.array(want))),
-                      "family": float(np.mean([family(m) == family(w) for m, w in zip(a.model, want)])),
-                      "called_clean": None if c is None else float(np.mean(c == "clean")),
-                      "views": {} if c is None else {v: float(np.mean(c == v)) for v in g.views if (c == v).any()}}
+        row[split] = figures(g, a, np.array(want))
+    if "test" in att:
+        t, ty = att["test"]
+        sel = np.flatnonzero(np.isin(ty, PAIR))
+        if len(sel) and set(PAIR) <= set(g.models()):   # both seeds enrolled: told apart?
+            row["seed_pair"] = figures(g, _rows(t, sel), ty[sel])
     if "open_set" in att:
         (t, ty), (u, _) = att["test"], att["open_set"]
         row["auroc"] = auroc(t.open_set_score, u.open_set_score)
@@ -118,15 +119,29 @@ def rates(g, q, cond, k):
     return row
 
 
+def figures(g, a, want: np.ndarray) -> dict:
+    """One split's figures of the answers ``a`` to queries whose expected answers are ``want``."""
+    c = None if a.condition is None else np.array(a.condition, dtype=object)
+    return {"accuracy": float(np.mean(np.array(a.model) == want)),
+            "unknown": float(np.mean(a.is_unknown)),
+            "named": float(np.mean(np.array(a.predicted) == want)),
+            "family": float(np.mean([family(m) == family(w) for m, w in zip(a.model, want)])),
+            "called_clean": None if c is None else float(np.mean(c == "clean")),
+            "views": {} if c is None else {v: float(np.mean(c == v)) for v in g.views if (c == v).any()}}
+
+
 NAMES = {"test": "clean", "test_jpeg90": "JPEG 90", "test_jpeg75": "JPEG 75", "resize075": "0.75×",
-         "test_resize": "0.5×", "test_crop": "crop", "unseen_seed": "unseen seed", "open_set": "unseen model"}
+         "test_resize": "0.5×", "test_crop": "crop", "unseen_seed": "unseen seed", "seed_pair": "seed pair",
+         "open_set": "unseen model"}
+# the table's columns: the splits, and the clean test images of a seed pair (benchmarks.bench_embedding.PAIR)
+COLUMNS = SPLITS[:-1] + ("seed_pair", SPLITS[-1])
 
 
 def table(res: dict) -> str:
     """Two markdown tables of a result: accuracy (`unknown` counted wrong, right for the unseen
     model) and the `unknown` rate per split, one row per gallery."""
     rows = res["rows"]
-    splits = [s for s in SPLITS if any(s in r for r in rows.values())]
+    splits = [s for s in COLUMNS if any(s in r for r in rows.values())]
     out = []
     for what, key in (("accuracy", "accuracy"), ("`unknown` rate", "unknown")):
         out += [f"| gallery ({what}) | " + " | ".join(NAMES[s] for s in splits) + " | AUROC | OSCR | enroll s |",
@@ -237,7 +252,7 @@ def mean_row(rows):
 
     def spread(x):
         return float(np.std(x, ddof=1)) if len(x) > 1 else None
-    for s in SPLITS:
+    for s in COLUMNS:
         if s in rows[0]:
             out[s] = {f: None if rows[0][s].get(f) is None else float(np.mean([r[s][f] for r in rows]))
                       for f in FIGURES}
@@ -255,7 +270,7 @@ def paired(res: dict) -> str:
     per = res["per_draw"]
     names = list(per)
     base, n = names[-1], len(per[names[-1]])
-    splits = [s for s in SPLITS if s in per[base][0]]
+    splits = [s for s in COLUMNS if s in per[base][0]]
     cols = splits + [c for c in ("auroc", "oscr") if c in per[base][0]]
     head = [NAMES.get(c, c.upper()) for c in cols]
     out = [f"| minus `{base}` ({n} draws) | " + " | ".join(head) + " |", "|---|" + "---:|" * len(cols)]

@@ -32,6 +32,7 @@ def test_draws_enroll_disjoint_images_and_refuse_too_few(tmp_path):
 
 def _rows(acc, auroc):
     return [{"enroll_s": 1.0, "k": 1, "test": {"accuracy": a, "unknown": 0.0, "called_clean": None},
+             "seed_pair": {"accuracy": 1 - a, "unknown": 0.0, "called_clean": None},
              "auroc": u, "oscr": u / 2} for a, u in zip(acc, auroc)]
 
 
@@ -42,7 +43,8 @@ def test_mean_row_and_paired_intervals():
     assert m["test"]["accuracy"] == pytest.approx(np.mean(acc_a))
     assert m["test"]["called_clean"] is None
     assert m["sd"]["test"] == pytest.approx(np.std(acc_a, ddof=1))
-    assert mean_row(ra[:1])["sd"] == {"test": None, "auroc": None, "oscr": None}
+    assert mean_row(ra[:1])["sd"] == {"test": None, "seed_pair": None, "auroc": None, "oscr": None}
+    assert m["seed_pair"]["accuracy"] == pytest.approx(1 - np.mean(acc_a))
     assert m["auroc"] == pytest.approx(0.75) and m["sd"]["auroc"] == pytest.approx(np.std([.8, .7, .9, .6], ddof=1))
     text = paired({"per_draw": {"a": ra, "b": rb}})
     assert "minus `b` (4 draws)" in text.splitlines()[0]
@@ -51,7 +53,8 @@ def test_mean_row_and_paired_intervals():
     cells = text.splitlines()[2].split("|")
     assert cells[1].strip() == "a"
     assert cells[2].strip() == f"{diff.mean():+.3f} ± {half:.3f}"
-    assert cells[3].strip() == "+0.150 ± " + f"{stats.t.ppf(0.975, 3) * np.std([.2, .1, .3, 0], ddof=1) / 2:.3f}"
+    assert cells[3].strip() == f"{-diff.mean():+.3f} ± {half:.3f}"   # the seed pair's column, after clean
+    assert cells[4].strip() == "+0.150 ± " + f"{stats.t.ppf(0.975, 3) * np.std([.2, .1, .3, 0], ddof=1) / 2:.3f}"
 
 
 def test_family_strips_the_seed_suffix_only():
