@@ -98,8 +98,9 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
     out = {}
     for cond in conditions:
         files = sorted(glob.glob(f"{work}/q/{cond}/*/*"))
-        ims = np.stack([centre(np.asarray(Image.open(f).convert("RGB")), g.spec.size) for f in files])
-        native = np.array([min(Image.open(f).size) for f in files])
+        whole = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+        ims = np.stack([centre(im, g.spec.size) for im in whole])
+        native = np.array([min(im.shape[:2]) for im in whole])
         cols = mp(torch.from_numpy(ims), files, native.tolist())
         v = np.asarray(cols["vector"].detach().cpu() if hasattr(cols["vector"], "detach") else cols["vector"])
         truth = np.array([f.split("/")[-2] for f in files])
@@ -226,7 +227,7 @@ def main(argv=None):
     for tau in (0.3, 0.1):
         rules[f"JPEG first, p < {tau}"] = ("jpeg", None, tau)
         rules[f"JPEG first, p < {tau}, keep 0.25"] = ("jpeg", 0.25, tau)
-    native = float(min(min(Image.open(f).size) for f in glob.glob(f"{a.work}/enroll/*/*")))
+    native = float(g.min_side)   # the enrolled images' own side, as the gallery recorded it
     for base in ("before", f"JPEG first, keep {KEEP_MARGIN}"):
         rules[f"native size, then {base}"] = rules[base] + (native,)
     for nk in (0.25, 0.5, 1.0):

@@ -45,7 +45,6 @@ from benchmarks.bench_accuracy import positive  # noqa: E402
 from benchmarks.bench_embedding import PAIR  # noqa: E402
 from benchmarks.bench_universal import _resize, first_n  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
-from fpfast.gallery.gallery import _rows  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.openset import auroc, oscr  # noqa: E402
 from fpfast.gallery.conditions import detector_spec  # noqa: E402
@@ -111,7 +110,7 @@ def rates(g, q, cond, k):
         t, ty = att["test"]
         sel = np.flatnonzero(np.isin(ty, PAIR))
         if len(sel) and set(PAIR) <= set(g.models()):   # both seeds enrolled: told apart?
-            row["seed_pair"] = figures(g, _rows(t, sel), ty[sel])
+            row["seed_pair"] = figures(g, t.take(sel), ty[sel])
     if "open_set" in att:
         (t, ty), (u, _) = att["test"], att["open_set"]
         row["auroc"] = auroc(t.open_set_score, u.open_set_score)

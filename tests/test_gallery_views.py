@@ -417,7 +417,6 @@ def test_large_views_route_full_size_queries_by_look_and_keep_a_clearly_nearer_a
     and with ``large_views`` one of full size that looks down-scaled (by its look) and one smaller
     than the enrolled images (by their own size); without ``large_views`` a full-size query is
     never routed to a scale view."""
-    from fpfast.gallery.gallery import _rows
     from fpfast.gallery.views import KEEP_MARGIN
     c, g, moved = _gallery_with_views(tmp_path)
     q, truth = c.batch(range(4), 10)
@@ -455,7 +454,7 @@ def test_large_views_route_full_size_queries_by_look_and_keep_a_clearly_nearer_a
     assert set(a.condition[:40]) <= {"clean", "processed"} and a.predicted[:40] == truth
     route = g.route(sq, full)   # by its look
     assert all(str(x).startswith("scale") for x in route)
-    assert 0 < kept_here(route, _rows(a, np.arange(40, 80)), full) < len(sq)
+    assert 0 < kept_here(route, a.take(np.arange(40, 80)), full) < len(sq)
     g.min_side = 256            # smaller than the enrolled images (their own side, 256 px): by their size
     half = np.full(len(sq), 128)
     route = g.route(sq, half)

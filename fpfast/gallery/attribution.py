@@ -82,6 +82,15 @@ class Attribution:
     def __len__(self) -> int:
         return len(self.model)
 
+    def take(self, sel) -> "Attribution":
+        """The answers at rows ``sel`` (indices or a bool mask)."""
+        sel = np.flatnonzero(sel) if np.asarray(sel).dtype == bool else np.asarray(sel, np.int64)
+
+        def pick(v):
+            return v if v is None or isinstance(v, str) else [v[i] for i in sel] if isinstance(v, list) \
+                else np.asarray(v)[sel]
+        return dataclasses.replace(self, **{f.name: pick(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
 
 def open_set_margin(d, t, r=None, rt=None) -> np.ndarray:
     """:attr:`Attribution.open_set_score` of distances ``d`` / thresholds ``t`` and ratios ``r`` /

@@ -73,6 +73,13 @@ def copy_spec(spec):
     return spec.replace(size=copy_size(spec.size))
 
 
+def copy_region(spec):
+    """(:func:`copy_spec`, the side its regions are cropped back to for the spec's own input:
+    None when they are that input already)."""
+    cspec = copy_spec(spec)
+    return cspec, None if cspec is spec else spec.size
+
+
 def centre(image: np.ndarray, size: int | None) -> np.ndarray:
     """The centre ``size`` x ``size`` crop of a uint8 HxWx3 image, as the decoder takes the spec's
     crop (:func:`fpfast.prepare.centre_box`: the whole of a shorter side); the image itself for None."""

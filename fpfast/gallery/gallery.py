@@ -104,16 +104,6 @@ def _take(x, idx: np.ndarray):
     return _to_numpy(x)[idx]
 
 
-def _rows(a: attr.Attribution, sel) -> attr.Attribution:
-    """The answers of ``a`` at rows ``sel`` (indices or a bool mask)."""
-    sel = np.flatnonzero(sel) if np.asarray(sel).dtype == bool else np.asarray(sel, np.int64)
-
-    def pick(v):
-        return None if v is None else [v[i] for i in sel] if isinstance(v, list) else np.asarray(v)[sel]
-    return attr.Attribution(pick(a.model), pick(a.predicted), pick(a.score), pick(a.distance), pick(a.threshold),
-                            pick(a.top), a.method, pick(a.ratio), pick(a.ratio_threshold), pick(a.condition))
-
-
 def _merged(parts: list, n: int, method: str) -> attr.Attribution:
     """One :class:`~.attribution.Attribution` of ``n`` queries from ``(indices, answers)`` parts."""
     lists = {f: [None] * n for f in ("model", "predicted", "top", "condition")}
@@ -579,8 +569,8 @@ class Gallery:
             if also is not None and looked[idx].any():
                 pos = np.searchsorted(tried, idx).clip(max=len(tried) - 1)
                 keep_here = looked[idx] & (also.open_set_score[pos] + views.KEEP_MARGIN < a.open_set_score)
-                parts.append((idx[keep_here], _rows(also, pos[keep_here])))
-                idx, a = idx[~keep_here], _rows(a, ~keep_here)
+                parts.append((idx[keep_here], also.take(pos[keep_here])))
+                idx, a = idx[~keep_here], a.take(~keep_here)
             parts.append((idx, a))
         return _merged(parts, len(route), method)
 

@@ -115,11 +115,10 @@ def enroll_copies(gallery, model: str, sources, new_keys: Sequence[str], held_ke
     want_cal = set(held_keys) if calibrate_on == "augmented" else set()
     if not want_aug and not want_cal:
         return 0, 0
-    from ..gallery.conditions import centre, copy_spec
+    from ..gallery.conditions import centre, copy_region
     from .collect import image_sources
     from .mappers import condition_mapper, host_vectors, vector_mapper
-    cspec = copy_spec(gallery.spec)
-    size = None if cspec is gallery.spec else gallery.spec.size
+    cspec, size = copy_region(gallery.spec)
     imgs, keys, _ = image_sources(sources, cspec, opts, column=column, desc=f"{model}: copies",
                                   only_keys=want_aug | want_cal)
     gallery.note_copy_sides([min(im.shape[:2]) for im in imgs])

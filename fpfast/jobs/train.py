@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..errors import UsageError
 from ..gallery import Gallery
-from ..gallery.conditions import centre, copy_spec
+from ..gallery.conditions import centre, copy_region
 from ..prepare import map_images
 from ..progress import Progress, Stages
 from ..spec import FingerprintSpec
@@ -52,8 +52,7 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         raise UsageError(f"--from-folders {root} lacks folders of enrolled models {missing}: training "
                          "re-enrolls every model from its images, one sub-folder per model")
     base = gallery.spec.handcrafted()
-    cbase = copy_spec(base)   # the regions views and calibration copies are made of; trained on their crops
-    size = None if cbase is base else base.size
+    cbase, size = copy_region(base)   # the regions views and calibration copies are made of; trained on their crops
     stages = stages or Stages()
     data, errors = {}, 0
     with stages("read"):
