@@ -87,7 +87,7 @@ def gallery_info(path: str) -> dict:
          "condition_detector": any("detector" in r for r in g.calibration.values()),
          "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
          "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side,
-         "crop": g.spec.size}
+         "crop": g.spec.size, "crossfit": _crossfit_count(g.calibration.get("knn") or {})}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -96,6 +96,11 @@ def gallery_info(path: str) -> dict:
                                                              "final_loss", "init", "device", "seed",
                                                              "torch_version")}}
     return d
+
+
+def _crossfit_count(rec: dict) -> int:
+    """How many enrolled samples' cross-fitted statistics joined the clean thresholds of a record."""
+    return int((rec.get("clean") or rec).get("crossfit", 0))
 
 
 def _large_views_note(d: dict) -> str:
@@ -125,6 +130,9 @@ def format_gallery_info(d: dict) -> str:
                      "(JPEG, down-scaled, cropped: `fpfast enroll --calibrate-on augmented`); "
                      + ("queries that look clean meet thresholds of clean images, others the pooled ones"
                         if d.get("condition_detector") else "one pooled threshold set (too few for a detector)"))
+    if d.get("crossfit"):
+        lines.append(f"clean thresholds: the held-out images and {d['crossfit']} enrolled samples, cross-fitted "
+                     "(each measured in the gallery refitted without its fold: few held-out images)")
     if d.get("views"):
         lines.append("views (the enrolled images processed, each searched for queries processed alike): "
                      + ", ".join(f"{v} {n} samples" for v, n in d["views"].items())

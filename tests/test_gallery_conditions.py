@@ -83,7 +83,9 @@ def test_recalibrate_fits_clean_pooled_and_detector_and_attribute_picks_per_quer
     g, rng = _gallery(tmp_path, True)
     rec = g.calibration["knn"]
     assert set(rec["clean"]["per_model"]) == set(rec["per_model"]) == {"a", "b", "c"}
-    assert rec["clean"]["n"] == 36 and rec["n"] == 108 and "detector" in rec
+    assert rec["n"] == 108 and "detector" in rec and "crossfit" not in rec
+    # few clean held-out images: the enrolled samples, cross-fitted, join the clean record's global thresholds
+    assert rec["clean"]["crossfit"] == len(g) and rec["clean"]["n"] == 36 + len(g)
     assert rec["clean"]["global"] < rec["global"]     # the copies spread wider: pooled thresholds are looser
     q = np.concatenate([g._hold_vectors[:5], g._hold_vectors[-5:]])  # 5 clean, 5 copies
     a = g.attribute(q, k=5)

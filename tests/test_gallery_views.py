@@ -288,6 +288,7 @@ def test_enroll_keeps_views_by_default_and_attributes_processed_queries_through_
     assert all(len(g.views[v]) == len(g) for v in VIEWS)  # every enrolled image, once per view
     r = invoke("info", "--gallery", tmp_path / "g")
     assert r.exit_code == 0 and f"jpeg85 {len(g)} samples" in r.output and "routed" in r.output, r.output
+    assert f"{len(g)} enrolled samples, cross-fitted" in r.output   # 2 held-out images per model: few
     jdir = tmp_path / "q" / "alpha"
     os.makedirs(jdir)
     for f in sorted(os.listdir(os.path.join(root, "alpha")))[:4]:

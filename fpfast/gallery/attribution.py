@@ -176,35 +176,41 @@ def conformal_min(level: float) -> int:
 
 
 def _thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str], level: float, per_model: bool,
-                min_per_model: int) -> dict:
+                min_per_model: int, own: np.ndarray) -> dict:
     rec = {"global": quantile_threshold(stats, level), "n": int(stats.size), "per_model": {}}
     if per_model:
         need = max(min_per_model, conformal_min(level))  # fewer: the max of a handful, no bound and noisy
         for j, name in enumerate(model_names):
-            s = stats[labels == j]
+            s = stats[own & (labels == j)]
             if s.size >= need:
                 rec["per_model"][name] = {"threshold": quantile_threshold(s, level), "n": int(s.size)}
     return rec
 
 
 def calibrate_thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str],
-                         frr: float, per_model: bool, min_per_model: int, ratios: np.ndarray | None = None) -> dict:
+                         frr: float, per_model: bool, min_per_model: int, ratios: np.ndarray | None = None,
+                         own: np.ndarray | None = None) -> dict:
     """The calibration record stored in gallery.json for one method: distance thresholds at
     ``frr``, or with ``ratios`` distance and ratio thresholds each at ``frr / 2``, so that at most
     a ``frr`` fraction of the held-out samples exceed either (the union bound; ``rejected``
-    records the fraction that does)."""
+    records the fraction that does). ``own`` (a mask; None: all): the statistics that per-model
+    thresholds are fitted on; the others (cross-fitted ones, :mod:`.crossfit`) count for the
+    global thresholds only, and their number is recorded as ``crossfit``."""
     if not 0.0 <= frr < 1.0:
         raise ValueError(f"frr must lie in [0, 1), got {frr}")
     stats = np.asarray(stats, np.float64)
+    own = np.ones(stats.size, bool) if own is None else np.asarray(own, bool)
+    extra = {"crossfit": int((~own).sum())} if not own.all() else {}
     if ratios is None:
-        return {"frr": float(frr), **_thresholds(stats, labels, model_names, frr, per_model, min_per_model)}
+        return {"frr": float(frr), **_thresholds(stats, labels, model_names, frr, per_model, min_per_model, own),
+                **extra}
     ratios = np.asarray(ratios, np.float64)
-    dist = _thresholds(stats, labels, model_names, frr / 2, per_model, min_per_model)
-    rat = _thresholds(ratios, labels, model_names, frr / 2, per_model, min_per_model)
+    dist = _thresholds(stats, labels, model_names, frr / 2, per_model, min_per_model, own)
+    rat = _thresholds(ratios, labels, model_names, frr / 2, per_model, min_per_model, own)
     td, tr = thresholds_for(dist, model_names)[labels], thresholds_for(rat, model_names)[labels]
     rejected = float(np.mean((stats > td) | (ratios > tr))) if stats.size else 0.0
     return {"frr": float(frr), "rejected": rejected, **dist,
-            "ratio": {"global": rat["global"], "per_model": rat["per_model"]}}
+            "ratio": {"global": rat["global"], "per_model": rat["per_model"]}, **extra}
 
 
 def thresholds_for(rec: dict | None, names: list[str]) -> np.ndarray:

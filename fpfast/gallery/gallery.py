@@ -32,7 +32,7 @@ from . import attribution as attr
 from . import conditions as cond
 from . import index as fidx
 from . import normalize as norm
-from . import persist, store, views
+from . import crossfit, persist, store, views
 from .store import GalleryError
 from .update import check_model_name
 
@@ -740,15 +740,23 @@ class Gallery:
                                        min_per_model=min_per_model)
 
     def _store_calibration(self, method: str, stats, ratios, lab, frr: float, clean=None, *,
-                           per_model: bool = True, min_per_model: int = 5) -> dict:
+                           per_model: bool = True, min_per_model: int = 5, crossfit=None) -> dict:
         """The record of :meth:`calibrate` from its statistics, stored; with ``clean`` (a mask of
-        them), the clean ones' record too, under ``clean``."""
+        them), the clean ones' record too, under ``clean``. ``crossfit``: (distance, ratio, label
+        ids) of enrolled samples (:mod:`.crossfit`), joining the global thresholds of the record
+        that clean queries meet."""
         names = list(self._names)
-        rec = attr.calibrate_thresholds(stats, lab, names, frr, per_model, min_per_model, ratios)
+
+        def record(s, r, lab_, add):
+            own = np.ones(len(s), bool)
+            if add is not None and len(add[0]):
+                s, r, lab_ = (np.concatenate([a, b]) for a, b in zip((s, r, lab_), add))
+                own = np.r_[own, np.zeros(len(add[0]), bool)]
+            return attr.calibrate_thresholds(s, lab_, names, frr, per_model, min_per_model, r, own)
+        rec = record(stats, ratios, lab, crossfit if clean is None else None)
         rec["date"] = store.now()
         if clean is not None:
-            rec["clean"] = {**attr.calibrate_thresholds(stats[clean], lab[clean], names, frr, per_model,
-                                                        min_per_model, ratios[clean]), "date": rec["date"]}
+            rec["clean"] = {**record(stats[clean], ratios[clean], lab[clean], crossfit), "date": rec["date"]}
         self.calibration[method] = rec
         return rec
 
@@ -835,7 +843,9 @@ class Gallery:
         Where they include processed copies (:mod:`.conditions`) and a detector of them can be
         fitted, each method's record is calibrated on all of them and carries, under ``clean``,
         the record calibrated on the clean ones alone and, under ``detector``, the detector that
-        decides per query which of the two :meth:`attribute` applies."""
+        decides per query which of the two :meth:`attribute` applies. While the clean held-out
+        images are few, the enrolled samples' cross-fitted statistics join theirs in the global
+        thresholds of the record clean queries meet (:mod:`.crossfit`)."""
         if not len(self._hold_labels):
             return {}
         models = [self._names[i] for i in self._hold_labels]
@@ -846,9 +856,13 @@ class Gallery:
             x, given = self._hold_cond, np.isfinite(self._hold_cond).all(1)
         det = cond.ConditionDetector.fit(x[given], clean[given]) if not clean.all() else None
         out = {}
+        xs = {}  # few clean statistics: the enrolled samples' cross-fitted ones join them
+        if 0 < int(clean.sum()) < crossfit.CROSSFIT_BELOW:
+            xs = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean])
         for m in methods:  # each held-out sample's statistics once, for both records
             stats, ratios, lab = self._open_set_stats(self._hold_vectors, models, m)
-            out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None, **kw)
+            out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None,
+                                             crossfit=xs.get(m), **kw)
             if det is not None:
                 out[m]["detector"] = det.to_dict("vector" if self._hold_cond is None else "handcrafted")
         self._calibrate_views(x[given], kind, given, frr, methods, **kw)

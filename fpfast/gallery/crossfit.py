@@ -1,0 +1,78 @@
+"""Cross-fitted open-set statistics of a gallery's enrolled samples (issue 14).
+
+A gallery's open-set thresholds are quantiles of held-out samples' statistics: their distance to
+their own model's nearest enrolled sample and their ratio (:mod:`.attribution`). ``fpfast enroll``
+holds out a fifth of each model's images, so a gallery of 10 images per model calibrates on 2 per
+model, 30 clean images for 15 models: each statistic's ``1 - frr / 2`` quantile is then the largest
+of the 30, and a gallery's clean known images were answered ``unknown`` 0.4-21 % of the time
+depending on which images it held (FRR 0.05 asked; ``benchmarks/results/accuracy.md``, "Few-shot
+galleries over many draws").
+
+Cross-fitting gives every enrolled image a held-out statistic too: the enrolled samples are split
+into :data:`FOLDS` folds per model, and each fold's statistics are measured in a gallery of
+everything else (the other folds and the clean held-out images), its normaliser refitted, so that
+a sample never meets itself nor a space fitted on it. A fold gallery holds about as many samples
+per model as the gallery itself (one fold out, the held-out images in), so its distances are
+those a fresh query meets. These statistics join the clean held-out images' in the *global*
+thresholds of the record that clean-looking queries meet; per-model thresholds stay the held-out
+images' own (:func:`.attribution.calibrate_thresholds`' ``own``). Done only while the clean
+held-out images are fewer than :data:`CROSSFIT_BELOW`: beyond that the quantile is steady and the
+refits would only cost time.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FOLDS = 5
+CROSSFIT_BELOW = 200
+SEED = 0
+
+
+def fold_ids(labels: np.ndarray, folds: int = FOLDS, seed: int = SEED) -> np.ndarray:
+    """Per sample, its fold in 0 .. folds - 1: each model's samples in a seeded random order,
+    dealt round-robin (so every fold holds about 1 / folds of every model)."""
+    labels = np.asarray(labels)
+    out = np.zeros(len(labels), np.int64)
+    rng = np.random.default_rng(seed)
+    for j in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == j))
+        out[idx] = np.arange(len(idx)) % folds
+    return out
+
+
+def crossfit_stats(gallery, methods, hold_x: np.ndarray, hold_y: np.ndarray, *, folds: int = FOLDS,
+                   seed: int = SEED) -> dict:
+    """{method: (distance statistics, ratio statistics, label ids)} of ``gallery``'s enrolled
+    samples for each of ``methods``, each sample measured in a refitted gallery without its fold
+    but with the clean held-out samples ``hold_x`` (labels ``hold_y``, the gallery's label ids).
+    A model whose every sample is in one fold is left out of that fold (it would have nothing to
+    be near); so is a fold whose gallery would hold fewer than two models (no ratio)."""
+    x = np.concatenate([gallery._vectors, np.asarray(hold_x, np.float32)])
+    y = np.concatenate([gallery._labels, np.asarray(hold_y, np.int32)])
+    fold = np.full(len(x), -1)
+    fold[:len(gallery._vectors)] = fold_ids(gallery._labels, folds, seed)
+    names = list(gallery._names)
+    parts: dict = {m: [] for m in methods}
+    for f in range(folds):
+        rest = fold != f
+        present = np.unique(y[rest])
+        sel = np.flatnonzero((fold == f) & np.isin(y, present))
+        if not len(sel) or len(present) < 2:
+            continue
+        g = _fold_gallery(gallery, x[rest], y[rest])
+        for m in methods:
+            parts[m].append(g._open_set_stats(x[sel], [names[i] for i in y[sel]], m))
+    empty = (np.empty(0), np.empty(0), np.empty(0, np.int64))
+    return {m: tuple(np.concatenate(c) for c in zip(*p)) if p else empty for m, p in parts.items()}
+
+
+def _fold_gallery(gallery, x: np.ndarray, y: np.ndarray):
+    """An in-memory gallery (never saved) of ``gallery``'s spec and normalisation holding ``x``
+    (label ids ``y``, the same model names), its normaliser fitted; flat (exact) search."""
+    g = type(gallery)(gallery.path, gallery.spec, normalize=gallery.normalize,
+                      normalize_params=gallery.normalize_params, index="flat")
+    g._names = list(gallery._names)
+    g._vectors, g._labels = x, y.astype(np.int32)
+    g._keys = [""] * len(x)
+    g.fit()
+    return g
