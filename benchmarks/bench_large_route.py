@@ -24,6 +24,10 @@ answers:
   down-scaled goes to the view of the nearest scale; rule R for the others (``native size keep
   m``: the gallery's own answer kept where its open-set score is lower by more than m).
 
+``(processed)``: the gallery's own answer that the keep step weighs and keeps is the one at the
+thresholds of processed images (a query the rule routes is one), not its file type's (measured,
+not shipped: ``embedding.md``, twelfth session).
+
 The product (since the eleventh session) applies the native size rule with the keep margin, then
 routes by look only when the router saw at least ``MIN_LOOK_CLEAN`` clean held-out images
 (``--enroll 10`` on 10 models: 20): ``native size keep 0.25, then JPEG first, keep 0.25``, below
@@ -105,7 +109,9 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
         v = np.asarray(cols["vector"].detach().cpu() if hasattr(cols["vector"], "detach") else cols["vector"])
         truth = np.array([f.split("/")[-2] for f in files])
         here = g._attribute_here(v, "knn", None, "uniform", 1, cols["side"], None, cols["jpeg"])
+        proc = g._attribute_here(v, "knn", None, "uniform", 1, [0] * len(v), None, None)  # as processed
         a = {"here": np.array(here.model) == truth, "here_score": here.open_set_score,
+             "proc": np.array(proc.model) == truth, "proc_score": proc.open_set_score,
              "p_clean": r.scaled.p_clean(v), "p_mild": r.factor.p_clean(v),
              "looks_jpeg": (np.asarray(cols["jpeg"]) != 0) & ~r.jpeg.is_clean(v), "files": files,
              "native": native.astype(np.float64)}
@@ -117,26 +123,33 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
 
 
 def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 0.5, native: float | None = None,
-            native_keep: float | None = None):
+            native_keep: float | None = None, kept: str = "here", native_kept: str = "here"):
     """(right, open-set score) per query under one routing rule, from one condition's answers;
     ``native``: the enrolled images' shorter side, for the native size rule (``native_keep``: the
-    gallery's own answer kept where lower by that margin, as ``keep`` for the look rule)."""
+    gallery's own answer kept where lower by that margin, as ``keep`` for the look rule);
+    ``kept`` / ``native_kept``: which of the gallery's own answers the look rule's / the native
+    size rule's keep step weighs and keeps - ``here`` (the query's own condition: a full-size
+    lossless file meets the clean thresholds) or ``proc`` (the thresholds of processed images, as
+    a query routed to a scale view is judged)."""
     mild = a["p_mild"] >= 0.5
     view, vscore = np.where(mild, a["scale075"], a["scale05"]), np.where(mild, a["scale075_score"], a["scale05_score"])
     jp = a["looks_jpeg"]
     go = np.zeros(len(jp), bool) if order is None else (a["p_clean"] < tau) & (~jp if order == "jpeg" else True)
+    right = np.where(jp, a["jpeg85"], a["here"])
+    score = np.where(jp, a["jpeg85_score"], a["here_score"])
     if keep is not None:
-        go &= ~(a["here_score"] + keep < vscore)
-    right = np.where(go, view, np.where(jp, a["jpeg85"], a["here"]))
-    score = np.where(go, vscore, np.where(jp, a["jpeg85_score"], a["here_score"]))
+        stay = go & (a[kept + "_score"] + keep < vscore)
+        right, score = np.where(stay, a[kept], right), np.where(stay, a[kept + "_score"], score)
+        go &= ~stay
+    right, score = np.where(go, view, right), np.where(go, vscore, score)
     if native:
         f = a["native"] / native
         sized = smaller(a["native"], native) & (a["p_clean"] < 0.5)
         half = np.abs(np.log(f / VIEWS["scale05"][1])) < np.abs(np.log(f / VIEWS["scale075"][1]))
         nat, nscore = np.where(half, a["scale05"], a["scale075"]), np.where(half, a["scale05_score"], a["scale075_score"])
         if native_keep is not None:   # kept: the gallery's own answer (never another view's)
-            stay = a["here_score"] + native_keep < nscore
-            nat, nscore = np.where(stay, a["here"], nat), np.where(stay, a["here_score"], nscore)
+            stay = a[native_kept + "_score"] + native_keep < nscore
+            nat, nscore = np.where(stay, a[native_kept], nat), np.where(stay, a[native_kept + "_score"], nscore)
         right, score = np.where(sized, nat, right), np.where(sized, nscore, score)
     return right, score
 
@@ -234,6 +247,14 @@ def main(argv=None):
         rules[f"native size keep {nk}, then before"] = rules["before"] + (native, nk)
     rules[f"native size keep {KEEP_MARGIN}, then JPEG first, keep {KEEP_MARGIN}"] = \
         rules[f"JPEG first, keep {KEEP_MARGIN}"] + (native, KEEP_MARGIN)
+    look = f"JPEG first, keep {KEEP_MARGIN}"
+    for nk in (0.5, 1.0):
+        rules[f"native size keep {nk}, then {look}"] = rules[look] + (native, nk)
+    for nk in (0.25, 0.5, 1.0):   # the gallery's own answer weighed at the thresholds of processed images
+        rules[f"native size keep {nk} (processed), then before"] = rules["before"] + (native, nk, "here", "proc")
+        rules[f"native size keep {nk} (processed), then {look}"] = rules[look] + (native, nk, "here", "proc")
+        rules[f"native size keep {nk} (processed), then JPEG first, keep {nk} (processed)"] = \
+            ("jpeg", nk, 0.5, native, nk, "proc", "proc")
     table = {name: {c: simulate(q[c], *rule) for c in CONDITIONS} for name, rule in rules.items()}
     for name, row in table.items():
         row["mean"] = round(float(np.mean(list(row.values()))), 4)
@@ -250,7 +271,7 @@ def main(argv=None):
     if a.lomo:
         res["left_out_auroc"] = left_out_auroc(a.work, a.spec, {k: rules[k] for k in (
             "before", "JPEG first", f"JPEG first, keep {KEEP_MARGIN}", f"native size keep {KEEP_MARGIN}, then before",
-            f"native size keep {KEEP_MARGIN}, then JPEG first, keep {KEEP_MARGIN}")})
+            f"native size keep {KEEP_MARGIN}, then JPEG first, keep {KEEP_MARGIN}", shipped)})
         print("left-one-out AUROC", res["left_out_auroc"], flush=True)
     with open(a.out, "w") as fh:
         json.dump(res, fh, indent=1)
