@@ -34,6 +34,12 @@ def test_fold_ids_deal_every_model_across_the_folds():
         counts = np.bincount(f[y == j], minlength=5)
         assert counts.sum() == n and counts.max() - counts.min() <= 1   # round-robin
     assert not np.array_equal(f, crossfit.fold_ids(y, 5, seed=4))
+    # models with as many samples are dealt alike (the held-out split's way): the i-th images of
+    # every model, often one content through each generator, leave the gallery together
+    y2 = np.repeat([0, 1, 2], 10)
+    f2 = crossfit.fold_ids(y2, 5, seed=3)
+    np.testing.assert_array_equal(f2[:10], f2[10:20])
+    np.testing.assert_array_equal(f2[:10], f2[20:])
 
 
 def test_crossfit_stats_match_brute_force(tmp_path):
@@ -114,3 +120,28 @@ def test_a_model_with_one_sample_is_left_out_of_its_fold(tmp_path):
     s, r, lab = crossfit.crossfit_stats(g, ["knn", "centroid"], g._hold_vectors, g._hold_labels)["centroid"]
     solo = g._names.index("solo")
     assert len(s) == len(g) - 1 and solo not in lab and np.isfinite(s).all() and np.isfinite(r).all()
+
+
+def test_crossfit_ratios_match_the_held_out_ones_when_models_share_content(tmp_path):
+    """The i-th image of every model shows one content (a photo or prompt through each generator),
+    and enrollment holds out the same positions of every model: a held-out image's content twins
+    are never in the gallery. The folds must deal the models alike too, or a fold sample's twins
+    stay as its nearest other-model neighbours and its ratio statistic is inflated."""
+    rng = np.random.default_rng(5)
+    n_models, n, dim = 5, 40, 24
+    content = rng.normal(size=(n, dim)) * 4.0            # shared by the i-th image of every model
+    centres = rng.normal(size=(n_models, dim)) * 1.5
+    from fpfast.jobs.enroll import split_holdout
+    keep, hold = split_holdout(n, 0.2, 0)
+    g = Gallery.create(str(tmp_path / "g"), normalize="standardize")
+    spec_dim = g.spec.dim
+    x = [np.pad(centres[j] + content + rng.normal(size=(n, dim)) * 0.5, ((0, 0), (0, spec_dim - dim)))
+         for j in range(n_models)]
+    for j in range(n_models):
+        g.add(f"m{j}", x[j][keep])
+    for j in range(n_models):
+        g.add_holdout(f"m{j}", x[j][hold])
+    g.fit()
+    _, held, _ = g._open_set_stats(g._hold_vectors, [g._names[i] for i in g._hold_labels], "knn")
+    _, xr, _ = crossfit.crossfit_stats(g, ["knn"], g._hold_vectors, g._hold_labels)["knn"]
+    assert abs(np.median(xr) - np.median(held)) < 0.1 * np.median(held)

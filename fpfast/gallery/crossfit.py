@@ -30,13 +30,17 @@ SEED = 0
 
 def fold_ids(labels: np.ndarray, folds: int = FOLDS, seed: int = SEED) -> np.ndarray:
     """Per sample, its fold in 0 .. folds - 1: each model's samples in a seeded random order,
-    dealt round-robin (so every fold holds about 1 / folds of every model)."""
+    dealt round-robin (so every fold holds about 1 / folds of every model). The order is the
+    same for every model with as many samples, as ``fpfast enroll``'s held-out split is: where
+    the i-th image of every model shows the same content (one set of photos or prompts through
+    each generator), a sample's twins of other models leave the gallery with it, as a held-out
+    image's do, instead of staying as its nearest other-model neighbours (that inflated the
+    ratio statistic: ``benchmarks/results/accuracy.md``, "Cross-fitted thresholds")."""
     labels = np.asarray(labels)
     out = np.zeros(len(labels), np.int64)
-    rng = np.random.default_rng(seed)
     for j in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == j))
-        out[idx] = np.arange(len(idx)) % folds
+        idx = np.flatnonzero(labels == j)
+        out[idx[np.random.default_rng(seed).permutation(len(idx))]] = np.arange(len(idx)) % folds
     return out
 
 
