@@ -25,8 +25,9 @@ answers:
   m``: the gallery's own answer kept where its open-set score is lower by more than m).
 
 ``(processed)``: the gallery's own answer that the keep step weighs and keeps is the one at the
-thresholds of processed images (a query the rule routes is one), not its file type's (measured,
-not shipped: ``embedding.md``, twelfth session).
+thresholds of processed images (a query the rule routes is one), not its file type's; ``(kind)``:
+its score against the gallery's held-out copies of the view's kind (:func:`kind_thresholds`)
+(both measured, not shipped: ``embedding.md``, twelfth session, item 3).
 
 The product (since the eleventh session) applies the native size rule with the keep margin, then
 routes by look only when the router saw at least ``MIN_LOOK_CLEAN`` clean held-out images
@@ -54,7 +55,8 @@ from PIL import Image
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.conditions import centre  # noqa: E402
-from fpfast.gallery.views import KEEP_MARGIN, MIN_LOOK_CLEAN, VIEWS, Router, smaller  # noqa: E402
+from fpfast.gallery.attribution import open_set_margin, quantile_threshold  # noqa: E402
+from fpfast.gallery.views import FEEDS, KEEP_MARGIN, MIN_LOOK_CLEAN, VIEWS, Router, copy_name, smaller  # noqa: E402
 from fpfast.jobs.mappers import with_query_columns  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.zoo import load_zoo_split  # noqa: E402
@@ -99,6 +101,7 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
     if g.router is None or g.router.get("input") != "vector":
         raise SystemExit("needs a gallery whose router reads its own vectors (universal + handcrafted or handcrafted)")
     r = Router.from_dict(g.router, g.spec.dim)
+    kind_thr = kind_thresholds(g)
     out = {}
     for cond in conditions:
         files = sorted(glob.glob(f"{work}/q/{cond}/*/*"))
@@ -115,10 +118,25 @@ def per_query(g: Gallery, work: str, conditions=tuple(CONDITIONS)) -> dict:
              "p_clean": r.scaled.p_clean(v), "p_mild": r.factor.p_clean(v),
              "looks_jpeg": (np.asarray(cols["jpeg"]) != 0) & ~r.jpeg.is_clean(v), "files": files,
              "native": native.astype(np.float64)}
+        for name, (td, tr) in kind_thr.items():   # the gallery's answer against its held-out copies of the view's kind
+            a[f"kind_{name}_score"] = open_set_margin(here.distance, td, here.ratio, tr)
         for name in VIEWS:
             va = g.views[name].attribute(v)
             a[name], a[name + "_score"] = np.array(va.model) == truth, va.open_set_score
         out[cond] = a
+    return out
+
+
+def kind_thresholds(g: Gallery) -> dict:
+    """{scale view: (distance, ratio) thresholds}: the FRR 0.05 thresholds (each at 0.025) of the
+    gallery's held-out copies of the kind that feeds the view, searched in the gallery itself."""
+    kinds = np.array([copy_name(k) for k in g.hold_keys], dtype=object)
+    s, r, _ = g._open_set_stats(g._hold_vectors, [g._names[i] for i in g._hold_labels], "knn")
+    out = {}
+    for name, feeds in FEEDS.items():
+        m = np.isin(kinds, feeds)
+        if VIEWS[name][0] != "jpeg" and m.any():
+            out[name] = (quantile_threshold(s[m], 0.025), quantile_threshold(r[m], 0.025))
     return out
 
 
@@ -137,6 +155,8 @@ def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 
     go = np.zeros(len(jp), bool) if order is None else (a["p_clean"] < tau) & (~jp if order == "jpeg" else True)
     right = np.where(jp, a["jpeg85"], a["here"])
     score = np.where(jp, a["jpeg85_score"], a["here_score"])
+    if kept == "kind":   # the gallery's answer, its score against its copies of the view's kind
+        a = {**a, "kind": a["here"], "kind_score": np.where(mild, a["kind_scale075_score"], a["kind_scale05_score"])}
     if keep is not None:
         stay = go & (a[kept + "_score"] + keep < vscore)
         right, score = np.where(stay, a[kept], right), np.where(stay, a[kept + "_score"], score)
@@ -147,6 +167,9 @@ def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 
         sized = smaller(a["native"], native) & (a["p_clean"] < 0.5)
         half = np.abs(np.log(f / VIEWS["scale05"][1])) < np.abs(np.log(f / VIEWS["scale075"][1]))
         nat, nscore = np.where(half, a["scale05"], a["scale075"]), np.where(half, a["scale05_score"], a["scale075_score"])
+        if native_kept == "kind":
+            a = {**a, "kind": a["here"],
+                 "kind_score": np.where(half, a["kind_scale05_score"], a["kind_scale075_score"])}
         if native_keep is not None:   # kept: the gallery's own answer (never another view's)
             stay = a[native_kept + "_score"] + native_keep < nscore
             nat, nscore = np.where(stay, a[native_kept], nat), np.where(stay, a[native_kept + "_score"], nscore)
@@ -250,6 +273,11 @@ def main(argv=None):
     look = f"JPEG first, keep {KEEP_MARGIN}"
     for nk in (0.5, 1.0):
         rules[f"native size keep {nk}, then {look}"] = rules[look] + (native, nk)
+    for nk in (0.0, 0.25, 0.5):   # ... weighed against the gallery's held-out copies of the view's kind
+        rules[f"native size keep {nk} (kind), then before"] = rules["before"] + (native, nk, "here", "kind")
+        rules[f"native size keep {nk} (kind), then {look}"] = rules[look] + (native, nk, "here", "kind")
+        rules[f"native size keep {nk} (kind), then JPEG first, keep {nk} (kind)"] = \
+            ("jpeg", nk, 0.5, native, nk, "kind", "kind")
     for nk in (0.25, 0.5, 1.0):   # the gallery's own answer weighed at the thresholds of processed images
         rules[f"native size keep {nk} (processed), then before"] = rules["before"] + (native, nk, "here", "proc")
         rules[f"native size keep {nk} (processed), then {look}"] = rules[look] + (native, nk, "here", "proc")

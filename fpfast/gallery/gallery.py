@@ -740,9 +740,9 @@ class Gallery:
                                        min_per_model=min_per_model)
 
     def _store_calibration(self, method: str, stats, ratios, lab, frr: float, clean=None, *,
-                           per_model: bool = True, min_per_model: int = 5, crossfit=None) -> dict:
+                           per_model: bool = True, min_per_model: int = 5, crossfitted=None) -> dict:
         """The record of :meth:`calibrate` from its statistics, stored; with ``clean`` (a mask of
-        them), the clean ones' record too, under ``clean``. ``crossfit``: (distance, ratio, label
+        them), the clean ones' record too, under ``clean``. ``crossfitted``: (distance, ratio, label
         ids) of enrolled samples (:mod:`.crossfit`), joining the global thresholds of the record
         that clean queries meet."""
         names = list(self._names)
@@ -753,10 +753,10 @@ class Gallery:
                 s, r, lab_ = (np.concatenate([a, b]) for a, b in zip((s, r, lab_), add))
                 own = np.r_[own, np.zeros(len(add[0]), bool)]
             return attr.calibrate_thresholds(s, lab_, names, frr, per_model, min_per_model, r, own)
-        rec = record(stats, ratios, lab, crossfit if clean is None else None)
+        rec = record(stats, ratios, lab, crossfitted if clean is None else None)
         rec["date"] = store.now()
         if clean is not None:
-            rec["clean"] = {**record(stats[clean], ratios[clean], lab[clean], crossfit), "date": rec["date"]}
+            rec["clean"] = {**record(stats[clean], ratios[clean], lab[clean], crossfitted), "date": rec["date"]}
         self.calibration[method] = rec
         return rec
 
@@ -862,7 +862,7 @@ class Gallery:
         for m in methods:  # each held-out sample's statistics once, for both records
             stats, ratios, lab = self._open_set_stats(self._hold_vectors, models, m)
             out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None,
-                                             crossfit=xs.get(m), **kw)
+                                             crossfitted=xs.get(m), **kw)
             if det is not None:
                 out[m]["detector"] = det.to_dict("vector" if self._hold_cond is None else "handcrafted")
         self._calibrate_views(x[given], kind, given, frr, methods, **kw)
