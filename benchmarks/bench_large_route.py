@@ -147,8 +147,9 @@ def answers(a: dict, order: str | None, keep: float | None = None, tau: float = 
     gallery's own answer kept where lower by that margin, as ``keep`` for the look rule);
     ``kept`` / ``native_kept``: which of the gallery's own answers the look rule's / the native
     size rule's keep step weighs and keeps - ``here`` (the query's own condition: a full-size
-    lossless file meets the clean thresholds) or ``proc`` (the thresholds of processed images, as
-    a query routed to a scale view is judged)."""
+    lossless file meets the clean thresholds), ``proc`` (the thresholds of processed images, as
+    a query routed to a scale view is judged) or ``kind`` (its score against the gallery's
+    held-out copies of the view's kind, :func:`kind_thresholds`)."""
     mild = a["p_mild"] >= 0.5
     view, vscore = np.where(mild, a["scale075"], a["scale05"]), np.where(mild, a["scale075_score"], a["scale05_score"])
     jp = a["looks_jpeg"]
