@@ -9,9 +9,9 @@ import pytest
 
 from cli_helpers import MODELS, invoke, make_folders
 from fpfast.gallery import Gallery, GalleryError
-from fpfast.gallery.conditions import COPIES, is_copy
+from fpfast.gallery.conditions import COPIES, aug_key, is_copy
 from fpfast.gallery.store import MAX_AUGMENT, check_augment
-from fpfast.jobs.augment import augmented_copies, copy_key
+from fpfast.jobs.augment import augmented_copies
 
 
 def test_copies_are_deterministic_per_image_and_re_encoded():
@@ -26,7 +26,7 @@ def test_copies_are_deterministic_per_image_and_re_encoded():
     assert any(x.shape != y.shape or not np.array_equal(x, y) for x, y in zip(a, c))
     assert all(min(x.shape[:2]) >= 16 and max(x.shape[:2]) <= 48 for x in a)
     assert any(min(x.shape[:2]) < 36 for x in a + c)  # some are down-scaled, not only cropped
-    assert copy_key("x.png", 2) == "x.png#aug2"
+    assert aug_key("x.png", 2) == "x.png#aug2"
 
 
 def test_add_augmented_stores_each_copy_under_its_images_key(tmp_path):
@@ -45,7 +45,7 @@ def test_add_augmented_stores_each_copy_under_its_images_key(tmp_path):
     assert add_augmented(g, "m", imgs, keys, vec, 2) == 6
     for key, im in zip(keys, imgs):
         for j, c in enumerate(augmented_copies(im, 2, g.spec.min_size), 1):
-            row = g.keys.index(copy_key(key, j))
+            row = g.keys.index(aug_key(key, j))
             np.testing.assert_allclose(g._vectors[row], vec(torch.from_numpy(c[None]))[0], rtol=1e-5, atol=1e-6)
     assert add_augmented(g, "m", imgs, keys, vec, 2) == 0   # already enrolled: skipped
 
@@ -76,7 +76,7 @@ def test_enroll_augment_adds_copies_keeps_the_setting_and_leaves_holdouts_clean(
     assert len(held) == 2 * len(MODELS) * (1 + len(COPIES))
     keys = gal.keys
     originals = [k for k in keys if "#aug" not in k]
-    assert sorted(keys) == sorted(originals + [copy_key(k, j) for k in originals for j in (1, 2)])
+    assert sorted(keys) == sorted(originals + [aug_key(k, j) for k in originals for j in (1, 2)])
     # a later model is augmented the same way; an enrollment run twice adds nothing
     extra = make_folders(tmp_path / "extra", 10, seed=3, models={"delta": 7})
     assert _enroll(g, "--model", "delta", os.path.join(extra, "delta"), "--quiet").exit_code == 0

@@ -145,3 +145,27 @@ def test_crossfit_ratios_match_the_held_out_ones_when_models_share_content(tmp_p
     _, held, _ = g._open_set_stats(g._hold_vectors, [g._names[i] for i in g._hold_labels], "knn")
     _, xr, _ = crossfit.crossfit_stats(g, ["knn"], g._hold_vectors, g._hold_labels)["knn"]
     assert abs(np.median(xr) - np.median(held)) < 0.1 * np.median(held)
+
+
+def test_augmented_copies_go_with_their_image_and_are_not_measured(tmp_path):
+    """``fpfast enroll --augment`` enrolls copies of each image (keys ``<key>#aug<j>``): in its fold's
+    gallery an image's own copy would be its nearest neighbour, and a copy is no clean image."""
+    from fpfast.gallery.conditions import aug_key
+    c = Clusters(4, sep=6.0, seed=7)
+    g = Gallery.create(str(tmp_path / "g"), normalize="standardize")
+    for j in range(4):
+        x = c.sample(j, 8)
+        keys = [f"m{j}/{i}.png" for i in range(8)]
+        g.add(c.names[j], x, keys)
+        g.add(c.names[j], x + 0.01, [aug_key(k, 1) for k in keys])   # near-duplicate copies
+        g.add(c.names[j], c.sample(j, 1) + 0.01, [aug_key(f"m{j}/gone.png", 1)])  # its image not enrolled
+        g.add_holdout(c.names[j], c.sample(j, 2))
+    g.fit()
+    fold, measured = crossfit.enrolled_folds(g)
+    keys = np.array(g.keys)
+    for i in np.flatnonzero(measured):
+        assert fold[keys == aug_key(keys[i], 1)] == fold[i]
+    assert measured.sum() == 32 and (fold[[k.endswith("gone.png#aug1") for k in keys]] == -1).all()
+    s, _, lab = crossfit.crossfit_stats(g, ["knn"], g._hold_vectors, g._hold_labels)["knn"]
+    held, _, _ = g._open_set_stats(g._hold_vectors, [g._names[i] for i in g._hold_labels], "knn")
+    assert len(s) == 32 and np.median(s) > 0.5 * np.median(held)    # no sample met its own copy

@@ -20,6 +20,7 @@ splits use JPEG 75, bilinear down-scales and a centred 3/4 crop).
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -49,6 +50,20 @@ def copy_key(key: str, name: str) -> str:
 
 def is_copy(key: str) -> bool:
     return TAG in str(key)
+
+
+AUG = "#aug"   # the key of augmented copy j (1-based) of an enrolled image keyed k: f"{k}#aug{j}"
+
+
+def aug_key(key: str, j: int) -> str:
+    """The key of augmented copy ``j`` of an enrolled image keyed ``key`` (``fpfast enroll --augment``)."""
+    return f"{key}{AUG}{j}"
+
+
+def aug_source(key: str) -> str:
+    """The key of the image an enrolled sample was made from: itself, or an augmented copy's image."""
+    m = re.fullmatch(r"(.*)" + re.escape(AUG) + r"\d+", str(key), flags=re.S)
+    return m.group(1) if m else str(key)
 
 
 MIN_SCALE = 0.5   # the strongest down-scale of COPIES and of the views (fpfast.gallery.views.VIEWS)

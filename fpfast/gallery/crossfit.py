@@ -17,11 +17,14 @@ those a fresh query meets. These statistics join the clean held-out images' in t
 thresholds of the record that clean-looking queries meet; per-model thresholds stay the held-out
 images' own (:func:`.attribution.calibrate_thresholds`' ``own``). Done only while the clean
 held-out images are fewer than :data:`CROSSFIT_BELOW`: beyond that the quantile is steady and the
-refits would only cost time.
+refits would only cost time. An augmented copy of an enrolled image (``fpfast enroll --augment``)
+leaves the gallery with its image and is not measured (:func:`enrolled_folds`).
 """
 from __future__ import annotations
 
 import numpy as np
+
+from . import conditions as cond
 
 FOLDS = 5
 CROSSFIT_BELOW = 200
@@ -53,14 +56,14 @@ def crossfit_stats(gallery, methods, hold_x: np.ndarray, hold_y: np.ndarray, *, 
     be near); so is a fold whose gallery would hold fewer than two models (no ratio)."""
     x = np.concatenate([gallery._vectors, np.asarray(hold_x, np.float32)])
     y = np.concatenate([gallery._labels, np.asarray(hold_y, np.int32)])
-    fold = np.full(len(x), -1)
-    fold[:len(gallery._vectors)] = fold_ids(gallery._labels, folds, seed)
+    fold, measured = np.full(len(x), -1), np.zeros(len(x), bool)
+    fold[:len(gallery._vectors)], measured[:len(gallery._vectors)] = enrolled_folds(gallery, folds, seed)
     names = list(gallery._names)
     parts: dict = {m: [] for m in methods}
     for f in range(folds):
         rest = fold != f
         present = np.unique(y[rest])
-        sel = np.flatnonzero((fold == f) & np.isin(y, present))
+        sel = np.flatnonzero((fold == f) & measured & np.isin(y, present))
         if not len(sel) or len(present) < 2:
             continue
         g = _fold_gallery(gallery, x[rest], y[rest])
@@ -68,6 +71,18 @@ def crossfit_stats(gallery, methods, hold_x: np.ndarray, hold_y: np.ndarray, *, 
             parts[m].append(g._open_set_stats(x[sel], [names[i] for i in y[sel]], m))
     empty = (np.empty(0), np.empty(0), np.empty(0, np.int64))
     return {m: tuple(np.concatenate(c) for c in zip(*p)) if p else empty for m, p in parts.items()}
+
+
+def enrolled_folds(gallery, folds: int = FOLDS, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(fold of each enrolled sample, whether it is measured): the images are dealt by
+    :func:`fold_ids`; an augmented copy (``fpfast enroll --augment``) goes with its image - it would
+    otherwise be that image's nearest neighbour - and is never measured itself (it is not a clean
+    image); a copy whose image is not enrolled stays in every fold's gallery (fold -1)."""
+    keys = list(gallery._keys)
+    src = [cond.aug_source(k) for k in keys]
+    own = np.array([s == k for s, k in zip(src, keys)], bool)
+    fold_of = dict(zip((keys[i] for i in np.flatnonzero(own)), fold_ids(gallery._labels[own], folds, seed)))
+    return np.array([fold_of.get(s, -1) for s in src], np.int64), own
 
 
 def _fold_gallery(gallery, x: np.ndarray, y: np.ndarray):

@@ -21,13 +21,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..gallery.conditions import aug_key
 from ..prepare import map_images
-
-KEY_SUFFIX = "#aug"   # the key of copy j (1-based) of an image keyed k: f"{k}#aug{j}"
-
-
-def copy_key(key: str, j: int) -> str:
-    return f"{key}{KEY_SUFFIX}{j}"
 
 
 def augmented_copies(image: np.ndarray, k: int, min_size: int, seed: int = 0) -> list[np.ndarray]:
@@ -54,7 +49,7 @@ def add_augmented(gallery, model: str, images: Sequence[np.ndarray], keys: Seque
         if gallery.spec.projector is not None:  # cut as training cuts a heavy projector's input
             made = [projector_crop(c[None])[0] for c in made]
         copies += made
-        ckeys += [copy_key(key, j + 1) for j in range(k)]
+        ckeys += [aug_key(key, j + 1) for j in range(k)]
     return gallery.add(model, map_images(copies, vectorize), ckeys, skip_known=True)
 
 
