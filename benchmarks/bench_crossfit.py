@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_unknown import first_images  # noqa: E402
-from fpfast.gallery import Gallery, crossfit  # noqa: E402
+from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.jobs.mappers import host_vectors, vector_mapper  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.prepare import map_images  # noqa: E402
@@ -35,12 +35,7 @@ VALIDATION = slice(200, 300)   # each model's training images used as queries (t
 
 def answer(g, v, want, crossfitted: bool) -> tuple[float, float]:
     """(accuracy, `unknown` rate) of ``g`` recalibrated with or without cross-fitted statistics."""
-    below = crossfit.CROSSFIT_BELOW
-    crossfit.CROSSFIT_BELOW = below if crossfitted else 0
-    try:
-        g.recalibrate(0.05)
-    finally:
-        crossfit.CROSSFIT_BELOW = below
+    g.recalibrate(0.05, cross_fit=crossfitted)
     a = g.attribute(v, k=None, sides=[g.spec.size] * len(v), jpeg=np.zeros(len(v)))
     return float(np.mean(np.array(a.model) == want)), float(a.is_unknown.mean())
 

@@ -101,12 +101,7 @@ def test_crossfit_steadies_the_few_shot_false_unknown_rate(tmp_path, normalize):
         g, c = few_shot(tmp_path, 100 + seed, normalize=normalize)
         q, _ = c.batch(range(len(c.names)), 60)
         for on in (False, True):
-            below = crossfit.CROSSFIT_BELOW
-            crossfit.CROSSFIT_BELOW = below if on else 0
-            try:
-                g.recalibrate(frr=0.05, methods=("knn",))
-            finally:
-                crossfit.CROSSFIT_BELOW = below
+            g.recalibrate(frr=0.05, methods=("knn",), cross_fit=on)
             rates[on].append(g.attribute(q, k=1).is_unknown.mean())
     off, on = np.array(rates[False]), np.array(rates[True])
     assert np.abs(on - 0.05).mean() < 0.6 * np.abs(off - 0.05).mean()

@@ -87,11 +87,10 @@ def enrolled_folds(gallery, folds: int = FOLDS, seed: int = SEED) -> tuple[np.nd
 
 def _fold_gallery(gallery, x: np.ndarray, y: np.ndarray):
     """An in-memory gallery (never saved) of ``gallery``'s spec and normalisation holding ``x``
-    (label ids ``y``, the same model names), its normaliser fitted; flat (exact) search."""
+    (``y``: ``gallery``'s label ids), its normaliser fitted; flat (exact) search."""
     g = type(gallery)(gallery.path, gallery.spec, normalize=gallery.normalize,
                       normalize_params=gallery.normalize_params, index="flat")
-    g._names = list(gallery._names)
-    g._vectors, g._labels = x, y.astype(np.int32)
-    g._keys = [""] * len(x)
+    for j in np.unique(y):
+        g.add(gallery._names[j], x[y == j])
     g.fit()
     return g

@@ -838,14 +838,16 @@ class Gallery:
         counts = np.bincount(self._hold_labels, minlength=len(self._names))
         return {m: int(c) for m, c in zip(self._names, counts) if c}
 
-    def recalibrate(self, frr: float = 0.05, methods: Sequence[str] = ("knn", "centroid"), **kw) -> dict:
+    def recalibrate(self, frr: float = 0.05, methods: Sequence[str] = ("knn", "centroid"), *,
+                    cross_fit: bool = True, **kw) -> dict:
         """:meth:`calibrate` every method on the stored held-out samples (no-op without any).
         Where they include processed copies (:mod:`.conditions`) and a detector of them can be
         fitted, each method's record is calibrated on all of them and carries, under ``clean``,
         the record calibrated on the clean ones alone and, under ``detector``, the detector that
         decides per query which of the two :meth:`attribute` applies. While the clean held-out
         images are few, the enrolled samples' cross-fitted statistics join theirs in the global
-        thresholds of the record clean queries meet (:mod:`.crossfit`)."""
+        thresholds of the record clean queries meet (:mod:`.crossfit`; ``cross_fit=False``: the
+        held-out samples alone, as before 2026-12-06)."""
         if not len(self._hold_labels):
             return {}
         models = [self._names[i] for i in self._hold_labels]
@@ -857,7 +859,7 @@ class Gallery:
         det = cond.ConditionDetector.fit(x[given], clean[given]) if not clean.all() else None
         out = {}
         xs = {}  # few clean statistics: the enrolled samples' cross-fitted ones join them
-        if 0 < int(clean.sum()) < crossfit.CROSSFIT_BELOW:
+        if cross_fit and 0 < int(clean.sum()) < crossfit.CROSSFIT_BELOW:
             xs = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean])
         for m in methods:  # each held-out sample's statistics once, for both records
             stats, ratios, lab = self._open_set_stats(self._hold_vectors, models, m)
