@@ -146,6 +146,28 @@ def test_narrow_strided_shortcut_trains_on_channels_last_input():
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
 
 
+def test_shipped_network_fine_tunes_on_64px_images():
+    # fine-tuning the shipped 8-wide network (`fpfast train` on a default gallery) on 64-px images
+    # corrupted the heap in a strided shortcut's backward (8 input channels, channels-last, > 32 px;
+    # torch 2.13 CPU, oneDNN issue 6035) and killed the process. A child process, as above
+    import subprocess
+    import sys
+    code = """if True:
+        import numpy as np
+        from fpfast.embed import train_embedding
+        from fpfast.embed.universal import load_card
+        init = load_card()[0]
+        rng = np.random.default_rng(0)
+        imgs = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(32)]
+        emb, hist = train_embedding(imgs, [i % 2 for i in range(32)], init.config["spec"], init=init.plain(),
+                                    epochs=2, batch_size=16)
+        assert emb.arch["widths"] == init.arch["widths"] and np.isfinite(hist[-1]["loss"])
+        print("ok")
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
+
+
 def test_inference_blocks_compute_in_place_the_same_values(embed_trained, embed_data):
     # without autograd the blocks ReLU and sum in place (fewer tensors); the values must not change
     emb = embed_trained[0]

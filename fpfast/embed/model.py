@@ -91,12 +91,23 @@ class _Block(nn.Module):
         self.short = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
                       if stride != 1 or cin != cout else nn.Identity())
         # torch 2.13's CPU backward of a strided 1x1 convolution on a channels-last input with fewer
-        # than 8 channels corrupts the heap (free(): invalid next size; cin 1-6 fail, 12 and 16 do not):
-        # such a shortcut gets a contiguous input (tests/test_embed_inference.py)
+        # input channels than oneDNN's block (8 with AVX2, 16 with AVX-512) writes past its workspace
+        # (oneDNN issue 6035; free(): invalid next size). Seen: cin 1-6 at 16 px on an earlier host;
+        # cin 3-8 at 48-64 px, not at <= 32 px, on an AVX-512 host. Such a shortcut gets a
+        # contiguous input: always below 8 channels (as since the first sighting, so that earlier
+        # trainings keep their numbers), and below 16 while autograd records on inputs over 32 px
+        # (fine-tuning the shipped 8-wide network on 64-px images crashed; tests/test_embed_inference.py)
         self._short_contiguous = stride != 1 and cin < 8
+        self._short_narrow = stride != 1 and cin < 16
+
+    def _short_input(self, x: torch.Tensor) -> torch.Tensor:
+        if self._short_contiguous or (self._short_narrow and torch.is_grad_enabled()
+                                      and x.shape[-1] * x.shape[-2] > 32 * 32):
+            return x.contiguous()
+        return x
 
     def forward(self, x):
-        short = self.short(x.contiguous() if self._short_contiguous else x)
+        short = self.short(self._short_input(x))
         if torch.is_grad_enabled():
             y = F.relu(self.b1(self.c1(x)))
             return F.relu(self.b2(self.c2(y)) + short)
