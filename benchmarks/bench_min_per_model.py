@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.bench_unknown import first_images, queries, rates  # noqa: E402
+from benchmarks.bench_unknown import first_images, queries, rates, zoo_splits  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
 
@@ -42,7 +42,7 @@ def main(argv=None):
                 subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train, "-q"]
                                + ([] if spec == "default" else ["--spec", spec]), check=True, capture_output=True)
                 g = Gallery.load(gdir)
-                q = queries(g.spec, g.embedder(), a.zoo, 200, opts)
+                q = queries(g.spec, g.embedder(), zoo_splits(a.zoo, 200), opts)
                 for floor in (5, 39):
                     g.recalibrate(0.05, min_per_model=floor)
                     r = rates(g, q, {}, None)

@@ -57,10 +57,9 @@ from fpfast.zoo import load_zoo_split  # noqa: E402
 SPLITS = ("test", "test_jpeg90", "test_jpeg75", "resize075", "test_resize", "test_crop", "unseen_seed", "open_set")
 
 
-def queries(spec, embedder, zoo, max_test, opts):
-    """{split: (vectors, expected answers, image sides, JPEG flags by file name, images)} of ``spec``
-    (``embedder``'s when it names one)."""
-    vectorize = host_vectors(vector_mapper(spec, opts, embedder))
+def zoo_splits(zoo, max_test):
+    """{split: (images, expected answers, JPEG flags by file name)} of the zoo's test splits (the
+    first ``max_test`` images of each model), with a 0.75x bilinear down-scale of the clean ones."""
     out = {}
     for split in SPLITS:
         src = "test" if split == "resize075" else split
@@ -71,23 +70,32 @@ def queries(spec, embedder, zoo, max_test, opts):
         want = [UNKNOWN if labels[i] is None else labels[i] for i in sel]
         chosen = [_resize(imgs[i], 0.75) if split == "resize075" else imgs[i] for i in sel]
         # the zoo's JPEG splits are .jpg files, the others .png (resize075: made in memory from .png)
-        jpeg = [jpeg_file(f"x.{'jpg' if split.startswith('test_jpeg') else 'png'}")] * len(sel)
-        out[split] = (map_images(chosen, vectorize), want, [min(im.shape[:2]) for im in chosen], jpeg, chosen)
+        out[split] = (chosen, want, [jpeg_file(f"x.{'jpg' if split.startswith('test_jpeg') else 'png'}")] * len(sel))
     return out
 
 
-def measure(gdir, zoo, max_test, opts, ks=("10",), cache=None):
+def queries(spec, embedder, splits, opts):
+    """{split: (vectors, expected answers, image sides, JPEG flags by file name, images)} of ``spec``
+    (``embedder``'s when it names one) for the ``splits`` of :func:`zoo_splits`."""
+    vectorize = host_vectors(vector_mapper(spec, opts, embedder))
+    return {split: (map_images(imgs, vectorize), want, [min(im.shape[:2]) for im in imgs], jpeg, imgs)
+            for split, (imgs, want, jpeg) in splits.items()}
+
+
+def measure(gdir, zoo, max_test, opts, ks=("10",), cache=None, splits=None):
     """{k: row} of the gallery at ``gdir``, one row per vote size in ``ks`` ("auto": ``vote_k``);
-    ``cache``: a dict keeping the queries' vectors between galleries of the same fingerprint."""
+    ``cache``: a dict keeping the queries' vectors between galleries of the same fingerprint;
+    ``splits``: the queries (:func:`zoo_splits`' form) instead of the zoo's test splits."""
     g = Gallery.load(gdir)
     cache = {} if cache is None else cache
     emb = g.embedder()
     key = (repr(g.spec), None if emb is None else emb.identity)
     if key not in cache:
         cond = {}
+        splits = zoo_splits(zoo, max_test) if splits is None else splits
         if detector_spec(g.spec) is not None:  # a plain embedding's detector reads handcrafted vectors
-            cond = {s: v[0] for s, v in queries(detector_spec(g.spec), None, zoo, max_test, opts).items()}
-        cache[key] = (queries(g.spec, emb, zoo, max_test, opts), cond)
+            cond = {s: v[0] for s, v in queries(detector_spec(g.spec), None, splits, opts).items()}
+        cache[key] = (queries(g.spec, emb, splits, opts), cond)
     q, cond = cache[key]
     return {k: rates(g, q, cond, None if k == "auto" else int(k)) for k in ks}
 

@@ -22,7 +22,7 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks.bench_unknown import first_images, queries  # noqa: E402
+from benchmarks.bench_unknown import first_images, queries, zoo_splits  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.views import VIEWS, Router, copy_name  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
@@ -49,7 +49,7 @@ def main():
                                catch_exceptions=False)
         assert r.exit_code == 0, r.output
         g = Gallery.load(os.path.join(tmp, "g"))
-    q = queries(g.spec, g.embedder(), a.zoo, 100, StreamOptions(device="cpu", quiet=True))
+    q = queries(g.spec, g.embedder(), zoo_splits(a.zoo, 100), StreamOptions(device="cpu", quiet=True))
     router = g.router
     for split, (v, want, sides, jpeg, _) in q.items():
         g.router = None

@@ -2,7 +2,7 @@
 universal+handcrafted``): the vector is exactly the two computed apart, its identity and spec
 record are its own, a plain embedder's are unchanged, multi-crop aggregation normalises only the
 network's part, and a gallery of it enrolls, attributes, refuses other vectors and the anonymizer's
-gradient, and, fine-tuned, keeps its network alone."""
+gradient, and, fine-tuned, keeps the handcrafted half behind its network (or, asked, the network alone)."""
 import json
 import os
 
@@ -91,10 +91,23 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     assert r.exit_code == 0 and f"followed by the {hyb.appended_dim}-dim handcrafted fingerprint" in r.output, r.output
     r = invoke("enroll", tmp_path / "g", "--model", "delta", os.path.join(test, first), "--spec", "universal", "-q")
     assert r.exit_code == 2 and "already holds other vectors" in r.output, r.output
-    # fpfast train fine-tunes its network; the fine-tuned network stands alone (measured ahead of it + handcrafted)
-    r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--patch", "16", "-q")
+    # fpfast train fine-tunes its network; the handcrafted fingerprint stays behind it, LDA
+    import shutil
+    shutil.copytree(tmp_path / "g", tmp_path / "gk")
+    r = invoke("train", tmp_path / "gk", "--from-folders", root, "--epochs", "1", "--patch", "16", "-q")
+    assert r.exit_code == 0, r.output
+    gk = Gallery.load(str(tmp_path / "gk"))
+    ek = gk.embedder()
+    assert ek.appended_dim == hyb.appended_dim and ek.plain().identity != load_universal().identity
+    assert ek.config["training"]["init"] == load_universal().identity and gk.normalize == "lda"
+    assert gk.spec.dim == ek.dim == hyb.dim and gk.calibration and gk.views
+    # --network-alone: the fine-tuned network's vectors alone
+    r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--patch", "16", "--network-alone",
+               "-q")
     assert r.exit_code == 0, r.output
     g = Gallery.load(str(tmp_path / "g"))
     emb = g.embedder()
     assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
     assert emb.appended_dim == 0 and g.spec.dim == emb.dim == load_universal().dim and g.normalize == "none"
+    r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--fine-tune", "--keep-handcrafted")
+    assert r.exit_code == 2 and "--keep-handcrafted" in r.output, r.output

@@ -38,8 +38,14 @@ from .options import handle_errors, stream_options
                    "down-scaled / cropped copy of each (augmented): augmented answers more re-encoded "
                    "images of known models right, and flags fewer images of unknown models "
                    "(benchmarks/results/embedding.md).")
-@click.option("--normalize", type=click.Choice(NORMALIZERS), default="none", show_default=True,
-              help="Normalisation of the embedding gallery (the embedding is already unit-norm).")
+@click.option("--keep-handcrafted/--network-alone", default=None,
+              help="Fine-tuning a default (universal+handcrafted) gallery: keep the handcrafted "
+                   "fingerprint behind the fine-tuned network's vectors, LDA-normalised as before "
+                   "(steadier on JPEG and down-scaled queries), or the network's vectors alone "
+                   "(benchmarks/results/embedding.md).  [default: keep, when fine-tuning such a gallery]")
+@click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
+              help="Normalisation of the embedding gallery (the embedding is already unit-norm).  "
+                   "[default: lda when the handcrafted fingerprint is kept, else none]")
 @click.option("--causal", is_flag=True,
               help="Train the decoupled (causal) fingerprint: the generator's trace without the image's "
                    "content (needs the zoo's content table; see --content).")
@@ -58,12 +64,13 @@ from .options import handle_errors, stream_options
 @stream_options
 @handle_errors
 def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, from_scratch, holdout, frr,
-              calibrate_on, normalize, causal, content, hsic, pair, project_out, seed, opts):
+              calibrate_on, keep_handcrafted, normalize, causal, content, hsic, pair, project_out, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
     A gallery enrolled with the universal embedding (`fpfast enroll`'s default, or --spec
     universal) is fine-tuned from it unless --from-scratch, --dim or --handcrafted asks for a new
-    network; the fine-tuned network's vectors then stand alone (no handcrafted part appended).
+    network; a default gallery's handcrafted fingerprint stays behind the fine-tuned network's
+    vectors (LDA) unless --network-alone.
 
     The weights (safetensors) and config (JSON) are stored in the gallery; its spec records
     the embedding's sha256 identity, so handcrafted queries or another embedding's vectors are
@@ -101,7 +108,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
             fine_tune = True
         g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                     handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
-                                    calibrate_on=calibrate_on,
+                                    calibrate_on=calibrate_on, keep_handcrafted=keep_handcrafted,
                                     arch=None if dim is None else {"dim": dim},
                                     stages=stages, batch_size=train_batch_size, lr=lr, patch=patch,
                                     causal=spec_causal)

@@ -16,9 +16,9 @@ from .options import StreamOptions, resolve_device
 
 def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: int | None = None,
                   holdout: float = 0.2, frr: float = 0.05, seed: int = 0, handcrafted: bool | None = None,
-                  normalize: str = "none", arch: dict | None = None, fine_tune: bool = False,
-                  calibrate_on: str = "augmented", log=None, stages=None, causal: dict | None = None,
-                  **train_opts):
+                  normalize: str | None = None, arch: dict | None = None, fine_tune: bool = False,
+                  calibrate_on: str = "augmented", keep_handcrafted: bool | None = None, log=None, stages=None,
+                  causal: dict | None = None, **train_opts):
     """Train a learned embedding on the labelled folders ``root/<model>/`` (one per enrolled
     model; extra folders are enrolled as new models), then rebuild ``gallery`` in the embedding's
     space: every folder image embedded, the same ``holdout`` split as :func:`enroll` (held-out
@@ -28,7 +28,11 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     ``handcrafted=None``: the current embedding's choice, else off. ``calibrate_on``: ``clean``
     held-out images, or ``augmented``: those plus their processed copies (JPEG, down-scaling,
     a crop; :mod:`fpfast.gallery.conditions`), so that processed queries of known models are not
-    all answered 'unknown' and clean ones still meet clean thresholds. ``causal``: train the
+    all answered 'unknown' and clean ones still meet clean thresholds. ``keep_handcrafted``:
+    fine-tuning an embedding whose vectors are followed by the handcrafted fingerprint (the
+    default gallery's), keep that fingerprint behind the fine-tuned network's (None: yes when
+    fine-tuning such an embedding); ``normalize`` None: ``lda`` for such vectors, else ``none``.
+    ``causal``: train the
     decoupled fingerprint of issue 15 instead ({"content": the zoo's content table or root,
     "hsic": weight, "pair": weight, optional "project_out": rank}; see
     :mod:`fpfast.causal.objective`). Progress (unless ``opts.quiet``): reading, then epochs with
@@ -44,6 +48,11 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     if fine_tune and init is None:
         raise UsageError("--fine-tune needs a gallery that already has a learned embedding "
                          "(train one first: fpfast train GALLERY --from-folders ROOT)")
+    appended = bool(init is not None and init.appended_dim)
+    keep_handcrafted = appended if keep_handcrafted is None else keep_handcrafted
+    if keep_handcrafted and not appended:
+        raise UsageError("--keep-handcrafted fine-tunes a gallery whose vectors are an embedding followed by the "
+                         "handcrafted fingerprint (fpfast enroll's default); this gallery's are not")
     if handcrafted is None:
         handcrafted = bool(init is not None and init.arch["handcrafted_dim"])
     folders = model_folders(root)
@@ -80,14 +89,17 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         if log is not None:
             log(rec)
 
-    # a universal+handcrafted gallery fine-tunes its network and leaves the handcrafted half out (init.plain()):
-    # once fine-tuned, the network alone is ahead on every re-encoding and on open set
-    # (benchmarks/results/embedding.md, "Issue 14, sixth session")
+    # a universal+handcrafted gallery fine-tunes its network (init.plain()) and keeps the handcrafted half
+    # behind it: on the zoo's training images ahead of the network alone on JPEG 90, down-scales and crops,
+    # behind it on open-set AUROC (benchmarks/results/embedding.md, "Issue 14, thirteenth session")
     with stages("train"), bar:
         emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted, device=dev,
                                        backend=opts.backend, log=on_epoch, seed=seed,
                                        init=init.plain() if init is not None else None,
                                        objective=objective, **train_opts)
+    if keep_handcrafted:
+        emb = emb.with_handcrafted()
+    normalize = normalize or ("lda" if keep_handcrafted else "none")
     g = gallery.with_embedding(emb)
 
     def embed(b):

@@ -1,0 +1,170 @@
+"""What `fpfast train` does to a default gallery, chosen on the zoo's *training* images (never a
+test split; issue 14's "universal + fine-tune" rows).
+
+    python benchmarks/bench_finetune.py ZOO --work /tmp/ft_val --out results/finetune_val_standard.json
+        [--enroll 1000] [--queries 100] [--variants "none;train;train, network alone"]
+
+Every gallery model's first ``--enroll`` training images but two models' are enrolled by ``fpfast
+enroll`` (the default gallery: universal ⊕ handcrafted, LDA, views); each variant is then built
+from that gallery:
+
+* ``none``: no training;
+* ``train``: ``fpfast train G --from-folders ENROLL`` (fine-tuned from the universal embedding,
+  the handcrafted fingerprint kept behind it, LDA: the command's default since the thirteenth
+  session);
+* ``train, network alone``: the fine-tuned network's vectors alone (``--network-alone``, the
+  default before);
+* ``…, lr X``: the same with ``--lr X``; ``…, epochs N``: with ``--epochs N``.
+
+Validation queries, as ``bench_unknown.py`` measures the test splits: each enrolled model's next
+``--queries`` training images, clean, JPEG 90 / 75 (encoded as the zoo's splits), 0.75x / 0.5x
+bilinear down-scales and the centred 3/4 crop; the left-out seed (``ae_nearest_seed1``: its
+clean images, to be answered ``ae_nearest``) and the left-out design (``ae_bilinear``: its
+clean images the unknowns of AUROC / OSCR).
+
+``--test``: once a variant is chosen, the same galleries built from the whole train split (every
+gallery model, ``--enroll`` ignored) and measured on the zoo's test splits exactly as
+``bench_unknown.py`` does (``--queries`` images per model; the unseen seed and open-set splits).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.bench_universal import _resize  # noqa: E402
+from benchmarks.bench_unknown import measure, zoo_splits  # noqa: E402
+from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
+from fpfast.gallery.views import jpeg_file  # noqa: E402
+from fpfast.jobs.options import StreamOptions  # noqa: E402
+from fpfast.zoo.images import derive  # noqa: E402
+
+LEFT_SEED, SEED_OF = "ae_nearest_seed1", "ae_nearest"   # a retrained seed, to be named as its architecture
+# a design the gallery never saw, its images the unknowns: an up-sampling sibling, as the zoo's open-set
+# model (ae_bicubic) is (a first choice, ae_tconv_groupnorm, was told apart at AUROC 0.997: no information)
+LEFT_DESIGN = "ae_bilinear"
+MARK = ".bench_finetune"
+
+
+def files(zoo: str, model: str) -> list[str]:
+    d = os.path.join(zoo, "train", model)
+    return [os.path.join(d, f) for f in sorted(os.listdir(d))]
+
+
+def read(path: str) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def encoded(img: np.ndarray, split: str) -> np.ndarray:
+    """The zoo's derived variant ``split`` of ``img``, through its file format (JPEG decoded back)."""
+    im, _, kw = derive(img, split)
+    buf = io.BytesIO()
+    im.save(buf, **kw)
+    buf.seek(0)
+    return read(buf)
+
+
+def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: int) -> dict:
+    """{split: (images, expected answers, JPEG flags)} in ``bench_unknown.zoo_splits``' form."""
+    out: dict = {}
+
+    def add(split, imgs, want, jpeg=False):
+        s = out.setdefault(split, ([], [], []))
+        s[0].extend(imgs)
+        s[1].extend([want] * len(imgs))
+        s[2].extend([jpeg_file("x.jpg" if jpeg else "x.png")] * len(imgs))
+    for m in enrolled:
+        clean = [read(p) for p in files(zoo, m)[n_enroll:n_enroll + n_queries]]
+        add("test", clean, m)
+        for split in ("test_jpeg90", "test_jpeg75"):
+            add(split, [encoded(im, split) for im in clean], m, jpeg=True)
+        add("resize075", [_resize(im, 0.75) for im in clean], m)
+        for split in ("test_resize", "test_crop"):
+            add(split, [encoded(im, split) for im in clean], m)
+    add("unseen_seed", [read(p) for p in files(zoo, LEFT_SEED)[n_enroll:n_enroll + n_queries]], SEED_OF)
+    add("open_set", [read(p) for p in files(zoo, LEFT_DESIGN)[n_enroll:n_enroll + n_queries]], UNKNOWN)
+    return out
+
+
+def fpfast(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "fpfast", *args, "-q"], check=True)
+
+
+def build(variant: str, work: str, enroll_dir: str) -> str:
+    """The variant's gallery under ``work`` (built from the untrained one), its path."""
+    base, gdir = os.path.join(work, "g_none"), os.path.join(work, "g_" + variant.replace(" ", "").replace(",", "_"))
+    if variant == "none":
+        if not os.path.isdir(base):
+            fpfast("enroll", base, "--from-folders", enroll_dir)
+        return base
+    if os.path.isdir(gdir):
+        return gdir
+    head, *opts = [p.strip() for p in variant.split(",")]
+    if head != "train":
+        raise SystemExit(f"unknown variant {variant!r}")
+    args = []
+    for o in opts:
+        k, *v = o.split()
+        args += {"network": ["--network-alone"], "lr": ["--lr", *v], "epochs": ["--epochs", *v]}[k]
+    shutil.copytree(base, gdir + ".tmp")
+    fpfast("train", gdir + ".tmp", "--from-folders", enroll_dir, *args)
+    os.replace(gdir + ".tmp", gdir)
+    return gdir
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("zoo")
+    ap.add_argument("--work", required=True, help="a folder of this benchmark's (its galleries are kept there)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--enroll", type=int, default=1000)
+    ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--variants", default="none;train;train, network alone",
+                    help="separated by semicolons (or commas when no variant has options)")
+    ap.add_argument("--test", action="store_true", help="the whole train split enrolled, the zoo's test splits queried")
+    a = ap.parse_args(argv)
+    if os.path.isdir(a.work) and os.listdir(a.work) and not os.path.exists(os.path.join(a.work, MARK)):
+        raise SystemExit(f"--work {a.work} is not empty and not this benchmark's: choose another folder")
+    os.makedirs(a.work, exist_ok=True)
+    open(os.path.join(a.work, MARK), "w").close()
+    if a.test:
+        enroll_dir, splits = os.path.join(a.zoo, "train"), zoo_splits(a.zoo, a.queries)
+    else:
+        models = sorted(os.listdir(os.path.join(a.zoo, "train")))
+        enrolled = [m for m in models if m not in (LEFT_SEED, LEFT_DESIGN)]
+        enroll_dir = os.path.join(a.work, "enroll")
+        for m in enrolled:
+            os.makedirs(os.path.join(enroll_dir, m), exist_ok=True)
+            for p in files(a.zoo, m)[:a.enroll]:
+                link = os.path.join(enroll_dir, m, os.path.basename(p))
+                if not os.path.lexists(link):
+                    os.symlink(os.path.abspath(p), link)
+        splits = validation_splits(a.zoo, enrolled, a.enroll, a.queries)
+    res = {"zoo": a.zoo, "split": "test" if a.test else "validation (training images)",
+           "enroll": "all" if a.test else a.enroll, "queries": a.queries,
+           "left_out": [] if a.test else [LEFT_SEED, LEFT_DESIGN],
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}}
+    opts = StreamOptions(device="cpu", quiet=True)
+    for variant in a.variants.split(";" if ";" in a.variants else ","):
+        t0 = time.perf_counter()
+        gdir = build(variant.strip(), a.work, enroll_dir)
+        row = measure(gdir, a.zoo, a.queries, opts, ("auto",), splits=splits)["auto"]
+        res["rows"][variant.strip()] = {"build_and_measure_s": round(time.perf_counter() - t0, 1), **row}
+        print(variant, json.dumps({s: round(v["accuracy"], 3) if isinstance(v, dict) else v
+                                   for s, v in row.items()}), flush=True)
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
