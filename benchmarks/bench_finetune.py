@@ -4,9 +4,9 @@ test split; issue 14's "universal + fine-tune" rows).
     python benchmarks/bench_finetune.py ZOO --work /tmp/ft_val --out results/finetune_val_standard.json
         [--enroll 1000] [--queries 100] [--variants "none;train;train, network alone"]
 
-Every gallery model's first ``--enroll`` training images but two models' are enrolled by ``fpfast
-enroll`` (the default gallery: universal ⊕ handcrafted, LDA, views); each variant is then built
-from that gallery:
+The first ``--enroll`` training images of every gallery model but the two left out (below) are
+enrolled by ``fpfast enroll`` (the default gallery: universal ⊕ handcrafted, LDA, views); each
+variant is then built from that gallery:
 
 * ``none``: no training;
 * ``train``: ``fpfast train G --from-folders ENROLL`` (fine-tuned from the universal embedding,
