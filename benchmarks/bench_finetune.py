@@ -37,15 +37,14 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-from PIL import Image
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_universal import _resize  # noqa: E402
 from benchmarks.bench_unknown import measure, zoo_splits  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.views import jpeg_file  # noqa: E402
+from fpfast.io.decode import DEFAULT_MAX_PIXELS, decode_image, read_image  # noqa: E402
 from fpfast.jobs.options import StreamOptions  # noqa: E402
+from fpfast.spec import FingerprintSpec  # noqa: E402
 from fpfast.zoo.images import derive  # noqa: E402
 
 LEFT_SEED, SEED_OF = "ae_nearest_seed1", "ae_nearest"   # a retrained seed, to be named as its architecture
@@ -56,22 +55,18 @@ MARK = ".bench_finetune"
 
 
 def files(zoo: str, model: str) -> list[str]:
+    """A model's training images (sorted, as ``load_zoo_split`` reads them; not its model.json)."""
     d = os.path.join(zoo, "train", model)
-    return [os.path.join(d, f) for f in sorted(os.listdir(d))]
+    return [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith((".png", ".jpg"))]
 
 
-def read(path: str) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def encoded(img: np.ndarray, split: str) -> np.ndarray:
-    """The zoo's derived variant ``split`` of ``img``, through its file format (JPEG decoded back)."""
+def encoded(img, split: str):
+    """The zoo's derived variant ``split`` of ``img``, through its file format, decoded as the stream
+    decodes (JPEG by simplejpeg)."""
     im, _, kw = derive(img, split)
     buf = io.BytesIO()
     im.save(buf, **kw)
-    buf.seek(0)
-    return read(buf)
+    return decode_image(buf.getvalue(), FingerprintSpec(geometry="none"), DEFAULT_MAX_PIXELS)[0]
 
 
 def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: int) -> dict:
@@ -84,15 +79,15 @@ def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: i
         s[1].extend([want] * len(imgs))
         s[2].extend([jpeg_file("x.jpg" if jpeg else "x.png")] * len(imgs))
     for m in enrolled:
-        clean = [read(p) for p in files(zoo, m)[n_enroll:n_enroll + n_queries]]
+        clean = [read_image(p) for p in files(zoo, m)[n_enroll:n_enroll + n_queries]]
         add("test", clean, m)
         for split in ("test_jpeg90", "test_jpeg75"):
             add(split, [encoded(im, split) for im in clean], m, jpeg=True)
         add("resize075", [_resize(im, 0.75) for im in clean], m)
         for split in ("test_resize", "test_crop"):
             add(split, [encoded(im, split) for im in clean], m)
-    add("unseen_seed", [read(p) for p in files(zoo, LEFT_SEED)[n_enroll:n_enroll + n_queries]], SEED_OF)
-    add("open_set", [read(p) for p in files(zoo, LEFT_DESIGN)[n_enroll:n_enroll + n_queries]], UNKNOWN)
+    add("unseen_seed", [read_image(p) for p in files(zoo, LEFT_SEED)[n_enroll:n_enroll + n_queries]], SEED_OF)
+    add("open_set", [read_image(p) for p in files(zoo, LEFT_DESIGN)[n_enroll:n_enroll + n_queries]], UNKNOWN)
     return out
 
 
