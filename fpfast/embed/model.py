@@ -97,12 +97,11 @@ class _Block(nn.Module):
         # contiguous input: always below 8 channels (as since the first sighting, so that earlier
         # trainings keep their numbers), and below 16 while autograd records on inputs over 32 px
         # (fine-tuning the shipped 8-wide network on 64-px images crashed; tests/test_embed_inference.py)
-        self._short_contiguous = stride != 1 and cin < 8
-        self._short_narrow = stride != 1 and cin < 16
+        self._strided_cin = cin if stride != 1 else None
 
     def _short_input(self, x: torch.Tensor) -> torch.Tensor:
-        if self._short_contiguous or (self._short_narrow and torch.is_grad_enabled()
-                                      and x.shape[-1] * x.shape[-2] > 32 * 32):
+        c = self._strided_cin
+        if c is not None and (c < 8 or (c < 16 and torch.is_grad_enabled() and x.shape[-1] * x.shape[-2] > 32 * 32)):
             return x.contiguous()
         return x
 
