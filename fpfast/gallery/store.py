@@ -46,6 +46,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..hashing import sha256_file
+from ..io.lock import LOCK_NAME
 
 FORMAT_NAME = "fpfast-gallery"
 FORMAT_VERSION = 1
@@ -99,7 +100,9 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
     are deleted, nothing else: a reader sees the old gallery or the new one, and the user's files
     stay; a user's file carrying one of the new version's names is refused, not replaced
     (:func:`_refuse_collisions`). Directory and files get the modes the umask gives. Callers
-    hold the gallery's lock (:func:`fpfast.io.lock.exclusive` on :func:`fpfast.io.lock.lock_path`)."""
+    hold the gallery's lock (:func:`fpfast.io.lock.exclusive` on :func:`fpfast.io.lock.lock_path`);
+    its file moves to the new version between the two renames, while no ``path`` exists (see
+    :mod:`fpfast.io.lock`)."""
     path = os.path.abspath(path)
     parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)
@@ -117,7 +120,7 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
             old_meta = {}
     tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
     moved: list[str] = []
-    old = None
+    old, lock_moved = None, False
     try:
         files: dict[str, dict] = {}
         for fname, arr in arrays.items():
@@ -144,7 +147,7 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
             os.chmod(os.path.join(tmp, fname), 0o666 & ~mask)
         os.chmod(tmp, 0o777 & ~mask)
         if os.path.isdir(path):
-            own = _ours(old_meta) | set(files)
+            own = _ours(old_meta) | set(files) | {LOCK_NAME}
             for entry in sorted(os.listdir(path)):   # the user's files travel to the new version
                 if entry not in own:
                     os.rename(os.path.join(path, entry), os.path.join(tmp, entry))
@@ -152,6 +155,9 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
             old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
             os.rmdir(old)
             os.rename(path, old)
+            if os.path.lexists(os.path.join(old, LOCK_NAME)):  # moved only while no `path` exists
+                os.rename(os.path.join(old, LOCK_NAME), os.path.join(tmp, LOCK_NAME))
+                lock_moved = True
         os.rename(tmp, path)
         tmp = None
         if old is not None:  # the old version's own files go, nothing else
@@ -168,6 +174,8 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
         raise
     finally:
         if tmp is not None:
+            if lock_moved:
+                os.rename(os.path.join(tmp, LOCK_NAME), os.path.join(old, LOCK_NAME))
             if old is not None and not os.path.exists(path):
                 os.rename(old, path)
             for entry in moved:  # put the user's files back before dropping the new version
@@ -186,7 +194,6 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
 
 def is_empty_dir(path: str) -> bool:
     """True for a missing directory or one that holds nothing but fpfast's lock file."""
-    from ..io.lock import LOCK_NAME
     return not os.path.isdir(path) or not (set(os.listdir(path)) - {LOCK_NAME})
 
 
