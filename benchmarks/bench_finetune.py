@@ -11,7 +11,9 @@ variant is then built from that gallery:
 * ``none``: no training;
 * ``train``: ``fpfast train G --from-folders ENROLL`` (fine-tuned from the universal embedding,
   the handcrafted fingerprint kept behind it, LDA: the command's default since the thirteenth
-  session);
+  session; `unknown` decided on the network's dimensions since the fourteenth);
+* ``train, open-set vector``: `unknown` decided on the whole vector (``--open-set-from vector``,
+  the thirteenth session's default);
 * ``train, network alone``: the fine-tuned network's vectors alone (``--network-alone``, the
   default before);
 * ``…, lr X``: the same with ``--lr X``; ``…, epochs N``: with ``--epochs N``.
@@ -110,7 +112,8 @@ def build(variant: str, work: str, enroll_dir: str) -> str:
     args = []
     for o in opts:
         k, *v = o.split()
-        args += {"network": ["--network-alone"], "lr": ["--lr", *v], "epochs": ["--epochs", *v]}[k]
+        args += {"network": ["--network-alone"], "lr": ["--lr", *v], "epochs": ["--epochs", *v],
+                 "open-set": ["--open-set-from", *v]}[k]
     shutil.copytree(base, gdir + ".tmp")
     fpfast("train", gdir + ".tmp", "--from-folders", enroll_dir, *args)
     os.replace(gdir + ".tmp", gdir)

@@ -87,7 +87,8 @@ def gallery_info(path: str) -> dict:
          "condition_detector": any("detector" in r for r in g.calibration.values()),
          "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
          "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side,
-         "crop": g.spec.size, "crossfit": _crossfit_count(g.calibration.get("knn") or {})}
+         "crop": g.spec.size, "crossfit": _crossfit_count(g.calibration.get("knn") or {}),
+         "openset_dims": g.openset_dims}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -130,6 +131,9 @@ def format_gallery_info(d: dict) -> str:
                      "(JPEG, down-scaled, cropped: `fpfast enroll --calibrate-on augmented`); "
                      + ("queries that look clean meet thresholds of clean images, others the pooled ones"
                         if d.get("condition_detector") else "one pooled threshold set (too few for a detector)"))
+    if d.get("openset_dims"):
+        lines.append(f"open-set statistics (`unknown`): the first {d['openset_dims']} dimensions, raw (the fine-tuned "
+                     "network's vectors); the model is named by the whole vector")
     if d.get("crossfit"):
         lines.append(f"clean thresholds: the held-out images and {d['crossfit']} enrolled samples, cross-fitted "
                      "(each measured in the gallery refitted without its fold: few held-out images)")

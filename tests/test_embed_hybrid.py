@@ -101,6 +101,18 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     assert ek.appended_dim == hyb.appended_dim and ek.plain().identity != load_universal().identity
     assert ek.config["training"]["init"] == load_universal().identity and gk.normalize == "lda"
     assert gk.spec.dim == ek.dim == hyb.dim and gk.calibration and gk.views
+    # ... and `unknown` is decided on the fine-tuned network's dimensions (the name on the whole vector)
+    assert gk.openset_dims == ek.dim - ek.appended_dim and "openset" in gk.calibration["knn"]
+    assert all(v.openset_dims is None for v in gk.views.values())   # processed queries: the whole vector
+    r = invoke("info", "--gallery", tmp_path / "gk")
+    assert f"open-set statistics (`unknown`): the first {gk.openset_dims} dimensions" in r.output, r.output
+    shutil.copytree(tmp_path / "g", tmp_path / "gv")
+    r = invoke("train", tmp_path / "gv", "--from-folders", root, "--epochs", "1", "--patch", "16",
+               "--open-set-from", "vector", "-q")
+    assert r.exit_code == 0, r.output
+    gv = Gallery.load(str(tmp_path / "gv"))
+    assert gv.openset_dims is None and "openset" not in gv.calibration["knn"]
+    assert gv.embedder().identity == ek.identity   # the same training: only the open-set space differs
     # --network-alone: the fine-tuned network's vectors alone
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--patch", "16", "--network-alone",
                "-q")
@@ -109,5 +121,6 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     emb = g.embedder()
     assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
     assert emb.appended_dim == 0 and g.spec.dim == emb.dim == load_universal().dim and g.normalize == "none"
+    assert g.openset_dims is None
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--fine-tune", "--keep-handcrafted")
     assert r.exit_code == 2 and "--keep-handcrafted" in r.output, r.output

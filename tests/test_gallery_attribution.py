@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fpfast.gallery import UNKNOWN, Gallery, auroc, evaluate
+from fpfast.gallery import UNKNOWN, Gallery, GalleryError, auroc, evaluate
 from fpfast.gallery import attribution as attr
 from fpfast.gallery import normalize as norm
 
@@ -257,3 +257,61 @@ def test_per_model_thresholds_need_the_conformal_rank():
     assert set(rec["per_model"]) == {"a"}
     np.testing.assert_array_equal(attr.thresholds_for(rec, ["a", "b"]),
                                   [attr.quantile_threshold(stats[:39], 0.025), rec["global"]])
+
+
+def test_open_set_statistics_on_the_leading_dimensions(tmp_path):
+    """With ``openset_dims`` the names come from the whole (normalised) vector and the open-set
+    statistics - distance to the winner's nearest sample or mean, the ratio, their calibration -
+    from the first dimensions, raw: checked against numpy, and kept through a save."""
+    import json
+    rng = np.random.default_rng(8)
+    g0 = Gallery.create(tmp_path / "g0")
+    dim, d = g0.spec.dim, 16
+    centres = rng.normal(size=(3, dim)) * 2
+    x = np.concatenate([c + rng.normal(size=(50, dim)) for c in centres]).astype(np.float32) * 3 + 1
+    y = np.repeat([0, 1, 2], 50)
+    g = Gallery.create(tmp_path / "g")
+    g.openset_dims = d
+    for gal in (g0, g):
+        for j in range(3):
+            gal.add(f"m{j}", x[y == j][:40])
+            gal.add_holdout(f"m{j}", x[y == j][40:])
+        gal.fit()
+        gal.recalibrate(frr=0.1)
+    q = (np.concatenate([centres, centres[:1] + centres[1:2]]) + rng.normal(size=(4, dim))).astype(np.float32) * 3 + 1
+    q = np.repeat(q, 5, 0) + rng.normal(size=(20, dim)).astype(np.float32)
+    sl = lambda v: v[:, :d].astype(np.float64)   # noqa: E731
+    enrolled = np.concatenate([x[y == j][:40] for j in range(3)])
+    lab = np.repeat([0, 1, 2], 40)
+    near = np.stack([((sl(q)[:, None] - sl(enrolled)[lab == j][None]) ** 2).sum(-1).min(1) for j in range(3)], 1)
+    mean = np.stack([((sl(q) - sl(enrolled)[lab == j].mean(0)) ** 2).sum(1) for j in range(3)], 1)
+    for method, dist in (("knn", near), ("centroid", mean)):
+        a, a0 = g.attribute(q, method=method, k=5), g0.attribute(q, method=method, k=5)
+        assert a.predicted == a0.predicted
+        win = np.array([int(p[1:]) for p in a.predicted])
+        own = dist[np.arange(len(q)), win]
+        other = np.where(np.arange(3)[None] == win[:, None], np.inf, dist).min(1)
+        np.testing.assert_allclose(a.distance, own, rtol=1e-4)
+        np.testing.assert_allclose(a.ratio, np.sqrt(own / other), rtol=1e-4)
+        assert np.isfinite(a.threshold).all()
+        assert not np.allclose(a.distance, a0.distance)
+        np.testing.assert_allclose(a.choice, a0.open_set_score, rtol=1e-5)   # views are chosen by it
+        assert a0.choice is None and "openset" in g.calibration[method] and "openset" not in g0.calibration[method]
+        # few held-out images: the enrolled samples' cross-fitted statistics join both spaces' thresholds
+        assert g.calibration[method]["openset"]["crossfit"] == g.calibration[method]["crossfit"] > 0
+    held = np.concatenate([x[y == j][40:] for j in range(3)])
+    hold_lab = np.repeat([0, 1, 2], 10)
+    ref = ((sl(held)[:, None] - sl(enrolled)[None]) ** 2).sum(-1)
+    ref = np.array([ref[i, lab == hold_lab[i]].min() for i in range(len(held))])
+    np.testing.assert_allclose(g.own_model_distance(held, [f"m{j}" for j in hold_lab], openset=True), ref, rtol=1e-4)
+    g.save()
+    back = Gallery.load(g.path)
+    assert back.openset_dims == d and Gallery.load(g0.path).openset_dims is None
+    b = back.attribute(q, k=5)
+    np.testing.assert_allclose(b.distance, g.attribute(q, k=5).distance, rtol=1e-6)
+    meta_path = tmp_path / "g" / "gallery.json"
+    meta = json.loads(meta_path.read_text())
+    for bad in (dim + 1, 0, "16", True):
+        meta_path.write_text(json.dumps({**meta, "openset_dims": bad}))
+        with pytest.raises(GalleryError, match="openset_dims"):
+            Gallery.load(g.path, verify=False)

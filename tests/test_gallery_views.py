@@ -184,13 +184,14 @@ def test_copies_of_a_large_image_are_crops_of_its_down_scales():
     assert view_copy(img, "scale05", size=64).shape == (32, 32, 3)
 
 
-def _gallery_with_views(tmp_path, seed=0):
+def _gallery_with_views(tmp_path, seed=0, openset_dims=None, name="g"):
     """A gallery whose views are its clusters processed: down-scaling moves every sample along dim 0
     and model j's onto model j+1's clean cluster, JPEG along dim 1 and onto model j+2's (held-out
     copies alike): a processed query is then nearest another model's clean samples."""
     c = Clusters(n_models=4, dim=FingerprintSpec().dim, seed=seed)
-    g = Gallery.create(str(tmp_path / "g"), FingerprintSpec())
+    g = Gallery.create(str(tmp_path / name), FingerprintSpec())
     g.view_names = tuple(VIEWS)
+    g.openset_dims = openset_dims
     group = {"scale075": 0, "scale05": 0, "resize075": 0, "resize05": 0, "jpeg85": 1, "jpeg90": 1, "jpeg70": 1}
     off = np.stack([[c.centres[(j + 1 + k) % 4] - c.centres[j] for j in range(4)] for k in range(2)])
 
@@ -259,6 +260,41 @@ def test_views_answer_routed_queries_and_round_trip(tmp_path):
     plain = Gallery.load(g.path)
     plain.views, plain.router = {}, None
     assert np.mean(np.array(plain.attribute(sq).predicted) == np.array(truth)) < 0.9
+
+
+def test_open_set_statistics_of_their_own_leave_the_routing_and_the_views_choice_as_they_were(tmp_path):
+    """With ``openset_dims`` the view that answers a query, and whether the gallery's own answer is
+    kept instead, are chosen by the searched space's open-set score as without it; queries the
+    gallery answers and calls clean get the open-set statistics and thresholds of the leading
+    dimensions, processed ones and those a view answers keep the searched space's (the views
+    have none of their own)."""
+    c, g, moved = _gallery_with_views(tmp_path)
+    _, h, _ = _gallery_with_views(tmp_path, openset_dims=40, name="h")
+    assert "openset" in h.calibration["knn"] and "clean" in h.calibration["knn"]["openset"]
+    assert all(v.openset_dims is None and "openset" not in v.calibration["knn"] for v in h.views.values())
+    q, truth = c.batch(range(4), 10)
+    lab = np.repeat(np.arange(4), 10)
+    x = np.concatenate([q] + [np.concatenate([moved(q[lab == j], v, j) for j in range(4)]) for v in ("jpeg85", "scale05")])
+    sides = np.r_[np.full(80, 64), np.full(40, 32)]
+    a, b = g.attribute(x, sides=sides), h.attribute(x, sides=sides)
+    assert b.condition == a.condition and b.predicted == a.predicted
+    np.testing.assert_allclose(b.choice, a.open_set_score, rtol=1e-5)
+    cond = np.array(b.condition)
+    clean, other = np.flatnonzero(cond == "clean"), np.flatnonzero(cond != "clean")
+    assert len(clean) > 30 and "jpeg85" in cond
+    np.testing.assert_allclose(b.distance[other], a.distance[other], rtol=1e-6)
+    np.testing.assert_allclose(b.threshold[other], a.threshold[other])
+    win = np.array([list(h.models()).index(p) for p in np.array(b.predicted)[clean]])
+    base, lab_h = h._vectors[:, :40].astype(np.float64), h._labels
+    own = np.array([((x[i, :40] - base[lab_h == w]) ** 2).sum(1).min() for i, w in zip(clean, win)])
+    np.testing.assert_allclose(b.distance[clean], own, rtol=1e-3)   # float32 expansion, norms in the hundreds
+    clean_rec = h.calibration["knn"]["openset"]["clean"]
+    assert np.allclose(b.threshold[clean], [clean_rec["per_model"].get(n, {}).get("threshold", clean_rec["global"])
+                                            for n in np.array(b.predicted)[clean]])
+    h.save()
+    back = Gallery.load(h.path)
+    assert back.openset_dims == 40 and all(v.openset_dims is None for v in back.views.values())
+    assert back.attribute(x, sides=sides).model == b.model
 
 
 def test_views_follow_removal_and_refit_and_tampering_is_refused(tmp_path):

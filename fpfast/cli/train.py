@@ -43,6 +43,10 @@ from .options import handle_errors, stream_options
                    "fingerprint behind the fine-tuned network's vectors, LDA-normalised as before "
                    "(steadier on JPEG and down-scaled queries), or the network's vectors alone "
                    "(benchmarks/results/embedding.md).  [default: keep, when fine-tuning such a gallery]")
+@click.option("--open-set-from", type=click.Choice(["network", "vector"]), default=None,
+              help="With the handcrafted fingerprint kept: decide `unknown` from the fine-tuned network's "
+                   "vectors (the model is still named from the whole vector) or from the whole vector "
+                   "(benchmarks/results/embedding.md).  [default: network]")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).  "
                    "[default: lda when the handcrafted fingerprint is kept, else none]")
@@ -64,7 +68,7 @@ from .options import handle_errors, stream_options
 @stream_options
 @handle_errors
 def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, from_scratch, holdout, frr,
-              calibrate_on, keep_handcrafted, normalize, causal, content, hsic, pair, project_out, seed, opts):
+              calibrate_on, keep_handcrafted, open_set_from, normalize, causal, content, hsic, pair, project_out, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
     A gallery enrolled with the universal embedding (`fpfast enroll`'s default, or --spec
@@ -109,6 +113,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
         g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                     handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
                                     calibrate_on=calibrate_on, keep_handcrafted=keep_handcrafted,
+                                    open_set_from=open_set_from,
                                     arch=None if dim is None else {"dim": dim},
                                     stages=stages, batch_size=train_batch_size, lr=lr, patch=patch,
                                     causal=spec_causal)

@@ -47,13 +47,16 @@ class Attribution:
     ``model``: the attributed model name, or ``"unknown"`` when the open-set statistic exceeds
     the threshold; ``predicted``: the best enrolled model regardless of the threshold;
     ``score``: confidence in [0, 1] among the enrolled models (see the module doc);
-    ``distance``: the open-set statistic (squared L2 in the normalised space);
+    ``distance``: the open-set statistic (squared L2 in the normalised space; for a query that
+    looks clean in a gallery with ``openset_dims``, in the raw leading dimensions);
     ``threshold``: the threshold applied (inf when not calibrated);
     ``top``: per query, up to ``k`` ``(model, distance)`` pairs, nearest first;
     ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold;
     ``condition``: per query ``clean`` or ``processed`` as the gallery's calibration detector
     saw it (:mod:`.conditions`; it chose the thresholds), or the name of the view that answered
-    it (:mod:`.views`); None for a gallery without either.
+    it (:mod:`.views`); None for a gallery without either. ``choice``: where the open-set
+    statistics are read in a space of their own (``Gallery.openset_dims``), the open-set score
+    in the space searched (what chooses between a view's answer and the gallery's own), else None.
     """
     model: list[str]
     predicted: list[str]
@@ -65,6 +68,7 @@ class Attribution:
     ratio: np.ndarray | None = None
     ratio_threshold: np.ndarray | None = None
     condition: list[str] | None = None
+    choice: np.ndarray | None = None
 
     @property
     def open_set_score(self) -> np.ndarray:
@@ -74,6 +78,11 @@ class Attribution:
         alone calibrated, the distance minus its threshold; else the ratio (or the distance when
         there is none). What `fpfast eval`'s ``open_set_auroc_margin`` ranks."""
         return open_set_margin(self.distance, self.threshold, self.ratio, self.ratio_threshold)
+
+    @property
+    def choice_score(self) -> np.ndarray:
+        """The open-set score in the space searched: :attr:`choice`, else :attr:`open_set_score`."""
+        return self.open_set_score if self.choice is None else np.asarray(self.choice, np.float64)
 
     @property
     def is_unknown(self) -> np.ndarray:

@@ -48,12 +48,13 @@ def fold_ids(labels: np.ndarray, folds: int = FOLDS, seed: int = SEED) -> np.nda
 
 
 def crossfit_stats(gallery, methods, hold_x: np.ndarray, hold_y: np.ndarray, *, folds: int = FOLDS,
-                   seed: int = SEED) -> dict:
+                   seed: int = SEED, openset: bool = False) -> dict:
     """{method: (distance statistics, ratio statistics, label ids)} of ``gallery``'s enrolled
     samples for each of ``methods``, each sample measured in a refitted gallery without its fold
     but with the clean held-out samples ``hold_x`` (labels ``hold_y``, the gallery's label ids).
     A model whose every sample is in one fold is left out of that fold (it would have nothing to
-    be near); so is a fold whose gallery would hold fewer than two models (no ratio)."""
+    be near); so is a fold whose gallery would hold fewer than two models (no ratio). ``openset``:
+    the statistics in the space of the gallery's ``openset_dims``."""
     x = np.concatenate([gallery._vectors, np.asarray(hold_x, np.float32)])
     y = np.concatenate([gallery._labels, np.asarray(hold_y, np.int32)])
     fold, measured = np.full(len(x), -1), np.zeros(len(x), bool)
@@ -68,7 +69,7 @@ def crossfit_stats(gallery, methods, hold_x: np.ndarray, hold_y: np.ndarray, *, 
             continue
         g = _fold_gallery(gallery, x[rest], y[rest])
         for m in methods:
-            parts[m].append(g._open_set_stats(x[sel], [names[i] for i in y[sel]], m))
+            parts[m].append(g._open_set_stats(x[sel], [names[i] for i in y[sel]], m, openset))
     empty = (np.empty(0), np.empty(0), np.empty(0, np.int64))
     return {m: tuple(np.concatenate(c) for c in zip(*p)) if p else empty for m, p in parts.items()}
 
@@ -90,6 +91,7 @@ def _fold_gallery(gallery, x: np.ndarray, y: np.ndarray):
     (``y``: ``gallery``'s label ids), its normaliser fitted; flat (exact) search."""
     g = type(gallery)(gallery.path, gallery.spec, normalize=gallery.normalize,
                       normalize_params=gallery.normalize_params, index="flat")
+    g.openset_dims = gallery.openset_dims
     for j in np.unique(y):
         g.add(gallery._names[j], x[y == j])
     g.fit()

@@ -96,6 +96,21 @@ def _second_smallest(d: np.ndarray, model: np.ndarray) -> np.ndarray:
     return d.min(1) if d.shape[1] else np.full(len(d), np.inf)
 
 
+def _min_by_label(q, base, sq, lab, m: int, block: int = 32768, q_block: int = 1024):
+    """[Q, m] torch: the smallest squared L2 distance of each query to the ``base`` rows of each
+    label (``sq``: their squared norms; inf for a label with none), exact, in blocks."""
+    import torch
+    out = torch.full((q.shape[0], m), float("inf"), device=q.device)
+    with full_fp32():  # as the search: TF32 would change the distances
+        for a in range(0, q.shape[0], q_block):
+            qa = q[a:a + q_block]
+            qsq = (qa * qa).sum(1, keepdim=True)
+            for s in range(0, base.shape[0], block):
+                d = (qsq - 2 * qa @ base[s:s + block].T + sq[s:s + block][None]).clamp_min_(0)
+                out[a:a + q_block].scatter_reduce_(1, lab[s:s + block].expand(qa.shape[0], -1), d, reduce="amin")
+    return out
+
+
 def _take(x, idx: np.ndarray):
     """Rows ``idx`` of a numpy array or a torch tensor (indexed on its device)."""
     if _is_torch(x):
@@ -108,6 +123,7 @@ def _merged(parts: list, n: int, method: str) -> attr.Attribution:
     """One :class:`~.attribution.Attribution` of ``n`` queries from ``(indices, answers)`` parts."""
     lists = {f: [None] * n for f in ("model", "predicted", "top", "condition")}
     arrays = {f: np.full(n, np.nan) for f in ("score", "distance", "threshold", "ratio", "ratio_threshold")}
+    choice = None
     for idx, a in parts:
         for f, out in lists.items():
             got = getattr(a, f)
@@ -116,9 +132,15 @@ def _merged(parts: list, n: int, method: str) -> attr.Attribution:
                     out[j] = got[i]
         for f, out in arrays.items():
             out[idx] = getattr(a, f)
+        if a.choice is not None:
+            choice = np.full(n, np.nan) if choice is None else choice
+            choice[idx] = a.choice
+    if choice is not None:   # parts without one: their open-set score is the searched space's
+        choice = np.where(np.isnan(choice), attr.open_set_margin(arrays["distance"], arrays["threshold"],
+                                                                 arrays["ratio"], arrays["ratio_threshold"]), choice)
     return attr.Attribution(lists["model"], lists["predicted"], arrays["score"], arrays["distance"],
                             arrays["threshold"], lists["top"], method, arrays["ratio"], arrays["ratio_threshold"],
-                            lists["condition"])
+                            lists["condition"], choice)
 
 
 class Gallery:
@@ -167,6 +189,12 @@ class Gallery:
         self.view_names: tuple[str, ...] = ()   # views kept (.views: a setting fixed at creation)
         self.views: dict[str, "Gallery"] = {}   # view name -> the gallery of the enrolled images so processed
         self.router: dict | None = None        # Router.to_dict(), fitted by recalibrate
+        # open-set statistics (distance, ratio; their calibration) of the queries that look clean read
+        # from the first openset_dims raw dimensions, unnormalised (the network's unit vectors of a
+        # universal+handcrafted gallery, whose attribution reads the whole vector), or None: from the
+        # normalised vectors searched. Not in views: processed queries keep the searched space's
+        self.openset_dims: int | None = None
+        self._os_cache: tuple | None = None   # (vectors array, (device, method, dims), (base, sq norms, labels))
 
     # ================================================================== learned embedding
     def embedder(self):
@@ -398,7 +426,8 @@ class Gallery:
             if model in v._names:
                 v.remove(model)
         for top in self.calibration.values():
-            for rec in (top, top.get("clean") or {}):
+            os_rec = top.get("openset") or {}
+            for rec in (top, top.get("clean") or {}, os_rec, os_rec.get("clean") or {}):
                 for part in (rec, rec.get("ratio") or {}):
                     part.get("per_model", {}).pop(model, None)
         return gone
@@ -568,7 +597,7 @@ class Gallery:
             a.condition = [name] * len(idx)
             if also is not None and looked[idx].any():
                 pos = np.searchsorted(tried, idx).clip(max=len(tried) - 1)
-                keep_here = looked[idx] & (also.open_set_score[pos] + views.KEEP_MARGIN < a.open_set_score)
+                keep_here = looked[idx] & (also.choice_score[pos] + views.KEEP_MARGIN < a.choice_score)
                 parts.append((idx[keep_here], also.take(pos[keep_here])))
                 idx, a = idx[~keep_here], a.take(~keep_here)
             parts.append((idx, a))
@@ -596,19 +625,34 @@ class Gallery:
         else:
             raise ValueError(f"unknown method {method!r}; expected 'knn' or 'centroid'")
         rec = self.calibration.get(method)
-        thr = attr.thresholds_for(rec, names)[winner]
-        rthr = attr.ratio_thresholds_for(rec, names)[winner]
         clean = self.query_condition(queries, method, sides, condition, jpeg)
-        if clean is not None:  # queries that look clean meet the thresholds of clean held-out images
-            thr = np.where(clean, attr.thresholds_for(rec["clean"], names)[winner], thr)
-            rthr = np.where(clean, attr.ratio_thresholds_for(rec["clean"], names)[winner], rthr)
+
+        def thresholds(rec):  # queries that look clean meet the thresholds of clean held-out images
+            if not rec:
+                return np.full(len(winner), np.inf), np.full(len(winner), np.inf)
+            thr, rthr = attr.thresholds_for(rec, names)[winner], attr.ratio_thresholds_for(rec, names)[winner]
+            if clean is not None:
+                thr = np.where(clean, attr.thresholds_for(rec["clean"], names)[winner], thr)
+                rthr = np.where(clean, attr.ratio_thresholds_for(rec["clean"], names)[winner], rthr)
+            return thr, rthr
+        thr, rthr = thresholds(rec)
+        choice = None
+        if self.openset_dims:   # clean-looking queries: the open-set statistics of their own space
+            choice = attr.open_set_margin(stat, thr, ratio, rthr)   # the searched space's, kept
+            use = np.ones(len(winner), bool) if clean is None else clean
+            dm = self.stat_distances(queries, method, openset=True)
+            os_stat = dm[np.arange(len(winner)), winner]
+            os_ratio = attr.ratio_of(os_stat, _second_smallest(dm, winner))
+            os_thr, os_rthr = thresholds((rec or {}).get("openset"))
+            stat, ratio = np.where(use, os_stat, stat), np.where(use, os_ratio, ratio)
+            thr, rthr = np.where(use, os_thr, thr), np.where(use, os_rthr, rthr)
         predicted = [names[j] for j in winner]
         unknown = attr.open_set_margin(stat, thr, ratio, rthr) > 0
         unknown &= np.isfinite(thr) | np.isfinite(rthr)  # nothing is unknown without a calibration
         model = [attr.UNKNOWN if u else p for p, u in zip(predicted, unknown)]
         return attr.Attribution(model, predicted, np.asarray(score, np.float64),
                                 np.asarray(stat, np.float64), thr, tops, method, ratio, rthr,
-                                None if clean is None else np.where(clean, "clean", "processed").tolist())
+                                None if clean is None else np.where(clean, "clean", "processed").tolist(), choice)
 
     def route(self, queries, sides=None, condition=None, jpeg=None) -> np.ndarray | None:
         """Per query, the view (:mod:`.views`) that answers it, "" for the gallery itself; None
@@ -663,9 +707,11 @@ class Gallery:
         and every image enrolled or held out (:meth:`note_sides`); None when unknown."""
         return min(self.spec.size, self.min_side) if self.spec.geometry == "crop" and self.min_side else None
 
-    def own_model_distance(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
+    def own_model_distance(self, vectors, models: Sequence[str], method: str = "knn", *,
+                           openset: bool = False) -> np.ndarray:
         """Open-set statistic of each vector with respect to its own (enrolled) model: exact
-        distance to the model's nearest sample (knn) or to its centroid (centroid)."""
+        distance to the model's nearest sample (knn) or to its centroid (centroid); ``openset``:
+        in the space of :attr:`openset_dims` (:meth:`stat_distances`)."""
         self._ensure_ready()
         x = self._check_vectors(vectors, "held-out vectors")
         models = list(models)
@@ -675,6 +721,8 @@ class Gallery:
         if missing:
             raise ValueError(f"held-out samples of models not in the gallery: {missing}")
         lab = np.array([self._names.index(m) for m in models], np.int64)
+        if openset:
+            return self.stat_distances(x, method, openset=True)[np.arange(len(lab)), lab]
         z = self._normalizer.transform(x)
         out = np.empty(x.shape[0], np.float64)
         if method == "centroid":
@@ -689,18 +737,56 @@ class Gallery:
             out[sel] = d[:, 0].numpy()
         return out
 
-    def own_model_ratio(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
+    def own_model_ratio(self, vectors, models: Sequence[str], method: str = "knn", *,
+                        openset: bool = False) -> np.ndarray:
         """The ratio statistic (:mod:`.attribution`) of each vector with respect to its own
         (enrolled) model: its :meth:`own_model_distance` over that to the nearest sample of any
         other model (:meth:`model_distances`; knn), or to the nearest other model's mean (centroid)."""
-        return self._ratio_given(self.own_model_distance(vectors, models, method), vectors, models, method)
+        return self._ratio_given(self.own_model_distance(vectors, models, method, openset=openset), vectors,
+                                 models, method, openset)
 
-    def _ratio_given(self, own: np.ndarray, vectors, models: Sequence[str], method: str) -> np.ndarray:
+    def _ratio_given(self, own: np.ndarray, vectors, models: Sequence[str], method: str,
+                     openset: bool = False) -> np.ndarray:
         """:meth:`own_model_ratio` from the vectors' :meth:`own_model_distance` ``own``."""
         lab = np.array([self._names.index(m) for m in models], np.int64)
         x = self._check_vectors(vectors, "held-out vectors")
-        other = self._centroid_dists(x) if method == "centroid" else self.model_distances(x)
-        return attr.ratio_of(own, _second_smallest(other, lab))
+        return attr.ratio_of(own, _second_smallest(self.stat_distances(x, method, openset=openset), lab))
+
+    def stat_distances(self, queries, method: str = "knn", *, openset: bool = False) -> np.ndarray:
+        """[Q, M] squared distance of each query to each model: to its nearest sample (knn) or its
+        mean (centroid); in the normalised space searched (:meth:`model_distances`,
+        :meth:`_centroid_dists`), or with ``openset`` in the first :attr:`openset_dims` raw
+        dimensions, exact, on the queries' device."""
+        if method not in ("knn", "centroid"):
+            raise ValueError(f"unknown method {method!r}; expected 'knn' or 'centroid'")
+        if openset and not self.openset_dims:
+            raise ValueError("this gallery reads no open-set statistics of their own (openset_dims is not set)")
+        if not openset:
+            return self._centroid_dists(queries) if method == "centroid" else self.model_distances(queries)
+        self._ensure_ready()
+        import torch
+        q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
+        q = q.reshape(-1, self.spec.dim)[:, :self.openset_dims].float()
+        base, sq, lab = self._os_base(q.device, method)
+        return _min_by_label(q, base, sq, lab, len(self._names)).cpu().numpy()
+
+    def _os_base(self, device, method: str):
+        """(vectors, squared norms, label ids) on ``device`` that :meth:`stat_distances` measures
+        against under :attr:`openset_dims`: the samples' first dimensions, or their per-model means."""
+        import torch
+        key = (str(device), method, self.openset_dims)
+        c = self._os_cache
+        if c is None or c[0] is not self._vectors or c[1] != key:
+            x = self._vectors[:, :self.openset_dims].astype(np.float64)
+            lab = self._labels.astype(np.int64)
+            if method == "centroid":
+                m = len(self._names)
+                sums = np.zeros((m, x.shape[1]), np.float64)
+                np.add.at(sums, lab, x)
+                x, lab = sums / np.maximum(np.bincount(lab, minlength=m), 1)[:, None], np.arange(m)
+            base = torch.as_tensor(x.astype(np.float32), device=device)
+            self._os_cache = (self._vectors, key, (base, (base * base).sum(1), torch.as_tensor(lab, device=device)))
+        return self._os_cache[2]
 
     def model_distances(self, queries, block: int = 32768, q_block: int = 1024) -> np.ndarray:
         """[Q, M] squared L2 distance (normalised space) of each query to each model's nearest
@@ -718,15 +804,7 @@ class Gallery:
         z, sq = self._device_base(zq.device)
         zq = zq[None] if zq.dim() == 1 else zq
         lab = torch.as_tensor(self._labels, dtype=torch.int64, device=zq.device)
-        out = torch.full((zq.shape[0], m), float("inf"), device=zq.device)
-        with full_fp32():  # as the search: TF32 would change the distances
-            for a in range(0, zq.shape[0], q_block):
-                qa = zq[a:a + q_block]
-                qsq = (qa * qa).sum(1, keepdim=True)
-                for s in range(0, z.shape[0], block):
-                    d = (qsq - 2 * qa @ z[s:s + block].T + sq[s:s + block][None]).clamp_min_(0)
-                    out[a:a + q_block].scatter_reduce_(1, lab[s:s + block].expand(qa.shape[0], -1), d, reduce="amin")
-        return out.cpu().numpy()
+        return _min_by_label(zq, z, sq, lab, m, block, q_block).cpu().numpy()
 
     def calibrate(self, vectors, models: Sequence[str], frr: float = 0.05, *,
                   per_model: bool = True, method: str = "knn", min_per_model: int = 5) -> dict:
@@ -734,17 +812,30 @@ class Gallery:
         model (and a global fallback) a quantile of their distance to their own model and one of
         their ratio statistic, at the common level at which about ``frr`` of genuine samples are
         answered ``unknown`` (:func:`~.attribution.calibrate_thresholds`). Stored in
-        ``self.calibration[method]`` (saved with the gallery) and returned."""
+        ``self.calibration[method]`` (saved with the gallery) and returned; with :attr:`openset_dims`
+        the thresholds of the open-set statistics' own space under ``openset`` too."""
         stats, ratios, lab = self._open_set_stats(vectors, models, method)
+        os_stats = (*self._open_set_stats(vectors, models, method, True)[:2], None) if self.openset_dims else None
         return self._store_calibration(method, stats, ratios, lab, frr, per_model=per_model,
-                                       min_per_model=min_per_model)
+                                       min_per_model=min_per_model, openset=os_stats)
 
     def _store_calibration(self, method: str, stats, ratios, lab, frr: float, clean=None, *,
-                           per_model: bool = True, min_per_model: int = 5, crossfitted=None) -> dict:
+                           per_model: bool = True, min_per_model: int = 5, crossfitted=None,
+                           openset=None) -> dict:
         """The record of :meth:`calibrate` from its statistics, stored; with ``clean`` (a mask of
         them), the clean ones' record too, under ``clean``. ``crossfitted``: (distance, ratio, label
         ids) of enrolled samples (:mod:`.crossfit`), joining the global thresholds of the record
-        that clean queries meet."""
+        that clean queries meet. ``openset``: (distance, ratio statistics, crossfitted or None) of the
+        same samples in the space of :attr:`openset_dims`, recorded the same way under ``openset``."""
+        rec = self._calibration_record(stats, ratios, lab, frr, clean, per_model, min_per_model, crossfitted)
+        if openset is not None:
+            s, r, xs = openset
+            rec["openset"] = self._calibration_record(s, r, lab, frr, clean, per_model, min_per_model, xs)
+        self.calibration[method] = rec
+        return rec
+
+    def _calibration_record(self, stats, ratios, lab, frr: float, clean, per_model: bool, min_per_model: int,
+                            crossfitted) -> dict:
         names = list(self._names)
 
         def record(s, r, lab_, add):
@@ -757,14 +848,14 @@ class Gallery:
         rec["date"] = store.now()
         if clean is not None:
             rec["clean"] = {**record(stats[clean], ratios[clean], lab[clean], crossfitted), "date": rec["date"]}
-        self.calibration[method] = rec
         return rec
 
-    def _open_set_stats(self, vectors, models: Sequence[str], method: str):
-        """(distance statistics, ratio statistics, label ids) of held-out ``vectors`` of ``models``."""
+    def _open_set_stats(self, vectors, models: Sequence[str], method: str, openset: bool = False):
+        """(distance statistics, ratio statistics, label ids) of held-out ``vectors`` of ``models``
+        (``openset``: in the space of :attr:`openset_dims`)."""
         models = list(models)
-        stats = self.own_model_distance(vectors, models, method)
-        ratios = self._ratio_given(stats, vectors, models, method)
+        stats = self.own_model_distance(vectors, models, method, openset=openset)
+        ratios = self._ratio_given(stats, vectors, models, method, openset)
         return stats, ratios, np.array([self._names.index(m) for m in models], np.int64)
 
     def add_holdout(self, model: str, vectors, keys: Sequence[str] | None = None, *,
@@ -858,13 +949,19 @@ class Gallery:
             x, given = self._hold_cond, np.isfinite(self._hold_cond).all(1)
         det = cond.ConditionDetector.fit(x[given], clean[given]) if not clean.all() else None
         out = {}
-        xs = {}  # few clean statistics: the enrolled samples' cross-fitted ones join them
+        xs, xs_os = {}, {}  # few clean statistics: the enrolled samples' cross-fitted ones join them
         if cross_fit and 0 < int(clean.sum()) < crossfit.CROSSFIT_BELOW:
             xs = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean])
+            if self.openset_dims:
+                xs_os = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean],
+                                                openset=True)
         for m in methods:  # each held-out sample's statistics once, for both records
             stats, ratios, lab = self._open_set_stats(self._hold_vectors, models, m)
+            os_stats = None
+            if self.openset_dims:
+                os_stats = (*self._open_set_stats(self._hold_vectors, models, m, True)[:2], xs_os.get(m))
             out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None,
-                                             crossfitted=xs.get(m), **kw)
+                                             crossfitted=xs.get(m), openset=os_stats, **kw)
             if det is not None:
                 out[m]["detector"] = det.to_dict("vector" if self._hold_cond is None else "handcrafted")
         self._calibrate_views(x[given], kind, given, frr, methods, **kw)

@@ -85,6 +85,10 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     except ValueError as e:
         raise GalleryError(f"gallery.json: {e}") from None
     n, d = meta["count"], gspec.dim
+    osd = meta.get("openset_dims")   # galleries before 2026-12-06 have none
+    if osd is not None and (not isinstance(osd, int) or isinstance(osd, bool) or not 0 < osd <= d):
+        raise GalleryError(f"gallery.json: openset_dims must be an integer in [1, {d}] or null, got {osd!r}")
+    g.openset_dims = osd
     if meta.get("dim") != d:
         raise GalleryError(f"gallery.json says dim {meta.get('dim')!r} but its spec gives vectors of "
                            f"dimension {d}: the file was edited or is damaged")
@@ -305,6 +309,7 @@ def write(g) -> None:
         "augment": g.augment,
         "min_side": g.min_side,
         "copy_side": g.copy_side,
+        "openset_dims": g.openset_dims,
         "updated": store.now(),
     }
     blobs = None
