@@ -132,8 +132,9 @@ def format_gallery_info(d: dict) -> str:
                      + ("queries that look clean meet thresholds of clean images, others the pooled ones"
                         if d.get("condition_detector") else "one pooled threshold set (too few for a detector)"))
     if d.get("openset_dims"):
-        lines.append(f"open-set statistics (`unknown`): the first {d['openset_dims']} dimensions, raw (the fine-tuned "
-                     "network's vectors); the model is named by the whole vector")
+        lines.append(f"open-set statistics (`unknown`) of queries that look clean: the first {d['openset_dims']} "
+                     "dimensions, raw (the fine-tuned network's vectors); of processed ones and in the views: the "
+                     "whole vector, which names the model")
     if d.get("crossfit"):
         lines.append(f"clean thresholds: the held-out images and {d['crossfit']} enrolled samples, cross-fitted "
                      "(each measured in the gallery refitted without its fold: few held-out images)")

@@ -105,7 +105,7 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     assert gk.openset_dims == ek.dim - ek.appended_dim and "openset" in gk.calibration["knn"]
     assert all(v.openset_dims is None for v in gk.views.values())   # processed queries: the whole vector
     r = invoke("info", "--gallery", tmp_path / "gk")
-    assert f"open-set statistics (`unknown`): the first {gk.openset_dims} dimensions" in r.output, r.output
+    assert f"queries that look clean: the first {gk.openset_dims} dimensions" in r.output, r.output
     shutil.copytree(tmp_path / "g", tmp_path / "gv")
     r = invoke("train", tmp_path / "gv", "--from-folders", root, "--epochs", "1", "--patch", "16",
                "--open-set-from", "vector", "-q")
