@@ -150,23 +150,30 @@ STRESS = textwrap.dedent("""
     import json, multiprocessing as mp, os, sys
     import numpy as np
     from fpfast.gallery import store
-    from fpfast.io.lock import exclusive, lock_path
+    from fpfast.io.lock import exclusive, lock_path, shared
     g, rounds = sys.argv[1], int(sys.argv[2])
-    def work(_):
+    def read():
+        with open(os.path.join(g, "gallery.json")) as fh:
+            n = json.load(fh)["n"]
+        assert len(np.load(os.path.join(g, "a.npy"))) == n, "a half-swapped gallery was read"
+        return n
+    def work(i):
         for _ in range(rounds):
+            if i >= 4:   # two readers, under the shared lock
+                with shared(lock_path(g)):
+                    read()
+                continue
             with exclusive(lock_path(g), "gallery"):
-                with open(os.path.join(g, "gallery.json")) as fh:
-                    n = json.load(fh)["n"]
-                assert len(np.load(os.path.join(g, "a.npy"))) == n
-                store.save_dir(g, {"n": n + 1}, {"a.npy": np.zeros(n + 1)}, {}, None, None)
-    with mp.get_context("fork").Pool(4) as p:
-        p.map(work, range(4))
+                store.save_dir(g, {"n": read() + 1}, {"a.npy": np.zeros(read() + 1)}, {}, None, None)
+    with mp.get_context("fork").Pool(6) as p:
+        p.map(work, range(6))
 """)
 
 
 def test_concurrent_saves_lose_no_update(tmp_path):
-    """Four processes each add one to the gallery 60 times under its lock: none is lost and no
-    old version is left behind (the lock file's move used to open a window for a second holder)."""
+    """Four processes each add one to the gallery 60 times under its lock while two read it under
+    the shared lock: no update is lost, no reader sees a half-swapped gallery, and no old version
+    is left behind (the lock file's move used to open a window for a second holder)."""
     g = str(tmp_path / "g")
     with exclusive(lock_path(g), "gallery"):
         store.save_dir(g, {"n": 0}, {"a.npy": np.zeros(0)}, {}, None, None)
