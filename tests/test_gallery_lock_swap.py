@@ -183,3 +183,26 @@ def test_concurrent_saves_lose_no_update(tmp_path):
     with open(os.path.join(g, "gallery.json")) as fh:
         assert json.load(fh)["n"] == 240
     assert sorted(os.listdir(tmp_path)) == ["g"]
+
+
+def test_a_save_killed_between_its_renames_is_reported_not_replaced(tmp_path):
+    """A save killed after renaming the gallery away and before renaming the new version in leaves
+    both beside the missing path: loading names them, and an enrollment refuses to start a new,
+    empty gallery there (it would hide the user's models)."""
+    from fpfast.gallery import Gallery, GalleryError
+    from fpfast.gallery.update import updating
+    g = tmp_path / "g"
+    with exclusive(lock_path(str(g)), "gallery"):
+        store.save_dir(str(g), {"v": 1}, {"a.npy": np.zeros(3)}, {}, None, None)
+    new = tmp_path / ".g.tmp-x1"
+    new.mkdir()
+    (new / "gallery.json").write_text("{}")
+    g.rename(tmp_path / ".g.old-y2")
+    with pytest.raises(GalleryError, match=r"save of gallery .* was interrupted: .*\.g\.old-y2, .*\.g\.tmp-x1"):
+        Gallery.load(str(g))
+    with pytest.raises(GalleryError, match="rename the one to keep"):
+        with updating(str(g)):
+            pass
+    assert not g.exists()
+    (tmp_path / ".g.old-y2").rename(g)   # restored: no message any more
+    assert store.interrupted_save(str(g)) is None

@@ -40,13 +40,14 @@ import datetime
 import json
 import os
 import tempfile
+import time
 from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import ConfigError
 from ..hashing import sha256_file
-from ..io.lock import LOCK_NAME
+from ..io.lock import LOCK_NAME, SWAP_WAIT_S
 
 FORMAT_NAME = "fpfast-gallery"
 FORMAT_VERSION = 1
@@ -192,6 +193,29 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
                 pass
 
 
+def interrupted_save(path: str) -> str | None:
+    """Where the gallery ``path`` is missing because a save was killed between its two renames
+    (:func:`save_dir`), what to do: the versions its sibling temp directories hold; else None.
+    A live save's swap, which takes microseconds, is waited for (at most ``SWAP_WAIT_S``)."""
+    parent, name = os.path.split(os.path.abspath(path))
+    deadline = time.monotonic() + SWAP_WAIT_S
+    while True:
+        try:
+            left = sorted(e for e in os.listdir(parent) if e.startswith((f".{name}.tmp-", f".{name}.old-"))
+                          and os.path.isfile(os.path.join(parent, e, META)))
+        except OSError:
+            return None
+        if os.path.exists(path) or not left:
+            return None
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    new = [e for e in left if ".tmp-" in e]
+    return (f"a save of gallery {path} was interrupted: " + ", ".join(os.path.join(parent, e) for e in left)
+            + (" (.tmp-: the new version, complete; .old-: the previous one)" if new else " (the previous version)")
+            + f"; rename the one to keep to {path} and run again")
+
+
 def is_empty_dir(path: str) -> bool:
     """True for a missing directory or one that holds nothing but fpfast's lock file."""
     return not os.path.isdir(path) or not (set(os.listdir(path)) - {LOCK_NAME})
@@ -217,7 +241,7 @@ def _need(meta: dict, key: str, types, where: str = META):
 def read_meta(path: str) -> dict[str, Any]:
     """gallery.json parsed and checked for format name/version and the fields' types."""
     if not os.path.isdir(path):
-        raise GalleryError(f"no gallery at {path}: not a directory")
+        raise GalleryError(interrupted_save(path) or f"no gallery at {path}: not a directory")
     mp = os.path.join(path, META)
     if not os.path.exists(mp):
         raise GalleryError(f"{path} is not a gallery: it has no {META}")

@@ -33,6 +33,9 @@ def updating(path: str, spec: FingerprintSpec | None = None, normalize: str = "s
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise GalleryError(f"{path} exists and is not a directory")
+    left = store.interrupted_save(path)
+    if left:   # not a new gallery: its versions wait beside it
+        raise GalleryError(left)
     made = not os.path.exists(path)
     try:
         with exclusive(lock_path(path), f"gallery {path}"):

@@ -46,7 +46,7 @@ def lock_path(directory: str) -> str:
     return os.path.join(os.path.abspath(directory), LOCK_NAME)
 
 
-SWAP_WAIT_S = 10.0   # the longest a locker waits for a gallery's directory swap to finish
+SWAP_WAIT_S = 2.0   # the longest a locker waits for a gallery's directory swap (microseconds when alive)
 
 
 def _swapping(path: str) -> bool:
@@ -146,6 +146,9 @@ def shared(path: str) -> Iterator[None]:
         return
     try:
         fd = _lock(path, fcntl.LOCK_SH)
+    except FileNotFoundError:  # no directory (nor a swap under way): nothing to read, nobody writes
+        yield
+        return
     except OSError:
         try:
             fd = _lock(path, fcntl.LOCK_SH, os.O_RDONLY)
