@@ -106,8 +106,8 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     normalize = normalize or ("lda" if keep_handcrafted else "none")
     g = gallery.with_embedding(emb)
     if keep_handcrafted and open_set_from != "vector":
-        # `unknown` from the fine-tuned network's half (raw), the name from the whole vector: on the zoo's
-        # training images AUROC 0.831 against 0.788 and every condition as good or better
+        # clean-looking queries' `unknown` from the fine-tuned network's half (raw), the name from the whole
+        # vector: on the zoo's training images AUROC 0.829 against 0.788, processed queries as before
         # (benchmarks/results/embedding.md, "Issue 14, fourteenth session")
         g.openset_dims = emb.dim - emb.appended_dim
 
