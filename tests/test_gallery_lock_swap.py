@@ -203,6 +203,10 @@ def test_a_save_killed_between_its_renames_is_reported_not_replaced(tmp_path):
     with pytest.raises(GalleryError, match="rename the one to keep"):
         with updating(str(g)):
             pass
+    from cli_helpers import invoke
+    for cmd in (("attribute", str(tmp_path), "--gallery", g, "--out", tmp_path / "a.csv"), ("info", "--gallery", g)):
+        r = invoke(*cmd)
+        assert r.exit_code == 2 and "was interrupted" in r.output, r.output
     assert not g.exists()
     (tmp_path / ".g.old-y2").rename(g)   # restored: no message any more
     assert store.interrupted_save(str(g)) is None

@@ -2,7 +2,7 @@ import sys
 
 import click
 
-from .options import EXIT_ROW_ERRORS, handle_errors, stream_options
+from .options import EXIT_ROW_ERRORS, GalleryDir, handle_errors, stream_options
 
 
 @click.command("analyze")
@@ -13,7 +13,7 @@ from .options import EXIT_ROW_ERRORS, handle_errors, stream_options
 @click.option("--split", default="test", show_default=True,
               help="For a zoo SOURCE: the split whose models are analysed (plus unseen_seed and open_set).")
 @click.option("--spec", help="Handcrafted fingerprint spec: a preset or a JSON file (default: the default spec).")
-@click.option("--gallery", type=click.Path(exists=True, file_okay=False),
+@click.option("--gallery", type=GalleryDir(),
               help="Also analyse this gallery's vectors (its learned embedding when it has one).")
 @click.option("--refset", type=click.Path(exists=True, file_okay=False),
               help="A ManiFPT reference set (fpfast manifold build): adds the RGB and FREQ artifact spaces.")

@@ -7,12 +7,12 @@ from ..gallery import Gallery
 from ..jobs.anonymize import IMAGES, REPORT, anonymize_mapper, anonymize_schema, whole_image_spec
 from ..jobs.options import resolve_device
 from ..pipeline import run
-from .options import check_output, finish, handle_errors, stream_options
+from .options import GalleryDir, check_output, finish, handle_errors, stream_options
 
 
 @click.command("anonymize")
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--gallery", "-g", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--gallery", "-g", required=True, type=GalleryDir())
 @click.option("--out", "-o", required=True,
               help="A new directory: counterfactual PNGs under images/, the report's parquet shards under report/.")
 @click.option("--target", default="real", show_default=True,

@@ -7,13 +7,13 @@ from ..jobs.options import check_decode
 from ..jobs.recipes import attribute_recipe
 from ..jobs.schema import attribute_schema
 from ..pipeline import run
-from .options import (check_output, engine_options, expect_digest_option, finish, handle_errors, output_options,
-                      stream_options)
+from .options import (GalleryDir, check_output, engine_options, expect_digest_option, finish, handle_errors,
+                      output_options, stream_options)
 
 
 @click.command("attribute")
 @click.argument("sources", nargs=-1, required=True)
-@click.option("--gallery", "-g", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--gallery", "-g", required=True, type=GalleryDir())
 @click.option("--out", "-o", required=True,
               help="A .parquet/.csv/.jsonl file, or a directory of parquet shards.")
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)

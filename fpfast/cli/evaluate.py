@@ -11,11 +11,11 @@ from ..io.writers import OutputError
 from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import model_folders
 from ..progress import Stages
-from .options import expect_digest_option, handle_errors, stream_options
+from .options import GalleryDir, expect_digest_option, handle_errors, stream_options
 
 
 @click.command("eval")
-@click.argument("gallery", type=click.Path(exists=True, file_okay=False))
+@click.argument("gallery", type=GalleryDir())
 @click.option("--from-folders", "root", required=True, type=click.Path(exists=True, file_okay=False),
               help="Test images, one sub-folder per true model; folders of models the gallery lacks test open set.")
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)

@@ -5,8 +5,8 @@ from ..jobs.mappers import vector_mapper
 from ..jobs.recipes import vector_recipe
 from ..jobs.specs import resolve_spec
 from ..pipeline import run
-from .options import (check_output, engine_options, expect_digest_option, finish, handle_errors, output_options,
-                      stream_options)
+from .options import (GalleryDir, check_output, engine_options, expect_digest_option, finish, handle_errors,
+                      output_options, stream_options)
 
 
 @click.command("extract")
@@ -14,7 +14,7 @@ from .options import (check_output, engine_options, expect_digest_option, finish
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False),
               help="Directory: embeddings/*.npy + metadata/*.parquet (+ errors/, spec.json).")
 @click.option("--spec", help="Fingerprint spec: a preset, a JSON file, or KIND:PATH for a heavy projector (manifold:DIR, autoencoder:DIR, diffusion:DIR).")
-@click.option("--gallery", type=click.Path(exists=True, file_okay=False),
+@click.option("--gallery", type=GalleryDir(),
               help="Vectors in this gallery's space: its spec, and its learned embedding when it has one.")
 @output_options(shard_size=100_000)
 @expect_digest_option

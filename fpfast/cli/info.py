@@ -3,12 +3,12 @@ import json
 import click
 
 from ..info import format_gallery_info, format_info, gallery_info, info
-from .options import handle_errors
+from .options import GalleryDir, handle_errors
 
 
 @click.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--gallery", type=click.Path(exists=True, file_okay=False),
+@click.option("--gallery", type=GalleryDir(),
               help="Describe this gallery instead: models, spec, calibration, learned embedding.")
 @click.option("--digest", is_flag=True,
               help="With --gallery: print one sha256 of all its files, to pin and check with --expect-digest.")

@@ -4,11 +4,11 @@ import click
 
 from ..gallery import Gallery
 from ..jobs.leakage import leakage_report
-from .options import handle_errors, stream_options
+from .options import GalleryDir, handle_errors, stream_options
 
 
 @click.command("leakage")
-@click.argument("gallery", type=click.Path(exists=True, file_okay=False))
+@click.argument("gallery", type=GalleryDir())
 @click.option("--zoo", required=True, type=click.Path(exists=True, file_okay=False),
               help="A zoo built by `fpfast zoo build` (it holds content.parquet).")
 @click.option("--split", default="test", show_default=True, help="e.g. test, cross_content, train.")

@@ -12,6 +12,23 @@ from ..io.limits import DEFAULT_MAX_BYTES
 from ..jobs.options import StreamOptions
 
 
+class GalleryDir(click.Path):
+    """An existing gallery directory; one missing because a save was killed mid-swap is named so
+    (:func:`fpfast.gallery.store.interrupted_save`), not just "does not exist"."""
+
+    def __init__(self):
+        super().__init__(exists=True, file_okay=False)
+
+    def convert(self, value, param, ctx):
+        import os
+        if not os.path.exists(value):
+            from ..gallery.store import interrupted_save
+            msg = interrupted_save(os.fspath(value))
+            if msg:
+                self.fail(msg, param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def stream_options(fn):
     """--device --backend --batch-size --workers --max-pixels --max-bytes --precision --compile --decode --quiet, gathered
     into ``opts: StreamOptions``."""

@@ -8,14 +8,14 @@ import click
 from ..errors import EXIT_OK, EXIT_ROW_ERRORS
 from ..gallery import Gallery
 from ..jobs.collect import gallery_fingerprints
-from .options import expect_digest_option, handle_errors, stream_options
+from .options import GalleryDir, expect_digest_option, handle_errors, stream_options
 
 CSV_COLUMNS = ["path", "rank", "model", "distance", "key", "error"]
 
 
 @click.command("search")
 @click.argument("queries", nargs=-1, required=True)
-@click.option("--gallery", "-g", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--gallery", "-g", required=True, type=GalleryDir())
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True,
               help="table: for reading; json: one array, an object per query ({path, error, models: [{model, "

@@ -5,11 +5,11 @@ from ..gallery.update import updating
 from ..jobs.train import train_gallery
 from ..progress import Stages
 from ..gallery.normalize import METHODS as NORMALIZERS
-from .options import handle_errors, stream_options
+from .options import GalleryDir, handle_errors, stream_options
 
 
 @click.command("train")
-@click.argument("gallery", type=click.Path(exists=True, file_okay=False))
+@click.argument("gallery", type=GalleryDir())
 @click.option("--from-folders", "root", required=True, type=click.Path(exists=True, file_okay=False),
               help="Training images, one sub-folder per enrolled model (the gallery keeps only vectors).")
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
