@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import click
@@ -20,7 +21,6 @@ class GalleryDir(click.Path):
         super().__init__(exists=True, file_okay=False)
 
     def convert(self, value, param, ctx):
-        import os
         if not os.path.exists(value):
             from ..gallery.store import interrupted_save
             msg = interrupted_save(os.fspath(value))

@@ -639,13 +639,15 @@ class Gallery:
         choice = None
         if self.openset_dims:   # clean-looking queries: the open-set statistics of their own space
             choice = attr.open_set_margin(stat, thr, ratio, rthr)   # the searched space's, kept
-            use = np.ones(len(winner), bool) if clean is None else clean
-            dm = self.stat_distances(queries, method, openset=True)
-            os_stat = dm[np.arange(len(winner)), winner]
-            os_ratio = attr.ratio_of(os_stat, _second_smallest(dm, winner))
-            os_thr, os_rthr = thresholds((rec or {}).get("openset"))
-            stat, ratio = np.where(use, os_stat, stat), np.where(use, os_ratio, ratio)
-            thr, rthr = np.where(use, os_thr, thr), np.where(use, os_rthr, rthr)
+            idx = np.arange(len(winner)) if clean is None else np.flatnonzero(clean)
+            stat, ratio, thr, rthr = (np.array(a, np.float64) for a in (stat, ratio, thr, rthr))
+            if len(idx):   # measured for those queries alone
+                q = queries if _is_torch(queries) else _to_numpy(queries)
+                dm = self.stat_distances(_take(q.reshape(-1, self.spec.dim), idx), method, openset=True)
+                stat[idx] = dm[np.arange(len(idx)), winner[idx]]
+                ratio[idx] = attr.ratio_of(stat[idx], _second_smallest(dm, winner[idx]))
+                os_thr, os_rthr = thresholds((rec or {}).get("openset"))
+                thr[idx], rthr[idx] = os_thr[idx], os_rthr[idx]
         predicted = [names[j] for j in winner]
         unknown = attr.open_set_margin(stat, thr, ratio, rthr) > 0
         unknown &= np.isfinite(thr) | np.isfinite(rthr)  # nothing is unknown without a calibration
@@ -737,13 +739,11 @@ class Gallery:
             out[sel] = d[:, 0].numpy()
         return out
 
-    def own_model_ratio(self, vectors, models: Sequence[str], method: str = "knn", *,
-                        openset: bool = False) -> np.ndarray:
+    def own_model_ratio(self, vectors, models: Sequence[str], method: str = "knn") -> np.ndarray:
         """The ratio statistic (:mod:`.attribution`) of each vector with respect to its own
         (enrolled) model: its :meth:`own_model_distance` over that to the nearest sample of any
         other model (:meth:`model_distances`; knn), or to the nearest other model's mean (centroid)."""
-        return self._ratio_given(self.own_model_distance(vectors, models, method, openset=openset), vectors,
-                                 models, method, openset)
+        return self._ratio_given(self.own_model_distance(vectors, models, method), vectors, models, method)
 
     def _ratio_given(self, own: np.ndarray, vectors, models: Sequence[str], method: str,
                      openset: bool = False) -> np.ndarray:

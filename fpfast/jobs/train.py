@@ -94,8 +94,8 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
             log(rec)
 
     # a universal+handcrafted gallery fine-tunes its network (init.plain()) and keeps the handcrafted half
-    # behind it: on the zoo's training images ahead of the network alone on JPEG 90, down-scales and crops,
-    # behind it on open-set AUROC (benchmarks/results/embedding.md, "Issue 14, thirteenth session")
+    # behind it: on the zoo's training images ahead of the network alone on JPEG 90, down-scales and crops
+    # (benchmarks/results/embedding.md, "Issue 14, thirteenth session"); its `unknown`: below
     with stages("train"), bar:
         emb, history = train_embedding(tr_x, tr_y, base, arch=arch, handcrafted=handcrafted, device=dev,
                                        backend=opts.backend, log=on_epoch, seed=seed,
