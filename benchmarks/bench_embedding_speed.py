@@ -4,7 +4,8 @@
     python benchmarks/bench_embedding_speed.py --device cuda                      # on a lent GPU
 
 The network is the default architecture with random weights (speed does not depend on training);
-``--universal``: the shipped universal embedding and ``universal+handcrafted`` instead.
+``--universal``: the shipped universal embedding and ``universal+handcrafted`` instead
+(``--flips 2,4``: and the latter averaged over that many mirror images).
 Input: uint8 [B, S, S, 3] already on the device (the stream's batches after decode), output:
 unit vectors copied back to the host, as :meth:`Embedder.embed` returns them. Every row is timed
 by :func:`fpfast.bench.time_fn` (median, warm-up first: compilation is not counted) and compared
@@ -50,12 +51,16 @@ def main(argv=None) -> None:
     ap.add_argument("--universal", action="store_true", help="time the shipped universal embedding and "
                     "universal+handcrafted (its vector followed by the handcrafted one) instead of the default "
                     "architecture")
+    ap.add_argument("--flips", default="1", help="with --universal: also universal+handcrafted averaged over "
+                    "these counts of mirror images (Embedder.with_flips), e.g. 1,2,4")
     a = ap.parse_args(argv)
     dev = a.device
     torch.manual_seed(0)
     if a.universal:
         u = load_universal()
         embs = {"universal": u, "universal+handcrafted": u.with_handcrafted()}
+        embs.update({f"universal+handcrafted, {n} flips": u.with_handcrafted().with_flips(n)
+                     for n in map(int, a.flips.split(",")) if n > 1})
     else:
         embs = {"": Embedder(ResidualEmbedNet(), {"spec": FingerprintSpec().to_dict()})}
     precisions = ["fp32", "bf16"] + (["fp16"] if dev == "cuda" else [])

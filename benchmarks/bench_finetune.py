@@ -16,7 +16,8 @@ variant is then built from that gallery:
   the thirteenth session's default);
 * ``train, network alone``: the fine-tuned network's vectors alone (``--network-alone``, the
   default before);
-* ``…, lr X``: the same with ``--lr X``; ``…, epochs N``: with ``--epochs N``.
+* ``…, lr X``: the same with ``--lr X``; ``…, epochs N``: with ``--epochs N``; ``…, flips N``: with
+  ``--flips N`` (``train`` itself: 4 since the fifteenth session).
 
 Validation queries, as ``bench_unknown.py`` measures the test splits: each enrolled model's next
 ``--queries`` training images, clean, JPEG 90 / 75 (encoded as the zoo's splits), 0.75x / 0.5x
@@ -113,7 +114,7 @@ def build(variant: str, work: str, enroll_dir: str) -> str:
     for o in opts:
         k, *v = o.split()
         args += {"network": ["--network-alone"], "lr": ["--lr", *v], "epochs": ["--epochs", *v],
-                 "open-set": ["--open-set-from", *v]}[k]
+                 "open-set": ["--open-set-from", *v], "flips": ["--flips", *v]}[k]
     shutil.copytree(base, gdir + ".tmp")
     fpfast("train", gdir + ".tmp", "--from-folders", enroll_dir, *args)
     os.replace(gdir + ".tmp", gdir)

@@ -92,7 +92,7 @@ def gallery_info(path: str) -> dict:
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
-        d["embedding"] = {"identity": emb.identity, "arch": emb.arch, "appended": emb.appended_dim,
+        d["embedding"] = {"identity": emb.identity, "arch": emb.arch, "appended": emb.appended_dim, "flips": emb.flips,
                           "training": {k: t.get(k) for k in ("kind", "epochs", "steps", "n_images", "classes",
                                                              "final_loss", "init", "device", "seed",
                                                              "torch_version")}}
@@ -156,5 +156,6 @@ def format_gallery_info(d: dict) -> str:
                      f"residual {a['residual']}, handcrafted head {'on' if a['handcrafted_dim'] else 'off'}; "
                      f"{how}, final loss {t['final_loss']:.4f}"
                      + (f", fine-tuned from {t['init'][:16]}" if t["init"] else "")
+                     + (f"; its vector of an image averaged over {e['flips']} mirror images" if e.get("flips", 1) > 1 else "")
                      + (f"; followed by the {e['appended']}-dim handcrafted fingerprint" if e.get("appended") else ""))
     return "\n".join(lines)

@@ -104,15 +104,19 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     # ... and `unknown` is decided on the fine-tuned network's dimensions (the name on the whole vector)
     assert gk.openset_dims == ek.dim - ek.appended_dim and "openset" in gk.calibration["knn"]
     assert all(v.openset_dims is None for v in gk.views.values())   # processed queries: the whole vector
+    # ... and the network's vector of an image is averaged over its 4 mirror images
+    assert ek.flips == 4 and gk.spec.embedding["identity"] == ek.identity
     r = invoke("info", "--gallery", tmp_path / "gk")
     assert f"queries that look clean: the first {gk.openset_dims} dimensions" in r.output, r.output
+    assert "averaged over 4 mirror images" in r.output, r.output
     shutil.copytree(tmp_path / "g", tmp_path / "gv")
     r = invoke("train", tmp_path / "gv", "--from-folders", root, "--epochs", "1", "--patch", "16",
-               "--open-set-from", "vector", "-q")
+               "--open-set-from", "vector", "--flips", "1", "-q")
     assert r.exit_code == 0, r.output
     gv = Gallery.load(str(tmp_path / "gv"))
     assert gv.openset_dims is None and "openset" not in gv.calibration["knn"]
-    assert gv.embedder().identity == ek.identity   # the same training: only the open-set space differs
+    # the same training: only the open-set space and the mirror images differ
+    assert gv.embedder().flips == 1 and gv.embedder().identity == ek.with_flips(1).identity
     # --network-alone: the fine-tuned network's vectors alone
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--patch", "16", "--network-alone",
                "-q")
@@ -121,6 +125,6 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     emb = g.embedder()
     assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
     assert emb.appended_dim == 0 and g.spec.dim == emb.dim == load_universal().dim and g.normalize == "none"
-    assert g.openset_dims is None
+    assert g.openset_dims is None and emb.flips == 1
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--fine-tune", "--keep-handcrafted")
     assert r.exit_code == 2 and "--keep-handcrafted" in r.output, r.output

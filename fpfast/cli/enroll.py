@@ -59,6 +59,11 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
                    "copy, each kind a searchable view of the gallery; queries that look JPEG-compressed or "
                    "down-scaled are answered by the view that matches (a new gallery; it needs "
                    "--calibrate-on augmented). [default: all; none for heavy projectors and with --calibrate-on clean]")
+@click.option("--flips", type=click.Choice(["1", "2", "4"]), default=None,
+              help="A new universal gallery: average the network's vector of an image over this many of its "
+                   "mirror images (1: the image alone; 2: and its left-right mirror; 4: and the up-down "
+                   "ones): that many times the network's cost at enrollment and query time, a steadier "
+                   "`unknown` (benchmarks/results/embedding.md).  [default: 1]")
 @click.option("--column", help="Image-bytes column of parquet sources.")
 @click.option("--fine-tune-from", "tune_root", type=click.Path(exists=True, file_okay=False),
               help="Gallery with a learned embedding: after enrolling, fine-tune the embedding on these "
@@ -69,7 +74,7 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
 @stream_options
 @handle_errors
 def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, calibrate_on, augment,
-               views, column, tune_root, epochs, opts):
+               views, flips, column, tune_root, epochs, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery embeds images, by default, with the universal embedding shipped inside fpfast
@@ -112,6 +117,8 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
     # issue 14: --spec universal[+handcrafted] embeds with the shipped pretrained embedding, checked against
     # its card first; its appended handcrafted vector is raw, so that gallery needs LDA
     universal = shipped_embedder(spec)
+    if flips is not None and universal is not None:
+        universal = universal.with_flips(int(flips))
     want = None if spec is None or universal is not None else resolve_spec(spec)
     crops_rec = parse_crops(crops) if crops is not None else None
     if crops is not None and new:
@@ -121,6 +128,12 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         if crops is not None and g.spec.crops != crops_rec:
             raise click.UsageError(f"--crops {crops}: {gallery} fingerprints {g.spec.n_crops} crop(s) per image "
                                    f"({g.spec.crops or 'centre crop'}); a gallery's crops are fixed when it is created")
+        if flips is not None and (g.spec.embedding if universal is None else universal.spec_record()) is None:
+            raise click.UsageError(f"--flips {flips}: mirror images average a learned embedding's vectors; "
+                                   f"{gallery} {'would hold' if new else 'holds'} handcrafted fingerprints")
+        if flips is not None and not new and universal is None and g.embedder().flips != int(flips):
+            raise click.UsageError(f"--flips {flips}: {gallery} averages its embedding over {g.embedder().flips} "
+                                   "mirror image(s); that is fixed when a gallery is created (leave out --flips)")
         if universal is not None and new:
             g = g.with_embedding(universal)
         elif universal is not None and (g.spec.embedding or {}).get("identity") != universal.identity:

@@ -47,6 +47,12 @@ from .options import GalleryDir, handle_errors, stream_options
               help="With the handcrafted fingerprint kept: decide `unknown` from the fine-tuned network's "
                    "vectors (the model is still named from the whole vector) or from the whole vector "
                    "(benchmarks/results/embedding.md).  [default: network]")
+@click.option("--flips", type=click.Choice(["1", "2", "4"]), default=None,
+              help="Average the trained network's vector of an image over this many of its mirror images "
+                   "(1: the image alone; 2: and its left-right mirror; 4: and the up-down ones): that many "
+                   "times the network's cost at enrollment and query time, a steadier vector "
+                   "(benchmarks/results/embedding.md).  [default: 4 when the handcrafted fingerprint is "
+                   "kept, else 1]")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).  "
                    "[default: lda when the handcrafted fingerprint is kept, else none]")
@@ -68,7 +74,7 @@ from .options import GalleryDir, handle_errors, stream_options
 @stream_options
 @handle_errors
 def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcrafted, fine_tune, from_scratch, holdout, frr,
-              calibrate_on, keep_handcrafted, open_set_from, normalize, causal, content, hsic, pair, project_out, seed, opts):
+              calibrate_on, keep_handcrafted, open_set_from, flips, normalize, causal, content, hsic, pair, project_out, seed, opts):
     """Train a learned fingerprint embedding for GALLERY and re-enroll its models with it.
 
     A gallery enrolled with the universal embedding (`fpfast enroll`'s default, or --spec
@@ -113,7 +119,7 @@ def train_cmd(gallery, root, epochs, train_batch_size, lr, dim, patch, handcraft
         g2, info = train_gallery(g, root, opts, epochs=epochs, holdout=holdout, frr=frr, seed=seed,
                                     handcrafted=handcrafted, normalize=normalize, fine_tune=fine_tune,
                                     calibrate_on=calibrate_on, keep_handcrafted=keep_handcrafted,
-                                    open_set_from=open_set_from,
+                                    open_set_from=open_set_from, flips=None if flips is None else int(flips),
                                     arch=None if dim is None else {"dim": dim},
                                     stages=stages, batch_size=train_batch_size, lr=lr, patch=patch,
                                     causal=spec_causal)

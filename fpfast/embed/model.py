@@ -37,6 +37,13 @@ FORMAT_VERSION = 1
 # handcrafted fingerprint of its spec (issue 14: few-shot galleries gain from both).
 APPEND_KEY = "append"
 APPEND_HANDCRAFTED = "handcrafted"
+# Embedder config field (absent: one pass): the network's vector is the mean of its vectors of the
+# image and of its mirror images (2: left-right; 4: left-right, up-down and both), renormalised; the
+# appended handcrafted fingerprint is the image's own. Why: benchmarks/results/embedding.md, "Issue 14,
+# fifteenth session".
+FLIPS_KEY = "flips"
+FLIP_COUNTS = (1, 2, 4)
+_FLIP_DIMS = ((), (-1,), (-2,), (-2, -1))   # of [B, 3, H, W]
 DEFAULT_ARCH: dict[str, Any] = {
     "kind": KIND,
     "widths": [16, 32, 64],
@@ -225,6 +232,9 @@ class Embedder:
         if self.config.get(APPEND_KEY, APPEND_HANDCRAFTED) != APPEND_HANDCRAFTED:
             raise EmbedError(f"embedding config {APPEND_KEY!r} must be {APPEND_HANDCRAFTED!r} or absent, "
                              f"got {self.config[APPEND_KEY]!r}")
+        if self.config.get(FLIPS_KEY, 2) not in FLIP_COUNTS[1:]:
+            raise EmbedError(f"embedding config {FLIPS_KEY!r} must be one of {list(FLIP_COUNTS[1:])} or absent, "
+                             f"got {self.config[FLIPS_KEY]!r}")
 
     # ------------------------------------------------------------------ identity / bytes
     def to_bytes(self) -> tuple[bytes, bytes]:
@@ -257,10 +267,25 @@ class Embedder:
         return Embedder(self.net, {**self.config, APPEND_KEY: APPEND_HANDCRAFTED})
 
     def plain(self) -> "Embedder":
-        """The network's own vectors, without an appended handcrafted fingerprint."""
-        if APPEND_KEY not in self.config:
+        """The network's own vectors of the image alone: no appended handcrafted fingerprint, no
+        mirror images (what fine-tuning starts from)."""
+        if APPEND_KEY not in self.config and FLIPS_KEY not in self.config:
             return self
-        return Embedder(self.net, {k: v for k, v in self.config.items() if k != APPEND_KEY})
+        return Embedder(self.net, {k: v for k, v in self.config.items() if k not in (APPEND_KEY, FLIPS_KEY)})
+
+    @property
+    def flips(self) -> int:
+        """How many mirror images (the image included) the network's vector averages: 1, 2 or 4."""
+        return int(self.config.get(FLIPS_KEY, 1))
+
+    def with_flips(self, n: int) -> "Embedder":
+        """This embedder, its network vector averaged over ``n`` mirror images (:data:`FLIP_COUNTS`:
+        1 the image alone, 2 with its left-right mirror, 4 with the up-down and both); ``n`` times
+        the network's inference. Its config, and so its identity, differ; the weights are shared."""
+        if n not in FLIP_COUNTS:
+            raise EmbedError(f"flips must be one of {list(FLIP_COUNTS)}, got {n!r}")
+        cfg = {k: v for k, v in self.config.items() if k != FLIPS_KEY}
+        return Embedder(self.net, cfg if n == 1 else {**cfg, FLIPS_KEY: n})
 
     def spec_record(self) -> dict:
         """The spec's ``embedding`` field for vectors of this embedder."""
@@ -340,7 +365,7 @@ class Embedder:
 
         from ..ops.residual import IMPLEMENTED as residual_backends
         from ..ops.residual import residual as residual_op
-        from ..prepare import as_float_chw
+        from ..prepare import as_chw, as_float_chw
         from ..search import full_fp32
         dev = torch.device(device)
         dtype = resolve_precision(precision, dev)
@@ -349,21 +374,28 @@ class Embedder:
         proj = self.projector(dev)
         with torch.inference_mode():
             for s in range(0, images.shape[0], batch_size):
-                xb = images[s:s + batch_size]
-                x = as_float_chw(xb.to(dev), layout).float()
-                if proj is not None:  # the network takes the heavy projector's residual x - P(x)
-                    r = proj.residual(x).to(dev)
-                else:  # the residual op has torch and cpp backends: a backend it lacks (triton, cuda)
-                    # names the handcrafted op's kernels, and the residual takes the device's best
-                    r = residual_op(x, self.arch["residual"], float(self.arch["sigma"]), layout="chw",
-                                    backend=backend if backend in residual_backends else "auto")
-                hand = (handcrafted_input(xb.to(dev), r, self.handcrafted_spec(), proj is not None, backend, layout)
-                        if self.arch["handcrafted_dim"] or self.appended_dim else None)
-                r = r.contiguous(memory_format=torch.channels_last)
-                exact = full_fp32() if dtype == torch.float32 else contextlib.nullcontext()
-                with exact, torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
-                    z = net(r, hand if self.arch["handcrafted_dim"] else None)
-                out.append(torch.cat([z.float(), hand.float()], 1) if self.appended_dim else z.float())
+                xb = images[s:s + batch_size].to(dev)
+                z = hand = None
+                for dims in _FLIP_DIMS[:self.flips]:   # the image, then its mirror images
+                    xf, lay = (xb, layout) if not dims else (torch.flip(as_chw(xb, layout), dims), "chw")
+                    x = as_float_chw(xf, lay).float()
+                    if proj is not None:  # the network takes the heavy projector's residual x - P(x)
+                        r = proj.residual(x).to(dev)
+                    else:  # the residual op has torch and cpp backends: a backend it lacks (triton, cuda)
+                        # names the handcrafted op's kernels, and the residual takes the device's best
+                        r = residual_op(x, self.arch["residual"], float(self.arch["sigma"]), layout="chw",
+                                        backend=backend if backend in residual_backends else "auto")
+                    h = (handcrafted_input(xf, r, self.handcrafted_spec(), proj is not None, backend, lay)
+                         if self.arch["handcrafted_dim"] or (self.appended_dim and not dims) else None)
+                    hand = h if not dims else hand   # the appended fingerprint: the image's own
+                    r = r.contiguous(memory_format=torch.channels_last)
+                    exact = full_fp32() if dtype == torch.float32 else contextlib.nullcontext()
+                    with exact, torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
+                        zf = net(r, h if self.arch["handcrafted_dim"] else None).float()
+                    z = zf if z is None else z + zf
+                if self.flips > 1:
+                    z = F.normalize(z, dim=1)
+                out.append(torch.cat([z, hand.float()], 1) if self.appended_dim else z)
         return torch.cat(out) if out else torch.zeros((0, self.dim), dtype=torch.float32, device=dev)
 
     def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", **kw) -> np.ndarray:
