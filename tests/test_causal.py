@@ -292,3 +292,25 @@ def test_anonymizer_optimises_the_view_attribution_takes():
     assert (out[..., inside] != xq[..., inside]).float().mean() > 0.5
     before, after = anon._dist(x), anon._dist(out)
     assert float(after[0, 1] - after[0, 0]) < float(before[0, 1] - before[0, 0])  # nearer the target
+
+
+def test_anonymizer_measures_an_embedding_averaged_over_mirror_images_as_attribution_does():
+    """A gallery whose embedding averages mirror images (``flips``): the anonymizer's distances are
+    those of the vectors the embedder gives (the one-pass network's would not be)."""
+    from fpfast.causal.anonymize import Anonymizer
+    from fpfast.embed.model import Embedder, ResidualEmbedNet
+    from fpfast.spec import FingerprintSpec
+    torch.manual_seed(0)
+    spec = FingerprintSpec(size=SIZE)
+    one = Embedder(ResidualEmbedNet({**ARCH, "residual": spec.residual}), {"spec": spec.to_dict()})
+    x = torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    centroids = np.random.default_rng(0).normal(size=(2, one.dim)).astype(np.float32)
+    for n in (1, 4):
+        emb = one.with_flips(n)
+        anon = Anonymizer(_FakeGallery(emb, spec, centroids), target="b", eps=4, steps=1)
+        z = emb.embed(x, layout="chw", precision="fp32")
+        want = ((z[:, None, :] - centroids[None]) ** 2).sum(-1)
+        with torch.no_grad():
+            got = anon._dist(x).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert np.abs(one.embed(x, layout="chw") - one.with_flips(4).embed(x, layout="chw")).max() > 1e-3

@@ -21,7 +21,9 @@ import copy
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from ..embed.model import FLIP_DIMS
 from ..errors import UsageError
 from ..prepare import apply_geometry
 from ..reference.residual import residual as reference_residual
@@ -51,6 +53,7 @@ class Anonymizer:
         spec = gallery.spec.handcrafted()
         self.op, self.sigma = spec.residual, spec.sigma
         self.net = self.proj = None
+        self.flips = emb.flips if emb is not None else 1
         if emb is not None:
             self.proj = emb.projector(self.dev)
             self.net = copy.deepcopy(emb.net).to(self.dev).eval()
@@ -65,12 +68,17 @@ class Anonymizer:
     def _dist(self, x: torch.Tensor) -> torch.Tensor:
         """Squared distances [B, models] of whole images x to the centroids, through the view
         attribution takes (the gallery's geometry: centre crop or resize, differentiable)."""
-        v = apply_geometry(x, self.gallery.spec)
-        if self.proj is not None:  # x - P(x) with P(x) held constant (its gradient is not followed)
-            r = v - (v.detach() - self.proj.residual(v.detach()).to(v.device))
-        else:
-            r = self.net.residual(v)
-        z = self.gallery.transform(self.net.embed_residual(r))
+        z = None
+        for dims in FLIP_DIMS[:self.flips]:   # an embedding averaged over mirror images: as it embeds
+            v = apply_geometry(x, self.gallery.spec)
+            v = torch.flip(v, dims) if dims else v
+            if self.proj is not None:  # x - P(x) with P(x) held constant (its gradient is not followed)
+                r = v - (v.detach() - self.proj.residual(v.detach()).to(v.device))
+            else:
+                r = self.net.residual(v)
+            zf = self.net.embed_residual(r)
+            z = zf if z is None else z + zf
+        z = self.gallery.transform(F.normalize(z, dim=1) if self.flips > 1 else z)
         return (z[:, None, :] - self.centroids[None]).pow(2).sum(-1)
 
     def __call__(self, x: torch.Tensor, source: np.ndarray) -> torch.Tensor:

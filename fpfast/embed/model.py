@@ -43,7 +43,7 @@ APPEND_HANDCRAFTED = "handcrafted"
 # fifteenth session".
 FLIPS_KEY = "flips"
 FLIP_COUNTS = (1, 2, 4)
-_FLIP_DIMS = ((), (-1,), (-2,), (-2, -1))   # of [B, 3, H, W]
+FLIP_DIMS = ((), (-1,), (-2,), (-2, -1))   # of [B, 3, H, W]: the image, then its mirror images
 DEFAULT_ARCH: dict[str, Any] = {
     "kind": KIND,
     "widths": [16, 32, 64],
@@ -376,7 +376,7 @@ class Embedder:
             for s in range(0, images.shape[0], batch_size):
                 xb = images[s:s + batch_size].to(dev)
                 z = hand = None
-                for dims in _FLIP_DIMS[:self.flips]:   # the image, then its mirror images
+                for dims in FLIP_DIMS[:self.flips]:   # the image, then its mirror images
                     xf, lay = (xb, layout) if not dims else (torch.flip(as_chw(xb, layout), dims), "chw")
                     x = as_float_chw(xf, lay).float()
                     if proj is not None:  # the network takes the heavy projector's residual x - P(x)
