@@ -155,6 +155,8 @@ def main(argv=None):
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}}
     opts = StreamOptions(device="cpu", quiet=True)
     for variant in a.variants.split(";" if ";" in a.variants else ","):
+        if not variant.strip():   # "X;": one variant with options (a comma alone would split them)
+            continue
         t0 = time.perf_counter()
         gdir = build(variant.strip(), a.work, enroll_dir)
         row = measure(gdir, a.zoo, a.queries, opts, ("auto",), splits=splits)["auto"]
