@@ -164,7 +164,8 @@ STRESS = textwrap.dedent("""
                     read()
                 continue
             with exclusive(lock_path(g), "gallery"):
-                store.save_dir(g, {"n": read() + 1}, {"a.npy": np.zeros(read() + 1)}, {}, None, None)
+                n = read() + 1
+                store.save_dir(g, {"n": n}, {"a.npy": np.zeros(n)}, {}, None, None)
     with mp.get_context("fork").Pool(6) as p:
         p.map(work, range(6))
 """)

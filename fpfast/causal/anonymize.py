@@ -68,10 +68,9 @@ class Anonymizer:
     def _dist(self, x: torch.Tensor) -> torch.Tensor:
         """Squared distances [B, models] of whole images x to the centroids, through the view
         attribution takes (the gallery's geometry: centre crop or resize, differentiable)."""
-        z = None
+        z, view = None, apply_geometry(x, self.gallery.spec)
         for dims in FLIP_DIMS[:self.flips]:   # an embedding averaged over mirror images: as it embeds
-            v = apply_geometry(x, self.gallery.spec)
-            v = torch.flip(v, dims) if dims else v
+            v = torch.flip(view, dims) if dims else view
             if self.proj is not None:  # x - P(x) with P(x) held constant (its gradient is not followed)
                 r = v - (v.detach() - self.proj.residual(v.detach()).to(v.device))
             else:

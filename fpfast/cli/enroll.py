@@ -128,12 +128,14 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         if crops is not None and g.spec.crops != crops_rec:
             raise click.UsageError(f"--crops {crops}: {gallery} fingerprints {g.spec.n_crops} crop(s) per image "
                                    f"({g.spec.crops or 'centre crop'}); a gallery's crops are fixed when it is created")
-        if flips is not None and (g.spec.embedding if universal is None else universal.spec_record()) is None:
-            raise click.UsageError(f"--flips {flips}: mirror images average a learned embedding's vectors; "
-                                   f"{gallery} {'would hold' if new else 'holds'} handcrafted fingerprints")
-        if flips is not None and not new and universal is None and g.embedder().flips != int(flips):
-            raise click.UsageError(f"--flips {flips}: {gallery} averages its embedding over {g.embedder().flips} "
-                                   "mirror image(s); that is fixed when a gallery is created (leave out --flips)")
+        if flips is not None and universal is None:   # the gallery's own vectors
+            if g.spec.embedding is None:
+                raise click.UsageError(f"--flips {flips}: mirror images average a learned embedding's vectors; "
+                                       f"{gallery} {'would hold' if new else 'holds'} handcrafted fingerprints")
+            have = g.embedder().flips
+            if have != int(flips):
+                raise click.UsageError(f"--flips {flips}: {gallery} averages its embedding over {have} mirror "
+                                       "image(s); that is fixed when a gallery is created (leave out --flips)")
         if universal is not None and new:
             g = g.with_embedding(universal)
         elif universal is not None and (g.spec.embedding or {}).get("identity") != universal.identity:

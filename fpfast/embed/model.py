@@ -232,7 +232,7 @@ class Embedder:
         if self.config.get(APPEND_KEY, APPEND_HANDCRAFTED) != APPEND_HANDCRAFTED:
             raise EmbedError(f"embedding config {APPEND_KEY!r} must be {APPEND_HANDCRAFTED!r} or absent, "
                              f"got {self.config[APPEND_KEY]!r}")
-        if self.config.get(FLIPS_KEY, 2) not in FLIP_COUNTS[1:]:
+        if FLIPS_KEY in self.config and self.config[FLIPS_KEY] not in FLIP_COUNTS[1:]:
             raise EmbedError(f"embedding config {FLIPS_KEY!r} must be one of {list(FLIP_COUNTS[1:])} or absent, "
                              f"got {self.config[FLIPS_KEY]!r}")
 

@@ -47,7 +47,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..hashing import sha256_file
-from ..io.lock import LOCK_NAME, SWAP_WAIT_S
+from ..io.lock import LOCK_NAME, SWAP_WAIT_S, swap_prefix
 
 FORMAT_NAME = "fpfast-gallery"
 FORMAT_VERSION = 1
@@ -119,7 +119,7 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
                 old_meta = json.load(fh)
         except (OSError, ValueError):
             old_meta = {}
-    tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=swap_prefix(name, "tmp"), dir=parent)
     moved: list[str] = []
     old, lock_moved = None, False
     try:
@@ -153,7 +153,7 @@ def save_dir(path: str, meta: dict[str, Any], arrays: dict[str, np.ndarray],
                 if entry not in own:
                     os.rename(os.path.join(path, entry), os.path.join(tmp, entry))
                     moved.append(entry)
-            old = tempfile.mkdtemp(prefix=f".{name}.old-", dir=parent)
+            old = tempfile.mkdtemp(prefix=swap_prefix(name, "old"), dir=parent)
             os.rmdir(old)
             os.rename(path, old)
             if os.path.lexists(os.path.join(old, LOCK_NAME)):  # moved only while no `path` exists
@@ -198,19 +198,22 @@ def interrupted_save(path: str) -> str | None:
     (:func:`save_dir`), what to do: the versions its sibling temp directories hold; else None.
     A live save's swap, which takes microseconds, is waited for (at most ``SWAP_WAIT_S``)."""
     parent, name = os.path.split(os.path.abspath(path))
+    tmp, old = swap_prefix(name, "tmp"), swap_prefix(name, "old")
     deadline = time.monotonic() + SWAP_WAIT_S
     while True:
+        if os.path.exists(path):   # the usual case: nothing to list
+            return None
         try:
-            left = sorted(e for e in os.listdir(parent) if e.startswith((f".{name}.tmp-", f".{name}.old-"))
+            left = sorted(e for e in os.listdir(parent) if e.startswith((tmp, old))
                           and os.path.isfile(os.path.join(parent, e, META)))
         except OSError:
             return None
-        if os.path.exists(path) or not left:
+        if not left:
             return None
         if time.monotonic() > deadline:
             break
         time.sleep(0.01)
-    new = [e for e in left if ".tmp-" in e]
+    new = [e for e in left if e.startswith(tmp)]
     return (f"a save of gallery {path} was interrupted: " + ", ".join(os.path.join(parent, e) for e in left)
             + (" (.tmp-: the new version, complete; .old-: the previous one)" if new else " (the previous version)")
             + f"; rename the one to keep to {path} and run again")

@@ -49,11 +49,17 @@ def lock_path(directory: str) -> str:
 SWAP_WAIT_S = 2.0   # the longest a locker waits for a gallery's directory swap (microseconds when alive)
 
 
+def swap_prefix(name: str, kind: str) -> str:
+    """The name prefix of the sibling directories a save of directory ``name`` makes
+    (:func:`fpfast.gallery.store.save_dir`): ``kind`` "tmp", the new version; "old", the previous."""
+    return f".{name}.{kind}-"
+
+
 def _swapping(path: str) -> bool:
     """True while a save swaps the directory of lock file ``path``: its temp sibling exists."""
     parent, name = os.path.split(os.path.dirname(path))
     try:
-        return any(e.startswith(f".{name}.tmp-") for e in os.listdir(parent))
+        return any(e.startswith(swap_prefix(name, "tmp")) for e in os.listdir(parent))
     except OSError:
         return False
 

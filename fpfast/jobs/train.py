@@ -114,7 +114,9 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
     # the kept gallery's network vectors averaged over the image's 4 mirror images: on the zoo's training
     # images AUROC 0.902 against 0.829 and every attribution column as good or better (benchmarks/
     # results/embedding.md, "Issue 14, fifteenth session"); not measured for the other trainings
-    emb = emb.with_flips(flips if flips is not None else 4 if keep_handcrafted else init.flips if init is not None else 1)
+    if flips is None:
+        flips = 4 if keep_handcrafted else init.flips if init is not None else 1
+    emb = emb.with_flips(flips)
     normalize = normalize or ("lda" if keep_handcrafted else "none")
     g = gallery.with_embedding(emb)
     if keep_handcrafted and open_set_from != "vector":
