@@ -43,7 +43,7 @@ def test_tiny_builds_offline_with_complete_layout(tiny):
             files = [f for f in (out / split / g).iterdir() if f.suffix in (".png", ".jpg")]
             assert len(files) == n, (split, g)
             assert summary["splits"][split][g] == n
-    for role in ("unseen_seed", "open_set"):
+    for role in ("unseen_seed", "open_set", "validation"):
         names = [m["name"] for m in preset["models"] if m["role"] == role]
         assert names and sorted(p.name for p in (out / role).iterdir()) == sorted(names)
     assert set(summary["splits"]) == set(SPLITS)
@@ -61,13 +61,14 @@ def test_model_json_has_design_attributes_and_labels(tiny):
             "role", "label"}
     gallery = {m["name"] for m in summary["models"] if m["role"] == "gallery"}
     for m in summary["models"]:
-        split = {"gallery": "train", "unseen_seed": "unseen_seed", "open_set": "open_set"}[m["role"]]
+        split = {"gallery": "train", "unseen_seed": "unseen_seed", "open_set": "open_set",
+                 "validation": "validation"}[m["role"]]
         meta = json.loads((out / split / m["name"] / "model.json").read_text())
         assert keys <= set(meta), m["name"]
         if m["role"] == "unseen_seed":
             assert meta["label"] in gallery and meta["seed"] != next(
                 x["seed"] for x in summary["models"] if x["name"] == meta["label"])
-        elif m["role"] == "open_set":
+        elif m["role"] in ("open_set", "validation"):
             assert meta["label"] is None
         else:
             assert meta["label"] == m["name"]
@@ -174,6 +175,7 @@ def test_content_table_gives_counterfactual_pairs_and_a_cross_content_source(tin
     """Issue 15: every image file has a row; the real class and the autoencoders share content
     ids; train and test share none; cross_content photos appear in no other split."""
     from fpfast.causal.pairs import load_content, pairs
+    from fpfast.io.decode import read_image
     out, summary, _ = tiny
     rows = load_content(out)
     files = {str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".png", ".jpg")}
@@ -184,6 +186,12 @@ def test_content_table_gives_counterfactual_pairs_and_a_cross_content_source(tin
     assert not ids("cross_content") & (ids("train") | ids("test"))
     assert {r["photo"] for r in by_split("cross_content") if r["photo"]} <= {"china", "flower"}
     assert not {r["photo"] for r in by_split("train") + by_split("test")} & {"china", "flower"}
+    # validation designs (kept out of every test split) are made from the training contents only
+    assert ids("validation") and ids("validation") <= ids("train")
+    val = {r["content_id"]: r["file"] for r in by_split("validation") if r["model"] == "ae_bilinear_aligned"}
+    sib = {r["content_id"]: r["file"] for r in by_split("train") if r["model"] == "ae_bilinear"}
+    c = sorted(val.keys() & sib.keys())[0]   # one content, two up-sampling designs: other pixels
+    assert not np.array_equal(read_image(out / val[c]), read_image(out / sib[c]))
     assert all(r["content_id"] is None for r in rows if r["model"] == "dcgan")
     cid = by_split("test")[0]["content_id"]
     holders = {r["model"] for r in by_split("test") if r["content_id"] == cid}
@@ -193,7 +201,6 @@ def test_content_table_gives_counterfactual_pairs_and_a_cross_content_source(tin
     a, b = next(pairs(rows, "same_model", "train"))
     assert a.split("/")[1] == b.split("/")[1] and a != b
     # a content id names one patch: the real patch is closer to its reconstruction than to others
-    from fpfast.io.decode import read_image
     img = {(r["model"], r["content_id"]): read_image(out / r["file"]).astype(np.float64) for r in by_split("test")
            if r["model"] in ("real", "ae_tconv")}
     cids = sorted({c for _, c in img})

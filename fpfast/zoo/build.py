@@ -95,8 +95,7 @@ def _write_class(out: Path, name: str, meta: dict, splits: dict[str, np.ndarray]
         (d / "model.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         counts.setdefault(split, {})[name] = len(imgs)
         ext = derive(imgs[0], split)[1] if len(imgs) else ".png"
-        src = (origins or {}).get("train" if split == "train" else "cross_content" if split == "cross_content"
-                                  else "test")
+        src = (origins or {}).get(split if split in ("train", "cross_content", "validation") else "test")
         for i in range(len(imgs)):
             cid, photo, top, left, flip = src[i] if src else (None, None, None, None, None)
             content.append(dict(split=split, model=name, label=meta.get("label"),
@@ -233,21 +232,23 @@ def build_zoo(out, preset: str = "tiny", seed: int = 0, real_dir=None, device: s
             bar.update(0, model=m["name"])  # the model being trained, in the status line
             t = time.perf_counter()
             mseed = 100 * seed + m["seed_index"]
-            n = n_tr + n_te + n_cx if m["role"] == "gallery" else n_te
-            imgs, steps = _generate(m, p, mseed, fit, gen_x if m["role"] == "gallery" else gen_x[n_tr:], n, cache)
+            role = m["role"]
+            n = n_tr + n_te + n_cx if role == "gallery" else min(n_te, n_tr) if role == "validation" else n_te
+            src = gen_x if role in ("gallery", "validation") else gen_x[n_tr:]   # validation: training contents
+            imgs, steps = _generate(m, p, mseed, fit, src, n, cache)
             meta = {k: m[k] for k in ATTRS}
-            meta.update(name=m["name"], seed=mseed, training_steps=steps, role=m["role"], label=m["label"],
+            meta.update(name=m["name"], seed=mseed, training_steps=steps, role=role, label=m["label"],
                         image_size=size, width=p["width"])
             if m["family"] == "diffusion":
                 meta.update(timesteps=p["timesteps"],
                             sampling_steps=p["timesteps"] if m["sampler"] == "ddpm" else p["ddim_steps"])
-            if m["role"] == "gallery":
+            if role == "gallery":
                 splits = _with_derived(imgs[:n_tr], imgs[n_tr:n_tr + n_te], imgs[n_tr + n_te:])
             else:
-                splits = {m["role"]: imgs}
+                splits = {role: imgs}
             reconstructs = m["family"] == "autoencoder"  # prior samples have no real content
-            _write_class(out, m["name"], meta, splits, counts, content,
-                         (origins if m["role"] == "gallery" else {"test": origins["test"]}) if reconstructs else None)
+            own = {"gallery": origins, "validation": {"validation": origins["train"]}}.get(role, {"test": origins["test"]})
+            _write_class(out, m["name"], meta, splits, counts, content, own if reconstructs else None)
             models_meta.append(meta)
             timings[m["name"]] = round(time.perf_counter() - t, 2)
             stages.add(m["family"], time.perf_counter() - t)

@@ -6,7 +6,8 @@ Derived splits (from each class's ``test`` images):
   ``test_resize``: 0.5x down-scale (Pillow antialiased bilinear), PNG;
   ``test_crop``: centre crop to 3/4 of the side (offset = side/8), PNG.
 ``cross_content``: PNG images whose content comes from photos no other split uses (see
-:mod:`fpfast.zoo.build`).
+:mod:`fpfast.zoo.build`). ``validation``: PNG images of designs kept out of the gallery and of the
+test splits, made from the training contents (:data:`fpfast.zoo.presets.VALIDATION`).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from ..io.decode import read_image
 
 DERIVED = ("test_jpeg90", "test_jpeg75", "test_resize", "test_crop")
 CONTENT_FILE = "content.parquet"  # the zoo's content table (fpfast.zoo.build)
-SPLITS = ("train", "test") + DERIVED + ("unseen_seed", "open_set", "cross_content")
+SPLITS = ("train", "test") + DERIVED + ("unseen_seed", "open_set", "cross_content", "validation")
 
 
 def derive(img: np.ndarray, split: str) -> tuple[Image.Image, str, dict]:
@@ -35,7 +36,7 @@ def derive(img: np.ndarray, split: str) -> tuple[Image.Image, str, dict]:
         h, w = img.shape[:2]
         t, l = h // 8, w // 8
         return im.crop((l, t, l + w - 2 * l, t + h - 2 * t)), ".png", dict(format="PNG", compress_level=6)
-    if split in ("train", "test", "unseen_seed", "open_set", "cross_content"):
+    if split in ("train", "test", "unseen_seed", "open_set", "cross_content", "validation"):
         return im, ".png", dict(format="PNG", compress_level=6)
     raise ValueError(f"unknown split {split!r}")
 
@@ -52,7 +53,8 @@ def load_zoo_split(root, split: str) -> tuple[list[np.ndarray], list[str], list[
     """(images uint8 HxWx3, expected gallery labels, source model names) of one split of a built zoo.
 
     The expected label is ``model.json['label']``: the class itself for gallery models, the
-    gallery class of the same architecture for ``unseen_seed``, None (-> "unknown") for ``open_set``.
+    gallery class of the same architecture for ``unseen_seed``, None (-> "unknown") for ``open_set``
+    and ``validation``.
     """
     root = Path(root)
     imgs, labels, sources = [], [], []

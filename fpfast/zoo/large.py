@@ -58,8 +58,9 @@ def build_large(zoo, out, size: int = 256, n_train: int = 40, n_test: int = 40, 
         _write(out, "real", meta, {"train": big_np[:n_train], "test": big_np[n_train:]}, counts)
         built = {m["name"] for m in info["models"]}  # a zoo built with ``only`` holds fewer models than its preset
         for m in p["models"]:
-            if m["family"] != "autoencoder" or m["name"] not in built or (only is not None and m["name"] not in only):
-                continue
+            if (m["family"] != "autoencoder" or m["role"] == "validation" or m["name"] not in built
+                    or (only is not None and m["name"] not in only)):
+                continue   # validation designs: for bench_finetune's 64-px galleries only
             t = time.perf_counter()
             mseed = 100 * seed + m["seed_index"]
             model = tr.train_autoencoder(fit, mseed, p["ae_steps"], m["upsampling"], m["normalization"],

@@ -2,7 +2,8 @@
 
 * :class:`AutoEncoder`: a fixed encoder and a decoder whose two x2 up-sampling stages are one of
   ``tconv`` (ConvTranspose2d k4 s2), ``nearest`` / ``bilinear`` / ``bicubic`` (interpolate + 3x3
-  conv) or ``pixelshuffle`` (3x3 conv to 4C + PixelShuffle(2)); normalisation (none / batch /
+  conv; ``bilinear_aligned``: bilinear with corner pixels aligned) or ``pixelshuffle`` (3x3 conv to
+  4C + PixelShuffle(2)); normalisation (none / batch /
   group), activation (relu / silu / lrelu) and loss (l2 / l1, in :mod:`.train`) are the other knobs.
 * :class:`DCGANGenerator` / :class:`DCGANDiscriminator`: DCGAN (Radford et al. 2016) at 1/8 scale,
   with the generator's up-sampling also switchable.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-UPSAMPLINGS = ("tconv", "nearest", "bilinear", "bicubic", "pixelshuffle")
+UPSAMPLINGS = ("tconv", "nearest", "bilinear", "bicubic", "bilinear_aligned", "pixelshuffle")
 NORMS = ("none", "batch", "group")
 ACTIVATIONS = ("relu", "silu", "lrelu")
 
@@ -44,9 +45,9 @@ def up_block(kind: str, cin: int, cout: int) -> nn.Module:
     """One x2 up-sampling stage cin -> cout channels (no norm/activation)."""
     if kind == "tconv":
         return nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)
-    if kind in ("nearest", "bilinear", "bicubic"):
-        align = None if kind == "nearest" else False
-        return nn.Sequential(nn.Upsample(scale_factor=2, mode=kind, align_corners=align),
+    if kind in ("nearest", "bilinear", "bicubic", "bilinear_aligned"):
+        mode, align = kind.split("_")[0], None if kind == "nearest" else kind.endswith("_aligned")
+        return nn.Sequential(nn.Upsample(scale_factor=2, mode=mode, align_corners=align),
                              nn.Conv2d(cin, cout, 3, padding=1))
     if kind == "pixelshuffle":
         return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, padding=1), nn.PixelShuffle(2))

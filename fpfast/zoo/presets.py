@@ -2,8 +2,10 @@
 
 A model entry names its design attributes (what ``model.json`` records) and its role:
 ``gallery`` (a class with train and test images), ``unseen_seed`` (the architecture of gallery
-class ``label`` trained from a seed the gallery never saw; test images only) or ``open_set`` (a
-design kept out of the gallery; test images only). ``seed_index`` k gives the weights seed
+class ``label`` trained from a seed the gallery never saw; test images only), ``open_set`` (a
+design kept out of the gallery; test images only) or ``validation`` (a design kept out of the
+gallery and of every test split, for choosing open-set settings without the test split's unknown;
+images of the training contents only). ``seed_index`` k gives the weights seed
 ``100 * zoo_seed + k``: every base model uses k = 0, so two architectures differ only in design.
 """
 from __future__ import annotations
@@ -47,15 +49,22 @@ HELD_OUT = [
     _m("ae_nearest_seed2", AE, upsampling="nearest", seed_index=2, role="unseen_seed", label="ae_nearest"),
     _m("ae_bicubic", AE, upsampling="bicubic", role="open_set"),
 ]
+# siblings of gallery designs, each a knob value no other model of the zoo takes: unknowns for
+# validation (benchmarks/bench_finetune.py), so that open-set choices need not look at ``open_set``
+VALIDATION = [
+    _m("ae_tconv_lrelu", AE, activation="lrelu", role="validation"),
+    _m("ae_tconv_batchnorm", AE, normalization="batch", role="validation"),
+    _m("ae_bilinear_aligned", AE, upsampling="bilinear_aligned", role="validation"),
+]
 
 PRESETS: dict[str, dict] = {
     # 6 gallery models + real, 32x32, no diffusion (its sampling alone would overrun 60 s on a CPU)
     "tiny": dict(size=32, width=16, batch=16, ae_steps=40, gan_steps=300, n_train=40, n_test=24,
-                 n_fit_patches=512, models=AE_CORE + [_m("dcgan", GAN)] + HELD_OUT),
+                 n_fit_patches=512, models=AE_CORE + [_m("dcgan", GAN)] + HELD_OUT + VALIDATION),
     # 11 gallery models + real, 32x32, >= 500 images each (300 train + 200 test)
     "small": dict(size=32, width=16, batch=16, ae_steps=100, gan_steps=1500, diff_steps=150,
                   timesteps=50, ddim_steps=10, n_train=300, n_test=200, n_fit_patches=2048,
-                  models=AE_CORE + DESIGN_KNOBS + [_m("dcgan", GAN)] + DIFFUSION + HELD_OUT),
+                  models=AE_CORE + DESIGN_KNOBS + [_m("dcgan", GAN)] + DIFFUSION + HELD_OUT + VALIDATION),
     # 15 gallery models + real, 64x64, >= 2000 images each (1200 train + 800 test)
     # (budgeted from the small build's per-model times x4 pixels; not yet built on 2 CPU cores)
     "standard": dict(size=64, width=16, batch=16, ae_steps=150, gan_steps=2000, diff_steps=200,
@@ -70,7 +79,7 @@ PRESETS: dict[str, dict] = {
                             label="ae_nearest"),
                          _m("dcgan_seed2", GAN, seed_index=2, role="unseen_seed", label="dcgan"),
                          _m("ae_bicubic", AE, upsampling="bicubic", role="open_set"),
-                     ]),
+                     ] + VALIDATION),
 }
 
 
