@@ -13,7 +13,9 @@ variant is then built from that gallery:
   the handcrafted fingerprint kept behind it, LDA: the command's default since the thirteenth
   session; `unknown` decided on the network's dimensions since the fourteenth);
 * ``train, open-set vector``: `unknown` decided on the whole vector (``--open-set-from vector``,
-  the thirteenth session's default);
+  the thirteenth session's default); ``train, open-set network``: on the fine-tuned network's
+  dimensions alone (the fourteenth and fifteenth sessions'; ``train`` itself: the ensemble since the
+  sixteenth);
 * ``train, network alone``: the fine-tuned network's vectors alone (``--network-alone``, the
   default before);
 * ``…, lr X``: the same with ``--lr X``; ``…, epochs N``: with ``--epochs N``; ``…, flips N``: with
@@ -21,9 +23,17 @@ variant is then built from that gallery:
 
 Validation queries, as ``bench_unknown.py`` measures the test splits: each enrolled model's next
 ``--queries`` training images, clean, JPEG 90 / 75 (encoded as the zoo's splits), 0.75x / 0.5x
-bilinear down-scales and the centred 3/4 crop; the left-out seed (``ae_nearest_seed1``: its
-clean images, to be answered ``ae_nearest``) and the left-out design (``ae_bilinear``: its
-clean images the unknowns of AUROC / OSCR).
+bilinear down-scales and the centred 3/4 crop; the left-out seed (``--left-seed``,
+``ae_nearest_seed1``: its clean images, to be answered as its architecture, the name without
+``_seedN``) and the unknown designs (``--unknowns``: their clean images the unknowns of AUROC /
+OSCR, pooled, and each design's own AUROC / OSCR / `unknown` rate as ``open_set:NAME``). An unknown
+design is a model of the train split, left out of the gallery with its own retrained seeds (the
+same design), or a design of the zoo's ``validation`` split (siblings of gallery designs that no
+test split holds: nothing is left out for them). The default, ``ae_bilinear`` alone, was the
+unknown of the thirteenth to fifteenth sessions; its AUROC disagreed with the test split's on every
+open-set change (it has no enrolled up-sampling sibling; the test's ``ae_bicubic`` has
+``ae_bilinear``): ``--unknowns ae_tconv_lrelu,ae_tconv_batchnorm,ae_bilinear_aligned`` asks the
+validation designs instead.
 
 ``--test``: once a variant is chosen, the same galleries built from the whole train split (every
 gallery model, ``--enroll`` ignored) and measured on the zoo's test splits exactly as
@@ -50,16 +60,16 @@ from fpfast.jobs.options import StreamOptions  # noqa: E402
 from fpfast.spec import FingerprintSpec  # noqa: E402
 from fpfast.zoo.images import derive  # noqa: E402
 
-LEFT_SEED, SEED_OF = "ae_nearest_seed1", "ae_nearest"   # a retrained seed, to be named as its architecture
+LEFT_SEED = "ae_nearest_seed1"   # a retrained seed, to be named as its architecture
 # a design the gallery never saw, its images the unknowns: an up-sampling sibling, as the zoo's open-set
 # model (ae_bicubic) is (a first choice, ae_tconv_groupnorm, was told apart at AUROC 0.997: no information)
 LEFT_DESIGN = "ae_bilinear"
 MARK = ".bench_finetune"
 
 
-def files(zoo: str, model: str) -> list[str]:
-    """A model's training images (sorted, as ``load_zoo_split`` reads them; not its model.json)."""
-    d = os.path.join(zoo, "train", model)
+def files(zoo: str, model: str, split: str = "train") -> list[str]:
+    """A model's images of ``split`` (sorted, as ``load_zoo_split`` reads them; not its model.json)."""
+    d = os.path.join(zoo, split, model)
     return [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.endswith((".png", ".jpg"))]
 
 
@@ -72,8 +82,36 @@ def encoded(img, split: str):
     return decode_image(buf.getvalue(), FingerprintSpec(geometry="none"), DEFAULT_MAX_PIXELS)[0]
 
 
-def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: int) -> dict:
-    """{split: (images, expected answers, JPEG flags)} in ``bench_unknown.zoo_splits``' form."""
+def seed_of(model: str) -> str:
+    """The architecture a retrained seed is to be named as (``ae_nearest_seed1`` -> ``ae_nearest``)."""
+    head, sep, tail = model.rpartition("_seed")
+    if not (sep and tail.isdigit()):
+        raise SystemExit(f"--left-seed {model!r}: not a retrained seed (NAME_seedN)")
+    return head
+
+
+def left_out(zoo: str, models: list[str], designs: list[str], seed: str) -> set[str]:
+    """The models a validation fold keeps out of the gallery: each unknown design of the train split
+    (with its own retrained seeds, the same design) and the unseen seed."""
+    if seed not in models or seed_of(seed) not in models:
+        raise SystemExit(f"--left-seed {seed}: it and {seed_of(seed)} must be models of the train split")
+    out = {seed}
+    for d in designs:
+        if d in models:
+            out |= {d} | {m for m in models if m.startswith(d + "_seed")}
+        elif not os.path.isdir(os.path.join(zoo, "validation", d)):
+            raise SystemExit(f"--unknowns {d}: neither a model of the train split nor a design of {zoo}/validation "
+                             "(a zoo built before the validation designs: rebuild it, or --only them into "
+                             "another folder and link its validation/)")
+    if seed_of(seed) in out:
+        raise SystemExit(f"--left-seed {seed}: its architecture is a left-out design")
+    return out
+
+
+def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: int,
+                      designs: tuple[str, ...] = (LEFT_DESIGN,), seed: str = LEFT_SEED) -> dict:
+    """{split: (images, expected answers, JPEG flags)} in ``bench_unknown.zoo_splits``' form; the
+    unknowns pooled in ``open_set`` and each design's alone in ``open_set:NAME``."""
     out: dict = {}
 
     def add(split, imgs, want, jpeg=False):
@@ -89,8 +127,14 @@ def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: i
         add("resize075", [_resize(im, 0.75) for im in clean], m)
         for split in ("test_resize", "test_crop"):
             add(split, [encoded(im, split) for im in clean], m)
-    add("unseen_seed", [read_image(p) for p in files(zoo, LEFT_SEED)[n_enroll:n_enroll + n_queries]], SEED_OF)
-    add("open_set", [read_image(p) for p in files(zoo, LEFT_DESIGN)[n_enroll:n_enroll + n_queries]], UNKNOWN)
+    add("unseen_seed", [read_image(p) for p in files(zoo, seed)[n_enroll:n_enroll + n_queries]], seed_of(seed))
+    for d in designs:
+        own = os.path.isdir(os.path.join(zoo, "train", d))   # a train-split model: past its enrolled images
+        paths = files(zoo, d)[n_enroll:n_enroll + n_queries] if own else files(zoo, d, "validation")[:n_queries]
+        imgs = [read_image(p) for p in paths]
+        add("open_set", imgs, UNKNOWN)
+        if len(designs) > 1:
+            add("open_set:" + d, imgs, UNKNOWN)
     return out
 
 
@@ -130,6 +174,9 @@ def main(argv=None):
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--variants", default="none;train;train, network alone",
                     help="separated by semicolons (or commas when no variant has options)")
+    ap.add_argument("--unknowns", default=LEFT_DESIGN,
+                    help="validation: the unknown designs, comma-separated (train-split models are left out)")
+    ap.add_argument("--left-seed", default=LEFT_SEED, help="validation: the retrained seed left out")
     ap.add_argument("--test", action="store_true", help="the whole train split enrolled, the zoo's test splits queried")
     a = ap.parse_args(argv)
     if os.path.isdir(a.work) and os.listdir(a.work) and not os.path.exists(os.path.join(a.work, MARK)):
@@ -140,7 +187,9 @@ def main(argv=None):
         enroll_dir, splits = os.path.join(a.zoo, "train"), zoo_splits(a.zoo, a.queries)
     else:
         models = sorted(os.listdir(os.path.join(a.zoo, "train")))
-        enrolled = [m for m in models if m not in (LEFT_SEED, LEFT_DESIGN)]
+        designs = tuple(d.strip() for d in a.unknowns.split(",") if d.strip())
+        kept_out = left_out(a.zoo, models, list(designs), a.left_seed)
+        enrolled = [m for m in models if m not in kept_out]
         enroll_dir = os.path.join(a.work, "enroll")
         for m in enrolled:
             os.makedirs(os.path.join(enroll_dir, m), exist_ok=True)
@@ -148,10 +197,11 @@ def main(argv=None):
                 link = os.path.join(enroll_dir, m, os.path.basename(p))
                 if not os.path.lexists(link):
                     os.symlink(os.path.abspath(p), link)
-        splits = validation_splits(a.zoo, enrolled, a.enroll, a.queries)
+        splits = validation_splits(a.zoo, enrolled, a.enroll, a.queries, designs, a.left_seed)
     res = {"zoo": a.zoo, "split": "test" if a.test else "validation (training images)",
            "enroll": "all" if a.test else a.enroll, "queries": a.queries,
-           "left_out": [] if a.test else [LEFT_SEED, LEFT_DESIGN],
+           "left_out": [] if a.test else sorted(kept_out),
+           **({} if a.test else {"unknown_designs": list(designs), "unseen_seed": a.left_seed}),
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": {}}
     opts = StreamOptions(device="cpu", quiet=True)
     for variant in a.variants.split(";" if ";" in a.variants else ","):

@@ -119,10 +119,12 @@ def rates(g, q, cond, k):
         sel = np.flatnonzero(np.isin(ty, PAIR))
         if len(sel) and set(PAIR) <= set(g.models()):   # both seeds enrolled: told apart?
             row["seed_pair"] = figures(g, t.take(sel), ty[sel])
-    if "open_set" in att:
-        (t, ty), (u, _) = att["test"], att["open_set"]
-        row["auroc"] = auroc(t.open_set_score, u.open_set_score)
-        row["oscr"] = oscr(t.open_set_score, np.array(t.predicted) == ty, u.open_set_score)
+    for split in att:   # "open_set", and "open_set:NAME" (one unknown design of several) where asked
+        if split == "open_set" or split.startswith("open_set:"):
+            (t, ty), (u, _) = att["test"], att[split]
+            tail = split[len("open_set"):]
+            row["auroc" + tail] = auroc(t.open_set_score, u.open_set_score)
+            row["oscr" + tail] = oscr(t.open_set_score, np.array(t.predicted) == ty, u.open_set_score)
     return row
 
 
