@@ -44,6 +44,13 @@ APPEND_HANDCRAFTED = "handcrafted"
 FLIPS_KEY = "flips"
 FLIP_COUNTS = (1, 2, 4)
 FLIP_DIMS = ((), (-1,), (-2,), (-2, -1))   # of [B, 3, H, W]: the image, then its mirror images
+# Embedder config field (absent: none): the config of a second, plain network (its weights stored
+# beside the network's under REFERENCE_PREFIX) whose one-pass vector of the image follows everything
+# else: a fine-tuned gallery keeps the universal network it started from, for `unknown` (the
+# fine-tune pulls an enrolled design's siblings onto it). Why: benchmarks/results/embedding.md,
+# "Issue 14, sixteenth session".
+REFERENCE_KEY = "reference"
+REFERENCE_PREFIX = "reference."
 DEFAULT_ARCH: dict[str, Any] = {
     "kind": KIND,
     "widths": [16, 32, 64],
@@ -222,13 +229,18 @@ class Embedder:
     features fed to the head (when ``arch.handcrafted_dim`` > 0).
     """
 
-    def __init__(self, net: ResidualEmbedNet, config: dict):
+    def __init__(self, net: ResidualEmbedNet, config: dict, reference: "Embedder | None" = None):
         self.net = net.eval()
         self.config = json.loads(json.dumps(config))
         self.arch = net.arch
         self._bytes: tuple[bytes, bytes] | None = None
         self._dev_nets: dict = {}
         self._spec = None
+        if (reference is None) != (REFERENCE_KEY not in self.config):
+            raise EmbedError(f"embedding config {REFERENCE_KEY!r} and the reference network must come together")
+        if reference is not None and reference.plain() is not reference:
+            raise EmbedError("a reference network must be plain: no appended vectors, one pass, no reference")
+        self.reference = reference
         if self.config.get(APPEND_KEY, APPEND_HANDCRAFTED) != APPEND_HANDCRAFTED:
             raise EmbedError(f"embedding config {APPEND_KEY!r} must be {APPEND_HANDCRAFTED!r} or absent, "
                              f"got {self.config[APPEND_KEY]!r}")
@@ -242,6 +254,9 @@ class Embedder:
         if self._bytes is None:
             from safetensors.torch import save
             sd = {k: v.detach().cpu().contiguous() for k, v in sorted(self.net.state_dict().items())}
+            if self.reference is not None:
+                sd.update({REFERENCE_PREFIX + k: v.detach().cpu().contiguous()
+                           for k, v in self.reference.net.state_dict().items()})
             cfg = _canonical({**self.config, "arch": self.arch, "format_version": FORMAT_VERSION})
             self._bytes = (cfg, save(sd))
         return self._bytes
@@ -252,8 +267,14 @@ class Embedder:
 
     @property
     def dim(self) -> int:
-        """Size of its vectors: the network's ``arch.dim``, plus the handcrafted vector it appends."""
-        return int(self.arch["dim"]) + self.appended_dim
+        """Size of its vectors: the network's ``arch.dim``, plus the handcrafted vector it appends,
+        plus the reference network's vector."""
+        return int(self.arch["dim"]) + self.appended_dim + self.reference_dim
+
+    @property
+    def reference_dim(self) -> int:
+        """Size of the reference network's vector at the end (0 without one)."""
+        return 0 if self.reference is None else self.reference.dim
 
     @property
     def appended_dim(self) -> int:
@@ -264,14 +285,23 @@ class Embedder:
         """This network, its vectors followed by the handcrafted fingerprint of the spec it was
         trained on (raw: a gallery of such vectors needs a fitted normaliser, e.g. ``lda``). Its
         config, and so its identity, differ from the plain embedder's; the weights are shared."""
-        return Embedder(self.net, {**self.config, APPEND_KEY: APPEND_HANDCRAFTED})
+        return Embedder(self.net, {**self.config, APPEND_KEY: APPEND_HANDCRAFTED}, self.reference)
 
     def plain(self) -> "Embedder":
         """The network's own vectors of the image alone: no appended handcrafted fingerprint, no
-        mirror images (what fine-tuning starts from)."""
-        if APPEND_KEY not in self.config and FLIPS_KEY not in self.config:
+        mirror images, no reference network (what fine-tuning starts from)."""
+        extra = (APPEND_KEY, FLIPS_KEY, REFERENCE_KEY)
+        if not any(k in self.config for k in extra):
             return self
-        return Embedder(self.net, {k: v for k, v in self.config.items() if k not in (APPEND_KEY, FLIPS_KEY)})
+        return Embedder(self.net, {k: v for k, v in self.config.items() if k not in extra})
+
+    def with_reference(self, reference: "Embedder") -> "Embedder":
+        """This embedder, its vectors followed by ``reference``'s vector of the image (one pass; a
+        plain embedder: :meth:`plain` of it is taken). Its config and weights, and so its identity,
+        carry the reference network's."""
+        ref = reference.plain()
+        cfg = {**self.config, REFERENCE_KEY: json.loads(ref.to_bytes()[0])}
+        return Embedder(self.net, cfg, ref)
 
     @property
     def flips(self) -> int:
@@ -285,12 +315,13 @@ class Embedder:
         if n not in FLIP_COUNTS:
             raise EmbedError(f"flips must be one of {list(FLIP_COUNTS)}, got {n!r}")
         cfg = {k: v for k, v in self.config.items() if k != FLIPS_KEY}
-        return Embedder(self.net, cfg if n == 1 else {**cfg, FLIPS_KEY: n})
+        return Embedder(self.net, cfg if n == 1 else {**cfg, FLIPS_KEY: n}, self.reference)
 
     def spec_record(self) -> dict:
         """The spec's ``embedding`` field for vectors of this embedder."""
         rec = {"kind": KIND, "identity": self.identity, "dim": self.dim}
-        return {**rec, "appended": self.appended_dim} if self.appended_dim else rec
+        after = self.appended_dim + self.reference_dim   # the dimensions after the network's own
+        return {**rec, "appended": after} if after else rec
 
     @classmethod
     def from_bytes(cls, config_bytes: bytes, weights_bytes: bytes) -> "Embedder":
@@ -307,11 +338,23 @@ class Embedder:
             sd = load(weights_bytes)
         except Exception as e:  # safetensors raises its own error types
             raise EmbedError(f"embedding weights are not a readable safetensors file: {e}") from None
+        ref = None
+        if REFERENCE_KEY in config:
+            rcfg = config[REFERENCE_KEY]
+            if not isinstance(rcfg, dict) or any(k in rcfg for k in (APPEND_KEY, FLIPS_KEY, REFERENCE_KEY)):
+                raise EmbedError(f"embedding config {REFERENCE_KEY!r} must be a plain embedding's config")
+            rnet = ResidualEmbedNet(rcfg.get("arch"))
+            rsd = {k[len(REFERENCE_PREFIX):]: sd.pop(k) for k in [k for k in sd if k.startswith(REFERENCE_PREFIX)]}
+            try:
+                rnet.load_state_dict(rsd, strict=True)
+            except RuntimeError as e:
+                raise EmbedError(f"embedding reference weights do not fit its architecture: {e}") from None
+            ref = cls(rnet, rcfg)
         try:
             net.load_state_dict(sd, strict=True)
         except RuntimeError as e:
             raise EmbedError(f"embedding weights do not fit its architecture: {e}") from None
-        emb = cls(net, config)
+        emb = cls(net, config, ref)
         emb._bytes = (config_bytes, weights_bytes)
         return emb
 
@@ -395,7 +438,10 @@ class Embedder:
                     z = zf if z is None else z + zf
                 if self.flips > 1:
                     z = F.normalize(z, dim=1)
-                out.append(torch.cat([z, hand.float()], 1) if self.appended_dim else z)
+                parts = [z] + ([hand.float()] if self.appended_dim else [])
+                if self.reference is not None:
+                    parts.append(self.reference.embed_tensor(xb, dev, backend, layout, batch_size, precision, compile))
+                out.append(torch.cat(parts, 1) if len(parts) > 1 else z)
         return torch.cat(out) if out else torch.zeros((0, self.dim), dtype=torch.float32, device=dev)
 
     def embed(self, images: torch.Tensor, device: str | torch.device = "cpu", **kw) -> np.ndarray:
