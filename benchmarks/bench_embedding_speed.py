@@ -5,7 +5,8 @@
 
 The network is the default architecture with random weights (speed does not depend on training);
 ``--universal``: the shipped universal embedding and ``universal+handcrafted`` instead
-(``--flips 2,4``: and the latter averaged over that many mirror images).
+(``--flips 2,4``: and the latter averaged over that many mirror images; ``--reference``: and each
+followed by the universal network's one-pass vector, as a fine-tuned gallery's embedder is).
 Input: uint8 [B, S, S, 3] already on the device (the stream's batches after decode), output:
 unit vectors copied back to the host, as :meth:`Embedder.embed` returns them. Every row is timed
 by :func:`fpfast.bench.time_fn` (median, warm-up first: compilation is not counted) and compared
@@ -53,14 +54,20 @@ def main(argv=None) -> None:
                     "architecture")
     ap.add_argument("--flips", default="1", help="with --universal: also universal+handcrafted averaged over "
                     "these counts of mirror images (Embedder.with_flips), e.g. 1,2,4")
+    ap.add_argument("--reference", action="store_true", help="with --universal: also universal+handcrafted at "
+                    "each --flips count followed by the universal network's one-pass vector (the shape of a "
+                    "fine-tuned gallery's embedder with its reference network, Embedder.with_reference)")
     a = ap.parse_args(argv)
     dev = a.device
     torch.manual_seed(0)
     if a.universal:
         u = load_universal()
         embs = {"universal": u, "universal+handcrafted": u.with_handcrafted()}
-        embs.update({f"universal+handcrafted, {n} flips": u.with_handcrafted().with_flips(n)
-                     for n in map(int, a.flips.split(",")) if n > 1})
+        counts = [int(n) for n in a.flips.split(",")]
+        embs.update({f"universal+handcrafted, {n} flips": u.with_handcrafted().with_flips(n) for n in counts if n > 1})
+        if a.reference:
+            embs.update({f"universal+handcrafted, {n} flips, + reference": u.with_handcrafted().with_flips(n)
+                         .with_reference(u) for n in counts})
     else:
         embs = {"": Embedder(ResidualEmbedNet(), {"spec": FingerprintSpec().to_dict()})}
     precisions = ["fp32", "bf16"] + (["fp16"] if dev == "cuda" else [])

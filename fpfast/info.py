@@ -88,11 +88,12 @@ def gallery_info(path: str) -> dict:
          "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
          "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side,
          "crop": g.spec.size, "crossfit": _crossfit_count(g.calibration.get("knn") or {}),
-         "openset_dims": g.openset_dims}
+         "openset_blocks": g.openset_blocks}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
         d["embedding"] = {"identity": emb.identity, "arch": emb.arch, "appended": emb.appended_dim, "flips": emb.flips,
+                          "reference": emb.reference_dim,
                           "training": {k: t.get(k) for k in ("kind", "epochs", "steps", "n_images", "classes",
                                                              "final_loss", "init", "device", "seed",
                                                              "torch_version")}}
@@ -131,10 +132,9 @@ def format_gallery_info(d: dict) -> str:
                      "(JPEG, down-scaled, cropped: `fpfast enroll --calibrate-on augmented`); "
                      + ("queries that look clean meet thresholds of clean images, others the pooled ones"
                         if d.get("condition_detector") else "one pooled threshold set (too few for a detector)"))
-    if d.get("openset_dims"):
-        lines.append(f"open-set statistics (`unknown`) of queries that look clean: the first {d['openset_dims']} "
-                     "dimensions, raw (the fine-tuned network's vectors); of processed ones and in the views: the "
-                     "whole vector, which names the model")
+    if d.get("openset_blocks"):
+        lines.append("open-set statistics (`unknown`) of queries that look clean: " + _openset_line(d)
+                     + "; of processed ones and in the views: the whole vector, which names the model")
     if d.get("crossfit"):
         lines.append(f"clean thresholds: the held-out images and {d['crossfit']} enrolled samples, cross-fitted "
                      "(each measured in the gallery refitted without its fold: few held-out images)")
@@ -157,5 +157,25 @@ def format_gallery_info(d: dict) -> str:
                      f"{how}, final loss {t['final_loss']:.4f}"
                      + (f", fine-tuned from {t['init'][:16]}" if t["init"] else "")
                      + (f"; its vector of an image averaged over {e['flips']} mirror images" if e.get("flips", 1) > 1 else "")
-                     + (f"; followed by the {e['appended']}-dim handcrafted fingerprint" if e.get("appended") else ""))
+                     + (f"; followed by the {e['appended']}-dim handcrafted fingerprint" if e.get("appended") else "")
+                     + (f"; then the {e['reference']}-dim vector of the universal network it was fine-tuned from "
+                        "(one pass, for `unknown`)" if e.get("reference") else ""))
     return "\n".join(lines)
+
+
+def _openset_line(d: dict) -> str:
+    """Where a gallery reads the open-set statistics of clean-looking queries, in words."""
+    blocks = d["openset_blocks"]
+    e = d.get("embedding") or {}
+    net = (e.get("arch") or {}).get("dim")
+    names = {0: "the fine-tuned network's vector"}
+    if net is not None and e.get("appended"):
+        names[net] = "the handcrafted fingerprint"
+        if e.get("reference"):
+            names[net + e["appended"]] = "the reference (universal) network's vector"
+    parts = [f"{names.get(a, f'dimensions {a}-{b - 1}')} ({'standardised' if std else 'raw'}, {b - a} dims)"
+             for a, b, std in blocks]
+    if len(blocks) == 1:
+        return f"the first {blocks[0][1]} dimensions, raw (the fine-tuned network's vector)"
+    return ("the geometric mean over " + ", ".join(parts)
+            + " of each model's nearest-sample distance, scaled per model")

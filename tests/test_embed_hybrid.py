@@ -100,23 +100,39 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     ek = gk.embedder()
     assert ek.appended_dim == hyb.appended_dim and ek.plain().identity != load_universal().identity
     assert ek.config["training"]["init"] == load_universal().identity and gk.normalize == "lda"
-    assert gk.spec.dim == ek.dim == hyb.dim and gk.calibration and gk.views
-    # ... and `unknown` is decided on the fine-tuned network's dimensions (the name on the whole vector)
-    assert gk.openset_dims == ek.dim - ek.appended_dim and "openset" in gk.calibration["knn"]
-    assert all(v.openset_dims is None for v in gk.views.values())   # processed queries: the whole vector
+    # ... followed by the universal network it started from (one pass), kept for `unknown`
+    uni = load_universal()
+    assert ek.reference.identity == uni.identity and ek.reference_dim == uni.dim
+    assert gk.spec.dim == ek.dim == hyb.dim + uni.dim and gk.calibration and gk.views
+    imgs = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
+    np.testing.assert_allclose(ek.embed(imgs)[:, hyb.dim:], uni.embed(imgs), rtol=1e-5, atol=1e-6)
+    # ... and `unknown` is decided on the fine-tuned network's dimensions, the handcrafted fingerprint
+    # and the universal network's, each scaled per model (the name on the whole vector)
+    net = ek.arch["dim"]
+    assert gk.openset_blocks == [(0, net, False), (net, hyb.dim, True), (hyb.dim, ek.dim, False)]
+    assert "openset" in gk.calibration["knn"] and set(gk.openset_scales) == {"knn", "centroid"}
+    assert all(v.openset_blocks is None for v in gk.views.values())   # processed queries: the whole vector
     # ... and the network's vector of an image is averaged over its 4 mirror images
     assert ek.flips == 4 and gk.spec.embedding["identity"] == ek.identity
     r = invoke("info", "--gallery", tmp_path / "gk")
-    assert f"queries that look clean: the first {gk.openset_dims} dimensions" in r.output, r.output
-    assert "averaged over 4 mirror images" in r.output, r.output
+    assert "queries that look clean: the geometric mean over the fine-tuned network's vector" in r.output, r.output
+    assert "averaged over 4 mirror images" in r.output and f"then the {uni.dim}-dim vector" in r.output, r.output
+    shutil.copytree(tmp_path / "g", tmp_path / "gn")
+    r = invoke("train", tmp_path / "gn", "--from-folders", root, "--epochs", "1", "--patch", "16",
+               "--open-set-from", "network", "-q")
+    assert r.exit_code == 0, r.output
+    gn = Gallery.load(str(tmp_path / "gn"))
+    assert gn.openset_blocks == [(0, net, False)] and gn.embedder().reference is None and gn.spec.dim == hyb.dim
+    r = invoke("info", "--gallery", tmp_path / "gn")
+    assert f"queries that look clean: the first {net} dimensions" in r.output, r.output
     shutil.copytree(tmp_path / "g", tmp_path / "gv")
     r = invoke("train", tmp_path / "gv", "--from-folders", root, "--epochs", "1", "--patch", "16",
                "--open-set-from", "vector", "--flips", "1", "-q")
     assert r.exit_code == 0, r.output
     gv = Gallery.load(str(tmp_path / "gv"))
-    assert gv.openset_dims is None and "openset" not in gv.calibration["knn"]
-    # the same training: only the open-set space and the mirror images differ
-    assert gv.embedder().flips == 1 and gv.embedder().identity == ek.with_flips(1).identity
+    assert gv.openset_blocks is None and "openset" not in gv.calibration["knn"]
+    # the same training: only the open-set space, the reference network and the mirror images differ
+    assert gv.embedder().flips == 1 and gv.embedder().identity == gn.embedder().with_flips(1).identity
     # --network-alone: the fine-tuned network's vectors alone
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--patch", "16", "--network-alone",
                "-q")
@@ -125,6 +141,6 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     emb = g.embedder()
     assert emb.config["training"]["init"] == load_universal().identity and emb.arch == load_universal().arch
     assert emb.appended_dim == 0 and g.spec.dim == emb.dim == load_universal().dim and g.normalize == "none"
-    assert g.openset_dims is None and emb.flips == 1
+    assert g.openset_blocks is None and emb.flips == 1 and emb.reference is None
     r = invoke("train", tmp_path / "g", "--from-folders", root, "--epochs", "1", "--fine-tune", "--keep-handcrafted")
     assert r.exit_code == 2 and "--keep-handcrafted" in r.output, r.output

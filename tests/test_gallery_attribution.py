@@ -260,9 +260,10 @@ def test_per_model_thresholds_need_the_conformal_rank():
 
 
 def test_open_set_statistics_on_the_leading_dimensions(tmp_path):
-    """With ``openset_dims`` the names come from the whole (normalised) vector and the open-set
-    statistics - distance to the winner's nearest sample or mean, the ratio, their calibration -
-    from the first dimensions, raw: checked against numpy, and kept through a save."""
+    """With one open-set block of the leading dimensions the names come from the whole (normalised)
+    vector and the open-set statistics - distance to the winner's nearest sample or mean, the
+    ratio, their calibration - from those dimensions, raw: checked against numpy, and kept through
+    a save (galleries that recorded ``openset_dims`` load as that block)."""
     import json
     rng = np.random.default_rng(8)
     g0 = Gallery.create(tmp_path / "g0")
@@ -271,7 +272,7 @@ def test_open_set_statistics_on_the_leading_dimensions(tmp_path):
     x = np.concatenate([c + rng.normal(size=(50, dim)) for c in centres]).astype(np.float32) * 3 + 1
     y = np.repeat([0, 1, 2], 50)
     g = Gallery.create(tmp_path / "g")
-    g.openset_dims = d
+    g.openset_blocks = [(0, d, False)]
     for gal in (g0, g):
         for j in range(3):
             gal.add(f"m{j}", x[y == j][:40])
@@ -306,12 +307,78 @@ def test_open_set_statistics_on_the_leading_dimensions(tmp_path):
     np.testing.assert_allclose(g.own_model_distance(held, [f"m{j}" for j in hold_lab], openset=True), ref, rtol=1e-4)
     g.save()
     back = Gallery.load(g.path)
-    assert back.openset_dims == d and Gallery.load(g0.path).openset_dims is None
+    assert back.openset_blocks == [(0, d, False)] and Gallery.load(g0.path).openset_blocks is None
+    assert back.openset_scales == {}   # one block: no scales (its per-model thresholds are enough)
     b = back.attribute(q, k=5)
     np.testing.assert_allclose(b.distance, g.attribute(q, k=5).distance, rtol=1e-6)
     meta_path = tmp_path / "g" / "gallery.json"
     meta = json.loads(meta_path.read_text())
+    old = {k: v for k, v in meta.items() if k not in ("openset_blocks", "openset_scales")}
+    meta_path.write_text(json.dumps({**old, "openset_dims": d}))   # a gallery of 2026-12-06
+    assert Gallery.load(g.path, verify=False).openset_blocks == [(0, d, False)]
     for bad in (dim + 1, 0, "16", True):
-        meta_path.write_text(json.dumps({**meta, "openset_dims": bad}))
+        meta_path.write_text(json.dumps({**old, "openset_dims": bad}))
         with pytest.raises(GalleryError, match="openset_dims"):
             Gallery.load(g.path, verify=False)
+    for bad in ([[0, dim + 1, False]], [[4, 4, False]], [[0, 8]], [[0, 8, 1]], [], "x"):
+        meta_path.write_text(json.dumps({**meta, "openset_blocks": bad}))
+        with pytest.raises(GalleryError, match="block"):
+            Gallery.load(g.path, verify=False)
+
+
+def test_open_set_statistic_of_several_blocks_is_the_scaled_geometric_mean(tmp_path):
+    """Several open-set blocks (one standardised): per model, the geometric mean over blocks of the
+    squared distance to its nearest sample in the block divided by its scale there - the 0.95
+    quantile of its clean held-out samples' own squared distances - checked against numpy; no
+    ratio in that space; the scales and blocks kept through a save; a damaged scale refused."""
+    import json
+    rng = np.random.default_rng(9)
+    g = Gallery.create(tmp_path / "g")
+    dim = g.spec.dim
+    blocks = [(0, 10, False), (10, 30, True), (30, dim, False)]
+    g.openset_blocks = blocks
+    centres = rng.normal(size=(3, dim)) * 2
+    x = np.concatenate([c + rng.normal(size=(60, dim)) * (1 + j) for j, c in enumerate(centres)]).astype(np.float32)
+    x[:, 10:30] = x[:, 10:30] * 50 + 7   # a block of another scale: standardised
+    y = np.repeat([0, 1, 2], 60)
+    for j in range(3):
+        g.add(f"m{j}", x[y == j][:45])
+        g.add_holdout(f"m{j}", x[y == j][45:])
+    g.fit()
+    g.recalibrate(frr=0.1, cross_fit=False)
+    enrolled, lab = np.concatenate([x[y == j][:45] for j in range(3)]).astype(np.float64), np.repeat([0, 1, 2], 45)
+    held, hlab = np.concatenate([x[y == j][45:] for j in range(3)]).astype(np.float64), np.repeat([0, 1, 2], 15)
+
+    def per_block(q):
+        out = []
+        for a, b, std in blocks:
+            e, v = enrolled[:, a:b], q[:, a:b]
+            if std:
+                mu, sd = e.mean(0), e.std(0)
+                e, v = (e - mu) / sd, (v - mu) / sd
+            d = ((v[:, None] - e[None]) ** 2).sum(-1)
+            out.append(np.stack([d[:, lab == j].min(1) for j in range(3)], 1))
+        return out
+    own = np.stack([d[np.arange(len(held)), hlab] for d in per_block(held)])
+    scale = np.array([[np.quantile(o[hlab == j], 0.95) for j in range(3)] for o in own])   # [B, M]
+    q = (centres[[0, 1, 2, 0]] + rng.normal(size=(4, dim))).astype(np.float32)
+    q[:, 10:30] = q[:, 10:30] * 50 + 7
+    want = np.exp(np.mean([np.log(d / s[None]) for d, s in zip(per_block(q.astype(np.float64)), scale)], 0))
+    np.testing.assert_allclose(g.stat_distances(q, openset=True), want, rtol=1e-3)
+    assert set(g.openset_scales) == {"knn", "centroid"}
+    np.testing.assert_allclose(np.array([g.openset_scales["knn"]["per_model"][f"m{j}"] for j in range(3)]).T,
+                               scale, rtol=1e-3)
+    a = g.attribute(q, k=5)
+    win = np.array([int(p[1:]) for p in a.predicted])
+    np.testing.assert_allclose(a.distance, want[np.arange(4), win], rtol=1e-3)
+    assert "ratio" not in g.calibration["knn"]["openset"] and np.isinf(a.ratio_threshold).all()
+    g.save()
+    back = Gallery.load(g.path)
+    assert back.openset_blocks == blocks and back.openset_scales == g.openset_scales
+    np.testing.assert_allclose(back.attribute(q, k=5).distance, a.distance, rtol=1e-6)
+    meta_path = tmp_path / "g" / "gallery.json"
+    meta = json.loads(meta_path.read_text())
+    meta["openset_scales"]["knn"]["global"] = [1.0]   # one scale for three blocks
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(GalleryError, match="scales"):
+        Gallery.load(g.path, verify=False)

@@ -184,14 +184,14 @@ def test_copies_of_a_large_image_are_crops_of_its_down_scales():
     assert view_copy(img, "scale05", size=64).shape == (32, 32, 3)
 
 
-def _gallery_with_views(tmp_path, seed=0, openset_dims=None, name="g"):
+def _gallery_with_views(tmp_path, seed=0, openset_blocks=None, name="g"):
     """A gallery whose views are its clusters processed: down-scaling moves every sample along dim 0
     and model j's onto model j+1's clean cluster, JPEG along dim 1 and onto model j+2's (held-out
     copies alike): a processed query is then nearest another model's clean samples."""
     c = Clusters(n_models=4, dim=FingerprintSpec().dim, seed=seed)
     g = Gallery.create(str(tmp_path / name), FingerprintSpec())
     g.view_names = tuple(VIEWS)
-    g.openset_dims = openset_dims
+    g.openset_blocks = openset_blocks
     group = {"scale075": 0, "scale05": 0, "resize075": 0, "resize05": 0, "jpeg85": 1, "jpeg90": 1, "jpeg70": 1}
     off = np.stack([[c.centres[(j + 1 + k) % 4] - c.centres[j] for j in range(4)] for k in range(2)])
 
@@ -263,15 +263,15 @@ def test_views_answer_routed_queries_and_round_trip(tmp_path):
 
 
 def test_open_set_statistics_of_their_own_leave_the_routing_and_the_views_choice_as_they_were(tmp_path):
-    """With ``openset_dims`` the view that answers a query, and whether the gallery's own answer is
+    """With ``openset_blocks`` the view that answers a query, and whether the gallery's own answer is
     kept instead, are chosen by the searched space's open-set score as without it; queries the
     gallery answers and calls clean get the open-set statistics and thresholds of the leading
     dimensions, processed ones and those a view answers keep the searched space's (the views
     have none of their own)."""
     c, g, moved = _gallery_with_views(tmp_path)
-    _, h, _ = _gallery_with_views(tmp_path, openset_dims=40, name="h")
+    _, h, _ = _gallery_with_views(tmp_path, openset_blocks=[(0, 40, False)], name="h")
     assert "openset" in h.calibration["knn"] and "clean" in h.calibration["knn"]["openset"]
-    assert all(v.openset_dims is None and "openset" not in v.calibration["knn"] for v in h.views.values())
+    assert all(v.openset_blocks is None and "openset" not in v.calibration["knn"] for v in h.views.values())
     q, truth = c.batch(range(4), 10)
     lab = np.repeat(np.arange(4), 10)
     x = np.concatenate([q] + [np.concatenate([moved(q[lab == j], v, j) for j in range(4)]) for v in ("jpeg85", "scale05")])
@@ -293,7 +293,7 @@ def test_open_set_statistics_of_their_own_leave_the_routing_and_the_views_choice
                                             for n in np.array(b.predicted)[clean]])
     h.save()
     back = Gallery.load(h.path)
-    assert back.openset_dims == 40 and all(v.openset_dims is None for v in back.views.values())
+    assert back.openset_blocks == [(0, 40, False)] and all(v.openset_blocks is None for v in back.views.values())
     assert back.attribute(x, sides=sides).model == b.model
 
 

@@ -43,7 +43,7 @@ class Anonymizer:
         if steps and emb is None:
             raise UsageError("anonymize optimises against a learned fingerprint: train one first "
                              "(fpfast train GALLERY --from-folders ROOT --causal), or use --steps 0")
-        if steps and (emb.arch["handcrafted_dim"] or emb.appended_dim):
+        if steps and (emb.arch["handcrafted_dim"] or emb.appended_dim or emb.reference_dim):
             raise UsageError("anonymize cannot differentiate an embedding that concatenates handcrafted "
                              "features; train it without --handcrafted (and not on a universal+handcrafted "
                              "gallery)")

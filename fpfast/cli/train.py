@@ -2,7 +2,7 @@ import click
 
 from ..errors import EXIT_ROW_ERRORS
 from ..gallery.update import updating
-from ..jobs.train import train_gallery
+from ..jobs.train import OPEN_SET_FROM, train_gallery
 from ..progress import Stages
 from ..gallery.normalize import METHODS as NORMALIZERS
 from .options import GalleryDir, handle_errors, stream_options
@@ -43,10 +43,13 @@ from .options import GalleryDir, handle_errors, stream_options
                    "fingerprint behind the fine-tuned network's vectors, LDA-normalised as before "
                    "(steadier on JPEG and down-scaled queries), or the network's vectors alone "
                    "(benchmarks/results/embedding.md).  [default: keep, when fine-tuning such a gallery]")
-@click.option("--open-set-from", type=click.Choice(["network", "vector"]), default=None,
-              help="With the handcrafted fingerprint kept: decide `unknown` from the fine-tuned network's "
-                   "vectors (the model is still named from the whole vector) or from the whole vector "
-                   "(benchmarks/results/embedding.md).  [default: network]")
+@click.option("--open-set-from", type=click.Choice(list(OPEN_SET_FROM)), default=None,
+              help="With the handcrafted fingerprint kept, decide `unknown` of clean-looking queries from: "
+                   "ensemble = the fine-tuned network's vectors, the handcrafted fingerprint and the vectors "
+                   "of the network it was fine-tuned from (kept in the gallery, one more pass per image), "
+                   "each scaled per model; network = the fine-tuned network's vectors alone; vector = the "
+                   "whole vector. The model is named from the whole vector either way "
+                   "(benchmarks/results/embedding.md).  [default: ensemble]")
 @click.option("--flips", type=click.Choice(["1", "2", "4"]), default=None,
               help="Average the trained network's vector of an image over this many of its mirror images "
                    "(1: the image alone; 2: and its left-right mirror; 4: and the up-down ones): that many "

@@ -48,14 +48,14 @@ class Attribution:
     the threshold; ``predicted``: the best enrolled model regardless of the threshold;
     ``score``: confidence in [0, 1] among the enrolled models (see the module doc);
     ``distance``: the open-set statistic (squared L2 in the normalised space; for a query that
-    looks clean in a gallery with ``openset_dims``, in the raw leading dimensions);
+    looks clean in a gallery with ``openset_blocks``, in that open-set space: :mod:`.openspace`);
     ``threshold``: the threshold applied (inf when not calibrated);
     ``top``: per query, up to ``k`` ``(model, distance)`` pairs, nearest first;
     ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold;
     ``condition``: per query ``clean`` or ``processed`` as the gallery's calibration detector
     saw it (:mod:`.conditions`; it chose the thresholds), or the name of the view that answered
     it (:mod:`.views`); None for a gallery without either. ``choice``: where the open-set
-    statistics are read in a space of their own (``Gallery.openset_dims``), the open-set score
+    statistics are read in a space of their own (``Gallery.openset_blocks``), the open-set score
     in the space searched (what chooses between a view's answer and the gallery's own), else None.
     """
     model: list[str]

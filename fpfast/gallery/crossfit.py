@@ -54,7 +54,8 @@ def crossfit_stats(gallery, methods, hold_x: np.ndarray, hold_y: np.ndarray, *, 
     but with the clean held-out samples ``hold_x`` (labels ``hold_y``, the gallery's label ids).
     A model whose every sample is in one fold is left out of that fold (it would have nothing to
     be near); so is a fold whose gallery would hold fewer than two models (no ratio). ``openset``:
-    the statistics in the space of the gallery's ``openset_dims``."""
+    the statistics in the gallery's open-set space (``openset_blocks``, its scales; ratios None
+    where that space has none)."""
     x = np.concatenate([gallery._vectors, np.asarray(hold_x, np.float32)])
     y = np.concatenate([gallery._labels, np.asarray(hold_y, np.int32)])
     fold, measured = np.full(len(x), -1), np.zeros(len(x), bool)
@@ -71,7 +72,8 @@ def crossfit_stats(gallery, methods, hold_x: np.ndarray, hold_y: np.ndarray, *, 
         for m in methods:
             parts[m].append(g._open_set_stats(x[sel], [names[i] for i in y[sel]], m, openset))
     empty = (np.empty(0), np.empty(0), np.empty(0, np.int64))
-    return {m: tuple(np.concatenate(c) for c in zip(*p)) if p else empty for m, p in parts.items()}
+    return {m: tuple(None if c[0] is None else np.concatenate(c) for c in zip(*p)) if p else empty
+            for m, p in parts.items()}
 
 
 def enrolled_folds(gallery, folds: int = FOLDS, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +93,7 @@ def _fold_gallery(gallery, x: np.ndarray, y: np.ndarray):
     (``y``: ``gallery``'s label ids), its normaliser fitted; flat (exact) search."""
     g = type(gallery)(gallery.path, gallery.spec, normalize=gallery.normalize,
                       normalize_params=gallery.normalize_params, index="flat")
-    g.openset_dims = gallery.openset_dims
+    g.openset_blocks, g.openset_scales = gallery.openset_blocks, dict(gallery.openset_scales)
     for j in np.unique(y):
         g.add(gallery._names[j], x[y == j])
     g.fit()

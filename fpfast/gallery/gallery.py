@@ -32,6 +32,7 @@ from . import attribution as attr
 from . import conditions as cond
 from . import index as fidx
 from . import normalize as norm
+from . import openspace
 from . import crossfit, persist, store, views
 from .store import GalleryError
 from .update import check_model_name
@@ -190,11 +191,13 @@ class Gallery:
         self.views: dict[str, "Gallery"] = {}   # view name -> the gallery of the enrolled images so processed
         self.router: dict | None = None        # Router.to_dict(), fitted by recalibrate
         # open-set statistics (distance, ratio; their calibration) of the queries that look clean read
-        # from the first openset_dims raw dimensions, unnormalised (the network's unit vectors of a
-        # universal+handcrafted gallery, whose attribution reads the whole vector), or None: from the
-        # normalised vectors searched. Not in views: processed queries keep the searched space's
-        self.openset_dims: int | None = None
-        self._os_cache: tuple | None = None   # (vectors array, (device, method, dims), (base, sq norms, labels))
+        # from blocks of the raw vector (.openspace: e.g. a fine-tuned network's unit vectors, the
+        # handcrafted fingerprint, a reference network's), while attribution reads the whole normalised
+        # vector; None: from the normalised vectors searched. Not in views: processed queries keep the
+        # searched space's. openset_scales: per method, the blocks' per-model scales (several blocks)
+        self.openset_blocks: list[tuple[int, int, bool]] | None = None
+        self.openset_scales: dict[str, dict] = {}
+        self._os_cache: tuple | None = None   # (vectors array, (device, method, blocks), per-block bases)
 
     # ================================================================== learned embedding
     def embedder(self):
@@ -637,7 +640,7 @@ class Gallery:
             return thr, rthr
         thr, rthr = thresholds(rec)
         choice = None
-        if self.openset_dims:   # clean-looking queries: the open-set statistics of their own space
+        if self.openset_blocks:   # clean-looking queries: the open-set statistics of their own space
             choice = attr.open_set_margin(stat, thr, ratio, rthr)   # the searched space's, kept
             idx = np.arange(len(winner)) if clean is None else np.flatnonzero(clean)
             stat, ratio, thr, rthr = (np.array(a, np.float64) for a in (stat, ratio, thr, rthr))
@@ -713,7 +716,7 @@ class Gallery:
                            openset: bool = False) -> np.ndarray:
         """Open-set statistic of each vector with respect to its own (enrolled) model: exact
         distance to the model's nearest sample (knn) or to its centroid (centroid); ``openset``:
-        in the space of :attr:`openset_dims` (:meth:`stat_distances`)."""
+        in the open-set space of :attr:`openset_blocks` (:meth:`stat_distances`)."""
         self._ensure_ready()
         x = self._check_vectors(vectors, "held-out vectors")
         models = list(models)
@@ -755,38 +758,67 @@ class Gallery:
     def stat_distances(self, queries, method: str = "knn", *, openset: bool = False) -> np.ndarray:
         """[Q, M] squared distance of each query to each model: to its nearest sample (knn) or its
         mean (centroid); in the normalised space searched (:meth:`model_distances`,
-        :meth:`_centroid_dists`), or with ``openset`` in the first :attr:`openset_dims` raw
-        dimensions, exact, on the queries' device."""
+        :meth:`_centroid_dists`), or with ``openset`` in the open-set space of :attr:`openset_blocks`
+        (:mod:`.openspace`: one block's squared distance, or several blocks' scaled geometric mean),
+        exact, on the queries' device (returned on the host)."""
+        if not openset:
+            if method not in ("knn", "centroid"):
+                raise ValueError(f"unknown method {method!r}; expected 'knn' or 'centroid'")
+            return self._centroid_dists(queries) if method == "centroid" else self.model_distances(queries)
+        scales = openspace.scales_for(self.openset_scales.get(method), list(self._names), len(self.openset_blocks))
+        return openspace.combine(self.block_distances(queries, method), scales)
+
+    def block_distances(self, queries, method: str = "knn") -> list[np.ndarray]:
+        """Per block of :attr:`openset_blocks`, the [Q, M] squared distance of each query to each
+        model's nearest sample (knn) or mean (centroid) in it, exact."""
         if method not in ("knn", "centroid"):
             raise ValueError(f"unknown method {method!r}; expected 'knn' or 'centroid'")
-        if openset and not self.openset_dims:
-            raise ValueError("this gallery reads no open-set statistics of their own (openset_dims is not set)")
-        if not openset:
-            return self._centroid_dists(queries) if method == "centroid" else self.model_distances(queries)
+        if not self.openset_blocks:
+            raise ValueError("this gallery reads no open-set statistics of their own (openset_blocks is not set)")
         self._ensure_ready()
         import torch
         q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
-        q = q.reshape(-1, self.spec.dim)[:, :self.openset_dims].float()
-        base, sq, lab = self._os_base(q.device, method)
-        return _min_by_label(q, base, sq, lab, len(self._names)).cpu().numpy()
+        q = q.reshape(-1, self.spec.dim).float()
+        out = []
+        for (a, b, _), (base, sq, lab, mu, sd) in zip(self.openset_blocks, self._os_base(q.device, method)):
+            qb = q[:, a:b] if mu is None else (q[:, a:b] - mu) / sd
+            out.append(_min_by_label(qb, base, sq, lab, len(self._names)).cpu().numpy())
+        return out
 
     def _os_base(self, device, method: str):
-        """(vectors, squared norms, label ids) on ``device`` that :meth:`stat_distances` measures
-        against under :attr:`openset_dims`: the samples' first dimensions, or their per-model means."""
+        """Per block of :attr:`openset_blocks`, (vectors, squared norms, label ids, mean, std or None)
+        on ``device`` that :meth:`block_distances` measures against: the samples' block, or their
+        per-model means."""
         import torch
-        key = (str(device), method, self.openset_dims)
+        key = (str(device), method, tuple(self.openset_blocks))
         c = self._os_cache
         if c is None or c[0] is not self._vectors or c[1] != key:
-            x = self._vectors[:, :self.openset_dims].astype(np.float64)
-            lab = self._labels.astype(np.int64)
-            if method == "centroid":
-                m = len(self._names)
-                sums = np.zeros((m, x.shape[1]), np.float64)
-                np.add.at(sums, lab, x)
-                x, lab = sums / np.maximum(np.bincount(lab, minlength=m), 1)[:, None], np.arange(m)
-            base = torch.as_tensor(x.astype(np.float32), device=device)
-            self._os_cache = (self._vectors, key, (base, (base * base).sum(1), torch.as_tensor(lab, device=device)))
+            bases = []
+            lab0 = self._labels.astype(np.int64)
+            for x, mu, sd in openspace.block_views(self._vectors, self.openset_blocks):
+                lab = lab0
+                if method == "centroid":
+                    m = len(self._names)
+                    sums = np.zeros((m, x.shape[1]), np.float64)
+                    np.add.at(sums, lab, x)
+                    x, lab = sums / np.maximum(np.bincount(lab, minlength=m), 1)[:, None], np.arange(m)
+                t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, np.float32), device=device)  # noqa: E731
+                base = t(x)
+                bases.append((base, (base * base).sum(1), torch.as_tensor(lab, device=device), t(mu), t(sd)))
+            self._os_cache = (self._vectors, key, bases)
         return self._os_cache[2]
+
+    def fit_openset_scales(self, vectors, models: Sequence[str], method: str = "knn") -> dict | None:
+        """With several :attr:`openset_blocks`: the blocks' per-model scales from clean held-out
+        ``vectors`` of ``models`` (:func:`.openspace.fit_scales`), stored in :attr:`openset_scales`
+        and returned; None (nothing stored) with one block or none."""
+        if not self.openset_blocks or len(self.openset_blocks) < 2:
+            return None
+        lab = np.array([self._names.index(m) for m in models], np.int64)
+        rows = np.arange(len(lab))
+        own = np.stack([d[rows, lab] for d in self.block_distances(vectors, method)])
+        self.openset_scales[method] = openspace.fit_scales(own, lab, list(self._names))
+        return self.openset_scales[method]
 
     def model_distances(self, queries, block: int = 32768, q_block: int = 1024) -> np.ndarray:
         """[Q, M] squared L2 distance (normalised space) of each query to each model's nearest
@@ -812,10 +844,14 @@ class Gallery:
         model (and a global fallback) a quantile of their distance to their own model and one of
         their ratio statistic, at the common level at which about ``frr`` of genuine samples are
         answered ``unknown`` (:func:`~.attribution.calibrate_thresholds`). Stored in
-        ``self.calibration[method]`` (saved with the gallery) and returned; with :attr:`openset_dims`
-        the thresholds of the open-set statistics' own space under ``openset`` too."""
+        ``self.calibration[method]`` (saved with the gallery) and returned; with :attr:`openset_blocks`
+        the thresholds of the open-set statistics' own space under ``openset`` too (several blocks:
+        their scales fitted on the same samples first)."""
         stats, ratios, lab = self._open_set_stats(vectors, models, method)
-        os_stats = (*self._open_set_stats(vectors, models, method, True)[:2], None) if self.openset_dims else None
+        os_stats = None
+        if self.openset_blocks:
+            self.fit_openset_scales(vectors, models, method)
+            os_stats = (*self._open_set_stats(vectors, models, method, True)[:2], None)
         return self._store_calibration(method, stats, ratios, lab, frr, per_model=per_model,
                                        min_per_model=min_per_model, openset=os_stats)
 
@@ -826,7 +862,7 @@ class Gallery:
         them), the clean ones' record too, under ``clean``. ``crossfitted``: (distance, ratio, label
         ids) of enrolled samples (:mod:`.crossfit`), joining the global thresholds of the record
         that clean queries meet. ``openset``: (distance, ratio statistics, crossfitted or None) of the
-        same samples in the space of :attr:`openset_dims`, recorded the same way under ``openset``."""
+        same samples in the space of :attr:`openset_blocks`, recorded the same way under ``openset``."""
         rec = self._calibration_record(stats, ratios, lab, frr, clean, per_model, min_per_model, crossfitted)
         if openset is not None:
             s, r, xs = openset
@@ -838,24 +874,29 @@ class Gallery:
                             crossfitted) -> dict:
         names = list(self._names)
 
-        def record(s, r, lab_, add):
+        def record(s, r, lab_, add):   # r None: the distance alone
             own = np.ones(len(s), bool)
             if add is not None and len(add[0]):
-                s, r, lab_ = (np.concatenate([a, b]) for a, b in zip((s, r, lab_), add))
+                s, lab_ = np.concatenate([s, add[0]]), np.concatenate([lab_, add[2]])
+                r = None if r is None else np.concatenate([r, add[1]])
                 own = np.r_[own, np.zeros(len(add[0]), bool)]
             return attr.calibrate_thresholds(s, lab_, names, frr, per_model, min_per_model, r, own)
         rec = record(stats, ratios, lab, crossfitted if clean is None else None)
         rec["date"] = store.now()
         if clean is not None:
-            rec["clean"] = {**record(stats[clean], ratios[clean], lab[clean], crossfitted), "date": rec["date"]}
+            rec["clean"] = {**record(stats[clean], None if ratios is None else ratios[clean], lab[clean], crossfitted),
+                            "date": rec["date"]}
         return rec
 
     def _open_set_stats(self, vectors, models: Sequence[str], method: str, openset: bool = False):
         """(distance statistics, ratio statistics, label ids) of held-out ``vectors`` of ``models``
-        (``openset``: in the space of :attr:`openset_dims`)."""
+        (``openset``: in the space of :attr:`openset_blocks`)."""
         models = list(models)
         stats = self.own_model_distance(vectors, models, method, openset=openset)
-        ratios = self._ratio_given(stats, vectors, models, method, openset)
+        # several blocks: the scaled distance alone (the ratio ranked unknown designs worse there:
+        # benchmarks/results/embedding.md, "Issue 14, sixteenth session")
+        several = openset and len(self.openset_blocks) > 1
+        ratios = None if several else self._ratio_given(stats, vectors, models, method, openset)
         return stats, ratios, np.array([self._names.index(m) for m in models], np.int64)
 
     def add_holdout(self, model: str, vectors, keys: Sequence[str] | None = None, *,
@@ -944,21 +985,25 @@ class Gallery:
         models = [self._names[i] for i in self._hold_labels]
         kind = np.array([views.copy_name(k) for k in self._hold_keys], dtype=object)  # None: the image itself
         clean = np.equal(kind, None)
+        clean_models = [m for m, c in zip(models, clean) if c]
         x, given = self._hold_vectors, np.ones(len(clean), bool)
         if self._hold_cond is not None:
             x, given = self._hold_cond, np.isfinite(self._hold_cond).all(1)
         det = cond.ConditionDetector.fit(x[given], clean[given]) if not clean.all() else None
         out = {}
+        if self.openset_blocks and clean.any():   # the open-set space's scales before its statistics
+            for m in methods:
+                self.fit_openset_scales(self._hold_vectors[clean], clean_models, m)
         xs, xs_os = {}, {}  # few clean statistics: the enrolled samples' cross-fitted ones join them
         if cross_fit and 0 < int(clean.sum()) < crossfit.CROSSFIT_BELOW:
             xs = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean])
-            if self.openset_dims:
+            if self.openset_blocks:
                 xs_os = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean],
                                                 openset=True)
         for m in methods:  # each held-out sample's statistics once, for both records
             stats, ratios, lab = self._open_set_stats(self._hold_vectors, models, m)
             os_stats = None
-            if self.openset_dims:
+            if self.openset_blocks:
                 os_stats = (*self._open_set_stats(self._hold_vectors, models, m, True)[:2], xs_os.get(m))
             out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None,
                                              crossfitted=xs.get(m), openset=os_stats, **kw)

@@ -21,7 +21,7 @@ import numpy as np
 from ..spec import FingerprintSpec, SpecError
 from . import index as fidx
 from . import normalize as norm
-from . import store
+from . import openspace, store
 from .store import GalleryError
 
 
@@ -85,10 +85,7 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
     except ValueError as e:
         raise GalleryError(f"gallery.json: {e}") from None
     n, d = meta["count"], gspec.dim
-    osd = meta.get("openset_dims")   # galleries before 2026-12-06 have none
-    if osd is not None and (not isinstance(osd, int) or isinstance(osd, bool) or not 0 < osd <= d):
-        raise GalleryError(f"gallery.json: openset_dims must be an integer in [1, {d}] or null, got {osd!r}")
-    g.openset_dims = osd
+    g.openset_blocks, g.openset_scales = _openset(meta, d)
     if meta.get("dim") != d:
         raise GalleryError(f"gallery.json says dim {meta.get('dim')!r} but its spec gives vectors of "
                            f"dimension {d}: the file was edited or is damaged")
@@ -309,7 +306,8 @@ def write(g) -> None:
         "augment": g.augment,
         "min_side": g.min_side,
         "copy_side": g.copy_side,
-        "openset_dims": g.openset_dims,
+        "openset_blocks": None if g.openset_blocks is None else [list(b) for b in g.openset_blocks],
+        "openset_scales": g.openset_scales,
         "updated": store.now(),
     }
     blobs = None
@@ -329,3 +327,24 @@ def write(g) -> None:
     with exclusive(lock_path(g.path), f"gallery {g.path}"):
         store.save_dir(g.path, meta, arrays, jsons,
                        (lambda p: fidx.write(index, p)) if ifile else None, ifile, blobs)
+
+
+def _openset(meta: dict, d: int) -> tuple[list | None, dict]:
+    """(open-set blocks, their scales) of gallery.json: ``openset_blocks`` (since the sixteenth
+    session), or the leading ``openset_dims`` raw dimensions (galleries of 2026-12-06 before it),
+    or none."""
+    blocks, osd = meta.get("openset_blocks"), meta.get("openset_dims")
+    if blocks is None and osd is not None:
+        if not isinstance(osd, int) or isinstance(osd, bool) or not 0 < osd <= d:
+            raise GalleryError(f"gallery.json: openset_dims must be an integer in [1, {d}] or null, got {osd!r}")
+        blocks = [[0, osd, False]]
+    scales = meta.get("openset_scales") or {}
+    try:
+        blocks = None if blocks is None else openspace.check_blocks(blocks, d)
+        if not isinstance(scales, dict):
+            raise ValueError(f"openset_scales must be an object, got {scales!r}")
+        for rec in scales.values():
+            openspace.scales_for(rec, [m["name"] for m in meta["models"]], len(blocks or ()))
+    except (ValueError, KeyError, TypeError) as e:
+        raise GalleryError(f"gallery.json: {e}") from None
+    return blocks, scales

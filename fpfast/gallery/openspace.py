@@ -1,0 +1,92 @@
+"""The open-set space of a gallery: where the `unknown` statistics of clean-looking queries are read.
+
+A gallery whose vectors concatenate several parts (a fine-tuned network's unit vector, the raw
+handcrafted fingerprint, a reference network's unit vector) names the model from the whole,
+normalised vector, but may read its open-set statistics from *blocks* of the raw vector
+(:attr:`Gallery.openset_blocks`: ``(start, stop, standardize)`` each; ``standardize``: each
+dimension centred and scaled by the enrolled samples' mean and standard deviation). One block: the
+squared distance to each model's nearest sample (or centroid) in it, as before blocks existed.
+Several: per model, the geometric mean over blocks of that squared distance divided by the
+model's *scale* in the block (the :data:`SCALE_QUANTILE` quantile of its clean held-out samples'
+squared distance to it), so that each block weighs the same for every model:
+
+    stat[q, m] = exp(mean_b log(d_b[q, m] / s_b[m]))
+
+Why: benchmarks/results/embedding.md, "Issue 14, sixteenth session" (a fine-tuned gallery's
+network pulls an enrolled design's siblings onto it; the universal network it started from and
+the handcrafted fingerprint do not).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+SCALE_QUANTILE = 0.95
+MIN_SCALE_SAMPLES = 10   # fewer clean held-out samples: the model gets the pooled scale
+_TINY = 1e-12
+
+
+def check_blocks(blocks, dim: int) -> list[tuple[int, int, bool]]:
+    """``blocks`` as a list of (start, stop, standardize), checked against vectors of ``dim``."""
+    if not isinstance(blocks, (list, tuple)) or not blocks:
+        raise ValueError(f"open-set blocks must be a non-empty list, got {blocks!r}")
+    out = []
+    for b in blocks:
+        if (not isinstance(b, (list, tuple)) or len(b) != 3 or any(isinstance(v, bool) or not isinstance(v, int)
+                                                                   for v in b[:2]) or not isinstance(b[2], bool)):
+            raise ValueError(f"an open-set block must be [start, stop, standardize], got {b!r}")
+        if not 0 <= b[0] < b[1] <= dim:
+            raise ValueError(f"open-set block {list(b)} does not lie in [0, {dim}]")
+        out.append((int(b[0]), int(b[1]), bool(b[2])))
+    return out
+
+
+def block_views(x: np.ndarray, blocks) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """Per block (its samples [N, d] float64, mean, std or None): what queries are measured against."""
+    out = []
+    for a, b, std in blocks:
+        v = np.asarray(x[:, a:b], np.float64)
+        if std:
+            mu, sd = v.mean(0), v.std(0)
+            sd = np.where(sd > 0, sd, 1.0)
+            out.append(((v - mu) / sd, mu, sd))
+        else:
+            out.append((v, None, None))
+    return out
+
+
+def combine(dists: list[np.ndarray], scales: np.ndarray | None) -> np.ndarray:
+    """[Q, M] statistic of per-block [Q, M] squared distances ``dists``: the one block's as it is;
+    of several, the geometric mean of each divided by the models' scales ``scales`` [B, M] (None:
+    unscaled)."""
+    if len(dists) == 1:
+        return dists[0]
+    logs = np.stack([np.log(np.maximum(np.asarray(d, np.float64), _TINY)) for d in dists])
+    if scales is not None:
+        logs = logs - np.log(np.maximum(scales, _TINY))[:, None, :]
+    return np.exp(logs.mean(0))
+
+
+def fit_scales(own: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    """The record of per-block scales from clean held-out samples' squared distances to their own
+    model ``own`` [B, N] (``labels``: their models' ids): per model with at least
+    :data:`MIN_SCALE_SAMPLES`, and pooled (``global``)."""
+    own, labels = np.asarray(own, np.float64), np.asarray(labels)
+    rec = {"quantile": SCALE_QUANTILE, "global": [float(np.quantile(o, SCALE_QUANTILE)) for o in own],
+           "per_model": {}}
+    for j, name in enumerate(names):
+        sel = labels == j
+        if sel.sum() >= MIN_SCALE_SAMPLES:
+            rec["per_model"][name] = [float(np.quantile(o[sel], SCALE_QUANTILE)) for o in own]
+    return rec
+
+
+def scales_for(rec: dict | None, names: list[str], n_blocks: int) -> np.ndarray | None:
+    """[B, M] scales of a :func:`fit_scales` record (a model without its own: the pooled ones);
+    None without a record."""
+    if not rec:
+        return None
+    per = rec.get("per_model", {})
+    for name, v in [("global", rec.get("global"))] + list(per.items()):
+        if not isinstance(v, list) or len(v) != n_blocks or not all(isinstance(x, (int, float)) and x >= 0 for x in v):
+            raise ValueError(f"open-set scales of {name!r} must be {n_blocks} non-negative numbers, got {v!r}")
+    return np.asarray([per.get(n, rec["global"]) for n in names], np.float64).T
