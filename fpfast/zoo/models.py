@@ -1,9 +1,9 @@
 """Tiny generators of the zoo, built so that one design choice varies at a time.
 
 * :class:`AutoEncoder`: a fixed encoder and a decoder whose two x2 up-sampling stages are one of
-  ``tconv`` (ConvTranspose2d k4 s2), ``nearest`` / ``bilinear`` / ``bicubic`` (interpolate + 3x3
-  conv; ``bilinear_aligned``: bilinear with corner pixels aligned) or ``pixelshuffle`` (3x3 conv to
-  4C + PixelShuffle(2)); normalisation (none / batch /
+  ``tconv`` (ConvTranspose2d k4 s2; ``tconv_k3``: kernel 3), ``nearest`` / ``bilinear`` /
+  ``bicubic`` (interpolate + 3x3 conv; ``bilinear_aligned``: bilinear with corner pixels aligned)
+  or ``pixelshuffle`` (3x3 conv to 4C + PixelShuffle(2); ``pixelshuffle_k1``: a 1x1 conv); normalisation (none / batch /
   group), activation (relu / silu / lrelu) and loss (l2 / l1, in :mod:`.train`) are the other knobs.
 * :class:`DCGANGenerator` / :class:`DCGANDiscriminator`: DCGAN (Radford et al. 2016) at 1/8 scale,
   with the generator's up-sampling also switchable.
@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-UPSAMPLINGS = ("tconv", "nearest", "bilinear", "bicubic", "bilinear_aligned", "pixelshuffle")
+UPSAMPLINGS = ("tconv", "tconv_k3", "nearest", "bilinear", "bicubic", "bilinear_aligned", "pixelshuffle",
+               "pixelshuffle_k1")
 NORMS = ("none", "batch", "group")
 ACTIVATIONS = ("relu", "silu", "lrelu")
 
@@ -45,12 +46,15 @@ def up_block(kind: str, cin: int, cout: int) -> nn.Module:
     """One x2 up-sampling stage cin -> cout channels (no norm/activation)."""
     if kind == "tconv":
         return nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1)
+    if kind == "tconv_k3":
+        return nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1)
     if kind in ("nearest", "bilinear", "bicubic", "bilinear_aligned"):
         mode, align = kind.split("_")[0], None if kind == "nearest" else kind.endswith("_aligned")
         return nn.Sequential(nn.Upsample(scale_factor=2, mode=mode, align_corners=align),
                              nn.Conv2d(cin, cout, 3, padding=1))
-    if kind == "pixelshuffle":
-        return nn.Sequential(nn.Conv2d(cin, cout * 4, 3, padding=1), nn.PixelShuffle(2))
+    if kind in ("pixelshuffle", "pixelshuffle_k1"):
+        k = 1 if kind.endswith("_k1") else 3
+        return nn.Sequential(nn.Conv2d(cin, cout * 4, k, padding=k // 2), nn.PixelShuffle(2))
     raise ValueError(f"unknown upsampling {kind!r}; expected one of {UPSAMPLINGS}")
 
 

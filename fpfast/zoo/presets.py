@@ -55,6 +55,9 @@ VALIDATION = [
     _m("ae_tconv_lrelu", AE, activation="lrelu", role="validation"),
     _m("ae_tconv_batchnorm", AE, normalization="batch", role="validation"),
     _m("ae_bilinear_aligned", AE, upsampling="bilinear_aligned", role="validation"),
+    _m("ae_tconv_k3", AE, upsampling="tconv_k3", role="validation"),
+    _m("ae_pixelshuffle_k1", AE, upsampling="pixelshuffle_k1", role="validation"),
+    _m("ae_bilinear_silu", AE, upsampling="bilinear", activation="silu", role="validation"),
 ]
 
 PRESETS: dict[str, dict] = {
