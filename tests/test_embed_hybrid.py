@@ -117,6 +117,19 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     r = invoke("info", "--gallery", tmp_path / "gk")
     assert "queries that look clean: the geometric mean over the fine-tuned network's vector" in r.output, r.output
     assert "averaged over 4 mirror images" in r.output and f"then the {uni.dim}-dim vector" in r.output, r.output
+    # fine-tuned again: the reference stays the universal network it first started from
+    shutil.copytree(tmp_path / "gk", tmp_path / "gk2")
+    r = invoke("train", tmp_path / "gk2", "--from-folders", root, "--epochs", "1", "--patch", "16", "--fine-tune", "-q")
+    assert r.exit_code == 0, r.output
+    e2 = Gallery.load(str(tmp_path / "gk2")).embedder()
+    assert e2.reference.identity == uni.identity and e2.config["training"]["init"] == ek.plain().identity
+    # a new model enrolled with the frozen embedding joins the three spaces (its scale: the pooled one)
+    new = make_folders(tmp_path / "new", 10, seed=2)
+    r = invoke("enroll", tmp_path / "gk", "--model", "newcomer", os.path.join(new, first), "-q")
+    assert r.exit_code == 0, r.output
+    gk = Gallery.load(str(tmp_path / "gk"))
+    assert "newcomer" in gk.models() and "newcomer" not in gk.openset_scales["knn"]["per_model"]
+    assert np.isfinite(gk.stat_distances(gk._vectors[:3], openset=True)).all()
     shutil.copytree(tmp_path / "g", tmp_path / "gn")
     r = invoke("train", tmp_path / "gn", "--from-folders", root, "--epochs", "1", "--patch", "16",
                "--open-set-from", "network", "-q")
