@@ -166,6 +166,8 @@ def format_gallery_info(d: dict) -> str:
 def _openset_line(d: dict) -> str:
     """Where a gallery reads the open-set statistics of clean-looking queries, in words."""
     blocks = d["openset_blocks"]
+    if len(blocks) == 1:
+        return f"the first {blocks[0][1]} dimensions, raw (the fine-tuned network's vector)"
     e = d.get("embedding") or {}
     net = (e.get("arch") or {}).get("dim")
     names = {0: "the fine-tuned network's vector"}
@@ -175,7 +177,5 @@ def _openset_line(d: dict) -> str:
             names[net + e["appended"]] = "the reference (universal) network's vector"
     parts = [f"{names.get(a, f'dimensions {a}-{b - 1}')} ({'standardised' if std else 'raw'}, {b - a} dims)"
              for a, b, std in blocks]
-    if len(blocks) == 1:
-        return f"the first {blocks[0][1]} dimensions, raw (the fine-tuned network's vector)"
     return ("the geometric mean over " + ", ".join(parts)
             + " of each model's nearest-sample distance, scaled per model")

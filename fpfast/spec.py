@@ -26,7 +26,8 @@ class SpecError(ConfigError):
 
 
 PROJECTOR_KEYS = ("kind", "params", "identity", "source")
-EMBEDDING_KEYS = ("kind", "identity", "dim", "appended")  # appended (optional): handcrafted dims at the end
+EMBEDDING_KEYS = ("kind", "identity", "dim", "appended")  # appended (optional): the dims after the network's own
+# (the handcrafted fingerprint; then a reference network's vector, Embedder.with_reference)
 CROP_LAYOUTS = ("grid", "random")
 CROP_AGGREGATES = ("mean",)
 MAX_CROPS = 64

@@ -793,16 +793,16 @@ class Gallery:
         key = (str(device), method, tuple(self.openset_blocks))
         c = self._os_cache
         if c is None or c[0] is not self._vectors or c[1] != key:
+            def t(a):
+                return None if a is None else torch.as_tensor(np.asarray(a, np.float32), device=device)
             bases = []
-            lab0 = self._labels.astype(np.int64)
             for x, mu, sd in openspace.block_views(self._vectors, self.openset_blocks):
-                lab = lab0
+                lab = self._labels.astype(np.int64)
                 if method == "centroid":
                     m = len(self._names)
                     sums = np.zeros((m, x.shape[1]), np.float64)
                     np.add.at(sums, lab, x)
                     x, lab = sums / np.maximum(np.bincount(lab, minlength=m), 1)[:, None], np.arange(m)
-                t = lambda a: None if a is None else torch.as_tensor(np.asarray(a, np.float32), device=device)  # noqa: E731
                 base = t(x)
                 bases.append((base, (base * base).sum(1), torch.as_tensor(lab, device=device), t(mu), t(sd)))
             self._os_cache = (self._vectors, key, bases)
