@@ -32,8 +32,10 @@ same design), or a design of the zoo's ``validation`` split (siblings of gallery
 test split holds: nothing is left out for them). The default, ``ae_bilinear`` alone, was the
 unknown of the thirteenth to fifteenth sessions; its AUROC disagreed with the test split's on every
 open-set change (it has no enrolled up-sampling sibling; the test's ``ae_bicubic`` has
-``ae_bilinear``): ``--unknowns ae_tconv_lrelu,ae_tconv_batchnorm,ae_bilinear_aligned`` asks the
-validation designs instead.
+``ae_bilinear``): ``--unknowns`` naming the zoo's validation designs
+(``fpfast.zoo.presets.VALIDATION``) asks those instead (the sixteenth session's choice was made
+on the first three). Galleries are kept in ``--work`` and reused: one work folder per set of
+left-out models.
 
 ``--test``: once a variant is chosen, the same galleries built from the whole train split (every
 gallery model, ``--enroll`` ignored) and measured on the zoo's test splits exactly as
