@@ -177,5 +177,5 @@ def _openset_line(d: dict) -> str:
             names[net + e["appended"]] = "the reference (universal) network's vector"
     parts = [f"{names.get(a, f'dimensions {a}-{b - 1}')} ({'standardised' if std else 'raw'}, {b - a} dims)"
              for a, b, std in blocks]
-    return ("the geometric mean over " + ", ".join(parts)
-            + " of each model's nearest-sample distance, scaled per model")
+    return ("per model, the geometric mean of its nearest-sample distances in " + ", ".join(parts[:-1])
+            + " and " + parts[-1] + ", each divided by its held-out images' own")

@@ -115,7 +115,8 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     # ... and the network's vector of an image is averaged over its 4 mirror images
     assert ek.flips == 4 and gk.spec.embedding["identity"] == ek.identity
     r = invoke("info", "--gallery", tmp_path / "gk")
-    assert "queries that look clean: the geometric mean over the fine-tuned network's vector" in r.output, r.output
+    assert ("queries that look clean: per model, the geometric mean of its nearest-sample distances in the "
+            "fine-tuned network's vector") in r.output, r.output
     assert "averaged over 4 mirror images" in r.output and f"then the {uni.dim}-dim vector" in r.output, r.output
     # fine-tuned again: the reference stays the universal network it first started from
     shutil.copytree(tmp_path / "gk", tmp_path / "gk2")
