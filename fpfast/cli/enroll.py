@@ -16,7 +16,7 @@ from ..gallery.update import enroll_warnings, updating
 from ..io.sources import check_sources
 from ..progress import Stages
 from ..spec import load_spec, parse_crops
-from .options import handle_errors, stream_options
+from .options import flips_option, handle_errors, stream_options
 
 DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the trade-off: README, "Measured")
 
@@ -59,11 +59,7 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
                    "copy, each kind a searchable view of the gallery; queries that look JPEG-compressed or "
                    "down-scaled are answered by the view that matches (a new gallery; it needs "
                    "--calibrate-on augmented). [default: all; none for heavy projectors and with --calibrate-on clean]")
-@click.option("--flips", type=click.Choice(["1", "2", "4"]), default=None,
-              help="A new universal gallery: average the network's vector of an image over this many of its "
-                   "mirror images (1: the image alone; 2: and its left-right mirror; 4: and the up-down "
-                   "ones): that many times the network's cost at enrollment and query time, a steadier "
-                   "`unknown` (benchmarks/results/embedding.md).  [default: 1]")
+@flips_option("A new universal gallery: average the network's vector of an image", "1")
 @click.option("--column", help="Image-bytes column of parquet sources.")
 @click.option("--fine-tune-from", "tune_root", type=click.Path(exists=True, file_okay=False),
               help="Gallery with a learned embedding: after enrolling, fine-tune the embedding on these "

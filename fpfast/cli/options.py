@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..embed.model import FLIP_COUNTS
 from ..errors import EXIT_ROW_ERRORS, EXIT_USAGE, FpfastError, exit_code_for
 from ..io.decode import DEFAULT_MAX_PIXELS
 from ..io.limits import DEFAULT_MAX_BYTES
@@ -27,6 +28,16 @@ class GalleryDir(click.Path):
             if msg:
                 self.fail(msg, param, ctx)
         return super().convert(value, param, ctx)
+
+
+def flips_option(what: str, default: str):
+    """``--flips N`` (a string of :data:`~fpfast.embed.model.FLIP_COUNTS`; None when not given):
+    ``what`` begins its help (whose vectors are averaged), ``default`` ends it."""
+    return click.option(
+        "--flips", type=click.Choice([str(n) for n in FLIP_COUNTS]), default=None,
+        help=f"{what} over this many of its mirror images (1: the image alone; 2: and its left-right "
+             "mirror; 4: and the up-down ones): that many times the network's cost at enrollment and "
+             f"query time, a steadier vector (benchmarks/results/embedding.md).  [default: {default}]")
 
 
 def stream_options(fn):

@@ -5,7 +5,7 @@ from ..gallery.update import updating
 from ..jobs.train import OPEN_SET_FROM, train_gallery
 from ..progress import Stages
 from ..gallery.normalize import METHODS as NORMALIZERS
-from .options import GalleryDir, handle_errors, stream_options
+from .options import GalleryDir, flips_option, handle_errors, stream_options
 
 
 @click.command("train")
@@ -50,12 +50,7 @@ from .options import GalleryDir, handle_errors, stream_options
                    "each scaled per model; network = the fine-tuned network's vectors alone; vector = the "
                    "whole vector. The model is named from the whole vector either way "
                    "(benchmarks/results/embedding.md).  [default: ensemble]")
-@click.option("--flips", type=click.Choice(["1", "2", "4"]), default=None,
-              help="Average the trained network's vector of an image over this many of its mirror images "
-                   "(1: the image alone; 2: and its left-right mirror; 4: and the up-down ones): that many "
-                   "times the network's cost at enrollment and query time, a steadier vector "
-                   "(benchmarks/results/embedding.md).  [default: 4 when the handcrafted fingerprint is "
-                   "kept, else 1]")
+@flips_option("Average the trained network's vector of an image", "4 when the handcrafted fingerprint is kept, else 1")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).  "
                    "[default: lda when the handcrafted fingerprint is kept, else none]")

@@ -340,9 +340,9 @@ class Embedder:
             raise EmbedError(f"embedding weights are not a readable safetensors file: {e}") from None
         ref = None
         if REFERENCE_KEY in config:
-            rcfg = config[REFERENCE_KEY]
-            if not isinstance(rcfg, dict) or any(k in rcfg for k in (APPEND_KEY, FLIPS_KEY, REFERENCE_KEY)):
-                raise EmbedError(f"embedding config {REFERENCE_KEY!r} must be a plain embedding's config")
+            rcfg = config[REFERENCE_KEY]   # a plain one: checked when the embedder is built below
+            if not isinstance(rcfg, dict):
+                raise EmbedError(f"embedding config {REFERENCE_KEY!r} must be an embedding's config")
             rnet = ResidualEmbedNet(rcfg.get("arch"))
             rsd = {k[len(REFERENCE_PREFIX):]: sd.pop(k) for k in [k for k in sd if k.startswith(REFERENCE_PREFIX)]}
             try:
