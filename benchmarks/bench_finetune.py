@@ -144,12 +144,13 @@ def fpfast(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "fpfast", *args, "-q"], check=True)
 
 
-def build(variant: str, work: str, enroll_dir: str) -> str:
-    """The variant's gallery under ``work`` (built from the untrained one), its path."""
+def build(variant: str, work: str, enroll_dir: str, universal: str | None = None) -> str:
+    """The variant's gallery under ``work`` (built from the untrained one, enrolled with the
+    universal embedding of ``universal``, a ``fpfast pretrain`` output, else the shipped one), its path."""
     base, gdir = os.path.join(work, "g_none"), os.path.join(work, "g_" + variant.replace(" ", "").replace(",", "_"))
     if variant == "none":
         if not os.path.isdir(base):
-            fpfast("enroll", base, "--from-folders", enroll_dir)
+            fpfast("enroll", base, "--from-folders", enroll_dir, *(["--universal", universal] if universal else []))
         return base
     if os.path.isdir(gdir):
         return gdir
@@ -180,6 +181,8 @@ def main(argv=None):
                     help="validation: the unknown designs, comma-separated (train-split models are left out)")
     ap.add_argument("--left-seed", default=LEFT_SEED, help="validation: the retrained seed left out")
     ap.add_argument("--test", action="store_true", help="the whole train split enrolled, the zoo's test splits queried")
+    ap.add_argument("--universal", default=None,
+                    help="a `fpfast pretrain` output: the untrained gallery's embedding (default: the shipped one)")
     a = ap.parse_args(argv)
     if os.path.isdir(a.work) and os.listdir(a.work) and not os.path.exists(os.path.join(a.work, MARK)):
         raise SystemExit(f"--work {a.work} is not empty and not this benchmark's: choose another folder")
@@ -201,6 +204,7 @@ def main(argv=None):
                     os.symlink(os.path.abspath(p), link)
         splits = validation_splits(a.zoo, enrolled, a.enroll, a.queries, designs, a.left_seed)
     res = {"zoo": a.zoo, "split": "test" if a.test else "validation (training images)",
+           **({"universal": a.universal} if a.universal else {}),
            "enroll": "all" if a.test else a.enroll, "queries": a.queries,
            "left_out": [] if a.test else sorted(kept_out),
            **({} if a.test else {"unknown_designs": list(designs), "unseen_seed": a.left_seed}),
@@ -210,7 +214,7 @@ def main(argv=None):
         if not variant.strip():   # "X;": one variant with options (a comma alone would split them)
             continue
         t0 = time.perf_counter()
-        gdir = build(variant.strip(), a.work, enroll_dir)
+        gdir = build(variant.strip(), a.work, enroll_dir, a.universal)
         row = measure(gdir, a.zoo, a.queries, opts, ("auto",), splits=splits)["auto"]
         res["rows"][variant.strip()] = {"build_and_measure_s": round(time.perf_counter() - t0, 1), **row}
         print(variant, json.dumps({s: round(v["accuracy"], 3) if isinstance(v, dict) else v

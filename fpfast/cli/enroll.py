@@ -8,7 +8,7 @@ from ..jobs.collect import gallery_fingerprints
 from ..jobs.enroll import enroll, finish_enrollment, model_folders
 from ..jobs.specs import resolve_spec
 from ..jobs.train import train_gallery
-from ..embed.universal import HYBRID, UNIVERSAL, shipped_embedder
+from ..embed.universal import HYBRID, SHIPPED_DIR, UNIVERSAL, shipped_embedder
 from ..gallery.normalize import METHODS as NORMALIZERS
 from ..gallery.store import MAX_AUGMENT
 from ..gallery.views import VIEWS, parse_views
@@ -59,6 +59,10 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
                    "copy, each kind a searchable view of the gallery; queries that look JPEG-compressed or "
                    "down-scaled are answered by the view that matches (a new gallery; it needs "
                    "--calibrate-on augmented). [default: all; none for heavy projectors and with --calibrate-on clean]")
+@click.option("--universal", "universal_dir", type=click.Path(exists=True, file_okay=False), default=None,
+              help="A new gallery's universal embedding from this `fpfast pretrain` output folder instead of "
+                   "the shipped one (with --spec universal or universal+handcrafted, the default); checked "
+                   "against its card.")
 @flips_option("A new universal gallery: average the network's vector of an image", "1")
 @click.option("--column", help="Image-bytes column of parquet sources.")
 @click.option("--fine-tune-from", "tune_root", type=click.Path(exists=True, file_okay=False),
@@ -70,7 +74,7 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
 @stream_options
 @handle_errors
 def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, holdout, frr, calibrate_on, augment,
-               views, flips, column, tune_root, epochs, opts):
+               views, universal_dir, flips, column, tune_root, epochs, opts):
     """Add models' sample images to GALLERY (created when missing).
 
     A new gallery embeds images, by default, with the universal embedding shipped inside fpfast
@@ -88,6 +92,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
       fpfast enroll my_gallery --model sdxl samples/sdxl/
       fpfast enroll my_gallery --from-folders samples/                   # universal+handcrafted
       fpfast enroll fast_gallery --from-folders samples/ --spec default --views none  # the speed mode
+      fpfast enroll my_gallery --from-folders samples/ --universal my_universal/  # fpfast pretrain's output
     """
     if bool(root) == bool(model):
         raise click.UsageError("give either --model NAME SOURCE... or --from-folders ROOT")
@@ -112,7 +117,10 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
         spec = DEFAULT_SPEC
     # issue 14: --spec universal[+handcrafted] embeds with the shipped pretrained embedding, checked against
     # its card first; its appended handcrafted vector is raw, so that gallery needs LDA
-    universal = shipped_embedder(spec)
+    if universal_dir is not None and (not new or spec not in (UNIVERSAL, HYBRID)):
+        raise click.UsageError(f"--universal sets the universal embedding of a new gallery with --spec {UNIVERSAL} "
+                               f"or {HYBRID}" + ("" if new else f"; {gallery} already has its vectors"))
+    universal = shipped_embedder(spec, universal_dir or SHIPPED_DIR)
     if flips is not None and universal is not None:
         universal = universal.with_flips(int(flips))
     want = None if spec is None or universal is not None else resolve_spec(spec)

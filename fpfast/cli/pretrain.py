@@ -29,6 +29,10 @@ def _count(flag: str, lo: int, hi: int, default: int, help: str):
 @_count("--weight-draws", 1, 1000, 1, "Weight draws per random decoder: each class is an architecture whose "
         "images come from this many independent weight draws (as a model retrained from other seeds); 1: "
         "one decoder, one class.")
+@_count("--siblings", 1, 4, 1, "Classes per random decoder: the decoder and its siblings, each the same "
+        "weights with one design choice changed (up-sampling op, activation or normalisation), drawn into "
+        "the same batches so that the embedding learns to tell them apart (as an unknown model beside a "
+        "known one that differs in one choice); 1: no siblings.")
 @click.option("--objective", type=click.Choice(["cosface", "arcface", "supcon"]), default="supcon",
               show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=3e-3, show_default=True)
@@ -42,7 +46,7 @@ def _count(flag: str, lo: int, hi: int, default: int, help: str):
 @click.option("--quiet", "-q", is_flag=True)
 @handle_errors
 def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, widths, stem, decoder_fit_steps,
-                 weight_draws, objective, lr, real_dirs, seed, device, precision, quiet):
+                 weight_draws, siblings, objective, lr, real_dirs, seed, device, precision, quiet):
     """Pretrain the universal fingerprint embedding on random decoders; write OUT/universal.*.
 
     Each class is a random shallow decoder (random up-sampling, depth, widths, kernels,
@@ -77,6 +81,6 @@ def pretrain_cmd(out, steps, classes, batch_classes, per_class, crop, patch, wid
                     steps=steps, classes=classes, batch_classes=batch_classes, per_class=per_class,
                     crop=crop, patch=patch, objective=objective, lr=lr, seed=seed, device=device,
                     precision=precision, decoder_fit_steps=decoder_fit_steps,
-                    weight_draws=weight_draws)
+                    weight_draws=weight_draws, siblings=siblings)
     click.echo(json.dumps({"out": out, "identity": card["identity"], "seconds": card["seconds"],
                            "heldout": card["heldout"]}))

@@ -54,7 +54,7 @@ DEFAULT_PRETRAIN = {"steps": 2000, "classes": 512, "batch_classes": 16, "per_cla
                     "patch": 32, "lr": 3e-3, "weight_decay": 5e-4, "objective": "supcon", "scale": 30.0,
                     "margin": 0.35, "temperature": 0.1, "p_jpeg": 0.6, "jpeg_min": 60, "p_rescale": 0.5,
                     "bank": 4096, "heldout": 16, "heldout_enroll": 10, "heldout_query": 20, "seed": 0,
-                    "decoder_fit_steps": 0, "weight_draws": 1}
+                    "decoder_fit_steps": 0, "weight_draws": 1, "siblings": 1}
 OBJECTIVES = ("cosface", "arcface", "supcon")
 HELDOUT_BASE = 1_000_000  # held-out decoder ids start here; training draws ids below ``classes``
 FIT_CROPS = 8
@@ -99,25 +99,50 @@ class DecoderPool:
         self.family_seed, self.fit_batch, self._cache = int(family_seed), fit_batch, {}
         self.device, self.fit_steps = torch.device(device), int(fit_steps)
 
-    def generate(self, i: int, x: torch.Tensor, draw: int = 0) -> torch.Tensor:
-        """Decoder ``i`` (weights of draw ``draw``) on ``x`` (a host tensor), computed on the pool's
-        device, returned there."""
+    def generate(self, i: int, x: torch.Tensor, draw: int = 0, sibling: int = 0) -> torch.Tensor:
+        """Decoder ``i`` (weights of draw ``draw``; its sibling ``sibling``) on ``x`` (a host
+        tensor), computed on the pool's device, returned there."""
         x = x.to(self.device)
         if i == REAL:
             return x
-        if (i, draw) not in self._cache:  # designed and fitted on the host (float64 solve), then moved
-            self._cache[i, draw] = make_decoder(self.family_seed, i, self.fit_batch, self.fit_steps,
-                                                draw).to(self.device)
+        key = (i, draw, sibling)
+        if key not in self._cache:  # designed and fitted on the host (float64 solve), then moved
+            self._cache[key] = make_decoder(self.family_seed, i, self.fit_batch, self.fit_steps,
+                                            draw, sibling).to(self.device)
         with torch.no_grad():
-            return self._cache[i, draw](x)
+            return self._cache[key](x)
 
-    def generate_draws(self, i: int, x: torch.Tensor, draws: np.ndarray) -> torch.Tensor:
-        """Decoder ``i`` on each image of ``x`` with the weights of that image's draw."""
+    def generate_draws(self, i: int, x: torch.Tensor, draws: np.ndarray, sibling: int = 0) -> torch.Tensor:
+        """Decoder ``i`` (its sibling ``sibling``) on each image of ``x`` with the weights of that
+        image's draw."""
         out = torch.empty_like(x, device=self.device)
         for r in np.unique(draws):
             sel = torch.from_numpy(np.flatnonzero(draws == r))
-            out[sel.to(self.device)] = self.generate(i, x[sel], int(r))
+            out[sel.to(self.device)] = self.generate(i, x[sel], int(r), sibling)
         return out
+
+
+def class_decoder(c: int, siblings: int) -> tuple[int, int]:
+    """(decoder id, sibling) of pretraining class ``c``: with S siblings per decoder, class 0 is the
+    real photos and classes 1 + S(i-1) ... S i are decoder ``i`` and its first S-1 siblings (the
+    last decoder's group cut short where the classes end)."""
+    if c == REAL:
+        return REAL, 0
+    return (c - 1) // siblings + 1, (c - 1) % siblings
+
+
+def draw_classes(rng: np.random.Generator, classes: int, n: int, siblings: int) -> np.ndarray:
+    """``n`` distinct classes of a step: at S = 1 a uniform draw; at S > 1 whole sibling groups
+    (the real class a group of one), so that every decoder in the batch meets its siblings there."""
+    if siblings == 1:
+        return rng.choice(classes, size=n, replace=False)
+    groups = rng.permutation(-(-(classes - 1) // siblings) + 1)
+    out: list[int] = []
+    for g in groups:
+        out += [REAL] if g == 0 else list(range(1 + siblings * (g - 1), min(1 + siblings * g, classes)))
+        if len(out) >= n:
+            break
+    return np.asarray(out[:n])
 
 
 def photo_bank(n: int, size: int, seed: int, real_dirs=()) -> torch.Tensor:
@@ -196,20 +221,25 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opts["lr"], total_steps=max(steps, 20), pct_start=0.1)
     scaler = torch.amp.GradScaler(dev.type, enabled=dtype == torch.float16)
     P, K, W = int(opts["batch_classes"]), int(opts["per_class"]), int(opts["weight_draws"])
+    S = int(opts["siblings"])
     if W < 1:
         raise EmbedError(f"weight_draws must be >= 1, got {W}")
+    if not 1 <= S <= min(4, P):
+        raise EmbedError(f"siblings must be 1..4 (every decoder has at least 4 one-knob siblings) and at most "
+                         f"batch_classes; got {S} with batch_classes {P}")
     history, t0, run_loss = [], time.perf_counter(), 0.0
     every = max(1, steps // 20)
     net.train()
     for step in range(steps):
-        cls = rng.choice(int(opts["classes"]), size=P, replace=False)
+        cls = draw_classes(rng, int(opts["classes"]), P, S)
         crops = bank[rng.integers(0, len(bank), size=P * K)]
+        dec = [class_decoder(int(c), S) for c in cls]
         if W > 1:  # each image of a class from one of its W weight draws (the rng is untouched at W = 1)
             draws = rng.integers(0, W, size=(P, K))
-            x = torch.cat([pool.generate_draws(int(c), crops[j * K:(j + 1) * K], draws[j])
-                           for j, c in enumerate(cls)])
+            x = torch.cat([pool.generate_draws(i, crops[j * K:(j + 1) * K], draws[j], sib)
+                           for j, (i, sib) in enumerate(dec)])
         else:
-            x = torch.cat([pool.generate(int(c), crops[j * K:(j + 1) * K]) for j, c in enumerate(cls)])
+            x = torch.cat([pool.generate(i, crops[j * K:(j + 1) * K], sibling=sib) for j, (i, sib) in enumerate(dec)])
         xb = torch.from_numpy(postprocess(x, rng, opts)).to(dev).permute(0, 3, 1, 2).float() / 255.0
         yb = torch.from_numpy(np.repeat(cls, K).astype(np.int64)).to(dev)
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -239,10 +269,10 @@ def pretrain_embedding(*, arch: dict | None = None, spec=None, real_dirs=(), log
 
 
 def _recorded(opts: dict) -> dict:
-    """The options a config records: ``decoder_fit_steps`` and ``weight_draws`` only when used, so
-    that a recipe from before these options keeps its identity."""
+    """The options a config records: ``decoder_fit_steps``, ``weight_draws`` and ``siblings`` only
+    when used, so that a recipe from before these options keeps its identity."""
     return {k: v for k, v in opts.items() if not ((k == "decoder_fit_steps" and not v)
-                                                  or (k == "weight_draws" and v == 1))}
+                                                  or (k in ("weight_draws", "siblings") and v == 1))}
 
 
 def _device_name(device: str) -> str:
@@ -265,12 +295,13 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
     rng = np.random.default_rng([seed, 0xE7A1])
     pool = DecoderPool(seed, bank[:FIT_CROPS], device, opts.get("decoder_fit_steps", 0))
     known = n - n // 2
-    cents, q_clean, q_jpeg, labels, q_draw = [], [], [], [], []
+    cents, q_clean, q_jpeg, labels, q_draw, q_sib = [], [], [], [], [], []
     c0 = (int(opts["crop"]) - patch) // 2
     draw_rng = np.random.default_rng([seed, 0xD4A3])  # its own stream: the other figures stay comparable
+    sib_rng = np.random.default_rng([seed, 0x51B1])
 
-    def patches(j, crops, draw=0):
-        return np.ascontiguousarray(to_uint8(pool.generate(HELDOUT_BASE + j, crops, draw).cpu())
+    def patches(j, crops, draw=0, sibling=0):
+        return np.ascontiguousarray(to_uint8(pool.generate(HELDOUT_BASE + j, crops, draw, sibling).cpu())
                                     [:, c0:c0 + patch, c0:c0 + patch])
 
     for j in range(n):
@@ -282,6 +313,9 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
             # the same architecture with other weights (a retrained seed), enrolled from draw 0
             q_draw.append(emb.embed(torch.from_numpy(patches(
                 j, bank[draw_rng.integers(0, len(bank), size=nq)], draw=1)), layout="hwc"))
+            # its first sibling (one design choice changed, the same weights): an unknown model
+            q_sib.append(emb.embed(torch.from_numpy(patches(
+                j, bank[sib_rng.integers(0, len(bank), size=nq)], sibling=1)), layout="hwc"))
         q_clean.append(z[ne:])
         q_jpeg.append(emb.embed(torch.from_numpy(np.stack([_jpeg(np.ascontiguousarray(im), 90)
                                                            for im in imgs[ne:]])), layout="hwc"))
@@ -292,16 +326,18 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
     def dists(q):
         return np.sqrt(np.maximum(2 - 2 * np.concatenate(q) @ c.T, 0))
 
-    d, dj, dd = dists(q_clean), dists(q_jpeg), dists(q_draw)
+    d, dj, dd, ds = dists(q_clean), dists(q_jpeg), dists(q_draw), dists(q_sib)
     kn = y < known
-    # AUROC, unknown = positive scored by its distance: P(unknown > known) + half the ties, in numpy
-    # (no scikit-learn needed on a GPU machine); equal to sklearn's roc_auc_score
-    neg, pos = d[kn].min(1), d[~kn].min(1)
-    auc = (pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()
+
+    def auc(neg, pos):
+        """unknown = positive scored by its distance: P(unknown > known) + half the ties, in numpy
+        (no scikit-learn needed on a GPU machine); equal to sklearn's roc_auc_score"""
+        return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
     return {"decoders": n, "known": known, "chance": 1.0 / known,
             "acc_clean": float((d[kn].argmin(1) == y[kn]).mean()),
             "acc_jpeg90": float((dj[kn].argmin(1) == y[kn]).mean()),
-            "acc_new_weights": float((dd.argmin(1) == y[kn]).mean()), "auroc": float(auc)}
+            "acc_new_weights": float((dd.argmin(1) == y[kn]).mean()), "auroc": auc(d[kn].min(1), d[~kn].min(1)),
+            "auroc_siblings": auc(d[kn].min(1), ds.min(1))}
 
 
 def pretrain(out: str, *, arch: dict | None = None, real_dirs=(), log=None, command: str | None = None,

@@ -37,10 +37,11 @@ _ACT = {"relu": F.relu, "leaky_relu": lambda x: F.leaky_relu(x, 0.2), "silu": F.
         "tanh": torch.tanh, "elu": F.elu}
 
 
-def design(family_seed: int, i: int, draw: int = 0) -> dict:
+def design(family_seed: int, i: int, draw: int = 0, sibling: int = 0) -> dict:
     """The architecture of decoder ``i`` (``i`` >= 1) as a JSON-able dict. ``draw`` > 0: the same
     architecture with another draw of its weights (``weight_seed`` from ``(family_seed, i, draw)``),
-    as a real model retrained from another seed is."""
+    as a real model retrained from another seed is. ``sibling`` > 0: the design with one knob
+    changed (:func:`sibling_changes`), the same weight seed."""
     if i < 1:
         raise ValueError(f"decoder ids start at 1 (0 is the real class), got {i}")
     rng = np.random.default_rng([int(family_seed), int(i)])
@@ -55,7 +56,37 @@ def design(family_seed: int, i: int, draw: int = 0) -> dict:
          "weight_seed": int(rng.integers(2 ** 62))}
     if draw:
         d["weight_seed"] = int(np.random.default_rng([int(family_seed), int(i), int(draw)]).integers(2 ** 62))
+    if sibling:
+        changes = sibling_changes(family_seed, i, d)
+        if sibling > len(changes):
+            raise ValueError(f"decoder {i} has {len(changes)} siblings, asked for sibling {sibling}")
+        knob, value = changes[sibling - 1]
+        d[knob] = value
     return d
+
+
+# up-sampling ops a sibling may swap between: the same weights serve every op of a group
+_UP_GROUPS = (("nearest", "bilinear", "bicubic"), ("tconv3", "tconv4"))
+
+
+def sibling_changes(family_seed: int, i: int, d: dict) -> list[tuple[str, str]]:
+    """The one-knob changes that make decoder ``i``'s siblings, in sibling order: each a design that
+    differs from ``d`` in its up-sampling op (to another of its group: interpolations among
+    themselves, transposed convolutions among themselves), its activation or its normalisation;
+    the order draws a knob uniformly among those ``d`` can change, then a value, without repeats
+    (as a real model's siblings differ from it in one design choice)."""
+    rng = np.random.default_rng([int(family_seed), int(i), 0x51B])
+    options = {"act": [a for a in ACTIVATIONS if a != d["act"]],
+               "norm": [n for n in NORMALIZATIONS if n != d["norm"]],
+               "up": next(([u for u in g if u != d["up"]] for g in _UP_GROUPS if d["up"] in g), [])}
+    options = {k: [v for v in rng.permutation(vals)] for k, vals in options.items() if vals}
+    out = []
+    while options:
+        knob = sorted(options)[int(rng.integers(len(options)))]
+        out.append((knob, str(options[knob].pop(0))))
+        if not options[knob]:
+            del options[knob]
+    return out
 
 
 def _normalize(h: torch.Tensor, kind: str) -> torch.Tensor:
@@ -162,11 +193,11 @@ class RandomDecoder(nn.Module):
 
 
 def make_decoder(family_seed: int, i: int, fit_batch: torch.Tensor, fit_steps: int = 0,
-                 draw: int = 0) -> RandomDecoder:
-    """Decoder ``i`` of the family (weights of draw ``draw``), fitted on ``fit_batch`` (float
-    [B,3,H,W]): its output layer, and with ``fit_steps`` > 0 every weight briefly trained first
-    (:meth:`RandomDecoder.fit`)."""
-    return RandomDecoder(design(family_seed, i, draw)).fit(fit_batch, steps=fit_steps).eval()
+                 draw: int = 0, sibling: int = 0) -> RandomDecoder:
+    """Decoder ``i`` of the family (weights of draw ``draw``; its sibling ``sibling``), fitted on
+    ``fit_batch`` (float [B,3,H,W]): its output layer, and with ``fit_steps`` > 0 every weight
+    briefly trained first (:meth:`RandomDecoder.fit`)."""
+    return RandomDecoder(design(family_seed, i, draw, sibling)).fit(fit_batch, steps=fit_steps).eval()
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:

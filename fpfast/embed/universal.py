@@ -60,8 +60,13 @@ def load_card(directory: str | os.PathLike = SHIPPED_DIR) -> tuple[Embedder, dic
 
 
 def load_universal(directory: str | os.PathLike = SHIPPED_DIR) -> Embedder:
-    """The universal embedder (loaded and checked once per process and directory)."""
-    key = str(Path(directory).resolve())
+    """The universal embedder (loaded and checked once per process, directory and version of its
+    files: a file changed since is checked again)."""
+    d = Path(directory).resolve()
+    try:
+        key = (str(d), *((st.st_mtime_ns, st.st_size) for st in (os.stat(d / CARD), os.stat(d / WEIGHTS))))
+    except FileNotFoundError:
+        key = (str(d),)   # load_card names the missing file
     if key not in _cache:
         _cache[key] = load_card(directory)[0]
     return _cache[key]
@@ -72,11 +77,12 @@ def available(directory: str | os.PathLike = SHIPPED_DIR) -> bool:
     return (d / CARD).is_file() and (d / WEIGHTS).is_file()
 
 
-def shipped_embedder(name: str | None):
-    """The embedder a ``--spec`` value names: the shipped universal one (``universal``), the same
-    followed by its handcrafted fingerprint (``universal+handcrafted``), else None."""
+def shipped_embedder(name: str | None, directory: str | os.PathLike = SHIPPED_DIR):
+    """The embedder a ``--spec`` value names: the universal one (``universal``; the shipped one, or
+    that of ``directory``, a ``fpfast pretrain`` output), the same followed by its handcrafted
+    fingerprint (``universal+handcrafted``), else None."""
     if name == UNIVERSAL:
-        return load_universal()
+        return load_universal(directory)
     if name == HYBRID:
-        return load_universal().with_handcrafted()
+        return load_universal(directory).with_handcrafted()
     return None
