@@ -89,10 +89,13 @@ def test_sibling_classes_come_in_whole_groups_and_are_recorded_only_when_used():
     for _ in range(20):
         cls = draw_classes(rng, 10, 6, 3)   # decoders 1..3 with siblings 0..2 (the third: one class), real 0
         assert len(set(cls.tolist())) == 6 and cls.max() < 10
-        dec = [class_decoder(int(c), 3) for c in cls]
-        for i, sib in dec:
-            if i:  # every decoder drawn with the siblings its group holds, until the batch is full
-                assert sib in (0, 1, 2) and 1 + 3 * (i - 1) + sib < 10
+        groups: dict = {}   # decoder -> its siblings drawn, in the order the decoders come
+        for i, sib in (class_decoder(int(c), 3) for c in cls):
+            groups.setdefault(i, []).append(sib)
+        # every decoder drawn with all its siblings, in order; only the last group may be cut by the batch size
+        *whole, last = groups.items()
+        assert all(sibs == ([0] if i == 0 else [0, 1, 2]) for i, sibs in whole), groups
+        assert last[1] == ([0] if last[0] == 0 else [0, 1, 2][:len(last[1])]), groups
     assert [class_decoder(c, 3) for c in (0, 1, 2, 3, 4)] == [(0, 0), (1, 0), (1, 1), (1, 2), (2, 0)]
     assert class_decoder(7, 1) == (7, 0)
     e0, _, _ = pretrain_embedding(seed=0, **TINY)

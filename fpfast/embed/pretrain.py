@@ -326,13 +326,9 @@ def heldout_eval(emb: Embedder, opts: dict, bank: torch.Tensor, device: torch.de
     def dists(q):
         return np.sqrt(np.maximum(2 - 2 * np.concatenate(q) @ c.T, 0))
 
+    from ..gallery.openset import auroc as auc   # unknown = positive, scored by its distance (numpy only)
     d, dj, dd, ds = dists(q_clean), dists(q_jpeg), dists(q_draw), dists(q_sib)
     kn = y < known
-
-    def auc(neg, pos):
-        """unknown = positive scored by its distance: P(unknown > known) + half the ties, in numpy
-        (no scikit-learn needed on a GPU machine); equal to sklearn's roc_auc_score"""
-        return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
     return {"decoders": n, "known": known, "chance": 1.0 / known,
             "acc_clean": float((d[kn].argmin(1) == y[kn]).mean()),
             "acc_jpeg90": float((dj[kn].argmin(1) == y[kn]).mean()),
