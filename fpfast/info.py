@@ -175,7 +175,7 @@ def _openset_line(d: dict) -> str:
         names[net] = "the handcrafted fingerprint"
         if e.get("reference"):
             names[net + e["appended"]] = "the reference (universal) network's vector"
-    parts = [f"{names.get(a, f'dimensions {a}-{b - 1}')} ({'standardised' if std else 'raw'}, {b - a} dims)"
-             for a, b, std in blocks]
-    return ("per model, the geometric mean of its nearest-sample distances in " + ", ".join(parts[:-1])
-            + " and " + parts[-1] + ", each divided by its held-out images' own")
+    parts = [f"{names.get(a, f'dimensions {a}-{b - 1}')} ({'standardised' if std else 'raw'}, {b - a} dims"
+             + (", its own Gaussian" if kind == ["gauss"] else "") + ")" for a, b, std, *kind in blocks]
+    return ("per model, the geometric mean of its distances (nearest sample, or Mahalanobis under the model's own "
+            "Gaussian) in " + ", ".join(parts[:-1]) + " and " + parts[-1] + ", each divided by its held-out images' own")

@@ -106,17 +106,19 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     assert gk.spec.dim == ek.dim == hyb.dim + uni.dim and gk.calibration and gk.views
     imgs = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8))
     np.testing.assert_allclose(ek.embed(imgs)[:, hyb.dim:], uni.embed(imgs), rtol=1e-5, atol=1e-6)
-    # ... and `unknown` is decided on the fine-tuned network's dimensions, the handcrafted fingerprint
-    # and the universal network's, each scaled per model (the name on the whole vector)
+    # ... and `unknown` is decided on each model's Gaussian of the fine-tuned network's dimensions and of
+    # the handcrafted fingerprint, each scaled per model (the name on the whole vector; here every model
+    # has too few images for a Gaussian: their nearest samples)
     net = ek.arch["dim"]
-    assert gk.openset_blocks == [(0, net, False), (net, hyb.dim, True), (hyb.dim, ek.dim, False)]
+    assert gk.openset_blocks == [(0, net, False, "gauss"), (net, hyb.dim, True, "gauss")]
     assert "openset" in gk.calibration["knn"] and set(gk.openset_scales) == {"knn", "centroid"}
     assert all(v.openset_blocks is None for v in gk.views.values())   # processed queries: the whole vector
     # ... and the network's vector of an image is averaged over its 4 mirror images
     assert ek.flips == 4 and gk.spec.embedding["identity"] == ek.identity
     r = invoke("info", "--gallery", tmp_path / "gk")
-    assert ("queries that look clean: per model, the geometric mean of its nearest-sample distances in the "
-            "fine-tuned network's vector") in r.output, r.output
+    assert ("queries that look clean: per model, the geometric mean of its distances (nearest sample, or "
+            "Mahalanobis under the model's own Gaussian) in the fine-tuned network's vector (raw, "
+            f"{net} dims, its own Gaussian)") in r.output, r.output
     assert "averaged over 4 mirror images" in r.output and f"then the {uni.dim}-dim vector" in r.output, r.output
     # fine-tuned again: the reference stays the universal network it first started from
     shutil.copytree(tmp_path / "gk", tmp_path / "gk2")
@@ -124,7 +126,7 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     assert r.exit_code == 0, r.output
     e2 = Gallery.load(str(tmp_path / "gk2")).embedder()
     assert e2.reference.identity == uni.identity and e2.config["training"]["init"] == ek.plain().identity
-    # a new model enrolled with the frozen embedding joins the three spaces (its scale: the pooled one)
+    # a new model enrolled with the frozen embedding joins the open-set space (its scale: the pooled one)
     new = make_folders(tmp_path / "new", 10, seed=2)
     r = invoke("enroll", tmp_path / "gk", "--model", "newcomer", os.path.join(new, first), "-q")
     assert r.exit_code == 0, r.output
@@ -139,6 +141,13 @@ def test_enroll_attribute_and_fine_tune_a_universal_plus_handcrafted_gallery(tmp
     assert gn.openset_blocks == [(0, net, False)] and gn.embedder().reference is None and gn.spec.dim == hyb.dim
     r = invoke("info", "--gallery", tmp_path / "gn")
     assert f"queries that look clean: the first {net} dimensions" in r.output, r.output
+    shutil.copytree(tmp_path / "g", tmp_path / "ge")   # the sixteenth session's three spaces, nearest samples
+    r = invoke("train", tmp_path / "ge", "--from-folders", root, "--epochs", "1", "--patch", "16",
+               "--open-set-from", "ensemble", "-q")
+    assert r.exit_code == 0, r.output
+    ge = Gallery.load(str(tmp_path / "ge"))
+    assert ge.openset_blocks == [(0, net, False), (net, hyb.dim, True), (hyb.dim, ek.dim, False)]
+    assert ge.embedder().identity == ek.identity
     shutil.copytree(tmp_path / "g", tmp_path / "gv")
     r = invoke("train", tmp_path / "gv", "--from-folders", root, "--epochs", "1", "--patch", "16",
                "--open-set-from", "vector", "--flips", "1", "-q")

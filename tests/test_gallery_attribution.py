@@ -382,3 +382,70 @@ def test_open_set_statistic_of_several_blocks_is_the_scaled_geometric_mean(tmp_p
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(GalleryError, match="scales"):
         Gallery.load(g.path, verify=False)
+
+
+def test_gauss_block_is_each_models_own_ledoit_wolf_mahalanobis(tmp_path):
+    """A block of kind ``gauss``: per model with at least GAUSS_MIN_FACTOR samples per dimension the
+    squared Mahalanobis distance to its mean under its own Ledoit-Wolf covariance (scikit-learn's
+    estimate, in the block's standardised space), the nearest-sample distance for a model with
+    fewer; combined with a nearest block as any two blocks are; the kind kept through a save."""
+    import json
+    sk = pytest.importorskip("sklearn.covariance")
+    from fpfast.gallery import openspace
+    rng = np.random.default_rng(11)
+    g = Gallery.create(tmp_path / "g")
+    dim = g.spec.dim
+    blocks = [(0, 6, True, "gauss"), (6, dim, False)]
+    g.openset_blocks = blocks
+    n_enr = [40, 40, 8]   # the third model: fewer than 2 x 6 samples, its nearest sample instead
+    mix = rng.normal(size=(3, 6, 6))   # each model its own correlated covariance in the gauss block
+    xs, hs = [], []
+    for j in range(3):
+        c = rng.normal(size=dim) * 3
+        v = c + rng.normal(size=(n_enr[j] + 20, dim))
+        v[:, :6] = c[:6] * 10 + rng.normal(size=(n_enr[j] + 20, 6)) @ mix[j] * 5
+        xs.append(v[:n_enr[j]].astype(np.float32)); hs.append(v[n_enr[j]:].astype(np.float32))
+        g.add(f"m{j}", xs[j])
+        g.add_holdout(f"m{j}", hs[j])
+    g.fit()
+    g.recalibrate(frr=0.1, cross_fit=False)
+    enrolled = np.concatenate(xs).astype(np.float64)
+    lab = np.repeat([0, 1, 2], n_enr)
+    mu, sd = enrolled[:, :6].mean(0), enrolled[:, :6].std(0)
+    z = (enrolled[:, :6] - mu) / sd
+    q = np.concatenate([h[:4] for h in hs]).astype(np.float64)
+    zq = (q[:, :6] - mu) / sd
+    want = np.empty((len(q), 3))
+    for j in range(3):
+        if j < 2:
+            lw = sk.LedoitWolf().fit(z[lab == j])
+            diff = zq - lw.location_
+            want[:, j] = np.einsum("nd,de,ne->n", diff, np.linalg.inv(lw.covariance_), diff)
+        else:
+            want[:, j] = ((zq[:, None] - z[lab == j][None]) ** 2).sum(-1).min(1)
+    d0 = g.block_distances(q.astype(np.float32))[0]
+    np.testing.assert_allclose(d0, want, rtol=1e-3)
+    cov, a = openspace.ledoit_wolf(z[lab == 0])
+    ref = sk.LedoitWolf().fit(z[lab == 0])
+    np.testing.assert_allclose(cov, ref.covariance_, rtol=1e-9, atol=1e-12)
+    assert a == pytest.approx(ref.shrinkage_, rel=1e-9) and 0 < a < 1
+    # the two blocks combine as any two do: per model, the geometric mean of each scaled distance
+    d1 = ((q[:, None, 6:] - enrolled[None, :, 6:]) ** 2).sum(-1)
+    d1 = np.stack([d1[:, lab == j].min(1) for j in range(3)], 1)
+    sc = openspace.scales_for(g.openset_scales["knn"], ["m0", "m1", "m2"], 2)
+    np.testing.assert_allclose(g.stat_distances(q.astype(np.float32), openset=True),
+                               np.sqrt(want / sc[0] * d1 / sc[1]), rtol=1e-3)
+    g.save()
+    assert json.loads((tmp_path / "g" / "gallery.json").read_text())["openset_blocks"][0] == [0, 6, True, "gauss"]
+    back = Gallery.load(g.path)
+    assert back.openset_blocks == blocks
+    np.testing.assert_allclose(back.block_distances(q.astype(np.float32))[0], d0, rtol=1e-6)
+    with pytest.raises(ValueError, match="kind"):
+        openspace.check_blocks([[0, 6, True, "gaussian"]], dim)
+    # chunked over models and queries alike (a gallery of many models stays within memory)
+    import torch
+    from fpfast.gallery.gallery import _whitened_sq
+    qt, mt, wt = torch.randn(50, 7), torch.randn(5, 7), torch.randn(5, 7, 7)
+    ref = torch.stack([((qt - mt[j]) @ wt[j]).pow(2).sum(1) for j in range(5)], 1)
+    for budget in (1, 7, 20, 1 << 22):
+        torch.testing.assert_close(_whitened_sq(qt, mt, wt, budget), ref, rtol=1e-5, atol=1e-5)

@@ -45,11 +45,14 @@ from .options import GalleryDir, flips_option, handle_errors, stream_options
                    "(benchmarks/results/embedding.md).  [default: keep, when fine-tuning such a gallery]")
 @click.option("--open-set-from", type=click.Choice(list(OPEN_SET_FROM)), default=None,
               help="With the handcrafted fingerprint kept, decide `unknown` of clean-looking queries from: "
-                   "ensemble = the fine-tuned network's vectors, the handcrafted fingerprint and the vectors "
-                   "of the network it was fine-tuned from (kept in the gallery, one more pass per image), "
-                   "each scaled per model; network = the fine-tuned network's vectors alone; vector = the "
-                   "whole vector. The model is named from the whole vector either way "
-                   "(benchmarks/results/embedding.md).  [default: ensemble]")
+                   "gaussian = each model's own Gaussian (Ledoit-Wolf covariance) of the fine-tuned network's "
+                   "vectors and of the handcrafted fingerprint, each scaled per model (a model with fewer than "
+                   "2 enrolled images per dimension: its nearest sample); ensemble = the nearest sample in the "
+                   "fine-tuned network's vectors, the handcrafted fingerprint and the vectors of the network it "
+                   "was fine-tuned from; network = the fine-tuned network's vectors alone; vector = the whole "
+                   "vector. The network fine-tuning started from is kept in the gallery (one more pass per "
+                   "image) with gaussian and ensemble. The model is named from the whole vector either way "
+                   "(benchmarks/results/embedding.md).  [default: gaussian]")
 @flips_option("Average the trained network's vector of an image", "4 when the handcrafted fingerprint is kept, else 1")
 @click.option("--normalize", type=click.Choice(NORMALIZERS), default=None,
               help="Normalisation of the embedding gallery (the embedding is already unit-norm).  "

@@ -112,6 +112,23 @@ def _min_by_label(q, base, sq, lab, m: int, block: int = 32768, q_block: int = 1
     return out
 
 
+def _whitened_sq(q, means, maps, budget: int = 1 << 22):
+    """[Q, G] torch: |(q - means[g]) maps[g]|^2 for each query and each of the G (mean [d], map
+    [d, d]) pairs: the squared Mahalanobis distances of :func:`.openspace.gaussians`; in chunks of
+    about ``budget`` elements of (query, model, dimension)."""
+    import torch
+    n, (g, d) = q.shape[0], means.shape
+    out = torch.empty((n, g), device=q.device)
+    gb = max(1, min(g, budget // d))
+    qb = max(1, budget // (gb * d))
+    with full_fp32():
+        for s in range(0, g, gb):
+            for a in range(0, n, qb):
+                diff = q[a:a + qb, None, :] - means[None, s:s + gb]                # [B, G', d]
+                out[a:a + qb, s:s + gb] = torch.einsum("bgd,gde->bge", diff, maps[s:s + gb]).pow(2).sum(-1)
+    return out
+
+
 def _take(x, idx: np.ndarray):
     """Rows ``idx`` of a numpy array or a torch tensor (indexed on its device)."""
     if _is_torch(x):
@@ -780,15 +797,19 @@ class Gallery:
         q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
         q = q.reshape(-1, self.spec.dim).float()
         out = []
-        for (a, b, _), (base, sq, lab, mu, sd) in zip(self.openset_blocks, self._os_base(q.device, method)):
+        for (a, b, *_), (base, sq, lab, mu, sd, gauss) in zip(self.openset_blocks, self._os_base(q.device, method)):
             qb = q[:, a:b] if mu is None else (q[:, a:b] - mu) / sd
-            out.append(_min_by_label(qb, base, sq, lab, len(self._names)).cpu().numpy())
+            d = _min_by_label(qb, base, sq, lab, len(self._names))
+            if gauss is not None:   # the models with a Gaussian of their own: its Mahalanobis distance
+                d[:, gauss[2]] = _whitened_sq(qb, *gauss[:2])
+            out.append(d.cpu().numpy())
         return out
 
     def _os_base(self, device, method: str):
-        """Per block of :attr:`openset_blocks`, (vectors, squared norms, label ids, mean, std or None)
-        on ``device`` that :meth:`block_distances` measures against: the samples' block, or their
-        per-model means."""
+        """Per block of :attr:`openset_blocks`, (vectors, squared norms, label ids, mean, std or None,
+        Gaussians or None) on ``device`` that :meth:`block_distances` measures against: the samples'
+        block, or their per-model means; for a ``gauss`` block the means and whitening maps of the
+        models that have one (:func:`.openspace.gaussians`) and those models' ids."""
         import torch
         key = (str(device), method, tuple(self.openset_blocks))
         c = self._os_cache
@@ -796,15 +817,20 @@ class Gallery:
             def t(a):
                 return None if a is None else torch.as_tensor(np.asarray(a, np.float32), device=device)
             bases = []
-            for x, mu, sd in openspace.block_views(self._vectors, self.openset_blocks):
+            for blk, (x, mu, sd) in zip(self.openset_blocks, openspace.block_views(self._vectors, self.openset_blocks)):
                 lab = self._labels.astype(np.int64)
+                gauss = None
+                if openspace.kind_of(blk) == "gauss":
+                    means, maps, ok = openspace.gaussians(x, lab, len(self._names))
+                    if ok.any():
+                        gauss = (t(means[ok]), t(maps[ok]), torch.as_tensor(np.flatnonzero(ok), device=device))
                 if method == "centroid":
                     m = len(self._names)
                     sums = np.zeros((m, x.shape[1]), np.float64)
                     np.add.at(sums, lab, x)
                     x, lab = sums / np.maximum(np.bincount(lab, minlength=m), 1)[:, None], np.arange(m)
                 base = t(x)
-                bases.append((base, (base * base).sum(1), torch.as_tensor(lab, device=device), t(mu), t(sd)))
+                bases.append((base, (base * base).sum(1), torch.as_tensor(lab, device=device), t(mu), t(sd), gauss))
             self._os_cache = (self._vectors, key, bases)
         return self._os_cache[2]
 
@@ -813,6 +839,7 @@ class Gallery:
         ``vectors`` of ``models`` (:func:`.openspace.fit_scales`), stored in :attr:`openset_scales`
         and returned; None (nothing stored) with one block or none."""
         if not self.openset_blocks or len(self.openset_blocks) < 2:
+            self.openset_scales.pop(method, None)   # blocks changed since: no stale scales
             return None
         lab = np.array([self._names.index(m) for m in models], np.int64)
         rows = np.arange(len(lab))

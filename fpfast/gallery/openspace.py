@@ -15,6 +15,15 @@ squared distance to it), so that each block weighs the same for every model:
 Why: benchmarks/results/embedding.md, "Issue 14, sixteenth session" (a fine-tuned gallery's
 network pulls an enrolled design's siblings onto it; the universal network it started from and
 the handcrafted fingerprint do not).
+
+A block may measure, instead of the distance to a model's nearest sample, its *per-model Gaussian*
+distance (kind ``gauss``, a fourth element): the squared Mahalanobis distance to the model's mean
+under the model's own covariance in the block, shrunk towards a multiple of the identity by the
+Ledoit-Wolf rule (:func:`ledoit_wolf`). A model with fewer than :data:`GAUSS_MIN_FACTOR` times the
+block's dimensions enrolled keeps the nearest-sample distance there. Why: a sibling design (one
+choice changed, the same weights) shifts the fingerprint along directions its enrolled model
+hardly varies in, which a Euclidean distance to the nearest sample weighs like any other
+(benchmarks/results/embedding.md, "Issue 14, eighteenth session").
 """
 from __future__ import annotations
 
@@ -22,28 +31,72 @@ import numpy as np
 
 SCALE_QUANTILE = 0.95
 MIN_SCALE_SAMPLES = 10   # fewer clean held-out samples: the model gets the pooled scale
+KINDS = ("nearest", "gauss")
+GAUSS_MIN_FACTOR = 2     # a per-model Gaussian needs at least this many enrolled samples per dimension
 _TINY = 1e-12
 
 
-def check_blocks(blocks, dim: int) -> list[tuple[int, int, bool]]:
-    """``blocks`` as a list of (start, stop, standardize), checked against vectors of ``dim``."""
+def check_blocks(blocks, dim: int) -> list[tuple]:
+    """``blocks`` as a list of (start, stop, standardize) or (start, stop, standardize, kind),
+    checked against vectors of ``dim``; a block of kind ``nearest`` (the default) as the three."""
     if not isinstance(blocks, (list, tuple)) or not blocks:
         raise ValueError(f"open-set blocks must be a non-empty list, got {blocks!r}")
     out = []
     for b in blocks:
-        if (not isinstance(b, (list, tuple)) or len(b) != 3 or any(isinstance(v, bool) or not isinstance(v, int)
-                                                                   for v in b[:2]) or not isinstance(b[2], bool)):
-            raise ValueError(f"an open-set block must be [start, stop, standardize], got {b!r}")
+        if (not isinstance(b, (list, tuple)) or len(b) not in (3, 4)
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in b[:2]) or not isinstance(b[2], bool)
+                or (len(b) == 4 and b[3] not in KINDS)):
+            raise ValueError(f"an open-set block must be [start, stop, standardize] or [start, stop, standardize, "
+                             f"kind] with kind one of {KINDS}, got {b!r}")
         if not 0 <= b[0] < b[1] <= dim:
             raise ValueError(f"open-set block {list(b)} does not lie in [0, {dim}]")
-        out.append((int(b[0]), int(b[1]), bool(b[2])))
+        kind = b[3] if len(b) == 4 else "nearest"
+        out.append((int(b[0]), int(b[1]), bool(b[2])) + ((kind,) if kind != "nearest" else ()))
     return out
+
+
+def kind_of(block) -> str:
+    """A checked block's kind: ``nearest`` or ``gauss``."""
+    return block[3] if len(block) == 4 else "nearest"
+
+
+def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
+    """(shrunk covariance [d, d], shrinkage) of samples ``x`` [n, d] (float64): the biased sample
+    covariance S pulled towards mu I (mu = tr S / d) by the Ledoit-Wolf (2004) estimate of the
+    shrinkage that minimises the expected Frobenius loss (as scikit-learn's ``ledoit_wolf``)."""
+    x = np.asarray(x, np.float64)
+    n, d = x.shape
+    xc = x - x.mean(0)
+    s = xc.T @ xc / n
+    mu = np.trace(s) / d
+    delta = ((s - mu * np.eye(d)) ** 2).sum() / d
+    beta = (((xc * xc).sum(1) ** 2).sum() / n - (s * s).sum()) / (d * n)
+    a = 0.0 if delta <= 0 else float(min(max(beta, 0.0), delta) / delta)
+    return (1 - a) * s + a * mu * np.eye(d), a
+
+
+def gaussians(x: np.ndarray, labels: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per model of ``labels`` (ids < ``m``) of samples ``x`` [N, d]: (means [m, d], whitening
+    maps W [m, d, d] with |(q - mean) W|^2 the squared Mahalanobis distance under the model's
+    :func:`ledoit_wolf` covariance, usable [m] bool: enough samples, GAUSS_MIN_FACTOR x d)."""
+    x, labels = np.asarray(x, np.float64), np.asarray(labels)
+    d = x.shape[1]
+    means, maps, ok = np.zeros((m, d)), np.zeros((m, d, d)), np.zeros(m, bool)
+    for j in range(m):
+        xj = x[labels == j]
+        if len(xj) < GAUSS_MIN_FACTOR * d:
+            continue
+        cov, _ = ledoit_wolf(xj)
+        w, v = np.linalg.eigh(cov)
+        w = np.maximum(w, max(float(w.max()), _TINY) * 1e-9)
+        means[j], maps[j], ok[j] = xj.mean(0), v / np.sqrt(w), True
+    return means, maps, ok
 
 
 def block_views(x: np.ndarray, blocks) -> list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
     """Per block (its samples [N, d] float64, mean, std or None): what queries are measured against."""
     out = []
-    for a, b, std in blocks:
+    for a, b, std, *_ in blocks:
         v = np.asarray(x[:, a:b], np.float64)
         if std:
             mu, sd = v.mean(0), v.std(0)
