@@ -442,6 +442,16 @@ def test_gauss_block_is_each_models_own_ledoit_wolf_mahalanobis(tmp_path):
     np.testing.assert_allclose(back.block_distances(q.astype(np.float32))[0], d0, rtol=1e-6)
     with pytest.raises(ValueError, match="kind"):
         openspace.check_blocks([[0, 6, True, "gaussian"]], dim)
+    # every model with a Gaussian of its own: the same distances, no nearest-sample pass
+    g2 = Gallery.create(tmp_path / "g2")
+    g2.openset_blocks = [(0, 6, False, "gauss")]
+    for j in range(2):
+        g2.add(f"m{j}", xs[j])
+    g2.fit()
+    want2 = np.stack([np.einsum("nd,de,ne->n", q[:, :6] - lw.location_, np.linalg.inv(lw.covariance_),
+                                q[:, :6] - lw.location_)
+                      for lw in (sk.LedoitWolf().fit(xs[j][:, :6].astype(np.float64)) for j in range(2))], 1)
+    np.testing.assert_allclose(g2.block_distances(q.astype(np.float32))[0], want2, rtol=1e-3)
     # chunked over models and queries alike (a gallery of many models stays within memory)
     import torch
     from fpfast.gallery.gallery import _whitened_sq

@@ -799,9 +799,12 @@ class Gallery:
         out = []
         for (a, b, *_), (base, sq, lab, mu, sd, gauss) in zip(self.openset_blocks, self._os_base(q.device, method)):
             qb = q[:, a:b] if mu is None else (q[:, a:b] - mu) / sd
-            d = _min_by_label(qb, base, sq, lab, len(self._names))
-            if gauss is not None:   # the models with a Gaussian of their own: its Mahalanobis distance
-                d[:, gauss[2]] = _whitened_sq(qb, *gauss[:2])
+            if gauss is not None and len(gauss[2]) == len(self._names):   # every model its own Gaussian
+                d = _whitened_sq(qb, *gauss[:2])
+            else:
+                d = _min_by_label(qb, base, sq, lab, len(self._names))
+                if gauss is not None:   # the models with a Gaussian of their own: its Mahalanobis distance
+                    d[:, gauss[2]] = _whitened_sq(qb, *gauss[:2])
             out.append(d.cpu().numpy())
         return out
 
