@@ -14,8 +14,9 @@ variant is then built from that gallery:
   session; `unknown` decided on the network's dimensions since the fourteenth);
 * ``train, open-set vector``: `unknown` decided on the whole vector (``--open-set-from vector``,
   the thirteenth session's default); ``train, open-set network``: on the fine-tuned network's
-  dimensions alone (the fourteenth and fifteenth sessions'; ``train`` itself: the ensemble since the
-  sixteenth);
+  dimensions alone (the fourteenth and fifteenth sessions'); ``train, open-set ensemble``: three
+  nearest-sample spaces (the sixteenth's; ``train`` itself: each model's own Gaussian since the
+  eighteenth);
 * ``train, network alone``: the fine-tuned network's vectors alone (``--network-alone``, the
   default before);
 * ``…, lr X``: the same with ``--lr X``; ``…, epochs N``: with ``--epochs N``; ``…, flips N``: with
