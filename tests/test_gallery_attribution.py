@@ -387,8 +387,9 @@ def test_open_set_statistic_of_several_blocks_is_the_scaled_geometric_mean(tmp_p
 def test_gauss_block_is_each_models_own_ledoit_wolf_mahalanobis(tmp_path):
     """A block of kind ``gauss``: per model with at least GAUSS_MIN_FACTOR samples per dimension the
     squared Mahalanobis distance to its mean under its own Ledoit-Wolf covariance (scikit-learn's
-    estimate, in the block's standardised space), the nearest-sample distance for a model with
-    fewer; combined with a nearest block as any two blocks are; the kind kept through a save."""
+    estimate, in the block's standardised space), for a model with fewer under the pooled
+    covariance of those (the same units), the nearest-sample distance where no model has enough;
+    combined with a nearest block as any two blocks are; the kind kept through a save."""
     import json
     sk = pytest.importorskip("sklearn.covariance")
     from fpfast.gallery import openspace
@@ -397,7 +398,7 @@ def test_gauss_block_is_each_models_own_ledoit_wolf_mahalanobis(tmp_path):
     dim = g.spec.dim
     blocks = [(0, 6, True, "gauss"), (6, dim, False)]
     g.openset_blocks = blocks
-    n_enr = [40, 40, 8]   # the third model: fewer than 2 x 6 samples, its nearest sample instead
+    n_enr = [40, 40, 8]   # the third model: fewer than 2 x 6 samples, the first two's pooled covariance
     mix = rng.normal(size=(3, 6, 6))   # each model its own correlated covariance in the gauss block
     xs, hs = [], []
     for j in range(3):
@@ -416,13 +417,11 @@ def test_gauss_block_is_each_models_own_ledoit_wolf_mahalanobis(tmp_path):
     q = np.concatenate([h[:4] for h in hs]).astype(np.float64)
     zq = (q[:, :6] - mu) / sd
     want = np.empty((len(q), 3))
+    pooled = sk.LedoitWolf().fit(np.concatenate([z[lab == j] - z[lab == j].mean(0) for j in range(2)])).covariance_
     for j in range(3):
-        if j < 2:
-            lw = sk.LedoitWolf().fit(z[lab == j])
-            diff = zq - lw.location_
-            want[:, j] = np.einsum("nd,de,ne->n", diff, np.linalg.inv(lw.covariance_), diff)
-        else:
-            want[:, j] = ((zq[:, None] - z[lab == j][None]) ** 2).sum(-1).min(1)
+        cov = sk.LedoitWolf().fit(z[lab == j]).covariance_ if j < 2 else pooled
+        diff = zq - z[lab == j].mean(0)
+        want[:, j] = np.einsum("nd,de,ne->n", diff, np.linalg.inv(cov), diff)
     d0 = g.block_distances(q.astype(np.float32))[0]
     np.testing.assert_allclose(d0, want, rtol=1e-3)
     cov, a = openspace.ledoit_wolf(z[lab == 0])
@@ -442,6 +441,14 @@ def test_gauss_block_is_each_models_own_ledoit_wolf_mahalanobis(tmp_path):
     np.testing.assert_allclose(back.block_distances(q.astype(np.float32))[0], d0, rtol=1e-6)
     with pytest.raises(ValueError, match="kind"):
         openspace.check_blocks([[0, 6, True, "gaussian"]], dim)
+    # no model with enough samples: every model's nearest sample
+    g3 = Gallery.create(tmp_path / "g3")
+    g3.openset_blocks = [(0, 6, False, "gauss")]
+    for j in range(3):
+        g3.add(f"m{j}", xs[j][:8])
+    g3.fit()
+    near = np.stack([((q[:, None, :6] - xs[j][None, :8, :6].astype(np.float64)) ** 2).sum(-1).min(1) for j in range(3)], 1)
+    np.testing.assert_allclose(g3.block_distances(q.astype(np.float32))[0], near, rtol=1e-3)
     # every model with a Gaussian of its own: the same distances, no nearest-sample pass
     g2 = Gallery.create(tmp_path / "g2")
     g2.openset_blocks = [(0, 6, False, "gauss")]

@@ -20,10 +20,14 @@ A block may measure, instead of the distance to a model's nearest sample, its *p
 distance (kind ``gauss``, a fourth element): the squared Mahalanobis distance to the model's mean
 under the model's own covariance in the block, shrunk towards a multiple of the identity by the
 Ledoit-Wolf rule (:func:`ledoit_wolf`). A model with fewer than :data:`GAUSS_MIN_FACTOR` times the
-block's dimensions enrolled keeps the nearest-sample distance there. Why: a sibling design (one
-choice changed, the same weights) shifts the fingerprint along directions its enrolled model
-hardly varies in, which a Euclidean distance to the nearest sample weighs like any other
-(benchmarks/results/embedding.md, "Issue 14, eighteenth session").
+block's dimensions enrolled is measured under the pooled (Ledoit-Wolf) covariance of the models
+that have their own, so that the block's distances share one unit (a nearest-sample distance beside
+Mahalanobis ones made such a model's pooled scale meaningless: a newcomer of 10 images was never
+`unknown`); in a block where no model has enough, every model keeps the distance to its nearest
+sample. Why the Gaussian: a sibling design (one choice changed, the same weights) shifts the
+fingerprint along directions its enrolled model hardly varies in, which a Euclidean distance to
+the nearest sample weighs like any other (benchmarks/results/embedding.md, "Issue 14, eighteenth
+session").
 """
 from __future__ import annotations
 
@@ -78,18 +82,27 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
 def gaussians(x: np.ndarray, labels: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per model of ``labels`` (ids < ``m``) of samples ``x`` [N, d]: (means [m, d], whitening
     maps W [m, d, d] with |(q - mean) W|^2 the squared Mahalanobis distance under the model's
-    :func:`ledoit_wolf` covariance, usable [m] bool: enough samples, GAUSS_MIN_FACTOR x d)."""
+    :func:`ledoit_wolf` covariance - for a model with fewer than GAUSS_MIN_FACTOR x d samples, the
+    pooled covariance of the models that have their own -, usable [m] bool: False for every model
+    when none has enough samples, and for a model without samples)."""
     x, labels = np.asarray(x, np.float64), np.asarray(labels)
     d = x.shape[1]
     means, maps, ok = np.zeros((m, d)), np.zeros((m, d, d)), np.zeros(m, bool)
+    def whitening(cov):
+        w, v = np.linalg.eigh(cov)
+        return v / np.sqrt(np.maximum(w, max(float(w.max()), _TINY) * 1e-9))
     for j in range(m):
         xj = x[labels == j]
         if len(xj) < GAUSS_MIN_FACTOR * d:
             continue
-        cov, _ = ledoit_wolf(xj)
-        w, v = np.linalg.eigh(cov)
-        w = np.maximum(w, max(float(w.max()), _TINY) * 1e-9)
-        means[j], maps[j], ok[j] = xj.mean(0), v / np.sqrt(w), True
+        means[j], maps[j], ok[j] = xj.mean(0), whitening(ledoit_wolf(xj)[0]), True
+    if ok.any() and not ok.all():   # the others: the pooled covariance of those, in the same units
+        own = np.isin(labels, np.flatnonzero(ok))
+        pooled = whitening(ledoit_wolf(x[own] - means[labels[own]])[0])
+        for j in np.flatnonzero(~ok):
+            xj = x[labels == j]
+            if len(xj):
+                means[j], maps[j], ok[j] = xj.mean(0), pooled, True
     return means, maps, ok
 
 
