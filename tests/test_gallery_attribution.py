@@ -219,20 +219,34 @@ def test_model_distances_match_brute_force_in_any_blocks(tmp_path):
 
 
 def test_default_vote_is_sized_to_the_gallery(tmp_path):
-    """k defaults to a tenth of the median model's sample count, in [1, 10]; an explicit k wins;
-    with eight samples per model, ten votes would outvote a query's own model."""
+    """k defaults to a tenth of the smallest model's sample count, in [1, 10]; an explicit k wins;
+    with eight samples per model, ten votes would outvote a query's own model, and a model of few
+    samples beside a dense one is outvoted by it."""
     from fpfast.spec import FingerprintSpec
     spec = FingerprintSpec()
     rng = np.random.default_rng(0)
     g = Gallery.create(str(tmp_path / "g"), spec)
     assert g.vote_k() == 10                      # empty: the largest vote
     centres = rng.normal(size=(3, spec.dim)) * 3
-    for m, n, c in zip("abc", (8, 35, 300), centres):
+    for m, n, c in zip("abc", (35, 60, 300), centres):
         g.add(m, c + rng.normal(size=(n, spec.dim)))
-    assert g.vote_k() == 3                       # median 35 samples
+    assert g.vote_k() == 3                       # the smallest model: 35 samples
     g.add("d", rng.normal(size=(500, spec.dim)))
     g.add("e", rng.normal(size=(400, spec.dim)))
-    assert g.vote_k() == 10                      # median 300: capped
+    assert g.vote_k() == 3
+    big = Gallery.create(str(tmp_path / "big"), spec)
+    for m, n in (("a", 150), ("b", 400)):
+        big.add(m, rng.normal(size=(n, spec.dim)))
+    assert big.vote_k() == 10                    # 150 samples and more: capped
+    # a newcomer of 8 samples beside a dense model around the same place: its queries are its own
+    rng = np.random.default_rng(0)
+    new = Gallery.create(str(tmp_path / "new"), spec)
+    new.add("dense", rng.normal(size=(400, spec.dim)))
+    new.add("newcomer", 0.7 + rng.normal(size=(8, spec.dim)))
+    qn = 0.7 + rng.normal(size=(40, spec.dim))
+    own = np.mean(np.array(new.attribute(qn).predicted) == "newcomer")
+    assert new.vote_k() == 1 and own > 0.7
+    assert np.mean(np.array(new.attribute(qn, k=10).predicted) == "newcomer") < own - 0.4   # the median rule's vote
     h = Gallery.create(str(tmp_path / "h"), spec)
     h.add("near", np.zeros((8, spec.dim)) + rng.normal(size=(8, spec.dim)) * 0.1)
     h.add("far", np.ones((30, spec.dim)) + rng.normal(size=(30, spec.dim)) * 0.1)
