@@ -18,7 +18,7 @@ from .options import (GalleryDir, check_output, engine_options, expect_digest_op
               help="A .parquet/.csv/.jsonl file, or a directory of parquet shards.")
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=None,
-              help="Neighbours for the kNN vote.  [default: a tenth of the median model's samples, 1 to 10]")
+              help="Neighbours for the kNN vote.  [default: a tenth of the smallest model's samples, 1 to 10]")
 @click.option("--top", type=click.IntRange(1, 20), default=3, show_default=True, help="Models listed per row.")
 @output_options(shard_size=10_000)
 @expect_digest_option

@@ -20,7 +20,7 @@ from .options import GalleryDir, expect_digest_option, handle_errors, stream_opt
               help="Test images, one sub-folder per true model; folders of models the gallery lacks test open set.")
 @click.option("--method", type=click.Choice(["knn", "centroid"]), default="knn", show_default=True)
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=None,
-              help="Neighbours for the kNN vote.  [default: a tenth of the median model's samples, 1 to 10]")
+              help="Neighbours for the kNN vote.  [default: a tenth of the smallest model's samples, 1 to 10]")
 @click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
               help="Directory for metrics.json, confusion.csv and confusion.png (default: GALLERY-eval, beside the gallery).")
 @click.option("--overwrite", is_flag=True, help="Replace the metrics of an earlier eval in OUT.")
