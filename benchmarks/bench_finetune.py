@@ -95,10 +95,14 @@ def seed_of(model: str) -> str:
 
 def left_out(zoo: str, models: list[str], designs: list[str], seed: str) -> set[str]:
     """The models a validation fold keeps out of the gallery: each unknown design of the train split
-    (with its own retrained seeds, the same design) and the unseen seed."""
-    if seed not in models or seed_of(seed) not in models:
-        raise SystemExit(f"--left-seed {seed}: it and {seed_of(seed)} must be models of the train split")
-    out = {seed}
+    (with its own retrained seeds, the same design) and the unseen seed (a seed of the zoo's
+    ``validation`` split, e.g. ``ae_tconv_seed2``, needs nothing left out: its architecture's seeds 0
+    and 1 stay enrolled, as the test's unseen seeds find them)."""
+    in_validation = seed not in models and os.path.isdir(os.path.join(zoo, "validation", seed))
+    if not (seed in models or in_validation) or seed_of(seed) not in models:
+        raise SystemExit(f"--left-seed {seed}: it must be a model of the train split or of {zoo}/validation, "
+                         f"and {seed_of(seed)} one of the train split")
+    out = set() if in_validation else {seed}
     for d in designs:
         if d in models:
             out |= {d} | {m for m in models if m.startswith(d + "_seed")}
@@ -130,7 +134,9 @@ def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: i
         add("resize075", [_resize(im, 0.75) for im in clean], m)
         for split in ("test_resize", "test_crop"):
             add(split, [encoded(im, split) for im in clean], m)
-    add("unseen_seed", [read_image(p) for p in files(zoo, seed)[n_enroll:n_enroll + n_queries]], seed_of(seed))
+    own = os.path.isdir(os.path.join(zoo, "train", seed))   # a train-split seed: past its enrolled images
+    paths = files(zoo, seed)[n_enroll:n_enroll + n_queries] if own else files(zoo, seed, "validation")[:n_queries]
+    add("unseen_seed", [read_image(p) for p in paths], seed_of(seed))
     for d in designs:
         own = os.path.isdir(os.path.join(zoo, "train", d))   # a train-split model: past its enrolled images
         paths = files(zoo, d)[n_enroll:n_enroll + n_queries] if own else files(zoo, d, "validation")[:n_queries]
@@ -180,7 +186,8 @@ def main(argv=None):
                     help="separated by semicolons (or commas when no variant has options)")
     ap.add_argument("--unknowns", default=LEFT_DESIGN,
                     help="validation: the unknown designs, comma-separated (train-split models are left out)")
-    ap.add_argument("--left-seed", default=LEFT_SEED, help="validation: the retrained seed left out")
+    ap.add_argument("--left-seed", default=LEFT_SEED, help="validation: the retrained seed left out (or one of the "
+                    "zoo's validation split, e.g. ae_tconv_seed2: a third seed, its architecture's two enrolled)")
     ap.add_argument("--test", action="store_true", help="the whole train split enrolled, the zoo's test splits queried")
     ap.add_argument("--universal", default=None,
                     help="a `fpfast pretrain` output: the untrained gallery's embedding (default: the shipped one)")
