@@ -96,7 +96,7 @@ def seed_of(model: str) -> str:
 def left_out(zoo: str, models: list[str], designs: list[str], seed: str) -> set[str]:
     """The models a validation fold keeps out of the gallery: each unknown design of the train split
     (with its own retrained seeds, the same design) and the unseen seed (a seed of the zoo's
-    ``validation`` split, e.g. ``ae_tconv_seed2``, needs nothing left out: its architecture's seeds 0
+    ``validation`` split, e.g. ``ae_nearest_seed3``, needs nothing left out: its architecture's seeds 0
     and 1 stay enrolled, as the test's unseen seeds find them)."""
     in_validation = seed not in models and os.path.isdir(os.path.join(zoo, "validation", seed))
     if not (seed in models or in_validation) or seed_of(seed) not in models:
@@ -113,6 +113,14 @@ def left_out(zoo: str, models: list[str], designs: list[str], seed: str) -> set[
     if seed_of(seed) in out:
         raise SystemExit(f"--left-seed {seed}: its architecture is a left-out design")
     return out
+
+
+def query_images(zoo: str, model: str, n_enroll: int, n_queries: int) -> list:
+    """A left-out model's query images: a train-split model's past its first ``n_enroll`` (those a
+    gallery of the others would have enrolled), a validation-split model's first ones."""
+    if os.path.isdir(os.path.join(zoo, "train", model)):
+        return [read_image(p) for p in files(zoo, model)[n_enroll:n_enroll + n_queries]]
+    return [read_image(p) for p in files(zoo, model, "validation")[:n_queries]]
 
 
 def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: int,
@@ -134,13 +142,9 @@ def validation_splits(zoo: str, enrolled: list[str], n_enroll: int, n_queries: i
         add("resize075", [_resize(im, 0.75) for im in clean], m)
         for split in ("test_resize", "test_crop"):
             add(split, [encoded(im, split) for im in clean], m)
-    own = os.path.isdir(os.path.join(zoo, "train", seed))   # a train-split seed: past its enrolled images
-    paths = files(zoo, seed)[n_enroll:n_enroll + n_queries] if own else files(zoo, seed, "validation")[:n_queries]
-    add("unseen_seed", [read_image(p) for p in paths], seed_of(seed))
+    add("unseen_seed", query_images(zoo, seed, n_enroll, n_queries), seed_of(seed))
     for d in designs:
-        own = os.path.isdir(os.path.join(zoo, "train", d))   # a train-split model: past its enrolled images
-        paths = files(zoo, d)[n_enroll:n_enroll + n_queries] if own else files(zoo, d, "validation")[:n_queries]
-        imgs = [read_image(p) for p in paths]
+        imgs = query_images(zoo, d, n_enroll, n_queries)
         add("open_set", imgs, UNKNOWN)
         if len(designs) > 1:
             add("open_set:" + d, imgs, UNKNOWN)
@@ -187,7 +191,7 @@ def main(argv=None):
     ap.add_argument("--unknowns", default=LEFT_DESIGN,
                     help="validation: the unknown designs, comma-separated (train-split models are left out)")
     ap.add_argument("--left-seed", default=LEFT_SEED, help="validation: the retrained seed left out (or one of the "
-                    "zoo's validation split, e.g. ae_tconv_seed2: a third seed, its architecture's two enrolled)")
+                    "zoo's validation split, e.g. ae_nearest_seed3: another seed, its architecture's two enrolled)")
     ap.add_argument("--test", action="store_true", help="the whole train split enrolled, the zoo's test splits queried")
     ap.add_argument("--universal", default=None,
                     help="a `fpfast pretrain` output: the untrained gallery's embedding (default: the shipped one)")

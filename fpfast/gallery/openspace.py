@@ -3,7 +3,7 @@
 A gallery whose vectors concatenate several parts (a fine-tuned network's unit vector, the raw
 handcrafted fingerprint, a reference network's unit vector) names the model from the whole,
 normalised vector, but may read its open-set statistics from *blocks* of the raw vector
-(:attr:`Gallery.openset_blocks`: ``(start, stop, standardize)`` each; ``standardize``: each
+(:attr:`Gallery.openset_blocks`: ``(start, stop, standardize[, kind])`` each; ``standardize``: each
 dimension centred and scaled by the enrolled samples' mean and standard deviation). One block: the
 squared distance to each model's nearest sample (or centroid) in it, as before blocks existed.
 Several: per model, the geometric mean over blocks of that squared distance divided by the

@@ -140,11 +140,12 @@ def train_gallery(gallery: Gallery, root: str, opts: StreamOptions, *, epochs: i
         # handcrafted one, AUROC 0.941 against the ensemble's 0.878 over six sibling designs (the same,
         # "Issue 14, eighteenth session")
         net, hand = int(emb.arch["dim"]), emb.appended_dim
-        g.openset_blocks = [(0, net, False)]
         if open_set_from == "gaussian":
             g.openset_blocks = [(0, net, False, "gauss"), (net, net + hand, True, "gauss")]
         elif emb.reference is not None:
-            g.openset_blocks += [(net, net + hand, True), (net + hand, emb.dim, False)]
+            g.openset_blocks = [(0, net, False), (net, net + hand, True), (net + hand, emb.dim, False)]
+        else:
+            g.openset_blocks = [(0, net, False)]
 
     def embed(b):
         return emb.embed(b, device=dev, layout="hwc", precision=opts.precision)

@@ -85,7 +85,7 @@ PRESETS: dict[str, dict] = {
                      ] + VALIDATION + [
                          # another seed of an enrolled architecture whose seeds 0 and 1 are in the gallery, as the
                          # unseen_seed split's (seed 2) are, from the training contents: the validation of the
-                         # unseen-seed column (a third seed of ae_tconv was named seed 0's class ~1 % of the time
+                         # unseen-seed column (a third seed of ae_tconv was named seed 0's class about 2 % of the time
                          # by every gallery: its seeds' traces differ too much to tell anything)
                          _m("ae_nearest_seed3", AE, upsampling="nearest", seed_index=3, role="validation",
                             label="ae_nearest"),
