@@ -53,8 +53,8 @@ def load_zoo_split(root, split: str) -> tuple[list[np.ndarray], list[str], list[
     """(images uint8 HxWx3, expected gallery labels, source model names) of one split of a built zoo.
 
     The expected label is ``model.json['label']``: the class itself for gallery models, the
-    gallery class of the same architecture for ``unseen_seed``, None (-> "unknown") for ``open_set``
-    and ``validation``.
+    gallery class of the same architecture for ``unseen_seed`` (and for a ``validation`` model that is
+    another seed of it), None (-> "unknown") for ``open_set`` and the other ``validation`` models.
     """
     root = Path(root)
     imgs, labels, sources = [], [], []

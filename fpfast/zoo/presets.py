@@ -4,8 +4,9 @@ A model entry names its design attributes (what ``model.json`` records) and its 
 ``gallery`` (a class with train and test images), ``unseen_seed`` (the architecture of gallery
 class ``label`` trained from a seed the gallery never saw; test images only), ``open_set`` (a
 design kept out of the gallery; test images only) or ``validation`` (a design kept out of the
-gallery and of every test split, for choosing open-set settings without the test split's unknown;
-images of the training contents only). ``seed_index`` k gives the weights seed
+gallery and of every test split, for choosing open-set settings without the test split's unknown,
+its ``label`` None; or another seed of gallery class ``label``, for choosing without the
+``unseen_seed`` split; images of the training contents only). ``seed_index`` k gives the weights seed
 ``100 * zoo_seed + k``: every base model uses k = 0, so two architectures differ only in design.
 """
 from __future__ import annotations
