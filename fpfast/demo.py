@@ -25,7 +25,7 @@ from .embed.universal import HYBRID, shipped_embedder
 from .gallery.views import VIEWS
 from .jobs.collect import gallery_fingerprints
 from .jobs.augment import enroll_copies
-from .jobs.enroll import enroll, finish_enrollment, model_folders
+from .jobs.enroll import enroll, finish_enrollment, model_folders, use_discriminant_openset
 from .jobs.mappers import attribute_mapper
 from .jobs.options import StreamOptions, resolve_device
 from .jobs.specs import resolve_spec
@@ -77,6 +77,7 @@ def run_demo(out: str, preset: str = "tiny", seed: int = 0, spec=None, opts: Str
     with stages("enroll"):
         gu = Gallery.create(udir, load_spec(None), normalize="lda", overwrite=True).with_embedding(
             shipped_embedder(HYBRID))
+        use_discriminant_openset(gu)
         gu.view_names = tuple(VIEWS)
         _enroll_train(gu, os.path.join(zoo_dir, "train"), quiet, seed)
     galleries["universal ⊕ handcrafted"] = gu

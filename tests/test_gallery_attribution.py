@@ -480,3 +480,97 @@ def test_gauss_block_is_each_models_own_ledoit_wolf_mahalanobis(tmp_path):
     ref = torch.stack([((qt - mt[j]) @ wt[j]).pow(2).sum(1) for j in range(5)], 1)
     for budget in (1, 7, 20, 1 << 22):
         torch.testing.assert_close(_whitened_sq(qt, mt, wt, budget), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_joined_ratio_is_the_larger_test_in_the_first_ratios_units():
+    rng = np.random.default_rng(3)
+    r, rt, r2, rt2 = rng.uniform(0.1, 2, (4, 50))
+    got = attr.joined_ratio(r, rt, r2, rt2)
+    np.testing.assert_allclose(got / rt, np.maximum(r / rt, r2 / rt2))
+    # above its threshold exactly where either ratio is above its own
+    assert ((got > rt) == ((r > rt) | (r2 > rt2))).all()
+    # an uncalibrated second test (inf, or 0) leaves the first ratio as it is
+    np.testing.assert_array_equal(attr.joined_ratio(r, rt, r2, np.full(50, np.inf)), r)
+    np.testing.assert_array_equal(attr.joined_ratio(r, rt, r2, np.zeros(50)), r)
+
+
+def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
+    """``openset_space = "normalized"``: the blocks lie in the LDA-normalised vectors searched (each
+    model's own Gaussian in its first axes, brute force in numpy from the normaliser's own map), and
+    a clean query is `unknown` where its distance, its ratio or the Gaussians' ratio exceeds its
+    threshold (each at a third of the FRR); the space is saved, refused when damaged, and follows a
+    refit; `fpfast enroll`'s helper sets it for an LDA gallery only."""
+    import json
+    from fpfast.gallery import openspace
+    from fpfast.jobs.enroll import use_discriminant_openset
+    c = Clusters(n_models=5, seed=4, sep=2.0)
+    g = Gallery.create(tmp_path / "g", normalize="lda")
+    assert use_discriminant_openset(g)
+    k = openspace.DISCRIMINANT_AXES
+    assert g.openset_blocks == [(0, min(k, g.spec.dim), False, "gauss")] and g.openset_space == "normalized"
+    g.openset_blocks = [(0, 4, False, "gauss")]   # 4 axes: 40 samples a model is a Gaussian of its own
+    for j in range(4):                             # 40 enrolled, 10 held out per model
+        g.add(c.names[j], c.sample(j, 40))
+        g.add_holdout(c.names[j], c.sample(j, 10))
+    g.fit()
+    frr = 0.15
+    rec = g.recalibrate(frr, cross_fit=False)["knn"]
+    # the three tests of a clean query, each at a third of the FRR: per statistic frr / 3
+    hold = g._hold_vectors.astype(np.float64)
+    hl = g._hold_labels
+    assert rec["frr"] == pytest.approx(frr * 2 / 3) and rec["openset"]["frr"] == pytest.approx(frr * 2 / 3)
+    # brute force: LDA map, each model's Ledoit-Wolf Gaussian in the first 4 axes
+    nz = g._normalizer
+    z = ((g._vectors.astype(np.float64) - nz.mean) * nz.scale) @ nz.projection.astype(np.float64)
+    lab = g._labels
+
+    def gauss_sq(x):
+        zq = (((x.astype(np.float64) - nz.mean) * nz.scale) @ nz.projection.astype(np.float64))[:, :4]
+        out = np.empty((len(x), 4))
+        for j in range(4):
+            zj = z[lab == j, :4]
+            diff = zq - zj.mean(0)
+            out[:, j] = np.einsum("nd,de,ne->n", diff, np.linalg.inv(openspace.ledoit_wolf(zj)[0]), diff)
+        return out
+    q, _ = c.batch(range(5), 30)
+    np.testing.assert_allclose(g.block_distances(q)[0], gauss_sq(q), rtol=2e-3)
+    # the decision: distance, ratio and the Gaussians' ratio, each over its (global) threshold
+    a = g.attribute(q, k=1)
+    dm = g.model_distances(q)
+    w = np.array([c.names.index(m) for m in a.predicted])
+    rows = np.arange(len(q))
+
+    def ratio(d, w):
+        o = d.copy(); o[rows[:len(w)], w] = np.inf
+        return np.sqrt(d[rows[:len(w)], w] / o.min(1))
+    gq = gauss_sq(q)
+    t, rt, ort = rec["global"], rec["ratio"]["global"], rec["openset"]["ratio"]["global"]
+    want = (dm[rows, w] > t) | (ratio(dm, w) > rt) | (ratio(gq, w) > ort)
+    np.testing.assert_array_equal(a.is_unknown, want)
+    assert (ratio(gq, w) > ort).any() and not ((ratio(gq, w) > ort) <= (ratio(dm, w) > rt)).all()
+    # the thresholds: quantiles of the held-out samples' own statistics at frr / 3 each
+    hd = g.model_distances(hold.astype(np.float32))
+    assert t == pytest.approx(attr.quantile_threshold(hd[np.arange(len(hl)), hl], frr / 3))
+    assert ort == pytest.approx(attr.quantile_threshold(ratio(gauss_sq(hold), hl), frr / 3), rel=1e-3)
+    # saved and loaded; a damaged value refused
+    g.save()
+    meta_path = tmp_path / "g" / "gallery.json"
+    assert json.loads(meta_path.read_text())["openset_space"] == "normalized"
+    back = Gallery.load(g.path)
+    assert back.openset_space == "normalized"
+    np.testing.assert_array_equal(back.attribute(q, k=1).is_unknown, a.is_unknown)
+    meta = json.loads(meta_path.read_text())
+    meta["openset_space"] = "lda"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(GalleryError, match="openset_space"):
+        Gallery.load(g.path, verify=False)
+    # a refit moves the axes: the blocks follow the new normaliser
+    g.add(c.names[4], c.sample(4, 40))
+    g.fit()
+    assert not np.allclose(g.block_distances(q)[0][:, :4], gauss_sq(q))
+    nz = g._normalizer
+    z = ((g._vectors.astype(np.float64) - nz.mean) * nz.scale) @ nz.projection.astype(np.float64)
+    lab = g._labels
+    np.testing.assert_allclose(g.block_distances(q)[0][:, :4], gauss_sq(q), rtol=2e-3)
+    # not for other normalisations
+    assert not use_discriminant_openset(Gallery.create(tmp_path / "s", normalize="standardize"))

@@ -5,7 +5,7 @@ import click
 from ..errors import EXIT_ROW_ERRORS
 from ..jobs.augment import enroll_copies
 from ..jobs.collect import gallery_fingerprints
-from ..jobs.enroll import enroll, finish_enrollment, model_folders
+from ..jobs.enroll import enroll, finish_enrollment, model_folders, use_discriminant_openset
 from ..jobs.specs import resolve_spec
 from ..jobs.train import train_gallery
 from ..embed.universal import HYBRID, SHIPPED_DIR, UNIVERSAL, shipped_embedder
@@ -142,6 +142,7 @@ def enroll_cmd(gallery, sources, model, root, spec, crops, normalize, index, hol
                                        "image(s); that is fixed when a gallery is created (leave out --flips)")
         if universal is not None and new:
             g = g.with_embedding(universal)
+            use_discriminant_openset(g)
         elif universal is not None and (g.spec.embedding or {}).get("identity") != universal.identity:
             raise click.UsageError(
                 f"--spec {spec}: {gallery} already holds other vectors ({g.spec.id}); if it was enrolled "

@@ -51,7 +51,9 @@ class Attribution:
     looks clean in a gallery with ``openset_blocks``, in that open-set space: :mod:`.openspace`);
     ``threshold``: the threshold applied (inf when not calibrated);
     ``top``: per query, up to ``k`` ``(model, distance)`` pairs, nearest first;
-    ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold;
+    ``ratio``: the ambiguity statistic (see the module doc), ``ratio_threshold`` its threshold (for a
+    query that looks clean in a gallery whose open-set blocks lie in its normalised space, the larger
+    of it and that space's ratio, each over its threshold, in the first one's units: :func:`joined_ratio`);
     ``condition``: per query ``clean`` or ``processed`` as the gallery's calibration detector
     saw it (:mod:`.conditions`; it chose the thresholds), or the name of the view that answered
     it (:mod:`.views`); None for a gallery without either. ``choice``: where the open-set
@@ -114,6 +116,17 @@ def open_set_margin(d, t, r=None, rt=None) -> np.ndarray:
         scaled = np.maximum(np.where(t > 0, d / t, np.where(d > 0, np.inf, 0.0)),
                             np.where(rt > 0, r / rt, np.where(r > 0, np.inf, 0.0))) - 1.0
     return np.where(both, scaled, np.where(np.isfinite(t), d - t, r))
+
+
+def joined_ratio(r, rt, r2, rt2) -> np.ndarray:
+    """One ratio statistic of two, ``r`` (threshold ``rt``) and ``r2`` (threshold ``rt2``), in the
+    first's units: ``rt * max(r / rt, r2 / rt2)``, so that it exceeds ``rt`` exactly where either
+    exceeds its own threshold (and :func:`open_set_margin` takes the larger of the three tests with
+    a distance). Where either threshold is not finite and positive, ``r`` as it is."""
+    r, rt, r2, rt2 = (np.asarray(a, np.float64) for a in (r, rt, r2, rt2))
+    ok = np.isfinite(rt) & np.isfinite(rt2) & (rt > 0) & (rt2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(ok, rt * np.maximum(r / rt, r2 / rt2), r)
 
 
 def ratio_of(d_win: np.ndarray, d_other: np.ndarray) -> np.ndarray:

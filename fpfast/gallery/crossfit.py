@@ -94,6 +94,7 @@ def _fold_gallery(gallery, x: np.ndarray, y: np.ndarray):
     g = type(gallery)(gallery.path, gallery.spec, normalize=gallery.normalize,
                       normalize_params=gallery.normalize_params, index="flat")
     g.openset_blocks, g.openset_scales = gallery.openset_blocks, dict(gallery.openset_scales)
+    g.openset_space = gallery.openset_space
     for j in np.unique(y):
         g.add(gallery._names[j], x[y == j])
     g.fit()

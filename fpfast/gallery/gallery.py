@@ -214,7 +214,12 @@ class Gallery:
         # searched space's. openset_scales: per method, the blocks' per-model scales (several blocks)
         self.openset_blocks: list[tuple[int, int, bool]] | None = None
         self.openset_scales: dict[str, dict] = {}
-        self._os_cache: tuple | None = None   # (vectors array, (device, method, blocks), per-block bases)
+        # where the blocks lie and how their statistics meet the searched space's (.openspace): "vectors"
+        # (the raw vector; they replace the searched space's for clean-looking queries) or "normalized"
+        # (the normalised vectors searched, e.g. an LDA's first discriminant axes, which follow each
+        # refit; their ratio joins the searched space's distance and ratio as a third test)
+        self.openset_space: str = "vectors"
+        self._os_cache: tuple | None = None   # (vectors, normaliser, (device, method, blocks, space), bases)
 
     # ================================================================== learned embedding
     def embedder(self):
@@ -666,10 +671,14 @@ class Gallery:
             if len(idx):   # measured for those queries alone
                 q = queries if _is_torch(queries) else _to_numpy(queries)
                 dm = self.stat_distances(_take(q.reshape(-1, self.spec.dim), idx), method, openset=True)
-                stat[idx] = dm[np.arange(len(idx)), winner[idx]]
-                ratio[idx] = attr.ratio_of(stat[idx], _second_smallest(dm, winner[idx]))
+                os_stat = dm[np.arange(len(idx)), winner[idx]]
+                os_ratio = attr.ratio_of(os_stat, _second_smallest(dm, winner[idx]))
                 os_thr, os_rthr = thresholds((rec or {}).get("openset"))
-                thr[idx], rthr[idx] = os_thr[idx], os_rthr[idx]
+                if self.openset_space == "normalized":   # its ratio joins the searched space's two tests
+                    ratio[idx] = attr.joined_ratio(ratio[idx], rthr[idx], os_ratio, os_rthr[idx])
+                else:
+                    stat[idx], ratio[idx] = os_stat, os_ratio
+                    thr[idx], rthr[idx] = os_thr[idx], os_rthr[idx]
         predicted = [names[j] for j in winner]
         unknown = attr.open_set_margin(stat, thr, ratio, rthr) > 0
         unknown &= np.isfinite(thr) | np.isfinite(rthr)  # nothing is unknown without a calibration
@@ -799,6 +808,8 @@ class Gallery:
         q = queries if _is_torch(queries) else torch.from_numpy(_to_numpy(queries))
         q = q.reshape(-1, self.spec.dim).float()
         out = []
+        if self.openset_space == "normalized":
+            q = self._normalizer.transform(q)
         for (a, b, *_), (base, sq, lab, mu, sd, gauss) in zip(self.openset_blocks, self._os_base(q.device, method)):
             qb = q[:, a:b] if mu is None else (q[:, a:b] - mu) / sd
             if gauss is not None and len(gauss[2]) == len(self._names):   # every model its own Gaussian
@@ -816,13 +827,17 @@ class Gallery:
         block, or their per-model means; for a ``gauss`` block the means and whitening maps of the
         models that have one (:func:`.openspace.gaussians`) and those models' ids."""
         import torch
-        key = (str(device), method, tuple(self.openset_blocks))
+        key = (str(device), method, tuple(self.openset_blocks), self.openset_space)
         c = self._os_cache
-        if c is None or c[0] is not self._vectors or c[1] != key:
+        if c is None or c[0] is not self._vectors or c[1] is not self._normalizer or c[2] != key:
             def t(a):
                 return None if a is None else torch.as_tensor(np.asarray(a, np.float32), device=device)
             bases = []
-            for blk, (x, mu, sd) in zip(self.openset_blocks, openspace.block_views(self._vectors, self.openset_blocks)):
+            src = self._vectors if self.openset_space == "vectors" else self._z   # _ensure_ready: fitted
+            if max(b[1] for b in self.openset_blocks) > src.shape[1]:
+                raise GalleryError(f"open-set blocks {self.openset_blocks} reach beyond the {src.shape[1]} dimensions of "
+                                   f"the gallery's {self.openset_space} vectors")
+            for blk, (x, mu, sd) in zip(self.openset_blocks, openspace.block_views(src, self.openset_blocks)):
                 lab = self._labels.astype(np.int64)
                 gauss = None
                 if openspace.kind_of(blk) == "gauss":
@@ -836,8 +851,8 @@ class Gallery:
                     x, lab = sums / np.maximum(np.bincount(lab, minlength=m), 1)[:, None], np.arange(m)
                 base = t(x)
                 bases.append((base, (base * base).sum(1), torch.as_tensor(lab, device=device), t(mu), t(sd), gauss))
-            self._os_cache = (self._vectors, key, bases)
-        return self._os_cache[2]
+            self._os_cache = (self._vectors, self._normalizer, key, bases)
+        return self._os_cache[3]
 
     def fit_openset_scales(self, vectors, models: Sequence[str], method: str = "knn") -> dict | None:
         """With several :attr:`openset_blocks`: the blocks' per-model scales from clean held-out
@@ -895,29 +910,35 @@ class Gallery:
         ids) of enrolled samples (:mod:`.crossfit`), joining the global thresholds of the record
         that clean queries meet. ``openset``: (distance, ratio statistics, crossfitted or None) of the
         same samples in the space of :attr:`openset_blocks`, recorded the same way under ``openset``."""
-        rec = self._calibration_record(stats, ratios, lab, frr, clean, per_model, min_per_model, crossfitted)
+        # a normalised open-set space adds its ratio to the two tests clean-looking queries meet: each of
+        # the three at a third of frr (the union bound), in the record they meet and in the open-set one
+        fc = frr * 2 / 3 if self.openset_blocks and self.openset_space == "normalized" else frr
+        rec = self._calibration_record(stats, ratios, lab, frr, clean, per_model, min_per_model, crossfitted, fc)
         if openset is not None:
             s, r, xs = openset
-            rec["openset"] = self._calibration_record(s, r, lab, frr, clean, per_model, min_per_model, xs)
+            rec["openset"] = self._calibration_record(s, r, lab, fc, clean, per_model, min_per_model, xs, fc)
         self.calibration[method] = rec
         return rec
 
     def _calibration_record(self, stats, ratios, lab, frr: float, clean, per_model: bool, min_per_model: int,
-                            crossfitted) -> dict:
+                            crossfitted, frr_clean: float | None = None) -> dict:
+        """The record of :meth:`_store_calibration`; ``frr_clean`` (default ``frr``): the level of the
+        thresholds clean-looking queries meet (``clean``'s, or the whole record's without ``clean``)."""
         names = list(self._names)
+        frr_clean = frr if frr_clean is None else frr_clean
 
-        def record(s, r, lab_, add):   # r None: the distance alone
+        def record(s, r, lab_, add, level):   # r None: the distance alone
             own = np.ones(len(s), bool)
             if add is not None and len(add[0]):
                 s, lab_ = np.concatenate([s, add[0]]), np.concatenate([lab_, add[2]])
                 r = None if r is None else np.concatenate([r, add[1]])
                 own = np.r_[own, np.zeros(len(add[0]), bool)]
-            return attr.calibrate_thresholds(s, lab_, names, frr, per_model, min_per_model, r, own)
-        rec = record(stats, ratios, lab, crossfitted if clean is None else None)
+            return attr.calibrate_thresholds(s, lab_, names, level, per_model, min_per_model, r, own)
+        rec = record(stats, ratios, lab, crossfitted if clean is None else None, frr if clean is not None else frr_clean)
         rec["date"] = store.now()
         if clean is not None:
-            rec["clean"] = {**record(stats[clean], None if ratios is None else ratios[clean], lab[clean], crossfitted),
-                            "date": rec["date"]}
+            rec["clean"] = {**record(stats[clean], None if ratios is None else ratios[clean], lab[clean], crossfitted,
+                                     frr_clean), "date": rec["date"]}
         return rec
 
     def _open_set_stats(self, vectors, models: Sequence[str], method: str, openset: bool = False):

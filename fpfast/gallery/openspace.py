@@ -28,11 +28,24 @@ sample. Why the Gaussian: a sibling design (one choice changed, the same weights
 fingerprint along directions its enrolled model hardly varies in, which a Euclidean distance to
 the nearest sample weighs like any other (benchmarks/results/embedding.md, "Issue 14, eighteenth
 session").
+
+The blocks may instead lie in the gallery's *normalised* space (``Gallery.openset_space``
+``normalized``): the few-shot default gallery (``fpfast enroll``, LDA-normalised) reads each
+model's own Gaussian in its first :data:`DISCRIMINANT_AXES` discriminant axes (:func:`discriminant_blocks`),
+whose axes follow each refit. There the block's ratio does not replace the searched space's
+statistics but joins them: a clean-looking query is `unknown` when its distance, its ratio or the
+Gaussians' ratio exceeds its threshold (each calibrated at a third of the FRR). Why: the
+Gaussians' ratio alone ranks a design's siblings better and left-out generators worse than the
+nearest sample's; joined, both held or gained on the training images, and at 10 images per model
+(every model then on its nearest sample in those axes) nothing moved
+(benchmarks/results/embedding.md, "Issue 14, twentieth session").
 """
 from __future__ import annotations
 
 import numpy as np
 
+SPACES = ("vectors", "normalized")
+DISCRIMINANT_AXES = 20   # a normalised open-set space: the first axes of the gallery's LDA
 SCALE_QUANTILE = 0.95
 MIN_SCALE_SAMPLES = 10   # fewer clean held-out samples: the model gets the pooled scale
 KINDS = ("nearest", "gauss")
@@ -57,6 +70,12 @@ def check_blocks(blocks, dim: int) -> list[tuple]:
         kind = b[3] if len(b) == 4 else "nearest"
         out.append((int(b[0]), int(b[1]), bool(b[2])) + ((kind,) if kind != "nearest" else ()))
     return out
+
+
+def discriminant_blocks(dim: int) -> list[tuple]:
+    """The open-set blocks of a normalised space of ``dim`` axes: each model's own Gaussian in its
+    first :data:`DISCRIMINANT_AXES` (an LDA's most discriminant ones)."""
+    return [(0, min(DISCRIMINANT_AXES, int(dim)), False, "gauss")]
 
 
 def kind_of(block) -> str:

@@ -86,6 +86,9 @@ def _read(cls, path: str, spec: FingerprintSpec | None, verify: bool):
         raise GalleryError(f"gallery.json: {e}") from None
     n, d = meta["count"], gspec.dim
     g.openset_blocks, g.openset_scales = _openset(meta, d)
+    g.openset_space = meta.get("openset_space") or "vectors"   # absent before 2026-12-07: the raw vector
+    if g.openset_space not in openspace.SPACES:
+        raise GalleryError(f"gallery.json: openset_space must be one of {openspace.SPACES}, got {g.openset_space!r}")
     if meta.get("dim") != d:
         raise GalleryError(f"gallery.json says dim {meta.get('dim')!r} but its spec gives vectors of "
                            f"dimension {d}: the file was edited or is damaged")
@@ -308,6 +311,7 @@ def write(g) -> None:
         "copy_side": g.copy_side,
         "openset_blocks": None if g.openset_blocks is None else [list(b) for b in g.openset_blocks],
         "openset_scales": g.openset_scales,
+        "openset_space": g.openset_space,
         "updated": store.now(),
     }
     blobs = None

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from ..errors import UsageError
-from ..gallery import Gallery, GalleryError
+from ..gallery import Gallery, GalleryError, openspace
 from ..spec import FingerprintSpec, load_spec
 from .collect import Fingerprints
 
@@ -54,6 +54,16 @@ def enroll(gallery: Gallery, model: str, fp: Fingerprints, holdout: float = 0.2,
     return {"model": model, "enrolled": added, "held_out": held, "errors": len(fp.errors),
             "skipped": len(fp.keys) - added - held, "keys": new_keys,
             "held_keys": gallery.hold_keys[-held:] if held else []}
+
+
+def use_discriminant_openset(gallery: Gallery) -> bool:
+    """For a new LDA-normalised gallery: read `unknown` also from each model's own Gaussian in its
+    first discriminant axes (:func:`.openspace.discriminant_blocks`, joined to the searched space's
+    tests). Returns whether it was set (not for other normalisations: their axes discriminate nothing)."""
+    if gallery.normalize != "lda":
+        return False
+    gallery.openset_blocks, gallery.openset_space = openspace.discriminant_blocks(gallery.spec.dim), "normalized"
+    return True
 
 
 def finish_enrollment(gallery: Gallery, normalize: str | None, frr: float) -> dict:
