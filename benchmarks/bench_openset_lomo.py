@@ -18,6 +18,14 @@ on the same answers (larger = more likely unknown):
 * ``mahalanobis``, ``gmm``: :class:`~fpfast.gallery.openset.OpenSetScorer` fitted on the
   gallery's normalised samples.
 
+``--siblings``: one gallery of every model instead, its unknowns the zoo's ``validation`` designs
+labelled unknown (its first 100 images each; sibling designs of enrolled ones), one row per design.
+``--baseline``: each gallery scored a second time (rows ``…, without the discriminant space``) with
+its normalised open-set space removed and recalibrated in memory (``Gallery.recalibrate``, as
+enrolling does), so that the default's joined Gaussian ratio (:mod:`fpfast.gallery.openspace`) is
+compared with the rule before it on the same gallery. ``--offset``: the training images enrolled
+start there (another draw).
+
 Per score: AUROC and TNR at 95 % TPR, their mean over the left-out models, and (for the product)
 the unknown rate of m and the false-unknown rate of the known queries at the calibrated thresholds,
 with the share of each the condition detector called clean. The known models' queries processed
@@ -99,6 +107,41 @@ def scores(g: Gallery, v: np.ndarray, sides, jpeg) -> dict:
     return {k: np.asarray(s, np.float64) for k, s in out.items()}, a, clean
 
 
+def without_discriminant(g: Gallery, v: np.ndarray, sides, images, flag: float) -> dict:
+    """:func:`scores` of ``g`` with its normalised open-set space removed and recalibrated (in
+    memory; as `fpfast enroll` calibrated before it), under names ending ``, without the
+    discriminant space``; {} for a gallery without one."""
+    if not g.openset_blocks or g.openset_space != "normalized":
+        return {}
+    g0 = Gallery.load(g.path)
+    g0.openset_blocks, g0.openset_space, g0.openset_scales = None, "vectors", {}
+    g0.recalibrate(0.05)
+    s0 = scores(g0, v, sides, flags(g0, v, images, sides, flag))[0]
+    return {f"{k}, without the discriminant space": x for k, x in s0.items()}
+
+
+def sibling_rows(g: Gallery, vec, vx, svec, sib, flag: float, baseline: bool) -> dict:
+    """{design: row} of ``--siblings``: AUROC and TNR of each score, the known queries ``vec``
+    against each validation design's images ``svec`` (and all of them pooled)."""
+    v = np.concatenate([vec, svec])
+    ims = list(vx) + list(sib[0])
+    sides = [min(im.shape[:2]) for im in ims]
+    s, att, _ = scores(g, v, sides, flags(g, v, ims, sides, flag))
+    if baseline:
+        s.update(without_discriminant(g, v, sides, ims, flag))
+    design = np.r_[np.full(len(vec), ""), sib[1]]
+    rows = {}
+    for d in sorted(set(sib[1])) + ["pooled"]:
+        unk = design == d if d != "pooled" else design != ""
+        sel = (design == "") | unk
+        rows[d] = {k: {"auroc": round(auroc(x[sel][~unk[sel]], x[sel][unk[sel]]), 4),
+                       "tnr95": round(tnr_at_tpr(x[sel][~unk[sel]], x[sel][unk[sel]]), 4)} for k, x in s.items()}
+        rows[d]["product"].update(unknown=round(float(att.is_unknown[unk].mean()), 4),
+                                  false_unknown=round(float(att.is_unknown[design == ""].mean()), 4))
+        print(d, json.dumps({k: r["auroc"] for k, r in rows[d].items()}), flush=True)
+    return rows
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("zoo")
@@ -110,6 +153,11 @@ def main(argv=None):
     ap.add_argument("--before", action="store_true",
                     help="the rule before 2026-12-06: the open-set record chosen by the condition detector "
                          "alone, JPEG flags by file name alone (the file type only routed)")
+    ap.add_argument("--siblings", action="store_true",
+                    help="one gallery of every model; unknowns: the zoo's validation designs labelled unknown")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also score each gallery without its normalised open-set space (recalibrated)")
+    ap.add_argument("--offset", type=int, default=0, help="first training image enrolled per model")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     if a.before:
@@ -125,26 +173,41 @@ def main(argv=None):
     processed = {"JPEG 80 (.jpg)": ([_jpeg(im, 80) for im in vx], 1.0),
                  "JPEG 80 saved as PNG": ([_jpeg(im, 80) for im in vx], flag),
                  "0.7x bilinear (.png)": ([_resize(im, 0.7) for im in vx], flag)}
+    sib = None
+    if a.siblings:   # (images, design names) of the validation designs labelled unknown
+        sx, sy, src = load_zoo_split(a.zoo, "validation")
+        keep = first_n(src, QUERIES)
+        keep = [i for i in keep if sy[i] == "unknown"]
+        sib = ([sx[i] for i in keep], np.array([src[i] for i in keep]))
     opts = StreamOptions(device="cpu", quiet=True)
     vec = None
-    res = {"zoo": a.zoo, "n": a.n, "spec": a.spec, "rule": "before 2026-12-06" if a.before else "2026-12-06",
+    res = {"zoo": a.zoo, "n": a.n, "offset": a.offset, "siblings": a.siblings, "spec": a.spec, "rule": "before 2026-12-06" if a.before else "2026-12-06",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "left_out": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        train = first_images(os.path.join(a.zoo, "train"), os.path.join(tmp, "train"), a.n)
-        for m in (a.models.split(",") if a.models else names):
-            os.rename(os.path.join(train, m), os.path.join(tmp, "out"))
+        train = first_images(os.path.join(a.zoo, "train"), os.path.join(tmp, "train"), a.n, a.offset)
+        for m in ["siblings"] if a.siblings else (a.models.split(",") if a.models else names):
+            if not a.siblings:
+                os.rename(os.path.join(train, m), os.path.join(tmp, "out"))
             gdir = os.path.join(tmp, f"g_{m}")
             subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train, "--spec",
                             a.spec, "-q"], check=True)
-            os.rename(os.path.join(tmp, "out"), os.path.join(train, m))
+            if not a.siblings:
+                os.rename(os.path.join(tmp, "out"), os.path.join(train, m))
             g = Gallery.load(gdir)
             if vec is None:  # the queries as the stream fingerprints them for this kind of gallery
                 f = host_vectors(vector_mapper(g.spec, opts, g.embedder()))
                 vec = map_images(vx, f)
                 pvec = {p: map_images(ims, f) for p, (ims, _) in processed.items()}
+                if sib is not None:
+                    svec = map_images(sib[0], f)
+            if sib is not None:
+                res["left_out"].update(sibling_rows(g, vec, vx, svec, sib, flag, a.baseline))
+                continue
             sides = [min(im.shape[:2]) for im in vx]
             s, att, clean = scores(g, vec, sides, flags(g, vec, vx, sides, flag))
+            if a.baseline:
+                s.update(without_discriminant(g, vec, sides, vx, flag))
             unk = vy == m
             row = {k: {"auroc": round(auroc(v[~unk], v[unk]), 4), "tnr95": round(tnr_at_tpr(v[~unk], v[unk]), 4)}
                    for k, v in s.items()}
@@ -160,7 +223,7 @@ def main(argv=None):
                           "unknown": round(float(pa.is_unknown.mean()), 4)}
             res["left_out"][m] = row
             print(m, json.dumps({k: v.get("auroc", v) for k, v in row.items()}), flush=True)
-    rows = list(res["left_out"].values())
+    rows = [r for k, r in res["left_out"].items() if k != "pooled"]
     res["mean"] = {k: {f: round(float(np.mean([r[k][f] for r in rows])), 4) for f in v}
                    for k, v in rows[0].items()}
     print(json.dumps(res["mean"]))

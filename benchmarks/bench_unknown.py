@@ -3,7 +3,7 @@ plus their processed copies with the condition detector (``--calibrate-on``; iss
 
     python benchmarks/bench_unknown.py ZOO --out results/unknown_standard.json [--specs default,universal]
         [--views "all;none"] [--embedding DIR] [--max-train N [--draws D]] [--k 10,auto] [--max-test 200]
-        [--table]
+        [--baseline] [--table]
 
 The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C
 --views V``
@@ -20,6 +20,10 @@ it included: for the unseen seed, whose expected answer is seed 0's class though
 hold seed 1's too) and the fraction the detector called clean; per gallery: AUROC and
 OSCR of ``open_set_score`` (clean test images against the open-set model's) and the enroll time.
 
+``--baseline``: each gallery that reads `unknown` also in its normalised (discriminant) open-set
+space is measured a second time without it (a copy, recalibrated), a row of its own on the same
+samples (:mod:`fpfast.gallery.openspace`).
+
 ``--draws D``: D galleries per setting, the d-th enrolled from training images d*N .. (d+1)*N - 1
 of each model (disjoint draws; a few-shot gallery's figures swing with the images it holds, the
 unseen seed's by 10-25 points between draws). Each row is then the mean over the draws, with
@@ -32,6 +36,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -194,6 +199,9 @@ def main(argv=None):
     ap.add_argument("--draws", type=positive, default=1, help="galleries per setting, each from the next "
                     "N training images of each model (with --max-train N): mean and spread over the draws")
     ap.add_argument("--k", default="10", help="vote sizes to answer with, comma-separated; auto: Gallery.vote_k")
+    ap.add_argument("--baseline", action="store_true",
+                    help="each gallery with a normalised open-set space also without it (recalibrated): the "
+                         "rule before it on the same samples, a row of its own")
     ap.add_argument("--out", required=True)
     ap.add_argument("--table", action="store_true", help="print the tables of an existing --out and stop")
     a = ap.parse_args(argv)
@@ -233,6 +241,21 @@ def main(argv=None):
             enroll_all(a, train, tmp, add, opts)
 
 
+def without_discriminant(gdir: str, out: str) -> bool:
+    """A copy at ``out`` of the gallery at ``gdir`` with its normalised open-set space removed and
+    recalibrated (``Gallery.recalibrate``, as enrolling does): the rule before it, on the same
+    samples. False (nothing written) for a gallery without one."""
+    g = Gallery.load(gdir)
+    if not g.openset_blocks or g.openset_space != "normalized":
+        return False
+    shutil.copytree(gdir, out)
+    g = Gallery.load(out)
+    g.openset_blocks, g.openset_space, g.openset_scales = None, "vectors", {}
+    g.recalibrate(0.05)
+    g.save()
+    return True
+
+
 def enroll_all(a, train, tmp, add, opts):
     """Every gallery the options ask for, enrolled from ``train`` under ``tmp`` and measured by ``add``."""
     views = a.views.split(";")
@@ -243,7 +266,10 @@ def enroll_all(a, train, tmp, add, opts):
                 t0 = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "fpfast", "enroll", gdir, "--from-folders", train,
                                 "--calibrate-on", how, "--spec", spec, "--views", v, "-q"], check=True)
-                add(f"{spec}, calibrated on {how}" + (f", views {v}" if len(views) > 1 else ""), t0, gdir)
+                name = f"{spec}, calibrated on {how}" + (f", views {v}" if len(views) > 1 else "")
+                add(name, t0, gdir)
+                if a.baseline and without_discriminant(gdir, gdir + "-without"):
+                    add(f"{name}, without the discriminant space", t0, gdir + "-without")
     for how in a.calibrate_on.split(",") if a.embedding else ():
         gdir = os.path.join(tmp, f"embedding-{how}")
         t0 = time.perf_counter()
