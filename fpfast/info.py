@@ -88,7 +88,8 @@ def gallery_info(path: str) -> dict:
          "views": {v: len(g.views[v]) if v in g.views else 0 for v in g.view_names}, "router": g.router is not None,
          "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side,
          "crop": g.spec.size, "crossfit": _crossfit_count(g.calibration.get("knn") or {}),
-         "openset_blocks": g.openset_blocks, "openset_space": g.openset_space}
+         "openset_blocks": g.openset_blocks, "openset_space": g.openset_space,
+         "reads_openset": g.reads_openset}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -136,8 +137,9 @@ def format_gallery_info(d: dict) -> str:
         from .gallery.openspace import GAUSS_MIN_FACTOR
         b = d["openset_blocks"][0]
         lines.append(f"open-set statistics (`unknown`) of queries that look clean: the distance and ratio in the space "
-                     f"searched, and the ratio in its first {b[1]} normalised (discriminant) axes (each model's own "
-                     f"Gaussian from {GAUSS_MIN_FACTOR * (b[1] - b[0])} enrolled samples up), each over its threshold")
+                     f"searched, each over its threshold; once a model has {GAUSS_MIN_FACTOR * (b[1] - b[0])} enrolled "
+                     f"samples, also the ratio of each model's own Gaussian in the first {b[1]} normalised (discriminant) "
+                     "axes" + ("" if d.get("reads_openset") else " (not yet: no model has that many)"))
     elif d.get("openset_blocks"):
         lines.append("open-set statistics (`unknown`) of queries that look clean: " + _openset_line(d)
                      + "; of processed ones and in the views: the whole vector, which names the model")

@@ -574,3 +574,17 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
     np.testing.assert_allclose(g.block_distances(q)[0][:, :4], gauss_sq(q), rtol=2e-3)
     # not for other normalisations
     assert not use_discriminant_openset(Gallery.create(tmp_path / "s", normalize="standardize"))
+    # no model with a Gaussian of its own (fewer than 2 samples per axis): the rule without the space
+    small = Gallery.create(tmp_path / "small", normalize="lda")
+    use_discriminant_openset(small)
+    small.openset_blocks = [(0, 4, False, "gauss")]
+    for j in range(4):
+        small.add(c.names[j], c.sample(j, 7))
+        small.add_holdout(c.names[j], c.sample(j, 10))
+    small.fit()
+    assert not small.reads_openset and g.reads_openset
+    rec = small.recalibrate(frr, cross_fit=False)["knn"]
+    assert "openset" not in rec and rec["frr"] == frr
+    sa = small.attribute(q, k=1)
+    small.openset_blocks = None
+    np.testing.assert_array_equal(sa.is_unknown, small.attribute(q, k=1).is_unknown)

@@ -664,7 +664,7 @@ class Gallery:
             return thr, rthr
         thr, rthr = thresholds(rec)
         choice = None
-        if self.openset_blocks:   # clean-looking queries: the open-set statistics of their own space
+        if self.reads_openset:   # clean-looking queries: the open-set statistics of their own space
             choice = attr.open_set_margin(stat, thr, ratio, rthr)   # the searched space's, kept
             idx = np.arange(len(winner)) if clean is None else np.flatnonzero(clean)
             stat, ratio, thr, rthr = (np.array(a, np.float64) for a in (stat, ratio, thr, rthr))
@@ -854,6 +854,22 @@ class Gallery:
             self._os_cache = (self._vectors, self._normalizer, key, bases)
         return self._os_cache[3]
 
+    @property
+    def reads_openset(self) -> bool:
+        """Whether clean-looking queries meet open-set statistics of :attr:`openset_blocks`: blocks of
+        the raw vector always; a normalised space only while some model has a Gaussian of its own in
+        a ``gauss`` block (:data:`.openspace.GAUSS_MIN_FACTOR` enrolled samples per axis). Below
+        that, the space's ratio is a nearest sample's in fewer axes: joined, it added nothing and
+        loosened the other two tests (their share of the FRR falls to a third; fewer `unknown`s in
+        small galleries: benchmarks/results/embedding.md, "Issue 14, twentieth session")."""
+        if not self.openset_blocks:
+            return False
+        if self.openset_space == "vectors":
+            return True
+        most = int(np.bincount(self._labels).max()) if len(self._labels) else 0
+        return any(openspace.kind_of(b) == "gauss" and most >= openspace.GAUSS_MIN_FACTOR * (b[1] - b[0])
+                   for b in self.openset_blocks)
+
     def fit_openset_scales(self, vectors, models: Sequence[str], method: str = "knn") -> dict | None:
         """With several :attr:`openset_blocks`: the blocks' per-model scales from clean held-out
         ``vectors`` of ``models`` (:func:`.openspace.fit_scales`), stored in :attr:`openset_scales`
@@ -896,7 +912,7 @@ class Gallery:
         their scales fitted on the same samples first)."""
         stats, ratios, lab = self._open_set_stats(vectors, models, method)
         os_stats = None
-        if self.openset_blocks:
+        if self.reads_openset:
             self.fit_openset_scales(vectors, models, method)
             os_stats = (*self._open_set_stats(vectors, models, method, True)[:2], None)
         return self._store_calibration(method, stats, ratios, lab, frr, per_model=per_model,
@@ -912,7 +928,7 @@ class Gallery:
         same samples in the space of :attr:`openset_blocks`, recorded the same way under ``openset``."""
         # a normalised open-set space adds its ratio to the two tests clean-looking queries meet: each of
         # the three at a third of frr (the union bound), in the record they meet and in the open-set one
-        fc = frr * 2 / 3 if self.openset_blocks and self.openset_space == "normalized" else frr
+        fc = frr * 2 / 3 if self.reads_openset and self.openset_space == "normalized" else frr
         rec = self._calibration_record(stats, ratios, lab, frr, clean, per_model, min_per_model, crossfitted, fc)
         if openset is not None:
             s, r, xs = openset
@@ -1044,19 +1060,19 @@ class Gallery:
             x, given = self._hold_cond, np.isfinite(self._hold_cond).all(1)
         det = cond.ConditionDetector.fit(x[given], clean[given]) if not clean.all() else None
         out = {}
-        if self.openset_blocks and clean.any():   # the open-set space's scales before its statistics
+        if self.reads_openset and clean.any():   # the open-set space's scales before its statistics
             for m in methods:
                 self.fit_openset_scales(self._hold_vectors[clean], clean_models, m)
         xs, xs_os = {}, {}  # few clean statistics: the enrolled samples' cross-fitted ones join them
         if cross_fit and 0 < int(clean.sum()) < crossfit.CROSSFIT_BELOW:
             xs = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean])
-            if self.openset_blocks:
+            if self.reads_openset:
                 xs_os = crossfit.crossfit_stats(self, methods, self._hold_vectors[clean], self._hold_labels[clean],
                                                 openset=True)
         for m in methods:  # each held-out sample's statistics once, for both records
             stats, ratios, lab = self._open_set_stats(self._hold_vectors, models, m)
             os_stats = None
-            if self.openset_blocks:
+            if self.reads_openset:
                 os_stats = (*self._open_set_stats(self._hold_vectors, models, m, True)[:2], xs_os.get(m))
             out[m] = self._store_calibration(m, stats, ratios, lab, frr, clean if det is not None else None,
                                              crossfitted=xs.get(m), openset=os_stats, **kw)
