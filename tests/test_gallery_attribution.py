@@ -583,6 +583,10 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
         small.add_holdout(c.names[j], c.sample(j, 10))
     small.fit()
     assert not small.reads_openset and g.reads_openset
+    g.fit("standardize")   # refitted with another method: its first axes discriminate nothing
+    assert not g.reads_openset
+    g.fit("lda")
+    assert g.reads_openset
     rec = small.recalibrate(frr, cross_fit=False)["knn"]
     assert "openset" not in rec and rec["frr"] == frr
     sa = small.attribute(q, k=1)

@@ -857,8 +857,9 @@ class Gallery:
     @property
     def reads_openset(self) -> bool:
         """Whether clean-looking queries meet open-set statistics of :attr:`openset_blocks`: blocks of
-        the raw vector always; a normalised space only while some model has a Gaussian of its own in
-        a ``gauss`` block (:data:`.openspace.GAUSS_MIN_FACTOR` enrolled samples per axis). Below
+        the raw vector always; a normalised space only while it is an LDA's (refitted with another
+        method, its first axes discriminate nothing) and some model has a Gaussian of its own in a
+        ``gauss`` block (:data:`.openspace.GAUSS_MIN_FACTOR` enrolled samples per axis). Below
         that, the space's ratio is a nearest sample's in fewer axes: joined, it added nothing and
         loosened the other two tests (their share of the FRR falls to a third; fewer `unknown`s in
         small galleries: benchmarks/results/embedding.md, "Issue 14, twentieth session")."""
@@ -866,6 +867,8 @@ class Gallery:
             return False
         if self.openset_space == "vectors":
             return True
+        if self.normalize != "lda":
+            return False
         most = int(np.bincount(self._labels).max()) if len(self._labels) else 0
         return any(openspace.kind_of(b) == "gauss" and most >= openspace.GAUSS_MIN_FACTOR * (b[1] - b[0])
                    for b in self.openset_blocks)
