@@ -558,6 +558,9 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
     assert json.loads(meta_path.read_text())["openset_space"] == "normalized"
     back = Gallery.load(g.path)
     assert back.openset_space == "normalized"
+    from fpfast.info import format_gallery_info, gallery_info   # `fpfast info --gallery` says so
+    line = [x for x in format_gallery_info(gallery_info(g.path)).splitlines() if x.startswith("open-set")]
+    assert len(line) == 1 and "first 4 normalised (discriminant) axes" in line[0] and "not yet" not in line[0]
     np.testing.assert_array_equal(back.attribute(q, k=1).is_unknown, a.is_unknown)
     meta = json.loads(meta_path.read_text())
     meta["openset_space"] = "lda"
@@ -589,6 +592,8 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
     assert g.reads_openset
     rec = small.recalibrate(frr, cross_fit=False)["knn"]
     assert "openset" not in rec and rec["frr"] == frr
+    small.save()
+    assert "(not yet: no model has that many)" in format_gallery_info(gallery_info(small.path))
     sa = small.attribute(q, k=1)
     small.openset_blocks = None
     np.testing.assert_array_equal(sa.is_unknown, small.attribute(q, k=1).is_unknown)
