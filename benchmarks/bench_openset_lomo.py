@@ -50,7 +50,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_universal import _jpeg, _resize, first_n  # noqa: E402
-from benchmarks.bench_unknown import first_images  # noqa: E402
+from benchmarks.bench_unknown import drop_discriminant, first_images, has_discriminant  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.openset import OpenSetScorer, auroc, tnr_at_tpr  # noqa: E402
 from fpfast.jobs.mappers import host_vectors, jpeg_flags, vector_mapper  # noqa: E402
@@ -111,11 +111,9 @@ def without_discriminant(g: Gallery, v: np.ndarray, sides, images, flag: float) 
     """:func:`scores` of ``g`` with its normalised open-set space removed and recalibrated (in
     memory; as `fpfast enroll` calibrated before it), under names ending ``, without the
     discriminant space``; {} for a gallery without one."""
-    if not g.openset_blocks or g.openset_space != "normalized":
+    if not has_discriminant(g):
         return {}
-    g0 = Gallery.load(g.path)
-    g0.openset_blocks, g0.openset_space, g0.openset_scales = None, "vectors", {}
-    g0.recalibrate(0.05)
+    g0 = drop_discriminant(Gallery.load(g.path))
     s0 = scores(g0, v, sides, flags(g0, v, images, sides, flag))[0]
     return {f"{k}, without the discriminant space": x for k, x in s0.items()}
 
@@ -170,9 +168,9 @@ def main(argv=None):
     vx = [x[i] for i in val]
     # known models' images processed (accuracy and `unknown` rate; the left-out model's are skipped):
     # (images, JPEG-file flag)
-    processed = {"JPEG 80 (.jpg)": ([_jpeg(im, 80) for im in vx], 1.0),
-                 "JPEG 80 saved as PNG": ([_jpeg(im, 80) for im in vx], flag),
-                 "0.7x bilinear (.png)": ([_resize(im, 0.7) for im in vx], flag)}
+    processed = {} if a.siblings else {"JPEG 80 (.jpg)": ([_jpeg(im, 80) for im in vx], 1.0),
+                                       "JPEG 80 saved as PNG": ([_jpeg(im, 80) for im in vx], flag),
+                                       "0.7x bilinear (.png)": ([_resize(im, 0.7) for im in vx], flag)}
     sib = None
     if a.siblings:   # (images, design names) of the validation designs labelled unknown
         sx, sy, src = load_zoo_split(a.zoo, "validation")
@@ -181,9 +179,9 @@ def main(argv=None):
         sib = ([sx[i] for i in keep], np.array([src[i] for i in keep]))
     opts = StreamOptions(device="cpu", quiet=True)
     vec = None
-    res = {"zoo": a.zoo, "n": a.n, "offset": a.offset, "siblings": a.siblings, "spec": a.spec, "rule": "before 2026-12-06" if a.before else "2026-12-06",
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-           "left_out": {}}
+    res = {"zoo": a.zoo, "n": a.n, "offset": a.offset, "siblings": a.siblings, "spec": a.spec,
+           "rule": "before 2026-12-06" if a.before else "2026-12-06",
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "left_out": {}}
     with tempfile.TemporaryDirectory() as tmp:
         train = first_images(os.path.join(a.zoo, "train"), os.path.join(tmp, "train"), a.n, a.offset)
         for m in ["siblings"] if a.siblings else (a.models.split(",") if a.models else names):

@@ -241,18 +241,26 @@ def main(argv=None):
             enroll_all(a, train, tmp, add, opts)
 
 
-def without_discriminant(gdir: str, out: str) -> bool:
-    """A copy at ``out`` of the gallery at ``gdir`` with its normalised open-set space removed and
-    recalibrated (``Gallery.recalibrate``, as enrolling does): the rule before it, on the same
-    samples. False (nothing written) for a gallery without one."""
-    g = Gallery.load(gdir)
-    if not g.openset_blocks or g.openset_space != "normalized":
-        return False
-    shutil.copytree(gdir, out)
-    g = Gallery.load(out)
+def has_discriminant(g: Gallery) -> bool:
+    """Whether ``g`` reads `unknown` also in a normalised open-set space (:mod:`fpfast.gallery.openspace`)."""
+    return bool(g.openset_blocks) and g.openset_space == "normalized"
+
+
+def drop_discriminant(g: Gallery) -> Gallery:
+    """``g`` (in memory, not saved) with its normalised open-set space removed and recalibrated
+    (``Gallery.recalibrate`` at enrolling's FRR): the rule before it, on the same samples."""
     g.openset_blocks, g.openset_space, g.openset_scales = None, "vectors", {}
     g.recalibrate(0.05)
-    g.save()
+    return g
+
+
+def without_discriminant(gdir: str, out: str) -> bool:
+    """A copy at ``out`` of the gallery at ``gdir`` under :func:`drop_discriminant`. False (nothing
+    written) for a gallery without a normalised open-set space."""
+    if not has_discriminant(Gallery.load(gdir)):
+        return False
+    shutil.copytree(gdir, out)
+    drop_discriminant(Gallery.load(out)).save()
     return True
 
 
