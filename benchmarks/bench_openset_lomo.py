@@ -20,10 +20,11 @@ on the same answers (larger = more likely unknown):
 
 ``--siblings``: one gallery of every model instead, its unknowns the zoo's ``validation`` designs
 labelled unknown (its first 100 images each; sibling designs of enrolled ones), one row per design.
-``--baseline``: each gallery scored a second time (rows ``…, without the discriminant space``) with
-its normalised open-set space removed and recalibrated in memory (``Gallery.recalibrate``, as
-enrolling does), so that the default's joined Gaussian ratio (:mod:`fpfast.gallery.openspace`) is
-compared with the rule before it on the same gallery. ``--offset``: the training images enrolled
+``--baseline``: each gallery scored a second time as before a change, recalibrated in memory
+(``Gallery.recalibrate``, as enrolling does; :func:`benchmarks.bench_unknown.baseline_of`):
+``discriminant`` (the default; rows ``…, without the discriminant space``) with its normalised open-set
+space removed, ``union`` (rows ``…, union-bound thresholds``) with each test at its union-bound share
+of the FRR; the `unknown` rates at its thresholds beside the product's. ``--offset``: the training images enrolled
 start there (another draw).
 
 Per score: AUROC and TNR at 95 % TPR, their mean over the left-out models, and (for the product)
@@ -50,7 +51,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_universal import _jpeg, _resize, first_n  # noqa: E402
-from benchmarks.bench_unknown import drop_discriminant, first_images, has_discriminant  # noqa: E402
+from benchmarks.bench_unknown import BASELINES, baseline_of, first_images  # noqa: E402
 from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.openset import OpenSetScorer, auroc, tnr_at_tpr  # noqa: E402
 from fpfast.jobs.mappers import host_vectors, jpeg_flags, vector_mapper  # noqa: E402
@@ -107,18 +108,27 @@ def scores(g: Gallery, v: np.ndarray, sides, jpeg) -> dict:
     return {k: np.asarray(s, np.float64) for k, s in out.items()}, a, clean
 
 
-def without_discriminant(g: Gallery, v: np.ndarray, sides, images, flag: float) -> dict:
-    """:func:`scores` of ``g`` with its normalised open-set space removed and recalibrated (in
-    memory; as `fpfast enroll` calibrated before it), under names ending ``, without the
-    discriminant space``; {} for a gallery without one."""
-    if not has_discriminant(g):
+def baseline_scores(g: Gallery, kind: str, v: np.ndarray, sides, images, flag: float) -> dict:
+    """:func:`scores` of ``g`` as before a change (``--baseline kind``:
+    :func:`benchmarks.bench_unknown.baseline_of`, in memory), under names ending with its suffix;
+    {} where it does not apply."""
+    base = baseline_of(Gallery.load(g.path), kind)
+    if base is None:
         return {}
-    g0 = drop_discriminant(Gallery.load(g.path))
+    suffix, g0 = base
     s0 = scores(g0, v, sides, flags(g0, v, images, sides, flag))[0]
-    return {f"{k}, without the discriminant space": x for k, x in s0.items()}
+    return {f"{k}{suffix}": x for k, x in s0.items()}
 
 
-def sibling_rows(g: Gallery, vec, vx, svec, sib, flag: float, baseline: bool) -> dict:
+def decided(s: dict, sel_unknown: np.ndarray, sel_known: np.ndarray) -> dict:
+    """Per decision score of ``s`` (the product's open-set score, and a baseline's): the `unknown` rate
+    (score above 0) of the unknown and of the known queries."""
+    return {k: {"unknown": round(float((x[sel_unknown] > 0).mean()), 4),
+                "false_unknown": round(float((x[sel_known] > 0).mean()), 4)}
+            for k, x in s.items() if k == "product" or (k.startswith("product, ") and "global" not in k)}
+
+
+def sibling_rows(g: Gallery, vec, vx, svec, sib, flag: float, baseline: str | None) -> dict:
     """{design: row} of ``--siblings``: AUROC and TNR of each score, the known queries ``vec``
     against each validation design's images ``svec`` (and all of them pooled)."""
     v = np.concatenate([vec, svec])
@@ -126,7 +136,7 @@ def sibling_rows(g: Gallery, vec, vx, svec, sib, flag: float, baseline: bool) ->
     sides = [min(im.shape[:2]) for im in ims]
     s, att, _ = scores(g, v, sides, flags(g, v, ims, sides, flag))
     if baseline:
-        s.update(without_discriminant(g, v, sides, ims, flag))
+        s.update(baseline_scores(g, baseline, v, sides, ims, flag))
     design = np.r_[np.full(len(vec), ""), sib[1]]
     rows = {}
     for d in sorted(set(sib[1])) + ["pooled"]:
@@ -134,8 +144,8 @@ def sibling_rows(g: Gallery, vec, vx, svec, sib, flag: float, baseline: bool) ->
         sel = (design == "") | unk
         rows[d] = {k: {"auroc": round(auroc(x[sel][~unk[sel]], x[sel][unk[sel]]), 4),
                        "tnr95": round(tnr_at_tpr(x[sel][~unk[sel]], x[sel][unk[sel]]), 4)} for k, x in s.items()}
-        rows[d]["product"].update(unknown=round(float(att.is_unknown[unk].mean()), 4),
-                                  false_unknown=round(float(att.is_unknown[design == ""].mean()), 4))
+        for k, r in decided(s, unk, design == "").items():
+            rows[d][k].update(r)
         print(d, json.dumps({k: r["auroc"] for k, r in rows[d].items()}), flush=True)
     return rows
 
@@ -153,8 +163,9 @@ def main(argv=None):
                          "alone, JPEG flags by file name alone (the file type only routed)")
     ap.add_argument("--siblings", action="store_true",
                     help="one gallery of every model; unknowns: the zoo's validation designs labelled unknown")
-    ap.add_argument("--baseline", action="store_true",
-                    help="also score each gallery without its normalised open-set space (recalibrated)")
+    ap.add_argument("--baseline", nargs="?", const="discriminant", choices=BASELINES,
+                    help="also score each gallery as before a change (recalibrated in memory): discriminant "
+                         "(default): without its normalised open-set space; union: union-bound thresholds")
     ap.add_argument("--offset", type=int, default=0, help="first training image enrolled per model")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -205,13 +216,13 @@ def main(argv=None):
             sides = [min(im.shape[:2]) for im in vx]
             s, att, clean = scores(g, vec, sides, flags(g, vec, vx, sides, flag))
             if a.baseline:
-                s.update(without_discriminant(g, vec, sides, vx, flag))
+                s.update(baseline_scores(g, a.baseline, vec, sides, vx, flag))
             unk = vy == m
             row = {k: {"auroc": round(auroc(v[~unk], v[unk]), 4), "tnr95": round(tnr_at_tpr(v[~unk], v[unk]), 4)}
                    for k, v in s.items()}
-            row["product"].update(unknown=round(float(att.is_unknown[unk].mean()), 4),
-                                  false_unknown=round(float(att.is_unknown[~unk].mean()), 4),
-                                  called_clean_unknown=round(float(clean[unk].mean()), 4),
+            for k, r in decided(s, unk, ~unk).items():
+                row[k].update(r)
+            row["product"].update(called_clean_unknown=round(float(clean[unk].mean()), 4),
                                   called_clean_known=round(float(clean[~unk].mean()), 4))
             for p, (ims, fl) in processed.items():
                 sides = np.array([min(im.shape[:2]) for im in ims])[~unk]

@@ -3,7 +3,7 @@ plus their processed copies with the condition detector (``--calibrate-on``; iss
 
     python benchmarks/bench_unknown.py ZOO --out results/unknown_standard.json [--specs default,universal]
         [--views "all;none"] [--embedding DIR] [--max-train N [--draws D]] [--k 10,auto] [--max-test 200]
-        [--baseline] [--table]
+        [--baseline [discriminant|union]] [--table]
 
 The product path end to end: ``fpfast enroll G --from-folders ZOO/train --spec S --calibrate-on C
 --views V``
@@ -20,9 +20,11 @@ it included: for the unseen seed, whose expected answer is seed 0's class though
 hold seed 1's too) and the fraction the detector called clean; per gallery: AUROC and
 OSCR of ``open_set_score`` (clean test images against the open-set model's) and the enroll time.
 
-``--baseline``: each gallery that reads `unknown` also in its normalised (discriminant) open-set
-space is measured a second time without it (a copy, recalibrated), a row of its own on the same
-samples (:mod:`fpfast.gallery.openspace`); its ``enroll_s`` is the copy's recalibration time.
+``--baseline``: each gallery measured a second time as it was before a change (a copy,
+recalibrated), a row of its own on the same samples; its ``enroll_s`` is the copy's recalibration
+time. ``discriminant`` (the default): without its normalised (discriminant) open-set space
+(:mod:`fpfast.gallery.openspace`), for the galleries that have one; ``union``: each open-set test at
+its union-bound share of the FRR instead of the joint thresholds (:func:`fpfast.gallery.attribution.joint_scale`).
 
 ``--draws D``: D galleries per setting, the d-th enrolled from training images d*N .. (d+1)*N - 1
 of each model (disjoint draws; a few-shot gallery's figures swing with the images it holds, the
@@ -199,9 +201,9 @@ def main(argv=None):
     ap.add_argument("--draws", type=positive, default=1, help="galleries per setting, each from the next "
                     "N training images of each model (with --max-train N): mean and spread over the draws")
     ap.add_argument("--k", default="10", help="vote sizes to answer with, comma-separated; auto: Gallery.vote_k")
-    ap.add_argument("--baseline", action="store_true",
-                    help="each gallery with a normalised open-set space also without it (recalibrated): the "
-                         "rule before it on the same samples, a row of its own")
+    ap.add_argument("--baseline", nargs="?", const="discriminant", choices=BASELINES,
+                    help="each gallery also as before a change (a recalibrated copy, a row of its own): "
+                         "discriminant (default): without its normalised open-set space; union: union-bound thresholds")
     ap.add_argument("--out", required=True)
     ap.add_argument("--table", action="store_true", help="print the tables of an existing --out and stop")
     a = ap.parse_args(argv)
@@ -254,14 +256,31 @@ def drop_discriminant(g: Gallery) -> Gallery:
     return g
 
 
-def without_discriminant(gdir: str, out: str) -> bool:
-    """A copy at ``out`` of the gallery at ``gdir`` under :func:`drop_discriminant`. False (nothing
-    written) for a gallery without a normalised open-set space."""
-    if not has_discriminant(Gallery.load(gdir)):
-        return False
+BASELINES = ("discriminant", "union")
+
+
+def baseline_of(g: Gallery, kind: str):
+    """(row-name suffix, ``g`` changed in memory) of ``--baseline kind``, None where it does not
+    apply: ``discriminant``, :func:`drop_discriminant`; ``union``, every record recalibrated with each
+    test at its union-bound share of the FRR (``Gallery.recalibrate(joint=False)``: the thresholds
+    before 2026-12-07)."""
+    if kind == "discriminant":
+        return (", without the discriminant space", drop_discriminant(g)) if has_discriminant(g) else None
+    if kind != "union":
+        raise ValueError(f"unknown baseline {kind!r}; expected one of {BASELINES}")
+    g.recalibrate(0.05, joint=False)
+    return ", union-bound thresholds", g
+
+
+def baseline_copy(gdir: str, out: str, kind: str) -> str | None:
+    """A copy at ``out`` of the gallery at ``gdir`` under :func:`baseline_of`; its row-name suffix,
+    or None (nothing written) where the baseline does not apply."""
+    if kind == "discriminant" and not has_discriminant(Gallery.load(gdir)):
+        return None
     shutil.copytree(gdir, out)
-    drop_discriminant(Gallery.load(out)).save()
-    return True
+    suffix, g = baseline_of(Gallery.load(out), kind)
+    g.save()
+    return suffix
 
 
 def enroll_all(a, train, tmp, add, opts):
@@ -277,8 +296,9 @@ def enroll_all(a, train, tmp, add, opts):
                 name = f"{spec}, calibrated on {how}" + (f", views {v}" if len(views) > 1 else "")
                 add(name, t0, gdir)
                 t1 = time.perf_counter()   # the baseline's "enroll s": its copy and recalibration alone
-                if a.baseline and without_discriminant(gdir, gdir + "-without"):
-                    add(f"{name}, without the discriminant space", t1, gdir + "-without")
+                suffix = baseline_copy(gdir, gdir + "-baseline", a.baseline) if a.baseline else None
+                if suffix:
+                    add(name + suffix, t1, gdir + "-baseline")
     for how in a.calibrate_on.split(",") if a.embedding else ():
         gdir = os.path.join(tmp, f"embedding-{how}")
         t0 = time.perf_counter()

@@ -97,6 +97,36 @@ def test_calibrated_false_reject_rate(enrolled):
     assert g.calibration == {}
 
 
+def test_joint_thresholds_against_numpy():
+    """Two tests sharing the FRR jointly: both union-bound thresholds (each at frr / 2) times one factor,
+    the conformal 1 - frr quantile of each sample's larger statistic over its threshold (brute force
+    here); about frr of the calibration samples then exceed either, at least as many as under the
+    union bound and never more than frr; per-model thresholds scale alike."""
+    rng = np.random.default_rng(12)
+    n, names = 600, ["a", "b", "c"]
+    lab = rng.integers(0, 3, n)
+    d = rng.gamma(4.0, 1.0 + lab, n)
+    r = 0.5 * d / (1 + lab) + rng.random(n)          # correlated with the distance, as the two are
+    frr = 0.1
+    union = attr.calibrate_thresholds(d, lab, names, frr, True, 5, r, joint=False)
+    rec = attr.calibrate_thresholds(d, lab, names, frr, True, 5, r)
+    td, tr = attr.thresholds_for(union, names)[lab], attr.ratio_thresholds_for(union, names)[lab]
+    worst = np.maximum(d / td, r / tr)
+    k = int(np.ceil((1 - frr) * (n + 1))) - 1
+    tau = min(np.sort(worst)[k], 1.0)
+    assert rec["joint"] == pytest.approx(tau) and tau < 1.0
+    assert rec["global"] == pytest.approx(union["global"] * tau)
+    assert rec["ratio"]["global"] == pytest.approx(union["ratio"]["global"] * tau)
+    for m in names:
+        assert rec["per_model"][m]["threshold"] == pytest.approx(union["per_model"][m]["threshold"] * tau)
+        assert rec["ratio"]["per_model"][m]["threshold"] == pytest.approx(union["ratio"]["per_model"][m]["threshold"] * tau)
+    assert union["rejected"] < rec["rejected"] <= frr and rec["rejected"] == pytest.approx(np.mean(worst > tau))
+    assert frr - rec["rejected"] < 2.0 / n + 1e-12   # the conformal rank: within a sample or two of frr
+    # no finite threshold (nothing calibrated) or independent tests far apart: the factor stays <= 1
+    assert attr.joint_scale([(d, np.full(n, np.inf))], frr) == 1.0
+    assert attr.joint_scale([], frr) == 1.0
+
+
 def test_quantile_threshold():
     s = np.arange(1, 101, dtype=float)
     assert attr.quantile_threshold(s, 0.05) == 96.0      # the ceil(101 * 0.95) = 96th smallest
@@ -514,8 +544,8 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
         g.add_holdout(c.names[j], c.sample(j, 10))
     g.fit()
     frr = 0.15
-    rec = g.recalibrate(frr, cross_fit=False)["knn"]
-    # the three tests of a clean query, each at a third of the FRR: per statistic frr / 3
+    rec = g.recalibrate(frr, cross_fit=False, joint=False)["knn"]
+    # the three tests of a clean query, each at a third of the FRR (the union bound): per statistic frr / 3
     hold = g._hold_vectors.astype(np.float64)
     hl = g._hold_labels
     assert rec["frr"] == pytest.approx(frr * 2 / 3) and rec["openset"]["frr"] == pytest.approx(frr * 2 / 3)
@@ -552,6 +582,20 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
     hd = g.model_distances(hold.astype(np.float32))
     assert t == pytest.approx(attr.quantile_threshold(hd[np.arange(len(hl)), hl], frr / 3))
     assert ort == pytest.approx(attr.quantile_threshold(ratio(gauss_sq(hold), hl), frr / 3), rel=1e-3)
+    # jointly (the default): the three thresholds times one factor, the conformal 1 - frr quantile of
+    # each held-out sample's largest statistic over its union-bound threshold
+    worst = np.maximum(np.maximum(hd[np.arange(len(hl)), hl] / t, ratio(hd, hl) / rt), ratio(gauss_sq(hold), hl) / ort)
+    tau = min(attr.quantile_threshold(worst, frr), 1.0)
+    assert tau < 1.0
+    jrec = g.recalibrate(frr, cross_fit=False)["knn"]
+    assert jrec["joint"] == pytest.approx(tau, rel=1e-3) and jrec["openset"]["joint"] == pytest.approx(tau, rel=1e-3)
+    for got, want_ in ((jrec["global"], t), (jrec["ratio"]["global"], rt), (jrec["openset"]["ratio"]["global"], ort)):
+        assert got == pytest.approx(want_ * tau, rel=1e-3)
+    assert rec["rejected"] < jrec["rejected"] <= frr and jrec["openset"]["rejected"] == jrec["rejected"]
+    assert jrec["rejected"] == pytest.approx(np.mean(worst > tau))
+    ja = g.attribute(q, k=1)
+    assert ja.is_unknown.sum() >= a.is_unknown.sum() and (ja.is_unknown | ~a.is_unknown).all()
+    g.recalibrate(frr, cross_fit=False, joint=False)
     # saved and loaded; a damaged value refused
     g.save()
     meta_path = tmp_path / "g" / "gallery.json"

@@ -67,7 +67,7 @@ def test_crossfit_stats_match_brute_force(tmp_path):
 
 def test_recalibrate_adds_crossfit_to_the_global_thresholds_only(tmp_path):
     g, _ = few_shot(tmp_path, 1)
-    rec = g.recalibrate(frr=0.05)["knn"]
+    rec = g.recalibrate(frr=0.05, joint=False)["knn"]   # the union bound's shares, as fitted
     n_hold = len(g._hold_labels)
     assert rec["crossfit"] == len(g) and rec["n"] == len(g) + n_hold
     s, r, lab = g._open_set_stats(g._hold_vectors, [g._names[i] for i in g._hold_labels], "knn")
@@ -75,6 +75,12 @@ def test_recalibrate_adds_crossfit_to_the_global_thresholds_only(tmp_path):
     assert rec["global"] == attr.quantile_threshold(np.r_[s, xs], 0.025)
     assert rec["ratio"]["global"] == attr.quantile_threshold(np.r_[r, xr], 0.025)
     assert rec["per_model"] == {}            # 2 held-out images per model: no per-model threshold
+    # jointly (the default): both scaled by one factor, measured over the held-out and cross-fitted alike
+    worst = np.maximum(np.r_[s, xs] / rec["global"], np.r_[r, xr] / rec["ratio"]["global"])
+    tau = min(attr.quantile_threshold(worst, 0.05), 1.0)
+    jrec = g.recalibrate(frr=0.05)["knn"]
+    assert jrec["joint"] == pytest.approx(tau) and jrec["global"] == pytest.approx(rec["global"] * tau)
+    assert jrec["ratio"]["global"] == pytest.approx(rec["ratio"]["global"] * tau)
     # enough clean held-out images: no cross-fit, the record as before
     big, _ = few_shot(tmp_path, 2, n_models=4, enrolled=20, held=crossfit.CROSSFIT_BELOW // 4)
     rec = big.recalibrate(frr=0.05)["knn"]

@@ -18,9 +18,10 @@ any other model (exact on a flat gallery; among the :data:`RATIO_K` nearest on a
 second-nearest mean. A query of an unknown generator that resembles two known ones sits between
 them: it is near both (its distance is unremarkable) but its ratio is high. Both thresholds are
 conformal ``1 - frr / 2`` quantiles (:func:`quantile_threshold`) of the statistics of held-out
-samples of the enrolled models with respect to their own model, so that a fresh sample of an
-enrolled model exceeds either with probability at most ``frr``; above either the answer is
-``unknown``. Models with fewer than ``min_per_model`` held-out samples, or fewer than the
+samples of the enrolled models with respect to their own model (so that a fresh sample of an
+enrolled model exceeds either with probability at most ``frr``), then both lowered by one common
+factor until about ``frr`` of those samples exceed either (:func:`joint_scale`; since
+2026-12-07); above either the answer is ``unknown``. Models with fewer than ``min_per_model`` held-out samples, or fewer than the
 conformal rank needs (:func:`conformal_min`: 39 at a level of 0.025), use the global thresholds:
 the largest of ten samples is a noisy threshold (measured: ``benchmarks/results/accuracy.md``,
 "Per-model thresholds need enough held-out samples").
@@ -211,13 +212,15 @@ def _thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str], l
 
 def calibrate_thresholds(stats: np.ndarray, labels: np.ndarray, model_names: list[str],
                          frr: float, per_model: bool, min_per_model: int, ratios: np.ndarray | None = None,
-                         own: np.ndarray | None = None) -> dict:
+                         own: np.ndarray | None = None, joint: bool = True) -> dict:
     """The calibration record stored in gallery.json for one method: distance thresholds at
-    ``frr``, or with ``ratios`` distance and ratio thresholds each at ``frr / 2``, so that at most
-    a ``frr`` fraction of the held-out samples exceed either (the union bound; ``rejected``
-    records the fraction that does). ``own`` (a mask; None: all): the statistics that per-model
-    thresholds are fitted on; the others (cross-fitted ones, :mod:`.crossfit`) count for the
-    global thresholds only, and their number is recorded as ``crossfit``."""
+    ``frr``, or with ``ratios`` distance and ratio thresholds at ``frr`` jointly: each fitted at
+    ``frr / 2`` (the union bound: at most ``frr`` of the held-out samples exceed either), then
+    both scaled by the common factor (:func:`joint_scale`, recorded as ``joint``) at which about
+    ``frr`` of them exceed either (``joint=False``: the union bound's, as before 2026-12-07).
+    ``rejected`` records the fraction that does. ``own`` (a mask; None: all): the statistics that
+    per-model thresholds are fitted on; the others (cross-fitted ones, :mod:`.crossfit`) count for
+    the global thresholds and the common factor only, and their number is recorded as ``crossfit``."""
     if not 0.0 <= frr < 1.0:
         raise ValueError(f"frr must lie in [0, 1), got {frr}")
     stats = np.asarray(stats, np.float64)
@@ -229,10 +232,55 @@ def calibrate_thresholds(stats: np.ndarray, labels: np.ndarray, model_names: lis
     ratios = np.asarray(ratios, np.float64)
     dist = _thresholds(stats, labels, model_names, frr / 2, per_model, min_per_model, own)
     rat = _thresholds(ratios, labels, model_names, frr / 2, per_model, min_per_model, own)
-    td, tr = thresholds_for(dist, model_names)[labels], thresholds_for(rat, model_names)[labels]
-    rejected = float(np.mean((stats > td) | (ratios > tr))) if stats.size else 0.0
-    return {"frr": float(frr), "rejected": rejected, **dist,
-            "ratio": {"global": rat["global"], "per_model": rat["per_model"]}, **extra}
+    rec = {"frr": float(frr), **dist, "ratio": {"global": rat["global"], "per_model": rat["per_model"]}, **extra}
+    tests = [(stats, thresholds_for(rec, model_names)[labels]), (ratios, ratio_thresholds_for(rec, model_names)[labels])]
+    if joint:
+        tau = joint_scale(tests, frr)
+        rec = scale_record(rec, tau)
+        tests = [(s, t * tau) for s, t in tests]
+    rec["rejected"] = exceeded(tests)
+    return rec
+
+
+def exceeded(tests) -> float:
+    """The fraction of samples above at least one of ``tests`` ((statistics [N], thresholds [N]) pairs)."""
+    if not len(tests) or not np.asarray(tests[0][0]).size:
+        return 0.0
+    return float(np.mean(np.any([np.asarray(s) > np.asarray(t) for s, t in tests], axis=0)))
+
+
+def joint_scale(tests, frr: float) -> float:
+    """The common factor, at most 1, of the thresholds of several ``tests`` ((statistics [N],
+    thresholds [N]) pairs of the same N calibration samples, each threshold fitted at a share of
+    ``frr``) at which about ``frr`` of the samples exceed at least one: the conformal ``1 - frr``
+    quantile (:func:`quantile_threshold`) of each sample's largest statistic over its threshold.
+    The union bound (each test at ``frr / T``) rejects fewer than ``frr`` where the tests agree,
+    and so misses unknowns it could take (``benchmarks/results/accuracy.md``, "Twenty-first session").
+    1 where no test has a finite positive threshold or the quantile is not positive."""
+    worst = None
+    for s, t in tests:
+        s, t = np.asarray(s, np.float64), np.asarray(t, np.float64)
+        ok = np.isfinite(t) & (t > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(ok, s / np.where(ok, t, 1.0), 0.0)
+        worst = r if worst is None else np.maximum(worst, r)
+    if worst is None or not worst.size:
+        return 1.0
+    tau = quantile_threshold(worst, frr)
+    return float(min(tau, 1.0)) if np.isfinite(tau) and tau > 0 else 1.0
+
+
+def scale_record(rec: dict, tau: float) -> dict:
+    """A copy of calibration record ``rec`` with its distance and ratio thresholds (global and per
+    model) multiplied by ``tau``, recorded (times any factor it had) under ``joint``."""
+    def scaled(r):
+        return {**r, "global": r["global"] * tau,
+                "per_model": {m: {**v, "threshold": v["threshold"] * tau} for m, v in r.get("per_model", {}).items()}}
+    out = scaled(rec)
+    if "ratio" in rec:
+        out["ratio"] = scaled(rec["ratio"])
+    out["joint"] = float(rec.get("joint", 1.0) * tau)
+    return out
 
 
 def thresholds_for(rec: dict | None, names: list[str]) -> np.ndarray:

@@ -905,7 +905,7 @@ class Gallery:
         return _min_by_label(zq, z, sq, lab, m, block, q_block).cpu().numpy()
 
     def calibrate(self, vectors, models: Sequence[str], frr: float = 0.05, *,
-                  per_model: bool = True, method: str = "knn", min_per_model: int = 5) -> dict:
+                  per_model: bool = True, method: str = "knn", min_per_model: int = 5, joint: bool = True) -> dict:
         """Open-set thresholds from held-out samples of enrolled models (not in the gallery): per
         model (and a global fallback) a quantile of their distance to their own model and one of
         their ratio statistic, at the common level at which about ``frr`` of genuine samples are
@@ -919,45 +919,94 @@ class Gallery:
             self.fit_openset_scales(vectors, models, method)
             os_stats = (*self._open_set_stats(vectors, models, method, True)[:2], None)
         return self._store_calibration(method, stats, ratios, lab, frr, per_model=per_model,
-                                       min_per_model=min_per_model, openset=os_stats)
+                                       min_per_model=min_per_model, openset=os_stats, joint=joint)
 
     def _store_calibration(self, method: str, stats, ratios, lab, frr: float, clean=None, *,
                            per_model: bool = True, min_per_model: int = 5, crossfitted=None,
-                           openset=None) -> dict:
+                           openset=None, joint: bool = True) -> dict:
         """The record of :meth:`calibrate` from its statistics, stored; with ``clean`` (a mask of
         them), the clean ones' record too, under ``clean``. ``crossfitted``: (distance, ratio, label
         ids) of enrolled samples (:mod:`.crossfit`), joining the global thresholds of the record
         that clean queries meet. ``openset``: (distance, ratio statistics, crossfitted or None) of the
-        same samples in the space of :attr:`openset_blocks`, recorded the same way under ``openset``."""
+        same samples in the space of :attr:`openset_blocks`, recorded the same way under ``openset``.
+        ``joint``: the tests a query meets share ``frr`` by one common factor of their thresholds
+        (:func:`~.attribution.joint_scale`); False: each at its union-bound share, as before 2026-12-07."""
         # a normalised open-set space adds its ratio to the two tests clean-looking queries meet: each of
-        # the three at a third of frr (the union bound), in the record they meet and in the open-set one
-        fc = frr * 2 / 3 if self.reads_openset and self.openset_space == "normalized" else frr
-        rec = self._calibration_record(stats, ratios, lab, frr, clean, per_model, min_per_model, crossfitted, fc)
+        # the three fitted at a third of frr, in the record they meet and in the open-set one, then the
+        # three scaled together
+        three = self.reads_openset and self.openset_space == "normalized"
+        fc = frr * 2 / 3 if three else frr
+        each = joint and not three
+        rec = self._calibration_record(stats, ratios, lab, frr, clean, per_model, min_per_model, crossfitted, fc,
+                                       joint, each)
         if openset is not None:
             s, r, xs = openset
-            rec["openset"] = self._calibration_record(s, r, lab, fc, clean, per_model, min_per_model, xs, fc)
+            rec["openset"] = self._calibration_record(s, r, lab, fc, clean, per_model, min_per_model, xs, fc, each, each)
+            if three and joint:
+                self._join_three(rec, (stats, ratios, lab, crossfitted), openset, clean, frr)
         self.calibration[method] = rec
         return rec
 
+    def _join_three(self, rec: dict, main, openset, clean, frr: float) -> None:
+        """Scale, in place, the thresholds clean-looking queries meet in ``rec`` (its ``clean`` record,
+        or the whole one without ``clean``: distance and ratio) and the open-set space's ratio
+        thresholds (``rec["openset"]``'s) by one factor, at which about ``frr`` of the samples those
+        records were fitted on (held-out, and cross-fitted ones where both spaces have them) exceed
+        any of the three tests."""
+        names = list(self._names)
+        key = "clean" if clean is not None else None
+        sel = slice(None) if clean is None else np.asarray(clean, bool)
+
+        def samples(stats, ratios, lab, xs):
+            d, r, y = np.asarray(stats)[sel], np.asarray(ratios)[sel], np.asarray(lab)[sel]
+            if xs is not None and len(xs[0]):
+                d, r, y = np.concatenate([d, xs[0]]), np.concatenate([r, xs[1]]), np.concatenate([y, xs[2]])
+            return d, r, y
+        if main[1] is None or openset[1] is None:
+            return
+        xs_m, xs_o = main[3], openset[2]
+        if (xs_m is None) != (xs_o is None) or (xs_m is not None and (xs_o[1] is None or len(xs_m[0]) != len(xs_o[0]))):
+            xs_m = xs_o = None    # not the same cross-fitted samples: the held-out ones alone
+        d, r, y = samples(main[0], main[1], main[2], xs_m)
+        _, r_os, _ = samples(openset[0], openset[1], main[2], xs_o)
+        m_rec = rec if key is None else rec[key]
+        o_rec = rec["openset"] if key is None else rec["openset"][key]
+        tests = [(d, attr.thresholds_for(m_rec, names)[y]), (r, attr.ratio_thresholds_for(m_rec, names)[y]),
+                 (r_os, attr.ratio_thresholds_for(o_rec, names)[y])]
+        tau = attr.joint_scale(tests, frr)
+        rejected = attr.exceeded([(s_, t * tau) for s_, t in tests])
+        m_rec, o_rec = ({**attr.scale_record(x, tau), "rejected": rejected} for x in (m_rec, o_rec))
+        if key is None:
+            rec.update({k: v for k, v in m_rec.items() if k != "openset"})
+            rec["openset"] = o_rec
+        else:
+            rec[key], rec["openset"][key] = m_rec, o_rec
+
     def _calibration_record(self, stats, ratios, lab, frr: float, clean, per_model: bool, min_per_model: int,
-                            crossfitted, frr_clean: float | None = None) -> dict:
+                            crossfitted, frr_clean: float | None = None, joint: bool = True,
+                            joint_clean: bool = True) -> dict:
         """The record of :meth:`_store_calibration`; ``frr_clean`` (default ``frr``): the level of the
-        thresholds clean-looking queries meet (``clean``'s, or the whole record's without ``clean``)."""
+        thresholds clean-looking queries meet (``clean``'s, or the whole record's without ``clean``);
+        ``joint`` / ``joint_clean``: whether the processed record's / that record's two tests share
+        their level jointly (:func:`~.attribution.calibrate_thresholds`)."""
         names = list(self._names)
         frr_clean = frr if frr_clean is None else frr_clean
 
-        def record(s, r, lab_, add, level):   # r None: the distance alone
+        def record(s, r, lab_, add, level, j):   # r None: the distance alone
             own = np.ones(len(s), bool)
             if add is not None and len(add[0]):
                 s, lab_ = np.concatenate([s, add[0]]), np.concatenate([lab_, add[2]])
                 r = None if r is None else np.concatenate([r, add[1]])
                 own = np.r_[own, np.zeros(len(add[0]), bool)]
-            return attr.calibrate_thresholds(s, lab_, names, level, per_model, min_per_model, r, own)
-        rec = record(stats, ratios, lab, crossfitted if clean is None else None, frr if clean is not None else frr_clean)
+            return attr.calibrate_thresholds(s, lab_, names, level, per_model, min_per_model, r, own, j)
+        if clean is None:
+            rec = record(stats, ratios, lab, crossfitted, frr_clean, joint_clean)
+        else:
+            rec = record(stats, ratios, lab, None, frr, joint)
         rec["date"] = store.now()
         if clean is not None:
             rec["clean"] = {**record(stats[clean], None if ratios is None else ratios[clean], lab[clean], crossfitted,
-                                     frr_clean), "date": rec["date"]}
+                                     frr_clean, joint_clean), "date": rec["date"]}
         return rec
 
     def _open_set_stats(self, vectors, models: Sequence[str], method: str, openset: bool = False):

@@ -34,7 +34,8 @@ The blocks may instead lie in the gallery's *normalised* space (``Gallery.opense
 model's own Gaussian in its first :data:`DISCRIMINANT_AXES` discriminant axes (:func:`discriminant_blocks`),
 whose axes follow each refit. There the block's ratio does not replace the searched space's
 statistics but joins them: a clean-looking query is `unknown` when its distance, its ratio or the
-Gaussians' ratio exceeds its threshold (each calibrated at a third of the FRR), once some model has
+Gaussians' ratio exceeds its threshold (each fitted at a third of the FRR, the three then lowered
+together to the FRR: :func:`.attribution.joint_scale`), once some model has
 a Gaussian of its own there (``Gallery.reads_openset``; before, the rule without it). Why: the
 Gaussians' ratio alone ranks a design's siblings better and left-out generators worse than the
 nearest sample's; joined, both held or gained on the training images; at 10 images per model
