@@ -89,7 +89,7 @@ def gallery_info(path: str) -> dict:
          "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side,
          "crop": g.spec.size, "crossfit": _crossfit_count(g.calibration.get("knn") or {}),
          "openset_blocks": g.openset_blocks, "openset_space": g.openset_space,
-         "reads_openset": g.reads_openset}
+         "reads_openset": g.reads_openset, "frr_sharing": _frr_sharing(g.calibration.get("knn") or {})}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -104,6 +104,16 @@ def gallery_info(path: str) -> dict:
 def _crossfit_count(rec: dict) -> int:
     """How many enrolled samples' cross-fitted statistics joined the clean thresholds of a record."""
     return int((rec.get("clean") or rec).get("crossfit", 0))
+
+
+def _frr_sharing(rec: dict) -> dict | None:
+    """How a record's tests share its false-reject rate: {"joint": the factor of the thresholds that
+    clean-looking queries meet, or None where each test keeps its share (calibrated before
+    2026-12-07)}; None for a gallery without a two-test calibration."""
+    r = rec.get("clean") or rec
+    if "ratio" not in r:
+        return None
+    return {"joint": r.get("joint")}
 
 
 def _large_views_note(d: dict) -> str:
@@ -143,6 +153,13 @@ def format_gallery_info(d: dict) -> str:
     elif d.get("openset_blocks"):
         lines.append("open-set statistics (`unknown`) of queries that look clean: " + _openset_line(d)
                      + "; of processed ones and in the views: the whole vector, which names the model")
+    share = d.get("frr_sharing")
+    if share:
+        lines.append("false-reject rate: " + (
+            f"shared jointly by the open-set tests (each fitted at its share, then all x {share['joint']:.3f} "
+            "for clean-looking queries)" if share["joint"] is not None else
+            "each open-set test at its share (the union bound: calibrated before 2026-12-07, it answers `unknown` "
+            "less often than asked; enrolling into the gallery again recalibrates it jointly)"))
     if d.get("crossfit"):
         lines.append(f"clean thresholds: the held-out images and {d['crossfit']} enrolled samples, cross-fitted "
                      "(each measured in the gallery refitted without its fold: few held-out images)")

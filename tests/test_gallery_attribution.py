@@ -595,14 +595,18 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
     assert jrec["rejected"] == pytest.approx(np.mean(worst > tau))
     ja = g.attribute(q, k=1)
     assert ja.is_unknown.sum() >= a.is_unknown.sum() and (ja.is_unknown | ~a.is_unknown).all()
-    g.recalibrate(frr, cross_fit=False, joint=False)
-    # saved and loaded; a damaged value refused
+    from fpfast.info import format_gallery_info, gallery_info   # `fpfast info --gallery` says which
     g.save()
+    assert f"x {tau:.3f} for clean-looking" in format_gallery_info(gallery_info(g.path))
+    g.recalibrate(frr, cross_fit=False, joint=False)
+    g.save()
+    assert "the union bound: calibrated before 2026-12-07" in format_gallery_info(gallery_info(g.path))
+    # saved and loaded; a damaged value refused
     meta_path = tmp_path / "g" / "gallery.json"
     assert json.loads(meta_path.read_text())["openset_space"] == "normalized"
     back = Gallery.load(g.path)
     assert back.openset_space == "normalized"
-    from fpfast.info import format_gallery_info, gallery_info   # `fpfast info --gallery` says so
+    # `fpfast info --gallery` says so (format_gallery_info, gallery_info: imported above)
     line = [x for x in format_gallery_info(gallery_info(g.path)).splitlines() if x.startswith("open-set")]
     assert len(line) == 1 and "first 4 normalised (discriminant) axes" in line[0] and "not yet" not in line[0]
     np.testing.assert_array_equal(back.attribute(q, k=1).is_unknown, a.is_unknown)

@@ -220,6 +220,7 @@ class Gallery:
         # refit; their ratio joins the searched space's distance and ratio as a third test)
         self.openset_space: str = "vectors"
         self._os_cache: tuple | None = None   # (vectors, normaliser, (device, method, blocks, space), bases)
+        self._count_cache: tuple | None = None   # (labels array, its largest model's sample count)
 
     # ================================================================== learned embedding
     def embedder(self):
@@ -854,6 +855,14 @@ class Gallery:
             self._os_cache = (self._vectors, self._normalizer, key, bases)
         return self._os_cache[3]
 
+    def _largest_model(self) -> int:
+        """The most samples any model has, counted once per labels array (a new array on every
+        change; :attr:`reads_openset` asks on every attribute batch)."""
+        c = self._count_cache
+        if c is None or c[0] is not self._labels:
+            c = self._count_cache = (self._labels, int(np.bincount(self._labels).max()) if len(self._labels) else 0)
+        return c[1]
+
     @property
     def reads_openset(self) -> bool:
         """Whether clean-looking queries meet open-set statistics of :attr:`openset_blocks`: blocks of
@@ -869,7 +878,7 @@ class Gallery:
             return True
         if self.normalize != "lda":
             return False
-        most = int(np.bincount(self._labels).max()) if len(self._labels) else 0
+        most = self._largest_model()
         return any(openspace.kind_of(b) == "gauss" and most >= openspace.GAUSS_MIN_FACTOR * (b[1] - b[0])
                    for b in self.openset_blocks)
 
