@@ -21,10 +21,10 @@ conformal ``1 - frr / 2`` quantiles (:func:`quantile_threshold`) of the statisti
 samples of the enrolled models with respect to their own model (so that a fresh sample of an
 enrolled model exceeds either with probability at most ``frr``), then both lowered by one common
 factor until about ``frr`` of those samples exceed either (:func:`joint_scale`; since
-2026-12-07); above either the answer is ``unknown``. Models with fewer than ``min_per_model`` held-out samples, or fewer than the
-conformal rank needs (:func:`conformal_min`: 39 at a level of 0.025), use the global thresholds:
-the largest of ten samples is a noisy threshold (measured: ``benchmarks/results/accuracy.md``,
-"Per-model thresholds need enough held-out samples").
+2026-12-07); above either the answer is ``unknown``. Models with fewer than ``min_per_model``
+held-out samples, or fewer than the conformal rank needs (:func:`conformal_min`: 39 at a level of
+0.025), use the global thresholds: the largest of ten samples is a noisy threshold (measured:
+``benchmarks/results/accuracy.md``, "Per-model thresholds need enough held-out samples").
 A calibration without ratio thresholds (galleries from before the ratio rule) thresholds the
 distance alone at ``frr``. Why this rule: chosen by leaving one known model
 out on training images (``benchmarks/bench_openset_rule.py``; ``benchmarks/results/accuracy.md``,
