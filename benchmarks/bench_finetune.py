@@ -19,6 +19,8 @@ variant is then built from that gallery:
   eighteenth);
 * ``train, network alone``: the fine-tuned network's vectors alone (``--network-alone``, the
   default before);
+* ``…, union``: the same gallery recalibrated with each open-set test at its union-bound share of
+  the FRR (``Gallery.recalibrate(joint=False)``: the thresholds before 2026-12-07);
 * ``…, lr X``: the same with ``--lr X``; ``…, epochs N``: with ``--epochs N``; ``…, flips N``: with
   ``--flips N`` (``train`` itself: 4 since the fifteenth session).
 
@@ -56,6 +58,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_universal import _resize  # noqa: E402
 from benchmarks.bench_unknown import measure, zoo_splits  # noqa: E402
+from fpfast.gallery import Gallery  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.views import jpeg_file  # noqa: E402
 from fpfast.io.decode import DEFAULT_MAX_PIXELS, decode_image, read_image  # noqa: E402
@@ -159,13 +162,22 @@ def build(variant: str, work: str, enroll_dir: str, universal: str | None = None
     """The variant's gallery under ``work`` (built from the untrained one, enrolled with the
     universal embedding of ``universal``, a ``fpfast pretrain`` output, else the shipped one), its path."""
     base, gdir = os.path.join(work, "g_none"), os.path.join(work, "g_" + variant.replace(" ", "").replace(",", "_"))
+    head, *opts = [p.strip() for p in variant.split(",")]
+    if "union" in opts:   # the variant's gallery recalibrated with each test at its union-bound share
+        src = build(", ".join([head] + [o for o in opts if o != "union"]), work, enroll_dir, universal)
+        if not os.path.isdir(gdir):
+            shutil.copytree(src, gdir + ".tmp")
+            g = Gallery.load(gdir + ".tmp")
+            g.recalibrate(0.05, joint=False)
+            g.save()
+            os.replace(gdir + ".tmp", gdir)
+        return gdir
     if variant == "none":
         if not os.path.isdir(base):
             fpfast("enroll", base, "--from-folders", enroll_dir, *(["--universal", universal] if universal else []))
         return base
     if os.path.isdir(gdir):
         return gdir
-    head, *opts = [p.strip() for p in variant.split(",")]
     if head != "train":
         raise SystemExit(f"unknown variant {variant!r}")
     args = []
