@@ -89,7 +89,7 @@ def gallery_info(path: str) -> dict:
          "large_views": g.large_views, "router_clean": (g.router or {}).get("clean", 0), "min_side": g.min_side,
          "crop": g.spec.size, "crossfit": _crossfit_count(g.calibration.get("knn") or {}),
          "openset_blocks": g.openset_blocks, "openset_space": g.openset_space,
-         "reads_openset": g.reads_openset, "frr_sharing": _frr_sharing(g.calibration.get("knn") or {})}
+         "reads_openset": g.reads_openset, "frr_sharing": _frr_sharing(g)}
     emb = g.embedder()
     if emb is not None:
         t = json.loads(emb.to_bytes()[0]).get("training", {})
@@ -106,14 +106,30 @@ def _crossfit_count(rec: dict) -> int:
     return int((rec.get("clean") or rec).get("crossfit", 0))
 
 
-def _frr_sharing(rec: dict) -> dict | None:
-    """How a record's tests share its false-reject rate: {"joint": the factor of the thresholds that
-    clean-looking queries meet, or None where each test keeps its share (calibrated before
-    2026-12-07)}; None for a gallery without a two-test calibration."""
-    r = rec.get("clean") or rec
-    if "ratio" not in r:
+def _frr_sharing(g) -> dict | None:
+    """How the open-set tests of gallery ``g``'s knn calibration share its false-reject rate, for
+    clean-looking and for processed queries: "one" (a single test), a float (jointly: the factor of
+    the thresholds) or "union" (each test at its share: calibrated before 2026-12-07); None
+    without a calibration."""
+    rec = g.calibration.get("knn") or {}
+    if not rec:
         return None
-    return {"joint": r.get("joint")}
+    clean = rec.get("clean") or rec
+    if g.reads_openset and g.openset_space == "vectors":   # clean-looking queries meet the open-set space's record
+        clean = (rec.get("openset") or {}).get("clean") or rec.get("openset") or clean
+
+    def how(r):
+        return "one" if "ratio" not in r else r.get("joint", "union")
+    return {"clean": how(clean), "processed": how(rec) if "clean" in rec else None}
+
+
+def _sharing_words(how) -> str:
+    if how == "one":
+        return "one test, at the whole rate"
+    if how == "union":
+        return ("each test at its share (the union bound: calibrated before 2026-12-07, it answers `unknown` less "
+                "often than asked; enrolling into the gallery again recalibrates it jointly)")
+    return f"its tests jointly (each fitted at its share, then all x {how:.3f})"
 
 
 def _large_views_note(d: dict) -> str:
@@ -155,11 +171,8 @@ def format_gallery_info(d: dict) -> str:
                      + "; of processed ones and in the views: the whole vector, which names the model")
     share = d.get("frr_sharing")
     if share:
-        lines.append("false-reject rate: " + (
-            f"shared jointly by the open-set tests (each fitted at its share, then all x {share['joint']:.3f} "
-            "for clean-looking queries)" if share["joint"] is not None else
-            "each open-set test at its share (the union bound: calibrated before 2026-12-07, it answers `unknown` "
-            "less often than asked; enrolling into the gallery again recalibrates it jointly)"))
+        lines.append("false-reject rate, clean-looking queries: " + _sharing_words(share["clean"])
+                     + ("; processed ones: " + _sharing_words(share["processed"]) if share.get("processed") else ""))
     if d.get("crossfit"):
         lines.append(f"clean thresholds: the held-out images and {d['crossfit']} enrolled samples, cross-fitted "
                      "(each measured in the gallery refitted without its fold: few held-out images)")

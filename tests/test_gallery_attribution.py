@@ -597,7 +597,8 @@ def test_normalized_open_set_space_joins_the_gaussians_ratio(tmp_path):
     assert ja.is_unknown.sum() >= a.is_unknown.sum() and (ja.is_unknown | ~a.is_unknown).all()
     from fpfast.info import format_gallery_info, gallery_info   # `fpfast info --gallery` says which
     g.save()
-    assert f"x {tau:.3f} for clean-looking" in format_gallery_info(gallery_info(g.path))
+    assert f"clean-looking queries: its tests jointly (each fitted at its share, then all x {tau:.3f})" \
+        in format_gallery_info(gallery_info(g.path))
     g.recalibrate(frr, cross_fit=False, joint=False)
     g.save()
     assert "the union bound: calibrated before 2026-12-07" in format_gallery_info(gallery_info(g.path))
