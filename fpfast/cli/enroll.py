@@ -44,7 +44,9 @@ DEFAULT_SPEC = HYBRID  # a new gallery's vectors without --spec (issue 14; the t
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
               help="Fraction of each model's images kept apart to calibrate the 'unknown' threshold.")
 @click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
-              help="False-reject rate the open-set threshold is calibrated to.")
+              help="False-reject rate the open-set thresholds are calibrated to: about this fraction of held-out "
+                   "images of known models fails some open-set test (the tests share it jointly) and is answered "
+                   "'unknown'; lower it for fewer false 'unknown's, raise it to catch more unknown generators.")
 @click.option("--calibrate-on", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True,
               help="augmented: each held-out image also gets JPEG, down-scaled and cropped copies, and the gallery "
                    "learns to tell processed queries from clean ones, each meeting thresholds calibrated on their "
