@@ -32,7 +32,9 @@ from .options import GalleryDir, flips_option, handle_errors, stream_options
                    "train a new embedding from random weights instead.")
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
               help="Fraction of each model's images kept apart (not trained on) for calibration.")
-@click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True)
+@click.option("--frr", type=click.FloatRange(0.001, 0.5), default=0.05, show_default=True,
+              help="False-reject rate the re-enrolled gallery's open-set thresholds are calibrated to "
+                   "(as `fpfast enroll --frr`).")
 @click.option("--calibrate-on", type=click.Choice(["augmented", "clean"]), default="augmented", show_default=True,
               help="Open-set thresholds from the held-out images (clean) or also from one re-encoded / "
                    "down-scaled / cropped copy of each (augmented): augmented answers more re-encoded "
