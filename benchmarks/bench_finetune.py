@@ -57,8 +57,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_universal import _resize  # noqa: E402
-from benchmarks.bench_unknown import measure, zoo_splits  # noqa: E402
-from fpfast.gallery import Gallery  # noqa: E402
+from benchmarks.bench_unknown import baseline_copy, measure, zoo_splits  # noqa: E402
 from fpfast.gallery.attribution import UNKNOWN  # noqa: E402
 from fpfast.gallery.views import jpeg_file  # noqa: E402
 from fpfast.io.decode import DEFAULT_MAX_PIXELS, decode_image, read_image  # noqa: E402
@@ -166,10 +165,7 @@ def build(variant: str, work: str, enroll_dir: str, universal: str | None = None
     if "union" in opts:   # the variant's gallery recalibrated with each test at its union-bound share
         src = build(", ".join([head] + [o for o in opts if o != "union"]), work, enroll_dir, universal)
         if not os.path.isdir(gdir):
-            shutil.copytree(src, gdir + ".tmp")
-            g = Gallery.load(gdir + ".tmp")
-            g.recalibrate(0.05, joint=False)
-            g.save()
+            baseline_copy(src, gdir + ".tmp", "union")
             os.replace(gdir + ".tmp", gdir)
         return gdir
     if variant == "none":

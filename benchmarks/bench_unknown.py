@@ -63,6 +63,8 @@ from fpfast.zoo import load_zoo_split  # noqa: E402
 
 SPLITS = ("test", "test_jpeg90", "test_jpeg75", "resize075", "test_resize", "test_crop", "unseen_seed", "open_set")
 
+FRR = 0.05   # `fpfast enroll --frr`'s default: the galleries enrolled here and their baseline copies
+
 
 def zoo_splits(zoo, max_test):
     """{split: (images, expected answers, JPEG flags by file name)} of the zoo's test splits (the
@@ -182,7 +184,7 @@ def enroll_with(gdir, train, emb_dir, how, opts):
     g = Gallery.create(gdir, normalize="none").with_embedding(emb)
     g.view_names = tuple(VIEWS) if how == "augmented" else ()  # as `fpfast enroll` sets them
     _enroll_groups(g, {m: [d] for m, d in model_folders(train).items()}, None, 0.2, how, opts)
-    finish_enrollment(g, None, 0.05)
+    finish_enrollment(g, None, FRR)
     return emb.identity
 
 
@@ -252,7 +254,7 @@ def drop_discriminant(g: Gallery) -> Gallery:
     """``g`` (in memory, not saved) with its normalised open-set space removed and recalibrated
     (``Gallery.recalibrate`` at enrolling's FRR): the rule before it, on the same samples."""
     g.openset_blocks, g.openset_space, g.openset_scales = None, "vectors", {}
-    g.recalibrate(0.05)
+    g.recalibrate(FRR)
     return g
 
 
@@ -268,7 +270,7 @@ def baseline_of(g: Gallery, kind: str):
         return (", without the discriminant space", drop_discriminant(g)) if has_discriminant(g) else None
     if kind != "union":
         raise ValueError(f"unknown baseline {kind!r}; expected one of {BASELINES}")
-    g.recalibrate(0.05, joint=False)
+    g.recalibrate(FRR, joint=False)
     return ", union-bound thresholds", g
 
 
